@@ -1,0 +1,102 @@
+/**
+ * zstd, wherever the running Node has it: node:zlib on Node >= 22.15, else the optional
+ * zstd-napi package (built from source at install), else Debian's `zstd` command for layer
+ * streams. Split streams need zstd frames too; without any compressor, frames are written with
+ * raw (stored) blocks, which every zstd decoder reads.
+ * @module
+ */
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { Duplex, type Transform } from 'node:stream';
+import * as zlib from 'node:zlib';
+
+interface ZstdNapi {
+  compress(data: Uint8Array, params?: { compressionLevel?: number }): Buffer;
+  decompress(data: Uint8Array): Buffer;
+  DecompressStream: new () => Transform;
+}
+
+interface ZlibZstd {
+  zstdCompressSync?: (data: Uint8Array, opts?: object) => Buffer;
+  zstdDecompressSync?: (data: Uint8Array, opts?: object) => Buffer;
+  createZstdDecompress?: () => Transform;
+}
+
+const nodeZstd = zlib as unknown as ZlibZstd;
+let napi: ZstdNapi | null | undefined;
+
+function loadNapi(): ZstdNapi | null {
+  if (napi === undefined) {
+    try {
+      napi = createRequire(import.meta.url)('zstd-napi') as ZstdNapi;
+    } catch {
+      napi = null;
+    }
+  }
+  return napi;
+}
+
+/** Split-stream sections are small and compress well; level 3 is zstd's own default. */
+const LEVEL = 3;
+const MAX_RAW_BLOCK = 128 * 1024 - 1;
+
+export function zstdCompress(data: Uint8Array): Uint8Array {
+  if (nodeZstd.zstdCompressSync) return nodeZstd.zstdCompressSync(data);
+  const z = loadNapi();
+  if (z) return z.compress(data, { compressionLevel: LEVEL });
+  return rawZstdFrame(data);
+}
+
+/** A valid zstd frame of raw blocks: no compression, but readable by any decoder. */
+export function rawZstdFrame(data: Uint8Array): Uint8Array {
+  const blocks = Math.max(1, Math.ceil(data.length / MAX_RAW_BLOCK));
+  const out = new Uint8Array(4 + 1 + 8 + blocks * 3 + data.length);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, 0xfd2fb528, true);
+  out[4] = 0b1110_0000; // single segment, 8-byte content size, no checksum, no dictionary
+  dv.setBigUint64(5, BigInt(data.length), true);
+  let o = 13;
+  for (let i = 0, off = 0; i < blocks; i++) {
+    const n = Math.min(MAX_RAW_BLOCK, data.length - off);
+    const last = i === blocks - 1 ? 1 : 0;
+    const header = (n << 3) | last; // block type 0 = raw
+    out[o] = header & 0xff;
+    out[o + 1] = (header >> 8) & 0xff;
+    out[o + 2] = (header >> 16) & 0xff;
+    out.set(data.subarray(off, off + n), o + 3);
+    o += 3 + n;
+    off += n;
+  }
+  return out;
+}
+
+/** @throws Error when no zstd decoder is available, or the frame is corrupt or too large. */
+export function zstdDecompress(data: Uint8Array, maxOutputLength: number): Uint8Array {
+  if (nodeZstd.zstdDecompressSync) return nodeZstd.zstdDecompressSync(data, { maxOutputLength });
+  const z = loadNapi();
+  if (!z) throw new Error('no zstd decoder: install zstd-napi or use Node >= 22.15');
+  const out = z.decompress(data);
+  if (out.length > maxOutputLength) throw new RangeError(`zstd frame inflates past ${maxOutputLength} bytes`);
+  return out;
+}
+
+/** A streaming decoder that reads every frame to the end (zstd:chunked layers are multi-frame). */
+export function createZstdDecompressStream(): Duplex {
+  if (nodeZstd.createZstdDecompress) return nodeZstd.createZstdDecompress();
+  const z = loadNapi();
+  if (z) return new z.DecompressStream();
+  const child = spawn('zstd', ['-dc', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  const duplex = Duplex.from({ writable: child.stdin, readable: child.stdout });
+  child.on('error', (e) => duplex.destroy(e));
+  child.on('close', (code) => {
+    if (code !== 0) duplex.destroy(new Error(`zstd -dc: ${stderr.trim() || `exit ${code}`}`));
+  });
+  return duplex;
+}
+
+export function zstdBackendName(): string {
+  if (nodeZstd.createZstdDecompress) return 'node:zlib';
+  return loadNapi() ? 'zstd-napi' : 'zstd command (raw frames when writing)';
+}

@@ -1,0 +1,80 @@
+/**
+ * The one error class of veritree. Every failure that reaches a caller carries a stable `code`
+ * (see ERROR_CODES) so that the CLI can map it to a message and an exit status, and scripts can
+ * match on it. Errors from dependencies are wrapped with `cause`, never swallowed.
+ * @module
+ */
+
+export const ERROR_CODES = {
+  USAGE: 'USAGE',
+  FILE_UNREADABLE: 'FILE_UNREADABLE',
+  OCI_LAYOUT_INVALID: 'OCI_LAYOUT_INVALID',
+  OCI_BLOB_MISSING: 'OCI_BLOB_MISSING',
+  OCI_DIGEST_MISMATCH: 'OCI_DIGEST_MISMATCH',
+  OCI_SIZE_MISMATCH: 'OCI_SIZE_MISMATCH',
+  OCI_DIFF_ID_MISMATCH: 'OCI_DIFF_ID_MISMATCH',
+  OCI_MEDIA_TYPE_UNSUPPORTED: 'OCI_MEDIA_TYPE_UNSUPPORTED',
+  OCI_REF_NOT_FOUND: 'OCI_REF_NOT_FOUND',
+  LAYER_DECOMPRESS: 'LAYER_DECOMPRESS',
+  TAR_CORRUPT: 'TAR_CORRUPT',
+  TAR_LIMIT_EXCEEDED: 'TAR_LIMIT_EXCEEDED',
+  STORE_NOT_FOUND: 'STORE_NOT_FOUND',
+  STORE_IO: 'STORE_IO',
+  STORE_NO_SPACE: 'STORE_NO_SPACE',
+  STORE_CORRUPT: 'STORE_CORRUPT',
+  STORE_LOCKED: 'STORE_LOCKED',
+  WORKER_FAILED: 'WORKER_FAILED',
+  ABORTED: 'ABORTED',
+} as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
+
+export interface VeritreeErrorOptions {
+  path?: string | undefined;
+  cause?: unknown;
+  expected?: string | undefined;
+  found?: string | undefined;
+}
+
+export class VeritreeError extends Error {
+  readonly code: ErrorCode;
+  readonly path: string | undefined;
+  readonly expected: string | undefined;
+  readonly found: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: VeritreeErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.path = options.path;
+    this.expected = options.expected;
+    this.found = options.found;
+  }
+
+  override get name(): string {
+    return 'VeritreeError';
+  }
+}
+
+export function isVeritreeError(e: unknown): e is VeritreeError {
+  return e instanceof VeritreeError;
+}
+
+/** Node's system errors carry `code` (ENOENT, ENOSPC...): a narrow type guard for them. */
+export function errnoCode(e: unknown): string | undefined {
+  if (typeof e === 'object' && e !== null && 'code' in e) {
+    const c = (e as { code: unknown }).code;
+    return typeof c === 'string' ? c : undefined;
+  }
+  return undefined;
+}
+
+/** Wraps an fs error on the store; a full disk gets its own code and the words users look for. */
+export function storeIoError(e: unknown, path: string, what: string): VeritreeError {
+  if (isVeritreeError(e)) return e;
+  const code = errnoCode(e);
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new VeritreeError(ERROR_CODES.STORE_NO_SPACE, `no space left on ${path} (${what})`, { path, cause: e });
+  }
+  const msg = e instanceof Error ? e.message : String(e);
+  return new VeritreeError(ERROR_CODES.STORE_IO, `${what}: ${msg}`, { path, cause: e });
+}

@@ -1,0 +1,63 @@
+/**
+ * Where things live in a repository (composefs repository v1). Pure path arithmetic: no I/O.
+ * @module
+ */
+import { join } from 'node:path';
+import { digestSize, type HashAlgorithm } from '../verity/constants.ts';
+
+export const OBJECTS_DIR = 'objects';
+export const STREAMS_DIR = 'streams';
+export const IMAGES_DIR = 'images';
+export const TAGS_DIR = join(STREAMS_DIR, 'refs', 'oci');
+export const META_FILE = 'meta.json';
+/** Lock files; a folder of our own so that composefs tools see nothing unexpected. */
+export const LOCKS_DIR = '.veritree-locks';
+/** Temporary files are written inside objects/ (same filesystem as the final name) under this prefix. */
+export const TMP_PREFIX = '.tmp-';
+
+export type ObjectId = string;
+
+const HEX = /^[0-9a-f]+$/;
+
+export function isObjectId(id: string, alg: HashAlgorithm): boolean {
+  return id.length === digestSize(alg) * 2 && HEX.test(id);
+}
+
+/** objects/ab/<rest> relative to the repository root. */
+export function objectRelPath(id: ObjectId): string {
+  return join(OBJECTS_DIR, id.slice(0, 2), id.slice(2));
+}
+
+/** The payload form composefs uses: `ab/<rest>`, relative to objects/. */
+export function objectPayload(id: ObjectId): string {
+  return `${id.slice(0, 2)}/${id.slice(2)}`;
+}
+
+export function objectPathIn(objectsDir: string, id: ObjectId): string {
+  return join(objectsDir, id.slice(0, 2), id.slice(2));
+}
+
+/** Tags escape '%' and '/' so that any tag is one file name. */
+export function escapeTag(tag: string): string {
+  return tag.replaceAll('%', '%25').replaceAll('/', '%2F');
+}
+
+export function unescapeTag(name: string): string {
+  return name.replaceAll('%2F', '/').replaceAll('%25', '%');
+}
+
+export const STREAM_PREFIX = {
+  layer: 'oci-layer-sha256:',
+  config: 'oci-config-sha256:',
+  manifest: 'oci-manifest-sha256:',
+} as const;
+
+export function layerStreamName(diffIdHex: string): string {
+  return STREAM_PREFIX.layer + diffIdHex;
+}
+export function configStreamName(hex: string): string {
+  return STREAM_PREFIX.config + hex;
+}
+export function manifestStreamName(hex: string): string {
+  return STREAM_PREFIX.manifest + hex;
+}

@@ -1,0 +1,88 @@
+/**
+ * Publishing objects: write a tmp file inside objects/, link it to objects/XX/<rest>, unlink the
+ * tmp. `link` fails with EEXIST when the object is already there, so an existing object is never
+ * replaced (rename would replace it silently). Used by the workers, so it takes plain paths.
+ * Durability is not per object: the importer makes the filesystem durable once before it
+ * publishes any stream that names these objects (see syncFilesystem).
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { link, mkdir, open, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
+import { objectPathIn, TMP_PREFIX, type ObjectId } from './layout.ts';
+
+export interface PublishResult {
+  id: ObjectId;
+  size: number;
+  /** false when the object was already present (deduplicated). */
+  written: boolean;
+}
+
+export function tmpPathIn(objectsDir: string): string {
+  return join(objectsDir, `${TMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}`);
+}
+
+/** Links a finished tmp file to its object name; the tmp is always removed. */
+export async function publishTmp(objectsDir: string, tmp: string, id: ObjectId, size: number): Promise<PublishResult> {
+  const final = objectPathIn(objectsDir, id);
+  try {
+    await mkdir(dirname(final), { recursive: true });
+    try {
+      await link(tmp, final);
+      return { id, size, written: true };
+    } catch (e) {
+      if (errnoCode(e) !== 'EEXIST') throw e;
+    }
+    const st = await stat(final);
+    if (st.size !== size) {
+      throw new VeritreeError(
+        ERROR_CODES.STORE_CORRUPT,
+        `object ${id} is present with ${st.size} bytes, expected ${size}: the store is damaged (run veritree fsck --repair)`,
+        { path: final, expected: String(size), found: String(st.size) }
+      );
+    }
+    return { id, size, written: false };
+  } catch (e) {
+    throw storeIoError(e, objectsDir, `publishing object ${id}`);
+  } finally {
+    await unlink(tmp).catch(() => undefined);
+  }
+}
+
+/** Writes `data` as object `id` (already computed by the caller from these very bytes). */
+export async function writeObject(objectsDir: string, id: ObjectId, data: Uint8Array): Promise<PublishResult> {
+  const final = objectPathIn(objectsDir, id);
+  // The common dedup case costs one stat, not a write.
+  const existing = await stat(final).catch(() => null);
+  if (existing && existing.size === data.length) return { id, size: data.length, written: false };
+  const tmp = tmpPathIn(objectsDir);
+  try {
+    const fh = await open(tmp, 'wx', 0o644);
+    try {
+      await fh.writeFile(data);
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw storeIoError(e, objectsDir, `writing object ${id}`);
+  }
+  return publishTmp(objectsDir, tmp, id, data.length);
+}
+
+/**
+ * Makes everything written to the repository's filesystem durable. Node has no syncfs(2); the
+ * coreutils `sync --file-system` calls it. One call per publication point replaces an fsync per
+ * object (composefs-rs makes the same trade).
+ */
+export async function syncFilesystem(path: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn('sync', ['-f', path], { stdio: 'ignore' });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`sync -f ${path}: exit ${code}`))));
+  }).catch((e: unknown) => {
+    throw storeIoError(e, path, 'syncing the repository');
+  });
+}

@@ -1,0 +1,247 @@
+/**
+ * A repository on disk: meta.json, objects/, streams/ and tags. Only src/store/ touches these
+ * files. A folder with objects/ and no meta.json (what `mkcomposefs --digest-store` writes) opens
+ * as an objects-only store (SHA-256).
+ * @module
+ */
+import { homedir } from 'node:os';
+import { mkdir, readFile, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
+import { assertHashAlgorithm, type HashAlgorithm } from '../verity/constants.ts';
+import {
+  LOCKS_DIR,
+  META_FILE,
+  OBJECTS_DIR,
+  STREAMS_DIR,
+  TAGS_DIR,
+  escapeTag,
+  isObjectId,
+  objectRelPath,
+  unescapeTag,
+  type ObjectId,
+} from './layout.ts';
+import { acquireExclusive, acquireShared, type LockOptions, type RepoLock } from './lock.ts';
+import { syncFilesystem } from './objects.ts';
+
+export interface RepoMeta {
+  version: 1;
+  algorithm: string;
+  features: Record<string, unknown>;
+}
+
+const ALGORITHM_NAMES: Record<HashAlgorithm, string> = {
+  sha256: 'fsverity-sha256-12',
+  sha512: 'fsverity-sha512-12',
+};
+
+/** `$VERITREE_REPO`, else `$XDG_DATA_HOME/veritree`, else `~/.local/share/veritree`. */
+export function defaultRepoPath(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.VERITREE_REPO) return resolve(env.VERITREE_REPO);
+  if (env.XDG_DATA_HOME) return join(resolve(env.XDG_DATA_HOME), 'veritree');
+  return join(homedir(), '.local', 'share', 'veritree');
+}
+
+function parseMeta(text: string, path: string): HashAlgorithm {
+  let meta: Partial<RepoMeta>;
+  try {
+    meta = JSON.parse(text) as Partial<RepoMeta>;
+  } catch (e) {
+    throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `${path} is not JSON`, { path, cause: e });
+  }
+  const entry = Object.entries(ALGORITHM_NAMES).find(([, name]) => name === meta.algorithm);
+  if (meta.version !== 1 || !entry) {
+    throw new VeritreeError(
+      ERROR_CODES.STORE_CORRUPT,
+      `${path}: unsupported repository (version ${String(meta.version)}, algorithm ${String(meta.algorithm)})`,
+      { path }
+    );
+  }
+  return entry[0] as HashAlgorithm;
+}
+
+export interface OpenOptions {
+  /** Create the repository (with `hash`) when it does not exist. */
+  create?: boolean;
+  hash?: HashAlgorithm;
+}
+
+export class Repository {
+  readonly root: string;
+  readonly alg: HashAlgorithm;
+  /** false for a bare objects/ tree with no meta.json. */
+  readonly hasMeta: boolean;
+
+  private constructor(root: string, alg: HashAlgorithm, hasMeta: boolean) {
+    this.root = root;
+    this.alg = alg;
+    this.hasMeta = hasMeta;
+  }
+
+  /** Creates the repository; an existing one with the same algorithm is fine. */
+  static async init(root: string, hash: HashAlgorithm = 'sha256'): Promise<Repository> {
+    assertHashAlgorithm(hash);
+    const abs = resolve(root);
+    const metaPath = join(abs, META_FILE);
+    const existing = await readFile(metaPath, 'utf8').catch(() => null);
+    if (existing !== null) {
+      const alg = parseMeta(existing, metaPath);
+      if (alg !== hash) {
+        throw new VeritreeError(ERROR_CODES.USAGE, `${abs} already holds a ${alg} repository`, { path: abs });
+      }
+      return new Repository(abs, alg, true);
+    }
+    try {
+      for (const d of [OBJECTS_DIR, STREAMS_DIR, TAGS_DIR, LOCKS_DIR]) await mkdir(join(abs, d), { recursive: true });
+      const meta: RepoMeta = { version: 1, algorithm: ALGORITHM_NAMES[hash], features: {} };
+      const tmp = `${metaPath}.tmp-${process.pid}`;
+      await writeFile(tmp, JSON.stringify(meta) + '\n');
+      await rename(tmp, metaPath);
+    } catch (e) {
+      throw storeIoError(e, abs, 'creating the repository');
+    }
+    return new Repository(abs, hash, true);
+  }
+
+  /** @throws VeritreeError STORE_NOT_FOUND when there is no repository and `create` is not set. */
+  static async open(root: string, opts: OpenOptions = {}): Promise<Repository> {
+    const abs = resolve(root);
+    const metaPath = join(abs, META_FILE);
+    let text: string | null = null;
+    try {
+      text = await readFile(metaPath, 'utf8');
+    } catch (e) {
+      if (errnoCode(e) !== 'ENOENT') throw storeIoError(e, metaPath, 'reading meta.json');
+    }
+    if (text !== null) return new Repository(abs, parseMeta(text, metaPath), true);
+    if (opts.create) return Repository.init(abs, opts.hash ?? 'sha256');
+    const objects = await stat(join(abs, OBJECTS_DIR)).catch(() => null);
+    if (objects?.isDirectory()) return new Repository(abs, opts.hash ?? 'sha256', false);
+    throw new VeritreeError(
+      ERROR_CODES.STORE_NOT_FOUND,
+      `no repository at ${abs} (create one with: veritree init --repo ${abs})`,
+      { path: abs }
+    );
+  }
+
+  get objectsDir(): string {
+    return join(this.root, OBJECTS_DIR);
+  }
+  get locksDir(): string {
+    return join(this.root, LOCKS_DIR);
+  }
+  objectPath(id: ObjectId): string {
+    return join(this.root, objectRelPath(id));
+  }
+  streamPath(name: string): string {
+    return join(this.root, STREAMS_DIR, name);
+  }
+  tagPath(tag: string): string {
+    return join(this.root, TAGS_DIR, escapeTag(tag));
+  }
+
+  lockShared(opts?: LockOptions): Promise<RepoLock> {
+    return acquireShared(this.locksDir, opts);
+  }
+  lockExclusive(opts?: LockOptions): Promise<RepoLock> {
+    return acquireExclusive(this.locksDir, opts);
+  }
+  sync(): Promise<void> {
+    return syncFilesystem(this.root);
+  }
+
+  /** The object id a stream symlink points to, or null when the stream does not exist. */
+  async streamObject(name: string): Promise<ObjectId | null> {
+    let target: string;
+    try {
+      target = await readlink(this.streamPath(name));
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') return null;
+      throw storeIoError(e, this.streamPath(name), 'reading a stream link');
+    }
+    const m = /objects\/([0-9a-f]{2})\/([0-9a-f]+)$/.exec(target);
+    const id = m ? `${m[1]}${m[2]}` : '';
+    if (!isObjectId(id, this.alg)) {
+      throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `stream ${name} points to ${target}, not an object`, {
+        path: this.streamPath(name),
+      });
+    }
+    return id;
+  }
+
+  async hasStream(name: string): Promise<boolean> {
+    const id = await this.streamObject(name).catch(() => null);
+    if (!id) return false;
+    return (await stat(this.objectPath(id)).catch(() => null)) !== null;
+  }
+
+  async readObject(id: ObjectId): Promise<Buffer> {
+    try {
+      return await readFile(this.objectPath(id));
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') {
+        throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `object ${id} is missing`, { path: this.objectPath(id) });
+      }
+      throw storeIoError(e, this.objectPath(id), `reading object ${id}`);
+    }
+  }
+
+  /** Reads the split-stream object behind a stream name. */
+  async readStreamBytes(name: string): Promise<Buffer> {
+    const id = await this.streamObject(name);
+    if (!id) throw new VeritreeError(ERROR_CODES.STORE_NOT_FOUND, `no stream ${name} in ${this.root}`, { path: this.streamPath(name) });
+    return this.readObject(id);
+  }
+
+  /**
+   * Links streams/<name> to its object. An existing stream is kept (streams are content-named;
+   * a second writer of the same stream produced the same content).
+   */
+  async publishStream(name: string, id: ObjectId): Promise<void> {
+    const path = this.streamPath(name);
+    await this.atomicSymlink(join('..', objectRelPath(id)), path, false);
+  }
+
+  /** Points a tag at a stream (replacing the tag's previous target: tags move). */
+  async setTag(tag: string, streamName: string): Promise<void> {
+    await this.atomicSymlink(join('..', '..', streamName), this.tagPath(tag), true);
+  }
+
+  async removeTag(tag: string): Promise<boolean> {
+    try {
+      await unlink(this.tagPath(tag));
+      return true;
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') return false;
+      throw storeIoError(e, this.tagPath(tag), 'removing a tag');
+    }
+  }
+
+  /** Tags and the stream each one names. */
+  async listTags(): Promise<{ tag: string; stream: string }[]> {
+    const dir = join(this.root, TAGS_DIR);
+    const names = await readdir(dir).catch(() => [] as string[]);
+    const out: { tag: string; stream: string }[] = [];
+    for (const n of names.sort()) {
+      const target = await readlink(join(dir, n)).catch(() => null);
+      if (target) out.push({ tag: unescapeTag(n), stream: target.split('/').pop() ?? target });
+    }
+    return out;
+  }
+
+  private async atomicSymlink(target: string, path: string, replace: boolean): Promise<void> {
+    const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+    try {
+      await mkdir(join(path, '..'), { recursive: true });
+      if (!replace) {
+        const cur = await readlink(path).catch(() => null);
+        if (cur !== null) return;
+      }
+      await symlink(target, tmp);
+      await rename(tmp, path);
+    } catch (e) {
+      await rm(tmp, { force: true }).catch(() => undefined);
+      throw storeIoError(e, path, 'publishing a link');
+    }
+  }
+}

@@ -1,0 +1,272 @@
+/**
+ * The split stream (composefs repository v1): a byte stream stored as inline bytes plus
+ * references to objects, so a layer tar is kept once per file content and rebuilt byte for byte.
+ * A pure codec: bytes in, records out. Layout (all little-endian), see docs/store-format.md:
+ *   header 32 B: "SplitStream" version=0 flags=0 alg log2bs info(start,end)
+ *   info 80 B:   stream_refs, object_refs, stream, named_refs ranges, content_type u64, stream_size u64
+ *   sections:    stream_refs, object_refs (raw digests), named_refs (zstd), stream (zstd chunks)
+ * @module
+ */
+import { zstdCompress, zstdDecompress } from '../codec/zstd.ts';
+import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import { HASH_ALGORITHMS, LOG_BLOCK_SIZE, type HashAlgorithm } from '../verity/constants.ts';
+
+const MAGIC = Buffer.from('SplitStream', 'ascii');
+const HEADER_SIZE = 32;
+const INFO_SIZE = 80;
+/** A stream section may not inflate past this: a hostile or damaged stream cannot exhaust memory. */
+export const MAX_STREAM_SECTION = 1 << 30;
+
+export const CONTENT_TYPES = {
+  layer: 'ocilayer',
+  config: 'ociconfg',
+  manifest: 'ocimanif',
+} as const;
+export type ContentType = keyof typeof CONTENT_TYPES;
+
+export type StreamChunk = { kind: 'inline'; bytes: Uint8Array } | { kind: 'object'; index: number };
+
+export interface NamedRef {
+  name: string;
+  index: number;
+}
+
+export interface SplitStream {
+  alg: HashAlgorithm;
+  contentType: ContentType | string;
+  streamSize: bigint;
+  streamRefs: string[];
+  objectRefs: string[];
+  namedRefs: NamedRef[];
+  chunks: StreamChunk[];
+}
+
+/** Builds a split stream in memory; inline bytes are coalesced as they come. */
+export class SplitStreamBuilder {
+  private readonly alg: HashAlgorithm;
+  private readonly contentType: ContentType;
+  private readonly objectIndex = new Map<string, number>();
+  private readonly streamIndex = new Map<string, number>();
+  private readonly named: NamedRef[] = [];
+  private readonly parts: Uint8Array[] = [];
+  private pendingInline: Uint8Array[] = [];
+  private pendingLen = 0;
+  private size = 0n;
+
+  constructor(alg: HashAlgorithm, contentType: ContentType) {
+    this.alg = alg;
+    this.contentType = contentType;
+  }
+
+  get streamSize(): bigint {
+    return this.size;
+  }
+
+  addInline(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    this.pendingInline.push(bytes.slice());
+    this.pendingLen += bytes.length;
+    this.size += BigInt(bytes.length);
+  }
+
+  /** A reference to the whole content of object `id` (hex), which is `size` bytes long. */
+  addObject(id: string, size: bigint | number): void {
+    this.flushInline();
+    let k = this.objectIndex.get(id);
+    if (k === undefined) {
+      k = this.objectIndex.size;
+      this.objectIndex.set(id, k);
+    }
+    const rec = new Uint8Array(8);
+    new DataView(rec.buffer).setBigInt64(0, BigInt(k), true);
+    this.parts.push(rec);
+    this.size += BigInt(size);
+  }
+
+  /** A named reference to another stream's object (config → layers, manifest → config). */
+  addNamedRef(name: string, streamObjectId: string): void {
+    let k = this.streamIndex.get(streamObjectId);
+    if (k === undefined) {
+      k = this.streamIndex.size;
+      this.streamIndex.set(streamObjectId, k);
+    }
+    this.named.push({ name, index: k });
+  }
+
+  private flushInline(): void {
+    if (this.pendingLen === 0) return;
+    const rec = new Uint8Array(8);
+    new DataView(rec.buffer).setBigInt64(0, -BigInt(this.pendingLen), true);
+    this.parts.push(rec, ...this.pendingInline);
+    this.pendingInline = [];
+    this.pendingLen = 0;
+  }
+
+  finish(): Uint8Array {
+    this.flushInline();
+    const ds = HASH_ALGORITHMS[this.alg].digestSize;
+    const streamRefs = Buffer.concat([...this.streamIndex.keys()].map((h) => Buffer.from(h, 'hex')));
+    const objectRefs = Buffer.concat([...this.objectIndex.keys()].map((h) => Buffer.from(h, 'hex')));
+    const sorted = [...this.named].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const namedRaw = Buffer.from(sorted.map((r) => `${r.index}:${r.name}\0`).join(''), 'utf8');
+    const named = zstdCompress(namedRaw);
+    const stream = zstdCompress(Buffer.concat(this.parts));
+    if (streamRefs.length % ds || objectRefs.length % ds) throw new Error('bad digest length');
+
+    let off = HEADER_SIZE + INFO_SIZE;
+    const range = (len: number): [bigint, bigint] => {
+      const r: [bigint, bigint] = [BigInt(off), BigInt(off + len)];
+      off += len;
+      return r;
+    };
+    const sr = range(streamRefs.length);
+    const or = range(objectRefs.length);
+    const nr = range(named.length);
+    const st = range(stream.length);
+
+    const head = Buffer.alloc(HEADER_SIZE + INFO_SIZE);
+    MAGIC.copy(head, 0);
+    head[11] = 0;
+    head.writeUInt16LE(0, 12);
+    head[14] = HASH_ALGORITHMS[this.alg].id;
+    head[15] = LOG_BLOCK_SIZE;
+    head.writeBigUInt64LE(BigInt(HEADER_SIZE), 16);
+    head.writeBigUInt64LE(BigInt(HEADER_SIZE + INFO_SIZE), 24);
+    let i = HEADER_SIZE;
+    for (const [a, b] of [sr, or, st, nr]) {
+      head.writeBigUInt64LE(a, i);
+      head.writeBigUInt64LE(b, i + 8);
+      i += 16;
+    }
+    head.write(CONTENT_TYPES[this.contentType], i, 'ascii');
+    head.writeBigUInt64LE(this.size, i + 8);
+    return Buffer.concat([head, streamRefs, objectRefs, named, stream]);
+  }
+}
+
+function corrupt(msg: string): VeritreeError {
+  return new VeritreeError(ERROR_CODES.STORE_CORRUPT, `split stream: ${msg}`);
+}
+
+interface Header {
+  alg: HashAlgorithm;
+  streamRefs: [number, number];
+  objectRefs: [number, number];
+  stream: [number, number];
+  namedRefs: [number, number];
+  contentType: string;
+  streamSize: bigint;
+}
+
+function readRange(buf: Buffer, at: number, name: string): [number, number] {
+  const a = buf.readBigUInt64LE(at);
+  const b = buf.readBigUInt64LE(at + 8);
+  if (a > b || b > BigInt(buf.length)) throw corrupt(`${name} range ${a}..${b} outside the file (${buf.length} bytes)`);
+  return [Number(a), Number(b)];
+}
+
+/** Parses header and info. @throws VeritreeError STORE_CORRUPT */
+export function readHeader(bytes: Uint8Array): Header {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  if (buf.length < HEADER_SIZE || !buf.subarray(0, 11).equals(MAGIC)) throw corrupt('bad magic');
+  if (buf[11] !== 0) throw corrupt(`unsupported version ${buf[11]}`);
+  const algId = buf[14];
+  const alg = (Object.keys(HASH_ALGORITHMS) as HashAlgorithm[]).find((a) => HASH_ALGORITHMS[a].id === algId);
+  if (!alg) throw corrupt(`unknown hash algorithm ${algId}`);
+  if (buf[15] !== LOG_BLOCK_SIZE) throw corrupt(`unsupported block size 2^${buf[15]}`);
+  const [infoStart, infoEnd] = readRange(buf, 16, 'info');
+  if (infoEnd - infoStart < INFO_SIZE) throw corrupt(`info section of ${infoEnd - infoStart} bytes, need ${INFO_SIZE}`);
+  const i = infoStart;
+  const h: Header = {
+    alg,
+    streamRefs: readRange(buf, i, 'stream_refs'),
+    objectRefs: readRange(buf, i + 16, 'object_refs'),
+    stream: readRange(buf, i + 32, 'stream'),
+    namedRefs: readRange(buf, i + 48, 'named_refs'),
+    contentType: buf.subarray(i + 64, i + 72).toString('latin1'),
+    streamSize: buf.readBigUInt64LE(i + 72),
+  };
+  const ds = HASH_ALGORITHMS[alg].digestSize;
+  for (const [name, [a, b]] of [['stream_refs', h.streamRefs], ['object_refs', h.objectRefs]] as const) {
+    if ((b - a) % ds) throw corrupt(`${name} is ${b - a} bytes, not a multiple of ${ds}`);
+  }
+  return h;
+}
+
+function digests(buf: Buffer, [a, b]: [number, number], ds: number): string[] {
+  const out: string[] = [];
+  for (let o = a; o < b; o += ds) out.push(buf.subarray(o, o + ds).toString('hex'));
+  return out;
+}
+
+/** Only the references (what fsck and gc need): no decompression of the stream section. */
+export function readRefs(bytes: Uint8Array): Pick<SplitStream, 'alg' | 'contentType' | 'streamSize' | 'streamRefs' | 'objectRefs' | 'namedRefs'> {
+  const h = readHeader(bytes);
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const ds = HASH_ALGORITHMS[h.alg].digestSize;
+  const streamRefs = digests(buf, h.streamRefs, ds);
+  const namedRefs = parseNamed(buf.subarray(h.namedRefs[0], h.namedRefs[1]), streamRefs.length);
+  return {
+    alg: h.alg,
+    contentType: contentTypeName(h.contentType),
+    streamSize: h.streamSize,
+    streamRefs,
+    objectRefs: digests(buf, h.objectRefs, ds),
+    namedRefs,
+  };
+}
+
+function contentTypeName(raw: string): ContentType | string {
+  const hit = (Object.keys(CONTENT_TYPES) as ContentType[]).find((k) => CONTENT_TYPES[k] === raw);
+  return hit ?? raw;
+}
+
+function inflate(section: Buffer, what: string): Buffer {
+  if (section.length === 0) return Buffer.alloc(0);
+  try {
+    const out = zstdDecompress(section, MAX_STREAM_SECTION);
+    return Buffer.from(out.buffer, out.byteOffset, out.length);
+  } catch (e) {
+    throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `split stream: ${what} section does not decompress`, { cause: e });
+  }
+}
+
+function parseNamed(section: Buffer, streamRefCount: number): NamedRef[] {
+  const text = inflate(section, 'named_refs').toString('utf8');
+  const out: NamedRef[] = [];
+  for (const rec of text.split('\0')) {
+    if (rec === '') continue;
+    const colon = rec.indexOf(':');
+    const index = Number(rec.slice(0, colon));
+    if (colon < 1 || !Number.isInteger(index) || index < 0 || index >= streamRefCount) {
+      throw corrupt(`bad named ref ${JSON.stringify(rec)}`);
+    }
+    out.push({ name: rec.slice(colon + 1), index });
+  }
+  return out;
+}
+
+/** Parses a whole split stream, chunks included. @throws VeritreeError STORE_CORRUPT */
+export function readSplitStream(bytes: Uint8Array): SplitStream {
+  const refs = readRefs(bytes);
+  const h = readHeader(bytes);
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const raw = inflate(buf.subarray(h.stream[0], h.stream[1]), 'stream');
+  const chunks: StreamChunk[] = [];
+  for (let o = 0; o < raw.length; ) {
+    if (o + 8 > raw.length) throw corrupt('stream section ends inside a chunk header');
+    const v = raw.readBigInt64LE(o);
+    o += 8;
+    if (v < 0n) {
+      const n = Number(-v);
+      if (o + n > raw.length) throw corrupt(`inline chunk of ${n} bytes runs past the section`);
+      chunks.push({ kind: 'inline', bytes: raw.subarray(o, o + n) });
+      o += n;
+    } else {
+      const index = Number(v);
+      if (index >= refs.objectRefs.length) throw corrupt(`chunk names object ${index} of ${refs.objectRefs.length}`);
+      chunks.push({ kind: 'object', index });
+    }
+  }
+  return { ...refs, chunks };
+}

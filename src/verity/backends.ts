@@ -1,0 +1,136 @@
+/**
+ * SHA back ends for the Merkle hasher. Each one hashes runs of whole 4096-byte blocks; the tree
+ * logic lives in merkle.ts and is shared, so the back ends can only differ in speed.
+ * - native: one N-API call per run of blocks (native/verity_kernel.c, OpenSSL inside Node);
+ * - node:   one node:crypto call per block (OpenSSL, a few microseconds of call overhead each);
+ * - noble:  @noble/hashes, pure JavaScript: portable, and the independent oracle in tests.
+ * @module
+ */
+import { hash as nodeHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { sha256 as nobleSha256, sha512 as nobleSha512 } from '@noble/hashes/sha2.js';
+import { BLOCK_SIZE, HASH_ALGORITHMS, type HashAlgorithm } from './constants.ts';
+
+export const HASH_IMPLS = ['auto', 'native', 'node', 'noble'] as const;
+export type HashImpl = (typeof HASH_IMPLS)[number];
+export type ConcreteHashImpl = Exclude<HashImpl, 'auto'>;
+
+export interface ShaBackend {
+  readonly impl: ConcreteHashImpl;
+  readonly alg: HashAlgorithm;
+  readonly digestSize: number;
+  /** Hashes the first `count` whole blocks of `input` into `out` at `outOffset`, digest after digest. */
+  hashBlocksInto(input: Uint8Array, count: number, out: Uint8Array, outOffset: number): void;
+  /** Hashes arbitrary bytes (the 256-byte descriptor). */
+  hash(data: Uint8Array): Uint8Array;
+}
+
+interface NativeKernel {
+  hashBlocks(alg: number, input: Uint8Array, out: Uint8Array): number;
+}
+
+let nativeKernel: NativeKernel | null | undefined;
+let nativeLoadError = '';
+
+/** Loads native/build/Release/verity_kernel.node from the source or the compiled tree. */
+export function loadNativeKernel(): NativeKernel | null {
+  if (nativeKernel !== undefined) return nativeKernel;
+  const require = createRequire(import.meta.url);
+  const candidates = [
+    new URL('../../native/build/Release/verity_kernel.node', import.meta.url),
+    new URL('../../../native/build/Release/verity_kernel.node', import.meta.url),
+  ];
+  nativeKernel = null;
+  nativeLoadError = 'native/build/Release/verity_kernel.node was not built';
+  for (const url of candidates) {
+    if (!existsSync(url)) continue;
+    try {
+      nativeKernel = require(url.pathname) as NativeKernel;
+      break;
+    } catch (e) {
+      nativeLoadError = e instanceof Error ? e.message : String(e);
+    }
+  }
+  return nativeKernel;
+}
+
+export function nativeUnavailableReason(): string {
+  loadNativeKernel();
+  return nativeKernel ? '' : nativeLoadError;
+}
+
+function nativeBackend(alg: HashAlgorithm, kernel: NativeKernel): ShaBackend {
+  const algId = HASH_ALGORITHMS[alg].id;
+  const ds = HASH_ALGORITHMS[alg].digestSize;
+  return {
+    impl: 'native',
+    alg,
+    digestSize: ds,
+    hashBlocksInto(input, count, out, outOffset) {
+      kernel.hashBlocks(algId, input.subarray(0, count * BLOCK_SIZE), out.subarray(outOffset, outOffset + count * ds));
+    },
+    hash: (data) => nodeHash(alg, data, 'buffer'),
+  };
+}
+
+function nodeBackend(alg: HashAlgorithm): ShaBackend {
+  const ds = HASH_ALGORITHMS[alg].digestSize;
+  return {
+    impl: 'node',
+    alg,
+    digestSize: ds,
+    hashBlocksInto(input, count, out, outOffset) {
+      for (let i = 0; i < count; i++) {
+        const d = nodeHash(alg, input.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE), 'buffer');
+        out.set(d, outOffset + i * ds);
+      }
+    },
+    hash: (data) => nodeHash(alg, data, 'buffer'),
+  };
+}
+
+function nobleBackend(alg: HashAlgorithm): ShaBackend {
+  const fn = alg === 'sha256' ? nobleSha256 : nobleSha512;
+  const ds = HASH_ALGORITHMS[alg].digestSize;
+  return {
+    impl: 'noble',
+    alg,
+    digestSize: ds,
+    hashBlocksInto(input, count, out, outOffset) {
+      for (let i = 0; i < count; i++) {
+        out.set(fn(input.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)), outOffset + i * ds);
+      }
+    },
+    hash: (data) => fn(data),
+  };
+}
+
+const cache = new Map<string, ShaBackend>();
+
+/**
+ * The back end for `impl`; `auto` is the fastest available (native, else node).
+ * @throws Error when `native` is asked for and the kernel did not build.
+ */
+export function getBackend(impl: HashImpl = 'auto', alg: HashAlgorithm = 'sha256'): ShaBackend {
+  const key = `${impl}:${alg}`;
+  const hit = cache.get(key);
+  if (hit) return hit;
+  let b: ShaBackend;
+  if (impl === 'noble') b = nobleBackend(alg);
+  else if (impl === 'node') b = nodeBackend(alg);
+  else {
+    const kernel = loadNativeKernel();
+    if (kernel) b = nativeBackend(alg, kernel);
+    else if (impl === 'native') throw new Error(`native hashing kernel unavailable: ${nativeLoadError}`);
+    else b = nodeBackend(alg);
+  }
+  cache.set(key, b);
+  return b;
+}
+
+/** Which concrete back end `auto` resolves to on this installation. */
+export function resolveImpl(impl: HashImpl): ConcreteHashImpl {
+  if (impl !== 'auto') return impl;
+  return loadNativeKernel() ? 'native' : 'node';
+}

@@ -1,0 +1,191 @@
+/**
+ * The fs-verity Merkle tree, streaming: memory is O(tree depth) (one 4 KiB buffer a level), never
+ * O(file size). Data blocks are hashed in batches straight from the caller's chunks; only a
+ * partial block is copied. The same tree accepts level-1 digests computed elsewhere, so workers
+ * can hash ranges of one huge file in parallel (see hashRangeToLevel1 and rootFromLevel1).
+ * @module
+ */
+import { BLOCK_SIZE, type HashAlgorithm } from './constants.ts';
+import { buildDescriptor } from './descriptor.ts';
+import { getBackend, type HashImpl, type ShaBackend } from './backends.ts';
+
+/** Data blocks hashed per back-end call: large enough to amortise the call, small enough for L2. */
+const BATCH_BLOCKS = 64;
+
+class Level {
+  readonly buf = new Uint8Array(BLOCK_SIZE);
+  len = 0;
+  total = 0;
+}
+
+/** Accumulates digests level by level; a full block of digests is hashed into the next level at once. */
+class MerkleTree {
+  private readonly levels: Level[] = [];
+  private readonly one: Uint8Array;
+  private readonly backend: ShaBackend;
+
+  constructor(backend: ShaBackend) {
+    this.backend = backend;
+    this.one = new Uint8Array(backend.digestSize);
+  }
+
+  private level(k: number): Level {
+    let l = this.levels[k];
+    while (!l) {
+      this.levels.push(new Level());
+      l = this.levels[k];
+    }
+    return l;
+  }
+
+  push(k: number, digests: Uint8Array): void {
+    const ds = this.backend.digestSize;
+    const l = this.level(k);
+    let off = 0;
+    while (off < digests.length) {
+      const n = Math.min(digests.length - off, BLOCK_SIZE - l.len);
+      l.buf.set(digests.subarray(off, off + n), l.len);
+      l.len += n;
+      off += n;
+      if (l.len === BLOCK_SIZE) this.flush(k, l);
+    }
+    l.total += digests.length / ds;
+  }
+
+  private flush(k: number, l: Level): void {
+    l.buf.fill(0, l.len);
+    this.backend.hashBlocksInto(l.buf, 1, this.one, 0);
+    l.len = 0;
+    this.push(k + 1, this.one);
+  }
+
+  /** The root: climbs from `start`, padding each level's last block, until one digest remains. */
+  root(start: number): Uint8Array {
+    const ds = this.backend.digestSize;
+    for (let k = start; ; k++) {
+      const l = this.level(k);
+      if (l.total === 0) return new Uint8Array(ds);
+      if (l.total === 1 && l.len === ds) return l.buf.slice(0, ds);
+      if (l.len > 0) this.flush(k, l);
+    }
+  }
+}
+
+/** Streaming fs-verity hasher: `update(chunk)` any number of times, then `digest()` once. */
+export class VerityHasher {
+  private readonly backend: ShaBackend;
+  private readonly tree: MerkleTree;
+  private readonly partial = new Uint8Array(BLOCK_SIZE);
+  private readonly scratch: Uint8Array;
+  private partialLen = 0;
+  private size = 0n;
+  private done = false;
+
+  constructor(alg: HashAlgorithm = 'sha256', impl: HashImpl = 'auto') {
+    this.backend = getBackend(impl, alg);
+    this.tree = new MerkleTree(this.backend);
+    this.scratch = new Uint8Array(BATCH_BLOCKS * this.backend.digestSize);
+  }
+
+  get bytesHashed(): bigint {
+    return this.size;
+  }
+
+  update(chunk: Uint8Array): this {
+    if (this.done) throw new Error('VerityHasher: update() after digest()');
+    this.size += BigInt(chunk.length);
+    let off = 0;
+    if (this.partialLen > 0) {
+      const n = Math.min(chunk.length, BLOCK_SIZE - this.partialLen);
+      this.partial.set(chunk.subarray(0, n), this.partialLen);
+      this.partialLen += n;
+      off = n;
+      if (this.partialLen < BLOCK_SIZE) return this;
+      this.hashBlocks(this.partial, 1);
+      this.partialLen = 0;
+    }
+    while (chunk.length - off >= BLOCK_SIZE) {
+      const n = Math.min(BATCH_BLOCKS, Math.floor((chunk.length - off) / BLOCK_SIZE));
+      this.hashBlocks(chunk.subarray(off, off + n * BLOCK_SIZE), n);
+      off += n * BLOCK_SIZE;
+    }
+    if (off < chunk.length) {
+      this.partial.set(chunk.subarray(off));
+      this.partialLen = chunk.length - off;
+    }
+    return this;
+  }
+
+  private hashBlocks(data: Uint8Array, n: number): void {
+    this.backend.hashBlocksInto(data, n, this.scratch, 0);
+    this.tree.push(0, this.scratch.subarray(0, n * this.backend.digestSize));
+  }
+
+  /** The fs-verity digest (hash of the descriptor). */
+  digest(): Uint8Array {
+    if (this.done) throw new Error('VerityHasher: digest() called twice');
+    this.done = true;
+    if (this.partialLen > 0) {
+      this.partial.fill(0, this.partialLen);
+      this.hashBlocks(this.partial, 1);
+    }
+    const root = this.tree.root(0);
+    return this.backend.hash(buildDescriptor(this.backend.alg, this.size, root));
+  }
+
+  digestHex(): string {
+    return Buffer.from(this.digest()).toString('hex');
+  }
+}
+
+/** One-shot fs-verity digest of an in-memory buffer. */
+export function verityDigest(data: Uint8Array, alg: HashAlgorithm = 'sha256', impl: HashImpl = 'auto'): Uint8Array {
+  return new VerityHasher(alg, impl).update(data).digest();
+}
+
+/** Bytes of data covered by one level-1 digest: a range for parallel hashing must start on one. */
+export function level1Span(alg: HashAlgorithm): number {
+  return (BLOCK_SIZE / getBackend('node', alg).digestSize) * BLOCK_SIZE;
+}
+
+/**
+ * Level-1 digests of a range of a file. `data` must start on a level1Span boundary of the file;
+ * only the range that ends the file may end off a block or group boundary (it is zero-padded, as
+ * the tree pads the file's last block and each level's last block).
+ */
+export function hashRangeToLevel1(data: Uint8Array, alg: HashAlgorithm, impl: HashImpl = 'auto'): Uint8Array {
+  const backend = getBackend(impl, alg);
+  const ds = backend.digestSize;
+  const perGroup = BLOCK_SIZE / ds;
+  const blocks = Math.ceil(data.length / BLOCK_SIZE);
+  const level0 = new Uint8Array(Math.ceil(blocks / perGroup) * BLOCK_SIZE);
+  const whole = Math.floor(data.length / BLOCK_SIZE);
+  for (let b = 0; b < whole; b += BATCH_BLOCKS * 16) {
+    const n = Math.min(BATCH_BLOCKS * 16, whole - b);
+    backend.hashBlocksInto(data.subarray(b * BLOCK_SIZE), n, level0, b * ds);
+  }
+  if (whole < blocks) {
+    const last = new Uint8Array(BLOCK_SIZE);
+    last.set(data.subarray(whole * BLOCK_SIZE));
+    backend.hashBlocksInto(last, 1, level0, whole * ds);
+  }
+  const groups = level0.length / BLOCK_SIZE;
+  const level1 = new Uint8Array(groups * ds);
+  backend.hashBlocksInto(level0, groups, level1, 0);
+  return level1;
+}
+
+/** The fs-verity digest of a file of `size` bytes from its level-1 digests, in file order. */
+export function digestFromLevel1(level1: Uint8Array[], size: bigint, alg: HashAlgorithm, impl: HashImpl = 'auto'): Uint8Array {
+  const backend = getBackend(impl, alg);
+  const perGroup = BigInt(BLOCK_SIZE / backend.digestSize);
+  const blocks = (size + BigInt(BLOCK_SIZE) - 1n) / BigInt(BLOCK_SIZE);
+  if (blocks <= perGroup) throw new RangeError('"size" too small for a level-1 assembly; hash it whole');
+  const tree = new MerkleTree(backend);
+  for (const part of level1) tree.push(1, part);
+  return backend.hash(buildDescriptor(alg, size, tree.root(1)));
+}
+
+export function toHex(d: Uint8Array): string {
+  return Buffer.from(d.buffer, d.byteOffset, d.length).toString('hex');
+}
