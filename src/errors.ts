@@ -78,3 +78,22 @@ export function storeIoError(e: unknown, path: string, what: string): VeritreeEr
   const msg = e instanceof Error ? e.message : String(e);
   return new VeritreeError(ERROR_CODES.STORE_IO, `${what}: ${msg}`, { path, cause: e });
 }
+
+const STRERROR: Record<string, string> = {
+  ENOENT: 'No such file or directory',
+  EACCES: 'Permission denied',
+  EPERM: 'Operation not permitted',
+  EISDIR: 'Is a directory',
+  ENOTDIR: 'Not a directory',
+  ELOOP: 'Too many levels of symbolic links',
+  EIO: 'Input/output error',
+  ENOSPC: 'No space left on device',
+  EROFS: 'Read-only file system',
+};
+
+/** The plain words of an fs error (what C tools print), without Node's "EACCES: ..., open 'x'". */
+export function describeFsError(e: unknown): string {
+  const code = errnoCode(e);
+  if (code && STRERROR[code]) return STRERROR[code];
+  return e instanceof Error ? e.message : String(e);
+}

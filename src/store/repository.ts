@@ -8,13 +8,14 @@ import { homedir } from 'node:os';
 import { mkdir, readFile, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
-import { assertHashAlgorithm, type HashAlgorithm } from '../verity/constants.ts';
+import { assertHashAlgorithm, digestSize, type HashAlgorithm } from '../verity/constants.ts';
 import {
   LOCKS_DIR,
   META_FILE,
   OBJECTS_DIR,
   STREAMS_DIR,
   TAGS_DIR,
+  TMP_PREFIX,
   escapeTag,
   isObjectId,
   objectRelPath,
@@ -59,6 +60,8 @@ function parseMeta(text: string, path: string): HashAlgorithm {
   }
   return entry[0] as HashAlgorithm;
 }
+
+export type ObjectEntry = { kind: 'object'; path: string; id: ObjectId } | { kind: 'tmp' | 'invalid'; path: string };
 
 export interface OpenOptions {
   /** Create the repository (with `hash`) when it does not exist. */
@@ -227,6 +230,34 @@ export class Repository {
       if (target) out.push({ tag: unescapeTag(n), stream: target.split('/').pop() ?? target });
     }
     return out;
+  }
+
+  /**
+   * Every entry of objects/: objects (by well-formed name), tmp files and anything else. A tmp
+   * file is never an object, whatever its content: only a link to a final name makes one.
+   */
+  async *walkObjects(): AsyncGenerator<ObjectEntry> {
+    const top = await readdir(this.objectsDir, { withFileTypes: true }).catch((e: unknown) => {
+      throw storeIoError(e, this.objectsDir, 'listing objects');
+    });
+    const restLen = digestSize(this.alg) * 2 - 2;
+    for (const d of top.sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const path = join(this.objectsDir, d.name);
+      if (d.name.startsWith(TMP_PREFIX)) {
+        yield { kind: 'tmp', path };
+        continue;
+      }
+      if (!d.isDirectory() || !/^[0-9a-f]{2}$/.test(d.name)) {
+        yield { kind: 'invalid', path };
+        continue;
+      }
+      for (const f of (await readdir(path, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+        const fp = join(path, f.name);
+        if (f.name.startsWith(TMP_PREFIX)) yield { kind: 'tmp', path: fp };
+        else if (f.isFile() && f.name.length === restLen && /^[0-9a-f]+$/.test(f.name)) yield { kind: 'object', path: fp, id: d.name + f.name };
+        else yield { kind: 'invalid', path: fp };
+      }
+    }
   }
 
   private async atomicSymlink(target: string, path: string, replace: boolean): Promise<void> {

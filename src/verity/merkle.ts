@@ -5,7 +5,7 @@
  * can hash ranges of one huge file in parallel (see hashRangeToLevel1 and rootFromLevel1).
  * @module
  */
-import { BLOCK_SIZE, type HashAlgorithm } from './constants.ts';
+import { assertHashAlgorithm, BLOCK_SIZE, type HashAlgorithm } from './constants.ts';
 import { buildDescriptor } from './descriptor.ts';
 import { getBackend, type HashImpl, type ShaBackend } from './backends.ts';
 
@@ -82,6 +82,7 @@ export class VerityHasher {
   private done = false;
 
   constructor(alg: HashAlgorithm = 'sha256', impl: HashImpl = 'auto') {
+    assertHashAlgorithm(alg);
     this.backend = getBackend(impl, alg);
     this.tree = new MerkleTree(this.backend);
     this.scratch = new Uint8Array(BATCH_BLOCKS * this.backend.digestSize);

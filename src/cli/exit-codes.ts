@@ -1,0 +1,32 @@
+/** Every exit status of the CLI, in one place (documented in the README). */
+import { ERROR_CODES, type ErrorCode } from '../errors.ts';
+
+export const EXIT = {
+  OK: 0,
+  /** fsck found problems; digest could not read some file. */
+  ISSUES: 1,
+  USAGE: 2,
+  BAD_INPUT: 3,
+  STORE: 4,
+  INTERNAL: 70,
+  INTERRUPTED: 130,
+} as const;
+
+export function exitStatusFor(code: ErrorCode): number {
+  switch (code) {
+    case ERROR_CODES.USAGE:
+      return EXIT.USAGE;
+    case ERROR_CODES.ABORTED:
+      return EXIT.INTERRUPTED;
+    case ERROR_CODES.STORE_NOT_FOUND:
+    case ERROR_CODES.STORE_IO:
+    case ERROR_CODES.STORE_NO_SPACE:
+    case ERROR_CODES.STORE_CORRUPT:
+    case ERROR_CODES.STORE_LOCKED:
+      return EXIT.STORE;
+    case ERROR_CODES.WORKER_FAILED:
+      return EXIT.INTERNAL;
+    default:
+      return EXIT.BAD_INPUT;
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The one Piscina pool of a command. Its size is min(available cores, I/O limit), with --jobs
+ * overriding. min = max threads, so no thread is created or destroyed mid-run.
+ * @module
+ */
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import type { TaskResults, VerityTask } from './protocol.ts';
+
+// From source (.ts under a loader) the worker is the .ts file; compiled, it is dist/workers/*.js.
+const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+export const WORKER_URL = new URL(`../../workers/verity.worker${ext}`, import.meta.url).href;
+
+export interface PoolSizeOptions {
+  jobs?: number | undefined;
+  ioLimit?: number | undefined;
+}
+
+/** min(available cores, I/O limit), or exactly `jobs` when given. */
+export function poolSize(opts: PoolSizeOptions, cores: number = availableParallelism()): number {
+  if (opts.jobs !== undefined) return Math.max(1, Math.floor(opts.jobs));
+  return Math.max(1, Math.min(cores, Math.floor(opts.ioLimit ?? cores)));
+}
+
+export class VerityPool {
+  readonly size: number;
+  private readonly piscina: Piscina;
+  private closed = false;
+
+  constructor(size: number) {
+    this.size = size;
+    this.piscina = new Piscina({
+      filename: WORKER_URL,
+      minThreads: size,
+      maxThreads: size,
+      idleTimeout: 60_000,
+      concurrentTasksPerWorker: 1,
+    });
+    // A worker that dies between tasks emits 'error' on the pool; without a listener it would
+    // crash the process. The task in flight (if any) is rejected on its own.
+    this.piscina.on('error', () => undefined);
+  }
+
+  /** Runs one task; `transfer` buffers are moved to the worker (their views become empty here). */
+  async run<T extends VerityTask>(task: T, opts: { transfer?: ArrayBuffer[]; signal?: AbortSignal } = {}): Promise<TaskResults[T['kind']]> {
+    try {
+      return (await this.piscina.run(task, {
+        ...(opts.transfer ? { transferList: opts.transfer } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      })) as TaskResults[T['kind']];
+    } catch (e) {
+      if (opts.signal?.aborted) throw new VeritreeError(ERROR_CODES.ABORTED, 'interrupted', { cause: e });
+      throw new VeritreeError(ERROR_CODES.WORKER_FAILED, `worker failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
+  }
+
+  get utilization(): number {
+    return this.piscina.utilization;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.piscina.close();
+  }
+
+  async destroy(): Promise<void> {
+    this.closed = true;
+    await this.piscina.destroy();
+  }
+}

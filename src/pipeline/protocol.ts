@@ -1,0 +1,61 @@
+/**
+ * Tasks the main thread sends to the verity workers and what comes back. Plain data only:
+ * errors do not keep their class or properties across threads (piscina#141), so a worker returns
+ * `{ok:false, code, message}` instead of throwing.
+ * @module
+ */
+import type { ErrorCode } from '../errors.ts';
+import type { HashImpl } from '../verity/backends.ts';
+import type { HashAlgorithm } from '../verity/constants.ts';
+
+interface Common {
+  alg: HashAlgorithm;
+  impl: HashImpl;
+}
+
+/** The fs-verity digest of a whole file, read by the worker. */
+export interface DigestFileTask extends Common {
+  kind: 'digest-file';
+  path: string;
+}
+
+/** Level-1 digests of one range of a large file (see merkle.ts hashRangeToLevel1). */
+export interface DigestRangeTask extends Common {
+  kind: 'digest-range';
+  path: string;
+  offset: number;
+  length: number;
+}
+
+/** Hash `data` and publish it as an object (the buffer is transferred, not copied). */
+export interface StoreBufferTask extends Common {
+  kind: 'store-buffer';
+  objectsDir: string;
+  data: Uint8Array;
+}
+
+/** Re-hash an object file and compare with the id it is stored under (fsck). */
+export interface VerifyObjectTask extends Common {
+  kind: 'verify-object';
+  path: string;
+}
+
+export type VerityTask = DigestFileTask | DigestRangeTask | StoreBufferTask | VerifyObjectTask;
+
+export interface Failure {
+  ok: false;
+  code: ErrorCode;
+  message: string;
+  path?: string;
+}
+
+export type DigestResult = { ok: true; id: string; size: number } | Failure;
+export type RangeResult = { ok: true; level1: Uint8Array } | Failure;
+export type StoreResult = { ok: true; id: string; size: number; written: boolean } | Failure;
+
+export interface TaskResults {
+  'digest-file': DigestResult;
+  'digest-range': RangeResult;
+  'store-buffer': StoreResult;
+  'verify-object': DigestResult;
+}

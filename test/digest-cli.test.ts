@@ -1,0 +1,105 @@
+/** `veritree digest` against `fsverity digest` (Debian's fsverity-utils), byte for byte. */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { CLI, cleanup, must, run, randomBytesSeeded, skipUnless, tempDir, veritree } from './helpers.ts';
+
+const NEED_FSVERITY = skipUnless('fsverity');
+let dir = '';
+const files: string[] = [];
+
+before(() => {
+  dir = tempDir();
+  const sizes = [0, 1, 63, 64, 65, 4095, 4096, 4097, 128 * 4096 - 1, 128 * 4096, 128 * 4096 + 1, 128 * 128 * 4096 + 4096];
+  // A few random sizes up to 64 MiB (seeded: the same every run), one of them past the split threshold.
+  sizes.push(1_234_567, 9_999_991, (64 << 20) + 12_345);
+  for (const [i, size] of sizes.entries()) {
+    const p = join(dir, `f${i}-${size}`);
+    writeFileSync(p, randomBytesSeeded(size, i + 1));
+    files.push(p);
+  }
+});
+after(() => cleanup(dir));
+
+test('veritree digest prints exactly what fsverity digest prints (sha256, full form)', { skip: NEED_FSVERITY }, () => {
+  const want = must('fsverity', ['digest', ...files]);
+  const got = veritree(['digest', ...files]);
+  assert.equal(got.status, 0, got.stderr);
+  assert.equal(got.stdout, want);
+});
+
+test('--compact and --hash sha512 match fsverity --compact --hash-alg=sha512', { skip: NEED_FSVERITY }, () => {
+  const want = must('fsverity', ['digest', '--compact', '--hash-alg=sha512', ...files]);
+  const got = veritree(['digest', '--compact', '--hash', 'sha512', ...files]);
+  assert.equal(got.status, 0, got.stderr);
+  assert.equal(got.stdout, want);
+});
+
+test('every back end and one worker give the same output as fsverity', { skip: NEED_FSVERITY }, () => {
+  const small = files.slice(0, 12);
+  const want = must('fsverity', ['digest', ...small]);
+  for (const impl of ['node', 'noble', 'auto']) {
+    const got = veritree(['digest', '--hash-impl', impl, '--jobs', '1', ...small]);
+    assert.equal(got.stdout, want, impl);
+  }
+});
+
+test('a large file is split across workers and still matches', { skip: NEED_FSVERITY }, () => {
+  const big = files[files.length - 1] as string;
+  const want = must('fsverity', ['digest', '--compact', big]);
+  for (const jobs of ['2', '3']) {
+    const got = veritree(['digest', '--compact', '--jobs', jobs, big]);
+    assert.equal(got.stdout, want, `jobs ${jobs}`);
+  }
+});
+
+test('bad input: missing file, directory, dangling link, each one line naming the path; others still digested', () => {
+  const bad = join(dir, 'bad');
+  mkdirSync(bad, { recursive: true });
+  const dangling = join(bad, 'dangling');
+  symlinkSync(join(bad, 'nowhere'), dangling);
+  const good = files[1] as string;
+  const r = veritree(['digest', join(bad, 'missing'), bad, dangling, good]);
+  assert.equal(r.status, 1);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 3, r.stderr);
+  assert.match(lines[0] ?? '', new RegExp(`^veritree: ${join(bad, 'missing')}: No such file or directory$`));
+  assert.match(lines[1] ?? '', new RegExp(`^veritree: ${bad}: Is a directory$`));
+  assert.match(lines[2] ?? '', new RegExp(`^veritree: ${dangling}: No such file or directory$`));
+  assert.match(r.stdout, new RegExp(`^sha256:[0-9a-f]{64} ${good}\\n$`));
+});
+
+// As root, permissions do not apply; setpriv runs the command as nobody so they do.
+const AS_ROOT = process.getuid?.() === 0;
+test('bad input: an unreadable file', { skip: AS_ROOT ? skipUnless('setpriv') : false }, () => {
+  const open = join(dir, 'open');
+  mkdirSync(open, { mode: 0o755 });
+  chmodSync(dir, 0o755);
+  const p = join(open, 'secret');
+  const readable = join(open, 'readable');
+  writeFileSync(p, 'x'.repeat(100), { mode: 0o000 });
+  writeFileSync(readable, 'y'.repeat(100), { mode: 0o644 });
+  const args = ['digest', p, readable];
+  const r = AS_ROOT
+    ? run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI, ...args])
+    : veritree(args);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /secret: Permission denied/);
+  assert.match(r.stdout, /^sha256:/);
+});
+
+test('--json gives one array in argument order', () => {
+  const r = veritree(['digest', '--json', files[2] as string, join(dir, 'nope'), files[0] as string]);
+  const rows = JSON.parse(r.stdout) as { path: string; digest?: string; error?: string }[];
+  assert.deepEqual(rows.map((x) => x.path), [files[2], join(dir, 'nope'), files[0]]);
+  assert.equal(rows[2]?.digest, 'sha256:3d248ca542a24fc62d1c43b916eae5016878e2533c88238480b26128a1f1af95');
+  assert.equal(rows[1]?.error, 'No such file or directory');
+  assert.equal(r.status, 1);
+});
+
+test('usage errors exit 2', () => {
+  assert.equal(veritree(['digest']).status, 2);
+  assert.equal(veritree(['digest', '--hash', 'md5', 'x']).status, 2);
+  assert.equal(veritree(['nonsense']).status, 2);
+});

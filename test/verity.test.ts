@@ -1,0 +1,107 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { VerityHasher, verityDigest, toHex, resolveImpl } from '../src/index.ts';
+import { digestFromLevel1, hashRangeToLevel1, level1Span } from '../src/verity/merkle.ts';
+import type { ConcreteHashImpl } from '../src/verity/backends.ts';
+import type { HashAlgorithm } from '../src/verity/constants.ts';
+import { SHARED, contentFor, randomBytesSeeded } from './helpers.ts';
+
+const IMPLS: ConcreteHashImpl[] = resolveImpl('auto') === 'native' ? ['native', 'node', 'noble'] : ['node', 'noble'];
+const VECTORS = join(SHARED, 'vectors', 'fsverity-vectors.json');
+
+interface Vector {
+  size: number;
+  content: string;
+  fsverity_sha256: string;
+  fsverity_sha512: string;
+}
+
+test('golden values from the format doc and STYLE.md', () => {
+  const cases: [Buffer, string][] = [
+    [Buffer.alloc(0), '3d248ca542a24fc62d1c43b916eae5016878e2533c88238480b26128a1f1af95'],
+    [Buffer.from('hello world'), '1e2eaa4202d750a41174ee454970b92c1bc2f925b1e35076d8c7d5f56362ba64'],
+    [Buffer.alloc(1), 'b803429503d95915829b29fdbc8bbad142f3abfd11b1cadf5526582e685c0551'],
+    [Buffer.alloc(4095, 0x5a), 'f280bcee6bf2827867a251a580c89ac5c9b3311f250ef04edb6079416bff7f43'],
+    [Buffer.alloc(4096, 0x5a), 'dae733f4cb5a63767cb1041a2bd774ca90c91dfd490554e5edab17886d474600'],
+    [Buffer.alloc(4097, 0x5a), 'd2619d9db529bfcc1b0179d7f22a3275ef40456580ebd246fb1c0faa70cc1f6c'],
+    [Buffer.alloc(128 * 4096, 0x5a), 'fa6dd50c6117479a8e0691104fd19c93263b8fc12c56a7c581d36a1fe2990845'],
+    [Buffer.alloc(128 * 4096 + 1, 0x5a), '44a3ceba1c1a2896d0002c3b1e15f332291e8ef3c4760f14531061f17d6dc423'],
+  ];
+  for (const impl of IMPLS) {
+    for (const [data, want] of cases) assert.equal(toHex(verityDigest(data, 'sha256', impl)), want, `${impl} size ${data.length}`);
+  }
+});
+
+test('every vector of shared/vectors/fsverity-vectors.json, every back end, SHA-256 and SHA-512', { skip: existsSync(VECTORS) ? false : `skipped: ${VECTORS} not present` }, () => {
+  const vectors = (JSON.parse(readFileSync(VECTORS, 'utf8')) as { vectors: Vector[] }).vectors;
+  assert.ok(vectors.length >= 10);
+  for (const v of vectors) {
+    const data = contentFor(v.content, v.size);
+    for (const impl of IMPLS) {
+      // noble is pure JS: keep it to the vectors under 8 MiB so the suite stays quick.
+      if (impl === 'noble' && v.size > 8 << 20) continue;
+      assert.equal(toHex(verityDigest(data, 'sha256', impl)), v.fsverity_sha256, `${impl} sha256 ${v.size} ${v.content}`);
+      assert.equal(toHex(verityDigest(data, 'sha512', impl)), v.fsverity_sha512, `${impl} sha512 ${v.size} ${v.content}`);
+    }
+  }
+});
+
+test('property: all back ends agree for random sizes and random update split points', () => {
+  const sizeArb = fc.oneof(
+    fc.constantFrom(0, 1, 63, 64, 65, 4095, 4096, 4097, 128 * 4096 - 1, 128 * 4096, 128 * 4096 + 1),
+    fc.integer({ min: 0, max: 3 * 128 * 4096 + 7 })
+  );
+  fc.assert(
+    fc.property(sizeArb, fc.integer(), fc.constantFrom<HashAlgorithm>('sha256', 'sha512'), (size, seed, alg) => {
+      const data = randomBytesSeeded(size, seed);
+      const whole = toHex(verityDigest(data, alg, 'node'));
+      const rand = randomBytesSeeded(64, seed ^ 0x5bd1e995);
+      for (const impl of IMPLS) {
+        const h = new VerityHasher(alg, impl);
+        let off = 0;
+        let k = 0;
+        while (off < data.length) {
+          const step = 1 + (((rand[k++ % rand.length] ?? 1) * 977) % 9001);
+          h.update(data.subarray(off, off + step));
+          off += step;
+        }
+        assert.equal(h.digestHex(), whole, `${impl} ${alg} size ${size}`);
+      }
+    }),
+    { numRuns: 60, seed: 20261125 }
+  );
+});
+
+test('byte-at-a-time and empty updates give the same digest', () => {
+  const data = randomBytesSeeded(3 * 4096 + 17, 7);
+  const h = new VerityHasher();
+  for (let i = 0; i < data.length; i++) {
+    h.update(data.subarray(i, i + 1));
+    h.update(new Uint8Array(0));
+  }
+  assert.equal(h.digestHex(), toHex(verityDigest(data)));
+});
+
+test('level-1 assembly (parallel ranges) equals the streaming digest at arity edges', () => {
+  for (const alg of ['sha256', 'sha512'] as const) {
+    const span = level1Span(alg);
+    const perGroup = span / 4096;
+    for (const size of [perGroup * 4096 + 1, 3 * span, 3 * span + 4095, 7 * span + 1, perGroup * span, perGroup * span + 4096]) {
+      const data = randomBytesSeeded(size, size);
+      const parts: Uint8Array[] = [];
+      for (let off = 0; off < size; off += 2 * span) parts.push(hashRangeToLevel1(data.subarray(off, off + 2 * span), alg));
+      assert.equal(toHex(digestFromLevel1(parts, BigInt(size), alg)), toHex(verityDigest(data, alg)), `${alg} ${size}`);
+    }
+  }
+});
+
+test('misuse: update after digest and digest twice throw', () => {
+  const h = new VerityHasher();
+  h.digest();
+  assert.throws(() => h.update(new Uint8Array(1)), /after digest/);
+  assert.throws(() => h.digest(), /twice/);
+  assert.throws(() => new VerityHasher('md5' as HashAlgorithm), /"hash" must be sha256 or sha512/);
+});
