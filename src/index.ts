@@ -19,3 +19,20 @@ export { SplitStreamBuilder, readSplitStream, readRefs, type SplitStream } from 
 export { digestFiles, type DigestOptions, type FileDigest } from './pipeline/digest-files.ts';
 export { VerityPool, poolSize } from './pipeline/pool.ts';
 export { detectDevice, defaultIoLimit, IO_LIMITS } from './pipeline/io-limit.ts';
+export { importImage, type ImportOptions, type ImportSummary, type ImportProgress, type ImportWarning } from './pipeline/import.ts';
+export { parseSource, resolveImage, hostPlatform, type ResolvedImage } from './oci/layout.ts';
+export { listImages, type ImageRecord } from './store/images.ts';
+
+import { Repository as Repo, type OpenOptions as OpenOpts } from './store/repository.ts';
+import { loadStream, rebuild } from './store/rebuild.ts';
+import { layerStreamName } from './store/layout.ts';
+
+/** Opens a repository (see Repository.open). */
+export function openRepository(root: string, opts?: OpenOpts): Promise<Repo> {
+  return Repo.open(root, opts);
+}
+
+/** The layer tar with this diff_id (hex), rebuilt from its split stream. */
+export async function* catLayer(repo: Repo, diffIdHex: string): AsyncGenerator<Uint8Array> {
+  yield* rebuild(repo, await loadStream(repo, layerStreamName(diffIdHex.replace(/^sha256:/, ''))));
+}

@@ -9,6 +9,8 @@ import { isVeritreeError } from '../errors.ts';
 import { EXIT, exitStatusFor } from './exit-codes.ts';
 import { registerDigest } from './commands/digest.ts';
 import { registerInit } from './commands/init.ts';
+import { registerImport } from './commands/import.ts';
+import { registerImages } from './commands/images.ts';
 
 function version(): string {
   for (const rel of ['../../package.json', '../../../package.json']) {
@@ -29,6 +31,8 @@ export function buildProgram(): Command {
     .exitOverride();
   registerDigest(program);
   registerInit(program);
+  registerImport(program);
+  registerImages(program);
   return program;
 }
 

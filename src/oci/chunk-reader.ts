@@ -1,0 +1,73 @@
+/**
+ * Pulls exact byte counts out of an async stream of chunks without copying what it can hand out
+ * as views. The tar splitter reads headers (512 bytes) and contents (any size) through it.
+ * @module
+ */
+export class ChunkReader {
+  private readonly it: AsyncIterator<Uint8Array>;
+  private cur: Uint8Array = new Uint8Array(0);
+  private pos = 0;
+  private ended = false;
+  /** Bytes handed out so far: the offset in the stream. */
+  offset = 0;
+
+  constructor(source: AsyncIterable<Uint8Array>) {
+    this.it = source[Symbol.asyncIterator]();
+  }
+
+  private async fill(): Promise<boolean> {
+    while (this.pos >= this.cur.length) {
+      if (this.ended) return false;
+      const r = await this.it.next();
+      if (r.done) {
+        this.ended = true;
+        return false;
+      }
+      this.cur = r.value;
+      this.pos = 0;
+    }
+    return true;
+  }
+
+  /** Exactly `n` bytes (a copy), or fewer only at the end of the stream. */
+  async exact(n: number): Promise<Uint8Array> {
+    const out = new Uint8Array(n);
+    let got = 0;
+    while (got < n && (await this.fill())) {
+      const take = Math.min(n - got, this.cur.length - this.pos);
+      out.set(this.cur.subarray(this.pos, this.pos + take), got);
+      this.pos += take;
+      got += take;
+    }
+    this.offset += got;
+    return got === n ? out : out.subarray(0, got);
+  }
+
+  /** Up to `n` bytes as views of the source's chunks; ends early only at the end of the stream. */
+  async *views(n: number): AsyncGenerator<Uint8Array> {
+    let left = n;
+    while (left > 0 && (await this.fill())) {
+      const take = Math.min(left, this.cur.length - this.pos);
+      const view = this.cur.subarray(this.pos, this.pos + take);
+      this.pos += take;
+      this.offset += take;
+      left -= take;
+      yield view;
+    }
+  }
+
+  /** Everything left, up to `max` bytes; returns null when more than `max` remain. */
+  async rest(max: number): Promise<Uint8Array | null> {
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    while (await this.fill()) {
+      const view = this.cur.subarray(this.pos);
+      this.pos = this.cur.length;
+      total += view.length;
+      this.offset += view.length;
+      if (total > max) return null;
+      parts.push(view.slice());
+    }
+    return Buffer.concat(parts);
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * Resolving `oci:DIR[:REF]` to one image: the layout's index.json, nested indexes (the host's
+ * platform, or --platform), the manifest and the config, each verified against its descriptor.
+ * @module
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ERROR_CODES, VeritreeError, errnoCode } from '../errors.ts';
+import { assertDescriptor, digestHex, parseJson, readVerifiedBlob, type Descriptor } from './blob.ts';
+import { isConfigType, isIndexType, isManifestType, layerCompression, type Compression } from './media-types.ts';
+
+export const REF_ANNOTATION = 'org.opencontainers.image.ref.name';
+/** Nested indexes deeper than this are refused (a loop is caught earlier, by digest). */
+const MAX_INDEX_DEPTH = 8;
+/** More layers than any real image has (overlayfs stacks at most 500 lower layers). */
+export const MAX_LAYERS = 500;
+
+export interface OciSource {
+  dir: string;
+  ref: string | undefined;
+}
+
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string | undefined;
+}
+
+export interface ImageManifest {
+  schemaVersion?: number;
+  mediaType?: string;
+  config: Descriptor;
+  layers: Descriptor[];
+}
+
+export interface ImageConfig {
+  rootfs?: { type?: string; diff_ids?: string[] };
+  architecture?: string;
+  os?: string;
+}
+
+export interface ResolvedLayer {
+  descriptor: Descriptor;
+  compression: Compression;
+  diffId: string;
+  /** 0-based position in the manifest. */
+  index: number;
+}
+
+export interface ResolvedImage {
+  layoutDir: string;
+  ref: string | undefined;
+  manifestDescriptor: Descriptor;
+  manifestBytes: Buffer;
+  configDescriptor: Descriptor;
+  configBytes: Buffer;
+  layers: ResolvedLayer[];
+}
+
+interface IndexJson {
+  manifests?: unknown[];
+}
+
+/** `oci:DIR[:REF]`. The path ends at the first ':' after the prefix, as in skopeo. */
+export function parseSource(spec: string): OciSource {
+  if (!spec.startsWith('oci:') || spec.length === 4) {
+    throw new VeritreeError(ERROR_CODES.USAGE, `source ${JSON.stringify(spec)}: expected oci:DIR[:REF]`);
+  }
+  const rest = spec.slice(4);
+  const colon = rest.indexOf(':');
+  return colon < 0 ? { dir: rest, ref: undefined } : { dir: rest.slice(0, colon), ref: rest.slice(colon + 1) || undefined };
+}
+
+const ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64', loong64: 'loong64' };
+
+export function hostPlatform(): Platform {
+  return { os: process.platform === 'win32' ? 'windows' : process.platform, architecture: ARCH[process.arch] ?? process.arch };
+}
+
+/** `os/arch[/variant]` */
+export function parsePlatform(s: string): Platform {
+  const [os, architecture, variant] = s.split('/');
+  if (!os || !architecture) throw new VeritreeError(ERROR_CODES.USAGE, `--platform ${JSON.stringify(s)}: expected os/arch[/variant]`);
+  return { os, architecture, variant };
+}
+
+function platformString(p: Descriptor['platform']): string {
+  return p ? [p.os, p.architecture, p.variant].filter(Boolean).join('/') : 'unspecified';
+}
+
+async function readIndexJson(dir: string): Promise<IndexJson> {
+  const layoutFile = join(dir, 'oci-layout');
+  let text: string;
+  try {
+    text = await readFile(layoutFile, 'utf8');
+  } catch (e) {
+    const why = errnoCode(e) === 'ENOENT' ? 'has no oci-layout file' : `cannot be read (${e instanceof Error ? e.message : String(e)})`;
+    throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${dir} is not an OCI image layout: it ${why}`, { path: dir, cause: e });
+  }
+  parseJson(Buffer.from(text), `${layoutFile}`, layoutFile);
+  const indexPath = join(dir, 'index.json');
+  const raw = await readFile(indexPath).catch((e: unknown) => {
+    throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${indexPath} cannot be read: ${e instanceof Error ? e.message : String(e)}`, { path: indexPath, cause: e });
+  });
+  const index = parseJson<IndexJson>(raw, indexPath, indexPath);
+  if (!index || typeof index !== 'object' || !Array.isArray(index.manifests)) {
+    throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${indexPath} has no "manifests" array`, { path: indexPath });
+  }
+  return index;
+}
+
+function pickByPlatform(cands: Descriptor[], want: Platform, what: string): Descriptor {
+  const hits = cands.filter(
+    (d) => !d.platform || (d.platform.os === want.os && d.platform.architecture === want.architecture && (!want.variant || d.platform.variant === want.variant))
+  );
+  const exact = hits.filter((d) => d.platform);
+  const chosen = exact[0] ?? hits[0];
+  if (!chosen) {
+    throw new VeritreeError(
+      ERROR_CODES.OCI_REF_NOT_FOUND,
+      `${what}: no image for platform ${platformString(want)} (available: ${cands.map((d) => platformString(d.platform)).join(', ')}); use --platform`
+    );
+  }
+  return chosen;
+}
+
+async function descend(dir: string, d: Descriptor, platform: Platform, seen: Set<string>, depth: number): Promise<Descriptor> {
+  if (!isIndexType(d.mediaType)) return d;
+  if (seen.has(d.digest)) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `image index ${d.digest} refers back to itself`);
+  if (depth >= MAX_INDEX_DEPTH) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `image indexes nest deeper than ${MAX_INDEX_DEPTH}`);
+  seen.add(d.digest);
+  const what = `image index ${d.digest}`;
+  const idx = parseJson<IndexJson>(await readVerifiedBlob(dir, d, what), what);
+  const cands = (idx.manifests ?? []).map((m, i) => {
+    assertDescriptor(m, `${what} entry ${i}`);
+    return m;
+  });
+  return descend(dir, pickByPlatform(cands, platform, what), platform, seen, depth + 1);
+}
+
+/** Resolves the source to one verified manifest and config. @throws VeritreeError OCI_* */
+export async function resolveImage(src: OciSource, opts: { platform?: Platform | undefined } = {}): Promise<ResolvedImage> {
+  const platform = opts.platform ?? hostPlatform();
+  const index = await readIndexJson(src.dir);
+  const all = (index.manifests ?? []).map((m, i) => {
+    assertDescriptor(m, `index.json entry ${i}`);
+    return m;
+  });
+  const refs = all.map((d) => d.annotations?.[REF_ANNOTATION]).filter((r): r is string => !!r);
+  let cands = all;
+  if (src.ref !== undefined) {
+    cands = all.filter((d) => d.annotations?.[REF_ANNOTATION] === src.ref);
+    if (cands.length === 0) {
+      throw new VeritreeError(ERROR_CODES.OCI_REF_NOT_FOUND, `${src.dir} has no image named ${JSON.stringify(src.ref)} (refs: ${refs.join(', ') || 'none'})`);
+    }
+  } else if (all.length !== 1) {
+    throw new VeritreeError(
+      ERROR_CODES.OCI_REF_NOT_FOUND,
+      all.length === 0 ? `${src.dir} holds no image` : `${src.dir} holds ${all.length} images: name one as oci:${src.dir}:REF (refs: ${refs.join(', ') || 'none'})`
+    );
+  }
+  const top = cands.length === 1 ? (cands[0] as Descriptor) : pickByPlatform(cands, platform, `${src.dir}:${src.ref ?? ''}`);
+  const manifestDescriptor = await descend(src.dir, top, platform, new Set(), 0);
+  if (manifestDescriptor.mediaType && !isManifestType(manifestDescriptor.mediaType)) {
+    throw new VeritreeError(ERROR_CODES.OCI_MEDIA_TYPE_UNSUPPORTED, `manifest ${manifestDescriptor.digest}: unsupported media type ${manifestDescriptor.mediaType}`);
+  }
+  const mwhat = `manifest ${manifestDescriptor.digest}`;
+  const manifestBytes = await readVerifiedBlob(src.dir, manifestDescriptor, mwhat);
+  const manifest = parseJson<ImageManifest>(manifestBytes, mwhat);
+  assertDescriptor(manifest.config, `${mwhat} config`);
+  if (!Array.isArray(manifest.layers)) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${mwhat} has no "layers" array`);
+  if (manifest.layers.length > MAX_LAYERS) {
+    throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${mwhat} has ${manifest.layers.length} layers (limit ${MAX_LAYERS})`);
+  }
+  if (!isConfigType(manifest.config.mediaType)) {
+    throw new VeritreeError(ERROR_CODES.OCI_MEDIA_TYPE_UNSUPPORTED, `${mwhat}: unsupported config media type ${manifest.config.mediaType}`);
+  }
+  const cwhat = `config ${manifest.config.digest}`;
+  const configBytes = await readVerifiedBlob(src.dir, manifest.config, cwhat);
+  const config = parseJson<ImageConfig>(configBytes, cwhat);
+  const diffIds = config.rootfs?.diff_ids;
+  if (!Array.isArray(diffIds) || diffIds.length !== manifest.layers.length) {
+    throw new VeritreeError(
+      ERROR_CODES.OCI_LAYOUT_INVALID,
+      `${cwhat}: rootfs.diff_ids has ${Array.isArray(diffIds) ? diffIds.length : 'no'} entries for ${manifest.layers.length} layers`
+    );
+  }
+  const layers = manifest.layers.map((l, i): ResolvedLayer => {
+    assertDescriptor(l, `${mwhat} layer ${i + 1}`);
+    const compression = layerCompression(l.mediaType);
+    if (!compression) {
+      throw new VeritreeError(ERROR_CODES.OCI_MEDIA_TYPE_UNSUPPORTED, `layer ${i + 1} (${l.digest}): unsupported media type ${l.mediaType}`);
+    }
+    const diffId = diffIds[i] as string;
+    digestHex(diffId, `${cwhat} diff_id ${i + 1}`);
+    digestHex(l.digest, `layer ${i + 1}`);
+    return { descriptor: l, compression, diffId, index: i };
+  });
+  return { layoutDir: src.dir, ref: src.ref, manifestDescriptor, manifestBytes, configDescriptor: manifest.config, configBytes, layers };
+}

@@ -1,0 +1,148 @@
+/**
+ * A pure codec for tar headers (ustar, GNU, PAX records): the fields the splitter and the merge
+ * need, read from a 512-byte block. It does not use tar-stream's extract(), which discards raw
+ * header bytes and padding: a split stream must keep every byte to rebuild the layer exactly.
+ * @module
+ */
+import { ERROR_CODES, VeritreeError } from '../errors.ts';
+
+export const TAR_BLOCK = 512;
+
+export const TYPE = {
+  file: '0',
+  oldFile: '\0',
+  hardlink: '1',
+  symlink: '2',
+  char: '3',
+  block: '4',
+  dir: '5',
+  fifo: '6',
+  contiguous: '7',
+  paxNext: 'x',
+  paxGlobal: 'g',
+  gnuLongName: 'L',
+  gnuLongLink: 'K',
+  gnuSparse: 'S',
+} as const;
+
+export interface TarHeader {
+  name: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  typeflag: string;
+  linkname: string;
+  uname: string;
+  gname: string;
+  devmajor: number;
+  devminor: number;
+  /** The old-GNU sparse header says extension blocks follow it. */
+  gnuSparseExtended: boolean;
+}
+
+function str(b: Uint8Array, off: number, len: number): string {
+  let end = off;
+  while (end < off + len && b[end] !== 0) end++;
+  return Buffer.from(b.buffer, b.byteOffset + off, end - off).toString('utf8');
+}
+
+/** Octal with spaces/NULs, or GNU base-256 (high bit set) for values past 8 GiB. */
+function num(b: Uint8Array, off: number, len: number, field: string, at: number): number {
+  const first = b[off] ?? 0;
+  if (first & 0x80) {
+    if (first === 0xff) throw corrupt(`negative ${field}`, at);
+    let v = BigInt(first & 0x7f);
+    for (let i = 1; i < len; i++) v = (v << 8n) | BigInt(b[off + i] ?? 0);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new VeritreeError(ERROR_CODES.TAR_LIMIT_EXCEEDED, `tar header at offset ${at}: ${field} ${v} is too large`);
+    }
+    return Number(v);
+  }
+  const s = str(b, off, len).trim();
+  if (s === '') return 0;
+  if (!/^[0-7]+$/.test(s)) throw corrupt(`bad ${field} field ${JSON.stringify(s)}`, at);
+  const v = parseInt(s, 8);
+  if (!Number.isSafeInteger(v)) throw new VeritreeError(ERROR_CODES.TAR_LIMIT_EXCEEDED, `tar header at offset ${at}: ${field} overflows`);
+  return v;
+}
+
+function corrupt(msg: string, at: number): VeritreeError {
+  return new VeritreeError(ERROR_CODES.TAR_CORRUPT, `tar header at offset ${at}: ${msg}`);
+}
+
+export function isZeroBlock(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+function checksumOk(b: Uint8Array, stored: number): boolean {
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < TAR_BLOCK; i++) {
+    const v = i >= 148 && i < 156 ? 0x20 : (b[i] ?? 0);
+    unsigned += v;
+    signed += v > 127 ? v - 256 : v;
+  }
+  return stored === unsigned || stored === signed;
+}
+
+/** Decodes one header block. @throws VeritreeError TAR_CORRUPT (bad checksum, bad numbers) */
+export function decodeHeader(b: Uint8Array, at: number): TarHeader {
+  const sumText = str(b, 148, 8).trim();
+  if (!/^[0-7]+$/.test(sumText) || !checksumOk(b, parseInt(sumText, 8))) {
+    throw corrupt(at === 0 ? 'not a tar archive (bad header checksum)' : 'bad header checksum', at);
+  }
+  const magic = str(b, 257, 6);
+  const typeflag = String.fromCharCode(b[156] ?? 0);
+  let name = str(b, 0, 100);
+  // POSIX ustar has a 155-byte prefix; old GNU uses those bytes for other fields.
+  const isPosixUstar = magic === 'ustar' && str(b, 263, 2) === '00';
+  if (isPosixUstar) {
+    const prefix = str(b, 345, 155);
+    if (prefix) name = `${prefix}/${name}`;
+  }
+  return {
+    name,
+    mode: num(b, 100, 8, 'mode', at),
+    uid: num(b, 108, 8, 'uid', at),
+    gid: num(b, 116, 8, 'gid', at),
+    size: num(b, 124, 12, 'size', at),
+    mtime: num(b, 136, 12, 'mtime', at),
+    typeflag,
+    linkname: str(b, 157, 100),
+    uname: str(b, 265, 32),
+    gname: str(b, 297, 32),
+    devmajor: num(b, 329, 8, 'devmajor', at),
+    devminor: num(b, 337, 8, 'devminor', at),
+    gnuSparseExtended: typeflag === TYPE.gnuSparse && !isPosixUstar && (b[482] ?? 0) !== 0,
+  };
+}
+
+/** PAX records: "<len> <key>=<value>\n" each, the length counting the whole record. */
+export function decodePax(buf: Uint8Array, at: number): Map<string, string> {
+  const out = new Map<string, string>();
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
+  let off = 0;
+  while (off < b.length && b[off] !== 0) {
+    const space = b.indexOf(0x20, off);
+    const len = space > off ? Number(b.subarray(off, space).toString('ascii')) : NaN;
+    if (!Number.isInteger(len) || len <= space - off || off + len > b.length) {
+      throw new VeritreeError(ERROR_CODES.TAR_CORRUPT, `PAX header at offset ${at}: bad record at byte ${off}`);
+    }
+    const rec = b.subarray(space + 1, off + len - 1).toString('utf8');
+    const eq = rec.indexOf('=');
+    if (eq > 0) out.set(rec.slice(0, eq), rec.slice(eq + 1));
+    off += len;
+  }
+  return out;
+}
+
+export function isRegularType(t: string): boolean {
+  return t === TYPE.file || t === TYPE.oldFile || t === TYPE.contiguous;
+}
+
+export function isMetaType(t: string): boolean {
+  return t === TYPE.paxNext || t === TYPE.paxGlobal || t === TYPE.gnuLongName || t === TYPE.gnuLongLink;
+}

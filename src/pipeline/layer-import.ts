@@ -1,0 +1,214 @@
+/**
+ * Importing one layer: its tar is split on the main thread; each file over 64 bytes goes to the
+ * pool (in memory up to a threshold, spooled to a tmp file inside the store above it), and the
+ * layer's split stream is published only after its blob and diff_id are verified and every
+ * object it names is durable.
+ * @module
+ */
+import { open, unlink } from 'node:fs/promises';
+import { ERROR_CODES, VeritreeError, isVeritreeError, storeIoError } from '../errors.ts';
+import type { ResolvedLayer } from '../oci/layout.ts';
+import { layerWhat, openLayerTar, type LayerLimits } from '../oci/layer-stream.ts';
+import { splitTar, type TarEntry, type TarWarningCode } from '../oci/tar-split.ts';
+import { layerStreamName } from '../store/layout.ts';
+import { publishTmp, tmpPathIn, writeObject, type PublishResult } from '../store/objects.ts';
+import type { Repository } from '../store/repository.ts';
+import { SplitStreamBuilder } from '../store/splitstream.ts';
+import type { HashImpl } from '../verity/backends.ts';
+import { toHex, verityDigest } from '../verity/merkle.ts';
+import type { Budget } from './budget.ts';
+import { digestLargeFile, SPLIT_THRESHOLD_BYTES } from './digest-files.ts';
+import type { VerityPool } from './pool.ts';
+
+export interface LayerContext {
+  repo: Repository;
+  pool: VerityPool;
+  budget: Budget;
+  impl: HashImpl;
+  layoutDir: string;
+  limits: LayerLimits;
+  /** Files larger than this are spooled to a tmp file instead of held in memory. */
+  spoolThreshold: number;
+  signal: AbortSignal;
+  onBytes(layer: ResolvedLayer, compressedBytes: number): void;
+  onWarning(layer: ResolvedLayer, code: TarWarningCode, message: string): void;
+}
+
+export interface LayerResult {
+  index: number;
+  digest: string;
+  diffId: string;
+  stream: string;
+  status: 'imported' | 'present';
+  objectsWritten: number;
+  objectsPresent: number;
+  inlined: number;
+  tarBytes: number;
+  compressedBytes: number;
+  /** How many times the layer's blob was opened (0 when the layer was already present). */
+  blobOpens: number;
+}
+
+type Op = { inline: Uint8Array } | { object: number };
+
+function withContext(e: unknown, what: string): unknown {
+  if (isVeritreeError(e) && !e.message.startsWith('layer ') && e.code !== ERROR_CODES.ABORTED && !e.code.startsWith('STORE')) {
+    return new VeritreeError(e.code, `${what}: ${e.message}`, { cause: e, path: e.path, expected: e.expected, found: e.found });
+  }
+  return e;
+}
+
+async function fill(content: AsyncIterable<Uint8Array>, size: number): Promise<Uint8Array | null> {
+  const buf = new Uint8Array(size);
+  let got = 0;
+  for await (const v of content) {
+    buf.set(v, got);
+    got += v.length;
+  }
+  return got === size ? buf : null;
+}
+
+/** Writes a large file to a tmp file inside objects/, then hashes it there (in parallel ranges). */
+async function spool(ctx: LayerContext, entry: TarEntry, content: AsyncIterable<Uint8Array>): Promise<(() => Promise<PublishResult>) | null> {
+  const tmp = tmpPathIn(ctx.repo.objectsDir);
+  let got = 0;
+  try {
+    const fh = await open(tmp, 'wx', 0o644);
+    try {
+      for await (const v of content) {
+        await fh.write(v);
+        got += v.length;
+      }
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw storeIoError(e, ctx.repo.root, `spooling ${entry.path}`);
+  }
+  if (got !== entry.size) {
+    await unlink(tmp).catch(() => undefined);
+    return null;
+  }
+  return async () => {
+    try {
+      let id: string;
+      if (entry.size >= SPLIT_THRESHOLD_BYTES && ctx.pool.size > 1) {
+        id = await digestLargeFile(ctx.pool, tmp, entry.size, { alg: ctx.repo.alg, impl: ctx.impl });
+      } else {
+        const r = await ctx.pool.run({ kind: 'digest-file', path: tmp, alg: ctx.repo.alg, impl: ctx.impl });
+        if (!r.ok) throw new VeritreeError(r.code, r.message, { path: tmp });
+        id = r.id;
+      }
+      return await publishTmp(ctx.repo.objectsDir, tmp, id, entry.size);
+    } catch (e) {
+      await unlink(tmp).catch(() => undefined);
+      throw e;
+    }
+  };
+}
+
+export async function importLayer(ctx: LayerContext, layer: ResolvedLayer): Promise<LayerResult> {
+  const what = layerWhat(layer);
+  const diffHex = layer.diffId.slice('sha256:'.length);
+  const name = layerStreamName(diffHex);
+  const base = { index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, stream: name };
+  if (await ctx.repo.hasStream(name)) {
+    return { ...base, status: 'present', objectsWritten: 0, objectsPresent: 0, inlined: 0, tarBytes: 0, compressedBytes: 0, blobOpens: 0 };
+  }
+
+  const ops: Op[] = [];
+  const objects: Promise<PublishResult>[] = [];
+  let firstError: unknown = null;
+  const local = new AbortController();
+  const abortAll = (): void => local.abort();
+  ctx.signal.addEventListener('abort', abortAll, { once: true });
+  const track = (p: Promise<PublishResult>, release: () => void): void => {
+    const guarded = p.finally(release);
+    guarded.catch((e: unknown) => {
+      firstError ??= e;
+      local.abort();
+    });
+    ops.push({ object: objects.length });
+    objects.push(guarded);
+  };
+
+  let inlined = 0;
+  let layerTar: Awaited<ReturnType<typeof openLayerTar>> | null = null;
+  try {
+    layerTar = await openLayerTar(ctx.layoutDir, layer, ctx.limits, local.signal);
+    const lt = layerTar;
+    const progress = setInterval(() => ctx.onBytes(layer, lt.compressedBytes()), 100);
+    try {
+      await splitTar(lt.tar, {
+        inline: (bytes) => ops.push({ inline: bytes }),
+        smallFile: () => inlined++,
+        warn: (code, message) => ctx.onWarning(layer, code, message),
+        external: async (entry, content) => {
+          if (firstError) throw firstError;
+          if (entry.size > ctx.spoolThreshold) {
+            await ctx.budget.acquire(0, local.signal);
+            let job: (() => Promise<PublishResult>) | null;
+            try {
+              job = await spool(ctx, entry, content);
+            } catch (e) {
+              ctx.budget.release(0);
+              throw e;
+            }
+            if (!job) ctx.budget.release(0);
+            else track(job(), () => ctx.budget.release(0));
+            return;
+          }
+          await ctx.budget.acquire(entry.size, local.signal);
+          const buf = await fill(content, entry.size).catch((e: unknown) => {
+            ctx.budget.release(entry.size);
+            throw e;
+          });
+          if (!buf) {
+            ctx.budget.release(entry.size);
+            return;
+          }
+          const task = { kind: 'store-buffer', objectsDir: ctx.repo.objectsDir, data: buf, alg: ctx.repo.alg, impl: ctx.impl } as const;
+          const run = ctx.pool.run(task, { transfer: [buf.buffer as ArrayBuffer] }).then((r) => {
+            if (!r.ok) throw new VeritreeError(r.code, `${r.message} (storing ${entry.path})`, { path: r.path });
+            return { id: r.id, size: r.size, written: r.written };
+          });
+          track(run, () => ctx.budget.release(entry.size));
+        },
+      });
+      await lt.done;
+    } finally {
+      clearInterval(progress);
+      ctx.onBytes(layer, lt.compressedBytes());
+    }
+    lt.checkDiffId();
+    const results = await Promise.all(objects);
+    return { ...base, ...(await publishLayer(ctx, name, ops, results)), inlined, tarBytes: lt.tarBytes(), compressedBytes: lt.compressedBytes(), blobOpens: 1 };
+  } catch (e) {
+    // Let every task in flight settle before reporting: no worker may still write when we return.
+    await Promise.allSettled(objects);
+    const err = ctx.signal.aborted ? new VeritreeError(ERROR_CODES.ABORTED, 'interrupted') : (firstError ?? e);
+    throw withContext(err, what);
+  } finally {
+    ctx.signal.removeEventListener('abort', abortAll);
+  }
+}
+
+async function publishLayer(ctx: LayerContext, name: string, ops: Op[], results: PublishResult[]): Promise<{ status: 'imported'; objectsWritten: number; objectsPresent: number }> {
+  const builder = new SplitStreamBuilder(ctx.repo.alg, 'layer');
+  for (const op of ops) {
+    if ('inline' in op) builder.addInline(op.inline);
+    else {
+      const r = results[op.object] as PublishResult;
+      builder.addObject(r.id, r.size);
+    }
+  }
+  const bytes = builder.finish();
+  const id = toHex(verityDigest(bytes, ctx.repo.alg, ctx.impl));
+  await writeObject(ctx.repo.objectsDir, id, bytes);
+  // Durable first, then named: after a crash a named stream is complete or absent.
+  await ctx.repo.sync();
+  await ctx.repo.publishStream(name, id);
+  const written = results.filter((r) => r.written).length;
+  return { status: 'imported', objectsWritten: written, objectsPresent: results.length - written };
+}
