@@ -20,6 +20,9 @@ chmod 755 "$root/usr/bin/hello"
 ln -s ../share/doc/veritree/numbers.txt "$root/usr/bin/numbers"
 ln "$root/usr/bin/hello" "$root/usr/bin/hello-again"
 umoci repack --image "$out:latest" "$work/bundle"
+# Unpack again: repack diffs against the image the bundle was unpacked from.
+rm -rf "$work/bundle"
+umoci unpack --rootless --image "$out:latest" "$work/bundle" >/dev/null
 rm "$root/etc/hostname"
 head -c 300000 /dev/zero | tr '\0' 'v' > "$root/usr/share/doc/veritree/big.txt"
 umoci repack --image "$out:latest" "$work/bundle"

@@ -145,3 +145,25 @@ export async function openVerifiedBlob(layoutDir: string, d: Descriptor, what: s
   const stream = createReadStream(path, { highWaterMark: 1 << 20 });
   return { stream, verifier: new VerifyingStream(d, what, path), path };
 }
+
+/**
+ * Checks a whole blob file against its descriptor, for the error path: when decompression or the
+ * tar fails, a blob that does not match its digest is the cause worth reporting.
+ * @returns the mismatch error, or null when the blob is as described.
+ */
+export async function checkBlobFile(layoutDir: string, d: Descriptor, what: string): Promise<VeritreeError | null> {
+  const path = blobPath(layoutDir, d.digest, what);
+  const hash = createHash('sha256');
+  let size = 0;
+  try {
+    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+      size += (chunk as Buffer).length;
+      hash.update(chunk as Buffer);
+    }
+  } catch (e) {
+    return missing(path, what, e);
+  }
+  if (size !== d.size) return sizeMismatch(what, d, size, path);
+  const found = hash.digest('hex');
+  return found === digestHex(d.digest, what) ? null : mismatch(what, d, found, path);
+}

@@ -49,6 +49,7 @@ export interface ResolvedLayer {
 
 export interface ResolvedImage {
   layoutDir: string;
+  /** The REF asked for, else the chosen image's ref.name annotation. */
   ref: string | undefined;
   manifestDescriptor: Descriptor;
   manifestBytes: Buffer;
@@ -196,5 +197,6 @@ export async function resolveImage(src: OciSource, opts: { platform?: Platform |
     digestHex(l.digest, `layer ${i + 1}`);
     return { descriptor: l, compression, diffId, index: i };
   });
-  return { layoutDir: src.dir, ref: src.ref, manifestDescriptor, manifestBytes, configDescriptor: manifest.config, configBytes, layers };
+  const ref = src.ref ?? top.annotations?.[REF_ANNOTATION];
+  return { layoutDir: src.dir, ref, manifestDescriptor, manifestBytes, configDescriptor: manifest.config, configBytes, layers };
 }

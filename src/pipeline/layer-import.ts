@@ -7,6 +7,7 @@
  */
 import { open, unlink } from 'node:fs/promises';
 import { ERROR_CODES, VeritreeError, isVeritreeError, storeIoError } from '../errors.ts';
+import { checkBlobFile } from '../oci/blob.ts';
 import type { ResolvedLayer } from '../oci/layout.ts';
 import { layerWhat, openLayerTar, type LayerLimits } from '../oci/layer-stream.ts';
 import { splitTar, type TarEntry, type TarWarningCode } from '../oci/tar-split.ts';
@@ -188,10 +189,18 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer): Prom
     // Let every task in flight settle before reporting: no worker may still write when we return.
     await Promise.allSettled(objects);
     const err = ctx.signal.aborted ? new VeritreeError(ERROR_CODES.ABORTED, 'interrupted') : (firstError ?? e);
-    throw withContext(err, what);
+    throw withContext(await rootCause(ctx, layer, err), what);
   } finally {
     ctx.signal.removeEventListener('abort', abortAll);
   }
+}
+
+/** A decompression or tar error on a blob that does not match its digest is reported as the mismatch. */
+async function rootCause(ctx: LayerContext, layer: ResolvedLayer, err: unknown): Promise<unknown> {
+  const code = isVeritreeError(err) ? err.code : null;
+  const blobChecked = code === ERROR_CODES.OCI_DIGEST_MISMATCH || code === ERROR_CODES.OCI_SIZE_MISMATCH || code === ERROR_CODES.OCI_BLOB_MISSING;
+  if (blobChecked || code === ERROR_CODES.ABORTED || code?.startsWith('STORE') || code === ERROR_CODES.WORKER_FAILED) return err;
+  return (await checkBlobFile(ctx.layoutDir, layer.descriptor, layerWhat(layer))) ?? err;
 }
 
 async function publishLayer(ctx: LayerContext, name: string, ops: Op[], results: PublishResult[]): Promise<{ status: 'imported'; objectsWritten: number; objectsPresent: number }> {
