@@ -79,6 +79,8 @@ export interface ImportSummary {
   /** MB/s of uncompressed layer data. */
   mbPerSecond: number;
   jobs: number;
+  /** The process's peak resident memory so far (workers included), for the memory bound. */
+  peakRssBytes: number;
   warnings: ImportWarning[];
 }
 
@@ -230,6 +232,7 @@ function summarise(tag: string, source: string, image: ResolvedImage, status: 'i
     seconds,
     mbPerSecond: seconds > 0 ? tarBytes / 1e6 / seconds : 0,
     jobs,
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
     warnings,
   };
 }

@@ -53,7 +53,7 @@ export interface LayerResult {
 type Op = { inline: Uint8Array } | { object: number };
 
 function withContext(e: unknown, what: string): unknown {
-  if (isVeritreeError(e) && !e.message.startsWith('layer ') && e.code !== ERROR_CODES.ABORTED && !e.code.startsWith('STORE')) {
+  if (isVeritreeError(e) && !/^layer \d+ \(/.test(e.message) && e.code !== ERROR_CODES.ABORTED && !e.code.startsWith('STORE')) {
     return new VeritreeError(e.code, `${what}: ${e.message}`, { cause: e, path: e.path, expected: e.expected, found: e.found });
   }
   return e;
