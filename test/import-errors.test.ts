@@ -277,3 +277,14 @@ test('gzip bomb: --max-layer-size stops a layer that inflates too far', { skip: 
   assert.match(r.stderr, /layer 2 .*inflates past --max-layer-size \(1048576 bytes\)/);
   assert.deepEqual(tags(repo), []);
 });
+
+test('a wrong diff_id on an uncompressed layer (where the blob digest doubles as the diff_id)', { skip: SKIP }, async () => {
+  const l = copy();
+  const tar = await tarOf([{ name: 'plain', content: 'p'.repeat(1000) }]);
+  replaceLayer(l, 't', 1, tar, { compress: false });
+  const wrong = `sha256:${'cd'.repeat(32)}`;
+  rewriteConfig(l, 't', (c) => {
+    c.rootfs.diff_ids[1] = wrong;
+  });
+  await expectFailure(l, new RegExp(`layer 2 .*diff_id mismatch: the config says ${wrong}`));
+});

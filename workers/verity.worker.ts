@@ -4,10 +4,10 @@
  * write and close is awaited before a task returns: nothing may be left pending.
  * Module top level only imports (piscina masks load errors).
  */
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { ERROR_CODES, describeFsError, errnoCode, isVeritreeError, type ErrorCode } from '../src/errors.ts';
-import { writeObject } from '../src/store/objects.ts';
-import { hashRangeToLevel1, toHex, verityDigest, VerityHasher } from '../src/verity/merkle.ts';
+import { writeObjectSync } from '../src/store/objects.ts';
+import { RangeHasher, toHex, verityDigest, VerityHasher } from '../src/verity/merkle.ts';
 import type { Failure, TaskResults, VerityTask } from '../src/pipeline/protocol.ts';
 
 const READ_CHUNK = 1 << 20;
@@ -25,6 +25,28 @@ function failure(e: unknown, path?: string): Failure {
   return path === undefined ? { ok: false, code, message } : { ok: false, code, message, path };
 }
 
+/**
+ * Reads [start, start+length) (to EOF when length is undefined) in chunks of whole blocks, the
+ * next read in flight (on libuv's thread pool) while this one is hashed.
+ */
+async function readPipelined(fh: FileHandle, start: number, length: number | undefined, onChunk: (c: Uint8Array) => void): Promise<number> {
+  const bufs = [new Uint8Array(READ_CHUNK), new Uint8Array(READ_CHUNK)] as const;
+  const end = length === undefined ? Infinity : start + length;
+  let pos = start;
+  const readAt = (i: number, at: number): Promise<{ bytesRead: number }> =>
+    at >= end ? Promise.resolve({ bytesRead: 0 }) : fh.read(bufs[i % 2] as Uint8Array, 0, Math.min(READ_CHUNK, end - at), at);
+  let pending = readAt(0, pos);
+  for (let i = 0; ; i++) {
+    const { bytesRead } = await pending;
+    if (bytesRead === 0) break;
+    const cur = (bufs[i % 2] as Uint8Array).subarray(0, bytesRead);
+    pos += bytesRead;
+    pending = readAt(i + 1, pos);
+    onChunk(cur);
+  }
+  return pos - start;
+}
+
 async function digestFile(path: string, task: VerityTask): Promise<TaskResults['digest-file']> {
   const fh = await open(path, 'r');
   try {
@@ -33,14 +55,7 @@ async function digestFile(path: string, task: VerityTask): Promise<TaskResults['
       return { ok: false, code: ERROR_CODES.FILE_UNREADABLE, message: 'Is a directory', path };
     }
     const hasher = new VerityHasher(task.alg, task.impl);
-    const buf = new Uint8Array(READ_CHUNK);
-    let size = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      hasher.update(buf.subarray(0, bytesRead));
-      size += bytesRead;
-    }
+    const size = await readPipelined(fh, 0, undefined, (c) => hasher.update(c));
     return { ok: true, id: hasher.digestHex(), size };
   } finally {
     await fh.close();
@@ -50,17 +65,12 @@ async function digestFile(path: string, task: VerityTask): Promise<TaskResults['
 async function digestRange(task: Extract<VerityTask, { kind: 'digest-range' }>): Promise<TaskResults['digest-range']> {
   const fh = await open(task.path, 'r');
   try {
-    const buf = new Uint8Array(task.length);
-    let got = 0;
-    while (got < task.length) {
-      const { bytesRead } = await fh.read(buf, got, task.length - got, task.offset + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
+    const hasher = new RangeHasher(task.length, task.alg, task.impl);
+    const got = await readPipelined(fh, task.offset, task.length, (c) => hasher.update(c));
     if (got !== task.length) {
       return { ok: false, code: ERROR_CODES.FILE_UNREADABLE, message: `file shrank while hashing (range at ${task.offset})`, path: task.path };
     }
-    return { ok: true, level1: hashRangeToLevel1(buf, task.alg, task.impl) };
+    return { ok: true, level1: hasher.level1() };
   } finally {
     await fh.close();
   }
@@ -77,7 +87,17 @@ export default async function verityWorker(task: VerityTask): Promise<TaskResult
         return await digestRange(task);
       case 'store-buffer': {
         const id = toHex(verityDigest(task.data, task.alg, task.impl));
-        return { ok: true, ...(await writeObject(task.objectsDir, id, task.data)) };
+        return { ok: true, ...writeObjectSync(task.objectsDir, id, task.data) };
+      }
+      case 'store-batch': {
+        const items = [];
+        let off = 0;
+        for (const size of task.sizes) {
+          const data = task.data.subarray(off, off + size);
+          off += size;
+          items.push(writeObjectSync(task.objectsDir, toHex(verityDigest(data, task.alg, task.impl)), data));
+        }
+        return { ok: true, items };
       }
     }
   } catch (e) {

@@ -107,6 +107,8 @@ export class VerifyingStream extends Transform {
   private readonly what: string;
   private readonly path: string;
   bytes = 0;
+  /** The blob's SHA-256, once it has been read to the end. */
+  digestHexFound = '';
 
   constructor(desc: Descriptor, what: string, path: string) {
     super();
@@ -131,6 +133,7 @@ export class VerifyingStream extends Transform {
       return;
     }
     const found = this.hash.digest('hex');
+    this.digestHexFound = found;
     if (found !== digestHex(this.desc.digest, this.what)) cb(mismatch(this.what, this.desc, found, this.path));
     else cb();
   }

@@ -49,15 +49,22 @@ class DiffIdStream extends Transform {
   private readonly limits: LayerLimits;
   private readonly compressed: VerifyingStream;
   private readonly what: string;
+  /** An uncompressed layer's tar is its blob: the blob's digest is the diff_id, no second hash. */
+  private readonly sameAsBlob: boolean;
   bytes = 0;
-  diffIdHex = '';
 
-  constructor(limits: LayerLimits, compressed: VerifyingStream, what: string) {
+  constructor(limits: LayerLimits, compressed: VerifyingStream, what: string, sameAsBlob: boolean) {
     super();
     this.limits = limits;
     this.compressed = compressed;
     this.what = what;
+    this.sameAsBlob = sameAsBlob;
   }
+
+  get diffIdHex(): string {
+    return this.sameAsBlob ? this.compressed.digestHexFound : this.found;
+  }
+  private found = '';
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
@@ -69,12 +76,12 @@ class DiffIdStream extends Transform {
       cb(new VeritreeError(ERROR_CODES.TAR_LIMIT_EXCEEDED, `${this.what}: inflates more than ${this.limits.maxRatio} times its compressed size (a decompression bomb?)`));
       return;
     }
-    this.hash.update(chunk);
+    if (!this.sameAsBlob) this.hash.update(chunk);
     cb(null, chunk);
   }
 
   override _flush(cb: TransformCallback): void {
-    this.diffIdHex = this.hash.digest('hex');
+    if (!this.sameAsBlob) this.found = this.hash.digest('hex');
     cb();
   }
 }
@@ -102,7 +109,7 @@ export async function openLayerTar(layoutDir: string, layer: ResolvedLayer, limi
       `${what}: media type ${layer.descriptor.mediaType} says ${layer.compression}, but the blob is ${found === 'none' ? 'not compressed' : found}`
     );
   }
-  const diff = new DiffIdStream(limits, verifier, what);
+  const diff = new DiffIdStream(limits, verifier, what, layer.compression === 'none');
   const stages: NodeJS.ReadWriteStream[] = [verifier];
   if (layer.compression !== 'none') stages.push(rawDecompressor(layer.compression, what));
   stages.push(diff);

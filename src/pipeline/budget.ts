@@ -39,17 +39,21 @@ export class Budget {
       return;
     }
     await new Promise<void>((resolve, reject) => {
-      const w = { bytes, resolve, reject };
-      this.waiters.push(w);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          const i = this.waiters.indexOf(w);
-          if (i >= 0) this.waiters.splice(i, 1);
-          reject(new VeritreeError(ERROR_CODES.ABORTED, 'interrupted'));
+      const onAbort = (): void => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(new VeritreeError(ERROR_CODES.ABORTED, 'interrupted'));
+      };
+      const w = {
+        bytes,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
         },
-        { once: true }
-      );
+        reject,
+      };
+      this.waiters.push(w);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 

@@ -18,6 +18,7 @@ import { SplitStreamBuilder } from '../store/splitstream.ts';
 import type { HashImpl } from '../verity/backends.ts';
 import { toHex, verityDigest } from '../verity/merkle.ts';
 import type { Budget } from './budget.ts';
+import { BATCH_ITEM_MAX, SmallFileBatcher } from './batcher.ts';
 import { digestLargeFile, SPLIT_THRESHOLD_BYTES } from './digest-files.ts';
 import type { VerityPool } from './pool.ts';
 
@@ -134,6 +135,7 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer): Prom
     objects.push(guarded);
   };
 
+  const batcher = new SmallFileBatcher({ pool: ctx.pool, budget: ctx.budget, objectsDir: ctx.repo.objectsDir, alg: ctx.repo.alg, impl: ctx.impl, signal: local.signal });
   let inlined = 0;
   let layerTar: Awaited<ReturnType<typeof openLayerTar>> | null = null;
   try {
@@ -160,6 +162,11 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer): Prom
             else track(job(), () => ctx.budget.release(0));
             return;
           }
+          if (entry.size <= BATCH_ITEM_MAX) {
+            const added = await batcher.add(entry.size, content);
+            if (added) track(added.result, () => undefined);
+            return;
+          }
           await ctx.budget.acquire(entry.size, local.signal);
           const buf = await fill(content, entry.size).catch((e: unknown) => {
             ctx.budget.release(entry.size);
@@ -177,8 +184,10 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer): Prom
           track(run, () => ctx.budget.release(entry.size));
         },
       });
+      batcher.flush();
       await lt.done;
     } finally {
+      batcher.flush();
       clearInterval(progress);
       ctx.onBytes(layer, lt.compressedBytes());
     }

@@ -34,13 +34,21 @@ export interface StoreBufferTask extends Common {
   data: Uint8Array;
 }
 
+/** Many small files in one task: `data` holds them back to back, `sizes` says where each ends. */
+export interface StoreBatchTask extends Common {
+  kind: 'store-batch';
+  objectsDir: string;
+  data: Uint8Array;
+  sizes: number[];
+}
+
 /** Re-hash an object file and compare with the id it is stored under (fsck). */
 export interface VerifyObjectTask extends Common {
   kind: 'verify-object';
   path: string;
 }
 
-export type VerityTask = DigestFileTask | DigestRangeTask | StoreBufferTask | VerifyObjectTask;
+export type VerityTask = DigestFileTask | DigestRangeTask | StoreBufferTask | StoreBatchTask | VerifyObjectTask;
 
 export interface Failure {
   ok: false;
@@ -52,10 +60,12 @@ export interface Failure {
 export type DigestResult = { ok: true; id: string; size: number } | Failure;
 export type RangeResult = { ok: true; level1: Uint8Array } | Failure;
 export type StoreResult = { ok: true; id: string; size: number; written: boolean } | Failure;
+export type StoreBatchResult = { ok: true; items: { id: string; size: number; written: boolean }[] } | Failure;
 
 export interface TaskResults {
   'digest-file': DigestResult;
   'digest-range': RangeResult;
   'store-buffer': StoreResult;
+  'store-batch': StoreBatchResult;
   'verify-object': DigestResult;
 }

@@ -141,7 +141,18 @@ export class VerityHasher {
 
 /** One-shot fs-verity digest of an in-memory buffer. */
 export function verityDigest(data: Uint8Array, alg: HashAlgorithm = 'sha256', impl: HashImpl = 'auto'): Uint8Array {
-  return new VerityHasher(alg, impl).update(data).digest();
+  if (data.length > BLOCK_SIZE) return new VerityHasher(alg, impl).update(data).digest();
+  // One block or none: the root is the padded block's hash (or zeros), no tree to build. Most
+  // files in an image are this small, so this path is hot.
+  assertHashAlgorithm(alg);
+  const backend = getBackend(impl, alg);
+  const root = new Uint8Array(backend.digestSize);
+  if (data.length > 0) {
+    const block = new Uint8Array(BLOCK_SIZE);
+    block.set(data);
+    backend.hashBlocksInto(block, 1, root, 0);
+  }
+  return backend.hash(buildDescriptor(alg, BigInt(data.length), root));
 }
 
 /** Bytes of data covered by one level-1 digest: a range for parallel hashing must start on one. */
@@ -150,30 +161,53 @@ export function level1Span(alg: HashAlgorithm): number {
 }
 
 /**
- * Level-1 digests of a range of a file. `data` must start on a level1Span boundary of the file;
- * only the range that ends the file may end off a block or group boundary (it is zero-padded, as
- * the tree pads the file's last block and each level's last block).
+ * Level-1 digests of one range of a file, fed in chunks. The range must start on a level1Span
+ * boundary of the file; every chunk but the range's last must be whole blocks; only the range
+ * that ends the file may end off a block or group boundary (it is zero-padded, as the tree pads
+ * the file's last block and each level's last block).
  */
+export class RangeHasher {
+  private readonly backend: ShaBackend;
+  private readonly level0: Uint8Array;
+  private blocks = 0;
+  private ended = false;
+
+  constructor(rangeLength: number, alg: HashAlgorithm, impl: HashImpl = 'auto') {
+    this.backend = getBackend(impl, alg);
+    const perGroup = BLOCK_SIZE / this.backend.digestSize;
+    this.level0 = new Uint8Array(Math.ceil(Math.ceil(rangeLength / BLOCK_SIZE) / perGroup) * BLOCK_SIZE);
+  }
+
+  update(chunk: Uint8Array): this {
+    if (this.ended) throw new Error('RangeHasher: update() after a partial block');
+    const whole = Math.floor(chunk.length / BLOCK_SIZE);
+    const ds = this.backend.digestSize;
+    for (let b = 0; b < whole; b += BATCH_BLOCKS * 16) {
+      const n = Math.min(BATCH_BLOCKS * 16, whole - b);
+      this.backend.hashBlocksInto(chunk.subarray(b * BLOCK_SIZE), n, this.level0, (this.blocks + b) * ds);
+    }
+    this.blocks += whole;
+    if (whole * BLOCK_SIZE < chunk.length) {
+      const last = new Uint8Array(BLOCK_SIZE);
+      last.set(chunk.subarray(whole * BLOCK_SIZE));
+      this.backend.hashBlocksInto(last, 1, this.level0, this.blocks * ds);
+      this.blocks++;
+      this.ended = true;
+    }
+    return this;
+  }
+
+  level1(): Uint8Array {
+    const groups = this.level0.length / BLOCK_SIZE;
+    const out = new Uint8Array(groups * this.backend.digestSize);
+    this.backend.hashBlocksInto(this.level0, groups, out, 0);
+    return out;
+  }
+}
+
+/** Level-1 digests of a whole in-memory range (see RangeHasher). */
 export function hashRangeToLevel1(data: Uint8Array, alg: HashAlgorithm, impl: HashImpl = 'auto'): Uint8Array {
-  const backend = getBackend(impl, alg);
-  const ds = backend.digestSize;
-  const perGroup = BLOCK_SIZE / ds;
-  const blocks = Math.ceil(data.length / BLOCK_SIZE);
-  const level0 = new Uint8Array(Math.ceil(blocks / perGroup) * BLOCK_SIZE);
-  const whole = Math.floor(data.length / BLOCK_SIZE);
-  for (let b = 0; b < whole; b += BATCH_BLOCKS * 16) {
-    const n = Math.min(BATCH_BLOCKS * 16, whole - b);
-    backend.hashBlocksInto(data.subarray(b * BLOCK_SIZE), n, level0, b * ds);
-  }
-  if (whole < blocks) {
-    const last = new Uint8Array(BLOCK_SIZE);
-    last.set(data.subarray(whole * BLOCK_SIZE));
-    backend.hashBlocksInto(last, 1, level0, whole * ds);
-  }
-  const groups = level0.length / BLOCK_SIZE;
-  const level1 = new Uint8Array(groups * ds);
-  backend.hashBlocksInto(level0, groups, level1, 0);
-  return level1;
+  return new RangeHasher(data.length, alg, impl).update(data).level1();
 }
 
 /** The fs-verity digest of a file of `size` bytes from its level-1 digests, in file order. */

@@ -1,0 +1,65 @@
+/**
+ * Import of a single-layer image of real files (a copy of part of /usr), plain and gzip: veritree
+ * with the pool at all cores, with --jobs 1, and `ostree commit --tree=tar=` of the same tar into
+ * a bare-user repository. Each run starts from an empty repository.
+ */
+import { rmSync, mkdirSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { CLI, hasTool, interleaved, mbps, timeCommand } from './lib.ts';
+import { makeLayout, realFilesTar } from './fixtures.ts';
+
+export async function benchImport(work: string, quick: boolean): Promise<Record<string, string | number>[]> {
+  const paths = quick ? ['usr/share/doc', 'usr/share/perl'] : ['usr/share', 'usr/local'];
+  const tar = realFilesTar(join(work, quick ? 'usr-quick.tar' : 'usr-1g.tar'), paths);
+  const tarBytes = statSync(tar).size;
+  const repos = join(work, 'repos');
+  const rows: Record<string, string | number>[] = [];
+  for (const c of ['none', 'gzip'] as const) {
+    const layout = join(work, `layout-${quick ? 'q' : 'f'}-${c}`);
+    await makeLayout(layout, 'bench', [tar], c);
+    // Deleting the last run's repository frees blocks; on a filesystem mounted with `discard`
+    // that keeps the journal busy for a while. Delete, sync and let it settle, untimed.
+    const fresh = (name: string): string => {
+      const p = join(repos, name);
+      rmSync(p, { recursive: true, force: true });
+      mkdirSync(repos, { recursive: true });
+      return p;
+    };
+    const settle = (): void => {
+      rmSync(repos, { recursive: true, force: true });
+      spawnSync('sync');
+      spawnSync('sleep', ['3']);
+    };
+    const imp = (jobs: number) => (): number => timeCommand(process.execPath, [CLI, 'import', `oci:${layout}:bench`, '--repo', fresh(`v${jobs}`), '--jobs', String(jobs), '--no-progress'], { VERITREE_QUIET_FALLBACK: '1' });
+    const cores = availableParallelism();
+    const contenders: Record<string, () => number> = {
+      [`veritree import (jobs ${cores})`]: imp(cores),
+      'veritree import --jobs 1': imp(1),
+    };
+    if (hasTool('ostree') && c === 'none') {
+      contenders['ostree commit --tree=tar= (bare-user)'] = () => {
+        const repo = fresh('ostree');
+        timeCommand('ostree', ['init', `--repo=${repo}`, '--mode=bare-user']);
+        return timeCommand('ostree', ['commit', `--repo=${repo}`, '--branch=bench', '--tar-autocreate-parents', `--tree=tar=${tar}`]);
+      };
+    }
+    imp(cores)(); // warm the page cache with the blob
+    const t = interleaved(contenders, quick ? 1 : 3, settle);
+    const ostree = t['ostree commit --tree=tar= (bare-user)'];
+    const one = t['veritree import --jobs 1'] as number;
+    for (const [name, secs] of Object.entries(t)) {
+      rows.push({
+        layer: c === 'none' ? 'plain tar' : 'gzip',
+        command: name,
+        'tar MB': tarBytes / 1e6,
+        seconds: secs,
+        'MB/s': mbps(tarBytes, secs),
+        'speed vs jobs 1': one / secs,
+        'speed vs ostree': ostree ? ostree / secs : 'n/a',
+      });
+    }
+  }
+  return rows;
+}

@@ -1,0 +1,50 @@
+/**
+ * `npm run bench`: veritree's figures on this host, each as a ratio against a reference measured
+ * in the same run on the same data (the machines are shared and noisy; absolute MB/s are not
+ * comparable between runs, ratios are). Options: --quick, --out DIR (writes report.json/.md),
+ * --only digest,blocks,cli,scaling,import.
+ */
+import { mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+
+import { benchBlocks, benchDigest } from './verity.bench.ts';
+import { benchDigestCli, benchScaling } from './digest-cli.bench.ts';
+import { benchImport } from './import.bench.ts';
+import { hostFacts, table } from './lib.ts';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const outArg = args.indexOf('--out');
+const out = outArg >= 0 ? resolve(args[outArg + 1] ?? '.bench/report') : null;
+const onlyArg = args.indexOf('--only');
+const only = onlyArg >= 0 ? new Set((args[onlyArg + 1] ?? '').split(',')) : null;
+const want = (s: string): boolean => !only || only.has(s);
+const work = resolve(process.env.VERITREE_BENCH_DIR ?? '.bench/work');
+mkdirSync(work, { recursive: true });
+
+const report: Record<string, unknown> = { host: hostFacts(), quick, date: new Date().toISOString(), command: `npm run bench -- ${args.join(' ')}`.trim() };
+const md: string[] = [`# veritree benchmark`, '', `Host: ${JSON.stringify(report.host)}`, ''];
+
+function section(title: string, rows: Record<string, string | number>[], note = ''): void {
+  report[title] = rows;
+  const text = `## ${title}\n${note ? note + '\n' : ''}\n${table(rows)}\n`;
+  md.push(text);
+  console.log(text);
+}
+
+console.log(`host: ${JSON.stringify(report.host)}\n`);
+if (want('digest')) section('digest, one core', await benchDigest(quick), 'fs-verity digest of one buffer vs OpenSSL SHA-256 of the same bytes in one call (tinybench).');
+if (want('blocks')) section('per 4 KiB block', await benchBlocks(quick));
+if (want('cli')) section('veritree digest vs fsverity digest', benchDigestCli(work, quick), 'Wall time of the whole command on the same file, interleaved runs, median.');
+if (want('scaling')) section('pool scaling (veritree digest)', benchScaling(work, quick), `Jobs 1..${availableParallelism()}; ratio against --jobs 1.`);
+if (want('import')) section('import', await benchImport(work, quick), 'Single-layer image of real files; MB/s of uncompressed layer data.');
+
+if (out) {
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'report.json'), JSON.stringify(report, null, 2));
+  writeFileSync(join(out, 'report.md'), md.join('\n'));
+  console.log(`wrote ${join(out, 'report.json')} and report.md`);
+}
+if (process.env.VERITREE_BENCH_KEEP !== '1' && existsSync(join(work, 'repos'))) rmSync(join(work, 'repos'), { recursive: true, force: true });
+

@@ -1,0 +1,92 @@
+/**
+ * Small files travel to the pool in batches: one task (and one message each way) carries up to
+ * BATCH_FILES files packed back to back in one transferred buffer. Most files of an image are
+ * small, and a pool task costs tens of microseconds of messaging however little it hashes.
+ * @module
+ */
+import { VeritreeError } from '../errors.ts';
+import type { PublishResult } from '../store/objects.ts';
+import type { HashImpl } from '../verity/backends.ts';
+import type { HashAlgorithm } from '../verity/constants.ts';
+import type { Budget } from './budget.ts';
+import type { VerityPool } from './pool.ts';
+
+export const BATCH_BYTES = 1 << 20;
+export const BATCH_FILES = 128;
+/** Files up to this size are batched; larger ones are a task of their own. */
+export const BATCH_ITEM_MAX = 256 << 10;
+
+interface Pending {
+  resolve(r: PublishResult): void;
+  reject(e: unknown): void;
+}
+
+export class SmallFileBatcher {
+  private buf: Uint8Array | null = null;
+  private off = 0;
+  private sizes: number[] = [];
+  private pending: Pending[] = [];
+  private readonly pool: VerityPool;
+  private readonly budget: Budget;
+  private readonly objectsDir: string;
+  private readonly alg: HashAlgorithm;
+  private readonly impl: HashImpl;
+  private readonly signal: AbortSignal;
+
+  constructor(opts: { pool: VerityPool; budget: Budget; objectsDir: string; alg: HashAlgorithm; impl: HashImpl; signal: AbortSignal }) {
+    this.pool = opts.pool;
+    this.budget = opts.budget;
+    this.objectsDir = opts.objectsDir;
+    this.alg = opts.alg;
+    this.impl = opts.impl;
+    this.signal = opts.signal;
+  }
+
+  /**
+   * Copies one file's content into the current batch. Returns its result to come, or null when
+   * the content ended early (the tar is truncated: the caller's parser reports it).
+   */
+  async add(size: number, content: AsyncIterable<Uint8Array>): Promise<{ result: Promise<PublishResult> } | null> {
+    if (this.buf && (this.off + size > this.buf.length || this.sizes.length >= BATCH_FILES)) this.flush();
+    if (!this.buf) {
+      await this.budget.acquire(BATCH_BYTES, this.signal);
+      this.buf = new Uint8Array(BATCH_BYTES);
+      this.off = 0;
+    }
+    const buf = this.buf;
+    let got = 0;
+    for await (const v of content) {
+      buf.set(v, this.off + got);
+      got += v.length;
+    }
+    if (got !== size) return null;
+    this.off += size;
+    this.sizes.push(size);
+    // Wrapped in an object: an awaited promise of a promise would wait for the batch itself.
+    return { result: new Promise<PublishResult>((resolve, reject) => this.pending.push({ resolve, reject })) };
+  }
+
+  /** Sends the current batch (if any) to the pool. */
+  flush(): void {
+    const buf = this.buf;
+    if (!buf) return;
+    const sizes = this.sizes;
+    const pending = this.pending;
+    this.buf = null;
+    this.sizes = [];
+    this.pending = [];
+    if (sizes.length === 0) {
+      this.budget.release(BATCH_BYTES);
+      return;
+    }
+    const task = { kind: 'store-batch', objectsDir: this.objectsDir, data: buf, sizes, alg: this.alg, impl: this.impl } as const;
+    this.pool
+      .run(task, { transfer: [buf.buffer as ArrayBuffer] })
+      .then((r) => {
+        if (!r.ok) throw new VeritreeError(r.code, r.message, { path: r.path });
+        r.items.forEach((item, i) => pending[i]?.resolve(item));
+      })
+      .catch((e: unknown) => pending.forEach((p) => p.reject(e)))
+      .finally(() => this.budget.release(BATCH_BYTES));
+  }
+}
