@@ -2,7 +2,7 @@
  * `npm run bench`: veritree's figures on this host, each as a ratio against a reference measured
  * in the same run on the same data (the machines are shared and noisy; absolute MB/s are not
  * comparable between runs, ratios are). Options: --quick, --out DIR (writes report.json/.md),
- * --only digest,blocks,cli,scaling,import.
+ * --only digest,blocks,cli,scaling,fsck,import.
  */
 import { mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { benchBlocks, benchDigest } from './verity.bench.ts';
 import { benchDigestCli, benchScaling } from './digest-cli.bench.ts';
 import { benchImport } from './import.bench.ts';
+import { benchFsck } from './fsck.bench.ts';
 import { hostFacts, table } from './lib.ts';
 
 const args = process.argv.slice(2);
@@ -38,6 +39,7 @@ if (want('digest')) section('digest, one core', await benchDigest(quick), 'fs-ve
 if (want('blocks')) section('per 4 KiB block', await benchBlocks(quick));
 if (want('cli')) section('veritree digest vs fsverity digest', benchDigestCli(work, quick), 'Wall time of the whole command on the same file, interleaved runs, median.');
 if (want('scaling')) section('pool scaling (veritree digest)', benchScaling(work, quick), `Jobs 1..${availableParallelism()}; ratio against --jobs 1.`);
+if (want('fsck')) section('fsck', await benchFsck(work, quick), 'The store made by importing the import benchmark\'s image; page cache warm.');
 if (want('import')) section('import', await benchImport(work, quick), 'Single-layer image of real files; MB/s of uncompressed layer data.');
 
 if (out) {

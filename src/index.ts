@@ -36,3 +36,7 @@ export function openRepository(root: string, opts?: OpenOpts): Promise<Repo> {
 export async function* catLayer(repo: Repo, diffIdHex: string): AsyncGenerator<Uint8Array> {
   yield* rebuild(repo, await loadStream(repo, layerStreamName(diffIdHex.replace(/^sha256:/, ''))));
 }
+export { fsck, type FsckOptions, type FsckReport } from './verify/fsck.ts';
+export { gc, type GcOptions, type GcReport } from './verify/gc.ts';
+export { repair, type RepairReport } from './verify/repair.ts';
+export { ISSUE_TYPES, type IssueType, type StoreIssue } from './verify/issues.ts';

@@ -4,6 +4,7 @@
  * write and close is awaited before a task returns: nothing may be left pending.
  * Module top level only imports (piscina masks load errors).
  */
+import { closeSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { ERROR_CODES, describeFsError, errnoCode, isVeritreeError, type ErrorCode } from '../src/errors.ts';
 import { writeObjectSync } from '../src/store/objects.ts';
@@ -45,6 +46,70 @@ async function readPipelined(fh: FileHandle, start: number, length: number | und
     onChunk(cur);
   }
   return pos - start;
+}
+
+/** Sync reads: a worker is its own OS thread, and fsck reads many small files. */
+function digestPathSync(path: string, task: VerityTask): { id: string; size: number } | { error: string } {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    return { error: describeFsError(e) };
+  }
+  try {
+    const buf = syncBuffer();
+    // Most objects fit one read: digest them whole, with no tree to build for one block.
+    const first = readSync(fd, buf, 0, buf.length, null);
+    if (first < buf.length) return { id: toHex(verityDigest(buf.subarray(0, first), task.alg, task.impl)), size: first };
+    const hasher = new VerityHasher(task.alg, task.impl);
+    hasher.update(buf);
+    let size = first;
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      hasher.update(buf.subarray(0, n));
+      size += n;
+    }
+    return { id: hasher.digestHex(), size };
+  } catch (e) {
+    return { error: describeFsError(e) };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const HEX = /^[0-9a-f]+$/;
+
+function verifyDir(task: Extract<VerityTask, { kind: 'verify-dir' }>): TaskResults['verify-dir'] {
+  const out: TaskResults['verify-dir'] = { ok: true, names: [], objects: 0, bytes: 0, bad: [], tmp: [], invalid: [] };
+  const prefix = task.dir.slice(-2);
+  for (const e of readdirSync(task.dir, { withFileTypes: true })) {
+    const path = `${task.dir}/${e.name}`;
+    if (e.name.startsWith(task.tmpPrefix)) {
+      const st = statSync(path, { throwIfNoEntry: false });
+      if (st) out.tmp.push({ name: e.name, mtimeMs: st.mtimeMs, size: st.size });
+      continue;
+    }
+    if (!e.isFile() || e.name.length !== task.restLength || !HEX.test(e.name)) {
+      out.invalid.push(e.name);
+      continue;
+    }
+    out.names.push(e.name);
+    out.objects++;
+    const r = digestPathSync(path, task);
+    if ('error' in r) out.bad.push({ name: e.name, error: r.error });
+    else {
+      out.bytes += r.size;
+      if (r.id !== prefix + e.name) out.bad.push({ name: e.name, found: r.id, size: r.size });
+    }
+  }
+  return out;
+}
+
+let sharedBuffer: Uint8Array | null = null;
+function syncBuffer(): Uint8Array {
+  sharedBuffer ??= new Uint8Array(READ_CHUNK);
+  return sharedBuffer;
 }
 
 async function digestFile(path: string, task: VerityTask): Promise<TaskResults['digest-file']> {
@@ -89,6 +154,10 @@ export default async function verityWorker(task: VerityTask): Promise<TaskResult
         const id = toHex(verityDigest(task.data, task.alg, task.impl));
         return { ok: true, ...writeObjectSync(task.objectsDir, id, task.data) };
       }
+      case 'verify-dir':
+        return verifyDir(task);
+      case 'verify-batch':
+        return { ok: true, items: task.paths.map((p) => digestPathSync(p, task)) };
       case 'store-batch': {
         const items = [];
         let off = 0;

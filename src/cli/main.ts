@@ -11,6 +11,7 @@ import { registerDigest } from './commands/digest.ts';
 import { registerInit } from './commands/init.ts';
 import { registerImport } from './commands/import.ts';
 import { registerImages } from './commands/images.ts';
+import { registerVerify } from './commands/verify.ts';
 
 function version(): string {
   for (const rel of ['../../package.json', '../../../package.json']) {
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerInit(program);
   registerImport(program);
   registerImages(program);
+  registerVerify(program);
   return program;
 }
 

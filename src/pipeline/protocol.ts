@@ -48,7 +48,36 @@ export interface VerifyObjectTask extends Common {
   path: string;
 }
 
-export type VerityTask = DigestFileTask | DigestRangeTask | StoreBufferTask | StoreBatchTask | VerifyObjectTask;
+/** fsck: re-hash many object files, each read by the worker itself. */
+export interface VerifyBatchTask extends Common {
+  kind: 'verify-batch';
+  paths: string[];
+}
+
+/**
+ * fsck: list one objects/XX folder and re-hash every object in it. The worker walks the folder
+ * itself so that the main thread (which shares the cores) does almost nothing per object.
+ */
+export interface VerifyDirTask extends Common {
+  kind: 'verify-dir';
+  dir: string;
+  /** Hex digits of an object name after the two of the folder (62 for SHA-256). */
+  restLength: number;
+  tmpPrefix: string;
+}
+
+export interface VerifyDirResult {
+  ok: true;
+  /** Names (the 62 hex digits) of the well-named objects, good or bad. */
+  names: string[];
+  objects: number;
+  bytes: number;
+  bad: { name: string; found?: string; size?: number; error?: string }[];
+  tmp: { name: string; mtimeMs: number; size: number }[];
+  invalid: string[];
+}
+
+export type VerityTask = DigestFileTask | DigestRangeTask | StoreBufferTask | StoreBatchTask | VerifyObjectTask | VerifyBatchTask | VerifyDirTask;
 
 export interface Failure {
   ok: false;
@@ -60,6 +89,7 @@ export interface Failure {
 export type DigestResult = { ok: true; id: string; size: number } | Failure;
 export type RangeResult = { ok: true; level1: Uint8Array } | Failure;
 export type StoreResult = { ok: true; id: string; size: number; written: boolean } | Failure;
+export type VerifyBatchResult = { ok: true; items: ({ id: string; size: number } | { error: string })[] } | Failure;
 export type StoreBatchResult = { ok: true; items: { id: string; size: number; written: boolean }[] } | Failure;
 
 export interface TaskResults {
@@ -68,4 +98,6 @@ export interface TaskResults {
   'store-buffer': StoreResult;
   'store-batch': StoreBatchResult;
   'verify-object': DigestResult;
+  'verify-batch': VerifyBatchResult;
+  'verify-dir': VerifyDirResult | Failure;
 }

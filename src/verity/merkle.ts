@@ -18,6 +18,9 @@ class Level {
   total = 0;
 }
 
+/** One batch's worth of digests: shared by every hasher of a thread (hashing is synchronous). */
+let sharedScratch: Uint8Array | null = null;
+
 /** Accumulates digests level by level; a full block of digests is hashed into the next level at once. */
 class MerkleTree {
   private readonly levels: Level[] = [];
@@ -76,7 +79,6 @@ export class VerityHasher {
   private readonly backend: ShaBackend;
   private readonly tree: MerkleTree;
   private readonly partial = new Uint8Array(BLOCK_SIZE);
-  private readonly scratch: Uint8Array;
   private partialLen = 0;
   private size = 0n;
   private done = false;
@@ -85,7 +87,6 @@ export class VerityHasher {
     assertHashAlgorithm(alg);
     this.backend = getBackend(impl, alg);
     this.tree = new MerkleTree(this.backend);
-    this.scratch = new Uint8Array(BATCH_BLOCKS * this.backend.digestSize);
   }
 
   get bytesHashed(): bigint {
@@ -118,8 +119,10 @@ export class VerityHasher {
   }
 
   private hashBlocks(data: Uint8Array, n: number): void {
-    this.backend.hashBlocksInto(data, n, this.scratch, 0);
-    this.tree.push(0, this.scratch.subarray(0, n * this.backend.digestSize));
+    // Used and copied out within this call, so one scratch serves every hasher of the thread.
+    sharedScratch ??= new Uint8Array(BATCH_BLOCKS * 64);
+    this.backend.hashBlocksInto(data, n, sharedScratch, 0);
+    this.tree.push(0, sharedScratch.subarray(0, n * this.backend.digestSize));
   }
 
   /** The fs-verity digest (hash of the descriptor). */
@@ -139,20 +142,42 @@ export class VerityHasher {
   }
 }
 
-/** One-shot fs-verity digest of an in-memory buffer. */
+/**
+ * One-shot fs-verity digest of an in-memory buffer: the same tree, built a level at a time with
+ * one batched back-end call per level and no streaming state. Most files of an image are small,
+ * and the per-file cost of a streaming hasher (its buffers) is what this path avoids.
+ */
 export function verityDigest(data: Uint8Array, alg: HashAlgorithm = 'sha256', impl: HashImpl = 'auto'): Uint8Array {
-  if (data.length > BLOCK_SIZE) return new VerityHasher(alg, impl).update(data).digest();
-  // One block or none: the root is the padded block's hash (or zeros), no tree to build. Most
-  // files in an image are this small, so this path is hot.
   assertHashAlgorithm(alg);
   const backend = getBackend(impl, alg);
-  const root = new Uint8Array(backend.digestSize);
-  if (data.length > 0) {
-    const block = new Uint8Array(BLOCK_SIZE);
-    block.set(data);
-    backend.hashBlocksInto(block, 1, root, 0);
+  return backend.hash(buildDescriptor(alg, BigInt(data.length), treeRoot(backend, data)));
+}
+
+function paddedLength(bytes: number): number {
+  return Math.ceil(bytes / BLOCK_SIZE) * BLOCK_SIZE;
+}
+
+function treeRoot(backend: ShaBackend, data: Uint8Array): Uint8Array {
+  const ds = backend.digestSize;
+  const blocks = Math.ceil(data.length / BLOCK_SIZE);
+  if (blocks === 0) return new Uint8Array(ds);
+  const whole = Math.floor(data.length / BLOCK_SIZE);
+  // Each level is zero-padded to whole blocks, as the tree pads each level's last block.
+  let level = new Uint8Array(paddedLength(blocks * ds));
+  backend.hashBlocksInto(data, whole, level, 0);
+  if (whole < blocks) {
+    const last = new Uint8Array(BLOCK_SIZE);
+    last.set(data.subarray(whole * BLOCK_SIZE));
+    backend.hashBlocksInto(last, 1, level, whole * ds);
   }
-  return backend.hash(buildDescriptor(alg, BigInt(data.length), root));
+  for (let count = blocks; count > 1; ) {
+    const next = Math.ceil((count * ds) / BLOCK_SIZE);
+    const up = new Uint8Array(paddedLength(next * ds));
+    backend.hashBlocksInto(level, next, up, 0);
+    level = up;
+    count = next;
+  }
+  return level.subarray(0, ds);
 }
 
 /** Bytes of data covered by one level-1 digest: a range for parallel hashing must start on one. */

@@ -1,0 +1,129 @@
+/** `veritree fsck`, `veritree gc`, `veritree untag`: checking and cleaning a store. */
+import type { Command } from 'commander';
+import { fsck, gc, openRepository, repair, type FsckReport, type GcReport, type RepairReport } from '../../index.ts';
+import { VeritreeError, ERROR_CODES } from '../../errors.ts';
+import { EXIT } from '../exit-codes.ts';
+import { formatBytes, warnNativeFallback } from '../output.ts';
+import { parseImpl, parsePositiveInt } from '../options.ts';
+import { repoOption, resolveRepo } from '../repo-option.ts';
+import { interruptSignal } from '../signals.ts';
+import type { HashImpl } from '../../verity/backends.ts';
+
+interface FsckCliOptions {
+  repo?: string;
+  json?: boolean;
+  repair?: boolean;
+  objectsOnly?: boolean;
+  deep?: boolean;
+  jobs?: number;
+  ioLimit?: number;
+  hashImpl: HashImpl;
+  progress: boolean;
+}
+
+function liveLine(enabled: boolean): { show(text: string): void; done(): void } {
+  let last = 0;
+  let shown = false;
+  return {
+    show(text) {
+      if (!enabled || performance.now() - last < 100) return;
+      last = performance.now();
+      shown = true;
+      process.stderr.write(`\r\x1b[K${text}`);
+    },
+    done() {
+      if (shown) process.stderr.write('\r\x1b[K');
+    },
+  };
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+function printFsck(r: FsckReport): void {
+  for (const i of r.issues) {
+    const ef = i.expected !== undefined || i.found !== undefined ? ` (expected ${i.expected ?? '-'}, found ${i.found ?? '-'})` : '';
+    process.stdout.write(`${i.type}: ${i.path}: ${i.detail}${ef}\n`);
+  }
+  const what = r.objectsOnly ? 'objects only' : `${plural(r.streams, 'stream')}, ${plural(r.tags, 'tag')}${r.layersRebuilt ? `, ${plural(r.layersRebuilt, 'layer')} rebuilt` : ''}`;
+  process.stdout.write(
+    `${r.ok ? 'ok' : `${r.issues.length} problem${r.issues.length === 1 ? '' : 's'}`}: ${r.objects} objects (${formatBytes(r.bytes)}) re-hashed, ${what}, in ${r.seconds.toFixed(2)} s\n`
+  );
+}
+
+function printRepair(r: RepairReport): void {
+  if (r.quarantined.length) process.stdout.write(`moved ${r.quarantined.length} corrupt entr${r.quarantined.length === 1 ? 'y' : 'ies'} to ${r.quarantine}\n`);
+  for (const s of r.streamsRemoved) process.stdout.write(`removed stream ${s}\n`);
+  if (r.tmpRemoved) process.stdout.write(`removed ${r.tmpRemoved} stray tmp file(s)\n`);
+  for (const t of r.tagsRemoved) process.stdout.write(`removed tag ${t.tag}: import it again (manifest ${t.manifest})\n`);
+}
+
+function printGc(r: GcReport): void {
+  const verb = r.dryRun ? 'would remove' : 'removed';
+  process.stdout.write(
+    `${verb} ${r.objectsRemoved} objects (${formatBytes(r.bytesFreed)}), ${r.streamsRemoved.length} stream links, ${r.tmpRemoved} tmp files; kept ${r.objectsKept} objects reachable from ${r.roots} roots\n`
+  );
+}
+
+export function registerVerify(program: Command): void {
+  repoOption(
+    program
+      .command('fsck')
+      .description('re-hash every object and check every reference of a store (veritree\'s own, or one made by cfsctl or mkcomposefs --digest-store)')
+      .option('--json', 'print the report as one JSON object')
+      .option('--repair', 'move corrupt objects to REPO/quarantine/, remove streams and tags that can no longer be rebuilt, and say which images to import again')
+      .option('--objects-only', 'only re-hash objects (a store without meta.json is always checked so)')
+      .option('--deep', 'also rebuild every layer from its stream and check it against its diff_id')
+      .option('-j, --jobs <n>', 'worker threads (default: min(cores, --io-limit))', parsePositiveInt)
+      .option('--io-limit <n>', 'cap on workers reading at once (default: from the device kind)', parsePositiveInt)
+      .option('--hash-impl <impl>', 'SHA back end: auto, native, node or noble', parseImpl, 'auto')
+      .option('--no-progress', 'no live progress, even on a terminal')
+      .addHelpText('after', '\nEvery problem is reported with a stable type (object-digest-mismatch, missing-object,\nbroken-symlink, stray-tmp, ...). Exit status: 0 clean, 1 problems found (after --repair:\nproblems were found and repaired; run fsck again to confirm).')
+  ).action(async (o: FsckCliOptions) => {
+    warnNativeFallback(o.hashImpl);
+    const repo = await openRepository(resolveRepo(o.repo));
+    const line = liveLine(o.progress && !o.json && process.stderr.isTTY === true);
+    const report = await fsck(repo, {
+      objectsOnly: o.objectsOnly,
+      deep: o.deep,
+      jobs: o.jobs,
+      ioLimit: o.ioLimit,
+      hashImpl: o.hashImpl,
+      signal: interruptSignal(),
+      onProgress: (p) => line.show(`fsck: ${Math.round((100 * p.dirsDone) / Math.max(1, p.dirsTotal))}% (${p.dirsDone}/${p.dirsTotal} folders), ${p.objectsDone} objects, ${formatBytes(p.bytesDone)} re-hashed`),
+    });
+    line.done();
+    const repaired = o.repair && !report.ok ? await repair(repo, report) : null;
+    if (o.json) process.stdout.write(JSON.stringify(repaired ? { ...report, repair: repaired } : report) + '\n');
+    else {
+      printFsck(report);
+      if (repaired) printRepair(repaired);
+    }
+    if (!report.ok) process.exitCode = EXIT.ISSUES;
+  });
+
+  repoOption(
+    program
+      .command('gc')
+      .description('remove every object, stream and tmp file that no tag keeps alive')
+      .option('--dry-run', 'say what would be removed, remove nothing')
+      .option('--json', 'print the report as one JSON object')
+      .option('--lock-timeout <seconds>', 'give up if running imports hold the repository longer (default: wait)', parsePositiveInt)
+      .addHelpText('after', '\nRoots are the tags (streams/refs/) and images/refs/. gc takes the exclusive repository lock:\nit waits for running imports, and imports wait for it.')
+  ).action(async (o: { repo?: string; dryRun?: boolean; json?: boolean; lockTimeout?: number }) => {
+    const repo = await openRepository(resolveRepo(o.repo));
+    if (!repo.hasMeta) throw new VeritreeError(ERROR_CODES.USAGE, `${repo.root} has no meta.json: an objects-only store has no roots, gc would remove everything`);
+    const report = await gc(repo, { dryRun: o.dryRun, signal: interruptSignal(), ...(o.lockTimeout ? { lockTimeoutMs: o.lockTimeout * 1000 } : {}) });
+    if (o.json) process.stdout.write(JSON.stringify(report) + '\n');
+    else printGc(report);
+  });
+
+  repoOption(program.command('untag').description('remove a tag; what only it kept alive goes at the next gc').argument('<name>', 'the tag')).action(
+    async (name: string, o: { repo?: string }) => {
+      const repo = await openRepository(resolveRepo(o.repo));
+      if (!(await repo.removeTag(name))) throw new VeritreeError(ERROR_CODES.USAGE, `no tag ${JSON.stringify(name)} in ${repo.root}`);
+      process.stdout.write(`untagged ${name}\n`);
+    }
+  );
+}

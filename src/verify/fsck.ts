@@ -1,0 +1,222 @@
+/**
+ * fsck: re-hashes every object in the pool (workers read the files; the main thread walks and
+ * collects) and checks every reference: stream links, split-stream headers and the objects and
+ * streams they name, config/manifest JSON against their digests, tags, and each image's layers.
+ * It reports every problem it finds, then a summary.
+ * @module
+ */
+import { createHash } from 'node:crypto';
+import { lstat, readdir, readlink, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
+import { oldestWriterStart } from '../store/lock.ts';
+import { STREAM_PREFIX, TAGS_DIR } from '../store/layout.ts';
+import { rebuild } from '../store/rebuild.ts';
+import type { Repository } from '../store/repository.ts';
+import { readRefs, readSplitStream } from '../store/splitstream.ts';
+import type { HashImpl } from '../verity/backends.ts';
+import { defaultIoLimit } from '../pipeline/io-limit.ts';
+import { poolSize, VerityPool } from '../pipeline/pool.ts';
+import { verifyObjects, type FsckProgress, type ObjectCheck } from './verify-objects.ts';
+import type { StoreIssue } from './issues.ts';
+
+export interface FsckOptions {
+  /** Only re-hash objects; skip streams, tags and images. */
+  objectsOnly?: boolean;
+  /** Also rebuild every layer from its stream and check its SHA-256 against the diff_id. */
+  deep?: boolean;
+  jobs?: number | undefined;
+  ioLimit?: number | undefined;
+  pool?: VerityPool;
+  hashImpl?: HashImpl;
+  signal?: AbortSignal;
+  onProgress?: (p: FsckProgress) => void;
+}
+
+export interface FsckReport {
+  ok: boolean;
+  repo: string;
+  objectsOnly: boolean;
+  objects: number;
+  bytes: number;
+  streams: number;
+  tags: number;
+  layersRebuilt: number;
+  issues: StoreIssue[];
+  seconds: number;
+}
+
+interface Ctx {
+  repo: Repository;
+  issues: StoreIssue[];
+  /** Object ids whose content is known bad or missing. */
+  bad: Set<string>;
+  present: Set<string>;
+}
+
+export async function fsck(repo: Repository, options: FsckOptions = {}): Promise<FsckReport> {
+  const started = performance.now();
+  const issues: StoreIssue[] = [];
+  const ctx: Ctx = { repo, issues, bad: new Set(), present: new Set() };
+  const objectsOnly = options.objectsOnly === true || !repo.hasMeta;
+  const pool = options.pool ?? new VerityPool(poolSize({ jobs: options.jobs, ioLimit: options.ioLimit ?? (await defaultIoLimit(repo.root)) }, availableParallelism()));
+  let checked: ObjectCheck;
+  try {
+    checked = await verifyObjects(repo, pool, {
+      impl: options.hashImpl ?? 'auto',
+      signal: options.signal,
+      onProgress: options.onProgress,
+      strayBefore: (await oldestWriterStart(repo.locksDir)) ?? Date.now(),
+    });
+  } finally {
+    if (!options.pool) await pool.close();
+  }
+  issues.push(...checked.issues);
+  for (const id of checked.present) ctx.present.add(id);
+  for (const id of checked.bad) ctx.bad.add(id);
+
+  let streams = 0;
+  let tags = 0;
+  let layersRebuilt = 0;
+  if (!objectsOnly) {
+    streams = await checkStreams(ctx);
+    tags = await checkTags(ctx);
+    if (options.deep) layersRebuilt = await rebuildLayers(ctx);
+  }
+  return {
+    ok: issues.length === 0,
+    repo: repo.root,
+    objectsOnly,
+    objects: checked.objects,
+    bytes: checked.bytes,
+    streams,
+    tags,
+    layersRebuilt,
+    issues,
+    seconds: (performance.now() - started) / 1000,
+  };
+}
+
+function usable(ctx: Ctx, id: string): boolean {
+  return ctx.present.has(id) && !ctx.bad.has(id);
+}
+
+/** The object a stream link names, or null (with an issue) when the link is not sound. */
+async function streamTarget(ctx: Ctx, name: string): Promise<string | null> {
+  const path = ctx.repo.streamPath(name);
+  const st = await lstat(path);
+  if (!st.isSymbolicLink()) {
+    ctx.issues.push({ type: 'stream-not-symlink', path, detail: `stream ${name} is not a symlink` });
+    return null;
+  }
+  const target = await readlink(path);
+  const m = /^\.\.\/objects\/([0-9a-f]{2})\/([0-9a-f]+)$/.exec(target);
+  const id = m ? `${m[1]}${m[2]}` : null;
+  if (!id || !ctx.present.has(id)) {
+    if (id && ctx.bad.has(id)) return id;
+    ctx.issues.push({ type: 'broken-symlink', path, detail: `stream ${name} points to ${target}, which is not an object in the store`, found: target });
+    return null;
+  }
+  return id;
+}
+
+async function checkStreams(ctx: Ctx): Promise<number> {
+  const dir = join(ctx.repo.root, 'streams');
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n !== 'refs').sort();
+  for (const name of names) {
+    const id = await streamTarget(ctx, name);
+    if (!id || ctx.bad.has(id)) continue;
+    const path = ctx.repo.streamPath(name);
+    let bytes: Buffer;
+    let refs: ReturnType<typeof readRefs>;
+    try {
+      bytes = await ctx.repo.readObject(id);
+      refs = readRefs(bytes);
+    } catch (e) {
+      ctx.issues.push({ type: 'stream-corrupt', path, detail: `stream ${name}: ${e instanceof Error ? e.message : String(e)}` });
+      ctx.bad.add(id);
+      continue;
+    }
+    for (const ref of [...refs.objectRefs, ...refs.streamRefs]) {
+      if (!ctx.present.has(ref)) ctx.issues.push({ type: 'missing-object', path, detail: `stream ${name} needs object ${ref}, which is missing`, expected: ref });
+    }
+    const expectType = name.startsWith(STREAM_PREFIX.layer) ? 'layer' : name.startsWith(STREAM_PREFIX.config) ? 'config' : name.startsWith(STREAM_PREFIX.manifest) ? 'manifest' : null;
+    if (expectType && refs.contentType !== expectType) {
+      ctx.issues.push({ type: 'stream-content-type', path, detail: `stream ${name} holds content type ${refs.contentType}`, expected: expectType, found: String(refs.contentType) });
+      continue;
+    }
+    if (expectType === 'config' || expectType === 'manifest') await checkJson(ctx, name, bytes, expectType);
+  }
+  return names.length;
+}
+
+/** A config or manifest stream's JSON must hash to the digest in its name; its references must resolve. */
+async function checkJson(ctx: Ctx, name: string, bytes: Buffer, kind: 'config' | 'manifest'): Promise<void> {
+  const path = ctx.repo.streamPath(name);
+  let s;
+  try {
+    s = readSplitStream(bytes);
+  } catch (e) {
+    ctx.issues.push({ type: 'stream-corrupt', path, detail: `stream ${name}: ${e instanceof Error ? e.message : String(e)}` });
+    return;
+  }
+  const first = s.chunks[0];
+  const jsonId = first?.kind === 'object' ? s.objectRefs[first.index] : undefined;
+  if (s.chunks.length !== 1 || !jsonId) {
+    ctx.issues.push({ type: 'stream-corrupt', path, detail: `stream ${name} is not one JSON object` });
+    return;
+  }
+  if (usable(ctx, jsonId)) {
+    const found = createHash('sha256').update(await ctx.repo.readObject(jsonId)).digest('hex');
+    const expected = name.slice(name.indexOf(':') + 1);
+    if (found !== expected) ctx.issues.push({ type: 'json-digest-mismatch', path, detail: `the ${kind} JSON of ${name} hashes to sha256:${found}`, expected: `sha256:${expected}`, found: `sha256:${found}` });
+  }
+  for (const ref of s.namedRefs) {
+    const target = s.streamRefs[ref.index] as string;
+    const wantName = ref.name.startsWith('config:') ? `${STREAM_PREFIX.config}${ref.name.slice('config:sha256:'.length)}` : `${STREAM_PREFIX.layer}${ref.name.replace(/^sha256:/, '')}`;
+    const linked = await ctx.repo.streamObject(wantName).catch(() => null);
+    if (linked === null) ctx.issues.push({ type: 'missing-stream', path, detail: `${name} names ${ref.name}, but there is no stream ${wantName}`, expected: wantName });
+    else if (linked !== target) ctx.issues.push({ type: 'missing-stream', path, detail: `${name} names ${ref.name} as object ${target}, but ${wantName} is ${linked}`, expected: target, found: linked });
+  }
+}
+
+async function checkTags(ctx: Ctx): Promise<number> {
+  const dir = join(ctx.repo.root, TAGS_DIR);
+  const names = (await readdir(dir).catch(() => [] as string[])).sort();
+  for (const n of names) {
+    const path = join(dir, n);
+    const target = await readlink(path).catch(() => null);
+    const resolved = await stat(path).catch(() => null);
+    if (target === null || resolved === null) {
+      ctx.issues.push({ type: 'broken-symlink', path, detail: `tag ${n} points to ${target ?? '(not a link)'}, which does not resolve`, found: target ?? undefined });
+      continue;
+    }
+    const stream = target.split('/').pop() ?? '';
+    if (!stream.startsWith(STREAM_PREFIX.manifest)) ctx.issues.push({ type: 'tag-not-manifest', path, detail: `tag ${n} points to ${stream}, not a manifest stream`, found: stream });
+  }
+  return names.length;
+}
+
+async function rebuildLayers(ctx: Ctx): Promise<number> {
+  const dir = join(ctx.repo.root, 'streams');
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith(STREAM_PREFIX.layer)).sort();
+  let n = 0;
+  for (const name of names) {
+    const id = await ctx.repo.streamObject(name).catch(() => null);
+    if (!id || !usable(ctx, id)) continue;
+    const path = ctx.repo.streamPath(name);
+    try {
+      const s = readSplitStream(await ctx.repo.readObject(id));
+      if (s.objectRefs.some((r) => !usable(ctx, r))) continue;
+      const hash = createHash('sha256');
+      for await (const chunk of rebuild(ctx.repo, s)) hash.update(chunk);
+      const found = hash.digest('hex');
+      const expected = name.slice(STREAM_PREFIX.layer.length);
+      n++;
+      if (found !== expected) ctx.issues.push({ type: 'layer-diff-id-mismatch', path, detail: `layer ${name} rebuilds to sha256:${found}`, expected: `sha256:${expected}`, found: `sha256:${found}` });
+    } catch (e) {
+      ctx.issues.push({ type: 'stream-corrupt', path, detail: `stream ${name}: ${e instanceof Error ? e.message : String(e)}` });
+    }
+  }
+  return n;
+}

@@ -1,0 +1,118 @@
+/**
+ * fsck --repair: corrupt objects (and anything in objects/ that is not an object) are moved to
+ * a quarantine folder inside the repository, never deleted; stream links and tags that can no
+ * longer be rebuilt are removed; the images whose tags went are named, to be imported again.
+ * Importing them again restores a clean store (the missing objects and streams are rewritten).
+ * @module
+ */
+import { mkdir, readdir, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { storeIoError } from '../errors.ts';
+import { STREAM_PREFIX, STREAMS_DIR, TAGS_DIR, unescapeTag } from '../store/layout.ts';
+import type { Repository } from '../store/repository.ts';
+import { readRefs, readSplitStream } from '../store/splitstream.ts';
+import type { FsckReport } from './fsck.ts';
+
+export const QUARANTINE_DIR = 'quarantine';
+
+export interface RepairReport {
+  quarantine: string | null;
+  quarantined: string[];
+  streamsRemoved: string[];
+  tagsRemoved: { tag: string; manifest: string }[];
+  tmpRemoved: number;
+}
+
+const CONTENT_BAD = new Set(['object-digest-mismatch', 'object-unreadable', 'object-invalid-name']);
+const STREAM_BAD = new Set(['json-digest-mismatch', 'layer-diff-id-mismatch', 'stream-content-type', 'stream-corrupt', 'stream-not-symlink']);
+
+function objectId(target: string): string | null {
+  const m = /^\.\.\/objects\/([0-9a-f]{2})\/([0-9a-f]+)$/.exec(target);
+  return m ? `${m[1]}${m[2]}` : null;
+}
+
+export async function repair(repo: Repository, report: FsckReport): Promise<RepairReport> {
+  const lock = await repo.lockExclusive();
+  try {
+    const out: RepairReport = { quarantine: null, quarantined: [], streamsRemoved: [], tagsRemoved: [], tmpRemoved: 0 };
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    const qdir = join(repo.root, QUARANTINE_DIR, stamp);
+    for (const issue of report.issues) {
+      if (issue.type === 'stray-tmp') {
+        await rm(issue.path, { force: true });
+        out.tmpRemoved++;
+      } else if (CONTENT_BAD.has(issue.type)) {
+        const dest = join(qdir, relative(repo.objectsDir, issue.path).replaceAll('/', '_'));
+        await mkdir(qdir, { recursive: true });
+        await rename(issue.path, dest).catch((e: unknown) => {
+          throw storeIoError(e, issue.path, 'moving a corrupt object to quarantine');
+        });
+        out.quarantine = qdir;
+        out.quarantined.push(relative(repo.root, issue.path));
+      }
+    }
+    const streamBad = new Set(report.issues.filter((i) => STREAM_BAD.has(i.type)).map((i) => i.path));
+    await dropBrokenStreams(repo, streamBad, out);
+    await dropBrokenTags(repo, out);
+    return out;
+  } finally {
+    await lock.release();
+  }
+}
+
+async function present(repo: Repository, id: string): Promise<boolean> {
+  return (await stat(repo.objectPath(id)).catch(() => null))?.isFile() === true;
+}
+
+/** Removes stream links until every remaining one is whole (named refs can chain removals). */
+async function dropBrokenStreams(repo: Repository, known: Set<string>, out: RepairReport): Promise<void> {
+  const dir = join(repo.root, STREAMS_DIR);
+  for (let changed = true; changed; ) {
+    changed = false;
+    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n !== 'refs');
+    const live = new Set(names);
+    for (const name of names) {
+      const path = join(dir, name);
+      if (!(await whole(repo, name, path, known, live))) {
+        await unlink(path).catch(() => rm(path, { recursive: true, force: true }));
+        out.streamsRemoved.push(name);
+        live.delete(name);
+        changed = true;
+      }
+    }
+  }
+}
+
+async function whole(repo: Repository, name: string, path: string, known: Set<string>, live: Set<string>): Promise<boolean> {
+  if (known.has(path)) return false;
+  const target = await readlink(path).catch(() => null);
+  const id = target ? objectId(target) : null;
+  if (!id || !(await present(repo, id))) return false;
+  try {
+    const bytes = await repo.readObject(id);
+    const refs = readRefs(bytes);
+    for (const r of [...refs.objectRefs, ...refs.streamRefs]) if (!(await present(repo, r))) return false;
+    if (name.startsWith(STREAM_PREFIX.config) || name.startsWith(STREAM_PREFIX.manifest)) {
+      for (const ref of readSplitStream(bytes).namedRefs) {
+        const want = ref.name.startsWith('config:') ? `${STREAM_PREFIX.config}${ref.name.slice('config:sha256:'.length)}` : `${STREAM_PREFIX.layer}${ref.name.replace(/^sha256:/, '')}`;
+        if (!live.has(want)) return false;
+      }
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function dropBrokenTags(repo: Repository, out: RepairReport): Promise<void> {
+  const dir = join(repo.root, TAGS_DIR);
+  for (const n of await readdir(dir).catch(() => [] as string[])) {
+    const path = join(dir, n);
+    const target = (await readlink(path).catch(() => null)) ?? '';
+    const stream = target.split('/').pop() ?? '';
+    const ok = stream.startsWith(STREAM_PREFIX.manifest) && (await repo.streamObject(stream).catch(() => null)) !== null;
+    if (ok) continue;
+    await unlink(path).catch(() => rm(path, { recursive: true, force: true }));
+    out.tagsRemoved.push({ tag: unescapeTag(n), manifest: stream.startsWith(STREAM_PREFIX.manifest) ? `sha256:${stream.slice(STREAM_PREFIX.manifest.length)}` : stream });
+  }
+}
