@@ -122,7 +122,12 @@ export function decodeHeader(b: Uint8Array, at: number): TarHeader {
 
 /** PAX records: "<len> <key>=<value>\n" each, the length counting the whole record. */
 export function decodePax(buf: Uint8Array, at: number): Map<string, string> {
-  const out = new Map<string, string>();
+  return new Map([...decodePaxRaw(buf, at)].map(([k, v]) => [k, v.toString('utf8')]));
+}
+
+/** PAX records with their values as bytes (xattr values need not be UTF-8). */
+export function decodePaxRaw(buf: Uint8Array, at: number): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
   let off = 0;
   while (off < b.length && b[off] !== 0) {
@@ -131,9 +136,9 @@ export function decodePax(buf: Uint8Array, at: number): Map<string, string> {
     if (!Number.isInteger(len) || len <= space - off || off + len > b.length) {
       throw new VeritreeError(ERROR_CODES.TAR_CORRUPT, `PAX header at offset ${at}: bad record at byte ${off}`);
     }
-    const rec = b.subarray(space + 1, off + len - 1).toString('utf8');
-    const eq = rec.indexOf('=');
-    if (eq > 0) out.set(rec.slice(0, eq), rec.slice(eq + 1));
+    const rec = b.subarray(space + 1, off + len - 1);
+    const eq = rec.indexOf(0x3d);
+    if (eq > 0) out.set(rec.subarray(0, eq).toString('utf8'), Buffer.from(rec.subarray(eq + 1)));
     off += len;
   }
   return out;

@@ -1,0 +1,175 @@
+/**
+ * The tar entries of a layer, read from its split stream without reading any object: headers
+ * and small contents are in the inline chunks; a content stored as an object is one object
+ * chunk, named by its id. The merge needs metadata only.
+ * @module
+ */
+import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import { TAR_BLOCK, TYPE, decodeHeader, decodePaxRaw, isMetaType, isRegularType, isZeroBlock } from '../oci/tar-header.ts';
+import type { SplitStream } from '../store/splitstream.ts';
+
+export type EntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
+
+export interface LayerEntry {
+  /** As the archive names it (after PAX / GNU long names). */
+  rawPath: string;
+  type: EntryType;
+  /** Permission bits with setuid/setgid/sticky (mode & 0o7777). */
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  size: number;
+  object: string | null;
+  inline: Uint8Array | null;
+  linkname: string;
+  devmajor: number;
+  devminor: number;
+  xattrs: Map<string, Buffer>;
+}
+
+const XATTR_PREFIX = 'SCHILY.xattr.';
+
+function typeOf(flag: string): EntryType | null {
+  if (isRegularType(flag)) return 'file';
+  switch (flag) {
+    case TYPE.dir:
+      return 'dir';
+    case TYPE.symlink:
+      return 'symlink';
+    case TYPE.hardlink:
+      return 'hardlink';
+    case TYPE.char:
+      return 'char';
+    case TYPE.block:
+      return 'block';
+    case TYPE.fifo:
+      return 'fifo';
+    default:
+      return null;
+  }
+}
+
+function parseMtime(pax: string | undefined, fallback: number): [number, number] {
+  if (!pax) return [fallback, 0];
+  const m = /^(-?\d+)(?:\.(\d{1,9})\d*)?$/.exec(pax);
+  if (!m) return [fallback, 0];
+  return [Number(m[1]), Number((m[2] ?? '').padEnd(9, '0'))];
+}
+
+/** Reads bytes across inline chunks; object chunks are taken whole. */
+class Cursor {
+  private chunk = 0;
+  private off = 0;
+  private readonly s: SplitStream;
+
+  constructor(s: SplitStream) {
+    this.s = s;
+  }
+
+  atEnd(): boolean {
+    this.skipEmpty();
+    return this.chunk >= this.s.chunks.length;
+  }
+
+  private skipEmpty(): void {
+    for (;;) {
+      const c = this.s.chunks[this.chunk];
+      if (!c || c.kind !== 'inline' || this.off < c.bytes.length) return;
+      this.chunk++;
+      this.off = 0;
+    }
+  }
+
+  /** The object id if the next chunk is an object (at an inline boundary). */
+  nextObject(): string | null {
+    this.skipEmpty();
+    const c = this.s.chunks[this.chunk];
+    if (c?.kind !== 'object') return null;
+    this.chunk++;
+    this.off = 0;
+    return this.s.objectRefs[c.index] ?? null;
+  }
+
+  /** Up to n inline bytes (fewer only at the end of the stream). */
+  take(n: number): Uint8Array {
+    const out = new Uint8Array(n);
+    let got = 0;
+    while (got < n) {
+      this.skipEmpty();
+      const c = this.s.chunks[this.chunk];
+      if (!c) break;
+      if (c.kind !== 'inline') throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, 'layer stream: an object where tar bytes were expected');
+      const k = Math.min(n - got, c.bytes.length - this.off);
+      out.set(c.bytes.subarray(this.off, this.off + k), got);
+      this.off += k;
+      got += k;
+    }
+    return got === n ? out : out.subarray(0, got);
+  }
+}
+
+/** Every entry of the layer, in archive order. */
+export function* layerEntries(s: SplitStream): Generator<LayerEntry> {
+  const cur = new Cursor(s);
+  let pax = new Map<string, Buffer>();
+  let longName: string | null = null;
+  let longLink: string | null = null;
+  for (let at = 0; !cur.atEnd(); ) {
+    const block = cur.take(TAR_BLOCK);
+    if (block.length < TAR_BLOCK || isZeroBlock(block)) return;
+    const h = decodeHeader(block, at);
+    if (h.gnuSparseExtended) for (let more = true; more; ) more = (cur.take(TAR_BLOCK)[504] ?? 0) !== 0;
+    const paxSize = pax.get('size')?.toString();
+    const size = paxSize !== undefined && !isMetaType(h.typeflag) ? Number(paxSize) : h.size;
+    let content: Uint8Array | null = null;
+    let object: string | null = null;
+    if (size > 0) {
+      object = isMetaType(h.typeflag) ? null : cur.nextObject();
+      if (object === null) content = cur.take(size);
+    }
+    cur.take((TAR_BLOCK - (size % TAR_BLOCK)) % TAR_BLOCK);
+    at += TAR_BLOCK;
+    if (h.typeflag === TYPE.paxNext) {
+      pax = decodePaxRaw(content ?? new Uint8Array(0), at);
+      continue;
+    }
+    if (h.typeflag === TYPE.gnuLongName || h.typeflag === TYPE.gnuLongLink) {
+      const text = Buffer.from(content ?? new Uint8Array(0)).toString('utf8').replace(/\0.*$/s, '');
+      if (h.typeflag === TYPE.gnuLongName) longName = text;
+      else longLink = text;
+      continue;
+    }
+    if (h.typeflag === TYPE.paxGlobal) continue;
+    const type = typeOf(h.typeflag);
+    const xattrs = new Map<string, Buffer>();
+    for (const [k, v] of pax) if (k.startsWith(XATTR_PREFIX)) xattrs.set(k.slice(XATTR_PREFIX.length), v);
+    const [mtimeSec, mtimeNsec] = parseMtime(pax.get('mtime')?.toString(), h.mtime);
+    const num = (key: string, fallback: number): number => {
+      const v = pax.get(key)?.toString();
+      return v !== undefined && /^\d+$/.test(v) ? Number(v) : fallback;
+    };
+    if (type) {
+      yield {
+        rawPath: pax.get('path')?.toString() ?? longName ?? h.name,
+        type,
+        mode: h.mode & 0o7777,
+        uid: num('uid', h.uid),
+        gid: num('gid', h.gid),
+        mtimeSec,
+        mtimeNsec,
+        size: type === 'file' ? size : 0,
+        object,
+        inline: type === 'file' ? (content ?? new Uint8Array(0)) : null,
+        linkname: pax.get('linkpath')?.toString() ?? longLink ?? h.linkname,
+        devmajor: h.devmajor,
+        devminor: h.devminor,
+        xattrs,
+      };
+    }
+    pax = new Map();
+    longName = null;
+    longLink = null;
+  }
+}
