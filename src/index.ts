@@ -40,3 +40,25 @@ export { fsck, type FsckOptions, type FsckReport } from './verify/fsck.ts';
 export { gc, type GcOptions, type GcReport } from './verify/gc.ts';
 export { repair, type RepairReport } from './verify/repair.ts';
 export { ISSUE_TYPES, type IssueType, type StoreIssue } from './verify/issues.ts';
+export { mergeLayers, normalisePath, type MergedTree, type TreeNode } from './merge/merge.ts';
+export { layerEntries, type LayerEntry } from './merge/layer-entries.ts';
+export { formatDumpLine, parseDumpLine, type DumpRecord } from './merge/dumpfile.ts';
+export { type CheckoutReport, type CheckoutOptions } from './merge/checkout.ts';
+
+import { imageTree } from './merge/image-tree.ts';
+import { checkout as checkoutTree, type CheckoutOptions as CkOpts, type CheckoutReport as CkReport } from './merge/checkout.ts';
+import { dumpLines } from './merge/dump.ts';
+
+/** Merges the tagged image's layers and materialises the tree in `dir` (see docs/merge.md). */
+export async function checkoutImage(repo: Repo, tag: string, dir: string, opts: CkOpts = {}): Promise<CkReport> {
+  const tree = await imageTree(repo, tag);
+  for (const w of tree.warnings) opts.onWarning?.(w.path, w.message);
+  return checkoutTree(repo, tree, dir, opts);
+}
+
+/** The tagged image's merged tree as composefs dumpfile lines (no trailing newlines). */
+export async function dumpImage(repo: Repo, tag: string, onWarning?: (path: string, message: string) => void): Promise<string[]> {
+  const tree = await imageTree(repo, tag);
+  for (const w of tree.warnings) onWarning?.(w.path, w.message);
+  return [...dumpLines(tree)];
+}

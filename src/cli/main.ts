@@ -12,6 +12,7 @@ import { registerInit } from './commands/init.ts';
 import { registerImport } from './commands/import.ts';
 import { registerImages } from './commands/images.ts';
 import { registerVerify } from './commands/verify.ts';
+import { registerMerge } from './commands/merge.ts';
 
 function version(): string {
   for (const rel of ['../../package.json', '../../../package.json']) {
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerImport(program);
   registerImages(program);
   registerVerify(program);
+  registerMerge(program);
   return program;
 }
 

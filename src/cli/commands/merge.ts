@@ -1,0 +1,51 @@
+/** `veritree checkout` and `veritree dump`: an image's layers merged into one tree. */
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import type { Command } from 'commander';
+import { checkoutImage, dumpImage, openRepository } from '../../index.ts';
+import { repoOption, resolveRepo } from '../repo-option.ts';
+
+export function registerMerge(program: Command): void {
+  repoOption(
+    program
+      .command('checkout')
+      .description("write an image's merged filesystem (whiteouts applied) to DIR; files are hard links to the store's objects where that is safe")
+      .argument('<image>', 'the tag')
+      .argument('<dir>', 'a new or empty folder')
+      .option('--copy', 'copy every file instead of hard-linking objects')
+      .option('--json', 'print the report as one JSON object')
+      .addHelpText(
+        'after',
+        `
+A file is a hard link to its object when DIR is on the store's filesystem and the object already
+has the file's mode (and, as root, its owner); the object's inode is never changed, so such files
+keep the store's mtime. Other files are reflinked or copied. Owners, device nodes and FIFOs are
+applied when running as root. Entries that climb out of the image, lie beneath a symlink or
+hard-link outside the image are refused with a warning.`
+      )
+  ).action(async (image: string, dir: string, o: { repo?: string; copy?: boolean; json?: boolean }) => {
+    const repo = await openRepository(resolveRepo(o.repo));
+    const r = await checkoutImage(repo, image, dir, { copy: o.copy, onWarning: (p, m) => process.stderr.write(`veritree: warning: /${p}: ${m}\n`) });
+    if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
+    else process.stdout.write(`checked out ${image} to ${dir}: ${r.files} files (${r.hardlinkedObjects} hard links to objects, ${r.copied} copies), ${r.dirs} directories, ${r.symlinks} symlinks, ${r.hardlinks} hardlinks\n`);
+  });
+
+  repoOption(
+    program
+      .command('dump')
+      .description("print the image's merged tree as a composefs dumpfile (for mkcomposefs --from-file)")
+      .argument('<image>', 'the tag')
+      .option('-o, --output <file>', 'write to FILE instead of stdout')
+      .addHelpText('after', '\nThen: mkcomposefs --from-file DUMP image.cfs, and mount it with the store\'s objects/ as basedir.')
+  ).action(async (image: string, o: { repo?: string; output?: string }) => {
+    const repo = await openRepository(resolveRepo(o.repo));
+    const out = o.output ? createWriteStream(o.output) : process.stdout;
+    for (const line of await dumpImage(repo, image, (p, m) => process.stderr.write(`veritree: warning: /${p}: ${m}\n`))) {
+      if (!out.write(line + '\n')) await once(out, 'drain');
+    }
+    if (o.output) {
+      (out as ReturnType<typeof createWriteStream>).end();
+      await once(out, 'finish');
+    }
+  });
+}

@@ -1,0 +1,114 @@
+/**
+ * The composefs dumpfile format (composefs-dump(5); docs in ../shared/docs/composefs-dumpfile.md):
+ * one line per path, eleven fields, then KEY=VALUE xattrs. A pure codec: records in, text out,
+ * and back. Escaping: `\\`, `\n`, `\r`, `\t`, else `\xHH` for space, `=` (in keys; in values
+ * too, where composefs does), and anything not printable ASCII; a field whose value is `-` is
+ * written `\x2d` since a bare `-` means "unset".
+ * @module
+ */
+
+export interface DumpRecord {
+  path: Buffer;
+  size: number;
+  /** st_mode with the type bits; `hardlink` is the leading `@`. */
+  mode: number;
+  hardlink: boolean;
+  nlink: number;
+  uid: number;
+  gid: number;
+  rdev: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  payload: Buffer | null;
+  content: Buffer | null;
+  digest: string | null;
+  xattrs: [Buffer, Buffer][];
+}
+
+const SHORT: Record<number, string> = { 0x5c: '\\\\', 0x0a: '\\n', 0x0d: '\\r', 0x09: '\\t' };
+
+function escape(b: Buffer, escapeEq: boolean): string {
+  if (b.length === 1 && b[0] === 0x2d) return '\\x2d';
+  let out = '';
+  for (const c of b) {
+    const short = SHORT[c];
+    if (short) out += short;
+    else if (c <= 0x20 || c >= 0x7f || (escapeEq && c === 0x3d)) out += `\\x${c.toString(16).padStart(2, '0')}`;
+    else out += String.fromCharCode(c);
+  }
+  return out;
+}
+
+function optional(b: Buffer | null): string {
+  return b === null ? '-' : escape(b, false);
+}
+
+export function formatDumpLine(r: DumpRecord): string {
+  const fields = [
+    escape(r.path, false),
+    String(r.size),
+    `${r.hardlink ? '@' : ''}${r.mode.toString(8)}`,
+    String(r.nlink),
+    String(r.uid),
+    String(r.gid),
+    String(r.rdev),
+    `${r.mtimeSec}.${r.mtimeNsec}`,
+    optional(r.payload),
+    optional(r.content),
+    r.digest ?? '-',
+    ...r.xattrs.map(([k, v]) => `${escape(k, true)}=${escape(v, false)}`),
+  ];
+  return fields.join(' ');
+}
+
+function unescape(s: string): Buffer {
+  const out: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c !== 0x5c) {
+      out.push(...Buffer.from(s[i] as string, 'utf8'));
+      continue;
+    }
+    const n = s[i + 1];
+    if (n === 'x') {
+      out.push(parseInt(s.slice(i + 2, i + 4), 16));
+      i += 3;
+    } else {
+      out.push(n === 'n' ? 0x0a : n === 'r' ? 0x0d : n === 't' ? 0x09 : n === '\\' ? 0x5c : (n ?? '').charCodeAt(0));
+      i += 1;
+    }
+  }
+  return Buffer.from(out);
+}
+
+function optionalIn(s: string): Buffer | null {
+  return s === '-' ? null : unescape(s);
+}
+
+/** @throws SyntaxError on a line that is not a dumpfile record */
+export function parseDumpLine(line: string): DumpRecord {
+  const f = line.split(' ');
+  if (f.length < 11) throw new SyntaxError(`dumpfile line has ${f.length} fields, needs 11: ${line}`);
+  const [path, size, mode, nlink, uid, gid, rdev, mtime, payload, content, digest, ...xattrs] = f as [string, string, string, string, string, string, string, string, string, string, string, ...string[]];
+  const [sec, nsec] = mtime.split('.');
+  return {
+    path: unescape(path),
+    size: Number(size),
+    hardlink: mode.startsWith('@'),
+    mode: parseInt(mode.replace(/^@/, ''), 8),
+    nlink: Number(nlink),
+    uid: Number(uid),
+    gid: Number(gid),
+    rdev: Number(rdev),
+    mtimeSec: Number(sec),
+    mtimeNsec: Number(nsec ?? 0),
+    payload: optionalIn(payload),
+    content: optionalIn(content),
+    digest: digest === '-' ? null : digest,
+    xattrs: xattrs.map((x) => {
+      // The key's '=' is always escaped, so the first raw '=' ends it.
+      const eq = x.indexOf('=');
+      return [unescape(x.slice(0, eq)), unescape(x.slice(eq + 1))] as [Buffer, Buffer];
+    }),
+  };
+}

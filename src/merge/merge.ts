@@ -1,0 +1,193 @@
+/**
+ * Merges an image's layers into one tree, in memory-light form (metadata and object ids, never
+ * contents beyond the inline ones). Whiteouts are applied in layer order as the OCI image spec
+ * says: `.wh.NAME` removes NAME (and what is beneath it) from the layers below; `.wh..wh..opq`
+ * empties its directory of what the layers below put there. A whiteout's own entry never
+ * appears in the result.
+ *
+ * Hostile entries are refused here, so that checkout never has to trust a path: `..` and
+ * absolute paths are normalised as the spec allows (a leading `/` or `./` is dropped, a `..` that
+ * would climb above the root is refused), an entry beneath a symlink or a non-directory is
+ * refused, a hardlink must name a regular file already in the tree.
+ * @module
+ */
+import { posix } from 'node:path';
+import type { LayerEntry } from './layer-entries.ts';
+
+export const WHITEOUT_PREFIX = '.wh.';
+export const OPAQUE_MARKER = '.wh..wh..opq';
+
+export interface TreeNode extends Omit<LayerEntry, 'rawPath' | 'linkname'> {
+  path: string;
+  /** Symlink target as stored. */
+  symlinkTarget: string;
+  /** For a hardlink: the path (in the tree) of the file it shares content with. */
+  hardlinkTo: string | null;
+}
+
+export interface MergeWarning {
+  layer: number;
+  path: string;
+  message: string;
+}
+
+export interface MergedTree {
+  /** Every path ('' is the root), parents before children when iterated in sorted order. */
+  nodes: Map<string, TreeNode>;
+  warnings: MergeWarning[];
+}
+
+/** `a/b/../c` → `a/c`; '' for the root; null when it climbs above the root. */
+export function normalisePath(raw: string): string | null {
+  const parts: string[] = [];
+  for (const p of raw.split('/')) {
+    if (p === '' || p === '.') continue;
+    if (p === '..') {
+      if (parts.length === 0) return null;
+      parts.pop();
+    } else parts.push(p);
+  }
+  return parts.join('/');
+}
+
+function rootNode(): TreeNode {
+  return { path: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, mtimeSec: 0, mtimeNsec: 0, size: 0, object: null, inline: null, symlinkTarget: '', hardlinkTo: null, devmajor: 0, devminor: 0, xattrs: new Map() };
+}
+
+class Tree {
+  readonly nodes = new Map<string, TreeNode>([['', rootNode()]]);
+  readonly children = new Map<string, Set<string>>([['', new Set()]]);
+  readonly warnings: MergeWarning[] = [];
+
+  remove(path: string): void {
+    const node = this.nodes.get(path);
+    if (!node) return;
+    for (const c of [...(this.children.get(path) ?? [])]) this.remove(c);
+    this.nodes.delete(path);
+    this.children.delete(path);
+    this.children.get(posix.dirname(path) === '.' ? '' : posix.dirname(path))?.delete(path);
+  }
+
+  emptyDir(path: string): void {
+    for (const c of [...(this.children.get(path) ?? [])]) this.remove(c);
+  }
+
+  /** Makes sure every ancestor of `path` is a directory; false when one is not. */
+  ensureParents(path: string, layer: number): boolean {
+    const parts = path.split('/');
+    let cur = '';
+    for (let i = 0; i < parts.length - 1; i++) {
+      const next = cur === '' ? (parts[i] as string) : `${cur}/${parts[i]}`;
+      const n = this.nodes.get(next);
+      if (!n) {
+        // Layers may leave out parent directories; they are implied, as tar extraction does.
+        this.put({ ...rootNode(), path: next }, cur);
+      } else if (n.type !== 'dir') {
+        this.warnings.push({ layer, path, message: `refused: ${JSON.stringify(next)} above it is a ${n.type}, not a directory` });
+        return false;
+      }
+      cur = next;
+    }
+    return true;
+  }
+
+  put(node: TreeNode, parent: string): void {
+    this.nodes.set(node.path, node);
+    if (node.type === 'dir' && !this.children.has(node.path)) this.children.set(node.path, new Set());
+    this.children.get(parent)?.add(node.path);
+  }
+}
+
+function parentOf(p: string): string {
+  const d = posix.dirname(p);
+  return d === '.' ? '' : d;
+}
+
+/** Applies one layer's entries to the tree. */
+function applyLayer(tree: Tree, entries: Iterable<LayerEntry>, layer: number): void {
+  const adds: [string, LayerEntry][] = [];
+  for (const e of entries) {
+    const path = normalisePath(e.rawPath);
+    if (path === null) {
+      tree.warnings.push({ layer, path: e.rawPath, message: 'refused: the path climbs above the image root' });
+      continue;
+    }
+    const base = posix.basename(path);
+    if (base === OPAQUE_MARKER) tree.emptyDir(parentOf(path));
+    else if (base.startsWith(WHITEOUT_PREFIX)) tree.remove(posix.join(parentOf(path), base.slice(WHITEOUT_PREFIX.length)).replace(/^\.\//, ''));
+    else adds.push([path, e]);
+  }
+  // Whiteouts hide the layers below, never the same layer's entries: apply them first.
+  for (const [path, e] of adds) add(tree, path, e, layer);
+}
+
+function add(tree: Tree, path: string, e: LayerEntry, layer: number): void {
+  if (path === '') {
+    if (e.type === 'dir') Object.assign(tree.nodes.get('') as TreeNode, { mode: e.mode, uid: e.uid, gid: e.gid, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, xattrs: e.xattrs });
+    return;
+  }
+  if (!tree.ensureParents(path, layer)) return;
+  const node: TreeNode = {
+    path,
+    type: e.type,
+    mode: e.mode,
+    uid: e.uid,
+    gid: e.gid,
+    mtimeSec: e.mtimeSec,
+    mtimeNsec: e.mtimeNsec,
+    size: e.size,
+    object: e.object,
+    inline: e.inline,
+    symlinkTarget: e.type === 'symlink' ? e.linkname : '',
+    hardlinkTo: null,
+    devmajor: e.devmajor,
+    devminor: e.devminor,
+    xattrs: e.xattrs,
+  };
+  if (e.type === 'hardlink') {
+    const target = normalisePath(e.linkname);
+    const t = target === null ? undefined : tree.nodes.get(target);
+    if (!t || t.type !== 'file' || target === path) {
+      tree.warnings.push({ layer, path, message: `refused: hardlink to ${JSON.stringify(e.linkname)}, which is not a regular file of the image` });
+      return;
+    }
+    // A hardlink is a second name for the target's content and metadata.
+    Object.assign(node, { type: 'file', mode: t.mode, uid: t.uid, gid: t.gid, mtimeSec: t.mtimeSec, mtimeNsec: t.mtimeNsec, size: t.size, object: t.object, inline: t.inline, xattrs: t.xattrs, hardlinkTo: t.hardlinkTo ?? target });
+  }
+  const old = tree.nodes.get(path);
+  if (old && !(old.type === 'dir' && node.type === 'dir')) tree.remove(path);
+  if (old && old.type === 'dir' && node.type === 'dir') {
+    Object.assign(old, { mode: node.mode, uid: node.uid, gid: node.gid, mtimeSec: node.mtimeSec, mtimeNsec: node.mtimeNsec, xattrs: node.xattrs });
+    return;
+  }
+  tree.put(node, parentOf(path));
+}
+
+/** Merges the layers (bottom first). */
+export function mergeLayers(layers: Iterable<Iterable<LayerEntry>>): MergedTree {
+  const tree = new Tree();
+  let i = 0;
+  for (const entries of layers) applyLayer(tree, entries, ++i);
+  // A hardlink whose first name was later removed or replaced must not dangle.
+  for (const n of tree.nodes.values()) {
+    if (n.hardlinkTo !== null) {
+      const t = tree.nodes.get(n.hardlinkTo);
+      if (!t || t.type !== 'file' || t.object !== n.object) n.hardlinkTo = null;
+    }
+  }
+  return { nodes: tree.nodes, warnings: tree.warnings };
+}
+
+/** Paths in an order where every directory comes before what is in it. */
+export function sortedPaths(nodes: Map<string, TreeNode>): string[] {
+  return [...nodes.keys()].sort((a, b) => {
+    const pa = a.split('/');
+    const pb = b.split('/');
+    for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
+      const x = pa[i] as string;
+      const y = pb[i] as string;
+      if (x !== y) return x < y ? -1 : 1;
+    }
+    return pa.length - pb.length;
+  });
+}

@@ -1,0 +1,233 @@
+/** Merge, checkout and dump: whiteouts per the OCI spec, hostile entries refused, umoci as the reference. */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync, statSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tarStream from 'tar-stream';
+import { mergeLayers, normalisePath, parseDumpLine, formatDumpLine, type LayerEntry } from '../src/index.ts';
+import { SHARED, cleanup, hasTool, must, run, tempDir, veritree, randomBytesSeeded } from './helpers.ts';
+import { buildImage, hardlink, lines, replaceLayer, symlink, write } from './fixtures/oci.ts';
+
+const missing = ['umoci', 'fsverity', 'setfattr'].filter((t) => !hasTool(t));
+const SKIP = missing.length ? `skipped: ${missing.join(', ')} not installed` : false;
+let dir = '';
+before(() => {
+  dir = tempDir('veritree-merge-');
+});
+after(() => cleanup(dir));
+
+function entry(rawPath: string, type: LayerEntry['type'] = 'file', extra: Partial<LayerEntry> = {}): LayerEntry {
+  return { rawPath, type, mode: type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, mtimeSec: 1, mtimeNsec: 0, size: 0, object: null, inline: new Uint8Array(0), linkname: '', devmajor: 0, devminor: 0, xattrs: new Map(), ...extra };
+}
+
+test('whiteouts and opaque directories follow the OCI image spec', () => {
+  const tree = mergeLayers([
+    [entry('etc', 'dir'), entry('etc/a'), entry('etc/b'), entry('var', 'dir'), entry('var/cache', 'dir'), entry('var/cache/x'), entry('var/cache/sub', 'dir'), entry('var/cache/sub/y'), entry('opt/tool'), entry('lib', 'dir'), entry('lib/z')],
+    [
+      entry('etc/.wh.a'),
+      // An opaque marker hides the layers below, never this layer's own entries, in whichever order they come.
+      entry('var/cache/new'),
+      entry('var/cache/.wh..wh..opq'),
+      entry('opt', 'dir', { mode: 0o700 }),
+      entry('lib', 'file', { size: 3, inline: Buffer.from('lib') }),
+    ],
+    [entry('etc/a'), entry('.wh.opt')],
+  ]);
+  const paths = [...tree.nodes.keys()].sort();
+  assert.deepEqual(paths, ['', 'etc', 'etc/a', 'etc/b', 'lib', 'var', 'var/cache', 'var/cache/new']);
+  assert.equal(tree.nodes.get('lib')?.type, 'file', 'a file replaces a directory and all beneath it');
+  assert.ok(!paths.some((p) => p.includes('.wh.')), "a whiteout's own entry never appears");
+});
+
+test('hostile entries are refused: climbing out, beneath a symlink or a file, hardlinks outside the image', () => {
+  assert.equal(normalisePath('/etc/./x'), 'etc/x');
+  assert.equal(normalisePath('a/../b'), 'b');
+  assert.equal(normalisePath('../../etc/x'), null);
+  const tree = mergeLayers([
+    [
+      entry('../../etc/evil'),
+      entry('x', 'symlink', { linkname: '/etc' }),
+      entry('x/passwd'),
+      entry('f'),
+      entry('f/under'),
+      entry('link', 'hardlink', { linkname: '/etc/shadow' }),
+      entry('self', 'hardlink', { linkname: '../../outside' }),
+      entry('/abs/ok'),
+    ],
+  ]);
+  assert.deepEqual([...tree.nodes.keys()].sort(), ['', 'abs', 'abs/ok', 'f', 'x']);
+  assert.deepEqual(
+    tree.warnings.map((w) => w.path),
+    ['../../etc/evil', 'x/passwd', 'f/under', 'link', 'self']
+  );
+});
+
+test('the dumpfile codec round-trips composefs-special.dump byte for byte', { skip: existsSync(join(SHARED, 'vectors/composefs-special.dump')) ? false : 'skipped: shared vectors not present' }, () => {
+  const text = readFileSync(join(SHARED, 'vectors/composefs-special.dump'), 'utf8');
+  const lines = text.split('\n').filter(Boolean);
+  assert.ok(lines.length >= 10);
+  assert.equal(lines.map((l) => formatDumpLine(parseDumpLine(l))).join('\n') + '\n', text);
+  const inline = parseDumpLine(lines.find((l) => l.startsWith('/inline ')) as string);
+  assert.equal(inline.content?.toString(), 'FOOBAR\nINAFILE\n');
+  const escaped = parseDumpLine(lines.find((l) => l.startsWith('/escaped-xattr')) as string);
+  assert.deepEqual(escaped.xattrs.map(([k, v]) => [k.toString(), v.toString()])[0], ['trusted.overlay.redirect', '/foo\n']);
+});
+
+interface Seen {
+  type: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  sha?: string;
+  target?: string;
+  xattrs: string;
+}
+
+/** Every entry under root: type, mode, owner, size, content digest, link target, xattrs. */
+function describe(root: string): Map<string, Seen> {
+  const out = new Map<string, Seen>();
+  const xattrsOf = (p: string): string =>
+    run('python3', ['-c', 'import os,sys;p=sys.argv[1];print(sorted((k,os.getxattr(p,k,follow_symlinks=False).hex()) for k in os.listxattr(p,follow_symlinks=False) if k.startswith("user.")))', p]).stdout.trim();
+  const walk = (rel: string): void => {
+    const p = rel ? join(root, rel) : root;
+    const st = lstatSync(p);
+    const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : 'other';
+    const seen: Seen = { type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: type === 'file' ? st.size : 0, xattrs: type === 'symlink' ? '' : xattrsOf(p) };
+    if (type === 'file') seen.sha = createHash('sha256').update(readFileSync(p)).digest('hex');
+    if (type === 'symlink') seen.target = readlinkSync(p);
+    out.set(rel || '/', seen);
+    if (type === 'dir') for (const c of readdirSync(p).sort()) walk(rel ? `${rel}/${c}` : c);
+  };
+  walk('');
+  return out;
+}
+
+test('checkout equals umoci unpack of the same image, entry by entry (whiteouts, opaque dirs, links, modes, xattrs)', { skip: SKIP }, () => {
+  const layout = join(dir, 'img');
+  buildImage(layout, 'm', [
+    (root) => {
+      write(root, 'etc/keep.conf', lines(10, 'keep'));
+      write(root, 'etc/gone.conf', lines(10, 'gone'));
+      write(root, 'etc/secret', lines(5, 'secret'), 0o600);
+      write(root, 'usr/bin/tool', lines(30, 'tool'), 0o755);
+      write(root, 'usr/bin/small', 'x', 0o755);
+      hardlink(root, 'usr/bin/tool2', 'usr/bin/tool');
+      symlink(root, 'usr/bin/t', 'tool');
+      for (let i = 0; i < 4; i++) write(root, `var/cache/c${i}`, lines(10, `cache ${i}`));
+      write(root, 'var/cache/deep/d', lines(10, 'deep'));
+      write(root, 'data/blob', randomBytesSeeded(20000, 7));
+      write(root, 'data/tagged', lines(20, 'tagged'));
+      run('setfattr', ['-n', 'user.veritree', '-v', 'yes', join(root, 'data/tagged')]);
+    },
+    (root) => {
+      rmSync(join(root, 'etc/gone.conf'));
+      rmSync(join(root, 'var/cache'), { recursive: true });
+      write(root, 'var/cache/fresh', lines(10, 'fresh'));
+      write(root, 'usr/bin/tool', lines(35, 'tool v2'), 0o755);
+      write(root, 'data/blob', randomBytesSeeded(20000, 7)); // same content: the same object
+    },
+  ]);
+  const repo = join(dir, 'repo');
+  assert.equal(veritree(['import', `oci:${layout}:m`, '--repo', repo]).status, 0);
+  const ours = join(dir, 'ours');
+  const r = veritree(['checkout', 'm', ours, '--repo', repo, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as { hardlinkedObjects: number; copied: number };
+  assert.ok(report.hardlinkedObjects > 0, 'some files are hard links to objects');
+  const bundle = join(dir, 'umoci-bundle');
+  must('umoci', ['unpack', '--image', `${layout}:m`, bundle]);
+  const want = describe(join(bundle, 'rootfs'));
+  const got = describe(ours);
+  assert.deepEqual([...got.keys()], [...want.keys()], 'the same paths');
+  for (const [p, w] of want) {
+    const g = got.get(p) as Seen;
+    // The root folder's mode is umoci's choice for the bundle, not the image's.
+    if (p === '/') continue;
+    assert.deepEqual(g, w, p);
+  }
+  assert.ok(!got.has('etc/gone.conf') && !got.has('var/cache/c0') && got.has('var/cache/fresh'));
+  // The hardlinked object kept its own metadata: the store is untouched.
+  const objects = readdirSync(join(repo, 'objects')).flatMap((d) => readdirSync(join(repo, 'objects', d)).map((f) => join(repo, 'objects', d, f)));
+  assert.ok(objects.every((o) => (statSync(o).mode & 0o7777) === 0o644));
+  assert.equal(run('fsverity', ['--version']).status, 0);
+  assert.equal(veritree(['fsck', '--repo', repo]).status, 0, 'checkout changed nothing in the store');
+  // --copy gives the same tree with no hard link to an object.
+  const copied = join(dir, 'copied');
+  const c = JSON.parse(veritree(['checkout', 'm', copied, '--repo', repo, '--copy', '--json']).stdout) as { hardlinkedObjects: number };
+  assert.equal(c.hardlinkedObjects, 0);
+  assert.deepEqual([...describe(copied).entries()].filter(([p]) => p !== '/'), [...got.entries()].filter(([p]) => p !== '/'));
+  assert.equal(veritree(['checkout', 'm', ours, '--repo', repo]).status, 2, 'a non-empty folder is refused');
+});
+
+async function tarOf(entries: { name: string; type?: 'file' | 'symlink' | 'link'; linkname?: string; content?: string }[]): Promise<Buffer> {
+  const pack = tarStream.pack();
+  for (const e of entries) {
+    if (e.type === 'symlink' || e.type === 'link') pack.entry({ name: e.name, type: e.type, linkname: e.linkname ?? '' });
+    else pack.entry({ name: e.name }, e.content ?? '');
+  }
+  pack.finalize();
+  const parts: Buffer[] = [];
+  for await (const c of pack) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+test('hostile layers: checkout refuses each entry and nothing outside DIR changes', { skip: SKIP }, async () => {
+  const layout = join(dir, 'hostile');
+  buildImage(layout, 'h', [(root) => write(root, 'ok/file', lines(5, 'ok')), (root) => write(root, 'ok/other', 'o')]);
+  const outside = join(dir, 'outside');
+  mkdirSync(outside);
+  writeFileSync(join(outside, 'victim'), 'untouched');
+  const tar = await tarOf([
+    { name: 'x', type: 'symlink', linkname: outside },
+    { name: 'x/victim', content: 'overwritten through a symlink' },
+    { name: 'x/new', content: 'created through a symlink' },
+    { name: `../../${outside.slice(1)}/escaped`, content: 'climbed out' },
+    { name: 'hl', type: 'link', linkname: join(outside, 'victim') },
+    { name: 'fine', content: 'fine' },
+  ]);
+  replaceLayer(layout, 'h', 1, tar);
+  const repo = join(dir, 'repo-h');
+  assert.equal(veritree(['import', `oci:${layout}:h`, '--repo', repo]).status, 0);
+  const dest = join(dir, 'dest-h');
+  const r = veritree(['checkout', 'h', dest, '--repo', repo]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /\/x\/victim: refused: "x" above it is a symlink/);
+  assert.match(r.stderr, /\/x\/new: refused/);
+  assert.match(r.stderr, /escaped: refused: the path climbs above the image root/);
+  assert.match(r.stderr, /\/hl: refused: hardlink to /);
+  assert.deepEqual(readdirSync(outside), ['victim']);
+  assert.equal(readFileSync(join(outside, 'victim'), 'utf8'), 'untouched');
+  assert.equal(readFileSync(join(dest, 'fine'), 'utf8'), 'fine');
+  assert.equal(readlinkSync(join(dest, 'x')), outside, 'the symlink itself is part of the image');
+});
+
+test('veritree dump: one line per path, parents first, objects by payload and digest; accepted by mkcomposefs where installed', { skip: SKIP }, () => {
+  const repo = join(dir, 'repo');
+  const r = veritree(['dump', 'm', '--repo', repo]);
+  assert.equal(r.status, 0, r.stderr);
+  const recs = r.stdout.trim().split('\n').map(parseDumpLine);
+  assert.equal(recs[0]?.path.toString(), '/');
+  const seen = new Set<string>();
+  for (const rec of recs) {
+    const p = rec.path.toString();
+    const parent = p.slice(0, p.lastIndexOf('/')) || '/';
+    if (p !== '/') assert.ok(seen.has(parent), `${p} after its parent`);
+    seen.add(p);
+    if (rec.digest && !rec.hardlink) {
+      assert.equal(rec.payload?.toString(), `${rec.digest.slice(0, 2)}/${rec.digest.slice(2)}`);
+      assert.ok(existsSync(join(repo, 'objects', rec.digest.slice(0, 2), rec.digest.slice(2))), 'every object the dump names is in the store');
+    }
+  }
+  const tool2 = recs.find((x) => x.path.toString() === '/usr/bin/tool2');
+  assert.equal(tool2?.hardlink, true);
+  assert.equal(tool2?.payload?.toString(), '/usr/bin/tool');
+  const tagged = recs.find((x) => x.path.toString() === '/data/tagged');
+  assert.deepEqual(tagged?.xattrs.map(([k, v]) => `${k}=${v}`), ['user.veritree=yes']);
+  if (hasTool('mkcomposefs')) {
+    const dumpFile = join(dir, 'm.dump');
+    writeFileSync(dumpFile, r.stdout);
+    assert.equal(run('mkcomposefs', ['--from-file', dumpFile, join(dir, 'm.cfs')]).status, 0);
+  }
+});
