@@ -19,7 +19,8 @@ export { SplitStreamBuilder, readSplitStream, readRefs, type SplitStream } from 
 export { digestFiles, type DigestOptions, type FileDigest } from './pipeline/digest-files.ts';
 export { VerityPool, poolSize } from './pipeline/pool.ts';
 export { detectDevice, defaultIoLimit, IO_LIMITS } from './pipeline/io-limit.ts';
-export { importImage, type ImportOptions, type ImportSummary, type ImportProgress, type ImportWarning } from './pipeline/import.ts';
+export { importImage, importImages, type ImportOptions, type BulkImportOptions, type BulkImportReport, type ImportJob, type ImageResult, type ImportFailure, type ImportSummary, type ImportProgress, type ImportWarning } from './pipeline/import.ts';
+export { discoverLayouts, applyTagTemplate, type FoundImage, type Discovery } from './oci/discover.ts';
 export { parseSource, resolveImage, hostPlatform, type ResolvedImage } from './oci/layout.ts';
 export { listImages, type ImageRecord } from './store/images.ts';
 

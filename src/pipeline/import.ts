@@ -1,12 +1,16 @@
 /**
- * `importImage`: one OCI image from a local layout into the repository. Layers are imported
- * several at once, largest first, sharing one pool; then the config and manifest streams, then
- * the tag. Each is published only after what it names is durable (see docs/guarantees.md).
+ * Importing OCI images. `importImages` takes any number of sources and runs them over one pool
+ * and one layer scheduler: layers of every image are imported together, largest first, a few at
+ * a time, and a layer that several images share (the same diff_id) is read, verified and split
+ * exactly once, whichever image asks first; the others wait for that result (and, if it fails,
+ * fail with the same error). Each image is published (config and manifest streams, then the tag)
+ * as soon as its own layers are done. A broken image does not stop the others unless `failFast`.
+ * `importImage` is the one-image case. See docs/guarantees.md for what is published when.
  * @module
  */
 import { availableParallelism } from 'node:os';
 import { basename, resolve } from 'node:path';
-import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import { ERROR_CODES, VeritreeError, isVeritreeError, type ErrorCode } from '../errors.ts';
 import { digestHex } from '../oci/blob.ts';
 import { parsePlatform, parseSource, resolveImage, type ResolvedImage, type ResolvedLayer } from '../oci/layout.ts';
 import { DEFAULT_LAYER_LIMITS, type LayerLimits } from '../oci/layer-stream.ts';
@@ -29,11 +33,14 @@ export const MAX_INFLIGHT_BYTES = 128 << 20;
 /** Layers read at once: enough to keep the pool busy between layers, few enough to bound memory. */
 export const LAYER_CONCURRENCY = 3;
 
+/** Progress events; `image` is the position of the image in the run (0 for a single import). */
 export type ImportProgress =
-  | { type: 'image'; totalBytes: number; layers: number; manifest: string }
-  | { type: 'layer-start'; index: number; digest: string; size: number }
-  | { type: 'layer-bytes'; index: number; bytes: number }
-  | { type: 'layer-done'; index: number; status: 'imported' | 'present' };
+  | { type: 'run'; images: number; totalBytes: number }
+  | { type: 'image'; image: number; totalBytes: number; layers: number; manifest: string }
+  | { type: 'layer-start'; image: number; index: number; digest: string; size: number }
+  | { type: 'layer-bytes'; image: number; index: number; bytes: number }
+  | { type: 'layer-done'; image: number; index: number; status: 'imported' | 'present' }
+  | { type: 'image-done'; image: number; ok: boolean };
 
 export interface ImportWarning {
   layer: number;
@@ -57,10 +64,11 @@ export interface ImportOptions {
   layerConcurrency?: number | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((p: ImportProgress) => void) | undefined;
-  onWarning?: ((w: ImportWarning) => void) | undefined;
+  onWarning?: ((w: ImportWarning & { image: number }) => void) | undefined;
 }
 
 export interface ImportSummary {
+  ok: true;
   tag: string;
   source: string;
   manifest: string;
@@ -72,7 +80,7 @@ export interface ImportSummary {
   objectsWritten: number;
   objectsPresent: number;
   inlined: number;
-  /** Uncompressed layer bytes read. */
+  /** Uncompressed layer bytes read for this image (a shared layer counts for the image that read it). */
   tarBytes: number;
   compressedBytes: number;
   seconds: number;
@@ -84,23 +92,55 @@ export interface ImportSummary {
   warnings: ImportWarning[];
 }
 
-async function runLimited<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>, signal: AbortSignal): Promise<R[]> {
-  const out: R[] = new Array<R>(items.length);
-  let next = 0;
-  let failed: unknown = null;
-  async function lane(): Promise<void> {
-    while (next < items.length && failed === null && !signal.aborted) {
-      const i = next++;
-      try {
-        out[i] = await fn(items[i] as T);
-      } catch (e) {
-        failed ??= e;
-      }
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-  if (failed !== null) throw failed;
-  return out;
+export interface ImportFailure {
+  ok: false;
+  source: string;
+  tag: string | undefined;
+  code: ErrorCode;
+  message: string;
+  /** The error itself (not serialised). */
+  error: unknown;
+}
+
+export type ImageResult = ImportSummary | ImportFailure;
+
+export interface ImportJob {
+  source: string;
+  tag?: string | undefined;
+}
+
+export interface BulkImportOptions extends Omit<ImportOptions, 'tag'> {
+  /** Stop everything at the first failed image. */
+  failFast?: boolean | undefined;
+}
+
+export interface BulkImportReport {
+  images: ImageResult[];
+  total: {
+    images: number;
+    imported: number;
+    present: number;
+    failed: number;
+    layersImported: number;
+    layersShared: number;
+    objectsWritten: number;
+    tarBytes: number;
+    seconds: number;
+    mbPerSecond: number;
+    jobs: number;
+    peakRssBytes: number;
+  };
+  /** How many times each layer blob was opened in this run, by diff_id (at most once each). */
+  blobOpens: Record<string, number>;
+}
+
+interface Prepared {
+  index: number;
+  source: string;
+  tag: string;
+  image: ResolvedImage;
+  warnings: ImportWarning[];
+  started: number;
 }
 
 /** A stream holding one JSON blob as a single external object, with named refs. */
@@ -120,73 +160,177 @@ function defaultTag(image: ResolvedImage): string {
   return image.ref ?? basename(resolve(image.layoutDir));
 }
 
-export async function importImage(repo: Repository, source: string, options: ImportOptions = {}): Promise<ImportSummary> {
+function failure(source: string, tag: string | undefined, e: unknown): ImportFailure {
+  const code: ErrorCode = isVeritreeError(e) ? e.code : ERROR_CODES.WORKER_FAILED;
+  return { ok: false, source, tag, code, message: e instanceof Error ? e.message : String(e), error: e };
+}
+
+/**
+ * Runs layers largest first, a few at a time, each diff_id once. `request` returns the one
+ * promise for a layer's result, whichever image asks.
+ */
+class LayerScheduler {
+  private readonly flights = new Map<string, Promise<LayerResult>>();
+  /** Which image's request reads each layer (the first to plan it). */
+  private readonly owners = new Map<string, number>();
+  private readonly queue: { layer: ResolvedLayer; layoutDir: string; image: number; start: () => void }[] = [];
+  private running = 0;
+  readonly blobOpens: Record<string, number> = {};
+  private readonly limit: number;
+  private readonly run: (layer: ResolvedLayer, layoutDir: string, image: number) => Promise<LayerResult>;
+
+  constructor(limit: number, run: (layer: ResolvedLayer, layoutDir: string, image: number) => Promise<LayerResult>) {
+    this.limit = limit;
+    this.run = run;
+  }
+
+  /** Queues every layer of every image before any starts, so that the order is largest first. */
+  plan(items: { layer: ResolvedLayer; layoutDir: string; image: number }[]): void {
+    const sorted = [...items].sort((a, b) => b.layer.descriptor.size - a.layer.descriptor.size);
+    for (const it of sorted) {
+      if (this.flights.has(it.layer.diffId)) continue;
+      let start!: () => void;
+      const gate = new Promise<void>((r) => (start = r));
+      const p = gate.then(() => this.run(it.layer, it.layoutDir, it.image)).then((r) => {
+        this.blobOpens[it.layer.diffId] = (this.blobOpens[it.layer.diffId] ?? 0) + r.blobOpens;
+        return r;
+      });
+      p.catch(() => undefined).finally(() => {
+        this.running--;
+        this.pump();
+      });
+      this.flights.set(it.layer.diffId, p);
+      this.owners.set(it.layer.diffId, it.image);
+      this.queue.push({ ...it, start });
+    }
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.running < this.limit && this.queue.length > 0) {
+      this.running++;
+      (this.queue.shift() as { start: () => void }).start();
+    }
+  }
+
+  /** Drops what has not started (after an abort): those layers fail as interrupted. */
+  cancelPending(): void {
+    for (const q of this.queue.splice(0)) {
+      this.running++;
+      q.start();
+    }
+  }
+
+  ownerOf(diffId: string): number | undefined {
+    return this.owners.get(diffId);
+  }
+
+  request(diffId: string): Promise<LayerResult> {
+    const p = this.flights.get(diffId);
+    if (!p) throw new Error(`layer ${diffId} was not planned`);
+    return p;
+  }
+}
+
+/** Imports many images in one run (see the module comment). Never throws for one bad image. */
+export async function importImages(repo: Repository, jobsIn: (string | ImportJob)[], options: BulkImportOptions = {}): Promise<BulkImportReport> {
   const started = performance.now();
-  const src = parseSource(source);
-  const image = await resolveImage(src, { platform: options.platform ? parsePlatform(options.platform) : undefined });
-  const tag = options.tag ?? defaultTag(image);
+  const jobs = jobsIn.map((j) => (typeof j === 'string' ? { source: j } : j));
   const impl = options.hashImpl ?? 'auto';
   const controller = new AbortController();
   const onOuterAbort = (): void => controller.abort();
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
   if (options.signal?.aborted) controller.abort();
+  const aborted = (): VeritreeError => new VeritreeError(ERROR_CODES.ABORTED, 'interrupted');
 
-  const manifestHex = digestHex(image.manifestDescriptor.digest, 'manifest');
-  const configHex = digestHex(image.configDescriptor.digest, 'config');
-  const layersBySize = [...image.layers].sort((a, b) => b.descriptor.size - a.descriptor.size);
-  options.onProgress?.({ type: 'image', totalBytes: image.layers.reduce((n, l) => n + l.descriptor.size, 0), layers: image.layers.length, manifest: image.manifestDescriptor.digest });
+  const results: ImageResult[] = new Array<ImageResult>(jobs.length);
+  const prepared: Prepared[] = [];
+  const platform = options.platform ? parsePlatform(options.platform) : undefined;
+  for (const [i, job] of jobs.entries()) {
+    try {
+      const image = await resolveImage(parseSource(job.source), { platform });
+      prepared.push({ index: i, source: job.source, tag: job.tag ?? defaultTag(image), image, warnings: [], started: performance.now() });
+    } catch (e) {
+      results[i] = failure(job.source, job.tag, e);
+      if (options.failFast) controller.abort();
+    }
+  }
+  const totalBytes = prepared.reduce((n, p) => n + p.image.layers.reduce((m, l) => m + l.descriptor.size, 0), 0);
+  options.onProgress?.({ type: 'run', images: jobs.length, totalBytes });
 
-  const warnings: ImportWarning[] = [];
-  const lock = await repo.lockShared({ signal: controller.signal });
-  const jobs = options.pool?.size ?? poolSize({ jobs: options.jobs, ioLimit: options.ioLimit ?? (await defaultIoLimit(repo.root)) }, availableParallelism());
-  const pool = options.pool ?? null;
+  const poolJobs = options.pool?.size ?? poolSize({ jobs: options.jobs, ioLimit: options.ioLimit ?? (await defaultIoLimit(repo.root)) }, availableParallelism());
   let ownPool: VerityPool | null = null;
+  const lock = await repo.lockShared({ signal: controller.signal });
   try {
-    const manifestStream = manifestStreamName(manifestHex);
-    let layers: LayerResult[];
-    let status: 'imported' | 'present' = 'present';
-    if (await repo.hasStream(manifestStream)) {
-      layers = image.layers.map((l) => ({ index: l.index, digest: l.descriptor.digest, diffId: l.diffId, stream: layerStreamName(digestHex(l.diffId, 'diff_id')), status: 'present', objectsWritten: 0, objectsPresent: 0, inlined: 0, tarBytes: 0, compressedBytes: 0, blobOpens: 0 }));
-      for (const l of image.layers) options.onProgress?.({ type: 'layer-done', index: l.index, status: 'present' });
-    } else {
-      ownPool = pool ? null : new VerityPool(jobs);
+    const pending: Prepared[] = [];
+    for (const p of prepared) {
+      options.onProgress?.({ type: 'image', image: p.index, totalBytes: p.image.layers.reduce((n, l) => n + l.descriptor.size, 0), layers: p.image.layers.length, manifest: p.image.manifestDescriptor.digest });
+      // A whole image already in the store: only its tag is (re)written.
+      if (await repo.hasStream(manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')))) {
+        await repo.setTag(p.tag, manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')));
+        const layers = p.image.layers.map((l): LayerResult => ({ index: l.index, digest: l.descriptor.digest, diffId: l.diffId, stream: layerStreamName(digestHex(l.diffId, 'diff_id')), status: 'present', objectsWritten: 0, objectsPresent: 0, inlined: 0, tarBytes: 0, compressedBytes: 0, blobOpens: 0 }));
+        for (const l of layers) options.onProgress?.({ type: 'layer-done', image: p.index, index: l.index, status: 'present' });
+        results[p.index] = summarise(p, 'present', layers, poolJobs);
+        options.onProgress?.({ type: 'image-done', image: p.index, ok: true });
+      } else pending.push(p);
+    }
+    if (pending.length > 0) {
+      ownPool = options.pool ? null : new VerityPool(poolJobs);
       const ctx: LayerContext = {
         repo,
-        pool: (pool ?? ownPool) as VerityPool,
-        budget: new Budget(MAX_INFLIGHT_BYTES, Math.max(4, jobs * 4)),
+        pool: (options.pool ?? ownPool) as VerityPool,
+        budget: new Budget(MAX_INFLIGHT_BYTES, Math.max(4, poolJobs * 4)),
         impl,
-        layoutDir: image.layoutDir,
         limits: { ...DEFAULT_LAYER_LIMITS, ...options.limits },
         spoolThreshold: options.spoolThreshold ?? SPOOL_THRESHOLD_BYTES,
         signal: controller.signal,
-        onBytes: (l, bytes) => options.onProgress?.({ type: 'layer-bytes', index: l.index, bytes }),
-        onWarning: (l, code, message) => {
-          const w = { layer: l.index + 1, digest: l.descriptor.digest, code, message };
-          warnings.push(w);
-          options.onWarning?.(w);
-        },
+        onBytes: () => undefined,
+        onWarning: () => undefined,
       };
-      const one = async (l: ResolvedLayer): Promise<LayerResult> => {
-        options.onProgress?.({ type: 'layer-start', index: l.index, digest: l.descriptor.digest, size: l.descriptor.size });
-        const r = await importLayer(ctx, l);
-        options.onProgress?.({ type: 'layer-done', index: l.index, status: r.status });
+      const scheduler = new LayerScheduler(options.layerConcurrency ?? LAYER_CONCURRENCY, async (layer, layoutDir, image) => {
+        if (controller.signal.aborted) throw aborted();
+        const owner = pending.find((p) => p.index === image) as Prepared;
+        options.onProgress?.({ type: 'layer-start', image, index: layer.index, digest: layer.descriptor.digest, size: layer.descriptor.size });
+        const layerCtx: LayerContext = {
+          ...ctx,
+          onBytes: (l, bytes) => options.onProgress?.({ type: 'layer-bytes', image, index: l.index, bytes }),
+          onWarning: (l, code, message) => {
+            const w = { layer: l.index + 1, digest: l.descriptor.digest, code, message };
+            owner.warnings.push(w);
+            options.onWarning?.({ ...w, image });
+          },
+        };
+        const r = await importLayer(layerCtx, layer, layoutDir);
+        options.onProgress?.({ type: 'layer-done', image, index: layer.index, status: r.status });
         return r;
-      };
-      const done = await runLimited(layersBySize, options.layerConcurrency ?? LAYER_CONCURRENCY, one, controller.signal).catch((e: unknown) => {
-        controller.abort();
-        throw e;
       });
-      if (options.signal?.aborted) throw new VeritreeError(ERROR_CODES.ABORTED, 'interrupted');
-      layers = done.sort((a, b) => a.index - b.index);
-      await publishImage(repo, impl, image, layers, configHex, manifestHex);
-      status = 'imported';
+      scheduler.plan(pending.flatMap((p) => p.image.layers.map((layer) => ({ layer, layoutDir: p.image.layoutDir, image: p.index }))));
+      controller.signal.addEventListener('abort', () => scheduler.cancelPending(), { once: true });
+      await Promise.all(
+        pending.map(async (p) => {
+          try {
+            const layers = await Promise.all(p.image.layers.map((l) => scheduler.request(l.diffId)));
+            if (controller.signal.aborted) throw aborted();
+            // A layer another image read carries that image's counters: here it is "present".
+            const mine = layers.map((r, i): LayerResult => {
+              const own = p.image.layers[i] as ResolvedLayer;
+              return scheduler.ownerOf(own.diffId) === p.index ? r : { ...r, index: own.index, digest: own.descriptor.digest, status: 'present', objectsWritten: 0, objectsPresent: 0, inlined: 0, tarBytes: 0, compressedBytes: 0, blobOpens: 0 };
+            });
+            await publishImage(repo, impl, p.image, mine);
+            await repo.setTag(p.tag, manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')));
+            await repo.sync();
+            results[p.index] = summarise(p, 'imported', mine, poolJobs);
+            options.onProgress?.({ type: 'image-done', image: p.index, ok: true });
+          } catch (e) {
+            results[p.index] = failure(p.source, p.tag, controller.signal.aborted && options.signal?.aborted ? aborted() : e);
+            options.onProgress?.({ type: 'image-done', image: p.index, ok: false });
+            if (options.failFast) controller.abort();
+          }
+        })
+      );
+      return report(results, scheduler.blobOpens, started, poolJobs);
     }
-    await repo.setTag(tag, manifestStream);
-    await repo.sync();
-    return summarise(tag, source, image, status, layers, warnings, started, jobs);
-  } catch (e) {
-    if (options.signal?.aborted) throw new VeritreeError(ERROR_CODES.ABORTED, 'interrupted', { cause: e });
-    throw e;
+    return report(results, {}, started, poolJobs);
   } finally {
     options.signal?.removeEventListener('abort', onOuterAbort);
     if (ownPool) await ownPool.close();
@@ -194,32 +338,34 @@ export async function importImage(repo: Repository, source: string, options: Imp
   }
 }
 
-async function publishImage(repo: Repository, impl: HashImpl, image: ResolvedImage, layers: LayerResult[], configHex: string, manifestHex: string): Promise<void> {
+async function publishImage(repo: Repository, impl: HashImpl, image: ResolvedImage, layers: LayerResult[]): Promise<void> {
   const layerIds: [string, string][] = [];
   for (const l of layers) {
     const id = await repo.streamObject(l.stream);
     if (!id) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `layer stream ${l.stream} vanished during the import (a concurrent gc?)`);
     layerIds.push([l.diffId, id]);
   }
-  const configName = configStreamName(configHex);
+  const configName = configStreamName(digestHex(image.configDescriptor.digest, 'config'));
   let configId = await repo.streamObject(configName);
   if (!configId) configId = await writeJsonStream(repo, impl, 'config', image.configBytes, layerIds);
   const manifestId = await writeJsonStream(repo, impl, 'manifest', image.manifestBytes, [[`config:${image.configDescriptor.digest}`, configId], ...layerIds]);
+  // Durable first, then named; the tag (by the caller) last.
   await repo.sync();
   await repo.publishStream(configName, configId);
-  await repo.publishStream(manifestStreamName(manifestHex), manifestId);
+  await repo.publishStream(manifestStreamName(digestHex(image.manifestDescriptor.digest, 'manifest')), manifestId);
   await repo.sync();
 }
 
-function summarise(tag: string, source: string, image: ResolvedImage, status: 'imported' | 'present', layers: LayerResult[], warnings: ImportWarning[], started: number, jobs: number): ImportSummary {
+function summarise(p: Prepared, status: 'imported' | 'present', layers: LayerResult[], jobs: number): ImportSummary {
   const sum = (f: (l: LayerResult) => number): number => layers.reduce((n, l) => n + f(l), 0);
-  const seconds = (performance.now() - started) / 1000;
+  const seconds = (performance.now() - p.started) / 1000;
   const tarBytes = sum((l) => l.tarBytes);
   return {
-    tag,
-    source,
-    manifest: image.manifestDescriptor.digest,
-    config: image.configDescriptor.digest,
+    ok: true,
+    tag: p.tag,
+    source: p.source,
+    manifest: p.image.manifestDescriptor.digest,
+    config: p.image.configDescriptor.digest,
     status,
     layers,
     layersImported: layers.filter((l) => l.status === 'imported').length,
@@ -233,7 +379,40 @@ function summarise(tag: string, source: string, image: ResolvedImage, status: 'i
     mbPerSecond: seconds > 0 ? tarBytes / 1e6 / seconds : 0,
     jobs,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
-    warnings,
+    warnings: p.warnings,
   };
 }
 
+function report(images: ImageResult[], blobOpens: Record<string, number>, started: number, jobs: number): BulkImportReport {
+  const ok = images.filter((r): r is ImportSummary => r.ok);
+  const seconds = (performance.now() - started) / 1000;
+  const tarBytes = ok.reduce((n, r) => n + r.tarBytes, 0);
+  const layersImported = ok.reduce((n, r) => n + r.layersImported, 0);
+  return {
+    images,
+    total: {
+      images: images.length,
+      imported: ok.filter((r) => r.status === 'imported').length,
+      present: ok.filter((r) => r.status === 'present').length,
+      failed: images.length - ok.length,
+      layersImported,
+      layersShared: ok.reduce((n, r) => n + r.layers.length, 0) - layersImported,
+      objectsWritten: ok.reduce((n, r) => n + r.objectsWritten, 0),
+      tarBytes,
+      seconds,
+      mbPerSecond: seconds > 0 ? tarBytes / 1e6 / seconds : 0,
+      jobs,
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    },
+    blobOpens,
+  };
+}
+
+/** Imports one image. @throws VeritreeError (the image's error) */
+export async function importImage(repo: Repository, source: string, options: ImportOptions = {}): Promise<ImportSummary> {
+  const { tag, ...rest } = options;
+  const r = await importImages(repo, [{ source, tag }], { ...rest, failFast: true });
+  const one = r.images[0] as ImageResult;
+  if (!one.ok) throw one.error;
+  return one;
+}

@@ -27,7 +27,6 @@ export interface LayerContext {
   pool: VerityPool;
   budget: Budget;
   impl: HashImpl;
-  layoutDir: string;
   limits: LayerLimits;
   /** Files larger than this are spooled to a tmp file instead of held in memory. */
   spoolThreshold: number;
@@ -110,7 +109,7 @@ async function spool(ctx: LayerContext, entry: TarEntry, content: AsyncIterable<
   };
 }
 
-export async function importLayer(ctx: LayerContext, layer: ResolvedLayer): Promise<LayerResult> {
+export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layoutDir: string): Promise<LayerResult> {
   const what = layerWhat(layer);
   const diffHex = layer.diffId.slice('sha256:'.length);
   const name = layerStreamName(diffHex);
@@ -139,7 +138,7 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer): Prom
   let inlined = 0;
   let layerTar: Awaited<ReturnType<typeof openLayerTar>> | null = null;
   try {
-    layerTar = await openLayerTar(ctx.layoutDir, layer, ctx.limits, local.signal);
+    layerTar = await openLayerTar(layoutDir, layer, ctx.limits, local.signal);
     const lt = layerTar;
     const progress = setInterval(() => ctx.onBytes(layer, lt.compressedBytes()), 100);
     try {
@@ -198,18 +197,18 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer): Prom
     // Let every task in flight settle before reporting: no worker may still write when we return.
     await Promise.allSettled(objects);
     const err = ctx.signal.aborted ? new VeritreeError(ERROR_CODES.ABORTED, 'interrupted') : (firstError ?? e);
-    throw withContext(await rootCause(ctx, layer, err), what);
+    throw withContext(await rootCause(layoutDir, layer, err), what);
   } finally {
     ctx.signal.removeEventListener('abort', abortAll);
   }
 }
 
 /** A decompression or tar error on a blob that does not match its digest is reported as the mismatch. */
-async function rootCause(ctx: LayerContext, layer: ResolvedLayer, err: unknown): Promise<unknown> {
+async function rootCause(layoutDir: string, layer: ResolvedLayer, err: unknown): Promise<unknown> {
   const code = isVeritreeError(err) ? err.code : null;
   const blobChecked = code === ERROR_CODES.OCI_DIGEST_MISMATCH || code === ERROR_CODES.OCI_SIZE_MISMATCH || code === ERROR_CODES.OCI_BLOB_MISSING;
   if (blobChecked || code === ERROR_CODES.ABORTED || code?.startsWith('STORE') || code === ERROR_CODES.WORKER_FAILED) return err;
-  return (await checkBlobFile(ctx.layoutDir, layer.descriptor, layerWhat(layer))) ?? err;
+  return (await checkBlobFile(layoutDir, layer.descriptor, layerWhat(layer))) ?? err;
 }
 
 async function publishLayer(ctx: LayerContext, name: string, ops: Op[], results: PublishResult[]): Promise<{ status: 'imported'; objectsWritten: number; objectsPresent: number }> {

@@ -1,16 +1,20 @@
-/** `veritree import`: an OCI image from a local layout into the repository. */
+/** `veritree import`: OCI images from local layouts into the repository, one or many per run. */
 import type { Command } from 'commander';
-import { importImage, Repository, type ImportSummary, type ImportWarning } from '../../index.ts';
+import { discoverLayouts, applyTagTemplate, importImages, Repository, type ImportJob, type ImportSummary, type ImportFailure, type BulkImportReport } from '../../index.ts';
+import { ERROR_CODES, VeritreeError } from '../../errors.ts';
 import type { HashImpl } from '../../verity/backends.ts';
-import { formatBytes } from '../output.ts';
+import { exitStatusFor } from '../exit-codes.ts';
+import { formatBytes, warnNativeFallback } from '../output.ts';
 import { parseImpl, parsePositiveInt } from '../options.ts';
 import { ImportProgressView } from '../progress.ts';
 import { repoOption, resolveRepo } from '../repo-option.ts';
 import { interruptSignal } from '../signals.ts';
-import { warnNativeFallback } from '../output.ts';
 
 interface ImportCliOptions {
   repo?: string;
+  all?: string;
+  tagTemplate: string;
+  failFast?: boolean;
   platform?: string;
   jobs?: number;
   ioLimit?: number;
@@ -33,58 +37,96 @@ export function printSummary(s: ImportSummary): void {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-function printWarning(w: ImportWarning): void {
-  process.stderr.write(`veritree: warning: layer ${w.layer} (${w.digest}): ${w.message}\n`);
+function printTotal(r: BulkImportReport): void {
+  const t = r.total;
+  process.stdout.write(
+    `${t.images} images: ${t.imported} imported, ${t.present} already present, ${t.failed} failed; layers: ${t.layersImported} imported, ${t.layersShared} shared or present; ${formatBytes(t.tarBytes)} in ${t.seconds.toFixed(2)} s (${t.mbPerSecond.toFixed(1)} MB/s)\n`
+  );
+}
+
+/** `SOURCE NAME` (one image with a tag) or `SOURCE...` (each tagged by its REF). */
+function jobsFromArgs(args: string[]): ImportJob[] {
+  if (args.length === 2 && args[0]?.startsWith('oci:') && !args[1]?.startsWith('oci:')) return [{ source: args[0], tag: args[1] }];
+  for (const a of args) if (!a.startsWith('oci:')) throw new VeritreeError(ERROR_CODES.USAGE, `source ${JSON.stringify(a)}: expected oci:DIR[:REF] (a NAME goes only after a single source)`);
+  return args.map((source) => ({ source }));
+}
+
+function jsonOf(r: ImportSummary | ImportFailure): object {
+  if (r.ok) return r;
+  const { error: _error, ...rest } = r;
+  void _error;
+  return rest;
 }
 
 export function registerImport(program: Command): void {
   repoOption(
     program
       .command('import')
-      .description('import an OCI image layout (what skopeo copy ... oci:DIR, umoci or buildah write) into the repository')
-      .argument('<source>', 'oci:DIR[:REF]; REF selects by org.opencontainers.image.ref.name and may be left out when the layout holds one image')
-      .argument('[name]', 'the tag to create (default: REF, else the layout folder name)')
+      .description('import OCI image layouts (what skopeo copy ... oci:DIR, umoci or buildah write) into the repository')
+      .argument('[sources...]', 'oci:DIR[:REF] ...; REF selects by org.opencontainers.image.ref.name and may be left out when a layout holds one image. After a single source, a NAME for its tag.')
+      .option('--all <dir>', 'also import every tagged image of every OCI layout under DIR (any depth)')
+      .option('--tag-template <t>', 'tags for --all images: {layout} is the layout path relative to DIR, {ref} the ref name', '{layout}:{ref}')
+      .option('--fail-fast', 'stop the whole run at the first failed image (default: import the others, exit non-zero)')
       .option('--platform <os/arch[/variant]>', "which image of a multi-platform index (default: the host's)")
       .option('-j, --jobs <n>', 'worker threads (default: min(cores, --io-limit))', parsePositiveInt)
       .option('--io-limit <n>', 'cap on workers writing to the store at once (default: 2 rotating disk, 16 SSD, 64 NVMe, 32 unknown)', parsePositiveInt)
       .option('--hash-impl <impl>', 'SHA back end: auto, native, node or noble', parseImpl, 'auto')
       .option('--max-layer-size <bytes>', 'refuse a layer whose tar inflates past this many bytes (default 64 GiB)', parsePositiveInt)
-      .option('--json', 'print the summary as one JSON object')
+      .option('--json', 'print the summary as JSON: one object for one image; one line per image, then a total, for several')
       .option('--no-progress', 'no live progress, even on a terminal')
       .addHelpText(
         'after',
         `
 Every blob is checked against its descriptor (size, SHA-256) and every layer against its
 diff_id before anything that names it is published. Layers and images already in the
-repository are skipped without reading their blobs.
+repository are skipped without reading their blobs. With several images, one pool and one
+layer scheduler serve them all: a layer they share is read once.
 Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 store error,
-130 interrupted.`
+130 interrupted; with several images, the status of the first that failed.`
       )
-  ).action(async (source: string, name: string | undefined, o: ImportCliOptions) => {
+  ).action(async (args: string[], o: ImportCliOptions) => {
     warnNativeFallback(o.hashImpl);
+    const jobs = args.length ? jobsFromArgs(args) : [];
+    if (o.all) {
+      const found = await discoverLayouts(o.all);
+      for (const s of found.skipped) process.stderr.write(`veritree: warning: ${s.layout}: ${s.why}\n`);
+      for (const img of found.images) jobs.push({ source: `oci:${img.layout}${img.ref ? `:${img.ref}` : ''}`, tag: img.ref ? applyTagTemplate(o.tagTemplate, img) : undefined });
+    }
+    if (jobs.length === 0) throw new VeritreeError(ERROR_CODES.USAGE, 'nothing to import: give oci:DIR[:REF] sources or --all DIR');
+    const single = jobs.length === 1 && !o.all;
     const repo = await Repository.open(resolveRepo(o.repo), { create: true });
     const view = o.progress && !o.json && process.stderr.isTTY ? new ImportProgressView(process.stderr) : null;
-    const signal = interruptSignal();
+    let report: BulkImportReport;
     try {
-      const summary = await importImage(repo, source, {
-        tag: name,
+      report = await importImages(repo, jobs, {
         platform: o.platform,
         jobs: o.jobs,
         ioLimit: o.ioLimit,
         hashImpl: o.hashImpl,
+        failFast: o.failFast,
         limits: o.maxLayerSize ? { maxLayerSize: o.maxLayerSize } : undefined,
-        signal,
+        signal: interruptSignal(),
         onProgress: view?.update,
         onWarning: (w) => {
           view?.clear();
-          printWarning(w);
+          const who = single ? '' : `${jobs[w.image]?.source}: `;
+          process.stderr.write(`veritree: warning: ${who}layer ${w.layer} (${w.digest}): ${w.message}\n`);
         },
       });
-      view?.clear();
-      if (o.json) process.stdout.write(JSON.stringify(summary) + '\n');
-      else printSummary(summary);
     } finally {
       view?.clear();
     }
+    for (const r of report.images) {
+      if (!r.ok) process.stderr.write(single ? `veritree: ${r.message}\n` : `veritree: ${r.source}: ${r.message}\n`);
+      if (o.json) {
+        if (!single || r.ok) process.stdout.write(JSON.stringify(jsonOf(r)) + '\n');
+      } else if (r.ok) printSummary(r);
+    }
+    if (!single) {
+      if (o.json) process.stdout.write(JSON.stringify({ total: report.total, blobOpens: report.blobOpens }) + '\n');
+      else printTotal(report);
+    }
+    const firstFailure = report.images.find((r): r is ImportFailure => !r.ok);
+    if (firstFailure) process.exitCode = exitStatusFor(firstFailure.code);
   });
 }
