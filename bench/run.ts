@@ -2,7 +2,7 @@
  * `npm run bench`: veritree's figures on this host, each as a ratio against a reference measured
  * in the same run on the same data (the machines are shared and noisy; absolute MB/s are not
  * comparable between runs, ratios are). Options: --quick, --out DIR (writes report.json/.md),
- * --only digest,blocks,cli,scaling,fsck,checkout,import.
+ * --only digest,blocks,cli,scaling,fsck,checkout,bulk,import.
  */
 import { mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -13,6 +13,7 @@ import { benchDigestCli, benchScaling } from './digest-cli.bench.ts';
 import { benchImport } from './import.bench.ts';
 import { benchFsck } from './fsck.bench.ts';
 import { benchCheckout } from './checkout.bench.ts';
+import { benchBulk } from './bulk.bench.ts';
 import { hostFacts, table } from './lib.ts';
 
 const args = process.argv.slice(2);
@@ -42,6 +43,7 @@ if (want('cli')) section('veritree digest vs fsverity digest', benchDigestCli(wo
 if (want('scaling')) section('pool scaling (veritree digest)', benchScaling(work, quick), `Jobs 1..${availableParallelism()}; ratio against --jobs 1.`);
 if (want('fsck')) section('fsck', await benchFsck(work, quick), 'The store made by importing the import benchmark\'s image; page cache warm.');
 if (want('checkout')) section('checkout', await benchCheckout(work, quick), 'The import benchmark\'s image (gzip layer), checked out from the store vs unpacked from its blobs.');
+if (want('bulk')) section('bulk import', await benchBulk(work, quick), 'Four layouts sharing a base layer (the quick /usr tar) plus a small layer each, gzip.');
 if (want('import')) section('import', await benchImport(work, quick), 'Single-layer image of real files; MB/s of uncompressed layer data.');
 
 if (out) {

@@ -75,6 +75,9 @@ export function storeIoError(e: unknown, path: string, what: string): VeritreeEr
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new VeritreeError(ERROR_CODES.STORE_NO_SPACE, `no space left on ${path} (${what})`, { path, cause: e });
   }
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return new VeritreeError(ERROR_CODES.STORE_IO, `${path} is not writable: ${describeFsError(e)} (${what})`, { path, cause: e });
+  }
   const msg = e instanceof Error ? e.message : String(e);
   return new VeritreeError(ERROR_CODES.STORE_IO, `${what}: ${msg}`, { path, cause: e });
 }

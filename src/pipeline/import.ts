@@ -243,6 +243,8 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
   if (options.signal?.aborted) controller.abort();
   const aborted = (): VeritreeError => new VeritreeError(ERROR_CODES.ABORTED, 'interrupted');
 
+  // Up front: a repository we cannot write to fails the run before any image is read.
+  const lock = await repo.lockShared({ signal: controller.signal });
   const results: ImageResult[] = new Array<ImageResult>(jobs.length);
   const prepared: Prepared[] = [];
   const platform = options.platform ? parsePlatform(options.platform) : undefined;
@@ -260,7 +262,6 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
 
   const poolJobs = options.pool?.size ?? poolSize({ jobs: options.jobs, ioLimit: options.ioLimit ?? (await defaultIoLimit(repo.root)) }, availableParallelism());
   let ownPool: VerityPool | null = null;
-  const lock = await repo.lockShared({ signal: controller.signal });
   try {
     const pending: Prepared[] = [];
     for (const p of prepared) {

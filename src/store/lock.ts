@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
 
 const EXCLUSIVE = 'exclusive';
@@ -84,12 +84,12 @@ function checkWait(deadline: number, dir: string, what: string, signal?: AbortSi
 export async function acquireShared(locksDir: string, opts: LockOptions = {}): Promise<RepoLock> {
   const deadline = Date.now() + (opts.timeoutMs ?? Infinity);
   await mkdir(locksDir, { recursive: true }).catch((e: unknown) => {
-    throw storeIoError(e, locksDir, 'creating the lock folder');
+    throw storeIoError(e, dirname(locksDir), 'creating the lock folder');
   });
   const mine = join(locksDir, `shared-${process.pid}-${randomBytes(6).toString('hex')}`);
   for (;;) {
     await writeFile(mine, infoJson(), { flag: 'wx' }).catch((e: unknown) => {
-      throw storeIoError(e, locksDir, 'taking the repository lock');
+      throw storeIoError(e, dirname(locksDir), 'taking the repository lock');
     });
     const ex = join(locksDir, EXCLUSIVE);
     const info = await readInfo(ex);
@@ -115,7 +115,7 @@ async function fileExists(p: string): Promise<boolean> {
 export async function acquireExclusive(locksDir: string, opts: LockOptions = {}): Promise<RepoLock> {
   const deadline = Date.now() + (opts.timeoutMs ?? Infinity);
   await mkdir(locksDir, { recursive: true }).catch((e: unknown) => {
-    throw storeIoError(e, locksDir, 'creating the lock folder');
+    throw storeIoError(e, dirname(locksDir), 'creating the lock folder');
   });
   const ex = join(locksDir, EXCLUSIVE);
   for (;;) {
@@ -123,7 +123,7 @@ export async function acquireExclusive(locksDir: string, opts: LockOptions = {})
       await writeFile(ex, infoJson(), { flag: 'wx' });
       break;
     } catch (e) {
-      if (errnoCode(e) !== 'EEXIST') throw storeIoError(e, locksDir, 'taking the repository lock');
+      if (errnoCode(e) !== 'EEXIST') throw storeIoError(e, dirname(locksDir), 'taking the repository lock');
       if (await reapIfStale(ex)) continue;
       checkWait(deadline, locksDir, 'another garbage collection', opts.signal);
       await sleep(POLL_MS);

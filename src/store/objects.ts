@@ -46,7 +46,7 @@ export async function publishTmp(objectsDir: string, tmp: string, id: ObjectId, 
     }
     return { id, size, written: false };
   } catch (e) {
-    throw storeIoError(e, objectsDir, `publishing object ${id}`);
+    throw storeIoError(e, dirname(objectsDir), `publishing object ${id}`);
   } finally {
     await unlink(tmp).catch(() => undefined);
   }
@@ -68,7 +68,7 @@ export async function writeObject(objectsDir: string, id: ObjectId, data: Uint8A
     }
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
-    throw storeIoError(e, objectsDir, `writing object ${id}`);
+    throw storeIoError(e, dirname(objectsDir), `writing object ${id}`);
   }
   return publishTmp(objectsDir, tmp, id, data.length);
 }
@@ -121,7 +121,7 @@ export function writeObjectSync(objectsDir: string, id: ObjectId, data: Uint8Arr
     }
     return { id, size: data.length, written: false };
   } catch (e) {
-    throw storeIoError(e, objectsDir, `writing object ${id}`);
+    throw storeIoError(e, dirname(objectsDir), `writing object ${id}`);
   }
 }
 

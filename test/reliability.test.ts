@@ -1,0 +1,196 @@
+/**
+ * Reliability: a process killed mid-import, interrupted imports, concurrent writers, a gc beside
+ * an import, repositories we may not write, and a full disk. Each guarantee in docs/guarantees.md
+ * names its test here.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { CLI, cleanup, hasTool, randomBytesSeeded, run, tempDir, veritree } from './helpers.ts';
+import { buildImage, lines, write } from './fixtures/oci.ts';
+
+const missing = ['umoci', 'fsverity'].filter((t) => !hasTool(t));
+const SKIP = missing.length ? `skipped: ${missing.join(', ')} not installed` : false;
+let dir = '';
+let layout = '';
+let reference = '';
+
+interface Issue {
+  type: string;
+  path: string;
+}
+
+function start(args: string[]): { child: ReturnType<typeof spawn>; done: Promise<{ code: number | null; signal: string | null; stderr: string }> } {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, VERITREE_QUIET_FALLBACK: '1' } });
+  let stderr = '';
+  child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
+  const done = new Promise<{ code: number | null; signal: string | null; stderr: string }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stderr })));
+  return { child, done };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function objects(repo: string): string[] {
+  const root = join(repo, 'objects');
+  return readdirSync(root)
+    .filter((d) => d.length === 2)
+    .flatMap((d) => readdirSync(join(root, d)).map((f) => d + f))
+    .sort();
+}
+
+function streams(repo: string): string[] {
+  const root = join(repo, 'streams');
+  return readdirSync(root)
+    .filter((n) => n !== 'refs')
+    .map((n) => `${n} -> ${readlinkSync(join(root, n))}`)
+    .sort();
+}
+
+function fsckIssues(repo: string, extra: string[] = []): Issue[] {
+  const r = veritree(['fsck', '--repo', repo, '--json', ...extra]);
+  return (JSON.parse(r.stdout) as { issues: Issue[] }).issues;
+}
+
+before(() => {
+  if (SKIP) return;
+  dir = tempDir('veritree-rel-');
+  layout = join(dir, 'layout');
+  const steps = Array.from({ length: 6 }, (_, i) => (root: string) => {
+    for (let k = 0; k < 150; k++) write(root, `l${i}/f${k}`, lines(4 + (k % 30), `layer ${i} file ${k}`));
+    write(root, `l${i}/big.bin`, randomBytesSeeded(2_000_000 + i * 100_000, 100 + i));
+  });
+  buildImage(layout, 'base', steps.slice(0, 3));
+  buildImage(layout, 'full', steps.slice(3), { from: 'base' });
+  for (let i = 0; i < 4; i++) buildImage(layout, `v${i}`, [(root) => write(root, `v${i}/x`, lines(50, `v${i}`))], { from: 'full' });
+  reference = join(dir, 'reference');
+  assert.equal(veritree(['import', `oci:${layout}:full`, '--repo', reference]).status, 0);
+});
+after(() => dir && cleanup(dir));
+
+test('SIGKILL at 21 moments of a multi-layer import: no corrupt object, no dangling reference, no tag for an incomplete image; a second import gives the clean result; gc removes the leftovers', { skip: SKIP, timeout: 600_000 }, async () => {
+  // How long a whole import takes here, so the kills spread over all of it.
+  const t0 = performance.now();
+  const probe = start(['import', `oci:${layout}:full`, '--repo', join(dir, 'probe'), '--no-progress']);
+  assert.equal((await probe.done).code, 0);
+  const total = performance.now() - t0;
+  const wantObjects = objects(reference);
+  const wantStreams = streams(reference);
+  let killedMidway = 0;
+  for (let i = 0; i < 21; i++) {
+    const repo = join(dir, `kill${i}`);
+    const p = start(['import', `oci:${layout}:full`, '--repo', repo, '--no-progress']);
+    await sleep((total * (i + 0.5)) / 21);
+    p.child.kill('SIGKILL');
+    const r = await p.done;
+    if (r.signal === 'SIGKILL') killedMidway++;
+    if (!existsSync(join(repo, 'meta.json'))) continue; // killed before it made the repository
+    const issues = fsckIssues(repo);
+    assert.deepEqual(issues.filter((x) => x.type !== 'stray-tmp'), [], `moment ${i}: only stray tmp files may be left`);
+    const tagged = existsSync(join(repo, 'streams', 'refs', 'oci', 'full'));
+    if (tagged) assert.deepEqual(fsckIssues(repo, ['--deep']).filter((x) => x.type !== 'stray-tmp'), [], `moment ${i}: a tag means a complete image`);
+    const again = veritree(['import', `oci:${layout}:full`, '--repo', repo, '--no-progress']);
+    assert.equal(again.status, 0, `moment ${i}: ${again.stderr}`);
+    assert.deepEqual(objects(repo), wantObjects, `moment ${i}: the same objects as a clean import`);
+    assert.deepEqual(streams(repo), wantStreams, `moment ${i}: the same streams as a clean import`);
+    const gc = JSON.parse(veritree(['gc', '--repo', repo, '--json']).stdout) as { objectsRemoved: number };
+    assert.equal(gc.objectsRemoved, 0, `moment ${i}: nothing of the image is garbage`);
+    assert.deepEqual(fsckIssues(repo), [], `moment ${i}: after gc no tmp file is left`);
+    rmSync(repo, { recursive: true, force: true });
+  }
+  assert.ok(killedMidway >= 15, `most kills landed during the import (${killedMidway})`);
+});
+
+test('SIGINT: a clean, prompt stop with "interrupted", exit 130, nothing half-published', { skip: SKIP }, async () => {
+  const repo = join(dir, 'sigint');
+  const p = start(['import', `oci:${layout}:full`, '--repo', repo, '--no-progress']);
+  await sleep(600);
+  const sent = performance.now();
+  p.child.kill('SIGINT');
+  const r = await p.done;
+  assert.ok(performance.now() - sent < 5000, 'prompt');
+  if (r.code === 0) return; // the import had already finished: nothing to interrupt
+  assert.equal(r.code, 130);
+  assert.match(r.stderr, /^veritree: interrupted$/m);
+  assert.ok(!existsSync(join(repo, 'streams', 'refs', 'oci', 'full')));
+  assert.deepEqual(fsckIssues(repo).filter((x) => x.type !== 'stray-tmp'), []);
+});
+
+test('two and four imports at once into one repository, of images sharing layers: all succeed, fsck is clean', { skip: SKIP, timeout: 300_000 }, async () => {
+  for (const n of [2, 4]) {
+    const repo = join(dir, `conc${n}`);
+    const runs = Array.from({ length: n }, (_, i) => start(['import', `oci:${layout}:v${i}`, '--repo', repo, '--no-progress']));
+    const results = await Promise.all(runs.map((r) => r.done));
+    results.forEach((r, i) => assert.equal(r.code, 0, `import ${i} of ${n}: ${r.stderr}`));
+    assert.deepEqual(fsckIssues(repo, ['--deep']), []);
+    assert.equal(readdirSync(join(repo, 'streams', 'refs', 'oci')).length, n);
+    // Every layer stream exists once; the shared layers were not duplicated.
+    assert.equal(readdirSync(join(repo, 'streams')).filter((s) => s.startsWith('oci-layer-')).length, 6 + n);
+  }
+});
+
+test('an import and a gc at once: gc never removes what the import needs, and neither deadlocks', { skip: SKIP, timeout: 120_000 }, async () => {
+  const repo = join(dir, 'gcrace');
+  assert.equal(veritree(['import', `oci:${layout}:base`, '--repo', repo]).status, 0);
+  for (let round = 0; round < 3; round++) {
+    const imp = start(['import', `oci:${layout}:v${round}`, '--repo', repo, '--no-progress']);
+    await sleep(50 * round);
+    const gc = start(['gc', '--repo', repo]);
+    const [a, b] = await Promise.all([imp.done, gc.done]);
+    assert.equal(a.code, 0, a.stderr);
+    assert.equal(b.code, 0, b.stderr);
+    assert.deepEqual(fsckIssues(repo, ['--deep']), [], `round ${round}`);
+  }
+});
+
+const AS_ROOT = process.getuid?.() === 0;
+/** As root, permissions do not apply unless the two capabilities that bypass them are dropped. */
+function asUnprivileged(args: string[]): { status: number | null; stderr: string } {
+  return AS_ROOT ? run('setpriv', ['--bounding-set', '-dac_override,-dac_read_search,-fowner', process.execPath, CLI, ...args]) : veritree(args);
+}
+
+test('a read-only repository, and one owned by another user, give a clear error up front', { skip: SKIP || (AS_ROOT && !hasTool('setpriv') ? 'skipped: setpriv not installed' : false) }, () => {
+  const ro = join(dir, 'readonly');
+  assert.equal(veritree(['init', '--repo', ro]).status, 0);
+  for (const d of ['', 'objects', 'streams', '.veritree-locks']) chmodSync(join(ro, d), 0o555);
+  const r = asUnprivileged(['import', `oci:${layout}:base`, '--repo', ro]);
+  assert.equal(r.status, 4, r.stderr);
+  assert.match(r.stderr, new RegExp(`^veritree: ${ro} is not writable: Permission denied`, 'm'));
+  assert.deepEqual(objects(ro), []);
+  if (AS_ROOT) {
+    const other = join(dir, 'other-user');
+    assert.equal(veritree(['init', '--repo', other]).status, 0);
+    for (const d of ['', 'objects', 'streams', '.veritree-locks']) chownSync(join(other, d), 65534, 65534);
+    const o = asUnprivileged(['import', `oci:${layout}:base`, '--repo', other]);
+    assert.equal(o.status, 4, o.stderr);
+    assert.match(o.stderr, /is not writable: Permission denied/);
+  }
+});
+
+test('a full disk: "no space left on <repo>", non-zero exit, no partial object; it succeeds once space is freed', { skip: SKIP || (AS_ROOT ? false : 'skipped: mounting a size-limited tmpfs needs root') }, async (t) => {
+  const mnt = join(dir, 'small');
+  mkdirSync(mnt);
+  const m = run('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
+  if (m.status !== 0) {
+    t.skip(`skipped: cannot mount a tmpfs here (${m.stderr.trim()})`);
+    return;
+  }
+  try {
+    const repo = join(mnt, 'repo');
+    const r = veritree(['import', `oci:${layout}:full`, '--repo', repo]);
+    assert.equal(r.status, 4, r.stderr);
+    assert.match(r.stderr, new RegExp(`^veritree: no space left on ${repo}`, 'm'));
+    assert.ok(!existsSync(join(repo, 'streams', 'refs', 'oci', 'full')));
+    // Every object under a final name is whole (fsck re-hashes each); tmp files are the only leftovers.
+    assert.deepEqual(fsckIssues(repo).filter((x) => x.type !== 'stray-tmp'), []);
+    assert.equal(run('mount', ['-o', 'remount,size=64m', mnt]).status, 0);
+    const again = veritree(['import', `oci:${layout}:full`, '--repo', repo]);
+    assert.equal(again.status, 0, again.stderr);
+    assert.deepEqual(fsckIssues(repo, ['--deep']).filter((x) => x.type !== 'stray-tmp'), []);
+  } finally {
+    run('umount', [mnt]);
+  }
+});
