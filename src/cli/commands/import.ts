@@ -118,9 +118,8 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
     }
     for (const r of report.images) {
       if (!r.ok) process.stderr.write(single ? `veritree: ${r.message}\n` : `veritree: ${r.source}: ${r.message}\n`);
-      if (o.json) {
-        if (!single || r.ok) process.stdout.write(JSON.stringify(jsonOf(r)) + '\n');
-      } else if (r.ok) printSummary(r);
+      if (o.json) process.stdout.write(JSON.stringify(jsonOf(r)) + '\n');
+      else if (r.ok) printSummary(r);
     }
     if (!single) {
       if (o.json) process.stdout.write(JSON.stringify({ total: report.total, blobOpens: report.blobOpens }) + '\n');
