@@ -13,6 +13,7 @@ import { registerImport } from './commands/import.ts';
 import { registerImages } from './commands/images.ts';
 import { registerVerify } from './commands/verify.ts';
 import { registerMerge } from './commands/merge.ts';
+import { registerBench } from './commands/bench.ts';
 
 function version(): string {
   for (const rel of ['../../package.json', '../../../package.json']) {
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerImages(program);
   registerVerify(program);
   registerMerge(program);
+  registerBench(program);
   return program;
 }
 

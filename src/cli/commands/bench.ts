@@ -1,0 +1,42 @@
+/** `veritree bench`: measures veritree, its peers and the limit on this host (bench/report.ts). */
+import type { Command } from 'commander';
+
+export function registerBench(program: Command): void {
+  program
+    .command('bench')
+    .description('measure digest speed, pool scaling and imports on this host, against the peers that are installed')
+    .option('--quick', 'small inputs and one run each (under a minute on 2 cores)')
+    .option('--out <dir>', 'where report.json, report.md and scaling.svg go', 'veritree-bench')
+    .option('--image <oci:DIR[:REF]>', 'also import this image repeatedly (fresh repository each time) at each jobs value')
+    .addHelpText(
+      'after',
+      `
+Workloads: the digest back ends on one core; the pool digesting many files and one big file at
+jobs 1, 2, 4, ... cores; imports of synthetic images (many small files / few big files; one
+layer / many layers; gzip / plain / zstd) at jobs 1..cores and at I/O limits 1 and 2. Peers, where
+installed, on the same data: fsverity digest, sha256sum, ostree commit --tree=tar=, mkcomposefs
+--digest-store. The limit drawn in scaling.svg is OpenSSL SHA-256 over one buffer times the cores.
+docs/performance.md explains how to read the report.`
+    )
+    .action(async (o: { quick?: boolean; out: string; image?: string }) => {
+      const { runBench } = await import('../../../bench/report.ts');
+      const tty = process.stderr.isTTY === true;
+      const started = performance.now();
+      const report = await runBench({
+        quick: o.quick === true,
+        out: o.out,
+        image: o.image,
+        onProgress: (line) => {
+          const t = ((performance.now() - started) / 1000).toFixed(0).padStart(4);
+          process.stderr.write(tty ? `\r\x1b[K[${t} s] ${line}` : `[${t} s] ${line}\n`);
+        },
+      });
+      if (tty) process.stderr.write('\r\x1b[K');
+      for (const w of report.workloads) {
+        const best = Math.max(...w.points.map((p) => p.mbps));
+        const peers = w.peers.map((p) => `${p.ratio.toFixed(2)}x ${p.name}`).join(', ');
+        process.stdout.write(`${w.name}: best ${best.toFixed(0)} MB/s${peers ? ` (${peers})` : ''}\n`);
+      }
+      process.stdout.write(`wrote ${o.out}/report.json, report.md, scaling.svg\n`);
+    });
+}

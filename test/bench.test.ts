@@ -1,0 +1,64 @@
+/** `veritree bench --quick`: the report holds every workload at every jobs value, and the SVG renders. */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { cleanup, hasTool, run, tempDir, veritree } from './helpers.ts';
+
+let dir = '';
+let out = '';
+let status: number | null = null;
+let stderr = '';
+
+before(() => {
+  dir = tempDir('veritree-bench-');
+  out = join(dir, 'report');
+  const r = veritree(['bench', '--quick', '--out', out]);
+  status = r.status;
+  stderr = r.stderr;
+});
+after(() => cleanup(dir));
+
+interface Report {
+  host: Record<string, string | number>;
+  limitMBps: number;
+  backends: { impl: string; mbps: number }[];
+  workloads: { name: string; points: { jobs: number; ioLimit?: number; mbps: number }[]; peers: { name: string; mbps: number; ratio: number }[] }[];
+}
+
+test('veritree bench --quick writes report.json, report.md and scaling.svg with every workload at every jobs value', () => {
+  assert.equal(status, 0, stderr);
+  assert.match(stderr, /\[ *\d+ s\] /, 'a progress line');
+  const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as Report;
+  for (const k of ['cpu', 'cores', 'shaExtensions', 'node', 'openssl', 'filesystem', 'device']) assert.ok(k in report.host, k);
+  assert.ok(report.limitMBps > 0);
+  assert.ok(report.backends.some((b) => b.impl === 'noble' && b.mbps > 0));
+  const cores = availableParallelism();
+  const jobs = [...new Set([1, 2, 4, 8, 16, 32, 64, 128].filter((j) => j < cores).concat([cores]))];
+  assert.ok(report.workloads.length >= 5);
+  for (const w of report.workloads) {
+    assert.deepEqual(w.points.filter((p) => p.ioLimit === undefined).map((p) => p.jobs), jobs, w.name);
+    assert.ok(w.points.every((p) => p.mbps > 0), w.name);
+    for (const p of w.peers) assert.ok(p.mbps > 0 && p.ratio > 0, `${w.name} vs ${p.name}`);
+  }
+  if (hasTool('fsverity')) assert.ok(report.workloads[0]?.peers.some((p) => p.name.startsWith('fsverity digest')));
+  if (hasTool('ostree')) assert.ok(report.workloads.some((w) => w.peers.some((p) => p.name.startsWith('ostree'))));
+  assert.match(readFileSync(join(out, 'report.md'), 'utf8'), /^# veritree bench/);
+});
+
+const chromium = ['chromium', 'chromium-browser', 'google-chrome'].find(hasTool);
+test('scaling.svg opens in headless Chromium and shows one series per workload and the limit', { skip: chromium ? false : 'skipped: chromium not installed' }, () => {
+  const svg = join(out, 'scaling.svg');
+  const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${join(dir, 'profile')}`];
+  const dom = run(chromium as string, [...flags, '--dump-dom', `file://${svg}`]);
+  assert.equal(dom.status, 0, dom.stderr);
+  const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as Report;
+  for (const w of report.workloads) assert.ok(dom.stdout.includes(`data-workload="${w.name}"`), `series ${w.name} in the rendered page`);
+  assert.equal((dom.stdout.match(/<polyline/g) ?? []).length, report.workloads.length);
+  assert.match(dom.stdout, /class="limit"/);
+  const png = join(dir, 'scaling.png');
+  const shot = run(chromium as string, [...flags, '--window-size=860,500', `--screenshot=${png}`, `file://${svg}`]);
+  assert.equal(shot.status, 0, shot.stderr);
+  assert.ok(existsSync(png) && statSync(png).size > 5000, 'a screenshot with something drawn');
+});
