@@ -2,19 +2,14 @@
  * Checkout of the import benchmark's image (gzip layer) against `umoci unpack` of the same image:
  * the merged filesystem from the store (hard links where safe) vs from the blobs.
  */
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { CLI, hasTool, interleaved, timeCommand } from './lib.ts';
-import { makeLayout, realFilesTar } from './fixtures.ts';
+import { benchStore } from './fixtures.ts';
 
 export async function benchCheckout(work: string, quick: boolean): Promise<Record<string, string | number>[]> {
-  const paths = quick ? ['usr/share/doc', 'usr/share/perl'] : ['usr/share', 'usr/local'];
-  const tar = realFilesTar(join(work, quick ? 'usr-quick.tar' : 'usr-1g.tar'), paths);
-  const layout = join(work, `layout-${quick ? 'q' : 'f'}-gzip`);
-  if (!existsSync(join(layout, 'index.json'))) await makeLayout(layout, 'bench', [tar], 'gzip');
-  const repo = join(work, `checkout-store-${quick ? 'q' : 'f'}`);
-  if (!existsSync(join(repo, 'meta.json'))) timeCommand(process.execPath, [CLI, 'import', `oci:${layout}:bench`, '--repo', repo, '--no-progress']);
+  const { layout, repo } = await benchStore(work, quick, 'gzip', CLI, timeCommand);
   const out = join(work, 'checkouts');
   const fresh = (name: string): string => {
     const p = join(out, name);

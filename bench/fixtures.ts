@@ -73,3 +73,14 @@ export function realFilesTar(out: string, paths: string[]): string {
   }
   return out;
 }
+
+/** The store made by importing the /usr image once (cached), for the fsck and checkout benches. */
+export async function benchStore(work: string, quick: boolean, c: BenchCompression, CLI: string, time: (cmd: string, args: string[]) => number): Promise<{ layout: string; repo: string }> {
+  const paths = quick ? ['usr/share/doc', 'usr/share/perl'] : ['usr/share', 'usr/local'];
+  const tar = realFilesTar(join(work, quick ? 'usr-quick.tar' : 'usr-1g.tar'), paths);
+  const layout = join(work, `layout-${quick ? 'q' : 'f'}-${c}`);
+  if (!existsSync(join(layout, 'index.json'))) await makeLayout(layout, 'bench', [tar], c);
+  const repo = join(work, `store-${quick ? 'q' : 'f'}-${c}`);
+  if (!existsSync(join(repo, 'meta.json'))) time(process.execPath, [CLI, 'import', `oci:${layout}:bench`, '--repo', repo, '--no-progress']);
+  return { layout, repo };
+}

@@ -3,22 +3,12 @@
  * `find objects -type f -print0 | xargs -0 -P <cores> fsverity digest` over the same objects: the
  * re-hash alone, done by the tools people would reach for.
  */
-import { existsSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
 import { CLI, hasTool, interleaved, timeCommand } from './lib.ts';
-import { makeLayout, realFilesTar } from './fixtures.ts';
+import { benchStore } from './fixtures.ts';
 
 export async function benchFsck(work: string, quick: boolean): Promise<Record<string, string | number>[]> {
-  const paths = quick ? ['usr/share/doc', 'usr/share/perl'] : ['usr/share', 'usr/local'];
-  const tar = realFilesTar(join(work, quick ? 'usr-quick.tar' : 'usr-1g.tar'), paths);
-  const layout = join(work, `layout-${quick ? 'q' : 'f'}-none`);
-  if (!existsSync(join(layout, 'index.json'))) await makeLayout(layout, 'bench', [tar], 'none');
-  const repo = join(work, `fsck-store-${quick ? 'q' : 'f'}`);
-  if (!existsSync(join(repo, 'meta.json'))) {
-    rmSync(repo, { recursive: true, force: true });
-    timeCommand(process.execPath, [CLI, 'import', `oci:${layout}:bench`, '--repo', repo, '--no-progress']);
-  }
+  const { repo } = await benchStore(work, quick, 'none', CLI, timeCommand);
   const cores = availableParallelism();
   const contenders: Record<string, () => number> = {
     [`veritree fsck (jobs ${cores})`]: () => timeCommand(process.execPath, [CLI, 'fsck', '--repo', repo, '--no-progress']),

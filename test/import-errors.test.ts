@@ -7,9 +7,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, readFileSync, rmSync, truncateSync, writeFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import * as tarStream from 'tar-stream';
 import { cleanup, hasTool, randomBytesSeeded, tempDir, veritree } from './helpers.ts';
 import { blobFile, buildImage, lines, readConfig, readManifest, replaceLayer, rewriteConfig, rewriteManifest, write, writeBlob } from './fixtures/oci.ts';
+import { tarOf } from './fixtures/tar.ts';
 import { assertConsistent, fsverityCompact, layerStreams, tags } from './fixtures/store-check.ts';
 
 const missing = ['umoci', 'fsverity'].filter((t) => !hasTool(t));
@@ -177,19 +177,6 @@ async function assertRebuilds(repo: string, diffId: string, contents: Buffer[]):
     cleanup(work);
   }
   await assertConsistent(repo);
-}
-
-async function tarOf(entries: { name: string; type?: 'file' | 'symlink' | 'directory'; linkname?: string; content?: string }[]): Promise<Buffer> {
-  const pack = tarStream.pack();
-  for (const e of entries) {
-    if (e.type === 'symlink') pack.entry({ name: e.name, type: 'symlink', linkname: e.linkname ?? '' });
-    else if (e.type === 'directory') pack.entry({ name: e.name, type: 'directory' });
-    else pack.entry({ name: e.name }, e.content ?? '');
-  }
-  pack.finalize();
-  const parts: Buffer[] = [];
-  for await (const c of pack) parts.push(c as Buffer);
-  return Buffer.concat(parts);
 }
 
 test('layers from the wild: ../ and absolute paths, and an entry beneath a symlink, import with a warning naming the entry', { skip: SKIP }, async () => {

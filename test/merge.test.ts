@@ -4,10 +4,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync, statSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import * as tarStream from 'tar-stream';
 import { mergeLayers, normalisePath, parseDumpLine, formatDumpLine, type LayerEntry } from '../src/index.ts';
 import { SHARED, cleanup, hasTool, must, run, tempDir, veritree, randomBytesSeeded } from './helpers.ts';
 import { buildImage, hardlink, lines, replaceLayer, symlink, write } from './fixtures/oci.ts';
+import { tarOf } from './fixtures/tar.ts';
 
 const missing = ['umoci', 'fsverity', 'setfattr'].filter((t) => !hasTool(t));
 const SKIP = missing.length ? `skipped: ${missing.join(', ')} not installed` : false;
@@ -160,18 +160,6 @@ test('checkout equals umoci unpack of the same image, entry by entry (whiteouts,
   assert.deepEqual([...describe(copied).entries()].filter(([p]) => p !== '/'), [...got.entries()].filter(([p]) => p !== '/'));
   assert.equal(veritree(['checkout', 'm', ours, '--repo', repo]).status, 2, 'a non-empty folder is refused');
 });
-
-async function tarOf(entries: { name: string; type?: 'file' | 'symlink' | 'link'; linkname?: string; content?: string }[]): Promise<Buffer> {
-  const pack = tarStream.pack();
-  for (const e of entries) {
-    if (e.type === 'symlink' || e.type === 'link') pack.entry({ name: e.name, type: e.type, linkname: e.linkname ?? '' });
-    else pack.entry({ name: e.name }, e.content ?? '');
-  }
-  pack.finalize();
-  const parts: Buffer[] = [];
-  for await (const c of pack) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
 
 test('hostile layers: checkout refuses each entry and nothing outside DIR changes', { skip: SKIP }, async () => {
   const layout = join(dir, 'hostile');

@@ -148,3 +148,20 @@ test('the repository lock: writers share it, gc excludes them, across processes;
   const w2 = await repo.lockShared({ timeoutMs: 1000 });
   await w2.release();
 });
+
+test('a pool that outlives its repository: importing again into a re-created repository works', async () => {
+  const { importImage, openRepository } = await import('../src/index.ts');
+  const { rmSync } = await import('node:fs');
+  const root = join(newDir(), 'repo');
+  const pool = new VerityPool(1);
+  try {
+    for (let i = 0; i < 2; i++) {
+      rmSync(root, { recursive: true, force: true });
+      const repo = await openRepository(root, { create: true });
+      const s = await importImage(repo, `oci:${join(ROOT, 'example', 'oci')}:latest`, { pool });
+      assert.equal(s.layersImported, 2, `round ${i}`);
+    }
+  } finally {
+    await pool.close();
+  }
+});

@@ -99,7 +99,7 @@ export function writeObjectSync(objectsDir: string, id: ObjectId, data: Uint8Arr
         closeSync(fd);
       }
       try {
-        linkSync(tmp, final);
+        linkOrMakeDir(tmp, final, dir);
         return { id, size: data.length, written: true };
       } catch (e) {
         if (errnoCode(e) !== 'EEXIST') throw e;
@@ -122,6 +122,21 @@ export function writeObjectSync(objectsDir: string, id: ObjectId, data: Uint8Arr
     return { id, size: data.length, written: false };
   } catch (e) {
     throw storeIoError(e, dirname(objectsDir), `writing object ${id}`);
+  }
+}
+
+/**
+ * link(2), creating the objects/XX folder when it is missing. The per-thread cache of folders
+ * made can be stale (a pool outlives a repository deleted and made again): ENOENT is the signal.
+ */
+function linkOrMakeDir(tmp: string, final: string, dir: string): void {
+  try {
+    linkSync(tmp, final);
+  } catch (e) {
+    if (errnoCode(e) !== 'ENOENT') throw e;
+    mkdirSync(dir, { recursive: true });
+    madeDirs.add(dir);
+    linkSync(tmp, final);
   }
 }
 
