@@ -15,6 +15,8 @@ export const IO_LIMITS = {
   ssd: 16,
   /** NVMe: deep queues; the CPU is the limit long before the device. */
   nvme: 64,
+  /** Virtio and Xen disks say "rotational" whatever backs them (mostly SSDs): not evidence either way. */
+  virtual: 32,
   /** tmpfs, overlay, network or unknown: no device to protect, only a sane bound. */
   unknown: 32,
 } as const;
@@ -49,6 +51,7 @@ export async function detectDevice(path: string): Promise<DeviceInfo> {
     const device = basename(sys);
     const rotational = (await readFile(`${sys}/queue/rotational`, 'utf8')).trim() === '1';
     if (device.startsWith('nvme')) return { kind: 'nvme', device };
+    if (/^x?vd[a-z]/.test(device)) return { kind: 'virtual', device };
     return { kind: rotational ? 'rotational' : 'ssd', device };
   } catch {
     return { kind: 'unknown', device: null };

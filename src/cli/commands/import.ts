@@ -69,7 +69,7 @@ export function registerImport(program: Command): void {
       .option('--fail-fast', 'stop the whole run at the first failed image (default: import the others, exit non-zero)')
       .option('--platform <os/arch[/variant]>', "which image of a multi-platform index (default: the host's)")
       .option('-j, --jobs <n>', 'worker threads (default: min(cores, --io-limit))', parsePositiveInt)
-      .option('--io-limit <n>', 'cap on workers writing to the store at once (default: 2 rotating disk, 16 SSD, 64 NVMe, 32 unknown)', parsePositiveInt)
+      .option('--io-limit <n>', 'cap on workers writing to the store at once (default: 2 rotating disk, 16 SSD, 64 NVMe, 32 virtual or unknown)', parsePositiveInt)
       .option('--hash-impl <impl>', 'SHA back end: auto, native, node or noble', parseImpl, 'auto')
       .option('--max-layer-size <bytes>', 'refuse a layer whose tar inflates past this many bytes (default 64 GiB)', parsePositiveInt)
       .option('--json', 'print the summary as JSON: one object for one image; one line per image, then a total, for several')
