@@ -69,7 +69,7 @@ export class ImportProgressView {
     const secs = (now - this.started) / 1000;
     const images = this.images > 1 ? `  images ${this.imagesDone}/${this.images}` : '';
     const lines = [
-      `importing ${bar(done, this.total)} ${formatBytes(done)} / ${formatBytes(this.total)}${images}  layers ${this.layersDone}/${this.layerCount}  ${secs > 0 ? (done / 1e6 / secs).toFixed(1) : '0'} MB/s`,
+      `importing ${bar(done, this.total)} ${formatBytes(done)} / ${formatBytes(this.total)}${images}  layers ${this.layersDone}/${this.layerCount}  ${secs > 0 ? (done / 1e6 / secs).toFixed(1) : '0'} MB/s read`,
     ];
     for (const [key, digest] of [...this.active].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
       const [img, idx] = key.split(':').map(Number) as [number, number];
