@@ -3,6 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ImportSummary } from '../src/index.ts';
 import { cleanup, hasTool, randomBytesSeeded, run, tempDir, veritree } from './helpers.ts';
 import { buildImage, hardlink, lines, readConfig, skopeoCopy, skopeoUncompressed, symlink, write } from './fixtures/oci.ts';
 import { assertConsistent, assertLayersStored, layerStreams, tags } from './fixtures/store-check.ts';
@@ -16,18 +17,7 @@ before(() => {
 });
 after(() => cleanup(dir));
 
-interface Summary {
-  tag: string;
-  status: string;
-  layersImported: number;
-  layersPresent: number;
-  objectsWritten: number;
-  objectsPresent: number;
-  inlined: number;
-  tarBytes: number;
-  warnings: { code: string; message: string }[];
-  layers: { blobOpens: number }[];
-}
+type Summary = ImportSummary;
 
 function importJson(repo: string, source: string, extra: string[] = []): Summary {
   const r = veritree(['import', source, ...extra, '--repo', repo, '--json']);
