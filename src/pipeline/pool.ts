@@ -8,9 +8,10 @@ import { Piscina } from 'piscina';
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import type { TaskResults, VerityTask } from './protocol.ts';
 
-// From source (.ts under a loader) the worker is the .ts file; compiled, it is dist/workers/*.js.
-const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-export const WORKER_URL = new URL(`../../workers/verity.worker${ext}`, import.meta.url).href;
+// piscina loads a CommonJS entry that import()s the ES module worker (see that file for why).
+// From source (.ts under a loader) it is the .cts file; compiled, dist/workers/*.cjs.
+const ext = import.meta.url.endsWith('.ts') ? '.cts' : '.cjs';
+export const WORKER_URL = new URL(`../../workers/verity.worker-entry${ext}`, import.meta.url).href;
 
 export interface PoolSizeOptions {
   jobs?: number | undefined;
