@@ -146,7 +146,6 @@ export default async function verityWorker(task: VerityTask): Promise<TaskResult
   try {
     switch (task.kind) {
       case 'digest-file':
-      case 'verify-object':
         return await digestFile(task.path, task);
       case 'digest-range':
         return await digestRange(task);
@@ -156,8 +155,6 @@ export default async function verityWorker(task: VerityTask): Promise<TaskResult
       }
       case 'verify-dir':
         return verifyDir(task);
-      case 'verify-batch':
-        return { ok: true, items: task.paths.map((p) => digestPathSync(p, task)) };
       case 'store-batch': {
         const items = [];
         let off = 0;

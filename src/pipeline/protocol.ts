@@ -42,18 +42,6 @@ export interface StoreBatchTask extends Common {
   sizes: number[];
 }
 
-/** Re-hash an object file and compare with the id it is stored under (fsck). */
-export interface VerifyObjectTask extends Common {
-  kind: 'verify-object';
-  path: string;
-}
-
-/** fsck: re-hash many object files, each read by the worker itself. */
-export interface VerifyBatchTask extends Common {
-  kind: 'verify-batch';
-  paths: string[];
-}
-
 /**
  * fsck: list one objects/XX folder and re-hash every object in it. The worker walks the folder
  * itself so that the main thread (which shares the cores) does almost nothing per object.
@@ -77,7 +65,7 @@ export interface VerifyDirResult {
   invalid: string[];
 }
 
-export type VerityTask = DigestFileTask | DigestRangeTask | StoreBufferTask | StoreBatchTask | VerifyObjectTask | VerifyBatchTask | VerifyDirTask;
+export type VerityTask = DigestFileTask | DigestRangeTask | StoreBufferTask | StoreBatchTask | VerifyDirTask;
 
 export interface Failure {
   ok: false;
@@ -89,7 +77,6 @@ export interface Failure {
 export type DigestResult = { ok: true; id: string; size: number } | Failure;
 export type RangeResult = { ok: true; level1: Uint8Array } | Failure;
 export type StoreResult = { ok: true; id: string; size: number; written: boolean } | Failure;
-export type VerifyBatchResult = { ok: true; items: ({ id: string; size: number } | { error: string })[] } | Failure;
 export type StoreBatchResult = { ok: true; items: { id: string; size: number; written: boolean }[] } | Failure;
 
 export interface TaskResults {
@@ -97,7 +84,5 @@ export interface TaskResults {
   'digest-range': RangeResult;
   'store-buffer': StoreResult;
   'store-batch': StoreBatchResult;
-  'verify-object': DigestResult;
-  'verify-batch': VerifyBatchResult;
   'verify-dir': VerifyDirResult | Failure;
 }

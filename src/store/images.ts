@@ -6,7 +6,7 @@
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import { STREAM_PREFIX } from './layout.ts';
 import type { Repository } from './repository.ts';
-import { readRefs, readSplitStream } from './splitstream.ts';
+import { readSplitStream } from './splitstream.ts';
 
 export interface ImageRecord {
   tag: string;
@@ -48,9 +48,4 @@ export async function listImages(repo: Repository): Promise<ImageRecord[]> {
     });
   }
   return out;
-}
-
-/** The object ids a stream needs, for tests and fsck (no decompression). */
-export async function streamRefs(repo: Repository, name: string): Promise<ReturnType<typeof readRefs>> {
-  return readRefs(await repo.readStreamBytes(name));
 }

@@ -2,7 +2,7 @@
  * The fs-verity Merkle tree, streaming: memory is O(tree depth) (one 4 KiB buffer a level), never
  * O(file size). Data blocks are hashed in batches straight from the caller's chunks; only a
  * partial block is copied. The same tree accepts level-1 digests computed elsewhere, so workers
- * can hash ranges of one huge file in parallel (see hashRangeToLevel1 and rootFromLevel1).
+ * can hash ranges of one huge file in parallel (see RangeHasher and digestFromLevel1).
  * @module
  */
 import { assertHashAlgorithm, BLOCK_SIZE, type HashAlgorithm } from './constants.ts';
