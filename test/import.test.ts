@@ -5,7 +5,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ImportSummary } from '../src/index.ts';
 import { cleanup, hasTool, randomBytesSeeded, run, tempDir, veritree } from './helpers.ts';
-import { buildImage, hardlink, lines, readConfig, skopeoCopy, skopeoUncompressed, symlink, write } from './fixtures/oci.ts';
+import { buildImage, hardlink, lines, readConfig, readIndex, skopeoCopy, skopeoUncompressed, symlink, write, writeBlob, type Descriptor } from './fixtures/oci.ts';
 import { assertConsistent, assertLayersStored, layerStreams, tags } from './fixtures/store-check.ts';
 
 const missing = ['umoci', 'skopeo', 'fsverity'].filter((t) => !hasTool(t));
@@ -222,4 +222,26 @@ test('umoci insert (0.4.7) writes a layer without padding or end blocks: it impo
   }
   if (/not padded|end-of-archive/.test(r.stderr)) assert.match(r.stderr, /warning: layer 2/);
   await assertConsistent(repo);
+});
+
+test('a multi-platform index: the host platform is chosen by default, --platform overrides, a missing one is listed', { skip: SKIP }, () => {
+  const layout = join(dir, 'multiarch');
+  buildImage(layout, 'amd', [(root) => write(root, 'arch', lines(10, 'amd64'))]);
+  buildImage(layout, 'arm', [(root) => write(root, 'arch', lines(10, 'arm64'))]);
+  const index = readIndex(layout);
+  const byRef = (ref: string): Descriptor => index.manifests.find((d) => d.annotations?.['org.opencontainers.image.ref.name'] === ref) as Descriptor;
+  const entry = (d: Descriptor, architecture: string): object => ({ mediaType: d.mediaType, digest: d.digest, size: d.size, platform: { os: 'linux', architecture } });
+  const host = { x64: 'amd64', arm64: 'arm64' }[process.arch as 'x64' | 'arm64'] ?? 'amd64';
+  const other = host === 'amd64' ? 'arm64' : 'amd64';
+  const nested = writeBlob(layout, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [entry(byRef('amd'), 'amd64'), entry(byRef('arm'), 'arm64')] })));
+  index.manifests.push({ mediaType: 'application/vnd.oci.image.index.v1+json', digest: nested.digest, size: nested.size, annotations: { 'org.opencontainers.image.ref.name': 'multi' } });
+  writeFileSync(join(layout, 'index.json'), JSON.stringify(index));
+  const repo = join(dir, 'repo-multi');
+  const hostPick = importJson(repo, `oci:${layout}:multi`);
+  assert.equal(hostPick.manifest, byRef(host === 'amd64' ? 'amd' : 'arm').digest, 'the host platform by default');
+  const otherPick = importJson(repo, `oci:${layout}:multi`, ['multi-other', '--platform', `linux/${other}`]);
+  assert.equal(otherPick.manifest, byRef(other === 'amd64' ? 'amd' : 'arm').digest);
+  const none = veritree(['import', `oci:${layout}:multi`, '--platform', 'linux/s390x', '--repo', repo]);
+  assert.equal(none.status, 3);
+  assert.match(none.stderr, /no image for platform linux\/s390x \(available: linux\/amd64, linux\/arm64\); use --platform/);
 });
