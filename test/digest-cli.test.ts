@@ -3,7 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, cleanup, must, run, randomBytesSeeded, skipUnless, tempDir, veritree } from './helpers.ts';
+import { CLI, ROOT, cleanup, must, run, randomBytesSeeded, skipUnless, tempDir, veritree } from './helpers.ts';
 
 const NEED_FSVERITY = skipUnless('fsverity');
 let dir = '';
@@ -96,4 +96,14 @@ test('usage errors exit 2', () => {
   assert.equal(veritree(['digest']).status, 2);
   assert.equal(veritree(['digest', '--hash', 'md5', 'x']).status, 2);
   assert.equal(veritree(['nonsense']).status, 2);
+});
+
+test('a reader that closes the pipe early ends the command quietly', () => {
+  // 300 KB of layer tar into `head -c 10`: far more than a pipe holds, so the write meets EPIPE.
+  const repo = join(dir, 'pipe-repo');
+  assert.equal(veritree(['import', `oci:${join(ROOT, 'example', 'oci')}:latest`, '--repo', repo]).status, 0);
+  const diffId = 'sha256:b60fc908b146c5d7e27af8c5bd017bc89067ce41c581bf1326be14bda84be328';
+  const r = run('sh', ['-c', `"${process.execPath}" "${CLI}" cat-layer --repo "${repo}" ${diffId} | head -c 10 | wc -c`]);
+  assert.equal(r.stdout.trim(), '10');
+  assert.equal(r.stderr, '', 'no stack trace');
 });

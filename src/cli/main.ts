@@ -59,4 +59,10 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// `veritree images | head`: a reader that closes the pipe ends the command quietly, as C tools do.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw e;
+});
+
 process.exitCode = await main(process.argv);
