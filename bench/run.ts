@@ -2,7 +2,7 @@
  * `npm run bench`: veritree's figures on this host, each as a ratio against a reference measured
  * in the same run on the same data (the machines are shared and noisy; absolute MB/s are not
  * comparable between runs, ratios are). Options: --quick, --out DIR (writes report.json/.md),
- * --only digest,blocks,cli,scaling,fsck,checkout,bulk,import.
+ * --only digest,blocks,cli,scaling,shapes,fsck,checkout,bulk,import.
  */
 import { mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -15,6 +15,7 @@ import { benchFsck } from './fsck.bench.ts';
 import { benchCheckout } from './checkout.bench.ts';
 import { benchBulk } from './bulk.bench.ts';
 import { hostFacts, table } from './lib.ts';
+import { runBench } from './report.ts';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -41,6 +42,15 @@ if (want('digest')) section('digest, one core', await benchDigest(quick), 'fs-ve
 if (want('blocks')) section('per 4 KiB block', await benchBlocks(quick));
 if (want('cli')) section('veritree digest vs fsverity digest', benchDigestCli(work, quick), 'Wall time of the whole command on the same file, interleaved runs, median.');
 if (want('scaling')) section('pool scaling (veritree digest)', benchScaling(work, quick), `Jobs 1..${availableParallelism()}; ratio against --jobs 1.`);
+if (want('shapes')) {
+  // The synthetic image shapes at jobs 1..cores and I/O limits: the engine of `veritree bench`.
+  const r = await runBench({ quick, out: join(work, 'shapes'), onProgress: (l) => process.stderr.write(`  ${l}\n`) });
+  section(
+    'synthetic images at jobs 1..cores',
+    r.workloads.flatMap((w) => w.points.map((p) => ({ workload: w.name, jobs: p.jobs, 'io-limit': p.ioLimit ?? '-', 'MB/s': p.mbps }))),
+    'From the engine of `veritree bench`; the full report (with peers and the SVG) is in the shapes/ folder of the work directory.'
+  );
+}
 if (want('fsck')) section('fsck', await benchFsck(work, quick), 'The store made by importing the import benchmark\'s image; page cache warm.');
 if (want('checkout')) section('checkout', await benchCheckout(work, quick), 'The import benchmark\'s image (gzip layer), checked out from the store vs unpacked from its blobs.');
 if (want('bulk')) section('bulk import', await benchBulk(work, quick), 'Four layouts sharing a base layer (the quick /usr tar) plus a small layer each, gzip.');

@@ -107,7 +107,9 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
         throw storeIoError(e, p, 'removing a stream link');
       });
     }
+    let swept = 0;
     for await (const e of repo.walkObjects()) {
+      if (++swept % 1000 === 0) opts.onProgress?.({ phase: 'sweep', done: swept, total: 0 });
       if (e.kind === 'object') {
         if (marked.has(e.id)) {
           report.objectsKept++;

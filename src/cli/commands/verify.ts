@@ -110,11 +110,19 @@ export function registerVerify(program: Command): void {
       .option('--dry-run', 'say what would be removed, remove nothing')
       .option('--json', 'print the report as one JSON object')
       .option('--lock-timeout <seconds>', 'give up if running imports hold the repository longer (default: wait)', parsePositiveInt)
+      .option('--no-progress', 'no live progress, even on a terminal')
       .addHelpText('after', '\nRoots are the tags (streams/refs/) and images/refs/. gc takes the exclusive repository lock:\nit waits for running imports, and imports wait for it.')
-  ).action(async (o: { repo?: string; dryRun?: boolean; json?: boolean; lockTimeout?: number }) => {
+  ).action(async (o: { repo?: string; dryRun?: boolean; json?: boolean; lockTimeout?: number; progress: boolean }) => {
     const repo = await openRepository(resolveRepo(o.repo));
     if (!repo.hasMeta) throw new VeritreeError(ERROR_CODES.USAGE, `${repo.root} has no meta.json: an objects-only store has no roots, gc would remove everything`);
-    const report = await gc(repo, { dryRun: o.dryRun, signal: interruptSignal(), ...(o.lockTimeout ? { lockTimeoutMs: o.lockTimeout * 1000 } : {}) });
+    const line = liveLine(o.progress && !o.json && process.stderr.isTTY === true);
+    const report = await gc(repo, {
+      dryRun: o.dryRun,
+      signal: interruptSignal(),
+      ...(o.lockTimeout ? { lockTimeoutMs: o.lockTimeout * 1000 } : {}),
+      onProgress: (p) => line.show(p.phase === 'mark' ? `gc: marking, ${p.done} streams read` : `gc: sweeping, ${p.done} entries of objects/ checked`),
+    });
+    line.done();
     if (o.json) process.stdout.write(JSON.stringify(report) + '\n');
     else printGc(report);
   });
