@@ -3,15 +3,9 @@ import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import { layerStreamName, STREAM_PREFIX } from '../store/layout.ts';
 import type { Repository } from '../store/repository.ts';
 import { readSplitStream } from '../store/splitstream.ts';
+import { readJsonStream } from '../store/images.ts';
 import { layerEntries } from './layer-entries.ts';
 import { mergeLayers, type MergedTree } from './merge.ts';
-
-async function jsonOfStream<T>(repo: Repository, name: string): Promise<T> {
-  const s = readSplitStream(await repo.readStreamBytes(name));
-  const first = s.chunks[0];
-  if (s.chunks.length !== 1 || first?.kind !== 'object') throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `${name} is not a JSON stream`);
-  return JSON.parse((await repo.readObject(s.objectRefs[first.index] as string)).toString('utf8')) as T;
-}
 
 /** The diff_ids of the image a tag names, bottom layer first. */
 export async function imageDiffIds(repo: Repository, tag: string): Promise<string[]> {
@@ -19,9 +13,9 @@ export async function imageDiffIds(repo: Repository, tag: string): Promise<strin
   const t = tags.find((x) => x.tag === tag);
   if (!t) throw new VeritreeError(ERROR_CODES.USAGE, `no image tagged ${JSON.stringify(tag)} in ${repo.root} (see veritree images)`);
   if (!t.stream.startsWith(STREAM_PREFIX.manifest)) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `tag ${tag} does not name a manifest stream`);
-  const manifest = await jsonOfStream<{ config?: { digest?: string } }>(repo, t.stream);
+  const { json: manifest } = await readJsonStream<{ config?: { digest?: string } }>(repo, t.stream);
   const configDigest = manifest.config?.digest ?? '';
-  const config = await jsonOfStream<{ rootfs?: { diff_ids?: string[] } }>(repo, `${STREAM_PREFIX.config}${configDigest.replace(/^sha256:/, '')}`);
+  const { json: config } = await readJsonStream<{ rootfs?: { diff_ids?: string[] } }>(repo, `${STREAM_PREFIX.config}${configDigest.replace(/^sha256:/, '')}`);
   return config.rootfs?.diff_ids ?? [];
 }
 

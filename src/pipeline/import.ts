@@ -15,7 +15,7 @@ import { digestHex } from '../oci/blob.ts';
 import { parsePlatform, parseSource, resolveImage, type ResolvedImage, type ResolvedLayer } from '../oci/layout.ts';
 import { DEFAULT_LAYER_LIMITS, type LayerLimits } from '../oci/layer-stream.ts';
 import type { TarWarningCode } from '../oci/tar-split.ts';
-import { configStreamName, layerStreamName, manifestStreamName } from '../store/layout.ts';
+import { configStreamName, manifestStreamName } from '../store/layout.ts';
 import { writeObject } from '../store/objects.ts';
 import type { Repository } from '../store/repository.ts';
 import { SplitStreamBuilder } from '../store/splitstream.ts';
@@ -23,7 +23,7 @@ import type { HashImpl } from '../verity/backends.ts';
 import { toHex, verityDigest } from '../verity/merkle.ts';
 import { Budget } from './budget.ts';
 import { defaultIoLimit } from './io-limit.ts';
-import { importLayer, type LayerContext, type LayerResult } from './layer-import.ts';
+import { importLayer, presentLayer, type LayerContext, type LayerResult } from './layer-import.ts';
 import { poolSize, VerityPool } from './pool.ts';
 
 /** Files up to this size are handed to the pool in memory; larger ones are spooled. */
@@ -267,9 +267,10 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
     for (const p of prepared) {
       options.onProgress?.({ type: 'image', image: p.index, totalBytes: p.image.layers.reduce((n, l) => n + l.descriptor.size, 0), layers: p.image.layers.length, manifest: p.image.manifestDescriptor.digest });
       // A whole image already in the store: only its tag is (re)written.
-      if (await repo.hasStream(manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')))) {
-        await repo.setTag(p.tag, manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')));
-        const layers = p.image.layers.map((l): LayerResult => ({ index: l.index, digest: l.descriptor.digest, diffId: l.diffId, stream: layerStreamName(digestHex(l.diffId, 'diff_id')), status: 'present', objectsWritten: 0, objectsPresent: 0, inlined: 0, tarBytes: 0, compressedBytes: 0, blobOpens: 0 }));
+      const manifestStream = manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest'));
+      if (await repo.hasStream(manifestStream)) {
+        await repo.setTag(p.tag, manifestStream);
+        const layers = p.image.layers.map(presentLayer);
         for (const l of layers) options.onProgress?.({ type: 'layer-done', image: p.index, index: l.index, status: 'present' });
         results[p.index] = summarise(p, 'present', layers, poolJobs);
         options.onProgress?.({ type: 'image-done', image: p.index, ok: true });
@@ -315,7 +316,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
             // A layer another image read carries that image's counters: here it is "present".
             const mine = layers.map((r, i): LayerResult => {
               const own = p.image.layers[i] as ResolvedLayer;
-              return scheduler.ownerOf(own.diffId) === p.index ? r : { ...r, index: own.index, digest: own.descriptor.digest, status: 'present', objectsWritten: 0, objectsPresent: 0, inlined: 0, tarBytes: 0, compressedBytes: 0, blobOpens: 0 };
+              return scheduler.ownerOf(own.diffId) === p.index ? r : presentLayer(own);
             });
             await publishImage(repo, impl, p.image, mine);
             await repo.setTag(p.tag, manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')));

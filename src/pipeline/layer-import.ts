@@ -109,14 +109,18 @@ async function spool(ctx: LayerContext, entry: TarEntry, content: AsyncIterable<
   };
 }
 
+/** The result for a layer this run did not read (its stream was there, or another image read it). */
+export function presentLayer(layer: ResolvedLayer): LayerResult {
+  const stream = layerStreamName(layer.diffId.slice('sha256:'.length));
+  return { index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, stream, status: 'present', objectsWritten: 0, objectsPresent: 0, inlined: 0, tarBytes: 0, compressedBytes: 0, blobOpens: 0 };
+}
+
 export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layoutDir: string): Promise<LayerResult> {
   const what = layerWhat(layer);
-  const diffHex = layer.diffId.slice('sha256:'.length);
-  const name = layerStreamName(diffHex);
+  const present = presentLayer(layer);
+  const name = present.stream;
   const base = { index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, stream: name };
-  if (await ctx.repo.hasStream(name)) {
-    return { ...base, status: 'present', objectsWritten: 0, objectsPresent: 0, inlined: 0, tarBytes: 0, compressedBytes: 0, blobOpens: 0 };
-  }
+  if (await ctx.repo.hasStream(name)) return present;
 
   const ops: Op[] = [];
   const objects: Promise<PublishResult>[] = [];

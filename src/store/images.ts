@@ -6,7 +6,7 @@
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import { STREAM_PREFIX } from './layout.ts';
 import type { Repository } from './repository.ts';
-import { readSplitStream } from './splitstream.ts';
+import { readSplitStream, type SplitStream } from './splitstream.ts';
 
 export interface ImageRecord {
   tag: string;
@@ -20,18 +20,28 @@ interface ManifestJson {
   layers?: { digest?: string; size?: number; mediaType?: string }[];
 }
 
-async function readManifest(repo: Repository, stream: string): Promise<{ json: ManifestJson; configDigest: string; diffIds: string[] }> {
-  const s = readSplitStream(await repo.readStreamBytes(stream));
+/** The JSON a config or manifest stream holds as its one object; null when it is not that shape. */
+async function jsonOf<T>(repo: Repository, s: SplitStream): Promise<T | null> {
   const first = s.chunks[0];
-  if (s.chunks.length !== 1 || first?.kind !== 'object') throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `${stream} is not a manifest stream`);
-  const json = JSON.parse((await repo.readObject(s.objectRefs[first.index] as string)).toString('utf8')) as ManifestJson;
+  if (s.chunks.length !== 1 || first?.kind !== 'object') return null;
+  return JSON.parse((await repo.readObject(s.objectRefs[first.index] as string)).toString('utf8')) as T;
+}
+
+/** A config or manifest stream and its JSON. @throws VeritreeError STORE_CORRUPT when it holds no single JSON object */
+export async function readJsonStream<T>(repo: Repository, name: string): Promise<{ stream: SplitStream; json: T }> {
+  const stream = readSplitStream(await repo.readStreamBytes(name));
+  const json = await jsonOf<T>(repo, stream);
+  if (json === null) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `${name} is not a JSON stream`);
+  return { stream, json };
+}
+
+async function readManifest(repo: Repository, name: string): Promise<{ json: ManifestJson; configDigest: string; diffIds: string[] }> {
+  const { stream: s, json } = await readJsonStream<ManifestJson>(repo, name);
   const configRef = s.namedRefs.find((r) => r.name.startsWith('config:'));
   const configDigest = configRef?.name.slice('config:'.length) ?? json.config?.digest ?? '';
   // Named refs are sorted by name, not by layer order: the order comes from the config JSON.
   const configStream = `${STREAM_PREFIX.config}${configDigest.replace(/^sha256:/, '')}`;
-  const cs = readSplitStream(await repo.readStreamBytes(configStream));
-  const cfirst = cs.chunks[0];
-  const config = cfirst?.kind === 'object' ? (JSON.parse((await repo.readObject(cs.objectRefs[cfirst.index] as string)).toString('utf8')) as { rootfs?: { diff_ids?: string[] } }) : {};
+  const config = (await jsonOf<{ rootfs?: { diff_ids?: string[] } }>(repo, readSplitStream(await repo.readStreamBytes(configStream)))) ?? {};
   return { json, configDigest, diffIds: config.rootfs?.diff_ids ?? [] };
 }
 

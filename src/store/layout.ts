@@ -52,6 +52,22 @@ export const STREAM_PREFIX = {
   manifest: 'oci-manifest-sha256:',
 } as const;
 
+/** `…/objects/XX/<rest>` at the end of a link target (how repository and gc follow links). */
+const OBJECT_LINK = /objects\/([0-9a-f]{2})\/([0-9a-f]+)$/;
+/** Exactly `../objects/XX/<rest>`: the form a stream link must have (how fsck judges them). */
+const STREAM_LINK = /^\.\.\/objects\/([0-9a-f]{2})\/([0-9a-f]+)$/;
+
+/** The object id a link target names, or null; `strict` demands the stream-link form. */
+export function objectIdFromLink(target: string, strict = false): string | null {
+  const m = (strict ? STREAM_LINK : OBJECT_LINK).exec(target);
+  return m ? `${m[1]}${m[2]}` : null;
+}
+
+/** The stream a config or manifest named ref stands for: `config:sha256:X` or `sha256:<diff_id>`. */
+export function streamNameForRef(refName: string): string {
+  return refName.startsWith('config:') ? `${STREAM_PREFIX.config}${refName.slice('config:sha256:'.length)}` : `${STREAM_PREFIX.layer}${refName.replace(/^sha256:/, '')}`;
+}
+
 export function layerStreamName(diffIdHex: string): string {
   return STREAM_PREFIX.layer + diffIdHex;
 }

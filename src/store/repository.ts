@@ -18,6 +18,7 @@ import {
   TMP_PREFIX,
   escapeTag,
   isObjectId,
+  objectIdFromLink,
   objectRelPath,
   unescapeTag,
   type ObjectId,
@@ -162,8 +163,7 @@ export class Repository {
       if (errnoCode(e) === 'ENOENT') return null;
       throw storeIoError(e, this.streamPath(name), 'reading a stream link');
     }
-    const m = /objects\/([0-9a-f]{2})\/([0-9a-f]+)$/.exec(target);
-    const id = m ? `${m[1]}${m[2]}` : '';
+    const id = objectIdFromLink(target) ?? '';
     if (!isObjectId(id, this.alg)) {
       throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `stream ${name} points to ${target}, not an object`, {
         path: this.streamPath(name),

@@ -10,7 +10,7 @@ import { lstat, readdir, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { oldestWriterStart } from '../store/lock.ts';
-import { STREAM_PREFIX, TAGS_DIR } from '../store/layout.ts';
+import { STREAM_PREFIX, TAGS_DIR, objectIdFromLink, streamNameForRef } from '../store/layout.ts';
 import { rebuild } from '../store/rebuild.ts';
 import type { Repository } from '../store/repository.ts';
 import { readRefs, readSplitStream } from '../store/splitstream.ts';
@@ -110,8 +110,7 @@ async function streamTarget(ctx: Ctx, name: string): Promise<string | null> {
     return null;
   }
   const target = await readlink(path);
-  const m = /^\.\.\/objects\/([0-9a-f]{2})\/([0-9a-f]+)$/.exec(target);
-  const id = m ? `${m[1]}${m[2]}` : null;
+  const id = objectIdFromLink(target, true);
   if (!id || !ctx.present.has(id)) {
     if (id && ctx.bad.has(id)) return id;
     ctx.issues.push({ type: 'broken-symlink', path, detail: `stream ${name} points to ${target}, which is not an object in the store`, found: target });
@@ -173,7 +172,7 @@ async function checkJson(ctx: Ctx, name: string, bytes: Buffer, kind: 'config' |
   }
   for (const ref of s.namedRefs) {
     const target = s.streamRefs[ref.index] as string;
-    const wantName = ref.name.startsWith('config:') ? `${STREAM_PREFIX.config}${ref.name.slice('config:sha256:'.length)}` : `${STREAM_PREFIX.layer}${ref.name.replace(/^sha256:/, '')}`;
+    const wantName = streamNameForRef(ref.name);
     const linked = await ctx.repo.streamObject(wantName).catch(() => null);
     if (linked === null) ctx.issues.push({ type: 'missing-stream', path, detail: `${name} names ${ref.name}, but there is no stream ${wantName}`, expected: wantName });
     else if (linked !== target) ctx.issues.push({ type: 'missing-stream', path, detail: `${name} names ${ref.name} as object ${target}, but ${wantName} is ${linked}`, expected: target, found: linked });

@@ -8,7 +8,7 @@
 import { lstat, readdir, readlink, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { storeIoError } from '../errors.ts';
-import { IMAGES_DIR, STREAMS_DIR } from '../store/layout.ts';
+import { IMAGES_DIR, STREAMS_DIR, objectIdFromLink } from '../store/layout.ts';
 import type { Repository } from '../store/repository.ts';
 import { readRefs } from '../store/splitstream.ts';
 
@@ -42,18 +42,13 @@ async function linksUnder(dir: string): Promise<string[]> {
   return out;
 }
 
-function objectIdOf(target: string): string | null {
-  const m = /objects\/([0-9a-f]{2})\/([0-9a-f]+)$/.exec(target);
-  return m ? `${m[1]}${m[2]}` : null;
-}
-
 /** The object a link resolves to (through a tag's stream link, if need be). */
 async function resolveToObject(link: string): Promise<string | null> {
   let p = link;
   for (let hops = 0; hops < 4; hops++) {
     const target = await readlink(p).catch(() => null);
     if (target === null) return null;
-    const id = objectIdOf(target);
+    const id = objectIdFromLink(target);
     if (id) return id;
     p = join(p, '..', target);
   }
@@ -100,7 +95,7 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
       const p = join(streamsDir, name);
       const st = await lstat(p).catch(() => null);
       if (!st?.isSymbolicLink()) continue;
-      const id = objectIdOf((await readlink(p).catch(() => '')) ?? '');
+      const id = objectIdFromLink((await readlink(p).catch(() => '')) ?? '');
       if (id && marked.has(id)) continue;
       report.streamsRemoved.push(name);
       if (!report.dryRun) await unlink(p).catch((e: unknown) => {

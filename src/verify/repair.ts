@@ -8,7 +8,7 @@
 import { mkdir, readdir, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { storeIoError } from '../errors.ts';
-import { STREAM_PREFIX, STREAMS_DIR, TAGS_DIR, unescapeTag } from '../store/layout.ts';
+import { STREAM_PREFIX, STREAMS_DIR, TAGS_DIR, objectIdFromLink, streamNameForRef, unescapeTag } from '../store/layout.ts';
 import type { Repository } from '../store/repository.ts';
 import { readRefs, readSplitStream } from '../store/splitstream.ts';
 import type { FsckReport } from './fsck.ts';
@@ -25,11 +25,6 @@ export interface RepairReport {
 
 const CONTENT_BAD = new Set(['object-digest-mismatch', 'object-unreadable', 'object-invalid-name']);
 const STREAM_BAD = new Set(['json-digest-mismatch', 'layer-diff-id-mismatch', 'stream-content-type', 'stream-corrupt', 'stream-not-symlink']);
-
-function objectId(target: string): string | null {
-  const m = /^\.\.\/objects\/([0-9a-f]{2})\/([0-9a-f]+)$/.exec(target);
-  return m ? `${m[1]}${m[2]}` : null;
-}
 
 export async function repair(repo: Repository, report: FsckReport): Promise<RepairReport> {
   const lock = await repo.lockExclusive();
@@ -86,7 +81,7 @@ async function dropBrokenStreams(repo: Repository, known: Set<string>, out: Repa
 async function whole(repo: Repository, name: string, path: string, known: Set<string>, live: Set<string>): Promise<boolean> {
   if (known.has(path)) return false;
   const target = await readlink(path).catch(() => null);
-  const id = target ? objectId(target) : null;
+  const id = target ? objectIdFromLink(target, true) : null;
   if (!id || !(await present(repo, id))) return false;
   try {
     const bytes = await repo.readObject(id);
@@ -94,8 +89,7 @@ async function whole(repo: Repository, name: string, path: string, known: Set<st
     for (const r of [...refs.objectRefs, ...refs.streamRefs]) if (!(await present(repo, r))) return false;
     if (name.startsWith(STREAM_PREFIX.config) || name.startsWith(STREAM_PREFIX.manifest)) {
       for (const ref of readSplitStream(bytes).namedRefs) {
-        const want = ref.name.startsWith('config:') ? `${STREAM_PREFIX.config}${ref.name.slice('config:sha256:'.length)}` : `${STREAM_PREFIX.layer}${ref.name.replace(/^sha256:/, '')}`;
-        if (!live.has(want)) return false;
+        if (!live.has(streamNameForRef(ref.name))) return false;
       }
     }
     return true;
