@@ -25,6 +25,15 @@ export function tmpPathIn(objectsDir: string): string {
   return join(objectsDir, `${TMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}`);
 }
 
+/** An object already present under its name with other bytes: never overwritten, reported. */
+function wrongSize(id: ObjectId, path: string, expected: number, found: number | null): VeritreeError {
+  return new VeritreeError(
+    ERROR_CODES.STORE_CORRUPT,
+    `object ${id} is present with ${found} bytes, expected ${expected}: the store is damaged (run veritree fsck --repair)`,
+    { path, expected: String(expected), found: String(found) }
+  );
+}
+
 /** Links a finished tmp file to its object name; the tmp is always removed. */
 export async function publishTmp(objectsDir: string, tmp: string, id: ObjectId, size: number): Promise<PublishResult> {
   const final = objectPathIn(objectsDir, id);
@@ -37,13 +46,7 @@ export async function publishTmp(objectsDir: string, tmp: string, id: ObjectId, 
       if (errnoCode(e) !== 'EEXIST') throw e;
     }
     const st = await stat(final);
-    if (st.size !== size) {
-      throw new VeritreeError(
-        ERROR_CODES.STORE_CORRUPT,
-        `object ${id} is present with ${st.size} bytes, expected ${size}: the store is damaged (run veritree fsck --repair)`,
-        { path: final, expected: String(size), found: String(st.size) }
-      );
-    }
+    if (st.size !== size) throw wrongSize(id, final, size, st.size);
     return { id, size, written: false };
   } catch (e) {
     throw storeIoError(e, dirname(objectsDir), `publishing object ${id}`);
@@ -112,13 +115,7 @@ export function writeObjectSync(objectsDir: string, id: ObjectId, data: Uint8Arr
       }
     }
     const size = statSyncOrNull(final);
-    if (size !== data.length) {
-      throw new VeritreeError(
-        ERROR_CODES.STORE_CORRUPT,
-        `object ${id} is present with ${size} bytes, expected ${data.length}: the store is damaged (run veritree fsck --repair)`,
-        { path: final, expected: String(data.length), found: String(size) }
-      );
-    }
+    if (size !== data.length) throw wrongSize(id, final, data.length, size);
     return { id, size: data.length, written: false };
   } catch (e) {
     throw storeIoError(e, dirname(objectsDir), `writing object ${id}`);
