@@ -155,7 +155,7 @@ function asUnprivileged(args: string[]): { status: number | null; stderr: string
 test('a read-only repository, and one owned by another user, give a clear error up front', { skip: SKIP || (AS_ROOT && !hasTool('setpriv') ? 'skipped: setpriv not installed' : false) }, () => {
   const ro = join(dir, 'readonly');
   assert.equal(veritree(['init', '--repo', ro]).status, 0);
-  for (const d of ['', 'objects', 'streams', '.veritree-locks']) chmodSync(join(ro, d), 0o555);
+  for (const d of ['', 'objects', 'streams']) chmodSync(join(ro, d), 0o555);
   const r = asUnprivileged(['import', `oci:${layout}:base`, '--repo', ro]);
   assert.equal(r.status, 4, r.stderr);
   assert.match(r.stderr, new RegExp(`^veritree: ${ro} is not writable: Permission denied`, 'm'));
@@ -163,7 +163,7 @@ test('a read-only repository, and one owned by another user, give a clear error 
   if (AS_ROOT) {
     const other = join(dir, 'other-user');
     assert.equal(veritree(['init', '--repo', other]).status, 0);
-    for (const d of ['', 'objects', 'streams', '.veritree-locks']) chownSync(join(other, d), 65534, 65534);
+    for (const d of ['', 'objects', 'streams']) chownSync(join(other, d), 65534, 65534);
     const o = asUnprivileged(['import', `oci:${layout}:base`, '--repo', other]);
     assert.equal(o.status, 4, o.stderr);
     assert.match(o.stderr, /is not writable: Permission denied/);

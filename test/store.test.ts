@@ -1,13 +1,14 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Repository, VerityPool, verityDigest, toHex, VeritreeError } from '../src/index.ts';
 import { writeObject } from '../src/store/objects.ts';
 import type { ObjectEntry } from '../src/store/repository.ts';
-import { ROOT, cleanup, randomBytesSeeded, tempDir, veritree } from './helpers.ts';
+import { storeSys } from '../src/store/sys.ts';
+import { ROOT, cleanup, hasTool, randomBytesSeeded, tempDir, veritree } from './helpers.ts';
 
 const dirs: string[] = [];
 function newDir(): string {
@@ -30,7 +31,7 @@ test('init writes meta.json and the folders; open finds it; a second init is har
   const repo = await Repository.open(root);
   assert.equal(repo.alg, 'sha256');
   assert.equal(repo.hasMeta, true);
-  assert.deepEqual(readdirSync(root).sort(), ['.veritree-locks', 'meta.json', 'objects', 'streams']);
+  assert.deepEqual(readdirSync(root).sort(), ['meta.json', 'objects', 'streams']);
   assert.equal(veritree(['init', '--repo', root]).status, 0);
   const clash = veritree(['init', '--repo', root, '--hash', 'sha512']);
   assert.equal(clash.status, 2);
@@ -63,7 +64,7 @@ test('concurrent inserts of the same content from many workers make one object a
     const results = await Promise.all(
       Array.from({ length: 64 }, () => {
         const copy = new Uint8Array(data);
-        return pool.run({ kind: 'store-buffer', objectsDir: repo.objectsDir, data: copy, alg: 'sha256', impl: 'auto' }, { transfer: [copy.buffer] });
+        return pool.run({ kind: 'store-buffer', target: repo.target, data: copy, alg: 'sha256', impl: 'auto' }, { transfer: [copy.buffer] });
       })
     );
     for (const r of results) {
@@ -82,37 +83,43 @@ test('an existing object is never replaced, and a damaged one of the wrong size 
   const repo = await Repository.init(join(newDir(), 'repo'));
   const data = randomBytesSeeded(1000, 1);
   const id = toHex(verityDigest(data));
-  assert.equal((await writeObject(repo.objectsDir, id, data)).written, true);
-  assert.equal((await writeObject(repo.objectsDir, id, data)).written, false);
+  assert.equal((await writeObject(repo.target, id, data)).written, true);
+  assert.equal((await writeObject(repo.target, id, data)).written, false);
   writeFileSync(repo.objectPath(id), 'short');
-  await assert.rejects(writeObject(repo.objectsDir, id, data), /present with 5 bytes, expected 1000/);
+  await assert.rejects(writeObject(repo.target, id, data), /present with 5 bytes, expected 1000/);
 });
 
-test('a crash between write and link leaves only a tmp file that nothing treats as an object', async () => {
-  const repo = await Repository.init(join(newDir(), 'repo'));
-  const objectsUrl = pathToFileURL(join(ROOT, 'dist/src/store/objects.js')).href;
-  // The child writes a tmp file exactly as writeObject does, then dies before link().
-  const script = `
-    import { tmpPathIn } from ${JSON.stringify(objectsUrl)};
-    import { writeFileSync } from 'node:fs';
-    writeFileSync(tmpPathIn(${JSON.stringify(repo.objectsDir)}), Buffer.alloc(5000, 7));
-    process.kill(process.pid, 'SIGKILL');`;
-  const code = await new Promise<string | null>((resolve) => {
-    const c = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'ignore' });
-    c.on('close', (_code, signal) => resolve(signal));
+for (const mode of ['native', 'fallback'] as const) {
+  test(`a crash before link leaves no object: nothing at all with O_TMPFILE, a stray tmp file in the fallback (${mode})`, async () => {
+    const repo = await Repository.init(join(newDir(), 'repo'));
+    const objectsUrl = pathToFileURL(join(ROOT, 'dist/src/store/objects.js')).href;
+    // The child writes an object's content exactly as writeObject does, then dies before link().
+    const script = `
+      import { TmpObjectFile } from ${JSON.stringify(objectsUrl)};
+      const t = new TmpObjectFile(${JSON.stringify(repo.target)});
+      t.writeSync(Buffer.alloc(5000, 7));
+      process.kill(process.pid, 'SIGKILL');`;
+    const env = { ...process.env, ...(mode === 'fallback' ? { VERITREE_DISABLE_NATIVE: 'store_sys' } : {}) };
+    const signal = await new Promise<string | null>((resolve) => {
+      const c = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'ignore', env });
+      c.on('close', (_code, sig) => resolve(sig));
+    });
+    assert.equal(signal, 'SIGKILL');
+    const all = await entries(repo);
+    assert.equal(all.filter((e) => e.kind === 'object').length, 0);
+    if (mode === 'native' && storeSys()) assert.deepEqual(all, []);
+    else {
+      assert.equal(all.length, 1);
+      assert.equal(all[0]?.kind, 'tmp');
+    }
   });
-  assert.equal(code, 'SIGKILL');
-  const all = await entries(repo);
-  assert.equal(all.length, 1);
-  assert.equal(all[0]?.kind, 'tmp');
-  assert.equal((await entries(repo)).filter((e) => e.kind === 'object').length, 0);
-});
+}
 
 test('streams and tags are symlinks in the composefs layout', async () => {
   const repo = await Repository.init(join(newDir(), 'repo'));
   const data = randomBytesSeeded(100, 3);
   const id = toHex(verityDigest(data));
-  await writeObject(repo.objectsDir, id, data);
+  await writeObject(repo.target, id, data);
   await repo.publishStream('oci-config-sha256:ab', id);
   await repo.setTag('library/x:1%', 'oci-config-sha256:ab');
   assert.equal(readlinkSync(repo.streamPath('oci-config-sha256:ab')), `../objects/${id.slice(0, 2)}/${id.slice(2)}`);
@@ -123,30 +130,71 @@ test('streams and tags are symlinks in the composefs layout', async () => {
   assert.deepEqual(await repo.listTags(), []);
 });
 
-test('the repository lock: writers share it, gc excludes them, across processes; a dead holder is reaped', async () => {
+/** Holds the repository lock the way another tool would: util-linux flock(1) in a child. */
+async function holdWithFlockCommand(root: string, kind: '--shared' | '--exclusive', pidns = false): Promise<ChildProcess> {
+  // -o: flock(1) itself holds the lock (its child does not inherit it), so killing it frees it.
+  const cmd = ['flock', '-o', kind, root, 'sh', '-c', 'echo held; exec sleep 60 >/dev/null'];
+  const holder = spawn(pidns ? 'unshare' : (cmd[0] as string), pidns ? ['--pid', '--fork', '--kill-child', ...cmd] : cmd.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve) => holder.stdout?.once('data', () => resolve()));
+  return holder;
+}
+
+async function kill(child: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+test('the repository lock is flock(2) on the repository folder, as composefs-rs takes it: shared for writers, exclusive for gc', async (t) => {
+  if (!hasTool('flock')) return t.skip('skipped: flock not installed');
+  const repo = await Repository.init(join(newDir(), 'repo'));
+  // Another tool (cfsctl takes LOCK_SH on the folder when it opens a repository) holds it shared.
+  const reader = await holdWithFlockCommand(repo.root, '--shared');
+  const w = await repo.lockShared({ timeoutMs: 1000 });
+  await w.release();
+  const waits: string[] = [];
+  await assert.rejects(repo.lockExclusive({ timeoutMs: 300, onWait: (m) => waits.push(m) }), /is locked: running imports or readers/);
+  assert.equal(waits.length, 1, 'a waiting command says what it waits for, once');
+  // The kernel drops the lock of a killed holder: nothing stale to judge.
+  await kill(reader);
+  const ex = await repo.lockExclusive({ timeoutMs: 2000 });
+  await assert.rejects(repo.lockShared({ timeoutMs: 200 }), /garbage collection or repair holds/);
+  // flock(1) sees our exclusive lock too.
+  assert.notEqual(spawnSync('flock', ['--shared', '--nonblock', repo.root, 'true']).status, 0);
+  await ex.release();
+  assert.equal(spawnSync('flock', ['--shared', '--nonblock', repo.root, 'true']).status, 0);
+  // Aborting a wait stops it at once.
+  const gcHolder = await holdWithFlockCommand(repo.root, '--exclusive');
+  const ac = new AbortController();
+  setTimeout(() => ac.abort(), 100);
+  await assert.rejects(repo.lockShared({ signal: ac.signal }), /interrupted/);
+  await kill(gcHolder);
+});
+
+test('a holder in another pid namespace still excludes gc (no pid is judged)', async (t) => {
+  if (!hasTool('flock') || spawnSync('unshare', ['--pid', '--fork', 'true']).status !== 0) return t.skip('skipped: unshare --pid not permitted here');
+  const repo = await Repository.init(join(newDir(), 'repo'));
+  const holder = await holdWithFlockCommand(repo.root, '--shared', true);
+  await assert.rejects(repo.lockExclusive({ timeoutMs: 300 }), /is locked/);
+  await kill(holder);
+  await (await repo.lockExclusive({ timeoutMs: 2000 })).release();
+});
+
+test('without the native module, the lock is the same kernel lock, held by flock(1)', async (t) => {
+  if (!hasTool('flock')) return t.skip('skipped: flock not installed');
   const repo = await Repository.init(join(newDir(), 'repo'));
   const lockUrl = pathToFileURL(join(ROOT, 'dist/src/store/lock.js')).href;
   const holder = spawn(
     process.execPath,
-    ['--input-type=module', '-e', `import { acquireShared } from ${JSON.stringify(lockUrl)};
-      await acquireShared(${JSON.stringify(repo.locksDir)}); console.log('held'); setInterval(() => {}, 1000);`],
-    { stdio: ['ignore', 'pipe', 'inherit'] }
+    ['--input-type=module', '-e', `import { acquireLock } from ${JSON.stringify(lockUrl)};
+      await acquireLock(${JSON.stringify(repo.root)}, 'shared'); console.log('held'); setInterval(() => {}, 1000);`],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, VERITREE_DISABLE_NATIVE: 'store_sys' } }
   );
-  await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
-  // A second writer shares it.
-  const w = await repo.lockShared({ timeoutMs: 1000 });
-  await w.release();
-  // gc cannot take it while the other process writes.
-  await assert.rejects(repo.lockExclusive({ timeoutMs: 300 }), /locked by 1 running writer/);
-  // Killed, the holder's lock file is stale and reaped.
-  holder.kill('SIGKILL');
-  await new Promise((r) => holder.once('close', r));
-  const ex = await repo.lockExclusive({ timeoutMs: 2000 });
-  // While gc holds it, a writer waits.
-  await assert.rejects(repo.lockShared({ timeoutMs: 200 }), /garbage collection/);
-  await ex.release();
-  const w2 = await repo.lockShared({ timeoutMs: 1000 });
-  await w2.release();
+  await new Promise<void>((resolve) => holder.stdout?.once('data', () => resolve()));
+  await assert.rejects(repo.lockExclusive({ timeoutMs: 300 }), /is locked/);
+  // Its holder dies: the flock(1) child sees its stdin close and lets go.
+  await kill(holder);
+  await (await repo.lockExclusive({ timeoutMs: 3000 })).release();
 });
 
 test('a pool that outlives its repository: importing again into a re-created repository works', async () => {

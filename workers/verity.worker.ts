@@ -4,10 +4,11 @@
  * write and close is awaited before a task returns: nothing may be left pending.
  * Module top level only imports (piscina masks load errors).
  */
-import { closeSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants as fsc, copyFileSync, readdirSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { ERROR_CODES, describeFsError, errnoCode, isVeritreeError, type ErrorCode } from '../src/errors.ts';
 import { writeObjectSync } from '../src/store/objects.ts';
+import { measureVerity, openRegularSync, strayTmp } from '../src/store/sys.ts';
 import { RangeHasher, toHex, verityDigest, VerityHasher } from '../src/verity/merkle.ts';
 import type { Failure, TaskResults, VerityTask } from '../src/pipeline/protocol.ts';
 
@@ -48,22 +49,29 @@ async function readPipelined(fh: FileHandle, start: number, length: number | und
   return pos - start;
 }
 
-/** Sync reads: a worker is its own OS thread, and fsck reads many small files. */
+/**
+ * Sync reads: a worker is its own OS thread, and fsck reads many small files. The object is
+ * opened without following a symlink or blocking on a FIFO; where the file has fs-verity, the
+ * kernel's measurement is its digest (the kernel checks every block it reads against it).
+ */
 function digestPathSync(path: string, task: VerityTask): { id: string; size: number } | { error: string } {
   let fd: number;
+  let size: number;
   try {
-    fd = openSync(path, 'r');
+    ({ fd, size } = openRegularSync(path, 'object'));
   } catch (e) {
-    return { error: describeFsError(e) };
+    return { error: e instanceof Error ? e.message : describeFsError(e) };
   }
   try {
+    const m = measureVerity(fd);
+    if (m.state === 'enabled') return { id: toHex(m.digest), size };
     const buf = syncBuffer();
     // Most objects fit one read: digest them whole, with no tree to build for one block.
     const first = readSync(fd, buf, 0, buf.length, null);
     if (first < buf.length) return { id: toHex(verityDigest(buf.subarray(0, first), task.alg, task.impl)), size: first };
     const hasher = new VerityHasher(task.alg, task.impl);
     hasher.update(buf);
-    let size = first;
+    size = first;
     for (;;) {
       const n = readSync(fd, buf, 0, buf.length, null);
       if (n === 0) break;
@@ -86,8 +94,8 @@ function verifyDir(task: Extract<VerityTask, { kind: 'verify-dir' }>): TaskResul
   for (const e of readdirSync(task.dir, { withFileTypes: true })) {
     const path = `${task.dir}/${e.name}`;
     if (e.name.startsWith(task.tmpPrefix)) {
-      const st = statSync(path, { throwIfNoEntry: false });
-      if (st) out.tmp.push({ name: e.name, mtimeMs: st.mtimeMs, size: st.size });
+      const stray = strayTmp(path);
+      if (stray) out.tmp.push({ name: e.name, size: stray.size });
       continue;
     }
     if (!e.isFile() || e.name.length !== task.restLength || !HEX.test(e.name)) {
@@ -112,12 +120,16 @@ function syncBuffer(): Uint8Array {
   return sharedBuffer;
 }
 
-async function digestFile(path: string, task: VerityTask): Promise<TaskResults['digest-file']> {
-  const fh = await open(path, 'r');
+async function digestFile(path: string, task: Extract<VerityTask, { kind: 'digest-file' }>): Promise<TaskResults['digest-file']> {
+  // Never blocks: a FIFO opens at once (O_NONBLOCK) and is refused below.
+  const fh = await open(path, fsc.O_RDONLY | fsc.O_NONBLOCK | (task.noFollow ? fsc.O_NOFOLLOW : 0));
   try {
     const st = await fh.stat();
     if (st.isDirectory()) {
       return { ok: false, code: ERROR_CODES.FILE_UNREADABLE, message: 'Is a directory', path };
+    }
+    if (!st.isFile()) {
+      return { ok: false, code: ERROR_CODES.FILE_UNREADABLE, message: 'Not a regular file', path };
     }
     const hasher = new VerityHasher(task.alg, task.impl);
     const size = await readPipelined(fh, 0, undefined, (c) => hasher.update(c));
@@ -151,17 +163,22 @@ export default async function verityWorker(task: VerityTask): Promise<TaskResult
         return await digestRange(task);
       case 'store-buffer': {
         const id = toHex(verityDigest(task.data, task.alg, task.impl));
-        return { ok: true, ...writeObjectSync(task.objectsDir, id, task.data) };
+        return { ok: true, ...writeObjectSync(task.target, id, task.data) };
       }
       case 'verify-dir':
         return verifyDir(task);
+      case 'copy-fd':
+        // Through the /proc links both ends are the very inodes checkout opened; libuv tries
+        // FICLONE first, then copy_file_range.
+        copyFileSync(`/proc/self/fd/${task.srcFd}`, `/proc/self/fd/${task.destFd}`, fsc.COPYFILE_FICLONE);
+        return { ok: true };
       case 'store-batch': {
         const items = [];
         let off = 0;
         for (const size of task.sizes) {
           const data = task.data.subarray(off, off + size);
           off += size;
-          items.push(writeObjectSync(task.objectsDir, toHex(verityDigest(data, task.alg, task.impl)), data));
+          items.push(writeObjectSync(task.target, toHex(verityDigest(data, task.alg, task.impl)), data));
         }
         return { ok: true, items };
       }

@@ -23,6 +23,7 @@ export function exitStatusFor(code: ErrorCode): number {
     case ERROR_CODES.STORE_NO_SPACE:
     case ERROR_CODES.STORE_CORRUPT:
     case ERROR_CODES.STORE_LOCKED:
+    case ERROR_CODES.STORE_VERITY_REQUIRED:
       return EXIT.STORE;
     case ERROR_CODES.WORKER_FAILED:
       return EXIT.INTERNAL;

@@ -1,5 +1,5 @@
 /** The --repo option every store command takes, with its documented default. */
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { defaultRepoPath } from '../store/repository.ts';
 
 export function repoOption(cmd: Command): Command {
@@ -8,4 +8,23 @@ export function repoOption(cmd: Command): Command {
 
 export function resolveRepo(repo: string | undefined): string {
   return repo ?? defaultRepoPath();
+}
+
+/** --lock-timeout, for every command that takes the repository lock. */
+export function lockTimeoutOption(cmd: Command): Command {
+  return cmd.option('--lock-timeout <seconds>', 'give up (exit 4) if the repository lock is not free within this many seconds (default: wait, saying what for)', parseSeconds);
+}
+
+function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number of seconds >= 0');
+  return n;
+}
+
+/** The library's lock options from --lock-timeout, with the waiting notice on stderr. */
+export function lockWaitOptions(seconds: number | undefined): { lockTimeoutMs?: number; onLockWait: (m: string) => void } {
+  return {
+    ...(seconds !== undefined ? { lockTimeoutMs: seconds * 1000 } : {}),
+    onLockWait: (m) => process.stderr.write(`veritree: ${m}${seconds === undefined ? ' (--lock-timeout bounds the wait)' : ''}\n`),
+  };
 }

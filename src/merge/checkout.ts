@@ -1,24 +1,55 @@
 /**
- * Materialises a merged tree in a folder. Regular files are hard links to the store's objects
- * when the folder is on the store's filesystem and the object already has the file's mode (and,
- * as root, its owner): objects are immutable, and a hard link shares the inode, so checkout never
- * changes an object's metadata. Other files are reflinked or copied (`--copy` forces copies).
- * Nothing is written outside the folder: the merge refused every path that climbs out and every
- * entry beneath a symlink, the folder must be new or empty, and each path is created by this
- * function from the tree, never by following what is on disk.
+ * Materialises a merged tree in a folder.
+ *
+ * A checked-out file never shares its inode with a writable object: an edit to a hard link would
+ * change the object for every image that uses it, and fsck would find the store damaged. So a
+ * file is a hard link to its object only where the object is immutable (fs-verity is enabled on
+ * it) or where the caller asked for hard links outright (`hardlink`, the CLI's --hardlink); else
+ * it is reflinked (FICLONE) where the filesystem can, or copied with copy_file_range, in the
+ * worker pool.
+ *
+ * Every entry is created relative to an open descriptor of its parent folder, never by a path
+ * that a concurrent process could redirect (dir-handle.ts); objects are opened without following
+ * symlinks and must be regular files. The merge already refused every path that climbs out and
+ * every entry beneath a symlink, and the folder must be new or empty.
  * @module
  */
+import { closeSync, constants as fsc, fstatSync, mkdirSync, openSync, readdirSync, statSync, writeSync, type Stats } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { spawnSync } from 'node:child_process';
-import { constants as fsc } from 'node:fs';
-import { chmod, chown, copyFile, lchown, link, lutimes, mkdir, readdir, stat, symlink, utimes, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
+import { defaultIoLimit } from '../pipeline/io-limit.ts';
+import { poolSize, VerityPool } from '../pipeline/pool.ts';
 import type { Repository } from '../store/repository.ts';
+import { measureVerity, openRegularSync } from '../store/sys.ts';
+import {
+  applySymlinkMeta,
+  chownVia,
+  createFileAt,
+  handleAt,
+  linkAt,
+  linkPathAt,
+  mkdirAt,
+  modeAndTimesVia,
+  mknodAt,
+  openDirAt,
+  setXattrsVia,
+  symlinkAt,
+  type EntryMeta,
+} from './dir-handle.ts';
 import { sortedPaths, type MergedTree, type TreeNode } from './merge.ts';
 
 export interface CheckoutOptions {
-  /** Copy every file instead of hard-linking objects. */
+  /** Copy every file (no reflink attempt is skipped; no hard link is made). */
   copy?: boolean;
+  /**
+   * Hard-link files to their objects even where the objects are writable (no fs-verity). Fast,
+   * but writing to such a file changes the stored object for every image that shares it.
+   */
+  hardlink?: boolean;
+  /** Use this pool (not closed afterwards) for the copies. */
+  pool?: VerityPool;
+  jobs?: number;
   onWarning?: (path: string, message: string) => void;
 }
 
@@ -38,125 +69,282 @@ function commandExists(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 }
 
-export async function checkout(repo: Repository, tree: MergedTree, dir: string, opts: CheckoutOptions = {}): Promise<CheckoutReport> {
-  const existing = await readdir(dir).catch((e: unknown) => (errnoCode(e) === 'ENOENT' ? null : Promise.reject(e)));
-  if (existing && existing.length > 0) throw new VeritreeError(ERROR_CODES.USAGE, `${dir} is not empty: checkout writes into a new or empty folder`);
-  await mkdir(dir, { recursive: true });
-  const asRoot = process.getuid?.() === 0;
-  const sameFs = !opts.copy && (await stat(dir)).dev === (await stat(repo.objectsDir)).dev;
-  const canSetXattr = commandExists('setfattr');
-  const report: CheckoutReport = { files: 0, hardlinkedObjects: 0, copied: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, skipped: 0, xattrsSkipped: 0 };
-  const warn = (p: string, m: string): void => opts.onWarning?.(p, m);
-  const objectModes = new Map<string, { mode: number; uid: number; gid: number }>();
-  // Paths that are hard links to objects: their inode is the object's, never to be changed.
-  const linked = new Set<string>();
-  const paths = sortedPaths(tree.nodes);
+function parentOf(p: string): string {
+  const i = p.lastIndexOf('/');
+  return i < 0 ? '' : p.slice(0, i);
+}
 
-  for (const p of paths) {
-    const n = tree.nodes.get(p) as TreeNode;
-    const dest = p === '' ? dir : join(dir, p);
-    try {
-      switch (n.type) {
-        case 'dir':
-          if (p !== '') await mkdir(dest);
-          report.dirs++;
-          break;
-        case 'symlink':
-          await symlink(n.symlinkTarget, dest);
-          report.symlinks++;
-          break;
-        case 'file':
-          if (n.hardlinkTo !== null && tree.nodes.has(n.hardlinkTo)) {
-            await link(join(dir, n.hardlinkTo), dest);
-            report.hardlinks++;
-            continue; // shares the first name's inode and metadata
-          }
-          if (await placeFile(repo, n, dest, { sameFs, asRoot, objectModes, report })) linked.add(p);
-          report.files++;
-          break;
-        case 'char':
-        case 'block':
-        case 'fifo':
-          if (!asRoot && n.type !== 'fifo') {
-            warn(p, `skipped: a ${n.type} device needs root`);
-            report.skipped++;
-            continue;
-          }
-          makeSpecial(n, dest);
-          report.specials++;
-          break;
-        case 'hardlink':
-          continue;
-      }
-      if (linked.has(p)) continue;
-      if (n.xattrs.size > 0) {
-        if (canSetXattr) setXattrs(n, dest, warn);
-        else {
-          report.xattrsSkipped++;
-          warn(p, 'extended attributes not applied (install setfattr, Debian package attr)');
+function nameOf(p: string): Buffer {
+  return Buffer.from(p.slice(p.lastIndexOf('/') + 1));
+}
+
+function metaOf(n: TreeNode): EntryMeta {
+  return { uid: n.uid, gid: n.gid, mode: n.mode, mtime: n.mtimeSec + n.mtimeNsec / 1e9 };
+}
+
+/** How many folder descriptors stay open along the current path; deeper ones are reopened. */
+const MAX_OPEN_DIRS = 64;
+
+/**
+ * Descriptors of the folders along the path being written, so that siblings share their
+ * parent's and a deep tree costs one open per folder. Folders are opened one component at a
+ * time with O_NOFOLLOW from the root descriptor: a symlink anywhere fails the open.
+ */
+class DirStack {
+  private readonly stack: { path: string; fd: number }[];
+
+  constructor(rootFd: number) {
+    this.stack = [{ path: '', fd: rootFd }];
+  }
+
+  /** The descriptor of folder `path` of the tree (opened on the way as needed). */
+  get(path: string): number {
+    const isWithin = (anc: string): boolean => anc === '' || path === anc || path.startsWith(anc + '/');
+    while (this.stack.length > 1 && !isWithin((this.stack[this.stack.length - 1] as { path: string }).path)) this.closeTop();
+    let top = this.stack.length - 1;
+    // A deep ancestor whose descriptor was let go: reopen from the nearest open one.
+    let from = top;
+    while ((this.stack[from] as { fd: number }).fd < 0) from--;
+    for (let i = from + 1; i <= top; i++) {
+      const e = this.stack[i] as { path: string; fd: number };
+      e.fd = openDirAt((this.stack[i - 1] as { fd: number }).fd, nameOf(e.path));
+    }
+    const base = (this.stack[top] as { path: string }).path;
+    const rest = path.slice(base === '' ? 0 : base.length + 1);
+    if (rest !== '') {
+      let cur = base;
+      for (const comp of rest.split('/')) {
+        const fd = openDirAt((this.stack[top] as { fd: number }).fd, Buffer.from(comp));
+        cur = cur === '' ? comp : `${cur}/${comp}`;
+        this.stack.push({ path: cur, fd });
+        top++;
+        const old = this.stack[top - MAX_OPEN_DIRS];
+        if (old && old.path !== '' && old.fd >= 0) {
+          closeSync(old.fd);
+          old.fd = -1;
         }
       }
-      if (n.type !== 'dir') await applyMetadata(n, dest, asRoot);
-    } catch (e) {
-      throw storeIoError(e, dest, `checking out /${p}`);
     }
+    return (this.stack[top] as { fd: number }).fd;
   }
-  // Directories last, deepest first: their modes may forbid writing, their mtimes change as we write.
-  for (const p of paths.filter((x) => tree.nodes.get(x)?.type === 'dir').reverse()) {
-    await applyMetadata(tree.nodes.get(p) as TreeNode, p === '' ? dir : join(dir, p), asRoot);
+
+  private closeTop(): void {
+    const e = this.stack.pop() as { fd: number };
+    if (e.fd >= 0) closeSync(e.fd);
   }
-  return report;
+
+  close(): void {
+    while (this.stack.length > 1) this.closeTop();
+  }
 }
 
-interface PlaceCtx {
-  sameFs: boolean;
+interface Ctx {
+  repo: Repository;
   asRoot: boolean;
-  objectModes: Map<string, { mode: number; uid: number; gid: number }>;
+  sameFs: boolean;
+  hardlink: boolean;
+  copyOnly: boolean;
+  canSetXattr: boolean;
+  pool: VerityPool;
+  copies: Set<Promise<void>>;
+  maxCopies: number;
+  firstError: unknown;
   report: CheckoutReport;
+  warn: (p: string, m: string) => void;
 }
 
-/** Writes, links or copies one file; true when it is a hard link to the object. */
-async function placeFile(repo: Repository, n: TreeNode, dest: string, ctx: PlaceCtx): Promise<boolean> {
+/** Owner first (chown clears security.capability), then xattrs, mode and times. */
+function finishEntry(ctx: Ctx, n: TreeNode, fd: number, viaProc: boolean): void {
+  const meta = metaOf(n);
+  if (ctx.asRoot) chownVia(fd, meta, viaProc);
+  applyXattrs(ctx, n, fd, null);
+  modeAndTimesVia(fd, meta, viaProc);
+}
+
+function applyXattrs(ctx: Ctx, n: TreeNode, fd: number, symlinkName: Buffer | null): void {
+  if (n.xattrs.size === 0) return;
+  if (!ctx.canSetXattr) {
+    ctx.report.xattrsSkipped++;
+    ctx.warn(n.path, 'extended attributes not applied (install setfattr, Debian package attr)');
+    return;
+  }
+  for (const m of setXattrsVia(fd, symlinkName, n.xattrs)) ctx.warn(n.path, m);
+}
+
+async function placeFile(ctx: Ctx, n: TreeNode, dirFd: number): Promise<void> {
+  const name = nameOf(n.path);
   if (!n.object) {
-    await writeFile(dest, n.inline ?? new Uint8Array(0), { mode: 0o600 });
-    return false;
-  }
-  const src = repo.objectPath(n.object);
-  if (ctx.sameFs) {
-    let m = ctx.objectModes.get(n.object);
-    if (!m) {
-      const st = await stat(src);
-      m = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
-      ctx.objectModes.set(n.object, m);
+    const fd = createFileAt(dirFd, name);
+    try {
+      const data = n.inline ?? new Uint8Array(0);
+      for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
+      finishEntry(ctx, n, fd, false);
+    } finally {
+      closeSync(fd);
     }
-    const ownerOk = !ctx.asRoot || (m.uid === n.uid && m.gid === n.gid);
-    if (m.mode === n.mode && ownerOk && n.xattrs.size === 0) {
-      await link(src, dest);
-      ctx.report.hardlinkedObjects++;
-      return true;
-    }
+    ctx.report.files++;
+    return;
   }
-  await copyFile(src, dest, fsc.COPYFILE_FICLONE);
-  ctx.report.copied++;
-  return false;
+  const objectPath = ctx.repo.objectPath(n.object);
+  const src = openRegularSync(objectPath, `object ${n.object}`);
+  let handedOff = false;
+  try {
+    if (!ctx.copyOnly && ctx.sameFs && n.xattrs.size === 0) {
+      const st = fstatSync(src.fd);
+      const immutable = measureVerity(src.fd).state === 'enabled';
+      const ownerOk = !ctx.asRoot || (st.uid === n.uid && st.gid === n.gid);
+      if ((immutable || ctx.hardlink) && (st.mode & 0o7777) === n.mode && ownerOk) {
+        linkPathAt(objectPath, dirFd, name);
+        ctx.report.hardlinkedObjects++;
+        ctx.report.files++;
+        return;
+      }
+    }
+    const dest = createFileAt(dirFd, name);
+    const copy = ctx.pool
+      .run({ kind: 'copy-fd', srcFd: src.fd, destFd: dest, alg: ctx.repo.alg, impl: 'auto' })
+      .then((r) => {
+        if (!r.ok) throw new Error(r.message);
+        finishEntry(ctx, n, dest, false);
+      })
+      .catch((e: unknown) => {
+        ctx.firstError ??= storeIoError(e, n.path, `checking out /${n.path}`);
+      })
+      .finally(() => {
+        closeSync(dest);
+        closeSync(src.fd);
+        ctx.copies.delete(copy);
+      });
+    handedOff = true;
+    ctx.copies.add(copy);
+    ctx.report.copied++;
+    ctx.report.files++;
+    while (ctx.copies.size >= ctx.maxCopies) await Promise.race(ctx.copies);
+  } finally {
+    if (!handedOff) closeSync(src.fd);
+  }
 }
 
-async function applyMetadata(n: TreeNode, dest: string, asRoot: boolean): Promise<void> {
-  if (asRoot) await (n.type === 'symlink' ? lchown : chown)(dest, n.uid, n.gid);
-  if (n.type !== 'symlink') await chmod(dest, n.mode);
-  const t = n.mtimeSec + n.mtimeNsec / 1e9;
-  await (n.type === 'symlink' ? lutimes : utimes)(dest, t, t);
+export async function checkout(repo: Repository, tree: MergedTree, dir: string, opts: CheckoutOptions = {}): Promise<CheckoutReport> {
+  let existing: string[] | null = null;
+  try {
+    existing = readdirSync(dir);
+  } catch (e) {
+    if (errnoCode(e) !== 'ENOENT') throw storeIoError(e, dir, 'reading the checkout folder');
+  }
+  if (existing && existing.length > 0) throw new VeritreeError(ERROR_CODES.USAGE, `${dir} is not empty: checkout writes into a new or empty folder`);
+  mkdirSync(dir, { recursive: true });
+  const rootFd = openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+  const pool = opts.pool ?? new VerityPool(poolSize({ jobs: opts.jobs, ioLimit: await defaultIoLimit(dir) }, availableParallelism()));
+  const report: CheckoutReport = { files: 0, hardlinkedObjects: 0, copied: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, skipped: 0, xattrsSkipped: 0 };
+  const ctx: Ctx = {
+    repo,
+    asRoot: process.getuid?.() === 0,
+    sameFs: statSync(dir).dev === statSync(repo.objectsDir).dev,
+    hardlink: opts.hardlink === true && opts.copy !== true,
+    copyOnly: opts.copy === true,
+    canSetXattr: commandExists('setfattr'),
+    pool,
+    copies: new Set(),
+    maxCopies: pool.size * 4,
+    firstError: null,
+    report,
+    warn: (p, m) => opts.onWarning?.(p, m),
+  };
+  const dirs = new DirStack(rootFd);
+  const paths = sortedPaths(tree.nodes);
+  const hardlinks: TreeNode[] = [];
+  try {
+    for (const p of paths) {
+      if (ctx.firstError) throw ctx.firstError;
+      const n = tree.nodes.get(p) as TreeNode;
+      if (p === '') {
+        report.dirs++;
+        continue;
+      }
+      try {
+        await placeEntry(ctx, n, dirs.get(parentOf(p)), hardlinks);
+      } catch (e) {
+        throw storeIoError(e, `${dir}/${p}`, `checking out /${p}`);
+      }
+    }
+    // Hard links last, so that the order of names in the tree does not matter.
+    for (const n of hardlinks) {
+      try {
+        const target = n.hardlinkTo as string;
+        const fromFd = dirs.get(parentOf(target));
+        const toFd = dirs.get(parentOf(n.path));
+        linkAt(fromFd, nameOf(target), toFd, nameOf(n.path));
+        report.hardlinks++;
+      } catch (e) {
+        throw storeIoError(e, `${dir}/${n.path}`, `checking out /${n.path}`);
+      }
+    }
+    await Promise.all(ctx.copies);
+    if (ctx.firstError) throw ctx.firstError;
+    // Folders last, deepest first: their modes may forbid writing, their mtimes change as we write.
+    for (let i = paths.length - 1; i >= 0; i--) {
+      const p = paths[i] as string;
+      const n = tree.nodes.get(p) as TreeNode;
+      if (n.type !== 'dir') continue;
+      const fd = dirs.get(p);
+      try {
+        finishEntry(ctx, n, fd, false);
+      } catch (e) {
+        throw storeIoError(e, `${dir}/${p}`, `checking out /${p}`);
+      }
+    }
+    return report;
+  } finally {
+    await Promise.allSettled(ctx.copies);
+    dirs.close();
+    closeSync(rootFd);
+    if (!opts.pool) await pool.close();
+  }
 }
 
-function makeSpecial(n: TreeNode, dest: string): void {
-  const args = n.type === 'fifo' ? ['-m', '600', dest, 'p'] : ['-m', '600', dest, n.type === 'char' ? 'c' : 'b', String(n.devmajor), String(n.devminor)];
-  const r = spawnSync('mknod', args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`mknod ${dest}: ${r.stderr.trim()}`);
-}
-
-function setXattrs(n: TreeNode, dest: string, warn: (p: string, m: string) => void): void {
-  for (const [k, v] of n.xattrs) {
-    const r = spawnSync('setfattr', ['-h', '-n', k, '-v', `0x${v.toString('hex')}`, dest], { encoding: 'utf8' });
-    if (r.status !== 0) warn(n.path, `xattr ${k} not applied: ${r.stderr.trim()}`);
+async function placeEntry(ctx: Ctx, n: TreeNode, dirFd: number, hardlinks: TreeNode[]): Promise<void> {
+  const name = nameOf(n.path);
+  switch (n.type) {
+    case 'dir':
+      closeSync(mkdirAt(dirFd, name));
+      ctx.report.dirs++;
+      return;
+    case 'symlink': {
+      symlinkAt(dirFd, name, Buffer.from(n.symlinkTarget));
+      const meta = metaOf(n);
+      applySymlinkMeta(dirFd, name, meta, ctx.asRoot);
+      applyXattrs(ctx, n, dirFd, name);
+      ctx.report.symlinks++;
+      return;
+    }
+    case 'file':
+      if (n.hardlinkTo !== null) {
+        hardlinks.push(n);
+        return;
+      }
+      await placeFile(ctx, n, dirFd);
+      return;
+    case 'char':
+    case 'block':
+    case 'fifo': {
+      if (!ctx.asRoot && n.type !== 'fifo') {
+        ctx.warn(n.path, `skipped: a ${n.type} device needs root`);
+        ctx.report.skipped++;
+        return;
+      }
+      mknodAt(dirFd, name, n.type, n.devmajor, n.devminor);
+      const want = n.type === 'fifo' ? (s: Stats) => s.isFIFO() : n.type === 'char' ? (s: Stats) => s.isCharacterDevice() : (s: Stats) => s.isBlockDevice();
+      const h = handleAt(dirFd, name, want);
+      try {
+        finishEntry(ctx, n, h, true);
+      } finally {
+        closeSync(h);
+      }
+      ctx.report.specials++;
+      return;
+    }
+    case 'hardlink':
+      return;
   }
 }

@@ -4,8 +4,8 @@
  * @module
  */
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { constants as fsc } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { ERROR_CODES, VeritreeError, errnoCode } from '../errors.ts';
@@ -45,6 +45,27 @@ function missing(path: string, what: string, e: unknown): VeritreeError {
   return new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${what}: cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`, { path, cause: e });
 }
 
+/**
+ * Opens a file of the layout without ever blocking (O_NONBLOCK: a FIFO opens at once) and
+ * refuses anything that is not a regular file: a FIFO, a device (/dev/zero), a folder. A symlink
+ * to a regular file is followed: its bytes are checked against the digest like any other.
+ */
+export async function openLayoutFile(path: string, what: string): Promise<FileHandle> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, fsc.O_RDONLY | fsc.O_NONBLOCK);
+  } catch (e) {
+    throw missing(path, what, e);
+  }
+  const st = await fh.stat();
+  if (!st.isFile()) {
+    await fh.close();
+    const kind = st.isFIFO() ? 'a FIFO' : st.isDirectory() ? 'a directory' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a regular file';
+    throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${what}: ${path} is ${kind}, not a regular file`, { path });
+  }
+  return fh;
+}
+
 function mismatch(what: string, d: Descriptor, foundHex: string, path: string): VeritreeError {
   return new VeritreeError(ERROR_CODES.OCI_DIGEST_MISMATCH, `${what}: blob digest mismatch: expected ${d.digest}, found sha256:${foundHex}`, {
     path,
@@ -67,7 +88,7 @@ export async function readVerifiedBlob(layoutDir: string, d: Descriptor, what: s
   if (d.size > max) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${what}: ${d.size} bytes is over the ${max}-byte limit for JSON blobs`, { path });
   let buf: Buffer;
   try {
-    const fh = await open(path, 'r');
+    const fh = await openLayoutFile(path, what);
     try {
       // Read one byte more than promised, to tell "exact" from "longer" without reading a huge file.
       buf = Buffer.alloc(d.size + 1);
@@ -142,10 +163,8 @@ export class VerifyingStream extends Transform {
 /** The blob's bytes as a stream, plus the verifier that checks them (and counts them for progress). */
 export async function openVerifiedBlob(layoutDir: string, d: Descriptor, what: string): Promise<{ stream: NodeJS.ReadableStream; verifier: VerifyingStream; path: string }> {
   const path = blobPath(layoutDir, d.digest, what);
-  await stat(path).catch((e: unknown) => {
-    throw missing(path, what, e);
-  });
-  const stream = createReadStream(path, { highWaterMark: 1 << 20 });
+  const fh = await openLayoutFile(path, what);
+  const stream = fh.createReadStream({ highWaterMark: 1 << 20 });
   return { stream, verifier: new VerifyingStream(d, what, path), path };
 }
 
@@ -159,12 +178,14 @@ export async function checkBlobFile(layoutDir: string, d: Descriptor, what: stri
   const hash = createHash('sha256');
   let size = 0;
   try {
-    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    const fh = await openLayoutFile(path, what);
+    // Only as far as the descriptor promised (and one byte more): a huge or endless file is not read whole.
+    for await (const chunk of fh.createReadStream({ highWaterMark: 1 << 20, end: d.size })) {
       size += (chunk as Buffer).length;
       hash.update(chunk as Buffer);
     }
   } catch (e) {
-    return missing(path, what, e);
+    return e instanceof VeritreeError ? e : missing(path, what, e);
   }
   if (size !== d.size) return sizeMismatch(what, d, size, path);
   const found = hash.digest('hex');

@@ -3,10 +3,9 @@
  * platform, or --platform), the manifest and the config, each verified against its descriptor.
  * @module
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ERROR_CODES, VeritreeError, errnoCode } from '../errors.ts';
-import { assertDescriptor, digestHex, parseJson, readVerifiedBlob, type Descriptor } from './blob.ts';
+import { MAX_JSON_BLOB, assertDescriptor, digestHex, openLayoutFile, parseJson, readVerifiedBlob, type Descriptor } from './blob.ts';
 import { isConfigType, isIndexType, isManifestType, layerCompression, type Compression } from './media-types.ts';
 
 export const REF_ANNOTATION = 'org.opencontainers.image.ref.name';
@@ -89,20 +88,40 @@ function platformString(p: Descriptor['platform']): string {
   return p ? [p.os, p.architecture, p.variant].filter(Boolean).join('/') : 'unspecified';
 }
 
+/** A JSON file of the layout: a regular file (never a FIFO), its size checked before it is read. */
+async function readSmallLayoutFile(path: string, what: string): Promise<Buffer> {
+  const fh = await openLayoutFile(path, what);
+  try {
+    const { size } = await fh.stat();
+    if (size > MAX_JSON_BLOB) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${path}: ${size} bytes is over the ${MAX_JSON_BLOB}-byte limit for JSON`, { path });
+    const buf = Buffer.alloc(size);
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await fh.read(buf, got, size - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return buf.subarray(0, got);
+  } catch (e) {
+    if (e instanceof VeritreeError) throw e;
+    throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${path} cannot be read: ${e instanceof Error ? e.message : String(e)}`, { path, cause: e });
+  } finally {
+    await fh.close();
+  }
+}
+
 async function readIndexJson(dir: string): Promise<IndexJson> {
   const layoutFile = join(dir, 'oci-layout');
   let text: string;
   try {
-    text = await readFile(layoutFile, 'utf8');
+    text = (await readSmallLayoutFile(layoutFile, 'oci-layout')).toString('utf8');
   } catch (e) {
-    const why = errnoCode(e) === 'ENOENT' ? 'has no oci-layout file' : `cannot be read (${e instanceof Error ? e.message : String(e)})`;
+    const why = errnoCode(e instanceof VeritreeError ? e.cause : e) === 'ENOENT' ? 'has no oci-layout file' : `cannot be read (${e instanceof Error ? e.message : String(e)})`;
     throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${dir} is not an OCI image layout: it ${why}`, { path: dir, cause: e });
   }
   parseJson(Buffer.from(text), `${layoutFile}`, layoutFile);
   const indexPath = join(dir, 'index.json');
-  const raw = await readFile(indexPath).catch((e: unknown) => {
-    throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${indexPath} cannot be read: ${e instanceof Error ? e.message : String(e)}`, { path: indexPath, cause: e });
-  });
+  const raw = await readSmallLayoutFile(indexPath, 'index.json');
   const index = parseJson<IndexJson>(raw, indexPath, indexPath);
   if (!index || typeof index !== 'object' || !Array.isArray(index.manifests)) {
     throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${indexPath} has no "manifests" array`, { path: indexPath });

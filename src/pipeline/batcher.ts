@@ -5,7 +5,7 @@
  * @module
  */
 import { VeritreeError } from '../errors.ts';
-import type { PublishResult } from '../store/objects.ts';
+import type { ObjectTarget, PublishResult } from '../store/objects.ts';
 import type { HashImpl } from '../verity/backends.ts';
 import type { HashAlgorithm } from '../verity/constants.ts';
 import type { Budget } from './budget.ts';
@@ -28,15 +28,15 @@ export class SmallFileBatcher {
   private pending: Pending[] = [];
   private readonly pool: VerityPool;
   private readonly budget: Budget;
-  private readonly objectsDir: string;
+  private readonly target: ObjectTarget;
   private readonly alg: HashAlgorithm;
   private readonly impl: HashImpl;
   private readonly signal: AbortSignal;
 
-  constructor(opts: { pool: VerityPool; budget: Budget; objectsDir: string; alg: HashAlgorithm; impl: HashImpl; signal: AbortSignal }) {
+  constructor(opts: { pool: VerityPool; budget: Budget; target: ObjectTarget; alg: HashAlgorithm; impl: HashImpl; signal: AbortSignal }) {
     this.pool = opts.pool;
     this.budget = opts.budget;
-    this.objectsDir = opts.objectsDir;
+    this.target = opts.target;
     this.alg = opts.alg;
     this.impl = opts.impl;
     this.signal = opts.signal;
@@ -79,7 +79,7 @@ export class SmallFileBatcher {
       this.budget.release(BATCH_BYTES);
       return;
     }
-    const task = { kind: 'store-batch', objectsDir: this.objectsDir, data: buf, sizes, alg: this.alg, impl: this.impl } as const;
+    const task = { kind: 'store-batch', target: this.target, data: buf, sizes, alg: this.alg, impl: this.impl } as const;
     this.pool
       .run(task, { transfer: [buf.buffer as ArrayBuffer] })
       .then((r) => {

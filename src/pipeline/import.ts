@@ -63,6 +63,10 @@ export interface ImportOptions {
   spoolThreshold?: number | undefined;
   layerConcurrency?: number | undefined;
   signal?: AbortSignal | undefined;
+  /** Give up (STORE_LOCKED) when a gc or repair holds the repository longer; default: wait. */
+  lockTimeoutMs?: number | undefined;
+  /** Called once if the repository lock is not free at once, saying what is awaited. */
+  onLockWait?: ((message: string) => void) | undefined;
   onProgress?: ((p: ImportProgress) => void) | undefined;
   onWarning?: ((w: ImportWarning & { image: number }) => void) | undefined;
 }
@@ -146,13 +150,13 @@ interface Prepared {
 /** A stream holding one JSON blob as a single external object, with named refs. */
 async function writeJsonStream(repo: Repository, impl: HashImpl, kind: 'config' | 'manifest', json: Buffer, named: [string, string][]): Promise<string> {
   const objId = toHex(verityDigest(json, repo.alg, impl));
-  await writeObject(repo.objectsDir, objId, json);
+  await writeObject(repo.target, objId, json);
   const b = new SplitStreamBuilder(repo.alg, kind);
   b.addObject(objId, json.length);
   for (const [name, target] of named) b.addNamedRef(name, target);
   const bytes = b.finish();
   const id = toHex(verityDigest(bytes, repo.alg, impl));
-  await writeObject(repo.objectsDir, id, bytes);
+  await writeObject(repo.target, id, bytes);
   return id;
 }
 
@@ -244,7 +248,17 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
   const aborted = (): VeritreeError => new VeritreeError(ERROR_CODES.ABORTED, 'interrupted');
 
   // Up front: a repository we cannot write to fails the run before any image is read.
-  const lock = await repo.lockShared({ signal: controller.signal });
+  const lock = await repo.lockShared({
+    signal: controller.signal,
+    ...(options.lockTimeoutMs !== undefined ? { timeoutMs: options.lockTimeoutMs } : {}),
+    ...(options.onLockWait ? { onWait: options.onLockWait } : {}),
+  });
+  try {
+    repo.assertWritable();
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
   const results: ImageResult[] = new Array<ImageResult>(jobs.length);
   const prepared: Prepared[] = [];
   const platform = options.platform ? parsePlatform(options.platform) : undefined;
@@ -266,9 +280,11 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
     const pending: Prepared[] = [];
     for (const p of prepared) {
       options.onProgress?.({ type: 'image', image: p.index, totalBytes: p.image.layers.reduce((n, l) => n + l.descriptor.size, 0), layers: p.image.layers.length, manifest: p.image.manifestDescriptor.digest });
-      // A whole image already in the store: only its tag is (re)written.
+      // A whole image already in the store: only its tag is (re)written. Whole means every
+      // stream the manifest names is there too (a gc killed part-way, or a repair, can leave a
+      // manifest stream without them); otherwise what is missing is imported again.
       const manifestStream = manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest'));
-      if (await repo.hasStream(manifestStream)) {
+      if (await imageComplete(repo, p.image, manifestStream)) {
         await repo.setTag(p.tag, manifestStream);
         const layers = p.image.layers.map(presentLayer);
         for (const l of layers) options.onProgress?.({ type: 'layer-done', image: p.index, index: l.index, status: 'present' });
@@ -338,6 +354,13 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
     if (ownPool) await ownPool.close();
     await lock.release();
   }
+}
+
+async function imageComplete(repo: Repository, image: ResolvedImage, manifestStream: string): Promise<boolean> {
+  if (!(await repo.hasStream(manifestStream))) return false;
+  if (!(await repo.hasStream(configStreamName(digestHex(image.configDescriptor.digest, 'config'))))) return false;
+  for (const l of image.layers) if (!(await repo.hasStream(presentLayer(l).stream))) return false;
+  return true;
 }
 
 async function publishImage(repo: Repository, impl: HashImpl, image: ResolvedImage, layers: LayerResult[]): Promise<void> {

@@ -5,14 +5,13 @@
  * object it names is durable.
  * @module
  */
-import { open, unlink } from 'node:fs/promises';
 import { ERROR_CODES, VeritreeError, isVeritreeError, storeIoError } from '../errors.ts';
 import { checkBlobFile } from '../oci/blob.ts';
 import type { ResolvedLayer } from '../oci/layout.ts';
 import { layerWhat, openLayerTar, type LayerLimits } from '../oci/layer-stream.ts';
 import { splitTar, type TarEntry, type TarWarningCode } from '../oci/tar-split.ts';
 import { layerStreamName } from '../store/layout.ts';
-import { publishTmp, tmpPathIn, writeObject, type PublishResult } from '../store/objects.ts';
+import { TmpObjectFile, writeObject, type PublishResult } from '../store/objects.ts';
 import type { Repository } from '../store/repository.ts';
 import { SplitStreamBuilder } from '../store/splitstream.ts';
 import type { HashImpl } from '../verity/backends.ts';
@@ -69,42 +68,43 @@ async function fill(content: AsyncIterable<Uint8Array>, size: number): Promise<U
   return got === size ? buf : null;
 }
 
-/** Writes a large file to a tmp file inside objects/, then hashes it there (in parallel ranges). */
+/**
+ * Writes a large file to an unnamed file inside objects/ (every write checked), then hashes it
+ * there, in parallel ranges, and names it. Returns null when the tar ended inside the file.
+ */
 async function spool(ctx: LayerContext, entry: TarEntry, content: AsyncIterable<Uint8Array>): Promise<(() => Promise<PublishResult>) | null> {
-  const tmp = tmpPathIn(ctx.repo.objectsDir);
-  let got = 0;
+  let tmp: TmpObjectFile;
   try {
-    const fh = await open(tmp, 'wx', 0o644);
-    try {
-      for await (const v of content) {
-        await fh.write(v);
-        got += v.length;
-      }
-    } finally {
-      await fh.close();
-    }
+    tmp = new TmpObjectFile(ctx.repo.target);
   } catch (e) {
-    await unlink(tmp).catch(() => undefined);
     throw storeIoError(e, ctx.repo.root, `spooling ${entry.path}`);
   }
-  if (got !== entry.size) {
-    await unlink(tmp).catch(() => undefined);
+  try {
+    for await (const v of content) await tmp.write(v);
+  } catch (e) {
+    tmp.discard();
+    throw storeIoError(e, ctx.repo.root, `spooling ${entry.path}`);
+  }
+  if (tmp.size !== entry.size) {
+    tmp.discard();
     return null;
   }
   return async () => {
     try {
       let id: string;
       if (entry.size >= SPLIT_THRESHOLD_BYTES && ctx.pool.size > 1) {
-        id = await digestLargeFile(ctx.pool, tmp, entry.size, { alg: ctx.repo.alg, impl: ctx.impl });
+        id = await digestLargeFile(ctx.pool, tmp.readPath, entry.size, { alg: ctx.repo.alg, impl: ctx.impl });
       } else {
-        const r = await ctx.pool.run({ kind: 'digest-file', path: tmp, alg: ctx.repo.alg, impl: ctx.impl });
-        if (!r.ok) throw new VeritreeError(r.code, r.message, { path: tmp });
+        const r = await ctx.pool.run({ kind: 'digest-file', path: tmp.readPath, alg: ctx.repo.alg, impl: ctx.impl });
+        if (!r.ok) throw new VeritreeError(r.code, r.message, { path: tmp.readPath });
+        if (r.size !== entry.size) {
+          throw new VeritreeError(ERROR_CODES.STORE_IO, `spooled ${entry.path}: ${r.size} bytes hashed, expected ${entry.size}`, { expected: String(entry.size), found: String(r.size) });
+        }
         id = r.id;
       }
-      return await publishTmp(ctx.repo.objectsDir, tmp, id, entry.size);
-    } catch (e) {
-      await unlink(tmp).catch(() => undefined);
-      throw e;
+      return tmp.publish(id, entry.size);
+    } finally {
+      tmp.discard();
     }
   };
 }
@@ -138,7 +138,7 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
     objects.push(guarded);
   };
 
-  const batcher = new SmallFileBatcher({ pool: ctx.pool, budget: ctx.budget, objectsDir: ctx.repo.objectsDir, alg: ctx.repo.alg, impl: ctx.impl, signal: local.signal });
+  const batcher = new SmallFileBatcher({ pool: ctx.pool, budget: ctx.budget, target: ctx.repo.target, alg: ctx.repo.alg, impl: ctx.impl, signal: local.signal });
   let inlined = 0;
   let layerTar: Awaited<ReturnType<typeof openLayerTar>> | null = null;
   try {
@@ -179,7 +179,7 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
             ctx.budget.release(entry.size);
             return;
           }
-          const task = { kind: 'store-buffer', objectsDir: ctx.repo.objectsDir, data: buf, alg: ctx.repo.alg, impl: ctx.impl } as const;
+          const task = { kind: 'store-buffer', target: ctx.repo.target, data: buf, alg: ctx.repo.alg, impl: ctx.impl } as const;
           const run = ctx.pool.run(task, { transfer: [buf.buffer as ArrayBuffer] }).then((r) => {
             if (!r.ok) throw new VeritreeError(r.code, `${r.message} (storing ${entry.path})`, { path: r.path });
             return { id: r.id, size: r.size, written: r.written };
@@ -226,7 +226,7 @@ async function publishLayer(ctx: LayerContext, name: string, ops: Op[], results:
   }
   const bytes = builder.finish();
   const id = toHex(verityDigest(bytes, ctx.repo.alg, ctx.impl));
-  await writeObject(ctx.repo.objectsDir, id, bytes);
+  await writeObject(ctx.repo.target, id, bytes);
   // Durable first, then named: after a crash a named stream is complete or absent.
   await ctx.repo.sync();
   await ctx.repo.publishStream(name, id);

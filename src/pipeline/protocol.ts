@@ -5,6 +5,7 @@
  * @module
  */
 import type { ErrorCode } from '../errors.ts';
+import type { ObjectTarget } from '../store/objects.ts';
 import type { HashImpl } from '../verity/backends.ts';
 import type { HashAlgorithm } from '../verity/constants.ts';
 
@@ -17,6 +18,8 @@ interface Common {
 export interface DigestFileTask extends Common {
   kind: 'digest-file';
   path: string;
+  /** Refuse a symlink (the store's own files); a FIFO or device is always refused, unopened. */
+  noFollow?: boolean;
 }
 
 /** Level-1 digests of one range of a large file (see merkle.ts hashRangeToLevel1). */
@@ -30,14 +33,14 @@ export interface DigestRangeTask extends Common {
 /** Hash `data` and publish it as an object (the buffer is transferred, not copied). */
 export interface StoreBufferTask extends Common {
   kind: 'store-buffer';
-  objectsDir: string;
+  target: ObjectTarget;
   data: Uint8Array;
 }
 
 /** Many small files in one task: `data` holds them back to back, `sizes` says where each ends. */
 export interface StoreBatchTask extends Common {
   kind: 'store-batch';
-  objectsDir: string;
+  target: ObjectTarget;
   data: Uint8Array;
   sizes: number[];
 }
@@ -61,11 +64,22 @@ export interface VerifyDirResult {
   objects: number;
   bytes: number;
   bad: { name: string; found?: string; size?: number; error?: string }[];
-  tmp: { name: string; mtimeMs: number; size: number }[];
+  /** tmp files that no writer holds (stray); live ones are left out. */
+  tmp: { name: string; size: number }[];
   invalid: string[];
 }
 
-export type VerityTask = DigestFileTask | DigestRangeTask | StoreBufferTask | StoreBatchTask | VerifyDirTask;
+/**
+ * checkout: copy one object into a file checkout has created, both given as descriptors of this
+ * process (threads share them): reflink (FICLONE) where the filesystem can, else copy_file_range.
+ */
+export interface CopyFdTask extends Common {
+  kind: 'copy-fd';
+  srcFd: number;
+  destFd: number;
+}
+
+export type VerityTask = DigestFileTask | DigestRangeTask | StoreBufferTask | StoreBatchTask | VerifyDirTask | CopyFdTask;
 
 export interface Failure {
   ok: false;
@@ -85,4 +99,5 @@ export interface TaskResults {
   'store-buffer': StoreResult;
   'store-batch': StoreBatchResult;
   'verify-dir': VerifyDirResult | Failure;
+  'copy-fd': { ok: true } | Failure;
 }

@@ -10,8 +10,6 @@ export const STREAMS_DIR = 'streams';
 export const IMAGES_DIR = 'images';
 export const TAGS_DIR = join(STREAMS_DIR, 'refs', 'oci');
 export const META_FILE = 'meta.json';
-/** Lock files; a folder of our own so that composefs tools see nothing unexpected. */
-export const LOCKS_DIR = '.veritree-locks';
 /** Temporary files are written inside objects/ (same filesystem as the final name) under this prefix. */
 export const TMP_PREFIX = '.tmp-';
 

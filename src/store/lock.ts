@@ -1,157 +1,139 @@
 /**
- * The repository lock: shared for writers (import), exclusive for gc. Node has no flock(2), so
- * the lock is a folder of files, one per holder, named with the holder's pid:
- *   shared-<pid>-<rand>   one per writer      exclusive   at most one (created with O_EXCL)
- * A writer creates its shared file, then looks for `exclusive`; gc creates `exclusive`, then
- * waits until no shared file is left. Whichever order the two run in, one of them sees the
- * other (each writes before it reads). A file whose pid is no longer alive is stale and removed,
- * so a killed process never locks the repository forever. Holders on other hosts (a shared
- * network filesystem) are not detected: that is documented as unsupported.
+ * The repository lock, as composefs-rs takes it: flock(2) on the repository folder itself,
+ * shared by everything that opens the repository to read or write (import, fsck, checkout),
+ * exclusive for gc and repair. So veritree and cfsctl exclude each other, and the kernel drops a
+ * lock when its holder dies, in any pid namespace: there is nothing stale to judge or reap.
+ *
+ * The lock is polled without blocking (LOCK_NB) so that a waiting command can say what it waits
+ * for, honour its timeout and its AbortSignal. Where the native module did not build, util-linux
+ * `flock(1)` takes the same kernel lock in a child that holds it until our end of its stdin
+ * closes (which the kernel also does when we die).
  * @module
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, constants as fsc, openSync } from 'node:fs';
+import { ERROR_CODES, VeritreeError, storeIoError } from '../errors.ts';
+import { storeSys } from './sys.ts';
 
-const EXCLUSIVE = 'exclusive';
-const POLL_MS = 50;
-
-export interface LockInfo {
-  pid: number;
-  started: number;
-}
+export type LockKind = 'shared' | 'exclusive';
 
 export interface RepoLock {
-  readonly kind: 'shared' | 'exclusive';
+  readonly kind: LockKind;
   release(): Promise<void>;
-}
-
-function alive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return errnoCode(e) === 'EPERM';
-  }
-}
-
-async function readInfo(path: string): Promise<LockInfo | null> {
-  try {
-    const info = JSON.parse(await readFile(path, 'utf8')) as LockInfo;
-    return typeof info.pid === 'number' ? info : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Removes the lock file at `path` if its holder is dead; true if it is (now) gone. */
-async function reapIfStale(path: string): Promise<boolean> {
-  const info = await readInfo(path);
-  if (info && alive(info.pid)) return false;
-  // A file that cannot be parsed may be one being written right now: give it a moment.
-  if (!info) {
-    await sleep(POLL_MS);
-    const again = await readInfo(path);
-    if (again && alive(again.pid)) return false;
-  }
-  await unlink(path).catch(() => undefined);
-  return true;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function infoJson(): string {
-  return JSON.stringify({ pid: process.pid, started: Date.now() } satisfies LockInfo);
 }
 
 export interface LockOptions {
   /** How long to wait for the other kind of holder; 0 fails at once. Default: wait forever. */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** Called once, when the lock is not free at once: the message says what is awaited. */
+  onWait?: (message: string) => void;
 }
 
-function checkWait(deadline: number, dir: string, what: string, signal?: AbortSignal): void {
-  if (signal?.aborted) throw new VeritreeError(ERROR_CODES.ABORTED, 'interrupted', { cause: signal.reason });
-  if (Date.now() > deadline) {
-    throw new VeritreeError(ERROR_CODES.STORE_LOCKED, `repository is locked by ${what}`, { path: dir });
-  }
+const POLL_MIN_MS = 10;
+const POLL_MAX_MS = 200;
+
+function waitingFor(kind: LockKind): string {
+  return kind === 'shared'
+    ? 'a garbage collection or repair holds the repository lock exclusively'
+    : 'running imports or readers (veritree or cfsctl) hold the repository lock';
 }
 
-export async function acquireShared(locksDir: string, opts: LockOptions = {}): Promise<RepoLock> {
-  const deadline = Date.now() + (opts.timeoutMs ?? Infinity);
-  await mkdir(locksDir, { recursive: true }).catch((e: unknown) => {
-    throw storeIoError(e, dirname(locksDir), 'creating the lock folder');
-  });
-  const mine = join(locksDir, `shared-${process.pid}-${randomBytes(6).toString('hex')}`);
-  for (;;) {
-    await writeFile(mine, infoJson(), { flag: 'wx' }).catch((e: unknown) => {
-      throw storeIoError(e, dirname(locksDir), 'taking the repository lock');
-    });
-    const ex = join(locksDir, EXCLUSIVE);
-    const info = await readInfo(ex);
-    const exists = info !== null || (await fileExists(ex));
-    if (!exists || (await reapIfStale(ex))) {
-      return { kind: 'shared', release: () => unlink(mine).catch(() => undefined) };
+function lockedError(root: string, kind: LockKind): VeritreeError {
+  return new VeritreeError(ERROR_CODES.STORE_LOCKED, `repository ${root} is locked: ${waitingFor(kind)}`, { path: root });
+}
+
+function aborted(signal: AbortSignal): VeritreeError {
+  return new VeritreeError(ERROR_CODES.ABORTED, 'interrupted', { cause: signal.reason });
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
     }
-    await unlink(mine).catch(() => undefined);
-    checkWait(deadline, locksDir, 'a garbage collection (exclusive)', opts.signal);
-    await sleep(POLL_MS);
-  }
-}
-
-async function fileExists(p: string): Promise<boolean> {
-  try {
-    await readFile(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-export async function acquireExclusive(locksDir: string, opts: LockOptions = {}): Promise<RepoLock> {
-  const deadline = Date.now() + (opts.timeoutMs ?? Infinity);
-  await mkdir(locksDir, { recursive: true }).catch((e: unknown) => {
-    throw storeIoError(e, dirname(locksDir), 'creating the lock folder');
+    signal?.addEventListener('abort', done, { once: true });
   });
-  const ex = join(locksDir, EXCLUSIVE);
-  for (;;) {
-    try {
-      await writeFile(ex, infoJson(), { flag: 'wx' });
-      break;
-    } catch (e) {
-      if (errnoCode(e) !== 'EEXIST') throw storeIoError(e, dirname(locksDir), 'taking the repository lock');
-      if (await reapIfStale(ex)) continue;
-      checkWait(deadline, locksDir, 'another garbage collection', opts.signal);
-      await sleep(POLL_MS);
-    }
-  }
-  const release = (): Promise<void> => unlink(ex).catch(() => undefined);
+}
+
+async function lockNative(root: string, kind: LockKind, opts: LockOptions, flock: (fd: number, op: 1 | 2 | 3) => boolean): Promise<RepoLock> {
+  let fd: number;
   try {
-    for (;;) {
-      const holders = (await readdir(locksDir)).filter((n) => n.startsWith('shared-'));
-      let live = 0;
-      for (const h of holders) if (!(await reapIfStale(join(locksDir, h)))) live++;
-      if (live === 0) return { kind: 'exclusive', release };
-      checkWait(deadline, locksDir, `${live} running writer(s)`, opts.signal);
-      await sleep(POLL_MS);
+    fd = openSync(root, fsc.O_RDONLY | fsc.O_DIRECTORY);
+  } catch (e) {
+    throw storeIoError(e, root, 'opening the repository to lock it');
+  }
+  const deadline = Date.now() + (opts.timeoutMs ?? Infinity);
+  try {
+    for (let wait = POLL_MIN_MS, told = false; ; wait = Math.min(wait * 2, POLL_MAX_MS)) {
+      if (opts.signal?.aborted) throw aborted(opts.signal);
+      if (flock(fd, kind === 'shared' ? 1 : 2)) break;
+      if (Date.now() >= deadline) throw lockedError(root, kind);
+      if (!told) {
+        told = true;
+        opts.onWait?.(`waiting: ${waitingFor(kind)}`);
+      }
+      await sleep(Math.min(wait, Math.max(1, deadline - Date.now())), opts.signal);
     }
   } catch (e) {
-    await release();
+    closeSync(fd);
     throw e;
   }
+  let released = false;
+  return {
+    kind,
+    release: async () => {
+      if (released) return;
+      released = true;
+      closeSync(fd); // closing the last descriptor of the open file drops the lock
+    },
+  };
 }
 
-/** The start time of the oldest live writer, so gc can tell its tmp files from stray ones. */
-export async function oldestWriterStart(locksDir: string): Promise<number | null> {
-  let oldest: number | null = null;
-  const names = await readdir(locksDir).catch(() => [] as string[]);
-  for (const n of names.filter((x) => x.startsWith('shared-'))) {
-    const info = await readInfo(join(locksDir, n));
-    if (info && alive(info.pid) && (oldest === null || info.started < oldest)) oldest = info.started;
+async function lockWithFlockCommand(root: string, kind: LockKind, opts: LockOptions): Promise<RepoLock> {
+  const deadline = Date.now() + (opts.timeoutMs ?? Infinity);
+  const args = [kind === 'shared' ? '--shared' : '--exclusive'];
+  if (opts.timeoutMs === 0) args.push('--nonblock');
+  else if (opts.timeoutMs !== undefined) args.push('--timeout', String(Math.max(0, opts.timeoutMs) / 1000));
+  // The child prints a line once it holds the lock, then holds it until its stdin closes.
+  const child: ChildProcess = spawn('flock', [...args, '--conflict-exit-code', '75', root, 'sh', '-c', 'echo locked; exec cat >/dev/null'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const told = setTimeout(() => opts.onWait?.(`waiting: ${waitingFor(kind)}`), 100);
+  const onAbort = (): void => void child.kill('SIGTERM');
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.on('error', (e) => reject(new VeritreeError(ERROR_CODES.STORE_IO, `cannot lock ${root}: the native module did not build and flock(1) failed (${e.message})`, { path: root, cause: e })));
+      child.stdout?.once('data', () => resolve());
+      child.on('close', (code) => {
+        if (opts.signal?.aborted) reject(aborted(opts.signal));
+        else if (code === 75 || Date.now() >= deadline) reject(lockedError(root, kind));
+        else reject(storeIoError(new Error(stderr.trim() || `flock exit ${code}`), root, 'taking the repository lock'));
+      });
+    });
+  } finally {
+    clearTimeout(told);
+    opts.signal?.removeEventListener('abort', onAbort);
   }
-  return oldest;
+  child.removeAllListeners('close');
+  let released: Promise<void> | null = null;
+  return {
+    kind,
+    release: () =>
+      (released ??= new Promise<void>((resolve) => {
+        child.once('close', () => resolve());
+        child.stdin?.end();
+      })),
+  };
+}
+
+export function acquireLock(root: string, kind: LockKind, opts: LockOptions = {}): Promise<RepoLock> {
+  const sys = storeSys();
+  return sys ? lockNative(root, kind, opts, sys.flock) : lockWithFlockCommand(root, kind, opts);
 }

@@ -1,24 +1,50 @@
 /**
- * Publishing objects: write a tmp file inside objects/, link it to objects/XX/<rest>, unlink the
- * tmp. `link` fails with EEXIST when the object is already there, so an existing object is never
- * replaced (rename would replace it silently). Used by the workers, so it takes plain paths.
+ * Publishing objects. The content is written to an unnamed file (O_TMPFILE) inside objects/ and
+ * given its final name by linkat(2) only when complete, so no half-written object can ever have
+ * a name, and a killed writer leaves nothing behind. Where O_TMPFILE is not to be had (no native
+ * module, or a filesystem without it) a named tmp file is written, linked and unlinked instead;
+ * the writer holds an flock on it, so fsck can tell a live tmp file from a stray one.
+ *
+ * `link` fails with EEXIST when the object is already there, so an existing object is never
+ * replaced. When fs-verity is wanted it is enabled on the complete file before it is named.
  * Durability is not per object: the importer makes the filesystem durable once before it
- * publishes any stream that names these objects (see syncFilesystem).
+ * publishes any stream that names these objects (Repository.sync).
+ *
+ * Used by the worker threads, so it takes plain paths and makes synchronous system calls: a
+ * worker is an OS thread of its own, while async calls would all queue on libuv's four shared
+ * threads.
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
-import { link, mkdir, open, stat, unlink } from 'node:fs/promises';
-import { closeSync, linkSync, mkdirSync, openSync, statSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
+import { closeSync, fstatSync, linkSync, mkdirSync, openSync, statSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
+import { write as writeCb } from 'node:fs';
+import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
+import type { HashAlgorithm } from '../verity/constants.ts';
 import { objectPathIn, TMP_PREFIX, type ObjectId } from './layout.ts';
+import { enableVerity, storeSys } from './sys.ts';
+
+const writeAsync = promisify(writeCb);
 
 export interface PublishResult {
   id: ObjectId;
   size: number;
   /** false when the object was already present (deduplicated). */
   written: boolean;
+}
+
+/**
+ * What to do about fs-verity on new objects: `try` enables it where the filesystem has it;
+ * `require` refuses to write an object without it (a repository whose meta.json has fs-verity,
+ * composefs-rs's "secure" mode, or `--require-verity`).
+ */
+export type VerityPolicy = 'try' | 'require';
+
+export interface ObjectTarget {
+  objectsDir: string;
+  alg: HashAlgorithm;
+  verity: VerityPolicy;
 }
 
 export function tmpPathIn(objectsDir: string): string {
@@ -34,125 +60,202 @@ function wrongSize(id: ObjectId, path: string, expected: number, found: number |
   );
 }
 
-/** Links a finished tmp file to its object name; the tmp is always removed. */
-export async function publishTmp(objectsDir: string, tmp: string, id: ObjectId, size: number): Promise<PublishResult> {
-  const final = objectPathIn(objectsDir, id);
-  try {
-    await mkdir(dirname(final), { recursive: true });
-    try {
-      await link(tmp, final);
-      return { id, size, written: true };
-    } catch (e) {
-      if (errnoCode(e) !== 'EEXIST') throw e;
-    }
-    const st = await stat(final);
-    if (st.size !== size) throw wrongSize(id, final, size, st.size);
-    return { id, size, written: false };
-  } catch (e) {
-    throw storeIoError(e, dirname(objectsDir), `publishing object ${id}`);
-  } finally {
-    await unlink(tmp).catch(() => undefined);
-  }
+function verityMissing(objectsDir: string): VeritreeError {
+  return new VeritreeError(
+    ERROR_CODES.STORE_VERITY_REQUIRED,
+    `the repository requires fs-verity on every object, and the filesystem of ${objectsDir} does not provide it`,
+    { path: objectsDir }
+  );
 }
 
-/** Writes `data` as object `id` (already computed by the caller from these very bytes). */
-export async function writeObject(objectsDir: string, id: ObjectId, data: Uint8Array): Promise<PublishResult> {
-  const final = objectPathIn(objectsDir, id);
-  // The common dedup case costs one stat, not a write.
-  const existing = await stat(final).catch(() => null);
-  if (existing && existing.size === data.length) return { id, size: data.length, written: false };
-  const tmp = tmpPathIn(objectsDir);
-  try {
-    const fh = await open(tmp, 'wx', 0o644);
-    try {
-      await fh.writeFile(data);
-    } finally {
-      await fh.close();
-    }
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw storeIoError(e, dirname(objectsDir), `writing object ${id}`);
-  }
-  return publishTmp(objectsDir, tmp, id, data.length);
-}
-
+/** Filesystems (per objects folder) found not to do fs-verity or O_TMPFILE: asked once each. */
+const noVerity = new Set<string>();
+const noTmpfile = new Set<string>();
 const madeDirs = new Set<string>();
 
+function writeAll(fd: number, data: Uint8Array): void {
+  for (let off = 0; off < data.length; ) {
+    const n = writeSync(fd, data, off, data.length - off);
+    if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+    off += n;
+  }
+}
+
 /**
- * writeObject for worker threads: synchronous system calls. A worker is a dedicated OS thread,
- * so blocking it costs nothing, while async fs calls would all queue on libuv's small shared
- * thread pool (4 threads for the whole process) and cost a round trip each.
+ * Turns the complete file open at `fd` (for writing) into a read-only descriptor with fs-verity
+ * enabled when the policy wants it: the kernel refuses to enable it while a writable descriptor
+ * is open. Returns the descriptor to link from (the same one when nothing was done).
  */
-export function writeObjectSync(objectsDir: string, id: ObjectId, data: Uint8Array): PublishResult {
-  const final = objectPathIn(objectsDir, id);
+function sealVerity(fd: number, procPath: string, t: ObjectTarget): number {
+  if (t.verity === 'try' && noVerity.has(t.objectsDir)) return fd;
+  const ro = openSync(procPath, fsc.O_RDONLY);
+  closeSync(fd);
   try {
-    const existing = statSyncOrNull(final);
-    if (existing !== null && existing === data.length) return { id, size: data.length, written: false };
-    const dir = dirname(final);
-    if (!madeDirs.has(dir)) {
-      mkdirSync(dir, { recursive: true });
-      madeDirs.add(dir);
+    if (enableVerity(ro, t.alg) === 'unsupported') {
+      if (t.verity === 'require') throw verityMissing(t.objectsDir);
+      noVerity.add(t.objectsDir);
     }
-    const tmp = tmpPathIn(objectsDir);
-    const fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o644);
+  } catch (e) {
+    closeSync(ro);
+    throw e;
+  }
+  return ro;
+}
+
+/** linkat of an open file to its final name, making the objects/XX folder when it is missing. */
+function nameObject(link: () => void, final: string): boolean {
+  const dir = dirname(final);
+  if (!madeDirs.has(dir)) {
+    mkdirSync(dir, { recursive: true });
+    madeDirs.add(dir);
+  }
+  try {
+    link();
+    return true;
+  } catch (e) {
+    const c = errnoCode(e);
+    if (c === 'EEXIST') return false;
+    // The per-thread cache of folders made can be stale (a pool outlives a repository deleted
+    // and made again): ENOENT is the signal.
+    if (c !== 'ENOENT') throw e;
+    mkdirSync(dir, { recursive: true });
+    madeDirs.add(dir);
     try {
+      link();
+      return true;
+    } catch (e2) {
+      if (errnoCode(e2) === 'EEXIST') return false;
+      throw e2;
+    }
+  }
+}
+
+function presentResult(id: ObjectId, final: string, size: number): PublishResult {
+  const st = statSync(final, { throwIfNoEntry: false });
+  const found = st ? st.size : null;
+  if (found !== size) throw wrongSize(id, final, size, found);
+  return { id, size, written: false };
+}
+
+/** An unnamed (or, in the fallback, flocked named) file inside objects/ being written. */
+export class TmpObjectFile {
+  readonly target: ObjectTarget;
+  /** A path by which this process (any thread) can read the file while it is open. */
+  readonly readPath: string;
+  private fd: number;
+  private readonly named: string | null;
+  private written = 0;
+  private closed = false;
+
+  constructor(target: ObjectTarget) {
+    this.target = target;
+    const sys = storeSys();
+    if (sys && !noTmpfile.has(target.objectsDir)) {
       try {
-        for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
-      } finally {
-        closeSync(fd);
-      }
-      try {
-        linkOrMakeDir(tmp, final, dir);
-        return { id, size: data.length, written: true };
+        this.fd = sys.openTmpfile(target.objectsDir, 0o644);
+        this.named = null;
+        this.readPath = `/proc/self/fd/${this.fd}`;
+        return;
       } catch (e) {
-        if (errnoCode(e) !== 'EEXIST') throw e;
+        const c = errnoCode(e);
+        if (c !== 'EOPNOTSUPP' && c !== 'EISDIR' && c !== 'EINVAL') throw e;
+        noTmpfile.add(target.objectsDir);
       }
+    }
+    this.named = tmpPathIn(target.objectsDir);
+    this.fd = openSync(this.named, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o644);
+    // Held until the file is linked or removed: fsck tells a live tmp file by this lock.
+    sys?.flock(this.fd, 2);
+    this.readPath = this.named;
+  }
+
+  get size(): number {
+    return this.written;
+  }
+
+  writeSync(data: Uint8Array): void {
+    writeAll(this.fd, data);
+    this.written += data.length;
+  }
+
+  /** Appends every byte of `data`, checking each write: a short write is retried, never ignored. */
+  async write(data: Uint8Array): Promise<void> {
+    for (let off = 0; off < data.length; ) {
+      const { bytesWritten } = await writeAsync(this.fd, data, off, data.length - off, null);
+      if (bytesWritten <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+      off += bytesWritten;
+    }
+    this.written += data.length;
+  }
+
+  /** Names the complete file `id` (or finds it present), enabling fs-verity first as wanted. */
+  publish(id: ObjectId, size: number): PublishResult {
+    const final = objectPathIn(this.target.objectsDir, id);
+    try {
+      const onDisk = fstatSync(this.fd).size;
+      if (onDisk !== size || this.written !== size) {
+        throw new VeritreeError(ERROR_CODES.STORE_IO, `object ${id}: ${onDisk} bytes on disk, ${this.written} written, expected ${size}`, { path: final, expected: String(size), found: String(onDisk) });
+      }
+      const sealed = sealVerity(this.fd, this.named ?? this.readPath, this.target);
+      if (sealed !== this.fd) {
+        this.fd = sealed;
+        // the named fallback's flock went with the writable descriptor: take it again
+        if (this.named) storeSys()?.flock(sealed, 2);
+      }
+      const sys = storeSys();
+      const fd = this.fd;
+      const linked =
+        this.named === null
+          ? nameObject(() => sys?.linkFd(fd, final), final)
+          : nameObject(() => linkSync(this.named as string, final), final);
+      return linked ? { id, size, written: true } : presentResult(id, final, size);
+    } catch (e) {
+      throw storeIoError(e, dirname(this.target.objectsDir), `publishing object ${id}`);
     } finally {
+      this.discard();
+    }
+  }
+
+  /** Closes the file; an unnamed one vanishes, a named tmp file is removed. Idempotent. */
+  discard(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      closeSync(this.fd);
+    } catch {
+      // already closed by a failed seal
+    }
+    if (this.named) {
       try {
-        unlinkSync(tmp);
+        unlinkSync(this.named);
       } catch {
         // already gone
       }
     }
-    const size = statSyncOrNull(final);
-    if (size !== data.length) throw wrongSize(id, final, data.length, size);
-    return { id, size: data.length, written: false };
-  } catch (e) {
-    throw storeIoError(e, dirname(objectsDir), `writing object ${id}`);
   }
 }
 
-/**
- * link(2), creating the objects/XX folder when it is missing. The per-thread cache of folders
- * made can be stale (a pool outlives a repository deleted and made again): ENOENT is the signal.
- */
-function linkOrMakeDir(tmp: string, final: string, dir: string): void {
+/** Writes `data` as object `id` (already computed by the caller from these very bytes). */
+export function writeObjectSync(target: ObjectTarget, id: ObjectId, data: Uint8Array): PublishResult {
+  const final = objectPathIn(target.objectsDir, id);
   try {
-    linkSync(tmp, final);
+    // The common dedup case costs one stat, not a write.
+    const existing = statSync(final, { throwIfNoEntry: false });
+    if (existing && existing.size === data.length) return { id, size: data.length, written: false };
+    const tmp = new TmpObjectFile(target);
+    try {
+      tmp.writeSync(data);
+    } catch (e) {
+      tmp.discard();
+      throw e;
+    }
+    return tmp.publish(id, data.length);
   } catch (e) {
-    if (errnoCode(e) !== 'ENOENT') throw e;
-    mkdirSync(dir, { recursive: true });
-    madeDirs.add(dir);
-    linkSync(tmp, final);
+    throw storeIoError(e, dirname(target.objectsDir), `writing object ${id}`);
   }
 }
 
-function statSyncOrNull(path: string): number | null {
-  const st = statSync(path, { throwIfNoEntry: false });
-  return st ? st.size : null;
-}
-
-/**
- * Makes everything written to the repository's filesystem durable. Node has no syncfs(2); the
- * coreutils `sync --file-system` calls it. One call per publication point replaces an fsync per
- * object (composefs-rs makes the same trade).
- */
-export async function syncFilesystem(path: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn('sync', ['-f', path], { stdio: 'ignore' });
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`sync -f ${path}: exit ${code}`))));
-  }).catch((e: unknown) => {
-    throw storeIoError(e, path, 'syncing the repository');
-  });
+/** writeObjectSync for the main thread (streams, configs, manifests: few and small). */
+export async function writeObject(target: ObjectTarget, id: ObjectId, data: Uint8Array): Promise<PublishResult> {
+  return writeObjectSync(target, id, data);
 }

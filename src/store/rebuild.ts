@@ -3,9 +3,7 @@
  * chunks as they are, object chunks read from objects/ in pieces, so memory stays bounded.
  * @module
  */
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import { openRegular } from './sys.ts';
 import type { Repository } from './repository.ts';
 import { readSplitStream, type SplitStream } from './splitstream.ts';
 
@@ -20,10 +18,8 @@ export async function* rebuild(repo: Repository, stream: SplitStream): AsyncGene
       continue;
     }
     const id = stream.objectRefs[c.index] as string;
-    const path = repo.objectPath(id);
-    if (!(await stat(path).catch(() => null))) {
-      throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `object ${id} that the stream needs is missing`, { path });
-    }
-    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) yield chunk as Buffer;
+    // No symlink followed, no FIFO waited on: anything but a regular file is STORE_CORRUPT.
+    const { fh } = await openRegular(repo.objectPath(id), `object ${id} that the stream needs`);
+    for await (const chunk of fh.createReadStream({ highWaterMark: 1 << 20 })) yield chunk as Buffer;
   }
 }

@@ -5,12 +5,11 @@
  * @module
  */
 import { homedir } from 'node:os';
-import { mkdir, readFile, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
+import { ERROR_CODES, VeritreeError, errnoCode, isVeritreeError, storeIoError } from '../errors.ts';
 import { assertHashAlgorithm, digestSize, type HashAlgorithm } from '../verity/constants.ts';
 import {
-  LOCKS_DIR,
   META_FILE,
   OBJECTS_DIR,
   STREAMS_DIR,
@@ -23,8 +22,9 @@ import {
   unescapeTag,
   type ObjectId,
 } from './layout.ts';
-import { acquireExclusive, acquireShared, type LockOptions, type RepoLock } from './lock.ts';
-import { syncFilesystem } from './objects.ts';
+import { acquireLock, type LockOptions, type RepoLock } from './lock.ts';
+import { TmpObjectFile, type ObjectTarget, type VerityPolicy } from './objects.ts';
+import { measureVerity, openRegular, readRegular, syncFs } from './sys.ts';
 
 export interface RepoMeta {
   version: 1;
@@ -68,6 +68,28 @@ export interface OpenOptions {
   /** Create the repository (with `hash`) when it does not exist. */
   create?: boolean;
   hash?: HashAlgorithm;
+  /**
+   * Refuse to write any object without fs-verity. Implied when meta.json itself has fs-verity
+   * enabled (composefs-rs's "secure" repository).
+   */
+  requireVerity?: boolean;
+}
+
+const META_MAX_BYTES = 1 << 20;
+
+/** meta.json's text and whether the file itself has fs-verity (null when it does not exist). */
+async function readMeta(metaPath: string): Promise<{ text: string; verity: boolean } | null> {
+  let opened;
+  try {
+    opened = await openRegular(metaPath, 'meta.json');
+  } catch (e) {
+    if (isVeritreeError(e) && errnoCode(e.cause) === 'ENOENT') return null;
+    throw e;
+  }
+  const verity = measureVerity(opened.fh.fd).state === 'enabled';
+  await opened.fh.close();
+  const text = (await readRegular(metaPath, 'meta.json', ERROR_CODES.STORE_CORRUPT, META_MAX_BYTES)).toString('utf8');
+  return { text, verity };
 }
 
 export class Repository {
@@ -75,28 +97,36 @@ export class Repository {
   readonly alg: HashAlgorithm;
   /** false for a bare objects/ tree with no meta.json. */
   readonly hasMeta: boolean;
+  /** `require` when every object must have fs-verity (see OpenOptions.requireVerity). */
+  readonly verity: VerityPolicy;
 
-  private constructor(root: string, alg: HashAlgorithm, hasMeta: boolean) {
+  private constructor(root: string, alg: HashAlgorithm, hasMeta: boolean, verity: VerityPolicy) {
     this.root = root;
     this.alg = alg;
     this.hasMeta = hasMeta;
+    this.verity = verity;
+  }
+
+  /** Where and how new objects are written (passed to the workers as plain data). */
+  get target(): ObjectTarget {
+    return { objectsDir: this.objectsDir, alg: this.alg, verity: this.verity };
   }
 
   /** Creates the repository; an existing one with the same algorithm is fine. */
-  static async init(root: string, hash: HashAlgorithm = 'sha256'): Promise<Repository> {
+  static async init(root: string, hash: HashAlgorithm = 'sha256', requireVerity = false): Promise<Repository> {
     assertHashAlgorithm(hash);
     const abs = resolve(root);
     const metaPath = join(abs, META_FILE);
-    const existing = await readFile(metaPath, 'utf8').catch(() => null);
+    const existing = await readMeta(metaPath);
     if (existing !== null) {
-      const alg = parseMeta(existing, metaPath);
+      const alg = parseMeta(existing.text, metaPath);
       if (alg !== hash) {
         throw new VeritreeError(ERROR_CODES.USAGE, `${abs} already holds a ${alg} repository`, { path: abs });
       }
-      return new Repository(abs, alg, true);
+      return new Repository(abs, alg, true, existing.verity || requireVerity ? 'require' : 'try');
     }
     try {
-      for (const d of [OBJECTS_DIR, STREAMS_DIR, TAGS_DIR, LOCKS_DIR]) await mkdir(join(abs, d), { recursive: true });
+      for (const d of [OBJECTS_DIR, STREAMS_DIR, TAGS_DIR]) await mkdir(join(abs, d), { recursive: true });
       const meta: RepoMeta = { version: 1, algorithm: ALGORITHM_NAMES[hash], features: {} };
       const tmp = `${metaPath}.tmp-${process.pid}`;
       await writeFile(tmp, JSON.stringify(meta) + '\n');
@@ -104,23 +134,19 @@ export class Repository {
     } catch (e) {
       throw storeIoError(e, abs, 'creating the repository');
     }
-    return new Repository(abs, hash, true);
+    return new Repository(abs, hash, true, requireVerity ? 'require' : 'try');
   }
 
   /** @throws VeritreeError STORE_NOT_FOUND when there is no repository and `create` is not set. */
   static async open(root: string, opts: OpenOptions = {}): Promise<Repository> {
     const abs = resolve(root);
     const metaPath = join(abs, META_FILE);
-    let text: string | null = null;
-    try {
-      text = await readFile(metaPath, 'utf8');
-    } catch (e) {
-      if (errnoCode(e) !== 'ENOENT') throw storeIoError(e, metaPath, 'reading meta.json');
-    }
-    if (text !== null) return new Repository(abs, parseMeta(text, metaPath), true);
-    if (opts.create) return Repository.init(abs, opts.hash ?? 'sha256');
+    const meta = await readMeta(metaPath);
+    const requireVerity = opts.requireVerity === true;
+    if (meta !== null) return new Repository(abs, parseMeta(meta.text, metaPath), true, meta.verity || requireVerity ? 'require' : 'try');
+    if (opts.create) return Repository.init(abs, opts.hash ?? 'sha256', requireVerity);
     const objects = await stat(join(abs, OBJECTS_DIR)).catch(() => null);
-    if (objects?.isDirectory()) return new Repository(abs, opts.hash ?? 'sha256', false);
+    if (objects?.isDirectory()) return new Repository(abs, opts.hash ?? 'sha256', false, requireVerity ? 'require' : 'try');
     throw new VeritreeError(
       ERROR_CODES.STORE_NOT_FOUND,
       `no repository at ${abs} (create one with: veritree init --repo ${abs})`,
@@ -130,9 +156,6 @@ export class Repository {
 
   get objectsDir(): string {
     return join(this.root, OBJECTS_DIR);
-  }
-  get locksDir(): string {
-    return join(this.root, LOCKS_DIR);
   }
   objectPath(id: ObjectId): string {
     return join(this.root, objectRelPath(id));
@@ -145,13 +168,50 @@ export class Repository {
   }
 
   lockShared(opts?: LockOptions): Promise<RepoLock> {
-    return acquireShared(this.locksDir, opts);
+    return acquireLock(this.root, 'shared', opts);
   }
   lockExclusive(opts?: LockOptions): Promise<RepoLock> {
-    return acquireExclusive(this.locksDir, opts);
+    return acquireLock(this.root, 'exclusive', opts);
   }
+
+  private syncRunning: Promise<void> | null = null;
+  private syncQueued: Promise<void> | null = null;
+
+  /**
+   * Makes everything written so far durable: one syncfs(2). A caller that arrives while one runs
+   * cannot rely on it (its writes may have come after it began), so it shares the next one with
+   * every other caller that arrives meanwhile: one call for all the layers waiting at that moment.
+   */
   sync(): Promise<void> {
-    return syncFilesystem(this.root);
+    if (this.syncQueued) return this.syncQueued;
+    const start = (): Promise<void> => {
+      const p = syncFs(this.root).finally(() => {
+        if (this.syncRunning === p) this.syncRunning = null;
+      });
+      this.syncRunning = p;
+      return p;
+    };
+    if (!this.syncRunning) return start();
+    const queued = this.syncRunning
+      .catch(() => undefined)
+      .then(() => {
+        this.syncQueued = null;
+        return start();
+      });
+    this.syncQueued = queued;
+    return queued;
+  }
+
+  /**
+   * Fails with "<repo> is not writable" (or no space) unless a new object could be written:
+   * an unnamed file is made in objects/ and dropped (a named one in the fallback, removed).
+   */
+  assertWritable(): void {
+    try {
+      new TmpObjectFile(this.target).discard();
+    } catch (e) {
+      throw storeIoError(e, this.root, 'writing to the repository');
+    }
   }
 
   /** The object id a stream symlink points to, or null when the stream does not exist. */
@@ -178,15 +238,9 @@ export class Repository {
     return (await stat(this.objectPath(id)).catch(() => null)) !== null;
   }
 
+  /** An object's bytes; a symlink, FIFO or anything but a regular file is STORE_CORRUPT. */
   async readObject(id: ObjectId): Promise<Buffer> {
-    try {
-      return await readFile(this.objectPath(id));
-    } catch (e) {
-      if (errnoCode(e) === 'ENOENT') {
-        throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `object ${id} is missing`, { path: this.objectPath(id) });
-      }
-      throw storeIoError(e, this.objectPath(id), `reading object ${id}`);
-    }
+    return readRegular(this.objectPath(id), `object ${id}`);
   }
 
   /** Reads the split-stream object behind a stream name. */

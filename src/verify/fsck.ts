@@ -9,15 +9,16 @@ import { createHash } from 'node:crypto';
 import { lstat, readdir, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
-import { oldestWriterStart } from '../store/lock.ts';
-import { STREAM_PREFIX, TAGS_DIR, objectIdFromLink, streamNameForRef } from '../store/layout.ts';
+import type { LockOptions, RepoLock } from '../store/lock.ts';
+import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import { STREAM_PREFIX, TAGS_DIR, isObjectId, objectIdFromLink, streamNameForRef } from '../store/layout.ts';
 import { rebuild } from '../store/rebuild.ts';
 import type { Repository } from '../store/repository.ts';
 import { readRefs, readSplitStream } from '../store/splitstream.ts';
 import type { HashImpl } from '../verity/backends.ts';
 import { defaultIoLimit } from '../pipeline/io-limit.ts';
 import { poolSize, VerityPool } from '../pipeline/pool.ts';
-import { verifyObjects, type FsckProgress, type ObjectCheck } from './verify-objects.ts';
+import { verifyObjects, type FsckProgress } from './verify-objects.ts';
 import type { StoreIssue } from './issues.ts';
 
 export interface FsckOptions {
@@ -31,6 +32,14 @@ export interface FsckOptions {
   hashImpl?: HashImpl;
   signal?: AbortSignal;
   onProgress?: (p: FsckProgress) => void;
+  /**
+   * The repository lock fsck takes: `shared` (the default) keeps gc and repair out while it
+   * runs, and lets imports go on; `exclusive` for a check followed by a repair; `held` when the
+   * caller holds one already.
+   */
+  lock?: 'shared' | 'exclusive' | 'held';
+  lockTimeoutMs?: number;
+  onLockWait?: (message: string) => void;
 }
 
 export interface FsckReport {
@@ -52,26 +61,35 @@ interface Ctx {
   /** Object ids whose content is known bad or missing. */
   bad: Set<string>;
   present: Set<string>;
+  pool: VerityPool;
+  impl: HashImpl;
 }
 
 export async function fsck(repo: Repository, options: FsckOptions = {}): Promise<FsckReport> {
   const started = performance.now();
-  const issues: StoreIssue[] = [];
-  const ctx: Ctx = { repo, issues, bad: new Set(), present: new Set() };
-  const objectsOnly = options.objectsOnly === true || !repo.hasMeta;
+  const lockOpts: LockOptions = {
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.lockTimeoutMs !== undefined ? { timeoutMs: options.lockTimeoutMs } : {}),
+    ...(options.onLockWait ? { onWait: options.onLockWait } : {}),
+  };
+  const mode = options.lock ?? 'shared';
+  const lock: RepoLock | null = mode === 'held' ? null : mode === 'shared' ? await repo.lockShared(lockOpts) : await repo.lockExclusive(lockOpts);
   const pool = options.pool ?? new VerityPool(poolSize({ jobs: options.jobs, ioLimit: options.ioLimit ?? (await defaultIoLimit(repo.root)) }, availableParallelism()));
-  let checked: ObjectCheck;
   try {
-    checked = await verifyObjects(repo, pool, {
-      impl: options.hashImpl ?? 'auto',
-      signal: options.signal,
-      onProgress: options.onProgress,
-      strayBefore: (await oldestWriterStart(repo.locksDir)) ?? Date.now(),
-    });
+    return await fsckLocked(repo, options, pool, started);
   } finally {
     if (!options.pool) await pool.close();
+    await lock?.release();
   }
-  issues.push(...checked.issues);
+}
+
+async function fsckLocked(repo: Repository, options: FsckOptions, pool: VerityPool, started: number): Promise<FsckReport> {
+  const issues: StoreIssue[] = [];
+  const impl = options.hashImpl ?? 'auto';
+  const ctx: Ctx = { repo, issues, bad: new Set(), present: new Set(), pool, impl };
+  const objectsOnly = options.objectsOnly === true || !repo.hasMeta;
+  const checked = await verifyObjects(repo, pool, { impl, signal: options.signal, onProgress: options.onProgress });
+  for (const i of checked.issues) issues.push(i);
   for (const id of checked.present) ctx.present.add(id);
   for (const id of checked.bad) ctx.bad.add(id);
 
@@ -79,9 +97,9 @@ export async function fsck(repo: Repository, options: FsckOptions = {}): Promise
   let tags = 0;
   let layersRebuilt = 0;
   if (!objectsOnly) {
-    streams = await checkStreams(ctx);
+    streams = await checkStreams(ctx, options.signal);
     tags = await checkTags(ctx);
-    if (options.deep) layersRebuilt = await rebuildLayers(ctx);
+    if (options.deep) layersRebuilt = await rebuildLayers(ctx, options.signal);
   }
   return {
     ok: issues.length === 0,
@@ -95,6 +113,33 @@ export async function fsck(repo: Repository, options: FsckOptions = {}): Promise
     issues,
     seconds: (performance.now() - started) / 1000,
   };
+}
+
+function checkAbort(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new VeritreeError(ERROR_CODES.ABORTED, 'interrupted');
+}
+
+/**
+ * An object that was not there when objects/ was walked may have been published since by an
+ * import running beside fsck (the shared lock lets imports run): it is checked now, by the same
+ * re-hash, instead of being reported missing.
+ */
+async function presentNow(ctx: Ctx, id: string): Promise<boolean> {
+  if (ctx.present.has(id)) return true;
+  if (!isObjectId(id, ctx.repo.alg)) return false;
+  const path = ctx.repo.objectPath(id);
+  const st = await lstat(path).catch(() => null);
+  if (!st?.isFile()) return false;
+  const r = await ctx.pool.run({ kind: 'digest-file', path, alg: ctx.repo.alg, impl: ctx.impl, noFollow: true });
+  ctx.present.add(id);
+  if (!r.ok) {
+    ctx.bad.add(id);
+    ctx.issues.push({ type: 'object-unreadable', path, detail: r.message });
+  } else if (r.id !== id) {
+    ctx.bad.add(id);
+    ctx.issues.push({ type: 'object-digest-mismatch', path, detail: `the content (${r.size} bytes) does not hash to the object's name`, expected: id, found: r.id });
+  }
+  return true;
 }
 
 function usable(ctx: Ctx, id: string): boolean {
@@ -111,7 +156,7 @@ async function streamTarget(ctx: Ctx, name: string): Promise<string | null> {
   }
   const target = await readlink(path);
   const id = objectIdFromLink(target, true);
-  if (!id || !ctx.present.has(id)) {
+  if (!id || !(await presentNow(ctx, id))) {
     if (id && ctx.bad.has(id)) return id;
     ctx.issues.push({ type: 'broken-symlink', path, detail: `stream ${name} points to ${target}, which is not an object in the store`, found: target });
     return null;
@@ -119,10 +164,11 @@ async function streamTarget(ctx: Ctx, name: string): Promise<string | null> {
   return id;
 }
 
-async function checkStreams(ctx: Ctx): Promise<number> {
+async function checkStreams(ctx: Ctx, signal: AbortSignal | undefined): Promise<number> {
   const dir = join(ctx.repo.root, 'streams');
   const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n !== 'refs').sort();
   for (const name of names) {
+    checkAbort(signal);
     const id = await streamTarget(ctx, name);
     if (!id || ctx.bad.has(id)) continue;
     const path = ctx.repo.streamPath(name);
@@ -136,8 +182,10 @@ async function checkStreams(ctx: Ctx): Promise<number> {
       ctx.bad.add(id);
       continue;
     }
-    for (const ref of [...refs.objectRefs, ...refs.streamRefs]) {
-      if (!ctx.present.has(ref)) ctx.issues.push({ type: 'missing-object', path, detail: `stream ${name} needs object ${ref}, which is missing`, expected: ref });
+    for (const list of [refs.objectRefs, refs.streamRefs]) {
+      for (const ref of list) {
+        if (!(await presentNow(ctx, ref))) ctx.issues.push({ type: 'missing-object', path, detail: `stream ${name} needs object ${ref}, which is missing`, expected: ref });
+      }
     }
     const expectType = name.startsWith(STREAM_PREFIX.layer) ? 'layer' : name.startsWith(STREAM_PREFIX.config) ? 'config' : name.startsWith(STREAM_PREFIX.manifest) ? 'manifest' : null;
     if (expectType && refs.contentType !== expectType) {
@@ -196,11 +244,12 @@ async function checkTags(ctx: Ctx): Promise<number> {
   return names.length;
 }
 
-async function rebuildLayers(ctx: Ctx): Promise<number> {
+async function rebuildLayers(ctx: Ctx, signal: AbortSignal | undefined): Promise<number> {
   const dir = join(ctx.repo.root, 'streams');
   const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith(STREAM_PREFIX.layer)).sort();
   let n = 0;
   for (const name of names) {
+    checkAbort(signal);
     const id = await ctx.repo.streamObject(name).catch(() => null);
     if (!id || !usable(ctx, id)) continue;
     const path = ctx.repo.streamPath(name);

@@ -6,9 +6,9 @@
  * @module
  */
 import { lstat, readdir, readlink, rm, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
-import { storeIoError } from '../errors.ts';
-import { IMAGES_DIR, STREAMS_DIR, objectIdFromLink } from '../store/layout.ts';
+import { join, relative } from 'node:path';
+import { ERROR_CODES, VeritreeError, storeIoError } from '../errors.ts';
+import { IMAGES_DIR, STREAM_PREFIX, STREAMS_DIR, objectIdFromLink } from '../store/layout.ts';
 import type { Repository } from '../store/repository.ts';
 import { readRefs } from '../store/splitstream.ts';
 
@@ -16,6 +16,7 @@ export interface GcOptions {
   dryRun?: boolean;
   /** How long to wait for running imports to finish (ms); default: wait. */
   lockTimeoutMs?: number;
+  onLockWait?: (message: string) => void;
   signal?: AbortSignal;
   onProgress?: (p: { phase: 'mark' | 'sweep'; done: number; total: number }) => void;
 }
@@ -31,15 +32,25 @@ export interface GcReport {
   seconds: number;
 }
 
-async function linksUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-  for (const e of entries) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await linksUnder(p)));
-    else if (e.isSymbolicLink()) out.push(p);
+/** Every symlink below `dir`, walked with an explicit stack (no recursion over depth). */
+async function linksUnder(dir: string, out: string[]): Promise<void> {
+  const stack = [dir];
+  for (let d = stack.pop(); d !== undefined; d = stack.pop()) {
+    const entries = await readdir(d, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) stack.push(p);
+      else if (e.isSymbolicLink()) out.push(p);
+    }
   }
-  return out;
+}
+
+/** Stream links in the order gc may remove them: whatever names others before what it names. */
+function removalRank(name: string): number {
+  if (name.startsWith(STREAM_PREFIX.manifest)) return 0;
+  if (name.startsWith(STREAM_PREFIX.config)) return 1;
+  if (name.startsWith(STREAM_PREFIX.layer)) return 3;
+  return 2;
 }
 
 /** The object a link resolves to (through a tag's stream link, if need be). */
@@ -55,44 +66,76 @@ async function resolveToObject(link: string): Promise<string | null> {
   return null;
 }
 
+/** The tmp name Repository.atomicSymlink gives a stream link before renaming it into place. */
+const STREAM_TMP = /\.tmp-\d+-[0-9a-z]+$/;
+
+function checkAbort(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new VeritreeError(ERROR_CODES.ABORTED, 'interrupted');
+}
+
 export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcReport> {
   const started = performance.now();
-  const lock = await repo.lockExclusive({ ...(opts.lockTimeoutMs !== undefined ? { timeoutMs: opts.lockTimeoutMs } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
+  const lock = await repo.lockExclusive({ ...(opts.lockTimeoutMs !== undefined ? { timeoutMs: opts.lockTimeoutMs } : {}), ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onLockWait ? { onWait: opts.onLockWait } : {}) });
   try {
-    const roots = [...(await linksUnder(join(repo.root, STREAMS_DIR, 'refs'))), ...(await linksUnder(join(repo.root, IMAGES_DIR, 'refs')))];
+    const streamRoots: string[] = [];
+    const imageRoots: string[] = [];
+    await linksUnder(join(repo.root, STREAMS_DIR, 'refs'), streamRoots);
+    await linksUnder(join(repo.root, IMAGES_DIR, 'refs'), imageRoots);
     const marked = new Set<string>();
-    const queue: string[] = [];
-    for (const r of roots) {
+    const queue: { id: string; root: string }[] = [];
+    for (const r of imageRoots) {
+      // A filesystem image keeps itself (the objects it names: see the composefs-rs issue).
+      const id = await resolveToObject(r);
+      if (id) marked.add(id);
+    }
+    for (const r of streamRoots) {
       const id = await resolveToObject(r);
       if (id && !marked.has(id)) {
         marked.add(id);
-        queue.push(id);
+        queue.push({ id, root: r });
       }
     }
-    // Every stream reachable from a root keeps its objects and, through stream refs, other streams.
+    // Every stream reachable from a root keeps its objects and, through stream refs, other
+    // streams. A reachable stream that cannot be read stops gc: what it names is unknown, and
+    // sweeping on would delete live objects.
     for (let done = 0; queue.length > 0; done++) {
-      const id = queue.pop() as string;
+      checkAbort(opts.signal);
+      const { id, root } = queue.pop() as { id: string; root: string };
       opts.onProgress?.({ phase: 'mark', done, total: done + queue.length });
       let refs;
       try {
         refs = readRefs(await repo.readObject(id));
-      } catch {
-        continue; // not a stream (or damaged: fsck reports it); keeps only itself
+      } catch (e) {
+        const why = e instanceof Error ? e.message : String(e);
+        throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `gc stopped, nothing removed: stream object ${id} (reachable from ${relative(repo.root, root)}) cannot be read: ${why}; run veritree fsck --repair`, { path: repo.objectPath(id), cause: e });
       }
       for (const o of refs.objectRefs) marked.add(o);
       for (const s of refs.streamRefs) {
         if (!marked.has(s)) {
           marked.add(s);
-          queue.push(s);
+          queue.push({ id: s, root });
         }
       }
     }
 
-    const report: GcReport = { dryRun: opts.dryRun === true, roots: roots.length, objectsKept: 0, objectsRemoved: 0, bytesFreed: 0, streamsRemoved: [], tmpRemoved: 0, seconds: 0 };
-    // Stream links first: a link must never outlive its object.
+    const report: GcReport = { dryRun: opts.dryRun === true, roots: streamRoots.length + imageRoots.length, objectsKept: 0, objectsRemoved: 0, bytesFreed: 0, streamsRemoved: [], tmpRemoved: 0, seconds: 0 };
+    // Stream links first: a link must never outlive its object. Manifests before the configs
+    // and layers they name, so a gc killed part-way never leaves an image that looks whole.
     const streamsDir = join(repo.root, STREAMS_DIR);
-    for (const name of (await readdir(streamsDir).catch(() => [] as string[])).filter((n) => n !== 'refs')) {
+    const names = (await readdir(streamsDir).catch(() => [] as string[])).filter((n) => n !== 'refs');
+    names.sort((a, b) => removalRank(a) - removalRank(b) || (a < b ? -1 : a > b ? 1 : 0));
+    let rank = 0;
+    for (const name of names) {
+      checkAbort(opts.signal);
+      if (!report.dryRun && removalRank(name) > rank && report.streamsRemoved.length > 0) await repo.sync();
+      rank = removalRank(name);
       const p = join(streamsDir, name);
+      if (STREAM_TMP.test(name)) {
+        // A link being published when its writer died: no import runs under this lock.
+        report.tmpRemoved++;
+        if (!report.dryRun) await rm(p, { force: true });
+        continue;
+      }
       const st = await lstat(p).catch(() => null);
       if (!st?.isSymbolicLink()) continue;
       const id = objectIdFromLink((await readlink(p).catch(() => '')) ?? '');
@@ -102,8 +145,10 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
         throw storeIoError(e, p, 'removing a stream link');
       });
     }
+    if (!report.dryRun && report.streamsRemoved.length > 0) await repo.sync();
     let swept = 0;
     for await (const e of repo.walkObjects()) {
+      if (swept % 256 === 0) checkAbort(opts.signal);
       if (++swept % 1000 === 0) opts.onProgress?.({ phase: 'sweep', done: swept, total: 0 });
       if (e.kind === 'object') {
         if (marked.has(e.id)) {

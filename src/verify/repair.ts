@@ -26,8 +26,13 @@ export interface RepairReport {
 const CONTENT_BAD = new Set(['object-digest-mismatch', 'object-unreadable', 'object-invalid-name']);
 const STREAM_BAD = new Set(['json-digest-mismatch', 'layer-diff-id-mismatch', 'stream-content-type', 'stream-corrupt', 'stream-not-symlink']);
 
-export async function repair(repo: Repository, report: FsckReport): Promise<RepairReport> {
-  const lock = await repo.lockExclusive();
+/**
+ * Acts on `report`. Takes the exclusive repository lock unless `lockHeld` says the caller holds
+ * it already (as `fsck --repair` does from the check through the repair, so nothing changes
+ * between them).
+ */
+export async function repair(repo: Repository, report: FsckReport, opts: { lockHeld?: boolean } = {}): Promise<RepairReport> {
+  const lock = opts.lockHeld ? null : await repo.lockExclusive();
   try {
     const out: RepairReport = { quarantine: null, quarantined: [], streamsRemoved: [], tagsRemoved: [], tmpRemoved: 0 };
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
@@ -51,7 +56,7 @@ export async function repair(repo: Repository, report: FsckReport): Promise<Repa
     await dropBrokenTags(repo, out);
     return out;
   } finally {
-    await lock.release();
+    await lock?.release();
   }
 }
 

@@ -4,10 +4,11 @@
  * equal its name.
  * @module
  */
-import { readdir, stat } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ERROR_CODES, VeritreeError, storeIoError } from '../errors.ts';
 import { TMP_PREFIX } from '../store/layout.ts';
+import { strayTmp } from '../store/sys.ts';
 import { digestSize } from '../verity/constants.ts';
 import type { VerifyDirResult } from '../pipeline/protocol.ts';
 import type { Repository } from '../store/repository.ts';
@@ -38,8 +39,6 @@ export interface FsckProgress {
 export interface VerifyObjectsOptions {
   impl: HashImpl;
   signal?: AbortSignal | undefined;
-  /** tmp files older than this (ms since the epoch) are stray; newer ones belong to a running import. */
-  strayBefore: number;
   onProgress?: ((p: FsckProgress) => void) | undefined;
 }
 
@@ -52,7 +51,7 @@ export async function verifyObjects(repo: Repository, pool: VerityPool, opts: Ve
   const dirs: string[] = [];
   for (const e of top) {
     const path = join(repo.objectsDir, e.name);
-    if (e.name.startsWith(TMP_PREFIX)) await noteTmp(out, path, opts.strayBefore);
+    if (e.name.startsWith(TMP_PREFIX)) noteTmp(out, path);
     else if (e.isDirectory() && /^[0-9a-f]{2}$/.test(e.name)) dirs.push(e.name);
     else out.issues.push({ type: 'object-invalid-name', path, detail: 'not an object name (objects/XX/<hex>)' });
   }
@@ -64,7 +63,7 @@ export async function verifyObjects(repo: Repository, pool: VerityPool, opts: Ve
     const dir = join(repo.objectsDir, d);
     const r = await pool.run({ kind: 'verify-dir', dir, restLength, tmpPrefix: TMP_PREFIX, alg: repo.alg, impl: opts.impl });
     if (!r.ok) throw new VeritreeError(r.code, r.message, { path: dir });
-    collect(out, d, dir, r, opts.strayBefore);
+    collect(out, d, dir, r);
     done++;
     opts.onProgress?.({ objectsDone: out.objects, objectsTotal: 0, bytesDone: out.bytes, bytesTotal: 0, dirsDone: done, dirsTotal: dirs.length });
   });
@@ -75,12 +74,12 @@ export async function verifyObjects(repo: Repository, pool: VerityPool, opts: Ve
   return out;
 }
 
-async function noteTmp(out: ObjectCheck, path: string, strayBefore: number): Promise<void> {
-  const st = await stat(path).catch(() => null);
-  if (st && st.mtimeMs < strayBefore) out.issues.push({ type: 'stray-tmp', path, detail: `temporary file left by an interrupted write (${st.size} bytes)` });
+function noteTmp(out: ObjectCheck, path: string): void {
+  const stray = strayTmp(path);
+  if (stray) out.issues.push({ type: 'stray-tmp', path, detail: `temporary file left by an interrupted write (${stray.size} bytes)` });
 }
 
-function collect(out: ObjectCheck, d: string, dir: string, r: VerifyDirResult, strayBefore: number): void {
+function collect(out: ObjectCheck, d: string, dir: string, r: VerifyDirResult): void {
   out.objects += r.objects;
   out.bytes += r.bytes;
   for (const n of r.names) out.present.push(d + n);
@@ -92,7 +91,7 @@ function collect(out: ObjectCheck, d: string, dir: string, r: VerifyDirResult, s
     else out.issues.push({ type: 'object-digest-mismatch', path, detail: `the content (${b.size} bytes) does not hash to the object's name`, expected: id, found: b.found });
   }
   for (const t of r.tmp) {
-    if (t.mtimeMs < strayBefore) out.issues.push({ type: 'stray-tmp', path: join(dir, t.name), detail: `temporary file left by an interrupted write (${t.size} bytes)` });
+    out.issues.push({ type: 'stray-tmp', path: join(dir, t.name), detail: `temporary file left by an interrupted write (${t.size} bytes)` });
   }
   for (const name of r.invalid) out.issues.push({ type: 'object-invalid-name', path: join(dir, name), detail: 'not an object name (objects/XX/<hex>)' });
 }

@@ -7,9 +7,8 @@
  * @module
  */
 import { hash as nodeHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { sha256 as nobleSha256, sha512 as nobleSha512 } from '@noble/hashes/sha2.js';
+import { loadAddon } from '../native-addon.ts';
 import { BLOCK_SIZE, HASH_ALGORITHMS, type HashAlgorithm } from './constants.ts';
 
 export const HASH_IMPLS = ['auto', 'native', 'node', 'noble'] as const;
@@ -36,22 +35,9 @@ let nativeLoadError = '';
 /** Loads native/build/Release/verity_kernel.node from the source or the compiled tree. */
 export function loadNativeKernel(): NativeKernel | null {
   if (nativeKernel !== undefined) return nativeKernel;
-  const require = createRequire(import.meta.url);
-  const candidates = [
-    new URL('../../native/build/Release/verity_kernel.node', import.meta.url),
-    new URL('../../../native/build/Release/verity_kernel.node', import.meta.url),
-  ];
-  nativeKernel = null;
-  nativeLoadError = 'native/build/Release/verity_kernel.node was not built';
-  for (const url of candidates) {
-    if (!existsSync(url)) continue;
-    try {
-      nativeKernel = require(url.pathname) as NativeKernel;
-      break;
-    } catch (e) {
-      nativeLoadError = e instanceof Error ? e.message : String(e);
-    }
-  }
+  const loaded = loadAddon<NativeKernel>('verity_kernel');
+  nativeKernel = loaded.addon;
+  nativeLoadError = loaded.reason;
   return nativeKernel;
 }
 

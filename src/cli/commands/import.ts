@@ -7,7 +7,7 @@ import { exitStatusFor } from '../exit-codes.ts';
 import { formatBytes, warnNativeFallback } from '../output.ts';
 import { parseImpl, parsePositiveInt } from '../options.ts';
 import { ImportProgressView } from '../progress.ts';
-import { repoOption, resolveRepo } from '../repo-option.ts';
+import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
 import { interruptSignal } from '../signals.ts';
 
 interface ImportCliOptions {
@@ -22,6 +22,8 @@ interface ImportCliOptions {
   maxLayerSize?: number;
   json?: boolean;
   progress: boolean;
+  lockTimeout?: number;
+  requireVerity?: boolean;
 }
 
 export function printSummary(s: ImportSummary): void {
@@ -59,7 +61,7 @@ function jsonOf(r: ImportSummary | ImportFailure): object {
 }
 
 export function registerImport(program: Command): void {
-  repoOption(
+  lockTimeoutOption(repoOption(
     program
       .command('import')
       .description('import OCI image layouts (what skopeo copy ... oci:DIR, umoci or buildah write) into the repository')
@@ -74,6 +76,7 @@ export function registerImport(program: Command): void {
       .option('--max-layer-size <bytes>', 'refuse a layer whose tar inflates past this many bytes (default 64 GiB)', parsePositiveInt)
       .option('--json', 'print the summary as JSON: one object for one image; one line per image, then a total, for several')
       .option('--no-progress', 'no live progress, even on a terminal')
+      .option('--require-verity', 'refuse to write any object without fs-verity (implied when the repository\'s meta.json has fs-verity)')
       .addHelpText(
         'after',
         `
@@ -84,7 +87,7 @@ layer scheduler serve them all: a layer they share is read once.
 Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 store error,
 130 interrupted; with several images, the status of the first that failed.`
       )
-  ).action(async (args: string[], o: ImportCliOptions) => {
+  )).action(async (args: string[], o: ImportCliOptions) => {
     warnNativeFallback(o.hashImpl);
     const jobs = args.length ? jobsFromArgs(args) : [];
     if (o.all) {
@@ -94,7 +97,7 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
     }
     if (jobs.length === 0) throw new VeritreeError(ERROR_CODES.USAGE, 'nothing to import: give oci:DIR[:REF] sources or --all DIR');
     const single = jobs.length === 1 && !o.all;
-    const repo = await Repository.open(resolveRepo(o.repo), { create: true });
+    const repo = await Repository.open(resolveRepo(o.repo), { create: true, requireVerity: o.requireVerity === true });
     const view = o.progress && !o.json && process.stderr.isTTY ? new ImportProgressView(process.stderr) : null;
     let report: BulkImportReport;
     try {
@@ -106,6 +109,7 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
         failFast: o.failFast,
         limits: o.maxLayerSize ? { maxLayerSize: o.maxLayerSize } : undefined,
         signal: interruptSignal(),
+        ...lockWaitOptions(o.lockTimeout),
         onProgress: view?.update,
         onWarning: (w) => {
           view?.clear();

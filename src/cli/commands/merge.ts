@@ -9,23 +9,27 @@ export function registerMerge(program: Command): void {
   repoOption(
     program
       .command('checkout')
-      .description("write an image's merged filesystem (whiteouts applied) to DIR; files are hard links to the store's objects where that is safe")
+      .description("write an image's merged filesystem (whiteouts applied) to DIR; files are reflinked or copied from the store's objects")
       .argument('<image>', 'the tag')
       .argument('<dir>', 'a new or empty folder')
-      .option('--copy', 'copy every file instead of hard-linking objects')
+      .option('--copy', 'copy every file (no hard link to an object, even an immutable one)')
+      .option('--hardlink', 'hard-link files to their objects even without fs-verity: fast, but RISKY: writing to such a file changes the stored object for every image that shares it, and fsck will report the store damaged')
       .option('--json', 'print the report as one JSON object')
       .addHelpText(
         'after',
         `
-A file is a hard link to its object when DIR is on the store's filesystem and the object already
-has the file's mode (and, as root, its owner); the object's inode is never changed, so such files
-keep the store's mtime. Other files are reflinked or copied. Owners, device nodes and FIFOs are
-applied when running as root. Entries that climb out of the image, lie beneath a symlink or
-hard-link outside the image are refused with a warning.`
+A file is reflinked (FICLONE) from its object where the filesystem can, else copied
+(copy_file_range), in the worker pool. It is a hard link to its object only where the object is
+immutable (fs-verity enabled) or with --hardlink, and only when DIR is on the store's filesystem
+and the object already has the file's mode (and, as root, its owner): the object's inode is never
+changed, so such files keep the store's mtime. Every entry is created relative to an open handle
+of its folder, never following a symlink. Owners, device nodes and FIFOs are applied when running
+as root. Entries that climb out of the image, lie beneath a symlink or hard-link outside the image
+are refused with a warning.`
       )
-  ).action(async (image: string, dir: string, o: { repo?: string; copy?: boolean; json?: boolean }) => {
+  ).action(async (image: string, dir: string, o: { repo?: string; copy?: boolean; hardlink?: boolean; json?: boolean }) => {
     const repo = await openRepository(resolveRepo(o.repo));
-    const r = await checkoutImage(repo, image, dir, { copy: o.copy, onWarning: (p, m) => process.stderr.write(`veritree: warning: /${p}: ${m}\n`) });
+    const r = await checkoutImage(repo, image, dir, { copy: o.copy, hardlink: o.hardlink, onWarning: (p, m) => process.stderr.write(`veritree: warning: /${p}: ${m}\n`) });
     if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
     else process.stdout.write(`checked out ${image} to ${dir}: ${r.files} files (${r.hardlinkedObjects} hard links to objects, ${r.copied} copies), ${r.dirs} directories, ${r.symlinks} symlinks, ${r.hardlinks} hardlinks\n`);
   });

@@ -5,7 +5,7 @@ import { VeritreeError, ERROR_CODES } from '../../errors.ts';
 import { EXIT } from '../exit-codes.ts';
 import { formatBytes, warnNativeFallback } from '../output.ts';
 import { parseImpl, parsePositiveInt } from '../options.ts';
-import { repoOption, resolveRepo } from '../repo-option.ts';
+import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
 import { interruptSignal } from '../signals.ts';
 import type { HashImpl } from '../../verity/backends.ts';
 
@@ -19,6 +19,7 @@ interface FsckCliOptions {
   ioLimit?: number;
   hashImpl: HashImpl;
   progress: boolean;
+  lockTimeout?: number;
 }
 
 function liveLine(enabled: boolean): { show(text: string): void; done(): void } {
@@ -67,7 +68,7 @@ function printGc(r: GcReport): void {
 }
 
 export function registerVerify(program: Command): void {
-  repoOption(
+  lockTimeoutOption(repoOption(
     program
       .command('fsck')
       .description('re-hash every object and check every reference of a store (veritree\'s own, or one made by cfsctl or mkcomposefs --digest-store)')
@@ -79,22 +80,36 @@ export function registerVerify(program: Command): void {
       .option('--io-limit <n>', 'cap on workers reading at once (default: from the device kind)', parsePositiveInt)
       .option('--hash-impl <impl>', 'SHA back end: auto, native, node or noble', parseImpl, 'auto')
       .option('--no-progress', 'no live progress, even on a terminal')
-      .addHelpText('after', '\nEvery problem is reported with a stable type (object-digest-mismatch, missing-object,\nbroken-symlink, stray-tmp, ...). Exit status: 0 clean, 1 problems found (after --repair:\nproblems were found and repaired; run fsck again to confirm).')
-  ).action(async (o: FsckCliOptions) => {
+      .addHelpText('after', '\nEvery problem is reported with a stable type (object-digest-mismatch, missing-object,\nbroken-symlink, stray-tmp, ...). Exit status: 0 clean, 1 problems found (after --repair:\nproblems were found and repaired; run fsck again to confirm).\nfsck holds the repository lock shared (imports go on, gc waits); with --repair, exclusive.')
+  )).action(async (o: FsckCliOptions) => {
     warnNativeFallback(o.hashImpl);
     const repo = await openRepository(resolveRepo(o.repo));
     const line = liveLine(o.progress && !o.json && process.stderr.isTTY === true);
-    const report = await fsck(repo, {
-      objectsOnly: o.objectsOnly,
-      deep: o.deep,
-      jobs: o.jobs,
-      ioLimit: o.ioLimit,
-      hashImpl: o.hashImpl,
-      signal: interruptSignal(),
-      onProgress: (p) => line.show(`fsck: ${Math.round((100 * p.dirsDone) / Math.max(1, p.dirsTotal))}% (${p.dirsDone}/${p.dirsTotal} folders), ${p.objectsDone} objects, ${formatBytes(p.bytesDone)} re-hashed`),
-    });
-    line.done();
-    const repaired = o.repair && !report.ok ? await repair(repo, report) : null;
+    const waitOpts = lockWaitOptions(o.lockTimeout);
+    const signal = interruptSignal();
+    // --repair holds the exclusive lock from the check through the repair: nothing changes between.
+    const held = o.repair
+      ? await repo.lockExclusive({ signal, onWait: waitOpts.onLockWait, ...(waitOpts.lockTimeoutMs !== undefined ? { timeoutMs: waitOpts.lockTimeoutMs } : {}) })
+      : null;
+    let report: FsckReport;
+    let repaired: RepairReport | null = null;
+    try {
+      report = await fsck(repo, {
+        objectsOnly: o.objectsOnly,
+        deep: o.deep,
+        jobs: o.jobs,
+        ioLimit: o.ioLimit,
+        hashImpl: o.hashImpl,
+        signal,
+        lock: held ? 'held' : 'shared',
+        ...waitOpts,
+        onProgress: (p) => line.show(`fsck: ${Math.round((100 * p.dirsDone) / Math.max(1, p.dirsTotal))}% (${p.dirsDone}/${p.dirsTotal} folders), ${p.objectsDone} objects, ${formatBytes(p.bytesDone)} re-hashed`),
+      });
+      line.done();
+      if (held && !report.ok) repaired = await repair(repo, report, { lockHeld: true });
+    } finally {
+      await held?.release();
+    }
     if (o.json) process.stdout.write(JSON.stringify(repaired ? { ...report, repair: repaired } : report) + '\n');
     else {
       printFsck(report);
@@ -103,23 +118,22 @@ export function registerVerify(program: Command): void {
     if (!report.ok) process.exitCode = EXIT.ISSUES;
   });
 
-  repoOption(
+  lockTimeoutOption(repoOption(
     program
       .command('gc')
       .description('remove every object, stream and tmp file that no tag keeps alive')
       .option('--dry-run', 'say what would be removed, remove nothing')
       .option('--json', 'print the report as one JSON object')
-      .option('--lock-timeout <seconds>', 'give up if running imports hold the repository longer (default: wait)', parsePositiveInt)
       .option('--no-progress', 'no live progress, even on a terminal')
       .addHelpText('after', '\nRoots are the tags (streams/refs/) and images/refs/. gc takes the exclusive repository lock:\nit waits for running imports, and imports wait for it.')
-  ).action(async (o: { repo?: string; dryRun?: boolean; json?: boolean; lockTimeout?: number; progress: boolean }) => {
+  )).action(async (o: { repo?: string; dryRun?: boolean; json?: boolean; lockTimeout?: number; progress: boolean }) => {
     const repo = await openRepository(resolveRepo(o.repo));
     if (!repo.hasMeta) throw new VeritreeError(ERROR_CODES.USAGE, `${repo.root} has no meta.json: an objects-only store has no roots, gc would remove everything`);
     const line = liveLine(o.progress && !o.json && process.stderr.isTTY === true);
     const report = await gc(repo, {
       dryRun: o.dryRun,
       signal: interruptSignal(),
-      ...(o.lockTimeout ? { lockTimeoutMs: o.lockTimeout * 1000 } : {}),
+      ...lockWaitOptions(o.lockTimeout),
       onProgress: (p) => line.show(p.phase === 'mark' ? `gc: marking, ${p.done} streams read` : `gc: sweeping, ${p.done} entries of objects/ checked`),
     });
     line.done();

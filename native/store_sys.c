@@ -1,0 +1,241 @@
+/*
+ * The store's kernel primitives that Node does not expose: flock(2), syncfs(2), publishing an
+ * O_TMPFILE file with linkat(2), and fs-verity (enable, measure). Each function is one system
+ * call with its arguments checked; failures throw an Error whose `code` is the errno name, so
+ * the JavaScript side maps them exactly as it maps Node's own fs errors. Everything here is
+ * optional: src/store/sys.ts has a fallback for each function when this module did not build.
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#include <linux/fsverity.h>
+
+#define PATH_BUF 4096
+
+static napi_value throw_errno(napi_env env, int err, const char *what) {
+  char msg[256];
+  const char *name = NULL;
+  switch (err) {
+#define E(x) case x: name = #x; break;
+    E(EEXIST) E(ENOENT) E(EACCES) E(EPERM) E(ENOSPC) E(EDQUOT) E(EROFS) E(EBADF) E(EINVAL)
+    E(ENOTTY) E(EOPNOTSUPP) E(ENODATA) E(EISDIR) E(ENOTDIR) E(EXDEV) E(EIO) E(ETXTBSY)
+    E(EMSGSIZE) E(EOVERFLOW) E(EFBIG) E(EINTR) E(ENAMETOOLONG) E(ELOOP) E(EMLINK) E(ENOMEM)
+#undef E
+    default: name = "EUNKNOWN";
+  }
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_value code, message, error;
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, code, message, &error);
+  napi_value errnum;
+  napi_create_int32(env, -err, &errnum);
+  napi_set_named_property(env, error, "errno", errnum);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static napi_value throw_type(napi_env env, const char *msg) {
+  napi_throw_type_error(env, NULL, msg);
+  return NULL;
+}
+
+static int get_int(napi_env env, napi_value v, int32_t *out) {
+  return napi_get_value_int32(env, v, out) == napi_ok;
+}
+
+/* A path argument: a string or a Buffer (names are bytes). NUL-terminated into buf. */
+static int get_path(napi_env env, napi_value v, char *buf, size_t cap) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return 0;
+  if (t == napi_string) {
+    size_t len;
+    if (napi_get_value_string_utf8(env, v, buf, cap, &len) != napi_ok) return 0;
+    return len < cap - 1;
+  }
+  bool is_buf = false;
+  if (napi_is_buffer(env, v, &is_buf) != napi_ok || !is_buf) return 0;
+  void *data;
+  size_t len;
+  if (napi_get_buffer_info(env, v, &data, &len) != napi_ok || len >= cap) return 0;
+  if (memchr(data, 0, len) != NULL) return 0;
+  memcpy(buf, data, len);
+  buf[len] = 0;
+  return 1;
+}
+
+static napi_value make_bool(napi_env env, bool b) {
+  napi_value v;
+  napi_get_boolean(env, b, &v);
+  return v;
+}
+
+/* flock(fd, op): op 1 shared, 2 exclusive, 3 unlock; never blocks. true when held, false when
+ * another holder has it (EWOULDBLOCK). The caller polls, so it can report and honour a timeout. */
+static napi_value js_flock(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd, op;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || !get_int(env, argv[0], &fd) ||
+      !get_int(env, argv[1], &op) || op < 1 || op > 3)
+    return throw_type(env, "flock(fd, op 1|2|3)");
+  int how = op == 1 ? LOCK_SH : op == 2 ? LOCK_EX : LOCK_UN;
+  int r;
+  do r = flock(fd, how | LOCK_NB); while (r < 0 && errno == EINTR);
+  if (r == 0) return make_bool(env, true);
+  if (errno == EWOULDBLOCK) return make_bool(env, false);
+  return throw_errno(env, errno, "flock");
+}
+
+/* openTmpfile(dir, mode): an unnamed file in dir (O_TMPFILE), open for writing. */
+static napi_value js_open_tmpfile(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  char dir[PATH_BUF];
+  int32_t mode;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || !get_path(env, argv[0], dir, sizeof dir) ||
+      !get_int(env, argv[1], &mode))
+    return throw_type(env, "openTmpfile(dir, mode)");
+  int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, (mode_t)mode);
+  if (fd < 0) return throw_errno(env, errno, "open O_TMPFILE");
+  napi_value v;
+  napi_create_int32(env, fd, &v);
+  return v;
+}
+
+/* linkFd(fd, path): gives the open file `fd` the name `path` (EEXIST if taken; never replaces).
+ * Through /proc/self/fd with AT_SYMLINK_FOLLOW, which needs no capability (AT_EMPTY_PATH would). */
+static napi_value js_link_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  char dest[PATH_BUF];
+  int32_t fd;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || !get_int(env, argv[0], &fd) ||
+      !get_path(env, argv[1], dest, sizeof dest))
+    return throw_type(env, "linkFd(fd, path)");
+  char src[64];
+  snprintf(src, sizeof src, "/proc/self/fd/%d", fd);
+  if (linkat(AT_FDCWD, src, AT_FDCWD, dest, AT_SYMLINK_FOLLOW) < 0) return throw_errno(env, errno, "linkat");
+  return make_bool(env, true);
+}
+
+/* enableVerity(fd, alg 1|2): FS_IOC_ENABLE_VERITY with 4096-byte blocks and no salt, the
+ * parameters every object name is computed with. fd must be open read-only with no writers. */
+static napi_value js_enable_verity(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd, alg;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || !get_int(env, argv[0], &fd) ||
+      !get_int(env, argv[1], &alg) || (alg != 1 && alg != 2))
+    return throw_type(env, "enableVerity(fd, alg 1|2)");
+  struct fsverity_enable_arg arg;
+  memset(&arg, 0, sizeof arg);
+  arg.version = 1;
+  arg.hash_algorithm = (unsigned)alg;
+  arg.block_size = 4096;
+  int r;
+  do r = ioctl(fd, FS_IOC_ENABLE_VERITY, &arg); while (r < 0 && errno == EINTR);
+  if (r < 0) return throw_errno(env, errno, "FS_IOC_ENABLE_VERITY");
+  return make_bool(env, true);
+}
+
+/* measureVerity(fd): the kernel's fs-verity digest of the file as a Buffer (its algorithm is
+ * the repository's: the caller checks the length), or throws (ENODATA: verity not enabled on
+ * this file; ENOTTY/EOPNOTSUPP: the filesystem has no fs-verity). */
+static napi_value js_measure_verity(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || !get_int(env, argv[0], &fd))
+    return throw_type(env, "measureVerity(fd)");
+  struct {
+    struct fsverity_digest d;
+    unsigned char buf[64];
+  } m;
+  memset(&m, 0, sizeof m);
+  m.d.digest_size = 64;
+  if (ioctl(fd, FS_IOC_MEASURE_VERITY, &m) < 0) return throw_errno(env, errno, "FS_IOC_MEASURE_VERITY");
+  if (m.d.digest_size > 64) return throw_errno(env, EOVERFLOW, "FS_IOC_MEASURE_VERITY");
+  napi_value out;
+  void *data;
+  napi_create_buffer_copy(env, m.d.digest_size, m.d.digest, &data, &out);
+  return out;
+}
+
+/* syncfs(fd) -> Promise: runs on libuv's thread pool, since it may take seconds. */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  int fd;
+  int err;
+} sync_job;
+
+static void sync_execute(napi_env env, void *data) {
+  (void)env;
+  sync_job *job = data;
+  job->err = syncfs(job->fd) < 0 ? errno : 0;
+}
+
+static void sync_complete(napi_env env, napi_status status, void *data) {
+  sync_job *job = data;
+  if (status == napi_ok && job->err == 0) {
+    napi_value undef;
+    napi_get_undefined(env, &undef);
+    napi_resolve_deferred(env, job->deferred, undef);
+  } else {
+    int err = status == napi_ok ? job->err : EINTR;
+    napi_value code, message, error;
+    char msg[128];
+    snprintf(msg, sizeof msg, "syncfs: %s", strerror(err));
+    napi_create_string_utf8(env, err == ENOSPC ? "ENOSPC" : err == EDQUOT ? "EDQUOT" : err == EIO ? "EIO" : "EUNKNOWN",
+                            NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, code, message, &error);
+    napi_reject_deferred(env, job->deferred, error);
+  }
+  napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+static napi_value js_syncfs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || !get_int(env, argv[0], &fd))
+    return throw_type(env, "syncfs(fd)");
+  sync_job *job = calloc(1, sizeof *job);
+  if (!job) return throw_errno(env, ENOMEM, "syncfs");
+  job->fd = fd;
+  napi_value promise, name;
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_string_utf8(env, "veritree:syncfs", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, sync_execute, sync_complete, job, &job->work);
+  napi_queue_async_work(env, job->work);
+  return promise;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  struct { const char *name; napi_callback fn; } fns[] = {
+    {"flock", js_flock},
+    {"openTmpfile", js_open_tmpfile},
+    {"linkFd", js_link_fd},
+    {"enableVerity", js_enable_verity},
+    {"measureVerity", js_measure_verity},
+    {"syncfs", js_syncfs},
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value f;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
+    napi_set_named_property(env, exports, fns[i].name, f);
+  }
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,157 @@
+/**
+ * Creating entries beneath a folder without ever following a symlink on the way, even when the
+ * folder's owner swaps a subfolder for a symlink while we write. Every entry is created by name
+ * relative to an open descriptor of its parent folder, through `/proc/self/fd/<fd>/<name>`:
+ * the kernel resolves the magic link to that very folder, so the only component looked up by
+ * name is the last one, and every call used here refuses a symlink there (O_NOFOLLOW, O_EXCL,
+ * mkdir, symlink, link and mknod never follow it). That is openat(2) with Node's own calls.
+ * Metadata is set through descriptors of what was created (fchown, fchmod, futimes), or of an
+ * O_PATH descriptor checked to be the created kind, never through a path that could have moved.
+ *
+ * Names are bytes (Buffers): a layer's names need not be UTF-8.
+ * @module
+ */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  constants as fsc,
+  fchmodSync,
+  fchownSync,
+  fstatSync,
+  futimesSync,
+  lchownSync,
+  linkSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  symlinkSync,
+  unlinkSync,
+  utimesSync,
+  type Stats,
+} from 'node:fs';
+
+/** O_PATH (Linux, the same value on every architecture Node runs on): a handle, not an open. */
+const O_PATH = 0o10000000;
+
+export function procFd(fd: number): string {
+  return `/proc/self/fd/${fd}`;
+}
+
+/** The path of `name` inside the folder open at `dirFd`, resolved by the kernel, not by name. */
+export function at(dirFd: number, name: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`/proc/self/fd/${dirFd}/`), name]);
+}
+
+/** Opens the folder `name` in `dirFd`; a symlink (or anything else) there is an error. */
+export function openDirAt(dirFd: number, name: Buffer): number {
+  return openSync(at(dirFd, name), fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
+}
+
+/** mkdir then open what was made; a symlink swapped in between fails the open. */
+export function mkdirAt(dirFd: number, name: Buffer): number {
+  mkdirSync(at(dirFd, name), 0o700);
+  return openDirAt(dirFd, name);
+}
+
+/** A new regular file, open for writing; never follows or replaces anything already there. */
+export function createFileAt(dirFd: number, name: Buffer): number {
+  return openSync(at(dirFd, name), fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+}
+
+export function symlinkAt(dirFd: number, name: Buffer, target: Buffer): void {
+  symlinkSync(target, at(dirFd, name));
+}
+
+/** A hard link to a file of the store (by its path, which only we write) named in `dirFd`. */
+export function linkPathAt(oldPath: string, dirFd: number, name: Buffer): void {
+  linkSync(oldPath, at(dirFd, name));
+}
+
+/** A hard link: link(2) follows neither name's last component. */
+export function linkAt(fromDirFd: number, fromName: Buffer, dirFd: number, name: Buffer): void {
+  linkSync(at(fromDirFd, fromName), at(dirFd, name));
+}
+
+/**
+ * mknod(1) in a child handed our descriptor of the folder as its fd 3, under an ASCII name of
+ * our own (the child's argv is text, a layer's names are bytes), then hard-linked to its real
+ * name (link never replaces) and the first name removed.
+ */
+export function mknodAt(dirFd: number, name: Buffer, type: 'char' | 'block' | 'fifo', major: number, minor: number): void {
+  const tmp = Buffer.from(`.veritree-mknod-${process.pid}-${randomBytes(6).toString('hex')}`);
+  const path = `/proc/self/fd/3/${tmp.toString()}`;
+  const args = type === 'fifo' ? ['-m', '600', path, 'p'] : ['-m', '600', path, type === 'char' ? 'c' : 'b', String(major), String(minor)];
+  const r = spawnSync('mknod', args, { stdio: ['ignore', 'ignore', 'pipe', dirFd], encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`mknod: ${(r.stderr ?? '').trim() || `exit ${r.status}`}`);
+  try {
+    linkSync(at(dirFd, tmp), at(dirFd, name));
+  } finally {
+    unlinkSync(at(dirFd, tmp));
+  }
+}
+
+/**
+ * An O_PATH handle of `name` in `dirFd` (a symlink is the link itself), checked to be of the
+ * kind `is` expects: what we created, not something swapped in since.
+ */
+export function handleAt(dirFd: number, name: Buffer, is: (st: Stats) => boolean): number {
+  const fd = openSync(at(dirFd, name), O_PATH | fsc.O_NOFOLLOW);
+  const st = fstatSync(fd);
+  if (!is(st)) {
+    closeSync(fd);
+    throw Object.assign(new Error('the entry was replaced while it was being written'), { code: 'ESTALE' });
+  }
+  return fd;
+}
+
+export interface EntryMeta {
+  uid: number;
+  gid: number;
+  mode: number;
+  mtime: number;
+}
+
+/**
+ * Owner, or mode and times, on an open descriptor (a file or folder we opened) or an O_PATH
+ * handle (`viaProc`: through its /proc link, which names the inode itself). Two calls, so that
+ * xattrs can go between: chown clears security.capability.
+ */
+export function chownVia(fd: number, meta: EntryMeta, viaProc: boolean): void {
+  if (viaProc) chownSync(procFd(fd), meta.uid, meta.gid);
+  else fchownSync(fd, meta.uid, meta.gid);
+}
+
+export function modeAndTimesVia(fd: number, meta: EntryMeta, viaProc: boolean): void {
+  if (viaProc) {
+    chmodSync(procFd(fd), meta.mode);
+    utimesSync(procFd(fd), meta.mtime, meta.mtime);
+  } else {
+    fchmodSync(fd, meta.mode);
+    futimesSync(fd, meta.mtime, meta.mtime);
+  }
+}
+
+/** A symlink's owner and times, by name in its folder (neither call follows the link). */
+export function applySymlinkMeta(dirFd: number, name: Buffer, meta: EntryMeta, owner: boolean): void {
+  if (owner) lchownSync(at(dirFd, name), meta.uid, meta.gid);
+  lutimesSync(at(dirFd, name), meta.mtime, meta.mtime);
+}
+
+/**
+ * Sets extended attributes with setfattr(1), handed our descriptor as its fd 3: the entry
+ * itself (a file, folder or device handle), or, for a symlink, its folder plus its name.
+ * Returns the message of each attribute that could not be set.
+ */
+export function setXattrsVia(fd: number, symlinkName: Buffer | null, xattrs: Map<string, Buffer>): string[] {
+  const failures: string[] = [];
+  const path = symlinkName ? Buffer.concat([Buffer.from('/proc/self/fd/3/'), symlinkName]).toString('latin1') : '/proc/self/fd/3';
+  for (const [k, v] of xattrs) {
+    const args = [...(symlinkName ? ['-h'] : []), '-n', k, '-v', `0x${v.toString('hex')}`, path];
+    const r = spawnSync('setfattr', args, { stdio: ['ignore', 'ignore', 'pipe', fd], encoding: 'utf8' });
+    if (r.status !== 0) failures.push(`xattr ${k} not applied: ${(r.stderr ?? '').trim()}`);
+  }
+  return failures;
+}

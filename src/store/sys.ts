@@ -1,0 +1,205 @@
+/**
+ * The kernel primitives the store relies on, through native/store_sys.c where it built, with a
+ * portable fallback for each where it did not (docs/guarantees.md says which is in force):
+ *
+ * | primitive | native | fallback |
+ * |---|---|---|
+ * | repository lock | flock(2) on the repository folder | util-linux `flock(1)` holding it in a child |
+ * | durability | syncfs(2) on libuv's thread pool | coreutils `sync -f` |
+ * | object publication | O_TMPFILE + linkat(2): no name until complete | named tmp file + link + unlink |
+ * | fs-verity | FS_IOC_ENABLE_VERITY / FS_IOC_MEASURE_VERITY | none: treated as absent |
+ *
+ * It also holds the one way the store opens a file it did not just create: without following a
+ * symlink and without blocking, then refusing anything that is not a regular file.
+ * @module
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, constants as fsc, fstatSync, openSync, type Stats } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { ERROR_CODES, VeritreeError, errnoCode, storeIoError, type ErrorCode } from '../errors.ts';
+import { loadAddon } from '../native-addon.ts';
+
+interface StoreSysAddon {
+  flock(fd: number, op: 1 | 2 | 3): boolean;
+  openTmpfile(dir: string, mode: number): number;
+  linkFd(fd: number, path: string): boolean;
+  enableVerity(fd: number, alg: 1 | 2): boolean;
+  measureVerity(fd: number): Buffer;
+  syncfs(fd: number): Promise<void>;
+}
+
+let loaded: { addon: StoreSysAddon | null; reason: string } | undefined;
+
+export function storeSys(): StoreSysAddon | null {
+  loaded ??= loadAddon<StoreSysAddon>('store_sys');
+  return loaded.addon;
+}
+
+/** Which implementation of each primitive is in force in this process. */
+export function primitivesInForce(): { lock: string; sync: string; publish: string; verity: string; reason: string } {
+  const n = storeSys() !== null;
+  return {
+    lock: n ? 'flock(2)' : 'flock(1) child',
+    sync: n ? 'syncfs(2)' : 'sync -f',
+    publish: n ? 'O_TMPFILE + linkat(2)' : 'tmp file + link(2)',
+    verity: n ? 'FS_IOC_ENABLE_VERITY / FS_IOC_MEASURE_VERITY' : 'unavailable',
+    reason: loaded?.reason ?? '',
+  };
+}
+
+/** O_RDONLY | O_NOFOLLOW | O_NONBLOCK: a symlink fails (ELOOP), a FIFO opens without waiting. */
+export const OPEN_UNTRUSTED = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
+
+function notRegular(st: Stats, path: string, what: string, code: ErrorCode): VeritreeError {
+  const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a regular file';
+  return new VeritreeError(code, `${what} ${path} is ${kind}, not a regular file`, { path });
+}
+
+function openFailed(e: unknown, path: string, what: string, code: ErrorCode): VeritreeError {
+  if (errnoCode(e) === 'ELOOP') return new VeritreeError(code, `${what} ${path} is a symbolic link, not a regular file`, { path, cause: e });
+  if (errnoCode(e) === 'ENOENT') return new VeritreeError(code, `${what} ${path} is missing`, { path, cause: e });
+  return storeIoError(e, path, `opening ${what} ${path}`);
+}
+
+/**
+ * Opens a file the store reads (object, stream, blob, meta.json) so that no symlink is followed
+ * and no open can block; anything but a regular file is refused with `code`, naming the path.
+ */
+export async function openRegular(path: string, what: string, code: ErrorCode = ERROR_CODES.STORE_CORRUPT): Promise<{ fh: FileHandle; size: number }> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, OPEN_UNTRUSTED);
+  } catch (e) {
+    throw openFailed(e, path, what, code);
+  }
+  const st = await fh.stat().catch(async (e: unknown) => {
+    await fh.close();
+    throw storeIoError(e, path, `reading ${what}`);
+  });
+  if (!st.isFile()) {
+    await fh.close();
+    throw notRegular(st, path, what, code);
+  }
+  return { fh, size: st.size };
+}
+
+/** openRegular for worker threads (synchronous system calls). */
+export function openRegularSync(path: string, what: string, code: ErrorCode = ERROR_CODES.STORE_CORRUPT): { fd: number; size: number } {
+  let fd: number;
+  try {
+    fd = openSync(path, OPEN_UNTRUSTED);
+  } catch (e) {
+    throw openFailed(e, path, what, code);
+  }
+  const st = fstatSync(fd);
+  if (!st.isFile()) {
+    closeSync(fd);
+    throw notRegular(st, path, what, code);
+  }
+  return { fd, size: st.size };
+}
+
+/** Reads a whole regular file, refusing symlinks and special files (openRegular). */
+export async function readRegular(path: string, what: string, code: ErrorCode = ERROR_CODES.STORE_CORRUPT, maxBytes = Infinity): Promise<Buffer> {
+  const { fh, size } = await openRegular(path, what, code);
+  try {
+    if (size > maxBytes) throw new VeritreeError(code, `${what} ${path} is ${size} bytes, more than the ${maxBytes} allowed`, { path });
+    const buf = Buffer.allocUnsafe(size);
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await fh.read(buf, got, size - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return got === size ? buf : buf.subarray(0, got);
+  } catch (e) {
+    throw storeIoError(e, path, `reading ${what}`);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** syncfs(2) of the filesystem holding `path`. */
+export async function syncFs(path: string): Promise<void> {
+  const sys = storeSys();
+  try {
+    if (sys) {
+      const fd = openSync(path, fsc.O_RDONLY | fsc.O_DIRECTORY);
+      try {
+        await sys.syncfs(fd);
+      } finally {
+        closeSync(fd);
+      }
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn('sync', ['-f', path], { stdio: 'ignore' });
+      child.on('error', reject);
+      child.on('close', (c) => (c === 0 ? resolve() : reject(new Error(`sync -f ${path}: exit ${c}`))));
+    });
+  } catch (e) {
+    throw storeIoError(e, path, 'syncing the repository');
+  }
+}
+
+export type VerityMeasure = { state: 'enabled'; digest: Buffer } | { state: 'not-enabled' } | { state: 'unsupported'; why: string };
+
+const UNSUPPORTED = new Set(['ENOTTY', 'EOPNOTSUPP', 'ENOTSUP', 'EINVAL']);
+
+/** The kernel's fs-verity digest of an open file, or why there is none. */
+export function measureVerity(fd: number): VerityMeasure {
+  const sys = storeSys();
+  if (!sys) return { state: 'unsupported', why: 'native store_sys module not built' };
+  try {
+    return { state: 'enabled', digest: sys.measureVerity(fd) };
+  } catch (e) {
+    const c = errnoCode(e);
+    if (c === 'ENODATA') return { state: 'not-enabled' };
+    if (c && UNSUPPORTED.has(c)) return { state: 'unsupported', why: `the filesystem has no fs-verity (${c})` };
+    throw e;
+  }
+}
+
+/**
+ * Enables fs-verity on an open read-only file. 'unsupported' when the filesystem (or the
+ * kernel) has none; any other failure throws (a real error on a filesystem that has it).
+ */
+export function enableVerity(fd: number, alg: 'sha256' | 'sha512'): 'enabled' | 'unsupported' {
+  const sys = storeSys();
+  if (!sys) return 'unsupported';
+  try {
+    sys.enableVerity(fd, alg === 'sha256' ? 1 : 2);
+    return 'enabled';
+  } catch (e) {
+    const c = errnoCode(e);
+    if (c === 'EEXIST') return 'enabled';
+    if (c && UNSUPPORTED.has(c)) return 'unsupported';
+    throw e;
+  }
+}
+
+/** A named tmp file younger than this is never called stray where no flock can tell. */
+const TMP_GRACE_MS = 3600_000;
+
+/**
+ * Whether a tmp file in objects/ is stray: no writer holds it. A writer holds an exclusive flock
+ * on its named tmp file until it is linked or removed, so a shared flock that succeeds at once
+ * proves it abandoned, whichever pid namespace wrote it. Without the native module, age decides.
+ * Returns its size when stray, null when it is live or gone.
+ */
+export function strayTmp(path: string): { size: number } | null {
+  let fd: number;
+  try {
+    fd = openSync(path, OPEN_UNTRUSTED);
+  } catch (e) {
+    return errnoCode(e) === 'ELOOP' ? { size: 0 } : null; // a symlink is no writer's file
+  }
+  try {
+    const st = fstatSync(fd);
+    const sys = storeSys();
+    if (sys) return st.isFile() && !sys.flock(fd, 1) ? null : { size: st.size };
+    return Date.now() - st.mtimeMs > TMP_GRACE_MS ? { size: st.size } : null;
+  } finally {
+    closeSync(fd);
+  }
+}
