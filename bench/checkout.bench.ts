@@ -1,6 +1,7 @@
 /**
  * Checkout of the import benchmark's image (gzip layer) against `umoci unpack` of the same image:
- * the merged filesystem from the store (hard links where safe) vs from the blobs.
+ * the merged filesystem from the store (reflinks or copies in the pool by default; hard links to
+ * objects with --hardlink) vs from the blobs.
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,8 +23,8 @@ export async function benchCheckout(work: string, quick: boolean): Promise<Recor
     spawnSync('sleep', ['2']);
   };
   const contenders: Record<string, () => number> = {
-    'veritree checkout (hard links)': () => timeCommand(process.execPath, [CLI, 'checkout', 'bench', fresh('v'), '--repo', repo]),
-    'veritree checkout --copy': () => timeCommand(process.execPath, [CLI, 'checkout', 'bench', fresh('c'), '--repo', repo, '--copy']),
+    'veritree checkout (default: reflink or copy)': () => timeCommand(process.execPath, [CLI, 'checkout', 'bench', fresh('v'), '--repo', repo]),
+    'veritree checkout --hardlink': () => timeCommand(process.execPath, [CLI, 'checkout', 'bench', fresh('h'), '--repo', repo, '--hardlink']),
   };
   if (hasTool('umoci')) contenders['umoci unpack'] = () => timeCommand('umoci', ['unpack', '--image', `${layout}:bench`, fresh('u')]);
   const t = interleaved(contenders, quick ? 1 : 3, settle);

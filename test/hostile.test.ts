@@ -132,3 +132,15 @@ test('a hardlink to a path that does not exist: import keeps the bytes, checkout
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /\/ghost-link: refused: hardlink to "no\/such\/file"/);
 });
+
+test('150,000 empty files and 60,000 small files in a row import (no argument spread of a run of inline records)', { skip: SKIP }, () => {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < 150_000; i++) parts.push(header(`e/${i}`, 0));
+  for (let i = 0; i < 60_000; i++) parts.push(file(`s/${i}`, `small ${i}`));
+  parts.push(END);
+  const l = layoutWith(Buffer.concat(parts));
+  const repo = join(dir, `repo${n++}`);
+  const r = veritree(['import', `oci:${l}:t`, '--repo', repo, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(veritree(['fsck', '--deep', '--repo', repo]).status, 0);
+});

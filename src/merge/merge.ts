@@ -59,13 +59,16 @@ class Tree {
   readonly children = new Map<string, Set<string>>([['', new Set()]]);
   readonly warnings: MergeWarning[] = [];
 
+  /** Removes `path` and everything beneath it, with an explicit stack (a folder can be 10,000 deep). */
   remove(path: string): void {
-    const node = this.nodes.get(path);
-    if (!node) return;
-    for (const c of [...(this.children.get(path) ?? [])]) this.remove(c);
-    this.nodes.delete(path);
-    this.children.delete(path);
+    if (!this.nodes.has(path)) return;
     this.children.get(posix.dirname(path) === '.' ? '' : posix.dirname(path))?.delete(path);
+    const stack = [path];
+    for (let p = stack.pop(); p !== undefined; p = stack.pop()) {
+      for (const c of this.children.get(p) ?? []) stack.push(c);
+      this.nodes.delete(p);
+      this.children.delete(p);
+    }
   }
 
   emptyDir(path: string): void {

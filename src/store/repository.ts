@@ -77,6 +77,9 @@ export interface OpenOptions {
 
 const META_MAX_BYTES = 1 << 20;
 
+/** A tag's replacement link before it is renamed into place (streams/ holds it: same filesystem). */
+export const STREAM_TMP_PREFIX = '.tmp-link-';
+
 /** meta.json's text and whether the file itself has fs-verity (null when it does not exist). */
 async function readMeta(metaPath: string): Promise<{ text: string; verity: boolean } | null> {
   let opened;
@@ -314,18 +317,27 @@ export class Repository {
     }
   }
 
+  /**
+   * symlink(2) is atomic: a new link appears whole, so a killed writer leaves nothing. Only a
+   * link that must be replaced (a tag that moves) goes through a tmp link in streams/ (same
+   * filesystem, never a gc root) renamed over it; gc removes such a tmp link left by a crash.
+   */
   private async atomicSymlink(target: string, path: string, replace: boolean): Promise<void> {
-    const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+    let tmp: string | null = null;
     try {
       await mkdir(join(path, '..'), { recursive: true });
-      if (!replace) {
-        const cur = await readlink(path).catch(() => null);
-        if (cur !== null) return;
+      try {
+        await symlink(target, path);
+        return;
+      } catch (e) {
+        if (errnoCode(e) !== 'EEXIST') throw e;
       }
+      if (!replace || (await readlink(path).catch(() => null)) === target) return;
+      tmp = join(this.root, STREAMS_DIR, `${STREAM_TMP_PREFIX}${process.pid}-${Math.random().toString(36).slice(2)}`);
       await symlink(target, tmp);
       await rename(tmp, path);
     } catch (e) {
-      await rm(tmp, { force: true }).catch(() => undefined);
+      if (tmp) await rm(tmp, { force: true }).catch(() => undefined);
       throw storeIoError(e, path, 'publishing a link');
     }
   }

@@ -67,7 +67,7 @@ async function resolveToObject(link: string): Promise<string | null> {
 }
 
 /** The tmp name Repository.atomicSymlink gives a stream link before renaming it into place. */
-const STREAM_TMP = /\.tmp-\d+-[0-9a-z]+$/;
+const STREAM_TMP = /^\.tmp-link-|\.tmp-\d+-[0-9a-z]+$/;
 
 function checkAbort(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new VeritreeError(ERROR_CODES.ABORTED, 'interrupted');
