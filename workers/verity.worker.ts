@@ -63,8 +63,12 @@ function digestPathSync(path: string, task: VerityTask): { id: string; size: num
     return { error: e instanceof Error ? e.message : describeFsError(e) };
   }
   try {
-    const m = measureVerity(fd);
-    if (m.state === 'enabled') return { id: toHex(m.digest), size };
+    if (!noVerityHere) {
+      const m = measureVerity(fd);
+      if (m.state === 'enabled') return { id: toHex(m.digest), size };
+      // One answer per filesystem is enough: no ioctl per object where there is no fs-verity.
+      if (m.state === 'unsupported') noVerityHere = true;
+    }
     const buf = syncBuffer();
     // Most objects fit one read: digest them whole, with no tree to build for one block.
     const first = readSync(fd, buf, 0, buf.length, null);
@@ -87,6 +91,7 @@ function digestPathSync(path: string, task: VerityTask): { id: string; size: num
 }
 
 const HEX = /^[0-9a-f]+$/;
+let noVerityHere = false;
 
 function verifyDir(task: Extract<VerityTask, { kind: 'verify-dir' }>): TaskResults['verify-dir'] {
   const out: TaskResults['verify-dir'] = { ok: true, names: [], objects: 0, bytes: 0, bad: [], tmp: [], invalid: [] };
