@@ -259,7 +259,7 @@ test('fs-verity: detected as absent on this filesystem; a repository that requir
 
 test('--lock-timeout bounds the wait for the lock, and a waiting command says what it waits for', { skip: SKIP || (hasTool('flock') ? false : 'skipped: flock not installed') }, async () => {
   const repo = freshRepo('locked');
-  const holder = spawn('flock', ['-o', '--shared', repo, 'sh', '-c', 'echo held; exec sleep 60 >/dev/null'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const holder = spawn('flock', ['-o', '--shared', repo, 'sh', '-c', 'echo held; exec sleep 60 >/dev/null 2>&1'], { stdio: ['ignore', 'pipe', 'ignore'] });
   await new Promise<void>((r) => holder.stdout.once('data', () => r()));
   try {
     const r = await veritreeWithin(20_000, ['gc', '--repo', repo, '--lock-timeout', '0.5']);

@@ -133,7 +133,7 @@ test('streams and tags are symlinks in the composefs layout', async () => {
 /** Holds the repository lock the way another tool would: util-linux flock(1) in a child. */
 async function holdWithFlockCommand(root: string, kind: '--shared' | '--exclusive', pidns = false): Promise<ChildProcess> {
   // -o: flock(1) itself holds the lock (its child does not inherit it), so killing it frees it.
-  const cmd = ['flock', '-o', kind, root, 'sh', '-c', 'echo held; exec sleep 60 >/dev/null'];
+  const cmd = ['flock', '-o', kind, root, 'sh', '-c', 'echo held; exec sleep 60 >/dev/null 2>&1'];
   const holder = spawn(pidns ? 'unshare' : (cmd[0] as string), pidns ? ['--pid', '--fork', '--kill-child', ...cmd] : cmd.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve) => holder.stdout?.once('data', () => resolve()));
   return holder;
