@@ -101,3 +101,13 @@ export function describeFsError(e: unknown): string {
   if (code && STRERROR[code]) return STRERROR[code];
   return e instanceof Error ? e.message : String(e);
 }
+
+/** The error of a stop asked for by an AbortSignal (Ctrl-C, a timeout, --fail-fast). */
+export function interrupted(signal?: AbortSignal): VeritreeError {
+  return new VeritreeError(ERROR_CODES.ABORTED, 'interrupted', signal ? { cause: signal.reason } : {});
+}
+
+/** Throws `interrupted` when `signal` has fired: the one check every loop makes. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw interrupted(signal);
+}

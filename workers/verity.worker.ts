@@ -57,18 +57,16 @@ async function readPipelined(fh: FileHandle, start: number, length: number | und
 function digestPathSync(path: string, task: VerityTask): { id: string; size: number } | { error: string } {
   let fd: number;
   let size: number;
+  let dev: number;
   try {
-    ({ fd, size } = openRegularSync(path, 'object'));
+    ({ fd, size, dev } = openRegularSync(path, 'object'));
   } catch (e) {
     return { error: e instanceof Error ? e.message : describeFsError(e) };
   }
   try {
-    if (!noVerityHere) {
-      const m = measureVerity(fd);
-      if (m.state === 'enabled') return { id: toHex(m.digest), size };
-      // One answer per filesystem is enough: no ioctl per object where there is no fs-verity.
-      if (m.state === 'unsupported') noVerityHere = true;
-    }
+    // Keyed by st_dev: a filesystem without fs-verity is asked once, not once per object.
+    const m = measureVerity(fd, dev);
+    if (m.state === 'enabled') return { id: toHex(m.digest), size };
     const buf = syncBuffer();
     // Most objects fit one read: digest them whole, with no tree to build for one block.
     const first = readSync(fd, buf, 0, buf.length, null);
@@ -91,7 +89,6 @@ function digestPathSync(path: string, task: VerityTask): { id: string; size: num
 }
 
 const HEX = /^[0-9a-f]+$/;
-let noVerityHere = false;
 
 function verifyDir(task: Extract<VerityTask, { kind: 'verify-dir' }>): TaskResults['verify-dir'] {
   const out: TaskResults['verify-dir'] = { ok: true, names: [], objects: 0, bytes: 0, bad: [], tmp: [], invalid: [] };

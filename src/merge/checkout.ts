@@ -14,14 +14,14 @@
  * every entry beneath a symlink, and the folder must be new or empty.
  * @module
  */
-import { closeSync, constants as fsc, fstatSync, mkdirSync, openSync, readdirSync, statSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, mkdirSync, openSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
 import { defaultIoLimit } from '../pipeline/io-limit.ts';
 import { poolSize, VerityPool } from '../pipeline/pool.ts';
 import type { Repository } from '../store/repository.ts';
-import { measureVerity, openRegularSync } from '../store/sys.ts';
+import { measureVerity, openRegularSync, writeAllSync } from '../store/sys.ts';
 import {
   applySymlinkMeta,
   chownVia,
@@ -176,8 +176,7 @@ async function placeFile(ctx: Ctx, n: TreeNode, dirFd: number): Promise<void> {
   if (!n.object) {
     const fd = createFileAt(dirFd, name);
     try {
-      const data = n.inline ?? new Uint8Array(0);
-      for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
+      writeAllSync(fd, n.inline ?? new Uint8Array(0));
       finishEntry(ctx, n, fd, false);
     } finally {
       closeSync(fd);
@@ -191,7 +190,7 @@ async function placeFile(ctx: Ctx, n: TreeNode, dirFd: number): Promise<void> {
   try {
     if (!ctx.copyOnly && ctx.sameFs && n.xattrs.size === 0) {
       const st = fstatSync(src.fd);
-      const immutable = measureVerity(src.fd).state === 'enabled';
+      const immutable = measureVerity(src.fd, st.dev).state === 'enabled';
       const ownerOk = !ctx.asRoot || (st.uid === n.uid && st.gid === n.gid);
       if ((immutable || ctx.hardlink) && (st.mode & 0o7777) === n.mode && ownerOk) {
         linkPathAt(objectPath, dirFd, name);

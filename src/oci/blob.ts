@@ -9,6 +9,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { ERROR_CODES, VeritreeError, errnoCode } from '../errors.ts';
+import { describeKind } from '../store/sys.ts';
 
 export interface Descriptor {
   mediaType: string;
@@ -60,8 +61,7 @@ export async function openLayoutFile(path: string, what: string): Promise<FileHa
   const st = await fh.stat();
   if (!st.isFile()) {
     await fh.close();
-    const kind = st.isFIFO() ? 'a FIFO' : st.isDirectory() ? 'a directory' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a regular file';
-    throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${what}: ${path} is ${kind}, not a regular file`, { path });
+    throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${what}: ${path} is ${describeKind(st)}, not a regular file`, { path });
   }
   return fh;
 }

@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import { ERROR_CODES, VeritreeError, errnoCode } from '../errors.ts';
 import { MAX_JSON_BLOB, assertDescriptor, digestHex, openLayoutFile, parseJson, readVerifiedBlob, type Descriptor } from './blob.ts';
+import { readAll } from '../store/sys.ts';
 import { isConfigType, isIndexType, isManifestType, layerCompression, type Compression } from './media-types.ts';
 
 export const REF_ANNOTATION = 'org.opencontainers.image.ref.name';
@@ -94,14 +95,7 @@ async function readSmallLayoutFile(path: string, what: string): Promise<Buffer> 
   try {
     const { size } = await fh.stat();
     if (size > MAX_JSON_BLOB) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${path}: ${size} bytes is over the ${MAX_JSON_BLOB}-byte limit for JSON`, { path });
-    const buf = Buffer.alloc(size);
-    let got = 0;
-    while (got < size) {
-      const { bytesRead } = await fh.read(buf, got, size - got, got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return buf.subarray(0, got);
+    return await readAll(fh, size);
   } catch (e) {
     if (e instanceof VeritreeError) throw e;
     throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${path} cannot be read: ${e instanceof Error ? e.message : String(e)}`, { path, cause: e });

@@ -5,7 +5,7 @@
  * reject rather than wait, and `needsDrain` follows worker capacity, not bytes (piscina#868).
  * @module
  */
-import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import { interrupted, throwIfAborted } from '../errors.ts';
 
 export class Budget {
   readonly maxBytes: number;
@@ -33,7 +33,7 @@ export class Budget {
   }
 
   async acquire(bytes: number, signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) throw new VeritreeError(ERROR_CODES.ABORTED, 'interrupted');
+    throwIfAborted(signal);
     if (this.waiters.length === 0 && this.fits(bytes)) {
       this.take(bytes);
       return;
@@ -42,7 +42,7 @@ export class Budget {
       const onAbort = (): void => {
         const i = this.waiters.indexOf(w);
         if (i >= 0) this.waiters.splice(i, 1);
-        reject(new VeritreeError(ERROR_CODES.ABORTED, 'interrupted'));
+        reject(interrupted(signal));
       };
       const w = {
         bytes,

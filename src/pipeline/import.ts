@@ -16,6 +16,7 @@ import { parsePlatform, parseSource, resolveImage, type ResolvedImage, type Reso
 import { DEFAULT_LAYER_LIMITS, type LayerLimits } from '../oci/layer-stream.ts';
 import type { TarWarningCode } from '../oci/tar-split.ts';
 import { configStreamName, manifestStreamName } from '../store/layout.ts';
+import { lockOptionsFrom, type LockWaitOptions } from '../store/lock.ts';
 import { writeObject } from '../store/objects.ts';
 import type { Repository } from '../store/repository.ts';
 import { SplitStreamBuilder } from '../store/splitstream.ts';
@@ -49,7 +50,7 @@ export interface ImportWarning {
   message: string;
 }
 
-export interface ImportOptions {
+export interface ImportOptions extends LockWaitOptions {
   /** The tag to create (default: the REF of the source, else the layout folder's name). */
   tag?: string | undefined;
   /** `os/arch[/variant]`; default: the host's. */
@@ -63,10 +64,6 @@ export interface ImportOptions {
   spoolThreshold?: number | undefined;
   layerConcurrency?: number | undefined;
   signal?: AbortSignal | undefined;
-  /** Give up (STORE_LOCKED) when a gc or repair holds the repository longer; default: wait. */
-  lockTimeoutMs?: number | undefined;
-  /** Called once if the repository lock is not free at once, saying what is awaited. */
-  onLockWait?: ((message: string) => void) | undefined;
   onProgress?: ((p: ImportProgress) => void) | undefined;
   onWarning?: ((w: ImportWarning & { image: number }) => void) | undefined;
 }
@@ -248,11 +245,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
   const aborted = (): VeritreeError => new VeritreeError(ERROR_CODES.ABORTED, 'interrupted');
 
   // Up front: a repository we cannot write to fails the run before any image is read.
-  const lock = await repo.lockShared({
-    signal: controller.signal,
-    ...(options.lockTimeoutMs !== undefined ? { timeoutMs: options.lockTimeoutMs } : {}),
-    ...(options.onLockWait ? { onWait: options.onLockWait } : {}),
-  });
+  const lock = await repo.lockShared(lockOptionsFrom({ ...options, signal: controller.signal }));
   try {
     repo.assertWritable();
   } catch (e) {

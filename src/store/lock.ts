@@ -12,10 +12,27 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, constants as fsc, openSync } from 'node:fs';
-import { ERROR_CODES, VeritreeError, storeIoError } from '../errors.ts';
+import { ERROR_CODES, VeritreeError, interrupted, storeIoError, throwIfAborted } from '../errors.ts';
 import { storeSys } from './sys.ts';
 
 export type LockKind = 'shared' | 'exclusive';
+
+/** How the library's commands take lock settings (import, fsck, gc): one spelling, one mapping. */
+export interface LockWaitOptions {
+  signal?: AbortSignal | undefined;
+  /** Give up (STORE_LOCKED) when the lock is not free within this many ms; default: wait. */
+  lockTimeoutMs?: number | undefined;
+  /** Called once if the lock is not free at once, saying what is awaited. */
+  onLockWait?: ((message: string) => void) | undefined;
+}
+
+export function lockOptionsFrom(o: LockWaitOptions): LockOptions {
+  return {
+    ...(o.signal ? { signal: o.signal } : {}),
+    ...(o.lockTimeoutMs !== undefined ? { timeoutMs: o.lockTimeoutMs } : {}),
+    ...(o.onLockWait ? { onWait: o.onLockWait } : {}),
+  };
+}
 
 export interface RepoLock {
   readonly kind: LockKind;
@@ -43,10 +60,6 @@ function lockedError(root: string, kind: LockKind): VeritreeError {
   return new VeritreeError(ERROR_CODES.STORE_LOCKED, `repository ${root} is locked: ${waitingFor(kind)}`, { path: root });
 }
 
-function aborted(signal: AbortSignal): VeritreeError {
-  return new VeritreeError(ERROR_CODES.ABORTED, 'interrupted', { cause: signal.reason });
-}
-
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const t = setTimeout(done, ms);
@@ -69,7 +82,7 @@ async function lockNative(root: string, kind: LockKind, opts: LockOptions, flock
   const deadline = Date.now() + (opts.timeoutMs ?? Infinity);
   try {
     for (let wait = POLL_MIN_MS, told = false; ; wait = Math.min(wait * 2, POLL_MAX_MS)) {
-      if (opts.signal?.aborted) throw aborted(opts.signal);
+      throwIfAborted(opts.signal);
       if (flock(fd, kind === 'shared' ? 1 : 2)) break;
       if (Date.now() >= deadline) throw lockedError(root, kind);
       if (!told) {
@@ -112,7 +125,7 @@ async function lockWithFlockCommand(root: string, kind: LockKind, opts: LockOpti
       child.on('error', (e) => reject(new VeritreeError(ERROR_CODES.STORE_IO, `cannot lock ${root}: the native module did not build and flock(1) failed (${e.message})`, { path: root, cause: e })));
       child.stdout?.once('data', () => resolve());
       child.on('close', (code) => {
-        if (opts.signal?.aborted) reject(aborted(opts.signal));
+        if (opts.signal?.aborted) reject(interrupted(opts.signal));
         else if (code === 75 || Date.now() >= deadline) reject(lockedError(root, kind));
         else reject(storeIoError(new Error(stderr.trim() || `flock exit ${code}`), root, 'taking the repository lock'));
       });

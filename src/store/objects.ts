@@ -16,14 +16,14 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, linkSync, mkdirSync, openSync, statSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
+import { closeSync, fstatSync, linkSync, mkdirSync, openSync, statSync, unlinkSync, constants as fsc } from 'node:fs';
 import { write as writeCb } from 'node:fs';
 import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
 import type { HashAlgorithm } from '../verity/constants.ts';
 import { objectPathIn, TMP_PREFIX, type ObjectId } from './layout.ts';
-import { enableVerity, storeSys } from './sys.ts';
+import { enableVerity, storeSys, writeAllSync } from './sys.ts';
 
 const writeAsync = promisify(writeCb);
 
@@ -73,14 +73,6 @@ const noVerity = new Set<string>();
 const noTmpfile = new Set<string>();
 const madeDirs = new Set<string>();
 
-function writeAll(fd: number, data: Uint8Array): void {
-  for (let off = 0; off < data.length; ) {
-    const n = writeSync(fd, data, off, data.length - off);
-    if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
-    off += n;
-  }
-}
-
 /**
  * Turns the complete file open at `fd` (for writing) into a read-only descriptor with fs-verity
  * enabled when the policy wants it: the kernel refuses to enable it while a writable descriptor
@@ -102,30 +94,28 @@ function sealVerity(fd: number, procPath: string, t: ObjectTarget): number {
   return ro;
 }
 
-/** linkat of an open file to its final name, making the objects/XX folder when it is missing. */
+/**
+ * Links an open file to its final name: true when linked, false when the name was taken (the
+ * object is present). The objects/XX folder is made when missing; the per-thread cache of folders
+ * made can be stale (a pool outlives a repository deleted and made again): ENOENT is the signal
+ * to make it again, once.
+ */
 function nameObject(link: () => void, final: string): boolean {
   const dir = dirname(final);
-  if (!madeDirs.has(dir)) {
+  const makeDir = (): void => {
     mkdirSync(dir, { recursive: true });
     madeDirs.add(dir);
-  }
-  try {
-    link();
-    return true;
-  } catch (e) {
-    const c = errnoCode(e);
-    if (c === 'EEXIST') return false;
-    // The per-thread cache of folders made can be stale (a pool outlives a repository deleted
-    // and made again): ENOENT is the signal.
-    if (c !== 'ENOENT') throw e;
-    mkdirSync(dir, { recursive: true });
-    madeDirs.add(dir);
+  };
+  if (!madeDirs.has(dir)) makeDir();
+  for (let retried = false; ; retried = true) {
     try {
       link();
       return true;
-    } catch (e2) {
-      if (errnoCode(e2) === 'EEXIST') return false;
-      throw e2;
+    } catch (e) {
+      const c = errnoCode(e);
+      if (c === 'EEXIST') return false;
+      if (c !== 'ENOENT' || retried) throw e;
+      makeDir();
     }
   }
 }
@@ -174,7 +164,7 @@ export class TmpObjectFile {
   }
 
   writeSync(data: Uint8Array): void {
-    writeAll(this.fd, data);
+    writeAllSync(this.fd, data);
     this.written += data.length;
   }
 
@@ -196,13 +186,13 @@ export class TmpObjectFile {
       if (onDisk !== size || this.written !== size) {
         throw new VeritreeError(ERROR_CODES.STORE_IO, `object ${id}: ${onDisk} bytes on disk, ${this.written} written, expected ${size}`, { path: final, expected: String(size), found: String(onDisk) });
       }
+      const sys = storeSys();
       const sealed = sealVerity(this.fd, this.named ?? this.readPath, this.target);
       if (sealed !== this.fd) {
         this.fd = sealed;
         // the named fallback's flock went with the writable descriptor: take it again
-        if (this.named) storeSys()?.flock(sealed, 2);
+        if (this.named) sys?.flock(sealed, 2);
       }
-      const sys = storeSys();
       const fd = this.fd;
       const linked =
         this.named === null

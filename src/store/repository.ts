@@ -24,7 +24,7 @@ import {
 } from './layout.ts';
 import { acquireLock, type LockOptions, type RepoLock } from './lock.ts';
 import { TmpObjectFile, type ObjectTarget, type VerityPolicy } from './objects.ts';
-import { measureVerity, openRegular, readRegular, syncFs } from './sys.ts';
+import { measureVerity, openRegular, readAll, readRegular, syncFs } from './sys.ts';
 
 export interface RepoMeta {
   version: 1;
@@ -89,10 +89,16 @@ async function readMeta(metaPath: string): Promise<{ text: string; verity: boole
     if (isVeritreeError(e) && errnoCode(e.cause) === 'ENOENT') return null;
     throw e;
   }
-  const verity = measureVerity(opened.fh.fd).state === 'enabled';
-  await opened.fh.close();
-  const text = (await readRegular(metaPath, 'meta.json', ERROR_CODES.STORE_CORRUPT, META_MAX_BYTES)).toString('utf8');
-  return { text, verity };
+  const { fh, size } = opened;
+  try {
+    if (size > META_MAX_BYTES) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `meta.json ${metaPath} is ${size} bytes, more than the ${META_MAX_BYTES} allowed`, { path: metaPath });
+    const verity = measureVerity(fh.fd).state === 'enabled';
+    return { text: (await readAll(fh, size)).toString('utf8'), verity };
+  } catch (e) {
+    throw storeIoError(e, metaPath, 'reading meta.json');
+  } finally {
+    await fh.close();
+  }
 }
 
 export class Repository {

@@ -14,7 +14,7 @@
  * @module
  */
 import { spawn } from 'node:child_process';
-import { closeSync, constants as fsc, fstatSync, openSync, type Stats } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, openSync, writeSync, type Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError, type ErrorCode } from '../errors.ts';
 import { loadAddon } from '../native-addon.ts';
@@ -35,24 +35,16 @@ export function storeSys(): StoreSysAddon | null {
   return loaded.addon;
 }
 
-/** Which implementation of each primitive is in force in this process. */
-export function primitivesInForce(): { lock: string; sync: string; publish: string; verity: string; reason: string } {
-  const n = storeSys() !== null;
-  return {
-    lock: n ? 'flock(2)' : 'flock(1) child',
-    sync: n ? 'syncfs(2)' : 'sync -f',
-    publish: n ? 'O_TMPFILE + linkat(2)' : 'tmp file + link(2)',
-    verity: n ? 'FS_IOC_ENABLE_VERITY / FS_IOC_MEASURE_VERITY' : 'unavailable',
-    reason: loaded?.reason ?? '',
-  };
-}
-
 /** O_RDONLY | O_NOFOLLOW | O_NONBLOCK: a symlink fails (ELOOP), a FIFO opens without waiting. */
 export const OPEN_UNTRUSTED = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
 
+/** What a file that should have been regular is, in the words of an error message. */
+export function describeKind(st: Stats): string {
+  return st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a regular file';
+}
+
 function notRegular(st: Stats, path: string, what: string, code: ErrorCode): VeritreeError {
-  const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a regular file';
-  return new VeritreeError(code, `${what} ${path} is ${kind}, not a regular file`, { path });
+  return new VeritreeError(code, `${what} ${path} is ${describeKind(st)}, not a regular file`, { path });
 }
 
 function openFailed(e: unknown, path: string, what: string, code: ErrorCode): VeritreeError {
@@ -83,8 +75,8 @@ export async function openRegular(path: string, what: string, code: ErrorCode = 
   return { fh, size: st.size };
 }
 
-/** openRegular for worker threads (synchronous system calls). */
-export function openRegularSync(path: string, what: string, code: ErrorCode = ERROR_CODES.STORE_CORRUPT): { fd: number; size: number } {
+/** openRegular for worker threads (synchronous system calls); `dev` keys measureVerity's cache. */
+export function openRegularSync(path: string, what: string, code: ErrorCode = ERROR_CODES.STORE_CORRUPT): { fd: number; size: number; dev: number } {
   let fd: number;
   try {
     fd = openSync(path, OPEN_UNTRUSTED);
@@ -96,7 +88,28 @@ export function openRegularSync(path: string, what: string, code: ErrorCode = ER
     closeSync(fd);
     throw notRegular(st, path, what, code);
   }
-  return { fd, size: st.size };
+  return { fd, size: st.size, dev: st.dev };
+}
+
+/** The first `size` bytes of an open file (fewer if it is shorter now): one buffer, no re-open. */
+export async function readAll(fh: FileHandle, size: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(size);
+  let got = 0;
+  while (got < size) {
+    const { bytesRead } = await fh.read(buf, got, size - got, got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got === size ? buf : buf.subarray(0, got);
+}
+
+/** Writes every byte of `data` at the descriptor's offset; a write that makes no progress is EIO. */
+export function writeAllSync(fd: number, data: Uint8Array): void {
+  for (let off = 0; off < data.length; ) {
+    const n = writeSync(fd, data, off, data.length - off);
+    if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+    off += n;
+  }
 }
 
 /** Reads a whole regular file, refusing symlinks and special files (openRegular). */
@@ -104,14 +117,7 @@ export async function readRegular(path: string, what: string, code: ErrorCode = 
   const { fh, size } = await openRegular(path, what, code);
   try {
     if (size > maxBytes) throw new VeritreeError(code, `${what} ${path} is ${size} bytes, more than the ${maxBytes} allowed`, { path });
-    const buf = Buffer.allocUnsafe(size);
-    let got = 0;
-    while (got < size) {
-      const { bytesRead } = await fh.read(buf, got, size - got, got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return got === size ? buf : buf.subarray(0, got);
+    return await readAll(fh, size);
   } catch (e) {
     throw storeIoError(e, path, `reading ${what}`);
   } finally {
@@ -146,16 +152,28 @@ export type VerityMeasure = { state: 'enabled'; digest: Buffer } | { state: 'not
 
 const UNSUPPORTED = new Set(['ENOTTY', 'EOPNOTSUPP', 'ENOTSUP', 'EINVAL']);
 
-/** The kernel's fs-verity digest of an open file, or why there is none. */
-export function measureVerity(fd: number): VerityMeasure {
+/** Filesystems (by st_dev) that answered "no fs-verity": not asked again for every file. */
+const noVerityDevs = new Map<number, string>();
+
+/**
+ * The kernel's fs-verity digest of an open file, or why there is none. With `dev` (the file's
+ * st_dev), a filesystem that has no fs-verity is asked once, not once per file.
+ */
+export function measureVerity(fd: number, dev?: number): VerityMeasure {
   const sys = storeSys();
   if (!sys) return { state: 'unsupported', why: 'native store_sys module not built' };
+  const known = dev === undefined ? undefined : noVerityDevs.get(dev);
+  if (known !== undefined) return { state: 'unsupported', why: known };
   try {
     return { state: 'enabled', digest: sys.measureVerity(fd) };
   } catch (e) {
     const c = errnoCode(e);
     if (c === 'ENODATA') return { state: 'not-enabled' };
-    if (c && UNSUPPORTED.has(c)) return { state: 'unsupported', why: `the filesystem has no fs-verity (${c})` };
+    if (c && UNSUPPORTED.has(c)) {
+      const why = `the filesystem has no fs-verity (${c})`;
+      if (dev !== undefined) noVerityDevs.set(dev, why);
+      return { state: 'unsupported', why };
+    }
     throw e;
   }
 }

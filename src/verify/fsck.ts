@@ -9,8 +9,8 @@ import { createHash } from 'node:crypto';
 import { lstat, readdir, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
-import type { LockOptions, RepoLock } from '../store/lock.ts';
-import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import { lockOptionsFrom, type LockWaitOptions, type RepoLock } from '../store/lock.ts';
+import { throwIfAborted } from '../errors.ts';
 import { STREAM_PREFIX, TAGS_DIR, isObjectId, objectIdFromLink, streamNameForRef } from '../store/layout.ts';
 import { rebuild } from '../store/rebuild.ts';
 import type { Repository } from '../store/repository.ts';
@@ -21,7 +21,7 @@ import { poolSize, VerityPool } from '../pipeline/pool.ts';
 import { verifyObjects, type FsckProgress } from './verify-objects.ts';
 import type { StoreIssue } from './issues.ts';
 
-export interface FsckOptions {
+export interface FsckOptions extends LockWaitOptions {
   /** Only re-hash objects; skip streams, tags and images. */
   objectsOnly?: boolean;
   /** Also rebuild every layer from its stream and check its SHA-256 against the diff_id. */
@@ -38,8 +38,6 @@ export interface FsckOptions {
    * caller holds one already.
    */
   lock?: 'shared' | 'exclusive' | 'held';
-  lockTimeoutMs?: number;
-  onLockWait?: (message: string) => void;
 }
 
 export interface FsckReport {
@@ -67,11 +65,7 @@ interface Ctx {
 
 export async function fsck(repo: Repository, options: FsckOptions = {}): Promise<FsckReport> {
   const started = performance.now();
-  const lockOpts: LockOptions = {
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.lockTimeoutMs !== undefined ? { timeoutMs: options.lockTimeoutMs } : {}),
-    ...(options.onLockWait ? { onWait: options.onLockWait } : {}),
-  };
+  const lockOpts = lockOptionsFrom(options);
   const mode = options.lock ?? 'shared';
   const lock: RepoLock | null = mode === 'held' ? null : mode === 'shared' ? await repo.lockShared(lockOpts) : await repo.lockExclusive(lockOpts);
   const pool = options.pool ?? new VerityPool(poolSize({ jobs: options.jobs, ioLimit: options.ioLimit ?? (await defaultIoLimit(repo.root)) }, availableParallelism()));
@@ -113,10 +107,6 @@ async function fsckLocked(repo: Repository, options: FsckOptions, pool: VerityPo
     issues,
     seconds: (performance.now() - started) / 1000,
   };
-}
-
-function checkAbort(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new VeritreeError(ERROR_CODES.ABORTED, 'interrupted');
 }
 
 /**
@@ -168,7 +158,7 @@ async function checkStreams(ctx: Ctx, signal: AbortSignal | undefined): Promise<
   const dir = join(ctx.repo.root, 'streams');
   const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n !== 'refs').sort();
   for (const name of names) {
-    checkAbort(signal);
+    throwIfAborted(signal);
     const id = await streamTarget(ctx, name);
     if (!id || ctx.bad.has(id)) continue;
     const path = ctx.repo.streamPath(name);
@@ -249,7 +239,7 @@ async function rebuildLayers(ctx: Ctx, signal: AbortSignal | undefined): Promise
   const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith(STREAM_PREFIX.layer)).sort();
   let n = 0;
   for (const name of names) {
-    checkAbort(signal);
+    throwIfAborted(signal);
     const id = await ctx.repo.streamObject(name).catch(() => null);
     if (!id || !usable(ctx, id)) continue;
     const path = ctx.repo.streamPath(name);

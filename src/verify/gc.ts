@@ -7,16 +7,14 @@
  */
 import { lstat, readdir, readlink, rm, stat, unlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { ERROR_CODES, VeritreeError, storeIoError } from '../errors.ts';
+import { ERROR_CODES, VeritreeError, storeIoError, throwIfAborted } from '../errors.ts';
 import { IMAGES_DIR, STREAM_PREFIX, STREAMS_DIR, objectIdFromLink } from '../store/layout.ts';
-import type { Repository } from '../store/repository.ts';
+import { lockOptionsFrom, type LockWaitOptions } from '../store/lock.ts';
+import { STREAM_TMP_PREFIX, type Repository } from '../store/repository.ts';
 import { readRefs } from '../store/splitstream.ts';
 
-export interface GcOptions {
+export interface GcOptions extends LockWaitOptions {
   dryRun?: boolean;
-  /** How long to wait for running imports to finish (ms); default: wait. */
-  lockTimeoutMs?: number;
-  onLockWait?: (message: string) => void;
   signal?: AbortSignal;
   onProgress?: (p: { phase: 'mark' | 'sweep'; done: number; total: number }) => void;
 }
@@ -66,16 +64,14 @@ async function resolveToObject(link: string): Promise<string | null> {
   return null;
 }
 
-/** The tmp name Repository.atomicSymlink gives a stream link before renaming it into place. */
-const STREAM_TMP = /^\.tmp-link-|\.tmp-\d+-[0-9a-z]+$/;
-
-function checkAbort(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new VeritreeError(ERROR_CODES.ABORTED, 'interrupted');
+/** What Repository.atomicSymlink leaves if killed (`.tmp-link-*`), or older versions did (`<name>.tmp-<pid>-<rand>`). */
+function isStreamTmp(name: string): boolean {
+  return name.startsWith(STREAM_TMP_PREFIX) || /\.tmp-\d+-[0-9a-z]+$/.test(name);
 }
 
 export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcReport> {
   const started = performance.now();
-  const lock = await repo.lockExclusive({ ...(opts.lockTimeoutMs !== undefined ? { timeoutMs: opts.lockTimeoutMs } : {}), ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onLockWait ? { onWait: opts.onLockWait } : {}) });
+  const lock = await repo.lockExclusive(lockOptionsFrom(opts));
   try {
     const streamRoots: string[] = [];
     const imageRoots: string[] = [];
@@ -99,7 +95,7 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
     // streams. A reachable stream that cannot be read stops gc: what it names is unknown, and
     // sweeping on would delete live objects.
     for (let done = 0; queue.length > 0; done++) {
-      checkAbort(opts.signal);
+      throwIfAborted(opts.signal);
       const { id, root } = queue.pop() as { id: string; root: string };
       opts.onProgress?.({ phase: 'mark', done, total: done + queue.length });
       let refs;
@@ -126,11 +122,11 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
     names.sort((a, b) => removalRank(a) - removalRank(b) || (a < b ? -1 : a > b ? 1 : 0));
     let rank = 0;
     for (const name of names) {
-      checkAbort(opts.signal);
+      throwIfAborted(opts.signal);
       if (!report.dryRun && removalRank(name) > rank && report.streamsRemoved.length > 0) await repo.sync();
       rank = removalRank(name);
       const p = join(streamsDir, name);
-      if (STREAM_TMP.test(name)) {
+      if (isStreamTmp(name)) {
         // A link being published when its writer died: no import runs under this lock.
         report.tmpRemoved++;
         if (!report.dryRun) await rm(p, { force: true });
@@ -148,7 +144,7 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
     if (!report.dryRun && report.streamsRemoved.length > 0) await repo.sync();
     let swept = 0;
     for await (const e of repo.walkObjects()) {
-      if (swept % 256 === 0) checkAbort(opts.signal);
+      if (swept % 256 === 0) throwIfAborted(opts.signal);
       if (++swept % 1000 === 0) opts.onProgress?.({ phase: 'sweep', done: swept, total: 0 });
       if (e.kind === 'object') {
         if (marked.has(e.id)) {

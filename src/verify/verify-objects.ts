@@ -6,7 +6,7 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ERROR_CODES, VeritreeError, storeIoError } from '../errors.ts';
+import { ERROR_CODES, VeritreeError, storeIoError, throwIfAborted } from '../errors.ts';
 import { TMP_PREFIX } from '../store/layout.ts';
 import { strayTmp } from '../store/sys.ts';
 import { digestSize } from '../verity/constants.ts';
@@ -59,7 +59,7 @@ export async function verifyObjects(repo: Repository, pool: VerityPool, opts: Ve
   // One task per objects/XX folder: the worker lists and reads it; the signal is checked between
   // folders rather than handed to each task (a listener per task otherwise).
   const tasks = dirs.map(async (d) => {
-    if (opts.signal?.aborted) throw new VeritreeError(ERROR_CODES.ABORTED, 'interrupted');
+    throwIfAborted(opts.signal);
     const dir = join(repo.objectsDir, d);
     const r = await pool.run({ kind: 'verify-dir', dir, restLength, tmpPrefix: TMP_PREFIX, alg: repo.alg, impl: opts.impl });
     if (!r.ok) throw new VeritreeError(r.code, r.message, { path: dir });

@@ -33,7 +33,7 @@ docs/performance.md explains how to read the report.`
       });
       if (tty) process.stderr.write('\r\x1b[K');
       for (const w of report.workloads) {
-        const best = Math.max(...w.points.map((p) => p.mbps));
+        const best = w.points.reduce((m, p) => Math.max(m, p.mbps), -Infinity);
         const peers = w.peers.map((p) => `${p.ratio.toFixed(2)}x ${p.name}`).join(', ');
         process.stdout.write(`${w.name}: best ${best.toFixed(0)} MB/s${peers ? ` (${peers})` : ''}\n`);
       }

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { fsck, gc, openRepository, repair, type FsckReport, type GcReport, type RepairReport } from '../../index.ts';
 import { VeritreeError, ERROR_CODES } from '../../errors.ts';
+import { lockOptionsFrom } from '../../store/lock.ts';
 import { EXIT } from '../exit-codes.ts';
 import { formatBytes, warnNativeFallback } from '../output.ts';
 import { parseImpl, parsePositiveInt } from '../options.ts';
@@ -89,7 +90,7 @@ export function registerVerify(program: Command): void {
     const signal = interruptSignal();
     // --repair holds the exclusive lock from the check through the repair: nothing changes between.
     const held = o.repair
-      ? await repo.lockExclusive({ signal, onWait: waitOpts.onLockWait, ...(waitOpts.lockTimeoutMs !== undefined ? { timeoutMs: waitOpts.lockTimeoutMs } : {}) })
+      ? await repo.lockExclusive(lockOptionsFrom({ ...waitOpts, signal }))
       : null;
     let report: FsckReport;
     let repaired: RepairReport | null = null;
