@@ -30,7 +30,7 @@ async function* chunks(b: Buffer, size: number): AsyncGenerator<Uint8Array> {
 async function split(tar: Buffer, chunk: number): Promise<Buffer> {
   const parts: Buffer[] = [];
   await splitTar(chunks(tar, chunk), {
-    inline: (b) => parts.push(Buffer.from(b)),
+    inline: (b) => void parts.push(Buffer.from(b)),
     external: async (_e, content) => {
       for await (const c of content) parts.push(Buffer.from(c));
     },

@@ -81,7 +81,7 @@ test('a size that lies (the blob is longer than the descriptor says)', { skip: S
   rewriteManifest(l, 't', (m) => {
     (m.layers[1] as { size: number }).size -= 1;
   });
-  await expectFailure(l, /layer 2 .*blob size mismatch: descriptor says \d+ bytes, blob has more than \d+/);
+  await expectFailure(l, /layer 2 .*blob size mismatch: descriptor says \d+ bytes, blob has (more than )?\d+/);
 });
 
 test('a truncated layer (its descriptor and digest updated to match, so decompression is what fails)', { skip: SKIP }, async () => {

@@ -22,8 +22,8 @@ interface Issue {
   path: string;
 }
 
-function start(args: string[]): { child: ReturnType<typeof spawn>; done: Promise<{ code: number | null; signal: string | null; stderr: string }> } {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, VERITREE_QUIET_FALLBACK: '1' } });
+function start(args: string[], nodeArgs: string[] = []): { child: ReturnType<typeof spawn>; done: Promise<{ code: number | null; signal: string | null; stderr: string }> } {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, VERITREE_QUIET_FALLBACK: '1' } });
   let stderr = '';
   child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
   const done = new Promise<{ code: number | null; signal: string | null; stderr: string }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stderr })));
@@ -117,6 +117,22 @@ test('SIGINT: a clean, prompt stop with "interrupted", exit 130, nothing half-pu
   assert.match(r.stderr, /^veritree: interrupted$/m);
   assert.ok(!existsSync(join(repo, 'streams', 'refs', 'oci', 'full')));
   assert.deepEqual(fsckIssues(repo).filter((x) => x.type !== 'stray-tmp'), []);
+});
+
+test('SIGINT while the CLI is still loading (a 2 s start): "interrupted", exit 130, nothing written', { skip: SKIP }, async () => {
+  const repo = join(dir, 'sigint-start');
+  const hooks = new URL('./fixtures/slow-start-hooks.js', import.meta.url).href;
+  const register = `data:text/javascript,import{register}from'node:module';register(${JSON.stringify(hooks)})`;
+  const p = start(['import', `oci:${layout}:full`, '--repo', repo, '--no-progress'], ['--import', register]);
+  await sleep(700);
+  const sent = performance.now();
+  p.child.kill('SIGINT');
+  const r = await p.done;
+  assert.ok(performance.now() - sent < 1500, `prompt (${(performance.now() - sent).toFixed(0)} ms)`);
+  assert.equal(r.signal, null, 'ended by veritree, not by the default action of SIGINT');
+  assert.equal(r.code, 130, r.stderr);
+  assert.match(r.stderr, /^veritree: interrupted$/m);
+  assert.ok(!existsSync(repo), 'no repository was created');
 });
 
 test('two and four imports at once into one repository, of images sharing layers: all succeed, fsck is clean', { skip: SKIP, timeout: 300_000 }, async () => {

@@ -15,6 +15,7 @@ export const EXIT = {
 export function exitStatusFor(code: ErrorCode): number {
   switch (code) {
     case ERROR_CODES.USAGE:
+    case ERROR_CODES.TAG_INVALID:
       return EXIT.USAGE;
     case ERROR_CODES.ABORTED:
       return EXIT.INTERRUPTED;
@@ -26,6 +27,7 @@ export function exitStatusFor(code: ErrorCode): number {
     case ERROR_CODES.STORE_VERITY_REQUIRED:
       return EXIT.STORE;
     case ERROR_CODES.WORKER_FAILED:
+    case ERROR_CODES.INTERNAL:
       return EXIT.INTERNAL;
     default:
       return EXIT.BAD_INPUT;

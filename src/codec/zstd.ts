@@ -25,7 +25,13 @@ interface ZlibZstd {
 const nodeZstd = zlib as unknown as ZlibZstd;
 let napi: ZstdNapi | null | undefined;
 
+/** `VERITREE_DISABLE_NATIVE=zstd-napi` forces the fallbacks (tests use it). */
+function napiDisabled(): boolean {
+  return process.env.VERITREE_DISABLE_NATIVE?.split(',').includes('zstd-napi') === true;
+}
+
 function loadNapi(): ZstdNapi | null {
+  if (napiDisabled()) return null;
   if (napi === undefined) {
     try {
       napi = createRequire(import.meta.url)('zstd-napi') as ZstdNapi;
@@ -80,11 +86,64 @@ export function zstdDecompress(data: Uint8Array, maxOutputLength: number): Uint8
   return out;
 }
 
-/** A streaming decoder that reads every frame to the end (zstd:chunked layers are multi-frame). */
-export function createZstdDecompressStream(): Duplex {
+interface DCtx {
+  decompressStream(dst: Uint8Array, src: Uint8Array): [number, number, number];
+}
+interface ZstdBinding {
+  DCtx: new () => DCtx;
+  dStreamOutSize(): number;
+}
+let binding: ZstdBinding | null | undefined;
+
+function loadBinding(): ZstdBinding | null {
+  if (napiDisabled()) return null;
+  if (binding === undefined) {
+    try {
+      binding = createRequire(import.meta.url)('zstd-napi/binding') as ZstdBinding;
+    } catch {
+      binding = null;
+    }
+  }
+  return binding;
+}
+
+/** Decodes a zstd stream (every frame to the end), one output buffer at a time. */
+export type ZstdDecoder = (source: AsyncIterable<Uint8Array>) => AsyncGenerator<Uint8Array>;
+
+/**
+ * A streaming decoder that reads every frame to the end (zstd:chunked layers are multi-frame),
+ * with output bounded as it is produced. With zstd-napi: a generator that yields one
+ * ZSTD_DStreamOutSize buffer per ZSTD_decompressStream call and waits for its reader before the
+ * next, so a bomb inflates no further than the reader lets it (zstd-napi's own DecompressStream
+ * pushes a whole input chunk's output at once: 33 KB became 1 GiB in memory). Else node:zlib's
+ * stream (which waits for its reader between output chunks), else a `zstd -dc` child (pipes
+ * bound it).
+ */
+export function createZstdDecoder(): ZstdDecoder | Duplex {
+  const b = loadBinding();
+  if (b) {
+    const bb = b;
+    return async function* (source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+      const dctx = new bb.DCtx();
+      const outSize = bb.dStreamOutSize();
+      let inFrame = false;
+      for await (const chunk of source) {
+        let src = chunk;
+        for (;;) {
+          const dst = Buffer.allocUnsafe(outSize);
+          const [ret, produced, consumed] = dctx.decompressStream(dst, src);
+          src = src.subarray(consumed);
+          if (produced > 0) yield dst.subarray(0, produced);
+          if (src.length === 0 && (produced < dst.length || ret === 0)) {
+            inFrame = ret !== 0;
+            break;
+          }
+        }
+      }
+      if (inFrame) throw new Error('the stream ends in the middle of a zstd frame');
+    };
+  }
   if (nodeZstd.createZstdDecompress) return nodeZstd.createZstdDecompress();
-  const z = loadNapi();
-  if (z) return new z.DecompressStream();
   const child = spawn('zstd', ['-dc', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
@@ -93,10 +152,13 @@ export function createZstdDecompressStream(): Duplex {
   child.on('close', (code) => {
     if (code !== 0) duplex.destroy(new Error(`zstd -dc: ${stderr.trim() || `exit ${code}`}`));
   });
+  // A layer that fails part-way destroys the duplex: the child must not outlive it.
+  duplex.on('close', () => child.kill('SIGKILL'));
   return duplex;
 }
 
 export function zstdBackendName(): string {
+  if (loadBinding()) return 'zstd-napi';
   if (nodeZstd.createZstdDecompress) return 'node:zlib';
-  return loadNapi() ? 'zstd-napi' : 'zstd command (raw frames when writing)';
+  return 'zstd command (raw frames when writing)';
 }

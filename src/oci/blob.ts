@@ -8,7 +8,7 @@ import { constants as fsc } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
-import { ERROR_CODES, VeritreeError, errnoCode } from '../errors.ts';
+import { ERROR_CODES, VeritreeError, errnoCode, throwIfAborted } from '../errors.ts';
 import { describeKind } from '../store/sys.ts';
 
 export interface Descriptor {
@@ -148,6 +148,40 @@ export class VerifyingStream extends Transform {
     cb(null, chunk);
   }
 
+  /**
+   * For the error path: when decompression or the tar failed part-way, hashes the rest of the blob
+   * from where this stream stopped (nothing is read twice) to tell a damaged blob, the cause
+   * worth reporting, from a well-formed blob holding a bad layer.
+   * @returns the mismatch error, or null when the blob is as described.
+   */
+  async checkRemainder(signal?: AbortSignal): Promise<VeritreeError | null> {
+    if (this.digestHexFound) return null;
+    if (this.bytes > this.desc.size) return sizeMismatch(this.what, this.desc, `more than ${this.desc.size}`, this.path);
+    const hash = this.hash.copy();
+    let fh: FileHandle;
+    try {
+      fh = await openLayoutFile(this.path, this.what);
+    } catch (e) {
+      return e instanceof VeritreeError ? e : missing(this.path, this.what, e);
+    }
+    try {
+      const st = await fh.stat();
+      if (st.size !== this.desc.size) return sizeMismatch(this.what, this.desc, st.size, this.path);
+      const buf = Buffer.allocUnsafe(1 << 20);
+      for (let pos = this.bytes; pos < this.desc.size; ) {
+        throwIfAborted(signal);
+        const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, this.desc.size - pos), pos);
+        if (bytesRead === 0) return sizeMismatch(this.what, this.desc, pos, this.path);
+        hash.update(buf.subarray(0, bytesRead));
+        pos += bytesRead;
+      }
+    } finally {
+      await fh.close();
+    }
+    const found = hash.digest('hex');
+    return found === digestHex(this.desc.digest, this.what) ? null : mismatch(this.what, this.desc, found, this.path);
+  }
+
   override _flush(cb: TransformCallback): void {
     if (this.bytes !== this.desc.size) {
       cb(sizeMismatch(this.what, this.desc, this.bytes, this.path));
@@ -160,34 +194,20 @@ export class VerifyingStream extends Transform {
   }
 }
 
-/** The blob's bytes as a stream, plus the verifier that checks them (and counts them for progress). */
-export async function openVerifiedBlob(layoutDir: string, d: Descriptor, what: string): Promise<{ stream: NodeJS.ReadableStream; verifier: VerifyingStream; path: string }> {
+/**
+ * The blob's bytes as a stream, plus the verifier that checks them (and counts them for progress).
+ * A blob whose size on disk is not the descriptor's is refused before a byte is read.
+ */
+export async function openVerifiedBlob(layoutDir: string, d: Descriptor, what: string): Promise<{ fh: FileHandle; stream: NodeJS.ReadableStream & { destroy(e?: Error): void }; verifier: VerifyingStream; path: string }> {
   const path = blobPath(layoutDir, d.digest, what);
   const fh = await openLayoutFile(path, what);
-  const stream = fh.createReadStream({ highWaterMark: 1 << 20 });
-  return { stream, verifier: new VerifyingStream(d, what, path), path };
-}
-
-/**
- * Checks a whole blob file against its descriptor, for the error path: when decompression or the
- * tar fails, a blob that does not match its digest is the cause worth reporting.
- * @returns the mismatch error, or null when the blob is as described.
- */
-export async function checkBlobFile(layoutDir: string, d: Descriptor, what: string): Promise<VeritreeError | null> {
-  const path = blobPath(layoutDir, d.digest, what);
-  const hash = createHash('sha256');
-  let size = 0;
   try {
-    const fh = await openLayoutFile(path, what);
-    // Only as far as the descriptor promised (and one byte more): a huge or endless file is not read whole.
-    for await (const chunk of fh.createReadStream({ highWaterMark: 1 << 20, end: d.size })) {
-      size += (chunk as Buffer).length;
-      hash.update(chunk as Buffer);
-    }
+    const st = await fh.stat();
+    if (st.size !== d.size) throw sizeMismatch(what, d, st.size, path);
   } catch (e) {
-    return e instanceof VeritreeError ? e : missing(path, what, e);
+    await fh.close();
+    throw e;
   }
-  if (size !== d.size) return sizeMismatch(what, d, size, path);
-  const found = hash.digest('hex');
-  return found === digestHex(d.digest, what) ? null : mismatch(what, d, found, path);
+  const stream = fh.createReadStream({ highWaterMark: 1 << 20, start: 0 });
+  return { fh, stream, verifier: new VerifyingStream(d, what, path), path };
 }

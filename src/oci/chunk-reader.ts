@@ -56,6 +56,19 @@ export class ChunkReader {
     }
   }
 
+  /** Ends the source early (its iterator's `return`, which destroys a stream); idempotent. */
+  async close(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    this.cur = new Uint8Array(0);
+    this.pos = 0;
+    try {
+      await this.it.return?.();
+    } catch {
+      // the source's own error has been (or will be) reported by whoever read it
+    }
+  }
+
   /** Everything left, up to `max` bytes; returns null when more than `max` remain. */
   async rest(max: number): Promise<Uint8Array | null> {
     const parts: Uint8Array[] = [];

@@ -5,11 +5,11 @@
  * @module
  */
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { pipeline, Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
-import { createZstdDecompressStream } from '../codec/zstd.ts';
-import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import { createZstdDecoder } from '../codec/zstd.ts';
+import { ERROR_CODES, VeritreeError, interrupted } from '../errors.ts';
 import { digestHex, openVerifiedBlob, type VerifyingStream } from './blob.ts';
 import type { ResolvedLayer } from './layout.ts';
 import { sniffCompression, type Compression } from './media-types.ts';
@@ -32,15 +32,10 @@ export function layerWhat(layer: ResolvedLayer): string {
   return `layer ${layer.index + 1} (${layer.descriptor.digest})`;
 }
 
-async function sniff(path: string): Promise<Compression | null> {
-  const fh = await open(path, 'r');
-  try {
-    const head = new Uint8Array(4);
-    const { bytesRead } = await fh.read(head, 0, 4, 0);
-    return bytesRead === 0 ? null : sniffCompression(head.subarray(0, bytesRead));
-  } finally {
-    await fh.close();
-  }
+async function sniff(fh: FileHandle): Promise<Compression | null> {
+  const head = new Uint8Array(4);
+  const { bytesRead } = await fh.read(head, 0, 4, 0);
+  return bytesRead === 0 ? null : sniffCompression(head.subarray(0, bytesRead));
 }
 
 /** Hashes and counts the tar bytes, enforcing the limits. */
@@ -96,22 +91,35 @@ export interface LayerTar {
   tarBytes(): number;
   /** @throws VeritreeError OCI_DIFF_ID_MISMATCH */
   checkDiffId(): void;
+  /**
+   * After a failure: the blob's own mismatch when the blob is damaged (the rest of it is hashed
+   * from where the read stopped), else null.
+   */
+  blobMismatch(signal?: AbortSignal): Promise<VeritreeError | null>;
+  /** Stops every stage and closes the blob (idempotent; safe after success). */
+  close(): void;
 }
 
 export async function openLayerTar(layoutDir: string, layer: ResolvedLayer, limits: LayerLimits = DEFAULT_LAYER_LIMITS, signal?: AbortSignal): Promise<LayerTar> {
   const what = layerWhat(layer);
-  const { stream, verifier, path } = await openVerifiedBlob(layoutDir, layer.descriptor, what);
-  const found = await sniff(path);
+  const { fh, stream, verifier } = await openVerifiedBlob(layoutDir, layer.descriptor, what);
+  let found: Compression | null;
+  try {
+    found = await sniff(fh);
+  } catch (e) {
+    stream.destroy();
+    throw e;
+  }
   if (found !== null && found !== layer.compression) {
-    (stream as unknown as { destroy(): void }).destroy();
+    stream.destroy();
     throw new VeritreeError(
       ERROR_CODES.OCI_MEDIA_TYPE_UNSUPPORTED,
       `${what}: media type ${layer.descriptor.mediaType} says ${layer.compression}, but the blob is ${found === 'none' ? 'not compressed' : found}`
     );
   }
   const diff = new DiffIdStream(limits, verifier, what, layer.compression === 'none');
-  const stages: NodeJS.ReadWriteStream[] = [verifier];
-  if (layer.compression !== 'none') stages.push(rawDecompressor(layer.compression, what));
+  const stages: unknown[] = [verifier];
+  if (layer.compression !== 'none') stages.push(decoder(layer.compression, what));
   stages.push(diff);
   let resolveDone!: () => void;
   let rejectDone!: (e: unknown) => void;
@@ -124,11 +132,15 @@ export async function openLayerTar(layoutDir: string, layer: ResolvedLayer, limi
     if (err) rejectDone(err);
     else resolveDone();
   });
-  if (signal) {
-    const onAbort = (): void => (stream as unknown as { destroy(e: Error): void }).destroy(new VeritreeError(ERROR_CODES.ABORTED, 'interrupted'));
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
-  }
+  const onAbort = (): void => stream.destroy(interrupted(signal));
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener('abort', onAbort, { once: true });
+  const close = (): void => {
+    signal?.removeEventListener('abort', onAbort);
+    stream.destroy();
+    (last as unknown as { destroy(): void }).destroy();
+  };
+  done.then(() => signal?.removeEventListener('abort', onAbort), close);
   return {
     tar: last as unknown as AsyncIterable<Uint8Array>,
     done,
@@ -143,18 +155,41 @@ export async function openLayerTar(layoutDir: string, layer: ResolvedLayer, limi
         });
       }
     },
+    blobMismatch: (sig) => verifier.checkRemainder(sig),
+    close,
   };
 }
 
-function rawDecompressor(c: Compression, what: string): NodeJS.ReadWriteStream {
-  const d = c === 'gzip' ? zlib.createGunzip({ chunkSize: 1 << 18 }) : createZstdDecompressStream();
+/**
+ * The decompression stage. Its output is bounded as it is produced: zstd through a decoder that
+ * yields one 128 KiB buffer at a time and waits for the reader, gzip through node:zlib (which
+ * stops when its reader's buffer is full); so the ratio and size limits act before memory is spent.
+ */
+function decoder(c: Compression, what: string): unknown {
+  if (c === 'gzip') return wrapErrors(zlib.createGunzip({ chunkSize: 1 << 18 }), c, what);
+  const d = createZstdDecoder();
+  if (typeof d === 'function') {
+    return async function* (source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+      try {
+        yield* d(source);
+      } catch (e) {
+        throw e instanceof VeritreeError ? e : codecError(e, c, what);
+      }
+    };
+  }
+  return wrapErrors(d, c, what);
+}
+
+function codecError(e: unknown, c: Compression, what: string): VeritreeError {
+  const msg = e instanceof Error ? e.message : String(e);
+  return new VeritreeError(ERROR_CODES.LAYER_DECOMPRESS, `${what}: cannot decompress (${c}): ${msg}`, { cause: e });
+}
+
+function wrapErrors(d: NodeJS.ReadWriteStream, c: Compression, what: string): NodeJS.ReadWriteStream {
   // Codec errors become LAYER_DECOMPRESS naming the layer; pipeline() sees the wrapped error.
   const origEmit = d.emit.bind(d);
   d.emit = ((event: string | symbol, ...args: unknown[]): boolean => {
-    if (event === 'error' && !(args[0] instanceof VeritreeError)) {
-      const e = args[0] as Error;
-      return origEmit('error', new VeritreeError(ERROR_CODES.LAYER_DECOMPRESS, `${what}: cannot decompress (${c}): ${e.message}`, { cause: e }));
-    }
+    if (event === 'error' && !(args[0] instanceof VeritreeError)) return origEmit('error', codecError(args[0], c, what));
     return origEmit(event, ...args);
   }) as typeof d.emit;
   return d;

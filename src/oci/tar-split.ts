@@ -11,7 +11,7 @@
  * @module
  */
 import { posix } from 'node:path';
-import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import { ERROR_CODES, VeritreeError, throwIfAborted } from '../errors.ts';
 import { INLINE_MAX } from '../verity/constants.ts';
 import { ChunkReader } from './chunk-reader.ts';
 import { TAR_BLOCK, TYPE, decodeHeader, decodePax, isMetaType, isRegularType, isZeroBlock, type TarHeader } from './tar-header.ts';
@@ -33,15 +33,18 @@ export interface TarEntry {
   pax: ReadonlyMap<string, string>;
 }
 
-export type TarWarningCode = 'TAR_PATH_UNSAFE' | 'TAR_BENEATH_SYMLINK' | 'TAR_NO_END' | 'TAR_UNPADDED' | 'TAR_TRAILING_DATA';
+export type TarWarningCode = 'TAR_PATH_UNSAFE' | 'TAR_BENEATH_SYMLINK' | 'TAR_NO_END' | 'TAR_UNPADDED' | 'TAR_TRAILING_DATA' | 'TAR_UNKNOWN_TYPE';
 
 export interface SplitSink {
-  inline(bytes: Uint8Array): void;
+  /** Bytes kept inline; a returned promise is awaited before the next read (backpressure). */
+  inline(bytes: Uint8Array): void | Promise<void>;
   /** A content to store as an object: consume `content` (exactly `entry.size` bytes) to its end. */
   external(entry: TarEntry, content: AsyncIterable<Uint8Array>): Promise<void>;
   /** Small files' contents, inline (they are also passed here so callers can count them). */
   smallFile?(entry: TarEntry): void;
   warn(code: TarWarningCode, message: string): void;
+  /** Checked before every entry. */
+  signal?: AbortSignal | undefined;
 }
 
 export interface SplitStats {
@@ -79,6 +82,34 @@ class SymlinkWatch {
   }
 }
 
+const KNOWN_TYPES = new Set<string>([TYPE.file, TYPE.oldFile, TYPE.hardlink, TYPE.symlink, TYPE.char, TYPE.block, TYPE.dir, TYPE.fifo, TYPE.contiguous]);
+
+/**
+ * Sparse files are refused, in every GNU encoding: the old `S` type, and PAX 0.0, 0.1 and 1.0
+ * (`GNU.sparse.*` records). Their content in the tar is a map plus the data runs, not the file,
+ * so storing it as an object would name the wrong bytes; composefs-rs refuses them too (see
+ * docs/merge.md). No OCI builder writes them; GNU tar does only when asked (`--sparse`).
+ * @throws VeritreeError TAR_UNSUPPORTED
+ */
+function refuseSparse(h: TarHeader, pax: ReadonlyMap<string, string>, path: string, at: number): void {
+  let how: string | null = null;
+  if (h.typeflag === TYPE.gnuSparse) how = "the old GNU type 'S'";
+  else {
+    for (const k of pax.keys()) {
+      if (!k.startsWith('GNU.sparse.')) continue;
+      const major = pax.get('GNU.sparse.major');
+      const minor = pax.get('GNU.sparse.minor');
+      how = major !== undefined ? `PAX sparse format ${major}.${minor ?? '?'}` : pax.has('GNU.sparse.map') ? 'PAX sparse format 0.1' : 'PAX sparse format 0.0';
+      break;
+    }
+  }
+  if (how === null) return;
+  throw new VeritreeError(
+    ERROR_CODES.TAR_UNSUPPORTED,
+    `entry ${JSON.stringify(path)} at offset ${at} is a sparse file (${how}); veritree does not import sparse files (neither does composefs-rs): rebuild the layer without tar --sparse`
+  );
+}
+
 async function readMeta(r: ChunkReader, size: number, at: number): Promise<Uint8Array> {
   if (size > MAX_META_BYTES) {
     throw new VeritreeError(ERROR_CODES.TAR_LIMIT_EXCEEDED, `tar metadata record at offset ${at} is ${size} bytes (limit ${MAX_META_BYTES})`);
@@ -95,6 +126,19 @@ function truncated(what: string): VeritreeError {
 /** Runs the whole tar through `sink`. @throws VeritreeError TAR_CORRUPT / TAR_LIMIT_EXCEEDED */
 export async function splitTar(source: AsyncIterable<Uint8Array>, sink: SplitSink): Promise<SplitStats> {
   const r = new ChunkReader(source);
+  try {
+    return await split(r, sink);
+  } finally {
+    // An error part-way must not leave the source (and the blob it reads) open.
+    await r.close();
+  }
+}
+
+async function split(r: ChunkReader, sink: SplitSink): Promise<SplitStats> {
+  const emit = async (b: Uint8Array): Promise<void> => {
+    const p = sink.inline(b);
+    if (p) await p;
+  };
   const stats: SplitStats = { entries: 0, externalFiles: 0, inlineFiles: 0, tarBytes: 0 };
   const watch = new SymlinkWatch();
   let pax = new Map<string, string>();
@@ -102,6 +146,7 @@ export async function splitTar(source: AsyncIterable<Uint8Array>, sink: SplitSin
   let longLink: string | null = null;
 
   for (;;) {
+    throwIfAborted(sink.signal);
     const at = r.offset;
     const block = await r.exact(TAR_BLOCK);
     if (block.length === 0) {
@@ -109,30 +154,22 @@ export async function splitTar(source: AsyncIterable<Uint8Array>, sink: SplitSin
       break;
     }
     if (block.length < TAR_BLOCK) {
-      sink.inline(block);
+      await emit(block);
       if (!isZeroBlock(block)) throw truncated(`a header at offset ${at}`);
       sink.warn('TAR_NO_END', 'layer tar ends inside its end-of-archive blocks');
       break;
     }
-    sink.inline(block);
+    await emit(block);
     if (isZeroBlock(block)) {
       const rest = await r.rest(MAX_TRAILING_BYTES);
       if (rest === null) throw new VeritreeError(ERROR_CODES.TAR_LIMIT_EXCEEDED, `more than ${MAX_TRAILING_BYTES} bytes follow the end of the layer tar`);
-      sink.inline(rest);
+      await emit(rest);
       if (rest.length < TAR_BLOCK) sink.warn('TAR_NO_END', 'layer tar has one end-of-archive block, not two');
       else if (!isZeroBlock(rest)) sink.warn('TAR_TRAILING_DATA', `${rest.length} bytes after the end of the layer tar are not zero`);
       break;
     }
     const h = decodeHeader(block, at);
-    if (h.gnuSparseExtended) {
-      // Old-GNU sparse: extension blocks follow, each saying whether another one does.
-      for (let more = true; more; ) {
-        const ext = await r.exact(TAR_BLOCK);
-        if (ext.length < TAR_BLOCK) throw truncated(`a sparse header at offset ${at}`);
-        sink.inline(ext);
-        more = (ext[504] ?? 0) !== 0;
-      }
-    }
+    refuseSparse(h, pax, pax.get('path') ?? longName ?? h.name, at);
     const sizeOverride = pax.get('size');
     const size = sizeOverride !== undefined && !isMetaType(h.typeflag) ? Number(sizeOverride) : h.size;
     if (!Number.isSafeInteger(size) || size < 0) {
@@ -141,7 +178,7 @@ export async function splitTar(source: AsyncIterable<Uint8Array>, sink: SplitSin
 
     if (isMetaType(h.typeflag)) {
       const meta = await readMeta(r, size, at);
-      sink.inline(meta);
+      await emit(meta);
       if (h.typeflag === TYPE.paxNext) pax = decodePax(meta, at);
       else if (h.typeflag === TYPE.gnuLongName) longName = Buffer.from(meta).toString('utf8').replace(/\0.*$/s, '');
       else if (h.typeflag === TYPE.gnuLongLink) longLink = Buffer.from(meta).toString('utf8').replace(/\0.*$/s, '');
@@ -157,16 +194,19 @@ export async function splitTar(source: AsyncIterable<Uint8Array>, sink: SplitSin
         pax,
       };
       stats.entries++;
+      if (!KNOWN_TYPES.has(h.typeflag)) {
+        sink.warn('TAR_UNKNOWN_TYPE', `entry ${JSON.stringify(entry.path)} at offset ${at} has the unknown type ${JSON.stringify(h.typeflag)}: kept in the layer's stream, left out of checkouts and dumps`);
+      }
       if (unsafePath(entry.path)) sink.warn('TAR_PATH_UNSAFE', `entry ${JSON.stringify(entry.path)} at offset ${at} points outside the image root`);
       const beneath = watch.note(entry);
       if (beneath !== null) sink.warn('TAR_BENEATH_SYMLINK', `entry ${JSON.stringify(entry.path)} at offset ${at} lies beneath the symlink ${JSON.stringify(beneath)}`);
 
-      if (size > INLINE_MAX && (isRegularType(h.typeflag) || h.typeflag === TYPE.gnuSparse || size > MAX_META_BYTES)) {
+      if (size > INLINE_MAX && (isRegularType(h.typeflag) || size > MAX_META_BYTES)) {
         await storeExternal(r, sink, entry);
         stats.externalFiles++;
       } else {
         const content = await r.exact(size);
-        sink.inline(content);
+        await emit(content);
         if (content.length < size) throw truncated(`the content of ${JSON.stringify(entry.path)} (${content.length} of ${size} bytes)`);
         if (isRegularType(h.typeflag)) {
           stats.inlineFiles++;
@@ -180,7 +220,7 @@ export async function splitTar(source: AsyncIterable<Uint8Array>, sink: SplitSin
     const pad = (TAR_BLOCK - (size % TAR_BLOCK)) % TAR_BLOCK;
     if (pad) {
       const p = await r.exact(pad);
-      sink.inline(p);
+      await emit(p);
       if (p.length < pad) {
         sink.warn('TAR_UNPADDED', `the last entry of the layer tar is not padded to a 512-byte block`);
         break;

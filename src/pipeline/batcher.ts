@@ -2,13 +2,15 @@
  * Small files travel to the pool in batches: one task (and one message each way) carries up to
  * BATCH_FILES files packed back to back in one transferred buffer. Most files of an image are
  * small, and a pool task costs tens of microseconds of messaging however little it hashes.
+ * A batch being filled holds no budget: it leases its bytes when it is sent, so a batch left open
+ * while its layer's reader waits can never be what that reader waits for.
  * @module
  */
-import { VeritreeError } from '../errors.ts';
+import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import type { ObjectTarget, PublishResult } from '../store/objects.ts';
 import type { HashImpl } from '../verity/backends.ts';
 import type { HashAlgorithm } from '../verity/constants.ts';
-import type { Budget } from './budget.ts';
+import type { Budget, Lease } from './budget.ts';
 import type { VerityPool } from './pool.ts';
 
 export const BATCH_BYTES = 1 << 20;
@@ -47,15 +49,16 @@ export class SmallFileBatcher {
    * the content ended early (the tar is truncated: the caller's parser reports it).
    */
   async add(size: number, content: AsyncIterable<Uint8Array>): Promise<{ result: Promise<PublishResult> } | null> {
-    if (this.buf && (this.off + size > this.buf.length || this.sizes.length >= BATCH_FILES)) this.flush();
+    if (size > BATCH_BYTES) throw new RangeError(`batcher: a ${size}-byte file does not fit a batch`);
+    if (this.buf && (this.off + size > this.buf.length || this.sizes.length >= BATCH_FILES)) await this.flush();
     if (!this.buf) {
-      await this.budget.acquire(BATCH_BYTES, this.signal);
       this.buf = new Uint8Array(BATCH_BYTES);
       this.off = 0;
     }
     const buf = this.buf;
     let got = 0;
     for await (const v of content) {
+      if (got + v.length > size) return null;
       buf.set(v, this.off + got);
       got += v.length;
     }
@@ -66,27 +69,56 @@ export class SmallFileBatcher {
     return { result: new Promise<PublishResult>((resolve, reject) => this.pending.push({ resolve, reject })) };
   }
 
-  /** Sends the current batch (if any) to the pool. */
-  flush(): void {
+  /** Whether files wait in a batch not yet sent. */
+  get open(): boolean {
+    return this.sizes.length > 0;
+  }
+
+  /**
+   * Sends the current batch (if any) to the pool, once the budget has room for its bytes. The
+   * files' results settle when the pool is done; if the lease is refused (abort), they reject.
+   */
+  async flush(): Promise<void> {
     const buf = this.buf;
     if (!buf) return;
     const sizes = this.sizes;
     const pending = this.pending;
+    const used = this.off;
     this.buf = null;
     this.sizes = [];
     this.pending = [];
-    if (sizes.length === 0) {
-      this.budget.release(BATCH_BYTES);
-      return;
+    if (sizes.length === 0) return;
+    let lease: Lease;
+    try {
+      lease = await this.budget.lease(used, this.signal);
+    } catch (e) {
+      for (const p of pending) p.reject(e);
+      throw e;
     }
-    const task = { kind: 'store-batch', target: this.target, data: buf, sizes, alg: this.alg, impl: this.impl } as const;
+    const data = used < buf.length / 2 ? buf.slice(0, used) : buf;
+    const task = { kind: 'store-batch', target: this.target, data, sizes, alg: this.alg, impl: this.impl } as const;
     this.pool
-      .run(task, { transfer: [buf.buffer as ArrayBuffer] })
+      .run(task, { transfer: [data.buffer as ArrayBuffer] })
       .then((r) => {
         if (!r.ok) throw new VeritreeError(r.code, r.message, { path: r.path });
-        r.items.forEach((item, i) => pending[i]?.resolve(item));
+        for (let i = 0; i < pending.length; i++) {
+          const item = r.items[i];
+          if (item) (pending[i] as Pending).resolve(item);
+          else (pending[i] as Pending).reject(new VeritreeError(ERROR_CODES.WORKER_FAILED, `batch: the worker returned ${r.items.length} results for ${pending.length} files`));
+        }
       })
-      .catch((e: unknown) => pending.forEach((p) => p.reject(e)))
-      .finally(() => this.budget.release(BATCH_BYTES));
+      .catch((e: unknown) => {
+        for (const p of pending) p.reject(e);
+      })
+      .finally(() => lease.release());
+  }
+
+  /** Drops a batch not yet sent (the layer failed): its files' results reject with `reason`. */
+  discard(reason: unknown): void {
+    const pending = this.pending;
+    this.buf = null;
+    this.sizes = [];
+    this.pending = [];
+    for (const p of pending) p.reject(reason);
   }
 }

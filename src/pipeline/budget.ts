@@ -1,18 +1,34 @@
 /**
  * Admission control for the pool: bounds the bytes and the tasks in flight. The tar reader awaits
- * `acquire` before it hands the next file on, so a slow pool slows the read of the blob (the
- * await propagates back through decompression to the file stream). piscina's own queue limits
- * reject rather than wait, and `needsDrain` follows worker capacity, not bytes (piscina#868).
+ * a lease before it hands the next file on, so a slow pool slows the read of the blob (the await
+ * propagates back through decompression to the file stream). piscina's own queue limits reject
+ * rather than wait, and `needsDrain` follows worker capacity, not bytes (piscina#868).
+ *
+ * Permits are leases: `lease()` returns an object whose `release()` works once, and `run()`
+ * releases in a `finally`, so no error path can leak a permit or give one back twice. A lease
+ * must only be held by work that finishes on its own (a pool task, or the holder's own reading):
+ * an idle open batch holds none, which is what keeps the budget free of deadlocks.
  * @module
  */
 import { interrupted, throwIfAborted } from '../errors.ts';
+
+export interface Lease {
+  readonly bytes: number;
+  /** Gives the permit back; later calls do nothing. */
+  release(): void;
+}
+
+interface Waiter {
+  bytes: number;
+  resolve(): void;
+}
 
 export class Budget {
   readonly maxBytes: number;
   readonly maxTasks: number;
   private bytes = 0;
   private tasks = 0;
-  private readonly waiters: { bytes: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private readonly waiters: Waiter[] = [];
 
   constructor(maxBytes: number, maxTasks: number) {
     this.maxBytes = maxBytes;
@@ -25,6 +41,9 @@ export class Budget {
   get inFlightTasks(): number {
     return this.tasks;
   }
+  get waiting(): number {
+    return this.waiters.length;
+  }
 
   private fits(bytes: number): boolean {
     // One item larger than the whole budget still goes, alone: otherwise it would wait forever.
@@ -32,29 +51,51 @@ export class Budget {
     return this.tasks < this.maxTasks && this.bytes + bytes <= this.maxBytes;
   }
 
-  async acquire(bytes: number, signal?: AbortSignal): Promise<void> {
+  /** Waits (first come, first served) until `bytes` and one task fit. */
+  async lease(bytes: number, signal?: AbortSignal): Promise<Lease> {
     throwIfAborted(signal);
-    if (this.waiters.length === 0 && this.fits(bytes)) {
-      this.take(bytes);
-      return;
+    if (!(bytes >= 0 && Number.isFinite(bytes))) throw new RangeError(`budget: bad lease size ${bytes}`);
+    if (this.waiters.length > 0 || !this.fits(bytes)) {
+      await new Promise<void>((resolve, reject) => {
+        const w: Waiter = {
+          bytes,
+          resolve: () => {
+            signal?.removeEventListener('abort', onAbort);
+            resolve();
+          },
+        };
+        const onAbort = (): void => {
+          const i = this.waiters.indexOf(w);
+          if (i >= 0) this.waiters.splice(i, 1);
+          // The head may have been all that blocked the ones behind it.
+          this.wake();
+          reject(interrupted(signal));
+        };
+        this.waiters.push(w);
+        signal?.addEventListener('abort', onAbort, { once: true });
+      });
+    } else this.take(bytes);
+    let held = true;
+    return {
+      bytes,
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.bytes -= bytes;
+        this.tasks--;
+        this.wake();
+      },
+    };
+  }
+
+  /** Runs `fn` holding a lease of `bytes`, released however `fn` ends. */
+  async run<T>(bytes: number, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const lease = await this.lease(bytes, signal);
+    try {
+      return await fn();
+    } finally {
+      lease.release();
     }
-    await new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        const i = this.waiters.indexOf(w);
-        if (i >= 0) this.waiters.splice(i, 1);
-        reject(interrupted(signal));
-      };
-      const w = {
-        bytes,
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        reject,
-      };
-      this.waiters.push(w);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
   }
 
   private take(bytes: number): void {
@@ -62,11 +103,9 @@ export class Budget {
     this.tasks++;
   }
 
-  release(bytes: number): void {
-    this.bytes -= bytes;
-    this.tasks--;
-    while (this.waiters.length > 0 && this.fits((this.waiters[0] as { bytes: number }).bytes)) {
-      const w = this.waiters.shift() as (typeof this.waiters)[number];
+  private wake(): void {
+    while (this.waiters.length > 0 && this.fits((this.waiters[0] as Waiter).bytes)) {
+      const w = this.waiters.shift() as Waiter;
       this.take(w.bytes);
       w.resolve();
     }

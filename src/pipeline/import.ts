@@ -15,7 +15,7 @@ import { digestHex } from '../oci/blob.ts';
 import { parsePlatform, parseSource, resolveImage, type ResolvedImage, type ResolvedLayer } from '../oci/layout.ts';
 import { DEFAULT_LAYER_LIMITS, type LayerLimits } from '../oci/layer-stream.ts';
 import type { TarWarningCode } from '../oci/tar-split.ts';
-import { configStreamName, manifestStreamName } from '../store/layout.ts';
+import { configStreamName, manifestStreamName, validateTag } from '../store/layout.ts';
 import { lockOptionsFrom, type LockWaitOptions } from '../store/lock.ts';
 import { writeObject } from '../store/objects.ts';
 import type { Repository } from '../store/repository.ts';
@@ -162,7 +162,8 @@ function defaultTag(image: ResolvedImage): string {
 }
 
 function failure(source: string, tag: string | undefined, e: unknown): ImportFailure {
-  const code: ErrorCode = isVeritreeError(e) ? e.code : ERROR_CODES.WORKER_FAILED;
+  // A worker's failure arrives as WORKER_FAILED already; anything else untyped is our own bug.
+  const code: ErrorCode = isVeritreeError(e) ? e.code : ERROR_CODES.INTERNAL;
   return { ok: false, source, tag, code, message: e instanceof Error ? e.message : String(e), error: e };
 }
 
@@ -257,7 +258,10 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
   const platform = options.platform ? parsePlatform(options.platform) : undefined;
   for (const [i, job] of jobs.entries()) {
     try {
+      // Before any work: a tag that cannot be stored must not cost a whole import first.
+      if (job.tag !== undefined) validateTag(job.tag);
       const image = await resolveImage(parseSource(job.source), { platform });
+      validateTag(job.tag ?? defaultTag(image));
       prepared.push({ index: i, source: job.source, tag: job.tag ?? defaultTag(image), image, warnings: [], started: performance.now() });
     } catch (e) {
       results[i] = failure(job.source, job.tag, e);

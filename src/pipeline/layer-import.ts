@@ -5,10 +5,9 @@
  * object it names is durable.
  * @module
  */
-import { ERROR_CODES, VeritreeError, isVeritreeError, storeIoError } from '../errors.ts';
-import { checkBlobFile } from '../oci/blob.ts';
+import { ERROR_CODES, VeritreeError, interrupted, isVeritreeError, storeIoError } from '../errors.ts';
 import type { ResolvedLayer } from '../oci/layout.ts';
-import { layerWhat, openLayerTar, type LayerLimits } from '../oci/layer-stream.ts';
+import { layerWhat, openLayerTar, type LayerLimits, type LayerTar } from '../oci/layer-stream.ts';
 import { splitTar, type TarEntry, type TarWarningCode } from '../oci/tar-split.ts';
 import { layerStreamName } from '../store/layout.ts';
 import { TmpObjectFile, writeObject, type PublishResult } from '../store/objects.ts';
@@ -20,6 +19,7 @@ import type { Budget } from './budget.ts';
 import { BATCH_ITEM_MAX, SmallFileBatcher } from './batcher.ts';
 import { digestLargeFile, SPLIT_THRESHOLD_BYTES } from './digest-files.ts';
 import type { VerityPool } from './pool.ts';
+import { OrderedStreamFeed } from './stream-feed.ts';
 
 export interface LayerContext {
   repo: Repository;
@@ -48,8 +48,6 @@ export interface LayerResult {
   /** How many times the layer's blob was opened (0 when the layer was already present). */
   blobOpens: number;
 }
-
-type Op = { inline: Uint8Array } | { object: number };
 
 function withContext(e: unknown, what: string): unknown {
   if (isVeritreeError(e) && !/^layer \d+ \(/.test(e.message) && e.code !== ERROR_CODES.ABORTED && !e.code.startsWith('STORE')) {
@@ -115,6 +113,9 @@ export function presentLayer(layer: ResolvedLayer): LayerResult {
   return { index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, stream, status: 'present', objectsWritten: 0, objectsPresent: 0, inlined: 0, tarBytes: 0, compressedBytes: 0, blobOpens: 0 };
 }
 
+/** Inline bytes a layer may hold behind an object still being stored before its reader waits. */
+export const MAX_HELD_INLINE = 16 << 20;
+
 export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layoutDir: string): Promise<LayerResult> {
   const what = layerWhat(layer);
   const present = presentLayer(layer);
@@ -122,61 +123,74 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
   const base = { index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, stream: name };
   if (await ctx.repo.hasStream(name)) return present;
 
-  const ops: Op[] = [];
-  const objects: Promise<PublishResult>[] = [];
+  const builder = new SplitStreamBuilder(ctx.repo.alg, 'layer');
+  const feed = new OrderedStreamFeed(builder);
   let firstError: unknown = null;
   const local = new AbortController();
-  const abortAll = (): void => local.abort();
-  ctx.signal.addEventListener('abort', abortAll, { once: true });
-  const track = (p: Promise<PublishResult>, release: () => void): void => {
-    const guarded = p.finally(release);
-    guarded.catch((e: unknown) => {
+  const abortAll = (): void => local.abort(ctx.signal.reason);
+  if (ctx.signal.aborted) abortAll();
+  else ctx.signal.addEventListener('abort', abortAll, { once: true });
+  const track = (p: Promise<PublishResult>): void => {
+    p.catch((e: unknown) => {
       firstError ??= e;
       local.abort();
     });
-    ops.push({ object: objects.length });
-    objects.push(guarded);
+    feed.object(p);
   };
+  // A file above the byte budget is spooled, never held: the budget is a bound, not a hint.
+  const spoolThreshold = Math.min(ctx.spoolThreshold, ctx.budget.maxBytes);
 
   const batcher = new SmallFileBatcher({ pool: ctx.pool, budget: ctx.budget, target: ctx.repo.target, alg: ctx.repo.alg, impl: ctx.impl, signal: local.signal });
+  const relieve = async (): Promise<void> => {
+    // The oldest unfinished object may sit in the open batch: send it, then wait for it.
+    await batcher.flush();
+    await feed.waitHeldBelow(MAX_HELD_INLINE / 2);
+  };
   let inlined = 0;
-  let layerTar: Awaited<ReturnType<typeof openLayerTar>> | null = null;
+  let lt: LayerTar | null = null;
   try {
-    layerTar = await openLayerTar(layoutDir, layer, ctx.limits, local.signal);
-    const lt = layerTar;
-    const progress = setInterval(() => ctx.onBytes(layer, lt.compressedBytes()), 100);
+    lt = await openLayerTar(layoutDir, layer, ctx.limits, local.signal);
+    const tar = lt;
+    const progress = setInterval(() => ctx.onBytes(layer, tar.compressedBytes()), 100);
     try {
-      await splitTar(lt.tar, {
-        inline: (bytes) => ops.push({ inline: bytes }),
+      await splitTar(tar.tar, {
+        inline: (bytes) => {
+          feed.inline(bytes);
+          return feed.heldBytes > MAX_HELD_INLINE ? relieve() : undefined;
+        },
         smallFile: () => inlined++,
         warn: (code, message) => ctx.onWarning(layer, code, message),
         external: async (entry, content) => {
           if (firstError) throw firstError;
-          if (entry.size > ctx.spoolThreshold) {
-            await ctx.budget.acquire(0, local.signal);
+          if (entry.size > spoolThreshold) {
+            // A task slot, no bytes: the content goes to disk as it is read.
+            const lease = await ctx.budget.lease(0, local.signal);
             let job: (() => Promise<PublishResult>) | null;
             try {
               job = await spool(ctx, entry, content);
             } catch (e) {
-              ctx.budget.release(0);
+              lease.release();
               throw e;
             }
-            if (!job) ctx.budget.release(0);
-            else track(job(), () => ctx.budget.release(0));
+            if (!job) lease.release();
+            else track(job().finally(lease.release));
             return;
           }
           if (entry.size <= BATCH_ITEM_MAX) {
             const added = await batcher.add(entry.size, content);
-            if (added) track(added.result, () => undefined);
+            if (added) track(added.result);
             return;
           }
-          await ctx.budget.acquire(entry.size, local.signal);
-          const buf = await fill(content, entry.size).catch((e: unknown) => {
-            ctx.budget.release(entry.size);
+          const lease = await ctx.budget.lease(entry.size, local.signal);
+          let buf: Uint8Array | null;
+          try {
+            buf = await fill(content, entry.size);
+          } catch (e) {
+            lease.release();
             throw e;
-          });
+          }
           if (!buf) {
-            ctx.budget.release(entry.size);
+            lease.release();
             return;
           }
           const task = { kind: 'store-buffer', target: ctx.repo.target, data: buf, alg: ctx.repo.alg, impl: ctx.impl } as const;
@@ -184,52 +198,50 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
             if (!r.ok) throw new VeritreeError(r.code, `${r.message} (storing ${entry.path})`, { path: r.path });
             return { id: r.id, size: r.size, written: r.written };
           });
-          track(run, () => ctx.budget.release(entry.size));
+          track(run.finally(lease.release));
         },
+        signal: local.signal,
       });
-      batcher.flush();
-      await lt.done;
+      await batcher.flush();
+      await tar.done;
     } finally {
-      batcher.flush();
       clearInterval(progress);
-      ctx.onBytes(layer, lt.compressedBytes());
+      ctx.onBytes(layer, tar.compressedBytes());
     }
-    lt.checkDiffId();
-    const results = await Promise.all(objects);
-    return { ...base, ...(await publishLayer(ctx, name, ops, results)), inlined, tarBytes: lt.tarBytes(), compressedBytes: lt.compressedBytes(), blobOpens: 1 };
+    tar.checkDiffId();
+    await feed.finish();
+    if (firstError) throw firstError;
+    return { ...base, ...(await publishLayer(ctx, name, builder, feed)), inlined, tarBytes: tar.tarBytes(), compressedBytes: tar.compressedBytes(), blobOpens: 1 };
   } catch (e) {
+    batcher.discard(e);
+    lt?.close();
     // Let every task in flight settle before reporting: no worker may still write when we return.
-    await Promise.allSettled(objects);
-    const err = ctx.signal.aborted ? new VeritreeError(ERROR_CODES.ABORTED, 'interrupted') : (firstError ?? e);
-    throw withContext(await rootCause(layoutDir, layer, err), what);
+    await feed.settleAll();
+    const err = ctx.signal.aborted ? interrupted(ctx.signal) : (firstError ?? e);
+    throw withContext(await rootCause(lt, err, ctx.signal), what);
   } finally {
     ctx.signal.removeEventListener('abort', abortAll);
   }
 }
 
 /** A decompression or tar error on a blob that does not match its digest is reported as the mismatch. */
-async function rootCause(layoutDir: string, layer: ResolvedLayer, err: unknown): Promise<unknown> {
+async function rootCause(lt: LayerTar | null, err: unknown, signal: AbortSignal): Promise<unknown> {
   const code = isVeritreeError(err) ? err.code : null;
   const blobChecked = code === ERROR_CODES.OCI_DIGEST_MISMATCH || code === ERROR_CODES.OCI_SIZE_MISMATCH || code === ERROR_CODES.OCI_BLOB_MISSING;
-  if (blobChecked || code === ERROR_CODES.ABORTED || code?.startsWith('STORE') || code === ERROR_CODES.WORKER_FAILED) return err;
-  return (await checkBlobFile(layoutDir, layer.descriptor, layerWhat(layer))) ?? err;
+  if (!lt || blobChecked || code === ERROR_CODES.ABORTED || code?.startsWith('STORE') || code === ERROR_CODES.WORKER_FAILED) return err;
+  try {
+    return (await lt.blobMismatch(signal)) ?? err;
+  } catch (e) {
+    return isVeritreeError(e) && e.code === ERROR_CODES.ABORTED ? e : err;
+  }
 }
 
-async function publishLayer(ctx: LayerContext, name: string, ops: Op[], results: PublishResult[]): Promise<{ status: 'imported'; objectsWritten: number; objectsPresent: number }> {
-  const builder = new SplitStreamBuilder(ctx.repo.alg, 'layer');
-  for (const op of ops) {
-    if ('inline' in op) builder.addInline(op.inline);
-    else {
-      const r = results[op.object] as PublishResult;
-      builder.addObject(r.id, r.size);
-    }
-  }
+async function publishLayer(ctx: LayerContext, name: string, builder: SplitStreamBuilder, feed: OrderedStreamFeed): Promise<{ status: 'imported'; objectsWritten: number; objectsPresent: number }> {
   const bytes = builder.finish();
   const id = toHex(verityDigest(bytes, ctx.repo.alg, ctx.impl));
   await writeObject(ctx.repo.target, id, bytes);
   // Durable first, then named: after a crash a named stream is complete or absent.
   await ctx.repo.sync();
   await ctx.repo.publishStream(name, id);
-  const written = results.filter((r) => r.written).length;
-  return { status: 'imported', objectsWritten: written, objectsPresent: results.length - written };
+  return { status: 'imported', objectsWritten: feed.objectsWritten, objectsPresent: feed.objectsPresent };
 }

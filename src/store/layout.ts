@@ -2,6 +2,7 @@
  * Where things live in a repository (composefs repository v1). Pure path arithmetic: no I/O.
  * @module
  */
+import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import { join } from 'node:path';
 import { digestSize, type HashAlgorithm } from '../verity/constants.ts';
 
@@ -33,6 +34,24 @@ export function objectPayload(id: ObjectId): string {
 
 export function objectPathIn(objectsDir: string, id: ObjectId): string {
   return join(objectsDir, id.slice(0, 2), id.slice(2));
+}
+
+/** Longest file name Linux filesystems take (NAME_MAX), in bytes. */
+const NAME_MAX = 255;
+
+/**
+ * Refuses a tag that cannot be one file name under streams/refs/ (empty, `.`, `..`, a NUL or a
+ * control character, longer than NAME_MAX bytes once escaped), before any work is done for it.
+ * @throws VeritreeError TAG_INVALID
+ */
+export function validateTag(tag: string): void {
+  const bad = (why: string): VeritreeError => new VeritreeError(ERROR_CODES.TAG_INVALID, `tag ${JSON.stringify(tag)}: ${why}`);
+  if (tag === '') throw bad('a tag cannot be empty');
+  if (/[\u0000-\u001f\u007f]/.test(tag)) throw bad('a tag cannot hold control characters');
+  const name = escapeTag(tag);
+  if (name === '.' || name === '..') throw bad('not a usable name');
+  const bytes = Buffer.byteLength(name, 'utf8');
+  if (bytes > NAME_MAX) throw bad(`${bytes} bytes once '/' and '%' are escaped; the limit is ${NAME_MAX}`);
 }
 
 /** Tags escape '%' and '/' so that any tag is one file name. */

@@ -20,6 +20,7 @@ import {
   objectIdFromLink,
   objectRelPath,
   unescapeTag,
+  validateTag,
   type ObjectId,
 } from './layout.ts';
 import { acquireLock, type LockOptions, type RepoLock } from './lock.ts';
@@ -172,7 +173,9 @@ export class Repository {
   streamPath(name: string): string {
     return join(this.root, STREAMS_DIR, name);
   }
+  /** @throws VeritreeError TAG_INVALID */
   tagPath(tag: string): string {
+    validateTag(tag);
     return join(this.root, TAGS_DIR, escapeTag(tag));
   }
 

@@ -41,16 +41,29 @@ export interface SplitStream {
   chunks: StreamChunk[];
 }
 
-/** Builds a split stream in memory; inline bytes are coalesced as they come. */
+/** An inline run longer than this is cut into several (readers concatenate them). */
+export const INLINE_RUN_MAX = 1 << 20;
+/** Stream-section bytes per zstd frame: the section is compressed as it is built. */
+export const FRAME_RAW_BYTES = 4 << 20;
+
+/**
+ * Builds a split stream as it goes: inline bytes are coalesced into runs of at most
+ * INLINE_RUN_MAX, and the stream section is compressed frame by frame (FRAME_RAW_BYTES of records
+ * each; zstd readers read concatenated frames as one), so what it holds is the compressed stream
+ * plus one frame and one run, whatever the layer's size or file count.
+ */
 export class SplitStreamBuilder {
   private readonly alg: HashAlgorithm;
   private readonly contentType: ContentType;
   private readonly objectIndex = new Map<string, number>();
   private readonly streamIndex = new Map<string, number>();
   private readonly named: NamedRef[] = [];
-  private readonly parts: Uint8Array[] = [];
-  private pendingInline: Uint8Array[] = [];
-  private pendingLen = 0;
+  private readonly frames: Uint8Array[] = [];
+  private framesBytes = 0;
+  private raw = new Uint8Array(FRAME_RAW_BYTES);
+  private rawLen = 0;
+  private run = new Uint8Array(INLINE_RUN_MAX);
+  private runLen = 0;
   private size = 0n;
 
   constructor(alg: HashAlgorithm, contentType: ContentType) {
@@ -62,11 +75,20 @@ export class SplitStreamBuilder {
     return this.size;
   }
 
+  /** Compressed stream bytes so far (what this builder holds, give or take a frame). */
+  get heldBytes(): number {
+    return this.framesBytes + this.rawLen + this.runLen;
+  }
+
   addInline(bytes: Uint8Array): void {
-    if (bytes.length === 0) return;
-    this.pendingInline.push(bytes.slice());
-    this.pendingLen += bytes.length;
     this.size += BigInt(bytes.length);
+    for (let off = 0; off < bytes.length; ) {
+      if (this.runLen === this.run.length) this.flushInline();
+      const n = Math.min(bytes.length - off, this.run.length - this.runLen);
+      this.run.set(bytes.subarray(off, off + n), this.runLen);
+      this.runLen += n;
+      off += n;
+    }
   }
 
   /** A reference to the whole content of object `id` (hex), which is `size` bytes long. */
@@ -77,9 +99,7 @@ export class SplitStreamBuilder {
       k = this.objectIndex.size;
       this.objectIndex.set(id, k);
     }
-    const rec = new Uint8Array(8);
-    new DataView(rec.buffer).setBigInt64(0, BigInt(k), true);
-    this.parts.push(rec);
+    this.appendRecord(BigInt(k));
     this.size += BigInt(size);
   }
 
@@ -93,27 +113,53 @@ export class SplitStreamBuilder {
     this.named.push({ name, index: k });
   }
 
-  private flushInline(): void {
-    if (this.pendingLen === 0) return;
+  private appendRecord(v: bigint): void {
     const rec = new Uint8Array(8);
-    new DataView(rec.buffer).setBigInt64(0, -BigInt(this.pendingLen), true);
-    // A loop, not push(...pending): 50,000 small files in a row are 50,000 arguments.
-    this.parts.push(rec);
-    for (const p of this.pendingInline) this.parts.push(p);
-    this.pendingInline = [];
-    this.pendingLen = 0;
+    new DataView(rec.buffer).setBigInt64(0, v, true);
+    this.appendRaw(rec);
+  }
+
+  private appendRaw(bytes: Uint8Array): void {
+    for (let off = 0; off < bytes.length; ) {
+      const n = Math.min(bytes.length - off, this.raw.length - this.rawLen);
+      this.raw.set(bytes.subarray(off, off + n), this.rawLen);
+      this.rawLen += n;
+      off += n;
+      if (this.rawLen === this.raw.length) this.flushFrame();
+    }
+  }
+
+  private flushInline(): void {
+    if (this.runLen === 0) return;
+    this.appendRecord(-BigInt(this.runLen));
+    this.appendRaw(this.run.subarray(0, this.runLen));
+    this.runLen = 0;
+  }
+
+  private flushFrame(): void {
+    if (this.rawLen === 0) return;
+    const frame = zstdCompress(this.raw.subarray(0, this.rawLen));
+    this.frames.push(frame);
+    this.framesBytes += frame.length;
+    this.rawLen = 0;
   }
 
   finish(): Uint8Array {
     this.flushInline();
+    this.flushFrame();
+    if (this.frames.length === 0) {
+      const empty = zstdCompress(new Uint8Array(0));
+      this.frames.push(empty);
+      this.framesBytes += empty.length;
+    }
+    this.raw = new Uint8Array(0);
+    this.run = new Uint8Array(0);
     const ds = HASH_ALGORITHMS[this.alg].digestSize;
-    const streamRefs = Buffer.concat([...this.streamIndex.keys()].map((h) => Buffer.from(h, 'hex')));
-    const objectRefs = Buffer.concat([...this.objectIndex.keys()].map((h) => Buffer.from(h, 'hex')));
-    const sorted = [...this.named].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const streamRefs = packDigests(this.streamIndex.keys(), this.streamIndex.size, ds);
+    const objectRefs = packDigests(this.objectIndex.keys(), this.objectIndex.size, ds);
+    const sorted = this.named.slice().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const namedRaw = Buffer.from(sorted.map((r) => `${r.index}:${r.name}\0`).join(''), 'utf8');
     const named = zstdCompress(namedRaw);
-    const stream = zstdCompress(Buffer.concat(this.parts));
-    if (streamRefs.length % ds || objectRefs.length % ds) throw new Error('bad digest length');
 
     let off = HEADER_SIZE + INFO_SIZE;
     const range = (len: number): [bigint, bigint] => {
@@ -124,26 +170,45 @@ export class SplitStreamBuilder {
     const sr = range(streamRefs.length);
     const or = range(objectRefs.length);
     const nr = range(named.length);
-    const st = range(stream.length);
+    const st = range(this.framesBytes);
 
-    const head = Buffer.alloc(HEADER_SIZE + INFO_SIZE);
-    MAGIC.copy(head, 0);
-    head[11] = 0;
-    head.writeUInt16LE(0, 12);
-    head[14] = HASH_ALGORITHMS[this.alg].id;
-    head[15] = LOG_BLOCK_SIZE;
-    head.writeBigUInt64LE(BigInt(HEADER_SIZE), 16);
-    head.writeBigUInt64LE(BigInt(HEADER_SIZE + INFO_SIZE), 24);
+    const out = Buffer.alloc(off);
+    MAGIC.copy(out, 0);
+    out[11] = 0;
+    out.writeUInt16LE(0, 12);
+    out[14] = HASH_ALGORITHMS[this.alg].id;
+    out[15] = LOG_BLOCK_SIZE;
+    out.writeBigUInt64LE(BigInt(HEADER_SIZE), 16);
+    out.writeBigUInt64LE(BigInt(HEADER_SIZE + INFO_SIZE), 24);
     let i = HEADER_SIZE;
     for (const [a, b] of [sr, or, st, nr]) {
-      head.writeBigUInt64LE(a, i);
-      head.writeBigUInt64LE(b, i + 8);
+      out.writeBigUInt64LE(a, i);
+      out.writeBigUInt64LE(b, i + 8);
       i += 16;
     }
-    head.write(CONTENT_TYPES[this.contentType], i, 'ascii');
-    head.writeBigUInt64LE(this.size, i + 8);
-    return Buffer.concat([head, streamRefs, objectRefs, named, stream]);
+    out.write(CONTENT_TYPES[this.contentType], i, 'ascii');
+    out.writeBigUInt64LE(this.size, i + 8);
+    out.set(streamRefs, Number(sr[0]));
+    out.set(objectRefs, Number(or[0]));
+    out.set(named, Number(nr[0]));
+    let at = Number(st[0]);
+    for (const f of this.frames) {
+      out.set(f, at);
+      at += f.length;
+    }
+    this.frames.length = 0;
+    return out;
   }
+}
+
+function packDigests(hexes: Iterable<string>, count: number, ds: number): Buffer {
+  const out = Buffer.alloc(count * ds);
+  let o = 0;
+  for (const h of hexes) {
+    if (out.write(h, o, 'hex') !== ds) throw new Error(`bad digest ${h}`);
+    o += ds;
+  }
+  return out;
 }
 
 function corrupt(msg: string): VeritreeError {

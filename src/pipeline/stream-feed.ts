@@ -1,0 +1,139 @@
+/**
+ * Feeds a layer's split stream in tar order while its objects are still being stored. An object
+ * reference can only be written once its digest is known, so what follows an unfinished object
+ * waits here; everything before the first unfinished object goes to the builder at once. The
+ * inline bytes waiting are counted (`heldBytes`): the layer's reader stops when they pass its
+ * limit until the oldest object is done, so a layer of a million small files holds at most that
+ * limit, however the pool is doing.
+ * @module
+ */
+import type { PublishResult } from '../store/objects.ts';
+import type { SplitStreamBuilder } from '../store/splitstream.ts';
+
+interface ObjectSlot {
+  kind: 'object';
+  state: 'pending' | 'done' | 'failed';
+  result?: PublishResult;
+  error?: unknown;
+  settled: Promise<void>;
+}
+type Slot = { kind: 'inline'; bytes: Uint8Array } | ObjectSlot;
+
+export class OrderedStreamFeed {
+  private readonly builder: SplitStreamBuilder;
+  /** A queue with a moving head: shift() on a long array is quadratic. */
+  private slots: (Slot | undefined)[] = [];
+  private head = 0;
+  private held = 0;
+  private unfinished = 0;
+  objectsWritten = 0;
+  objectsPresent = 0;
+  objects = 0;
+
+  constructor(builder: SplitStreamBuilder) {
+    this.builder = builder;
+  }
+
+  /** Inline bytes waiting behind an unfinished object. */
+  get heldBytes(): number {
+    return this.held;
+  }
+
+  /** Objects not yet stored (or failed) that are still queued. */
+  get pendingObjects(): number {
+    return this.unfinished;
+  }
+
+  inline(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    if (this.head === this.slots.length) {
+      this.builder.addInline(bytes);
+      return;
+    }
+    // The caller's bytes may be a view of a buffer that is reused: keep a copy.
+    this.slots.push({ kind: 'inline', bytes: bytes.slice() });
+    this.held += bytes.length;
+  }
+
+  object(result: Promise<PublishResult>): void {
+    this.objects++;
+    this.unfinished++;
+    const slot: ObjectSlot = {
+      kind: 'object',
+      state: 'pending',
+      settled: result.then(
+        (r) => {
+          slot.state = 'done';
+          slot.result = r;
+          this.unfinished--;
+          this.drain();
+        },
+        (e: unknown) => {
+          slot.state = 'failed';
+          slot.error = e;
+          this.unfinished--;
+        }
+      ),
+    };
+    this.slots.push(slot);
+    this.drain();
+  }
+
+  private drain(): void {
+    while (this.head < this.slots.length) {
+      const s = this.slots[this.head] as Slot;
+      if (s.kind === 'inline') {
+        this.builder.addInline(s.bytes);
+        this.held -= s.bytes.length;
+      } else {
+        if (s.state !== 'done') {
+          if (this.head > 4096 && this.head * 2 > this.slots.length) {
+            this.slots = this.slots.slice(this.head);
+            this.head = 0;
+          }
+          return;
+        }
+        const r = s.result as PublishResult;
+        this.builder.addObject(r.id, r.size);
+        if (r.written) this.objectsWritten++;
+        else this.objectsPresent++;
+      }
+      this.slots[this.head++] = undefined;
+    }
+    this.slots = [];
+    this.head = 0;
+  }
+
+  /** The first unfinished object, or null when nothing waits. @throws its error if it failed */
+  private oldest(): ObjectSlot | null {
+    const s = this.slots[this.head];
+    if (!s || s.kind !== 'object') return null;
+    if (s.state === 'failed') throw s.error;
+    return s;
+  }
+
+  /** Waits until no more than `limit` inline bytes are held. @throws the error of an object that failed */
+  async waitHeldBelow(limit: number): Promise<void> {
+    while (this.held > limit) {
+      const s = this.oldest();
+      if (!s) return;
+      await s.settled;
+    }
+    this.oldest();
+  }
+
+  /** Waits for every object, in order. @throws the error of the first object that failed */
+  async finish(): Promise<void> {
+    for (;;) {
+      const s = this.oldest();
+      if (!s) return;
+      await s.settled;
+    }
+  }
+
+  /** Waits until no object is still being stored, whatever their outcome (the failure path). */
+  async settleAll(): Promise<void> {
+    const slots = this.slots.slice(this.head);
+    for (const s of slots) if (s?.kind === 'object') await s.settled;
+  }
+}
