@@ -108,7 +108,7 @@ function loadBinding(): ZstdBinding | null {
 }
 
 /** Decodes a zstd stream (every frame to the end), one output buffer at a time. */
-export type ZstdDecoder = (source: AsyncIterable<Uint8Array>) => AsyncGenerator<Uint8Array>;
+export type ZstdDecoder = (source: AsyncIterable<Uint8Array>, onConsumed?: (bytes: number) => void) => AsyncGenerator<Uint8Array>;
 
 /**
  * A streaming decoder that reads every frame to the end (zstd:chunked layers are multi-frame),
@@ -123,7 +123,7 @@ export function createZstdDecoder(): ZstdDecoder | Duplex {
   const b = loadBinding();
   if (b) {
     const bb = b;
-    return async function* (source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    return async function* (source: AsyncIterable<Uint8Array>, onConsumed?: (bytes: number) => void): AsyncGenerator<Uint8Array> {
       const dctx = new bb.DCtx();
       const outSize = bb.dStreamOutSize();
       let inFrame = false;
@@ -133,6 +133,7 @@ export function createZstdDecoder(): ZstdDecoder | Duplex {
           const dst = Buffer.allocUnsafe(outSize);
           const [ret, produced, consumed] = dctx.decompressStream(dst, src);
           src = src.subarray(consumed);
+          onConsumed?.(consumed);
           if (produced > 0) yield dst.subarray(0, produced);
           if (src.length === 0 && (produced < dst.length || ret === 0)) {
             inFrame = ret !== 0;

@@ -155,7 +155,8 @@ export class VerifyingStream extends Transform {
    * @returns the mismatch error, or null when the blob is as described.
    */
   async checkRemainder(signal?: AbortSignal): Promise<VeritreeError | null> {
-    if (this.digestHexFound) return null;
+    const want = digestHex(this.desc.digest, this.what);
+    if (this.digestHexFound) return this.digestHexFound === want ? null : mismatch(this.what, this.desc, this.digestHexFound, this.path);
     if (this.bytes > this.desc.size) return sizeMismatch(this.what, this.desc, `more than ${this.desc.size}`, this.path);
     const hash = this.hash.copy();
     let fh: FileHandle;
@@ -179,7 +180,7 @@ export class VerifyingStream extends Transform {
       await fh.close();
     }
     const found = hash.digest('hex');
-    return found === digestHex(this.desc.digest, this.what) ? null : mismatch(this.what, this.desc, found, this.path);
+    return found === want ? null : mismatch(this.what, this.desc, found, this.path);
   }
 
   override _flush(cb: TransformCallback): void {

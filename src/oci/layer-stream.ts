@@ -48,12 +48,16 @@ class DiffIdStream extends Transform {
   private readonly sameAsBlob: boolean;
   bytes = 0;
 
+  /** Compressed bytes the decoder has consumed (not merely read ahead): what the ratio is of. */
+  consumed: () => number;
+
   constructor(limits: LayerLimits, compressed: VerifyingStream, what: string, sameAsBlob: boolean) {
     super();
     this.limits = limits;
     this.compressed = compressed;
     this.what = what;
     this.sameAsBlob = sameAsBlob;
+    this.consumed = () => compressed.bytes;
   }
 
   get diffIdHex(): string {
@@ -67,7 +71,7 @@ class DiffIdStream extends Transform {
       cb(new VeritreeError(ERROR_CODES.TAR_LIMIT_EXCEEDED, `${this.what}: inflates past --max-layer-size (${this.limits.maxLayerSize} bytes)`));
       return;
     }
-    if (this.bytes > RATIO_FLOOR_BYTES && this.bytes > this.limits.maxRatio * Math.max(1, this.compressed.bytes)) {
+    if (this.bytes > RATIO_FLOOR_BYTES && this.bytes > this.limits.maxRatio * Math.max(1, this.consumed())) {
       cb(new VeritreeError(ERROR_CODES.TAR_LIMIT_EXCEEDED, `${this.what}: inflates more than ${this.limits.maxRatio} times its compressed size (a decompression bomb?)`));
       return;
     }
@@ -119,7 +123,11 @@ export async function openLayerTar(layoutDir: string, layer: ResolvedLayer, limi
   }
   const diff = new DiffIdStream(limits, verifier, what, layer.compression === 'none');
   const stages: unknown[] = [verifier];
-  if (layer.compression !== 'none') stages.push(decoder(layer.compression, what));
+  if (layer.compression !== 'none') {
+    const d = decoder(layer.compression, what);
+    stages.push(d.stage);
+    if (d.consumed) diff.consumed = d.consumed;
+  }
   stages.push(diff);
   let resolveDone!: () => void;
   let rejectDone!: (e: unknown) => void;
@@ -165,19 +173,26 @@ export async function openLayerTar(layoutDir: string, layer: ResolvedLayer, limi
  * yields one 128 KiB buffer at a time and waits for the reader, gzip through node:zlib (which
  * stops when its reader's buffer is full); so the ratio and size limits act before memory is spent.
  */
-function decoder(c: Compression, what: string): unknown {
-  if (c === 'gzip') return wrapErrors(zlib.createGunzip({ chunkSize: 1 << 18 }), c, what);
+function decoder(c: Compression, what: string): { stage: unknown; consumed: (() => number) | null } {
+  if (c === 'gzip') {
+    const z = zlib.createGunzip({ chunkSize: 1 << 18 });
+    return { stage: wrapErrors(z, c, what), consumed: () => z.bytesWritten };
+  }
   const d = createZstdDecoder();
   if (typeof d === 'function') {
-    return async function* (source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    let consumed = 0;
+    const stage = async function* (source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
       try {
-        yield* d(source);
+        yield* d(source, (n) => (consumed += n));
       } catch (e) {
         throw e instanceof VeritreeError ? e : codecError(e, c, what);
       }
     };
+    return { stage, consumed: () => consumed };
   }
-  return wrapErrors(d, c, what);
+  const z = d as NodeJS.ReadWriteStream & { bytesWritten?: number };
+  // node:zlib counts what it consumed; the `zstd` child does not say: the blob bytes read then.
+  return { stage: wrapErrors(z, c, what), consumed: typeof z.bytesWritten === 'number' ? () => z.bytesWritten as number : null };
 }
 
 function codecError(e: unknown, c: Compression, what: string): VeritreeError {

@@ -62,6 +62,8 @@ export interface ImportOptions extends LockWaitOptions {
   hashImpl?: HashImpl | undefined;
   limits?: Partial<LayerLimits> | undefined;
   spoolThreshold?: number | undefined;
+  /** Bytes of file content handed to the pool and not yet stored (default MAX_INFLIGHT_BYTES). */
+  maxInflightBytes?: number | undefined;
   layerConcurrency?: number | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((p: ImportProgress) => void) | undefined;
@@ -294,7 +296,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
       const ctx: LayerContext = {
         repo,
         pool: (options.pool ?? ownPool) as VerityPool,
-        budget: new Budget(MAX_INFLIGHT_BYTES, Math.max(4, poolJobs * 4)),
+        budget: new Budget(options.maxInflightBytes ?? MAX_INFLIGHT_BYTES, Math.max(4, poolJobs * 4)),
         impl,
         limits: { ...DEFAULT_LAYER_LIMITS, ...options.limits },
         spoolThreshold: options.spoolThreshold ?? SPOOL_THRESHOLD_BYTES,

@@ -127,6 +127,9 @@ function presentResult(id: ObjectId, final: string, size: number): PublishResult
   return { id, size, written: false };
 }
 
+/** open(2)'s O_TMPFILE on Linux (__O_TMPFILE | O_DIRECTORY; node:fs does not export it). */
+const O_TMPFILE = 0o20000000 | fsc.O_DIRECTORY;
+
 /** An unnamed (or, in the fallback, flocked named) file inside objects/ being written. */
 export class TmpObjectFile {
   readonly target: ObjectTarget;
@@ -142,7 +145,9 @@ export class TmpObjectFile {
     const sys = storeSys();
     if (sys && !noTmpfile.has(target.objectsDir)) {
       try {
-        this.fd = sys.openTmpfile(target.objectsDir, 0o644);
+        // Opened by Node, not the addon: a worker thread's descriptors are Node's to track (and
+        // to close if the worker is stopped); one opened behind its back is neither.
+        this.fd = openSync(target.objectsDir, O_TMPFILE | fsc.O_RDWR, 0o644);
         this.named = null;
         this.readPath = `/proc/self/fd/${this.fd}`;
         return;

@@ -1,0 +1,447 @@
+/**
+ * The import pipeline's machinery, alone and together: Budget leases, the small-file batcher,
+ * ChunkReader, the ordered stream feed, the streaming split-stream builder; then whole imports that
+ * used to deadlock, a property test over random sizes and settings, failing imports that must not
+ * leave file descriptors open, and the scale and bomb bounds (peak RSS and time, measured in a
+ * child process). Layouts here are written directly (no umoci), so this file needs no Debian tool.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import fc from 'fast-check';
+import { catLayer, importImage, openRepository, readSplitStream, SplitStreamBuilder, VerityPool, isVeritreeError } from '../src/index.ts';
+import { Budget } from '../src/pipeline/budget.ts';
+import { SmallFileBatcher } from '../src/pipeline/batcher.ts';
+import { OrderedStreamFeed } from '../src/pipeline/stream-feed.ts';
+import { ChunkReader } from '../src/oci/chunk-reader.ts';
+import { FRAME_RAW_BYTES, INLINE_RUN_MAX } from '../src/store/splitstream.ts';
+import type { PublishResult } from '../src/store/objects.ts';
+import { cleanup, prng, ROOT, tempDir } from './helpers.ts';
+import { LAYER_MEDIA, blobFile, layoutFromBlobs } from './fixtures/oci.ts';
+import { ustarHeader, writeEmptyFilesTar, zstdZeroFileBomb } from './fixtures/hostile-blobs.ts';
+
+const dirs: string[] = [];
+after(() => dirs.forEach(cleanup));
+function scratch(prefix: string): string {
+  const d = tempDir(prefix);
+  dirs.push(d);
+  return d;
+}
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+// ---- Budget ---------------------------------------------------------------------------------
+
+test('Budget: a lease released twice gives its permit back once', async () => {
+  const b = new Budget(100, 2);
+  const l = await b.lease(60);
+  l.release();
+  l.release();
+  assert.equal(b.inFlightBytes, 0);
+  assert.equal(b.inFlightTasks, 0);
+});
+
+test('Budget: waiters go first come first served, when bytes and a task slot fit', async () => {
+  const b = new Budget(100, 2);
+  const a = await b.lease(70);
+  const order: string[] = [];
+  const pb = b.lease(50).then((l) => (order.push('b'), l));
+  const pc = b.lease(10).then((l) => (order.push('c'), l));
+  await tick();
+  assert.deepEqual(order, [], 'b does not fit, and c waits behind it');
+  a.release();
+  const [lb, lc] = await Promise.all([pb, pc]);
+  assert.deepEqual(order, ['b', 'c']);
+  assert.equal(b.inFlightBytes, 60);
+  lb.release();
+  lc.release();
+  assert.equal(b.inFlightTasks, 0);
+});
+
+test('Budget: an item larger than the whole budget goes alone', async () => {
+  const b = new Budget(100, 4);
+  const big = await b.lease(1000);
+  let small = false;
+  const ps = b.lease(1).then((l) => ((small = true), l));
+  await tick();
+  assert.equal(small, false);
+  big.release();
+  (await ps).release();
+  assert.equal(small, true);
+});
+
+test('Budget: run() releases on failure; an aborted waiter leaves, and the ones behind it move', async () => {
+  const b = new Budget(100, 1);
+  await assert.rejects(b.run(10, async () => Promise.reject(new Error('boom'))), /boom/);
+  assert.equal(b.inFlightTasks, 0);
+  const hold = await b.lease(10);
+  const ac = new AbortController();
+  const aborted = b.lease(10, ac.signal);
+  const behind = b.lease(10);
+  ac.abort();
+  await assert.rejects(aborted, (e: unknown) => isVeritreeError(e) && e.code === 'ABORTED');
+  assert.equal(b.waiting, 1);
+  hold.release();
+  (await behind).release();
+  assert.equal(b.inFlightTasks, 0);
+});
+
+// ---- SmallFileBatcher ------------------------------------------------------------------------
+
+function fakePool(calls: { sizes: number[] }[]): VerityPool {
+  return {
+    size: 1,
+    run: async (task: { sizes: number[] }) => {
+      calls.push({ sizes: task.sizes });
+      return { ok: true, items: task.sizes.map((size, i) => ({ id: String(i).padStart(64, '0'), size, written: true })) };
+    },
+  } as unknown as VerityPool;
+}
+
+async function* once(b: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield b;
+}
+
+test('SmallFileBatcher: an open batch holds no budget; flush leases its bytes until the pool is done', async () => {
+  const calls: { sizes: number[] }[] = [];
+  const budget = new Budget(1 << 20, 1);
+  const batcher = new SmallFileBatcher({ pool: fakePool(calls), budget, target: {} as never, alg: 'sha256', impl: 'node', signal: new AbortController().signal });
+  const a = await batcher.add(100, once(new Uint8Array(100)));
+  const b = await batcher.add(200, once(new Uint8Array(200)));
+  assert.ok(a && b);
+  assert.equal(budget.inFlightTasks, 0, 'an idle open batch is not in flight');
+  // With the only task slot taken by someone else, the layer can still read on.
+  const other = await budget.lease(10);
+  const flushed = batcher.flush();
+  await tick();
+  assert.equal(calls.length, 0, 'the batch waits for room');
+  other.release();
+  await flushed;
+  const [ra, rb] = await Promise.all([a.result, b.result]);
+  assert.equal(ra.size, 100);
+  assert.equal(rb.size, 200);
+  assert.deepEqual(calls[0]?.sizes, [100, 200]);
+  await tick();
+  assert.equal(budget.inFlightTasks, 0);
+});
+
+test('SmallFileBatcher: discard rejects the files of a batch never sent', async () => {
+  const budget = new Budget(1 << 20, 4);
+  const batcher = new SmallFileBatcher({ pool: fakePool([]), budget, target: {} as never, alg: 'sha256', impl: 'node', signal: new AbortController().signal });
+  const a = await batcher.add(10, once(new Uint8Array(10)));
+  batcher.discard(new Error('layer failed'));
+  await assert.rejects(a?.result as Promise<PublishResult>, /layer failed/);
+  assert.equal(batcher.open, false);
+});
+
+// ---- ChunkReader -----------------------------------------------------------------------------
+
+test('ChunkReader: exact, views and rest across chunk edges; close ends the source', async () => {
+  let returned = false;
+  const source: AsyncIterable<Uint8Array> = {
+    [Symbol.asyncIterator]() {
+      let i = 0;
+      return {
+        next: async () => {
+          if (i >= 10) return { done: true as const, value: undefined };
+          const v = new Uint8Array([3 * i, 3 * i + 1, 3 * i + 2]);
+          i++;
+          return { done: false as const, value: v };
+        },
+        return: async () => {
+          returned = true;
+          return { done: true as const, value: undefined };
+        },
+      };
+    },
+  };
+  const r = new ChunkReader(source);
+  assert.deepEqual([...(await r.exact(4))], [0, 1, 2, 3]);
+  const parts: number[] = [];
+  for await (const v of r.views(5)) parts.push(...v);
+  assert.deepEqual(parts, [4, 5, 6, 7, 8]);
+  assert.equal(r.offset, 9);
+  await r.close();
+  assert.equal(returned, true, 'the source iterator was returned');
+  assert.equal((await r.exact(1)).length, 0, 'nothing more after close');
+});
+
+// ---- OrderedStreamFeed and the builder ---------------------------------------------------------
+
+test('OrderedStreamFeed: bytes after an unfinished object wait, in order, and are counted', async () => {
+  const builder = new SplitStreamBuilder('sha256', 'layer');
+  const feed = new OrderedStreamFeed(builder);
+  feed.inline(Buffer.from('head'));
+  let resolve!: (r: PublishResult) => void;
+  feed.object(new Promise<PublishResult>((r) => (resolve = r)));
+  feed.inline(Buffer.from('tail-bytes'));
+  assert.equal(feed.heldBytes, 10);
+  const waiting = feed.waitHeldBelow(0);
+  resolve({ id: 'ab'.repeat(32), size: 100, written: true });
+  await waiting;
+  assert.equal(feed.heldBytes, 0);
+  await feed.finish();
+  const s = readSplitStream(builder.finish());
+  assert.deepEqual(
+    s.chunks.map((c) => (c.kind === 'inline' ? Buffer.from(c.bytes).toString() : `#${c.index}`)),
+    ['head', '#0', 'tail-bytes']
+  );
+  assert.equal(s.streamSize, 114n);
+  assert.equal(feed.objectsWritten, 1);
+});
+
+test('OrderedStreamFeed: a failed object is reported by finish(), and settleAll() never throws', async () => {
+  const feed = new OrderedStreamFeed(new SplitStreamBuilder('sha256', 'layer'));
+  feed.object(Promise.reject(new Error('worker died')));
+  feed.inline(Buffer.from('x'));
+  await feed.settleAll();
+  await assert.rejects(feed.finish(), /worker died/);
+});
+
+test('SplitStreamBuilder: 200,000 inline records and objects over many frames round-trip', () => {
+  const b = new SplitStreamBuilder('sha256', 'layer');
+  const want: string[] = [];
+  const rnd = prng(7);
+  let inline = '';
+  for (let i = 0; i < 200_000; i++) {
+    if (rnd() < 0.02) {
+      if (inline) want.push(inline);
+      inline = '';
+      const id = (i % 50).toString(16).padStart(64, '0');
+      b.addObject(id, 1000);
+      want.push(`#${id}`);
+    } else {
+      const piece = `entry-${i};`;
+      b.addInline(Buffer.from(piece));
+      inline += piece;
+    }
+  }
+  if (inline) want.push(inline);
+  const bytes = b.finish();
+  const s = readSplitStream(bytes);
+  // Long runs are cut at INLINE_RUN_MAX: join neighbouring inline chunks before comparing.
+  const got: string[] = [];
+  for (const c of s.chunks) {
+    if (c.kind === 'object') got.push(`#${s.objectRefs[c.index]}`);
+    else if (got.length && !got[got.length - 1]?.startsWith('#')) got[got.length - 1] += Buffer.from(c.bytes).toString();
+    else got.push(Buffer.from(c.bytes).toString());
+  }
+  assert.deepEqual(got, want);
+  assert.equal(s.objectRefs.length, 50);
+  assert.ok(INLINE_RUN_MAX <= FRAME_RAW_BYTES);
+});
+
+// ---- whole imports ---------------------------------------------------------------------------
+
+interface FileSpec {
+  name: string;
+  size: number;
+  seed: number;
+}
+
+function tarOf(files: FileSpec[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const f of files) {
+    parts.push(ustarHeader(f.name, f.size));
+    // Mostly one byte repeated, with the seed written at the start: distinct files, cheap to make.
+    const body = Buffer.alloc(f.size, f.seed & 0xff);
+    body.write(`${f.seed}:`.slice(0, f.size), 0, 'latin1');
+    parts.push(body, Buffer.alloc((512 - (f.size % 512)) % 512));
+  }
+  parts.push(Buffer.alloc(1024));
+  return Buffer.concat(parts);
+}
+
+function layoutOf(root: string, layers: { tar: Buffer; gzip: boolean }[]): string {
+  const layout = join(root, 'layout');
+  layoutFromBlobs(
+    layout,
+    't',
+    layers.map((l) => ({ blob: l.gzip ? gzipSync(l.tar, { level: 1 }) : l.tar, mediaType: l.gzip ? LAYER_MEDIA.gzip : LAYER_MEDIA.none, diffId: `sha256:${sha(l.tar)}` }))
+  );
+  return layout;
+}
+
+async function rebuiltMatches(repoPath: string, tars: Buffer[]): Promise<void> {
+  const repo = await openRepository(repoPath);
+  for (const tar of tars) {
+    const h = createHash('sha256');
+    for await (const c of catLayer(repo, sha(tar))) h.update(c);
+    assert.equal(h.digest('hex'), sha(tar), 'the layer rebuilds byte for byte');
+  }
+}
+
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: did not finish in ${ms} ms (a deadlock?)`)), ms)));
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+test('no deadlock: a small file, then a file larger than the byte budget with spooling off (spoolThreshold 1 GiB)', { timeout: 120_000 }, async () => {
+  const root = scratch('veritree-pipe-');
+  const cases = [
+    { budget: 1 << 20, big: (3 << 20) / 2 },
+    { budget: undefined, big: 130 << 20 },
+  ];
+  for (const [i, c] of cases.entries()) {
+    const tar = tarOf([
+      { name: 'small', size: 100, seed: 1 },
+      { name: 'big', size: c.big, seed: 2 },
+      { name: 'after', size: 300, seed: 3 },
+    ]);
+    const layout = layoutOf(join(root, `c${i}`), [{ tar, gzip: false }]);
+    const repoPath = join(root, `c${i}`, 'repo');
+    const repo = await openRepository(repoPath, { create: true });
+    const s = await within(importImage(repo, `oci:${layout}:t`, { spoolThreshold: 1 << 30, maxInflightBytes: c.budget, jobs: 2 }), 60_000, `case ${i}`);
+    assert.equal(s.objectsWritten, 3);
+    await rebuiltMatches(repoPath, [tar]);
+  }
+});
+
+test('no deadlock: one worker, four layers at once, each with small files (open batches hold no slot)', { timeout: 120_000 }, async () => {
+  const root = scratch('veritree-pipe-');
+  const tars = [0, 1, 2, 3].map((l) => tarOf(Array.from({ length: 300 }, (_, i) => ({ name: `l${l}/f${i}`, size: 65 + ((i * 37) % 3000), seed: l * 1000 + i }))));
+  const layout = layoutOf(root, tars.map((tar) => ({ tar, gzip: true })));
+  const repoPath = join(root, 'repo');
+  const repo = await openRepository(repoPath, { create: true });
+  const pool = new VerityPool(1);
+  try {
+    const s = await within(importImage(repo, `oci:${layout}:t`, { pool, layerConcurrency: 4, maxInflightBytes: 64 << 10 }), 60_000, 'jobs 1, layerConcurrency 4');
+    assert.equal(s.layersImported, 4);
+  } finally {
+    await pool.close();
+  }
+  await rebuiltMatches(repoPath, tars);
+});
+
+test('property: random file sizes, jobs, layer concurrency, budgets and thresholds always finish, exactly', { timeout: 600_000 }, async () => {
+  const root = scratch('veritree-prop-');
+  const pools = [new VerityPool(1), new VerityPool(2)];
+  let run = 0;
+  const size = fc.oneof(
+    { weight: 3, arbitrary: fc.integer({ min: 0, max: 64 }) },
+    { weight: 5, arbitrary: fc.integer({ min: 65, max: 8192 }) },
+    { weight: 2, arbitrary: fc.integer({ min: 8193, max: 300 << 10 }) },
+    { weight: 1, arbitrary: fc.integer({ min: 300 << 10, max: 3 << 20 }) }
+  );
+  const layer = fc.record({ sizes: fc.array(size, { minLength: 0, maxLength: 60 }), gzip: fc.boolean() });
+  try {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(layer, { minLength: 1, maxLength: 4 }),
+        fc.constantFrom(0, 1),
+        fc.integer({ min: 1, max: 4 }),
+        fc.constantFrom(0, 4096, 256 << 10, 1 << 20, 1 << 30),
+        fc.constantFrom(16 << 10, 512 << 10, 2 << 20, 128 << 20),
+        async (layers, poolIx, layerConcurrency, spoolThreshold, maxInflightBytes) => {
+          const dir = join(root, `r${run++}`);
+          mkdirSync(dir);
+          // Distinct names and contents per layer, so layers never collapse into one diff_id.
+          const tars = layers.map((l, li) => tarOf(l.sizes.map((s, i) => ({ name: `l${li}-${run}/f${i}`, size: s, seed: run * 7919 + li * 131 + i }))));
+          const layout = layoutOf(dir, tars.map((tar, i) => ({ tar, gzip: (layers[i] as { gzip: boolean }).gzip })));
+          const repo = await openRepository(join(dir, 'repo'), { create: true });
+          const what = `pool ${poolIx + 1}, layerConcurrency ${layerConcurrency}, spool ${spoolThreshold}, budget ${maxInflightBytes}`;
+          await within(importImage(repo, `oci:${layout}:t`, { pool: pools[poolIx], layerConcurrency, spoolThreshold, maxInflightBytes }), 60_000, what);
+          await rebuiltMatches(join(dir, 'repo'), tars);
+          cleanup(dir);
+        }
+      ),
+      { numRuns: Number(process.env.VERITREE_PROPERTY_RUNS ?? 25), seed: Number(process.env.VERITREE_PROPERTY_SEED ?? 20261127) }
+    );
+  } finally {
+    await Promise.all(pools.map((p) => p.close()));
+  }
+});
+
+function openFds(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+test('100 failing imports in one process leave no file descriptor open', { timeout: 300_000 }, async () => {
+  const root = scratch('veritree-fds-');
+  // Blobs of 4 MiB that fail near their start: the read stops with most of the blob unread.
+  const files = Array.from({ length: 64 }, (_, i) => ({ name: `f${i}`, size: 64 << 10, seed: i }));
+  const good = tarOf(files);
+  // 1: a blob damaged in its first header (the digest check names it, not the tar error)
+  const l1 = join(root, 'damaged');
+  layoutFromBlobs(l1, 't', [{ blob: good, mediaType: LAYER_MEDIA.none, diffId: `sha256:${sha(good)}` }]);
+  const damaged = Buffer.from(good);
+  damaged.writeUInt8(damaged.readUInt8(10) ^ 0xff, 10);
+  writeFileSync(blobFile(l1, `sha256:${sha(good)}`), damaged);
+  // 2: an honest gzip blob holding a truncated tar
+  const truncated = good.subarray(0, 512 * 20 + 100);
+  const l2 = join(root, 'truncated');
+  layoutFromBlobs(l2, 't', [{ blob: gzipSync(truncated), mediaType: LAYER_MEDIA.gzip, diffId: `sha256:${sha(truncated)}` }]);
+  // 3: a sparse entry after two files, then the rest (refused part-way through the layer)
+  const cut = (512 + (64 << 10)) * 2;
+  const sparse = Buffer.concat([good.subarray(0, cut), ustarHeader('holes', 0, 'S'), good.subarray(cut)]);
+  const l3 = join(root, 'sparse');
+  layoutFromBlobs(l3, 't', [{ blob: sparse, mediaType: LAYER_MEDIA.none, diffId: `sha256:${sha(sparse)}` }]);
+  const repo = await openRepository(join(root, 'repo'), { create: true });
+  const pool = new VerityPool(2);
+  const codes = new Set<string>();
+  try {
+    // one run first, so that lazily opened handles (the pool, the addon) are there before counting
+    await importImage(repo, `oci:${l1}:t`, { pool }).catch(() => undefined);
+    const before = openFds();
+    let most = before;
+    for (let i = 0; i < 100; i++) {
+      const l = [l1, l2, l3][i % 3] as string;
+      await assert.rejects(importImage(repo, `oci:${l}:t`, { pool }), (e: unknown) => {
+        if (isVeritreeError(e)) codes.add(e.code);
+        return isVeritreeError(e);
+      });
+      // Counted at once: a descriptor left to the garbage collector is a leak too.
+      most = Math.max(most, openFds());
+    }
+    assert.deepEqual([...codes].sort(), ['OCI_DIGEST_MISMATCH', 'TAR_CORRUPT', 'TAR_UNSUPPORTED']);
+    assert.equal(most, before, 'no failure left a descriptor open');
+  } finally {
+    await pool.close();
+  }
+});
+
+/** Runs one import in a child process; returns what test/fixtures/import-measure prints. */
+function measure(source: string, repo: string): { ok: boolean; code?: string; message?: string; ms: number; maxRssBytes: number; inlined?: number } {
+  const r = spawnSync(process.execPath, [join(ROOT, 'dist/test/fixtures/import-measure.js'), source, repo], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as ReturnType<typeof measure>;
+}
+const MiB = 2 ** 20;
+
+test('a zstd bomb of 64 GiB (2 MiB of zstd) is refused within 5 s, peak RSS under 512 MiB', { timeout: 60_000 }, () => {
+  const root = scratch('veritree-bomb-');
+  const layout = join(root, 'layout');
+  layoutFromBlobs(layout, 'b', [{ blob: zstdZeroFileBomb(64 * 2 ** 30), mediaType: LAYER_MEDIA.zstd, diffId: `sha256:${'0'.repeat(64)}` }]);
+  const m = measure(`oci:${layout}:b`, join(root, 'repo'));
+  assert.equal(m.ok, false);
+  assert.equal(m.code, 'TAR_LIMIT_EXCEEDED', m.message);
+  assert.match(m.message ?? '', /decompression bomb/);
+  assert.ok(m.ms < 5000, `refused in ${m.ms.toFixed(0)} ms`);
+  assert.ok(m.maxRssBytes < 512 * MiB, `peak RSS ${(m.maxRssBytes / MiB).toFixed(0)} MiB`);
+  console.log(`# 64 GiB zstd bomb: refused in ${(m.ms / 1000).toFixed(2)} s, peak RSS ${(m.maxRssBytes / MiB).toFixed(0)} MiB`);
+});
+
+test('a layer of 1,000,000 empty files imports with peak RSS under 512 MiB, and rebuilds', { timeout: 300_000 }, async () => {
+  const root = scratch('veritree-million-');
+  const layout = join(root, 'layout');
+  mkdirSync(join(layout, 'blobs', 'sha256'), { recursive: true });
+  const tmp = join(layout, 'blobs', 'sha256', 'incoming');
+  const hex = writeEmptyFilesTar(tmp, 1_000_000);
+  renameSync(tmp, join(layout, 'blobs', 'sha256', hex));
+  layoutFromBlobs(layout, 'm', [{ blob: { digest: `sha256:${hex}`, size: statSync(join(layout, 'blobs', 'sha256', hex)).size }, mediaType: LAYER_MEDIA.none, diffId: `sha256:${hex}` }]);
+  const m = measure(`oci:${layout}:m`, join(root, 'repo'));
+  assert.equal(m.ok, true, m.message);
+  assert.equal(m.inlined, 1_000_000);
+  assert.ok(m.maxRssBytes < 512 * MiB, `peak RSS ${(m.maxRssBytes / MiB).toFixed(0)} MiB`);
+  console.log(`# 1,000,000 empty files: ${(m.ms / 1000).toFixed(1)} s, peak RSS ${(m.maxRssBytes / MiB).toFixed(0)} MiB`);
+  const repo = await openRepository(join(root, 'repo'));
+  const h = createHash('sha256');
+  for await (const c of catLayer(repo, hex)) h.update(c);
+  assert.equal(h.digest('hex'), hex);
+  writeFileSync(join(root, 'done'), '');
+});
