@@ -5,7 +5,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanup, hasTool, tempDir, veritree } from './helpers.ts';
 import { blobFile, buildImage, lines, readManifest, replaceLayer, rewriteManifest, write, writeBlob } from './fixtures/oci.ts';
@@ -143,4 +143,52 @@ test('150,000 empty files and 60,000 small files in a row import (no argument sp
   const r = veritree(['import', `oci:${l}:t`, '--repo', repo, '--json']);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(veritree(['fsck', '--deep', '--repo', repo]).status, 0);
+});
+
+/** A PAX extended header ('x') carrying `records` (key → value), as its own block(s). */
+function pax(records: Record<string, string>): Buffer {
+  let body = '';
+  for (const [k, v] of Object.entries(records)) {
+    const rest = ` ${k}=${v}\n`;
+    let len = rest.length + 1;
+    while (String(len).length + rest.length !== len) len++;
+    body += `${len}${rest}`;
+  }
+  return file('PaxHeaders/sparse', body, 'x');
+}
+
+test('sparse files are refused with TAR_UNSUPPORTED in every GNU encoding (old S, PAX 0.0, 0.1, 1.0)', { skip: SKIP }, async () => {
+  const before = file('before', 'b'.repeat(100));
+  const cases: [string, Buffer][] = [
+    ["old GNU type 'S'", header('holes', 0, 'S')],
+    ['PAX 0.0', Buffer.concat([pax({ 'GNU.sparse.size': '1048576', 'GNU.sparse.numblocks': '1', 'GNU.sparse.offset': '0', 'GNU.sparse.numbytes': '100' }), file('holes', 'x'.repeat(100))])],
+    ['PAX 0.1', Buffer.concat([pax({ 'GNU.sparse.size': '1048576', 'GNU.sparse.numblocks': '1', 'GNU.sparse.map': '0,100' }), file('holes', 'x'.repeat(100))])],
+    ['PAX 1.0', Buffer.concat([pax({ 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 'holes', 'GNU.sparse.realsize': '1048576' }), file('GNUSparseFile.0/holes', '1\n0\n100\n' + 'x'.repeat(100))])],
+  ];
+  for (const [what, entry] of cases) {
+    const tar = Buffer.concat([before, entry, END]);
+    await expectRejected(layoutWith(tar, { compress: false }), 'TAR_UNSUPPORTED', new RegExp(`layer 2 .*is a sparse file \\(${what.startsWith('PAX') ? `PAX sparse format ${what.slice(4).replace('.', '\\.')}` : "the old GNU type 'S'"}\\); veritree does not import sparse files`));
+  }
+});
+
+test('an unknown typeflag imports with a warning naming the entry', { skip: SKIP }, () => {
+  const tar = Buffer.concat([file('ok', 'o'.repeat(100)), header('volume-label', 0, 'V'), END]);
+  const l = layoutWith(tar);
+  const repo = join(dir, `repo${n++}`);
+  const r = veritree(['import', `oci:${l}:t`, '--repo', repo]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /warning: layer 2 .*entry "volume-label" at offset 1024 has the unknown type "V"/);
+});
+
+test('tags that cannot be stored (empty, ".", "..", 300 bytes, a newline) are refused before any layer is read', { skip: SKIP }, () => {
+  for (const tag of ['', '.', '..', 'x'.repeat(300), 'a\nb']) {
+    const repo = join(dir, `repo${n++}`);
+    const r = veritree(['import', `oci:${base}:t`, tag, '--repo', repo, '--json']);
+    assert.equal(r.status, 2, `${JSON.stringify(tag)}: ${r.stderr}`);
+    assert.match(r.stderr, /^veritree: tag .*: (a tag cannot be empty|not a usable name|\d+ bytes once|a tag cannot hold control characters)/m);
+    assert.equal((JSON.parse(r.stdout) as { code: string }).code, 'TAG_INVALID');
+    const objects = join(repo, 'objects');
+    const stored = existsSync(objects) ? readdirSync(objects).filter((d) => d.length === 2) : [];
+    assert.deepEqual(stored, [], 'no object was written for a tag that cannot be stored');
+  }
 });
