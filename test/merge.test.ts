@@ -223,3 +223,76 @@ test('veritree dump: one line per path, parents first, objects by payload and di
     assert.equal(run('mkcomposefs', ['--from-file', dumpFile, join(dir, 'm.cfs')]).status, 0);
   }
 });
+
+test('unrepresentable entries are refused one by one: a NUL in a name, a 300-byte name, an owner past 2^32', () => {
+  const tree = mergeLayers([
+    [
+      entry('ok'),
+      entry('nul\0name'),
+      entry(`${'n'.repeat(300)}/child`),
+      entry('big-owner', 'file', { gid: 2 ** 32 }),
+      entry('bad-link', 'symlink', { linkname: 'a\0b' }),
+      entry(`d/${'x'.repeat(255)}`),
+    ],
+  ]);
+  assert.deepEqual([...tree.nodes.keys()].sort(), ['', 'd', `d/${'x'.repeat(255)}`, 'ok']);
+  const why = tree.warnings.map((w) => w.message);
+  assert.deepEqual(why, [
+    'refused: the name holds a NUL byte',
+    'refused: a name of 300 bytes (the limit is 255)',
+    'refused: owner 0:4294967296 is past 4294967295',
+    'refused: the symlink target holds a NUL byte',
+  ]);
+});
+
+test('a hard link to a small file keeps that content when a later layer replaces the first name', () => {
+  const tree = mergeLayers([
+    [entry('a', 'file', { size: 3, inline: Buffer.from('old') }), entry('b', 'hardlink', { linkname: 'a' })],
+    [entry('a', 'file', { size: 3, inline: Buffer.from('new') }), entry('c', 'hardlink', { linkname: 'b' })],
+  ]);
+  const b = tree.nodes.get('b');
+  const c = tree.nodes.get('c');
+  assert.equal(Buffer.from(b?.inline ?? []).toString(), 'old');
+  assert.equal(b?.hardlinkTo, null, 'b no longer shares a name with the new a');
+  assert.equal(Buffer.from(c?.inline ?? []).toString(), 'old');
+  assert.equal(c?.hardlinkTo, 'b', 'a link to b shares b, not the new a');
+  assert.equal(Buffer.from(tree.nodes.get('a')?.inline ?? []).toString(), 'new');
+});
+
+test('names are bytes: f\\xff and f\\xfe stay two files, in checkout and in the dump', { skip: SKIP }, async () => {
+  const l = join(dir, 'bytes');
+  buildImage(l, 't', [(root) => write(root, 'base', 'base')]);
+  // tar-stream writes names as UTF-8 text: patch the raw bytes of the two headers.
+  const tar = await tarOf([
+    { name: 'fXX', content: 'first file, 0xff' },
+    { name: 'fYY', content: 'second file, 0xfe' },
+    { name: 'caf\u00e9', content: 'utf-8 name' },
+  ]);
+  const patch = (from: string, byte: number): void => {
+    const at = tar.indexOf(Buffer.from(from));
+    tar[at + 1] = byte;
+    tar[at + 2] = 0;
+    // header checksum again
+    const h = tar.subarray(at - (at % 512), at - (at % 512) + 512);
+    h.write('        ', 148);
+    let sum = 0;
+    for (const b of h) sum += b;
+    h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  };
+  patch('fXX', 0xff);
+  patch('fYY', 0xfe);
+  replaceLayer(l, 't', 0, tar);
+  const repo = join(dir, 'repo-bytes');
+  assert.equal(veritree(['import', `oci:${l}:t`, '--repo', repo]).status, 0);
+  const out = join(dir, 'co-bytes');
+  const r = veritree(['checkout', 't', out, '--repo', repo]);
+  assert.equal(r.status, 0, r.stderr);
+  const names = (readdirSync(out, { encoding: 'buffer' }) as Buffer[]).map((b) => b.toString('hex')).sort();
+  assert.deepEqual(names, [Buffer.from('caf\u00e9').toString('hex'), Buffer.from([0x66, 0xfe]).toString('hex'), Buffer.from([0x66, 0xff]).toString('hex')].sort());
+  assert.equal(readFileSync(Buffer.concat([Buffer.from(`${out}/`), Buffer.from([0x66, 0xff])])).toString(), 'first file, 0xff');
+  const dump = veritree(['dump', 't', '--repo', repo]);
+  assert.equal(dump.status, 0, dump.stderr);
+  const paths = dump.stdout.split('\n').map((x) => x.split(' ')[0]);
+  assert.ok(paths.includes('/f\\xff') && paths.includes('/f\\xfe'), paths.join(' '));
+  assert.ok(paths.includes('/caf\\xc3\\xa9'), 'a UTF-8 name is escaped byte by byte, as composefs does');
+});

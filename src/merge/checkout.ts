@@ -37,6 +37,7 @@ import {
   symlinkAt,
   type EntryMeta,
 } from './dir-handle.ts';
+import { nameBytes, shown } from '../oci/names.ts';
 import { sortedPaths, type MergedTree, type TreeNode } from './merge.ts';
 
 export interface CheckoutOptions {
@@ -75,7 +76,7 @@ function parentOf(p: string): string {
 }
 
 function nameOf(p: string): Buffer {
-  return Buffer.from(p.slice(p.lastIndexOf('/') + 1));
+  return nameBytes(p.slice(p.lastIndexOf('/') + 1));
 }
 
 function metaOf(n: TreeNode): EntryMeta {
@@ -114,7 +115,7 @@ class DirStack {
     if (rest !== '') {
       let cur = base;
       for (const comp of rest.split('/')) {
-        const fd = openDirAt((this.stack[top] as { fd: number }).fd, Buffer.from(comp));
+        const fd = openDirAt((this.stack[top] as { fd: number }).fd, nameBytes(comp));
         cur = cur === '' ? comp : `${cur}/${comp}`;
         this.stack.push({ path: cur, fd });
         top++;
@@ -207,7 +208,7 @@ async function placeFile(ctx: Ctx, n: TreeNode, dirFd: number): Promise<void> {
         finishEntry(ctx, n, dest, false);
       })
       .catch((e: unknown) => {
-        ctx.firstError ??= storeIoError(e, n.path, `checking out /${n.path}`);
+        ctx.firstError ??= storeIoError(e, n.path, `checking out /${shown(n.path)}`);
       })
       .finally(() => {
         closeSync(dest);
@@ -264,7 +265,7 @@ export async function checkout(repo: Repository, tree: MergedTree, dir: string, 
       try {
         await placeEntry(ctx, n, dirs.get(parentOf(p)), hardlinks);
       } catch (e) {
-        throw storeIoError(e, `${dir}/${p}`, `checking out /${p}`);
+        throw storeIoError(e, `${dir}/${shown(p)}`, `checking out /${shown(p)}`);
       }
     }
     // Hard links last, so that the order of names in the tree does not matter.
@@ -276,7 +277,7 @@ export async function checkout(repo: Repository, tree: MergedTree, dir: string, 
         linkAt(fromFd, nameOf(target), toFd, nameOf(n.path));
         report.hardlinks++;
       } catch (e) {
-        throw storeIoError(e, `${dir}/${n.path}`, `checking out /${n.path}`);
+        throw storeIoError(e, `${dir}/${shown(n.path)}`, `checking out /${shown(n.path)}`);
       }
     }
     await Promise.all(ctx.copies);
@@ -290,7 +291,7 @@ export async function checkout(repo: Repository, tree: MergedTree, dir: string, 
       try {
         finishEntry(ctx, n, fd, false);
       } catch (e) {
-        throw storeIoError(e, `${dir}/${p}`, `checking out /${p}`);
+        throw storeIoError(e, `${dir}/${shown(p)}`, `checking out /${shown(p)}`);
       }
     }
     return report;
@@ -310,7 +311,7 @@ async function placeEntry(ctx: Ctx, n: TreeNode, dirFd: number, hardlinks: TreeN
       ctx.report.dirs++;
       return;
     case 'symlink': {
-      symlinkAt(dirFd, name, Buffer.from(n.symlinkTarget));
+      symlinkAt(dirFd, name, nameBytes(n.symlinkTarget));
       const meta = metaOf(n);
       applySymlinkMeta(dirFd, name, meta, ctx.asRoot);
       applyXattrs(ctx, n, dirFd, name);

@@ -149,6 +149,11 @@ export function setXattrsVia(fd: number, symlinkName: Buffer | null, xattrs: Map
   const failures: string[] = [];
   const path = symlinkName ? Buffer.concat([Buffer.from('/proc/self/fd/3/'), symlinkName]).toString('latin1') : '/proc/self/fd/3';
   for (const [k, v] of xattrs) {
+    // The name travels in argv, which is text: a name that is not ASCII cannot be passed exactly.
+    if (/[^\x20-\x7e]/.test(k)) {
+      failures.push(`xattr ${JSON.stringify(Buffer.from(k, 'latin1').toString('utf8'))} not applied: its name is not printable ASCII`);
+      continue;
+    }
     const args = [...(symlinkName ? ['-h'] : []), '-n', k, '-v', `0x${v.toString('hex')}`, path];
     const r = spawnSync('setfattr', args, { stdio: ['ignore', 'ignore', 'pipe', fd], encoding: 'utf8' });
     if (r.status !== 0) failures.push(`xattr ${k} not applied: ${(r.stderr ?? '').trim()}`);

@@ -1,4 +1,5 @@
 /** The merged tree of an image as a composefs dumpfile, for `mkcomposefs --from-file`. */
+import { nameBytes } from '../oci/names.ts';
 import { objectPayload } from '../store/layout.ts';
 import { formatDumpLine, type DumpRecord } from './dumpfile.ts';
 import { sortedPaths, type MergedTree, type TreeNode } from './merge.ts';
@@ -38,8 +39,8 @@ export function* dumpLines(tree: MergedTree): Generator<string> {
     const isLink = n.hardlinkTo !== null;
     const links = nlink.get(isLink ? (n.hardlinkTo as string) : p) ?? 1;
     const rec: DumpRecord = {
-      path: Buffer.from(`/${p}`),
-      size: n.type === 'file' ? n.size : n.type === 'symlink' ? Buffer.byteLength(n.symlinkTarget) : 0,
+      path: nameBytes(`/${p}`),
+      size: n.type === 'file' ? n.size : n.type === 'symlink' ? n.symlinkTarget.length : 0,
       mode: S_IFMT[n.type] | n.mode,
       hardlink: isLink,
       nlink: links,
@@ -48,10 +49,10 @@ export function* dumpLines(tree: MergedTree): Generator<string> {
       rdev: n.type === 'char' || n.type === 'block' ? makedev(n.devmajor, n.devminor) : 0,
       mtimeSec: n.mtimeSec,
       mtimeNsec: n.mtimeNsec,
-      payload: isLink ? Buffer.from(`/${n.hardlinkTo}`) : n.type === 'symlink' ? Buffer.from(n.symlinkTarget) : n.object ? Buffer.from(objectPayload(n.object)) : null,
+      payload: isLink ? nameBytes(`/${n.hardlinkTo}`) : n.type === 'symlink' ? nameBytes(n.symlinkTarget) : n.object ? Buffer.from(objectPayload(n.object)) : null,
       content: !isLink && n.type === 'file' && !n.object && n.size > 0 ? Buffer.from(n.inline ?? new Uint8Array(0)) : null,
       digest: n.object,
-      xattrs: [...n.xattrs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => [Buffer.from(k), v]),
+      xattrs: [...n.xattrs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => [nameBytes(k), v]),
     };
     yield formatDumpLine(rec);
   }

@@ -7,6 +7,7 @@
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import { TAR_BLOCK, TYPE, decodeHeader, decodePaxRaw, isMetaType, isRegularType, isZeroBlock } from '../oci/tar-header.ts';
 import type { SplitStream } from '../store/splitstream.ts';
+import { byteString } from '../oci/names.ts';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
 
@@ -136,7 +137,7 @@ export function* layerEntries(s: SplitStream): Generator<LayerEntry> {
       continue;
     }
     if (h.typeflag === TYPE.gnuLongName || h.typeflag === TYPE.gnuLongLink) {
-      const text = Buffer.from(content ?? new Uint8Array(0)).toString('utf8').replace(/\0.*$/s, '');
+      const text = byteString(content ?? new Uint8Array(0));
       if (h.typeflag === TYPE.gnuLongName) longName = text;
       else longLink = text;
       continue;
@@ -152,7 +153,7 @@ export function* layerEntries(s: SplitStream): Generator<LayerEntry> {
     };
     if (type) {
       yield {
-        rawPath: pax.get('path')?.toString() ?? longName ?? h.name,
+        rawPath: pax.get('path')?.toString('latin1') ?? longName ?? h.name,
         type,
         mode: h.mode & 0o7777,
         uid: num('uid', h.uid),
@@ -162,7 +163,7 @@ export function* layerEntries(s: SplitStream): Generator<LayerEntry> {
         size: type === 'file' ? size : 0,
         object,
         inline: type === 'file' ? (content ?? new Uint8Array(0)) : null,
-        linkname: pax.get('linkpath')?.toString() ?? longLink ?? h.linkname,
+        linkname: pax.get('linkpath')?.toString('latin1') ?? longLink ?? h.linkname,
         devmajor: h.devmajor,
         devminor: h.devminor,
         xattrs,

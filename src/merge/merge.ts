@@ -13,6 +13,7 @@
  */
 import { posix } from 'node:path';
 import type { LayerEntry } from './layer-entries.ts';
+import { quoted } from '../oci/names.ts';
 
 export const WHITEOUT_PREFIX = '.wh.';
 export const OPAQUE_MARKER = '.wh..wh..opq';
@@ -54,8 +55,31 @@ function rootNode(): TreeNode {
   return { path: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, mtimeSec: 0, mtimeNsec: 0, size: 0, object: null, inline: null, symlinkTarget: '', hardlinkTo: null, devmajor: 0, devminor: 0, xattrs: new Map() };
 }
 
+/** Longest name of one folder entry (NAME_MAX) and of a symlink's target (PATH_MAX - 1), in bytes. */
+const NAME_MAX = 255;
+const TARGET_MAX = 4095;
+const ID_MAX = 0xffffffff;
+
+/**
+ * Why an entry cannot be created by checkout or described in a composefs image, or null. Names
+ * are byte strings (names.ts), so a length is a byte count. Refused per entry, with a warning.
+ */
+export function unrepresentable(path: string, e: LayerEntry): string | null {
+  if (path.includes('\0')) return 'the name holds a NUL byte';
+  for (const c of path.split('/')) if (c.length > NAME_MAX) return `a name of ${c.length} bytes (the limit is ${NAME_MAX})`;
+  if (e.type === 'symlink') {
+    if (e.linkname.includes('\0')) return 'the symlink target holds a NUL byte';
+    if (e.linkname.length > TARGET_MAX) return `a symlink target of ${e.linkname.length} bytes (the limit is ${TARGET_MAX})`;
+    if (e.linkname.length === 0) return 'an empty symlink target';
+  }
+  if (!(e.uid <= ID_MAX) || !(e.gid <= ID_MAX)) return `owner ${e.uid}:${e.gid} is past ${ID_MAX}`;
+  return null;
+}
+
 class Tree {
   readonly nodes = new Map<string, TreeNode>([['', rootNode()]]);
+  /** For each hard link, the node its content was taken from: a later layer may replace that name. */
+  readonly linkOrigin = new Map<TreeNode, TreeNode>();
   readonly children = new Map<string, Set<string>>([['', new Set()]]);
   readonly warnings: MergeWarning[] = [];
 
@@ -86,7 +110,7 @@ class Tree {
         // Layers may leave out parent directories; they are implied, as tar extraction does.
         this.put({ ...rootNode(), path: next }, cur);
       } else if (n.type !== 'dir') {
-        this.warnings.push({ layer, path, message: `refused: ${JSON.stringify(next)} above it is a ${n.type}, not a directory` });
+        this.warnings.push({ layer, path, message: `refused: ${quoted(next)} above it is a ${n.type}, not a directory` });
         return false;
       }
       cur = next;
@@ -129,6 +153,11 @@ function add(tree: Tree, path: string, e: LayerEntry, layer: number): void {
     if (e.type === 'dir') Object.assign(tree.nodes.get('') as TreeNode, { mode: e.mode, uid: e.uid, gid: e.gid, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, xattrs: e.xattrs });
     return;
   }
+  const why = unrepresentable(path, e);
+  if (why !== null) {
+    tree.warnings.push({ layer, path, message: `refused: ${why}` });
+    return;
+  }
   if (!tree.ensureParents(path, layer)) return;
   const node: TreeNode = {
     path,
@@ -151,11 +180,14 @@ function add(tree: Tree, path: string, e: LayerEntry, layer: number): void {
     const target = normalisePath(e.linkname);
     const t = target === null ? undefined : tree.nodes.get(target);
     if (!t || t.type !== 'file' || target === path) {
-      tree.warnings.push({ layer, path, message: `refused: hardlink to ${JSON.stringify(e.linkname)}, which is not a regular file of the image` });
+      tree.warnings.push({ layer, path, message: `refused: hardlink to ${quoted(e.linkname)}, which is not a regular file of the image` });
       return;
     }
-    // A hardlink is a second name for the target's content and metadata.
-    Object.assign(node, { type: 'file', mode: t.mode, uid: t.uid, gid: t.gid, mtimeSec: t.mtimeSec, mtimeNsec: t.mtimeNsec, size: t.size, object: t.object, inline: t.inline, xattrs: t.xattrs, hardlinkTo: t.hardlinkTo ?? target });
+    // A hardlink is a second name for the target's content and metadata, as they are now.
+    // Linking to a link: share its first name, unless that name has since been given other content.
+    const first = t.hardlinkTo !== null && tree.nodes.get(t.hardlinkTo) === tree.linkOrigin.get(t) ? t.hardlinkTo : (target as string);
+    Object.assign(node, { type: 'file', mode: t.mode, uid: t.uid, gid: t.gid, mtimeSec: t.mtimeSec, mtimeNsec: t.mtimeNsec, size: t.size, object: t.object, inline: t.inline, xattrs: t.xattrs, hardlinkTo: first });
+    tree.linkOrigin.set(node, tree.nodes.get(first) as TreeNode);
   }
   const old = tree.nodes.get(path);
   if (old && !(old.type === 'dir' && node.type === 'dir')) tree.remove(path);
@@ -171,12 +203,10 @@ export function mergeLayers(layers: Iterable<Iterable<LayerEntry>>): MergedTree 
   const tree = new Tree();
   let i = 0;
   for (const entries of layers) applyLayer(tree, entries, ++i);
-  // A hardlink whose first name was later removed or replaced must not dangle.
+  // A hardlink whose first name was later removed or replaced keeps the content it was made
+  // with (as umoci and overlayfs do), as a file of its own: it must not follow the new name.
   for (const n of tree.nodes.values()) {
-    if (n.hardlinkTo !== null) {
-      const t = tree.nodes.get(n.hardlinkTo);
-      if (!t || t.type !== 'file' || t.object !== n.object) n.hardlinkTo = null;
-    }
+    if (n.hardlinkTo !== null && tree.nodes.get(n.hardlinkTo) !== tree.linkOrigin.get(n)) n.hardlinkTo = null;
   }
   return { nodes: tree.nodes, warnings: tree.warnings };
 }

@@ -42,10 +42,14 @@ export interface TarHeader {
   gnuSparseExtended: boolean;
 }
 
+/**
+ * A field as a byte string: one char per byte (latin1), so that names that are not UTF-8 keep
+ * every byte (`f\xff` and `f\xfe` stay two names) and compare in byte order. See names.ts.
+ */
 function str(b: Uint8Array, off: number, len: number): string {
   let end = off;
   while (end < off + len && b[end] !== 0) end++;
-  return Buffer.from(b.buffer, b.byteOffset + off, end - off).toString('utf8');
+  return Buffer.from(b.buffer, b.byteOffset + off, end - off).toString('latin1');
 }
 
 /** Octal with spaces/NULs, or GNU base-256 (high bit set) for values past 8 GiB. */
@@ -122,7 +126,9 @@ export function decodeHeader(b: Uint8Array, at: number): TarHeader {
 
 /** PAX records: "<len> <key>=<value>\n" each, the length counting the whole record. */
 export function decodePax(buf: Uint8Array, at: number): Map<string, string> {
-  return new Map([...decodePaxRaw(buf, at)].map(([k, v]) => [k, v.toString('utf8')]));
+  const out = new Map<string, string>();
+  for (const [k, v] of decodePaxRaw(buf, at)) out.set(k, v.toString('latin1'));
+  return out;
 }
 
 /** PAX records with their values as bytes (xattr values need not be UTF-8). */
@@ -138,7 +144,7 @@ export function decodePaxRaw(buf: Uint8Array, at: number): Map<string, Buffer> {
     }
     const rec = b.subarray(space + 1, off + len - 1);
     const eq = rec.indexOf(0x3d);
-    if (eq > 0) out.set(rec.subarray(0, eq).toString('utf8'), Buffer.from(rec.subarray(eq + 1)));
+    if (eq > 0) out.set(rec.subarray(0, eq).toString('latin1'), Buffer.from(rec.subarray(eq + 1)));
     off += len;
   }
   return out;

@@ -14,6 +14,7 @@ import { posix } from 'node:path';
 import { ERROR_CODES, VeritreeError, throwIfAborted } from '../errors.ts';
 import { INLINE_MAX } from '../verity/constants.ts';
 import { ChunkReader } from './chunk-reader.ts';
+import { byteString, quoted } from './names.ts';
 import { TAR_BLOCK, TYPE, decodeHeader, decodePax, isMetaType, isRegularType, isZeroBlock, type TarHeader } from './tar-header.ts';
 
 /** tar-stream buffers PAX headers without a cap; we cap metadata records. */
@@ -106,7 +107,7 @@ function refuseSparse(h: TarHeader, pax: ReadonlyMap<string, string>, path: stri
   if (how === null) return;
   throw new VeritreeError(
     ERROR_CODES.TAR_UNSUPPORTED,
-    `entry ${JSON.stringify(path)} at offset ${at} is a sparse file (${how}); veritree does not import sparse files (neither does composefs-rs): rebuild the layer without tar --sparse`
+    `entry ${quoted(path)} at offset ${at} is a sparse file (${how}); veritree does not import sparse files (neither does composefs-rs): rebuild the layer without tar --sparse`
   );
 }
 
@@ -180,8 +181,8 @@ async function split(r: ChunkReader, sink: SplitSink): Promise<SplitStats> {
       const meta = await readMeta(r, size, at);
       await emit(meta);
       if (h.typeflag === TYPE.paxNext) pax = decodePax(meta, at);
-      else if (h.typeflag === TYPE.gnuLongName) longName = Buffer.from(meta).toString('utf8').replace(/\0.*$/s, '');
-      else if (h.typeflag === TYPE.gnuLongLink) longLink = Buffer.from(meta).toString('utf8').replace(/\0.*$/s, '');
+      else if (h.typeflag === TYPE.gnuLongName) longName = byteString(meta);
+      else if (h.typeflag === TYPE.gnuLongLink) longLink = byteString(meta);
       else decodePax(meta, at); // global records: validated, applied by nobody (OCI layers do not rely on them)
     } else {
       const entry: TarEntry = {
@@ -195,11 +196,11 @@ async function split(r: ChunkReader, sink: SplitSink): Promise<SplitStats> {
       };
       stats.entries++;
       if (!KNOWN_TYPES.has(h.typeflag)) {
-        sink.warn('TAR_UNKNOWN_TYPE', `entry ${JSON.stringify(entry.path)} at offset ${at} has the unknown type ${JSON.stringify(h.typeflag)}: kept in the layer's stream, left out of checkouts and dumps`);
+        sink.warn('TAR_UNKNOWN_TYPE', `entry ${quoted(entry.path)} at offset ${at} has the unknown type ${JSON.stringify(h.typeflag)}: kept in the layer's stream, left out of checkouts and dumps`);
       }
-      if (unsafePath(entry.path)) sink.warn('TAR_PATH_UNSAFE', `entry ${JSON.stringify(entry.path)} at offset ${at} points outside the image root`);
+      if (unsafePath(entry.path)) sink.warn('TAR_PATH_UNSAFE', `entry ${quoted(entry.path)} at offset ${at} points outside the image root`);
       const beneath = watch.note(entry);
-      if (beneath !== null) sink.warn('TAR_BENEATH_SYMLINK', `entry ${JSON.stringify(entry.path)} at offset ${at} lies beneath the symlink ${JSON.stringify(beneath)}`);
+      if (beneath !== null) sink.warn('TAR_BENEATH_SYMLINK', `entry ${quoted(entry.path)} at offset ${at} lies beneath the symlink ${quoted(beneath)}`);
 
       if (size > INLINE_MAX && (isRegularType(h.typeflag) || size > MAX_META_BYTES)) {
         await storeExternal(r, sink, entry);
@@ -207,7 +208,7 @@ async function split(r: ChunkReader, sink: SplitSink): Promise<SplitStats> {
       } else {
         const content = await r.exact(size);
         await emit(content);
-        if (content.length < size) throw truncated(`the content of ${JSON.stringify(entry.path)} (${content.length} of ${size} bytes)`);
+        if (content.length < size) throw truncated(`the content of ${quoted(entry.path)} (${content.length} of ${size} bytes)`);
         if (isRegularType(h.typeflag)) {
           stats.inlineFiles++;
           sink.smallFile?.(entry);
@@ -242,5 +243,5 @@ async function storeExternal(r: ChunkReader, sink: SplitSink, entry: TarEntry): 
   await sink.external(entry, counted());
   // A sink that stopped early must not desynchronise the parser.
   for await (const v of r.views(entry.size - got)) got += v.length;
-  if (got < entry.size) throw truncated(`the content of ${JSON.stringify(entry.path)} (${got} of ${entry.size} bytes)`);
+  if (got < entry.size) throw truncated(`the content of ${quoted(entry.path)} (${got} of ${entry.size} bytes)`);
 }

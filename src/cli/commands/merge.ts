@@ -4,6 +4,7 @@ import { createWriteStream } from 'node:fs';
 import type { Command } from 'commander';
 import { checkoutImage, dumpImage, openRepository } from '../../index.ts';
 import { repoOption, resolveRepo } from '../repo-option.ts';
+import { shown } from '../../oci/names.ts';
 
 export function registerMerge(program: Command): void {
   repoOption(
@@ -29,7 +30,7 @@ are refused with a warning.`
       )
   ).action(async (image: string, dir: string, o: { repo?: string; copy?: boolean; hardlink?: boolean; json?: boolean }) => {
     const repo = await openRepository(resolveRepo(o.repo));
-    const r = await checkoutImage(repo, image, dir, { copy: o.copy, hardlink: o.hardlink, onWarning: (p, m) => process.stderr.write(`veritree: warning: /${p}: ${m}\n`) });
+    const r = await checkoutImage(repo, image, dir, { copy: o.copy, hardlink: o.hardlink, onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`) });
     if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
     else process.stdout.write(`checked out ${image} to ${dir}: ${r.files} files (${r.hardlinkedObjects} hard links to objects, ${r.copied} copies), ${r.dirs} directories, ${r.symlinks} symlinks, ${r.hardlinks} hardlinks\n`);
   });
@@ -44,7 +45,7 @@ are refused with a warning.`
   ).action(async (image: string, o: { repo?: string; output?: string }) => {
     const repo = await openRepository(resolveRepo(o.repo));
     const out = o.output ? createWriteStream(o.output) : process.stdout;
-    for (const line of await dumpImage(repo, image, (p, m) => process.stderr.write(`veritree: warning: /${p}: ${m}\n`))) {
+    for (const line of await dumpImage(repo, image, (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`))) {
       if (!out.write(line + '\n')) await once(out, 'drain');
     }
     if (o.output) {
