@@ -41,6 +41,8 @@ export interface SplitSink {
   inline(bytes: Uint8Array): void | Promise<void>;
   /** A content to store as an object: consume `content` (exactly `entry.size` bytes) to its end. */
   external(entry: TarEntry, content: AsyncIterable<Uint8Array>): Promise<void>;
+  /** Every entry that is not a metadata record, before its content (fuzzing compares these). */
+  entry?(entry: TarEntry): void;
   /** Small files' contents, inline (they are also passed here so callers can count them). */
   smallFile?(entry: TarEntry): void;
   warn(code: TarWarningCode, message: string): void;
@@ -195,6 +197,7 @@ async function split(r: ChunkReader, sink: SplitSink): Promise<SplitStats> {
         pax,
       };
       stats.entries++;
+      sink.entry?.(entry);
       if (!KNOWN_TYPES.has(h.typeflag)) {
         sink.warn('TAR_UNKNOWN_TYPE', `entry ${quoted(entry.path)} at offset ${at} has the unknown type ${JSON.stringify(h.typeflag)}: kept in the layer's stream, left out of checkouts and dumps`);
       }
