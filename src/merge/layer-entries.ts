@@ -5,9 +5,9 @@
  * @module
  */
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
-import { TAR_BLOCK, TYPE, decodeHeader, decodePaxRaw, isMetaType, isRegularType, isZeroBlock } from '../oci/tar-header.ts';
+import { TAR_BLOCK, TYPE, isRegularType } from '../oci/tar-header.ts';
+import { TarRecords, paddingOf } from '../oci/tar-records.ts';
 import type { SplitStream } from '../store/splitstream.ts';
-import { byteString } from '../oci/names.ts';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
 
@@ -111,66 +111,56 @@ class Cursor {
   }
 }
 
-/** Every entry of the layer, in archive order. */
+/** Every entry of the layer, in archive order (the same record machine as the splitter's). */
 export function* layerEntries(s: SplitStream): Generator<LayerEntry> {
   const cur = new Cursor(s);
-  let pax = new Map<string, Buffer>();
-  let longName: string | null = null;
-  let longLink: string | null = null;
+  const records = new TarRecords();
   for (let at = 0; !cur.atEnd(); ) {
     const block = cur.take(TAR_BLOCK);
-    if (block.length < TAR_BLOCK || isZeroBlock(block)) return;
-    const h = decodeHeader(block, at);
-    if (h.gnuSparseExtended) for (let more = true; more; ) more = (cur.take(TAR_BLOCK)[504] ?? 0) !== 0;
-    const paxSize = pax.get('size')?.toString();
-    const size = paxSize !== undefined && !isMetaType(h.typeflag) ? Number(paxSize) : h.size;
+    if (block.length < TAR_BLOCK) return;
+    const rec = records.next(block, at);
+    at += TAR_BLOCK;
+    if (rec.kind === 'end') return;
+    if (rec.kind === 'meta') {
+      records.meta(rec, cur.take(rec.size));
+      cur.take(paddingOf(rec.size));
+      at += rec.size + paddingOf(rec.size);
+      continue;
+    }
+    const e = rec.entry;
+    const h = e.header;
     let content: Uint8Array | null = null;
     let object: string | null = null;
-    if (size > 0) {
-      object = isMetaType(h.typeflag) ? null : cur.nextObject();
-      if (object === null) content = cur.take(size);
+    if (e.size > 0) {
+      object = cur.nextObject();
+      if (object === null) content = cur.take(e.size);
     }
-    cur.take((TAR_BLOCK - (size % TAR_BLOCK)) % TAR_BLOCK);
-    at += TAR_BLOCK;
-    if (h.typeflag === TYPE.paxNext) {
-      pax = decodePaxRaw(content ?? new Uint8Array(0), at);
-      continue;
-    }
-    if (h.typeflag === TYPE.gnuLongName || h.typeflag === TYPE.gnuLongLink) {
-      const text = byteString(content ?? new Uint8Array(0));
-      if (h.typeflag === TYPE.gnuLongName) longName = text;
-      else longLink = text;
-      continue;
-    }
-    if (h.typeflag === TYPE.paxGlobal) continue;
+    cur.take(paddingOf(e.size));
+    at += e.size + paddingOf(e.size);
     const type = typeOf(h.typeflag);
+    if (!type) continue;
     const xattrs = new Map<string, Buffer>();
-    for (const [k, v] of pax) if (k.startsWith(XATTR_PREFIX)) xattrs.set(k.slice(XATTR_PREFIX.length), v);
-    const [mtimeSec, mtimeNsec] = parseMtime(pax.get('mtime')?.toString(), h.mtime);
+    for (const [k, v] of e.pax) if (k.startsWith(XATTR_PREFIX)) xattrs.set(k.slice(XATTR_PREFIX.length), v);
+    const [mtimeSec, mtimeNsec] = parseMtime(e.pax.get('mtime')?.toString('latin1'), h.mtime);
     const num = (key: string, fallback: number): number => {
-      const v = pax.get(key)?.toString();
+      const v = e.pax.get(key)?.toString('latin1');
       return v !== undefined && /^\d+$/.test(v) ? Number(v) : fallback;
     };
-    if (type) {
-      yield {
-        rawPath: pax.get('path')?.toString('latin1') ?? longName ?? h.name,
-        type,
-        mode: h.mode & 0o7777,
-        uid: num('uid', h.uid),
-        gid: num('gid', h.gid),
-        mtimeSec,
-        mtimeNsec,
-        size: type === 'file' ? size : 0,
-        object,
-        inline: type === 'file' ? (content ?? new Uint8Array(0)) : null,
-        linkname: pax.get('linkpath')?.toString('latin1') ?? longLink ?? h.linkname,
-        devmajor: h.devmajor,
-        devminor: h.devminor,
-        xattrs,
-      };
-    }
-    pax = new Map();
-    longName = null;
-    longLink = null;
+    yield {
+      rawPath: e.path,
+      type,
+      mode: h.mode & 0o7777,
+      uid: num('uid', h.uid),
+      gid: num('gid', h.gid),
+      mtimeSec,
+      mtimeNsec,
+      size: type === 'file' ? e.size : 0,
+      object,
+      inline: type === 'file' ? (content ?? new Uint8Array(0)) : null,
+      linkname: e.linkpath,
+      devmajor: h.devmajor,
+      devminor: h.devminor,
+      xattrs,
+    };
   }
 }

@@ -14,25 +14,14 @@ import { posix } from 'node:path';
 import { ERROR_CODES, VeritreeError, throwIfAborted } from '../errors.ts';
 import { INLINE_MAX } from '../verity/constants.ts';
 import { ChunkReader } from './chunk-reader.ts';
-import { byteString, quoted } from './names.ts';
-import { TAR_BLOCK, TYPE, decodeHeader, decodePax, isMetaType, isRegularType, isZeroBlock, type TarHeader } from './tar-header.ts';
+import { quoted } from './names.ts';
+import { TAR_BLOCK, TYPE, isRegularType, isZeroBlock } from './tar-header.ts';
+import { MAX_META_BYTES, TarRecords, paddingOf, type TarEntry } from './tar-records.ts';
 
-/** tar-stream buffers PAX headers without a cap; we cap metadata records. */
-export const MAX_META_BYTES = 1 << 20;
+export { MAX_META_BYTES, type TarEntry } from './tar-records.ts';
+
 /** Bytes after the end-of-archive blocks kept inline (GNU tar pads to 10 KiB records). */
 export const MAX_TRAILING_BYTES = 16 << 20;
-
-export interface TarEntry {
-  /** The path as the archive names it (after PAX / GNU long names). */
-  path: string;
-  linkpath: string;
-  typeflag: string;
-  size: number;
-  /** Offset of the entry's header in the tar. */
-  offset: number;
-  header: TarHeader;
-  pax: ReadonlyMap<string, string>;
-}
 
 export type TarWarningCode = 'TAR_PATH_UNSAFE' | 'TAR_BENEATH_SYMLINK' | 'TAR_NO_END' | 'TAR_UNPADDED' | 'TAR_TRAILING_DATA' | 'TAR_UNKNOWN_TYPE';
 
@@ -87,41 +76,6 @@ class SymlinkWatch {
 
 const KNOWN_TYPES = new Set<string>([TYPE.file, TYPE.oldFile, TYPE.hardlink, TYPE.symlink, TYPE.char, TYPE.block, TYPE.dir, TYPE.fifo, TYPE.contiguous]);
 
-/**
- * Sparse files are refused, in every GNU encoding: the old `S` type, and PAX 0.0, 0.1 and 1.0
- * (`GNU.sparse.*` records). Their content in the tar is a map plus the data runs, not the file,
- * so storing it as an object would name the wrong bytes; composefs-rs refuses them too (see
- * docs/merge.md). No OCI builder writes them; GNU tar does only when asked (`--sparse`).
- * @throws VeritreeError TAR_UNSUPPORTED
- */
-function refuseSparse(h: TarHeader, pax: ReadonlyMap<string, string>, path: string, at: number): void {
-  let how: string | null = null;
-  if (h.typeflag === TYPE.gnuSparse) how = "the old GNU type 'S'";
-  else {
-    for (const k of pax.keys()) {
-      if (!k.startsWith('GNU.sparse.')) continue;
-      const major = pax.get('GNU.sparse.major');
-      const minor = pax.get('GNU.sparse.minor');
-      how = major !== undefined ? `PAX sparse format ${major}.${minor ?? '?'}` : pax.has('GNU.sparse.map') ? 'PAX sparse format 0.1' : 'PAX sparse format 0.0';
-      break;
-    }
-  }
-  if (how === null) return;
-  throw new VeritreeError(
-    ERROR_CODES.TAR_UNSUPPORTED,
-    `entry ${quoted(path)} at offset ${at} is a sparse file (${how}); veritree does not import sparse files (neither does composefs-rs): rebuild the layer without tar --sparse`
-  );
-}
-
-async function readMeta(r: ChunkReader, size: number, at: number): Promise<Uint8Array> {
-  if (size > MAX_META_BYTES) {
-    throw new VeritreeError(ERROR_CODES.TAR_LIMIT_EXCEEDED, `tar metadata record at offset ${at} is ${size} bytes (limit ${MAX_META_BYTES})`);
-  }
-  const b = await r.exact(size);
-  if (b.length < size) throw truncated(`a metadata record at offset ${at}`);
-  return b;
-}
-
 function truncated(what: string): VeritreeError {
   return new VeritreeError(ERROR_CODES.TAR_CORRUPT, `layer tar is truncated: it ends inside ${what}`);
 }
@@ -144,9 +98,7 @@ async function split(r: ChunkReader, sink: SplitSink): Promise<SplitStats> {
   };
   const stats: SplitStats = { entries: 0, externalFiles: 0, inlineFiles: 0, tarBytes: 0 };
   const watch = new SymlinkWatch();
-  let pax = new Map<string, string>();
-  let longName: string | null = null;
-  let longLink: string | null = null;
+  const records = new TarRecords();
 
   for (;;) {
     throwIfAborted(sink.signal);
@@ -171,31 +123,19 @@ async function split(r: ChunkReader, sink: SplitSink): Promise<SplitStats> {
       else if (!isZeroBlock(rest)) sink.warn('TAR_TRAILING_DATA', `${rest.length} bytes after the end of the layer tar are not zero`);
       break;
     }
-    const h = decodeHeader(block, at);
-    refuseSparse(h, pax, pax.get('path') ?? longName ?? h.name, at);
-    const sizeOverride = pax.get('size');
-    const size = sizeOverride !== undefined && !isMetaType(h.typeflag) ? Number(sizeOverride) : h.size;
-    if (!Number.isSafeInteger(size) || size < 0) {
-      throw new VeritreeError(ERROR_CODES.TAR_LIMIT_EXCEEDED, `tar entry at offset ${at}: size ${String(sizeOverride)} is not a usable number`);
-    }
-
-    if (isMetaType(h.typeflag)) {
-      const meta = await readMeta(r, size, at);
+    const rec = records.next(block, at);
+    if (rec.kind === 'end') throw new Error('unreachable: zero blocks are handled above');
+    let size: number;
+    if (rec.kind === 'meta') {
+      size = rec.size;
+      const meta = await r.exact(size);
       await emit(meta);
-      if (h.typeflag === TYPE.paxNext) pax = decodePax(meta, at);
-      else if (h.typeflag === TYPE.gnuLongName) longName = byteString(meta);
-      else if (h.typeflag === TYPE.gnuLongLink) longLink = byteString(meta);
-      else decodePax(meta, at); // global records: validated, applied by nobody (OCI layers do not rely on them)
+      if (meta.length < size) throw truncated(`a metadata record at offset ${at}`);
+      records.meta(rec, meta);
     } else {
-      const entry: TarEntry = {
-        path: pax.get('path') ?? longName ?? h.name,
-        linkpath: pax.get('linkpath') ?? longLink ?? h.linkname,
-        typeflag: h.typeflag,
-        size,
-        offset: at,
-        header: h,
-        pax,
-      };
+      const entry = rec.entry;
+      const h = entry.header;
+      size = entry.size;
       stats.entries++;
       sink.entry?.(entry);
       if (!KNOWN_TYPES.has(h.typeflag)) {
@@ -217,11 +157,8 @@ async function split(r: ChunkReader, sink: SplitSink): Promise<SplitStats> {
           sink.smallFile?.(entry);
         }
       }
-      pax = new Map();
-      longName = null;
-      longLink = null;
     }
-    const pad = (TAR_BLOCK - (size % TAR_BLOCK)) % TAR_BLOCK;
+    const pad = paddingOf(size);
     if (pad) {
       const p = await r.exact(pad);
       await emit(p);
