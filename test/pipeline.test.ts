@@ -15,6 +15,8 @@ import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { catLayer, importImage, openRepository, readSplitStream, SplitStreamBuilder, VerityPool, isVeritreeError } from '../src/index.ts';
 import { Budget } from '../src/pipeline/budget.ts';
+import { LayerScheduler } from '../src/pipeline/import.ts';
+import type { ResolvedLayer } from '../src/oci/layout.ts';
 import { SmallFileBatcher } from '../src/pipeline/batcher.ts';
 import { OrderedStreamFeed } from '../src/pipeline/stream-feed.ts';
 import { ChunkReader } from '../src/oci/chunk-reader.ts';
@@ -444,4 +446,42 @@ test('a layer of 1,000,000 empty files imports with peak RSS under 512 MiB, and 
   for await (const c of catLayer(repo, hex)) h.update(c);
   assert.equal(h.digest('hex'), hex);
   writeFileSync(join(root, 'done'), '');
+});
+
+// ---- the layer scheduler -----------------------------------------------------------------------
+
+test('LayerScheduler: largest first, at most `limit` at once, each diff_id read once whoever asks', async () => {
+  const started: string[] = [];
+  let running = 0;
+  let most = 0;
+  const release = new Map<string, () => void>();
+  const sched = new LayerScheduler(2, async (layer) => {
+    started.push(layer.diffId);
+    running++;
+    most = Math.max(most, running);
+    await new Promise<void>((r) => release.set(layer.diffId, r));
+    running--;
+    return { index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, stream: '', status: 'imported', objectsWritten: 0, objectsPresent: 0, inlined: 0, tarBytes: 0, compressedBytes: 0, blobOpens: 1 };
+  });
+  const layer = (id: string, size: number): ResolvedLayer => ({ index: 0, diffId: id, descriptor: { mediaType: 'x', digest: id, size }, compression: 'none' }) as unknown as ResolvedLayer;
+  sched.plan([
+    { layer: layer('small', 10), layoutDir: '', image: 0 },
+    { layer: layer('big', 1000), layoutDir: '', image: 0 },
+    { layer: layer('mid', 100), layoutDir: '', image: 1 },
+    { layer: layer('big', 1000), layoutDir: '', image: 1 },
+  ]);
+  await tick();
+  assert.deepEqual(started, ['big', 'mid'], 'the two largest start first; the shared one once');
+  const twice = [sched.request('big'), sched.request('big')];
+  assert.equal(twice[0], twice[1], 'both images get the one flight');
+  (release.get('big') as () => void)();
+  await twice[0];
+  await tick();
+  assert.deepEqual(started, ['big', 'mid', 'small']);
+  (release.get('mid') as () => void)();
+  (release.get('small') as () => void)();
+  await Promise.all(['big', 'mid', 'small'].map((d) => sched.request(d)));
+  assert.equal(most, 2);
+  assert.deepEqual(sched.blobOpens, { big: 1, mid: 1, small: 1 });
+  assert.equal(sched.ownerOf('big'), 0);
 });

@@ -173,7 +173,7 @@ function failure(source: string, tag: string | undefined, e: unknown): ImportFai
  * Runs layers largest first, a few at a time, each diff_id once. `request` returns the one
  * promise for a layer's result, whichever image asks.
  */
-class LayerScheduler {
+export class LayerScheduler {
   private readonly flights = new Map<string, Promise<LayerResult>>();
   /** Which image's request reads each layer (the first to plan it). */
   private readonly owners = new Map<string, number>();
@@ -249,33 +249,29 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
 
   // Up front: a repository we cannot write to fails the run before any image is read.
   const lock = await repo.lockShared(lockOptionsFrom({ ...options, signal: controller.signal }));
+  let ownPool: VerityPool | null = null;
+  // Everything after the lock is inside this try: no error, wherever it comes from, keeps it.
   try {
     repo.assertWritable();
-  } catch (e) {
-    await lock.release();
-    throw e;
-  }
-  const results: ImageResult[] = new Array<ImageResult>(jobs.length);
-  const prepared: Prepared[] = [];
-  const platform = options.platform ? parsePlatform(options.platform) : undefined;
-  for (const [i, job] of jobs.entries()) {
-    try {
-      // Before any work: a tag that cannot be stored must not cost a whole import first.
-      if (job.tag !== undefined) validateTag(job.tag);
-      const image = await resolveImage(parseSource(job.source), { platform });
-      validateTag(job.tag ?? defaultTag(image));
-      prepared.push({ index: i, source: job.source, tag: job.tag ?? defaultTag(image), image, warnings: [], started: performance.now() });
-    } catch (e) {
-      results[i] = failure(job.source, job.tag, e);
-      if (options.failFast) controller.abort();
+    const results: ImageResult[] = new Array<ImageResult>(jobs.length);
+    const prepared: Prepared[] = [];
+    const platform = options.platform ? parsePlatform(options.platform) : undefined;
+    for (const [i, job] of jobs.entries()) {
+      try {
+        // Before any work: a tag that cannot be stored must not cost a whole import first.
+        if (job.tag !== undefined) validateTag(job.tag);
+        const image = await resolveImage(parseSource(job.source), { platform });
+        validateTag(job.tag ?? defaultTag(image));
+        prepared.push({ index: i, source: job.source, tag: job.tag ?? defaultTag(image), image, warnings: [], started: performance.now() });
+      } catch (e) {
+        results[i] = failure(job.source, job.tag, e);
+        if (options.failFast) controller.abort();
+      }
     }
-  }
-  const totalBytes = prepared.reduce((n, p) => n + p.image.layers.reduce((m, l) => m + l.descriptor.size, 0), 0);
-  options.onProgress?.({ type: 'run', images: jobs.length, totalBytes });
+    const totalBytes = prepared.reduce((n, p) => n + p.image.layers.reduce((m, l) => m + l.descriptor.size, 0), 0);
+    options.onProgress?.({ type: 'run', images: jobs.length, totalBytes });
 
-  const poolJobs = options.pool?.size ?? poolSize({ jobs: options.jobs, ioLimit: options.ioLimit ?? (await defaultIoLimit(repo.root)) }, availableParallelism());
-  let ownPool: VerityPool | null = null;
-  try {
+    const poolJobs = options.pool?.size ?? poolSize({ jobs: options.jobs, ioLimit: options.ioLimit ?? (await defaultIoLimit(repo.root)) }, availableParallelism());
     const pending: Prepared[] = [];
     for (const p of prepared) {
       options.onProgress?.({ type: 'image', image: p.index, totalBytes: p.image.layers.reduce((n, l) => n + l.descriptor.size, 0), layers: p.image.layers.length, manifest: p.image.manifestDescriptor.digest });
