@@ -13,7 +13,7 @@ import { mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
-import { catLayer, importImage, openRepository, readSplitStream, SplitStreamBuilder, VerityPool, isVeritreeError } from '../src/index.ts';
+import { catLayer, fsck, importImage, openRepository, readSplitStream, SplitStreamBuilder, VerityPool, isVeritreeError } from '../src/index.ts';
 import { Budget } from '../src/pipeline/budget.ts';
 import { LayerScheduler } from '../src/pipeline/import.ts';
 import type { ResolvedLayer } from '../src/oci/layout.ts';
@@ -484,4 +484,34 @@ test('LayerScheduler: largest first, at most `limit` at once, each diff_id read 
   assert.equal(most, 2);
   assert.deepEqual(sched.blobOpens, { big: 1, mid: 1, small: 1 });
   assert.equal(sched.ownerOf('big'), 0);
+});
+
+// ---- a full disk -------------------------------------------------------------------------------
+
+const CAN_MOUNT = process.getuid?.() === 0 ? false : 'skipped: needs root to mount a small tmpfs';
+
+test('a disk that fills while a file is spooled or stored: STORE_NO_SPACE, no tag, every object whole', { skip: CAN_MOUNT, timeout: 120_000 }, async () => {
+  const root = scratch('veritree-full-');
+  const files = [
+    ...Array.from({ length: 20 }, (_, i) => ({ name: `small/${i}`, size: 100 + i, seed: i })),
+    { name: 'big/a', size: 1 << 20, seed: 101 },
+    { name: 'big/b', size: 4 << 20, seed: 102 },
+  ];
+  const tar = tarOf(files);
+  const layout = layoutOf(root, [{ tar, gzip: true }]);
+  for (const spoolThreshold of [0, undefined]) {
+    const mnt = join(root, `mnt-${spoolThreshold ?? 'default'}`);
+    mkdirSync(mnt);
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt], { encoding: 'utf8' });
+    assert.equal(m.status, 0, m.stderr);
+    try {
+      const repo = await openRepository(join(mnt, 'repo'), { create: true });
+      await assert.rejects(importImage(repo, `oci:${layout}:t`, { spoolThreshold }), (e: unknown) => isVeritreeError(e) && e.code === 'STORE_NO_SPACE');
+      assert.deepEqual(readdirSync(join(mnt, 'repo', 'streams', 'refs', 'oci')), [], 'no tag');
+      const report = await fsck(repo, { deep: true });
+      assert.deepEqual(report.issues, [], 'every object named is whole; no tmp file is left');
+    } finally {
+      spawnSync('umount', [mnt]);
+    }
+  }
 });
