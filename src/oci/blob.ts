@@ -121,6 +121,9 @@ export function parseJson<T>(buf: Buffer, what: string, path?: string): T {
   }
 }
 
+/** The most of a blob's rest hashed after a failure to tell whether the blob itself is damaged. */
+export const MAX_REMAINDER_CHECK = 256 << 20;
+
 /** Passes bytes through, hashing and counting them; fails at the first byte past the size, and at the end on any mismatch. */
 export class VerifyingStream extends Transform {
   private readonly hash: Hash = createHash('sha256');
@@ -151,13 +154,16 @@ export class VerifyingStream extends Transform {
   /**
    * For the error path: when decompression or the tar failed part-way, hashes the rest of the blob
    * from where this stream stopped (nothing is read twice) to tell a damaged blob, the cause
-   * worth reporting, from a well-formed blob holding a bad layer.
-   * @returns the mismatch error, or null when the blob is as described.
+   * worth reporting, from a well-formed blob holding a bad layer. At most MAX_REMAINDER_CHECK
+   * bytes: past that, null (the caller reports the error the read met).
+   * @returns the mismatch error, or null when the blob is as described (or too big to tell).
    */
   async checkRemainder(signal?: AbortSignal): Promise<VeritreeError | null> {
     const want = digestHex(this.desc.digest, this.what);
     if (this.digestHexFound) return this.digestHexFound === want ? null : mismatch(this.what, this.desc, this.digestHexFound, this.path);
     if (this.bytes > this.desc.size) return sizeMismatch(this.what, this.desc, `more than ${this.desc.size}`, this.path);
+    // A hostile blob can be huge: past this, the error the read met is reported as it is.
+    if (this.desc.size - this.bytes > MAX_REMAINDER_CHECK) return null;
     const hash = this.hash.copy();
     let fh: FileHandle;
     try {

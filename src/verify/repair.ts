@@ -7,7 +7,7 @@
  */
 import { mkdir, readdir, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { storeIoError } from '../errors.ts';
+import { storeIoError, throwIfAborted } from '../errors.ts';
 import { STREAM_PREFIX, STREAMS_DIR, TAGS_DIR, objectIdFromLink, streamNameForRef, unescapeTag } from '../store/layout.ts';
 import type { Repository } from '../store/repository.ts';
 import { readRefs, readSplitStream } from '../store/splitstream.ts';
@@ -31,24 +31,36 @@ const STREAM_BAD = new Set(['json-digest-mismatch', 'layer-diff-id-mismatch', 's
  * it already (as `fsck --repair` does from the check through the repair, so nothing changes
  * between them).
  */
-export async function repair(repo: Repository, report: FsckReport, opts: { lockHeld?: boolean } = {}): Promise<RepairReport> {
+export async function repair(repo: Repository, report: FsckReport, opts: { lockHeld?: boolean; signal?: AbortSignal | undefined } = {}): Promise<RepairReport> {
   const lock = opts.lockHeld ? null : await repo.lockExclusive();
   try {
     const out: RepairReport = { quarantine: null, quarantined: [], streamsRemoved: [], tagsRemoved: [], tmpRemoved: 0 };
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const qdir = join(repo.root, QUARANTINE_DIR, stamp);
-    for (const issue of report.issues) {
-      if (issue.type === 'stray-tmp') {
-        await rm(issue.path, { force: true });
-        out.tmpRemoved++;
-      } else if (CONTENT_BAD.has(issue.type)) {
-        const dest = join(qdir, relative(repo.objectsDir, issue.path).replaceAll('/', '_'));
-        await mkdir(qdir, { recursive: true });
-        await rename(issue.path, dest).catch((e: unknown) => {
-          throw storeIoError(e, issue.path, 'moving a corrupt object to quarantine');
-        });
-        out.quarantine = qdir;
-        out.quarantined.push(relative(repo.root, issue.path));
+    // 64 at a time: a badly damaged store is 100,000s of entries, each one system call.
+    const moves = report.issues.filter((i) => i.type === 'stray-tmp' || CONTENT_BAD.has(i.type));
+    if (moves.some((i) => CONTENT_BAD.has(i.type))) {
+      await mkdir(qdir, { recursive: true });
+      out.quarantine = qdir;
+    }
+    for (let at = 0; at < moves.length; at += 64) {
+      throwIfAborted(opts.signal);
+      const done = await Promise.all(
+        moves.slice(at, at + 64).map(async (issue): Promise<string | null> => {
+          if (issue.type === 'stray-tmp') {
+            await rm(issue.path, { force: true });
+            return null;
+          }
+          const dest = join(qdir, relative(repo.objectsDir, issue.path).replaceAll('/', '_'));
+          await rename(issue.path, dest).catch((e: unknown) => {
+            throw storeIoError(e, issue.path, 'moving a corrupt object to quarantine');
+          });
+          return relative(repo.root, issue.path);
+        })
+      );
+      for (const q of done) {
+        if (q === null) out.tmpRemoved++;
+        else out.quarantined.push(q);
       }
     }
     const streamBad = new Set(report.issues.filter((i) => STREAM_BAD.has(i.type)).map((i) => i.path));

@@ -107,7 +107,7 @@ export function registerVerify(program: Command): void {
         onProgress: (p) => line.show(`fsck: ${Math.round((100 * p.dirsDone) / Math.max(1, p.dirsTotal))}% (${p.dirsDone}/${p.dirsTotal} folders), ${p.objectsDone} objects, ${formatBytes(p.bytesDone)} re-hashed`),
       });
       line.done();
-      if (held && !report.ok) repaired = await repair(repo, report, { lockHeld: true });
+      if (held && !report.ok) repaired = await repair(repo, report, { lockHeld: true, signal });
     } finally {
       await held?.release();
     }
