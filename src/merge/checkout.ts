@@ -17,7 +17,7 @@
 import { closeSync, constants as fsc, fstatSync, mkdirSync, openSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { spawnSync } from 'node:child_process';
-import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
+import { ERROR_CODES, VeritreeError, errnoCode, storeIoError, throwIfAborted } from '../errors.ts';
 import { defaultIoLimit } from '../pipeline/io-limit.ts';
 import { poolSize, VerityPool } from '../pipeline/pool.ts';
 import type { Repository } from '../store/repository.ts';
@@ -52,6 +52,8 @@ export interface CheckoutOptions {
   pool?: VerityPool;
   jobs?: number;
   onWarning?: (path: string, message: string) => void;
+  /** Checked before every entry: an abort stops the checkout (DIR keeps what was written). */
+  signal?: AbortSignal | undefined;
 }
 
 export interface CheckoutReport {
@@ -256,6 +258,7 @@ export async function checkout(repo: Repository, tree: MergedTree, dir: string, 
   const hardlinks: TreeNode[] = [];
   try {
     for (const p of paths) {
+      throwIfAborted(opts.signal);
       if (ctx.firstError) throw ctx.firstError;
       const n = tree.nodes.get(p) as TreeNode;
       if (p === '') {
@@ -270,6 +273,7 @@ export async function checkout(repo: Repository, tree: MergedTree, dir: string, 
     }
     // Hard links last, so that the order of names in the tree does not matter.
     for (const n of hardlinks) {
+      throwIfAborted(opts.signal);
       try {
         const target = n.hardlinkTo as string;
         const fromFd = dirs.get(parentOf(target));

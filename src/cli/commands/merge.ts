@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { checkoutImage, dumpImage, openRepository } from '../../index.ts';
 import { repoOption, resolveRepo } from '../repo-option.ts';
 import { shown } from '../../oci/names.ts';
+import { interruptSignal } from '../signals.ts';
 
 export function registerMerge(program: Command): void {
   repoOption(
@@ -30,7 +31,7 @@ are refused with a warning.`
       )
   ).action(async (image: string, dir: string, o: { repo?: string; copy?: boolean; hardlink?: boolean; json?: boolean }) => {
     const repo = await openRepository(resolveRepo(o.repo));
-    const r = await checkoutImage(repo, image, dir, { copy: o.copy, hardlink: o.hardlink, onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`) });
+    const r = await checkoutImage(repo, image, dir, { copy: o.copy, hardlink: o.hardlink, signal: interruptSignal(), onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`) });
     if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
     else process.stdout.write(`checked out ${image} to ${dir}: ${r.files} files (${r.hardlinkedObjects} hard links to objects, ${r.copied} copies), ${r.dirs} directories, ${r.symlinks} symlinks, ${r.hardlinks} hardlinks\n`);
   });
