@@ -25,6 +25,7 @@ export function exitStatusFor(code: ErrorCode): number {
     case ERROR_CODES.STORE_CORRUPT:
     case ERROR_CODES.STORE_LOCKED:
     case ERROR_CODES.STORE_VERITY_REQUIRED:
+    case ERROR_CODES.STORE_UNSUPPORTED:
       return EXIT.STORE;
     case ERROR_CODES.WORKER_FAILED:
     case ERROR_CODES.INTERNAL:

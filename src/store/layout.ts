@@ -81,8 +81,24 @@ export function objectIdFromLink(target: string, strict = false): string | null 
 }
 
 /** The stream a config or manifest named ref stands for: `config:sha256:X` or `sha256:<diff_id>`. */
-export function streamNameForRef(refName: string): string {
-  return refName.startsWith('config:') ? `${STREAM_PREFIX.config}${refName.slice('config:sha256:'.length)}` : `${STREAM_PREFIX.layer}${refName.replace(/^sha256:/, '')}`;
+/**
+ * What a named ref of a config or manifest stream is, by its name, as composefs-rs writes them
+ * (composefs-oci oci_image.rs): `config:sha256:<hex>` the config stream, `sha256:<hex>` a layer
+ * stream (by diff_id), `composefs.image` and `composefs.image.boot` an EROFS image object (not a
+ * stream). Anything else is a ref veritree does not know: kept, reported, never repaired away.
+ */
+export type NamedRefKind = { kind: 'config' | 'layer'; stream: string } | { kind: 'image' } | { kind: 'unknown' };
+
+const CONFIG_REF = /^config:sha256:([0-9a-f]{64})$/;
+const LAYER_REF = /^sha256:([0-9a-f]{64})$/;
+
+export function classifyNamedRef(refName: string): NamedRefKind {
+  const c = CONFIG_REF.exec(refName);
+  if (c) return { kind: 'config', stream: `${STREAM_PREFIX.config}${c[1]}` };
+  const l = LAYER_REF.exec(refName);
+  if (l) return { kind: 'layer', stream: `${STREAM_PREFIX.layer}${l[1]}` };
+  if (refName === 'composefs.image' || refName.startsWith('composefs.image.')) return { kind: 'image' };
+  return { kind: 'unknown' };
 }
 
 export function layerStreamName(diffIdHex: string): string {

@@ -27,11 +27,15 @@ import { acquireLock, type LockOptions, type RepoLock } from './lock.ts';
 import { TmpObjectFile, type ObjectTarget, type VerityPolicy } from './objects.ts';
 import { measureVerity, openRegular, readAll, readRegular, syncFs } from './sys.ts';
 
+/** meta.json as composefs-rs writes it (RepoMetadata: version, algorithm, feature flags). */
 export interface RepoMeta {
   version: 1;
   algorithm: string;
-  features: Record<string, unknown>;
+  features: { compatible: string[]; 'read-only-compatible': string[]; incompatible: string[] };
 }
+
+/** Feature flags this version understands (composefs-rs defines none yet either). */
+const KNOWN_FEATURES = { compatible: [] as string[], readOnly: [] as string[], incompatible: [] as string[] };
 
 const ALGORITHM_NAMES: Record<HashAlgorithm, string> = {
   sha256: 'fsverity-sha256-12',
@@ -45,12 +49,26 @@ export function defaultRepoPath(env: NodeJS.ProcessEnv = process.env): string {
   return join(homedir(), '.local', 'share', 'veritree');
 }
 
-function parseMeta(text: string, path: string): HashAlgorithm {
-  let meta: Partial<RepoMeta>;
+interface ParsedMeta {
+  alg: HashAlgorithm;
+  /** Unknown read-only-compatible features: the repository may be read, not written. */
+  readOnlyBecause: string[];
+}
+
+/**
+ * composefs-rs's rules (RepoMetadata::check_compatible): a version past 1, or an incompatible
+ * feature we do not know, refuses the repository; an unknown read-only-compatible feature opens
+ * it read-only; unknown compatible features are ignored.
+ */
+function parseMeta(text: string, path: string): ParsedMeta {
+  let meta: Partial<RepoMeta> & { features?: Record<string, unknown> };
   try {
-    meta = JSON.parse(text) as Partial<RepoMeta>;
+    meta = JSON.parse(text) as typeof meta;
   } catch (e) {
     throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `${path} is not JSON`, { path, cause: e });
+  }
+  if (typeof meta.version === 'number' && meta.version > 1) {
+    throw new VeritreeError(ERROR_CODES.STORE_UNSUPPORTED, `${path}: repository format version ${meta.version} is newer than this veritree understands (1)`, { path });
   }
   const entry = Object.entries(ALGORITHM_NAMES).find(([, name]) => name === meta.algorithm);
   if (meta.version !== 1 || !entry) {
@@ -60,7 +78,21 @@ function parseMeta(text: string, path: string): HashAlgorithm {
       { path }
     );
   }
-  return entry[0] as HashAlgorithm;
+  const list = (k: string): string[] => {
+    const v = meta.features?.[k];
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  };
+  const incompatible = list('incompatible').filter((f) => !KNOWN_FEATURES.incompatible.includes(f));
+  if (incompatible.length > 0) {
+    throw new VeritreeError(ERROR_CODES.STORE_UNSUPPORTED, `${path}: the repository requires features this veritree does not know: ${incompatible.join(', ')}`, { path });
+  }
+  return { alg: entry[0] as HashAlgorithm, readOnlyBecause: list('read-only-compatible').filter((f) => !KNOWN_FEATURES.readOnly.includes(f)) };
+}
+
+/** meta.json's bytes for a new repository, as composefs-rs writes them (pretty JSON, newline). */
+export function metaJson(hash: HashAlgorithm): string {
+  const meta: RepoMeta = { version: 1, algorithm: ALGORITHM_NAMES[hash], features: { compatible: [], 'read-only-compatible': [], incompatible: [] } };
+  return JSON.stringify(meta, null, 2) + '\n';
 }
 
 export type ObjectEntry = { kind: 'object'; path: string; id: ObjectId } | { kind: 'tmp' | 'invalid'; path: string };
@@ -109,12 +141,15 @@ export class Repository {
   readonly hasMeta: boolean;
   /** `require` when every object must have fs-verity (see OpenOptions.requireVerity). */
   readonly verity: VerityPolicy;
+  /** Unknown read-only-compatible features of meta.json: nothing may be written (empty: writable). */
+  readonly readOnlyBecause: readonly string[];
 
-  private constructor(root: string, alg: HashAlgorithm, hasMeta: boolean, verity: VerityPolicy) {
+  private constructor(root: string, alg: HashAlgorithm, hasMeta: boolean, verity: VerityPolicy, readOnlyBecause: readonly string[] = []) {
     this.root = root;
     this.alg = alg;
     this.hasMeta = hasMeta;
     this.verity = verity;
+    this.readOnlyBecause = readOnlyBecause;
   }
 
   /** Where and how new objects are written (passed to the workers as plain data). */
@@ -129,17 +164,16 @@ export class Repository {
     const metaPath = join(abs, META_FILE);
     const existing = await readMeta(metaPath);
     if (existing !== null) {
-      const alg = parseMeta(existing.text, metaPath);
+      const { alg, readOnlyBecause } = parseMeta(existing.text, metaPath);
       if (alg !== hash) {
         throw new VeritreeError(ERROR_CODES.USAGE, `${abs} already holds a ${alg} repository`, { path: abs });
       }
-      return new Repository(abs, alg, true, existing.verity || requireVerity ? 'require' : 'try');
+      return new Repository(abs, alg, true, existing.verity || requireVerity ? 'require' : 'try', readOnlyBecause);
     }
     try {
       for (const d of [OBJECTS_DIR, STREAMS_DIR, TAGS_DIR]) await mkdir(join(abs, d), { recursive: true });
-      const meta: RepoMeta = { version: 1, algorithm: ALGORITHM_NAMES[hash], features: {} };
       const tmp = `${metaPath}.tmp-${process.pid}`;
-      await writeFile(tmp, JSON.stringify(meta) + '\n');
+      await writeFile(tmp, metaJson(hash));
       await rename(tmp, metaPath);
     } catch (e) {
       throw storeIoError(e, abs, 'creating the repository');
@@ -153,7 +187,10 @@ export class Repository {
     const metaPath = join(abs, META_FILE);
     const meta = await readMeta(metaPath);
     const requireVerity = opts.requireVerity === true;
-    if (meta !== null) return new Repository(abs, parseMeta(meta.text, metaPath), true, meta.verity || requireVerity ? 'require' : 'try');
+    if (meta !== null) {
+      const parsed = parseMeta(meta.text, metaPath);
+      return new Repository(abs, parsed.alg, true, meta.verity || requireVerity ? 'require' : 'try', parsed.readOnlyBecause);
+    }
     if (opts.create) return Repository.init(abs, opts.hash ?? 'sha256', requireVerity);
     const objects = await stat(join(abs, OBJECTS_DIR)).catch(() => null);
     if (objects?.isDirectory()) return new Repository(abs, opts.hash ?? 'sha256', false, requireVerity ? 'require' : 'try');
@@ -219,6 +256,13 @@ export class Repository {
    * an unnamed file is made in objects/ and dropped (a named one in the fallback, removed).
    */
   assertWritable(): void {
+    if (this.readOnlyBecause.length > 0) {
+      throw new VeritreeError(
+        ERROR_CODES.STORE_UNSUPPORTED,
+        `${this.root} can only be read by this veritree: its meta.json lists read-only-compatible features it does not know (${this.readOnlyBecause.join(', ')})`,
+        { path: this.root }
+      );
+    }
     try {
       new TmpObjectFile(this.target).discard();
     } catch (e) {

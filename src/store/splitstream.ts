@@ -211,6 +211,19 @@ function packDigests(hexes: Iterable<string>, count: number, ds: number): Buffer
   return out;
 }
 
+/** The same stream with the header in the layout bootc <= 1.15 wrote (for tests of the reader). */
+export function toOldHeaderLayout(stream: Uint8Array): Uint8Array {
+  const out = Buffer.from(stream);
+  const head = Buffer.from(stream.subarray(0, HEADER_SIZE));
+  head.copy(out, 0, 16, 32); // info range
+  head.copy(out, 16, 12, 14); // flags
+  head.copy(out, 18, 0, 11); // magic
+  out[29] = head[11] ?? 0; // version
+  out[30] = head[14] ?? 0; // algorithm
+  out[31] = head[15] ?? 0; // log2 block size
+  return out;
+}
+
 function corrupt(msg: string): VeritreeError {
   return new VeritreeError(ERROR_CODES.STORE_CORRUPT, `split stream: ${msg}`);
 }
@@ -235,13 +248,20 @@ function readRange(buf: Buffer, at: number, name: string): [number, number] {
 /** Parses header and info. @throws VeritreeError STORE_CORRUPT */
 export function readHeader(bytes: Uint8Array): Header {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-  if (buf.length < HEADER_SIZE || !buf.subarray(0, 11).equals(MAGIC)) throw corrupt('bad magic');
-  if (buf[11] !== 0) throw corrupt(`unsupported version ${buf[11]}`);
-  const algId = buf[14];
+  if (buf.length < HEADER_SIZE) throw corrupt('bad magic');
+  // The header as composefs-rs writes it (repr(C)): magic 0..11, version 11, flags 12, algorithm
+  // 14, log2 block size 15, info range 16..32. bootc <= 1.15 wrote the same fields in the order
+  // the Rust compiler chose: info range 0..16, flags 16, magic 18..29, version 29, algorithm 30,
+  // log2 block size 31. composefs-rs still reads those; so do we (never writes them).
+  let version: number, algId: number, lgBlock: number, infoAt: number;
+  if (buf.subarray(0, 11).equals(MAGIC)) [version, algId, lgBlock, infoAt] = [buf[11] ?? -1, buf[14] ?? -1, buf[15] ?? -1, 16];
+  else if (buf.subarray(18, 29).equals(MAGIC)) [version, algId, lgBlock, infoAt] = [buf[29] ?? -1, buf[30] ?? -1, buf[31] ?? -1, 0];
+  else throw corrupt('bad magic');
+  if (version !== 0) throw corrupt(`unsupported version ${version}`);
   const alg = (Object.keys(HASH_ALGORITHMS) as HashAlgorithm[]).find((a) => HASH_ALGORITHMS[a].id === algId);
   if (!alg) throw corrupt(`unknown hash algorithm ${algId}`);
-  if (buf[15] !== LOG_BLOCK_SIZE) throw corrupt(`unsupported block size 2^${buf[15]}`);
-  const [infoStart, infoEnd] = readRange(buf, 16, 'info');
+  if (lgBlock !== LOG_BLOCK_SIZE) throw corrupt(`unsupported block size 2^${lgBlock}`);
+  const [infoStart, infoEnd] = readRange(buf, infoAt, 'info');
   if (infoEnd - infoStart < INFO_SIZE) throw corrupt(`info section of ${infoEnd - infoStart} bytes, need ${INFO_SIZE}`);
   const i = infoStart;
   const h: Header = {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { lockOptionsFrom, type LockWaitOptions, type RepoLock } from '../store/lock.ts';
 import { throwIfAborted } from '../errors.ts';
-import { STREAM_PREFIX, TAGS_DIR, isObjectId, objectIdFromLink, streamNameForRef } from '../store/layout.ts';
+import { STREAM_PREFIX, TAGS_DIR, classifyNamedRef, isObjectId, objectIdFromLink } from '../store/layout.ts';
 import { rebuild } from '../store/rebuild.ts';
 import type { Repository } from '../store/repository.ts';
 import { readRefs, readSplitStream } from '../store/splitstream.ts';
@@ -50,7 +50,15 @@ export interface FsckReport {
   tags: number;
   layersRebuilt: number;
   issues: StoreIssue[];
+  /** Named refs of kinds veritree does not know (written by a newer composefs-rs, say): kept, not damage. */
+  unknownRefs: UnknownRef[];
   seconds: number;
+}
+
+export interface UnknownRef {
+  stream: string;
+  ref: string;
+  object: string;
 }
 
 interface Ctx {
@@ -61,6 +69,7 @@ interface Ctx {
   present: Set<string>;
   pool: VerityPool;
   impl: HashImpl;
+  unknownRefs: UnknownRef[];
 }
 
 export async function fsck(repo: Repository, options: FsckOptions = {}): Promise<FsckReport> {
@@ -80,7 +89,7 @@ export async function fsck(repo: Repository, options: FsckOptions = {}): Promise
 async function fsckLocked(repo: Repository, options: FsckOptions, pool: VerityPool, started: number): Promise<FsckReport> {
   const issues: StoreIssue[] = [];
   const impl = options.hashImpl ?? 'auto';
-  const ctx: Ctx = { repo, issues, bad: new Set(), present: new Set(), pool, impl };
+  const ctx: Ctx = { repo, issues, bad: new Set(), present: new Set(), pool, impl, unknownRefs: [] };
   const objectsOnly = options.objectsOnly === true || !repo.hasMeta;
   const checked = await verifyObjects(repo, pool, { impl, signal: options.signal, onProgress: options.onProgress });
   for (const i of checked.issues) issues.push(i);
@@ -105,6 +114,7 @@ async function fsckLocked(repo: Repository, options: FsckOptions, pool: VerityPo
     tags,
     layersRebuilt,
     issues,
+    unknownRefs: ctx.unknownRefs,
     seconds: (performance.now() - started) / 1000,
   };
 }
@@ -210,10 +220,17 @@ async function checkJson(ctx: Ctx, name: string, bytes: Buffer, kind: 'config' |
   }
   for (const ref of s.namedRefs) {
     const target = s.streamRefs[ref.index] as string;
-    const wantName = streamNameForRef(ref.name);
-    const linked = await ctx.repo.streamObject(wantName).catch(() => null);
-    if (linked === null) ctx.issues.push({ type: 'missing-stream', path, detail: `${name} names ${ref.name}, but there is no stream ${wantName}`, expected: wantName });
-    else if (linked !== target) ctx.issues.push({ type: 'missing-stream', path, detail: `${name} names ${ref.name} as object ${target}, but ${wantName} is ${linked}`, expected: target, found: linked });
+    const what = classifyNamedRef(ref.name);
+    // An EROFS image (composefs.image*) is an object, not a stream: that it exists is checked
+    // with every stream ref above. A ref veritree does not know is kept and reported, not judged.
+    if (what.kind === 'image') continue;
+    if (what.kind === 'unknown') {
+      ctx.unknownRefs.push({ stream: name, ref: ref.name, object: target });
+      continue;
+    }
+    const linked = await ctx.repo.streamObject(what.stream).catch(() => null);
+    if (linked === null) ctx.issues.push({ type: 'missing-stream', path, detail: `${name} names ${ref.name}, but there is no stream ${what.stream}`, expected: what.stream });
+    else if (linked !== target) ctx.issues.push({ type: 'missing-stream', path, detail: `${name} names ${ref.name} as object ${target}, but ${what.stream} is ${linked}`, expected: target, found: linked });
   }
 }
 

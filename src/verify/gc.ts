@@ -8,7 +8,7 @@
 import { lstat, readdir, readlink, rm, stat, unlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { ERROR_CODES, VeritreeError, storeIoError, throwIfAborted } from '../errors.ts';
-import { IMAGES_DIR, STREAM_PREFIX, STREAMS_DIR, objectIdFromLink } from '../store/layout.ts';
+import { IMAGES_DIR, STREAM_PREFIX, STREAMS_DIR, classifyNamedRef, objectIdFromLink } from '../store/layout.ts';
 import { lockOptionsFrom, type LockWaitOptions } from '../store/lock.ts';
 import { STREAM_TMP_PREFIX, type Repository } from '../store/repository.ts';
 import { readRefs } from '../store/splitstream.ts';
@@ -90,7 +90,7 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
     await linksUnder(join(repo.root, STREAMS_DIR, 'refs'), streamRoots);
     await linksUnder(join(repo.root, IMAGES_DIR, 'refs'), imageRoots);
     const marked = new Set<string>();
-    const queue: { id: string; root: string }[] = [];
+    const queue: { id: string; root: string; known?: boolean }[] = [];
     // A filesystem image keeps itself (the objects it names: see the composefs-rs issue).
     for (const id of await resolveAll(imageRoots, opts.signal)) if (id) marked.add(id);
     const streamIds = await resolveAll(streamRoots, opts.signal);
@@ -103,26 +103,45 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
     // Every stream reachable from a root keeps its objects and, through stream refs, other
     // streams. A reachable stream that cannot be read stops gc: what it names is unknown, and
     // sweeping on would delete live objects.
+    // Objects kept whose own references veritree cannot read: EROFS images (images/refs, and
+    // composefs.image* refs) and what refs of unknown kinds name. Each may name objects no stream
+    // names, so with any of them gc removes nothing (see the end of the mark phase).
+    const opaque: string[] = imageRoots.map((r) => relative(repo.root, r));
     for (let done = 0; queue.length > 0; done++) {
       throwIfAborted(opts.signal);
-      const { id, root } = queue.pop() as { id: string; root: string };
+      const { id, root, known = true } = queue.pop() as { id: string; root: string; known?: boolean };
       opts.onProgress?.({ phase: 'mark', done, total: done + queue.length });
       let refs;
       try {
         refs = readRefs(await repo.readObject(id));
       } catch (e) {
+        if (!known) {
+          opaque.push(`object ${id} (named by a ref veritree does not know, reachable from ${relative(repo.root, root)})`);
+          continue;
+        }
         const why = e instanceof Error ? e.message : String(e);
         throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `gc stopped, nothing removed: stream object ${id} (reachable from ${relative(repo.root, root)}) cannot be read: ${why}; run veritree fsck --repair`, { path: repo.objectPath(id), cause: e });
       }
       for (const o of refs.objectRefs) marked.add(o);
-      for (const s of refs.streamRefs) {
-        if (!marked.has(s)) {
-          marked.add(s);
-          queue.push({ id: s, root });
-        }
+      const kindOf = new Map<number, ReturnType<typeof classifyNamedRef>['kind']>();
+      for (const r of refs.namedRefs) kindOf.set(r.index, classifyNamedRef(r.name).kind);
+      for (const [i, s] of refs.streamRefs.entries()) {
+        if (marked.has(s)) continue;
+        marked.add(s);
+        const kind = kindOf.get(i);
+        if (kind === 'image') opaque.push(`composefs image ${s} (named by a stream reachable from ${relative(repo.root, root)})`);
+        else queue.push({ id: s, root, known: kind !== 'unknown' });
       }
     }
+    if (opaque.length > 0) {
+      throw new VeritreeError(
+        ERROR_CODES.STORE_UNSUPPORTED,
+        `gc stopped, nothing removed: ${opaque.length} kept object(s) may name objects veritree cannot see yet (it does not read EROFS images): ${opaque.slice(0, 3).join('; ')}${opaque.length > 3 ? '; ...' : ''}. Use cfsctl gc on this repository.`,
+        { path: repo.root }
+      );
+    }
 
+    if (!opts.dryRun) repo.assertWritable();
     const report: GcReport = { dryRun: opts.dryRun === true, roots: streamRoots.length + imageRoots.length, objectsKept: 0, objectsRemoved: 0, bytesFreed: 0, streamsRemoved: [], tmpRemoved: 0, seconds: 0 };
     // Stream links first: a link must never outlive its object. Manifests before the configs
     // and layers they name, so a gc killed part-way never leaves an image that looks whole.

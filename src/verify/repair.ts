@@ -8,9 +8,9 @@
 import { mkdir, readdir, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { storeIoError, throwIfAborted } from '../errors.ts';
-import { STREAM_PREFIX, STREAMS_DIR, TAGS_DIR, objectIdFromLink, streamNameForRef, unescapeTag } from '../store/layout.ts';
+import { STREAM_PREFIX, STREAMS_DIR, TAGS_DIR, classifyNamedRef, objectIdFromLink, unescapeTag } from '../store/layout.ts';
 import type { Repository } from '../store/repository.ts';
-import { readRefs, readSplitStream } from '../store/splitstream.ts';
+import { readRefs } from '../store/splitstream.ts';
 import type { FsckReport } from './fsck.ts';
 
 export const QUARANTINE_DIR = 'quarantine';
@@ -34,6 +34,7 @@ const STREAM_BAD = new Set(['json-digest-mismatch', 'layer-diff-id-mismatch', 's
 export async function repair(repo: Repository, report: FsckReport, opts: { lockHeld?: boolean; signal?: AbortSignal | undefined } = {}): Promise<RepairReport> {
   const lock = opts.lockHeld ? null : await repo.lockExclusive();
   try {
+    repo.assertWritable();
     const out: RepairReport = { quarantine: null, quarantined: [], streamsRemoved: [], tagsRemoved: [], tmpRemoved: 0 };
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const qdir = join(repo.root, QUARANTINE_DIR, stamp);
@@ -101,14 +102,20 @@ async function whole(repo: Repository, name: string, path: string, known: Set<st
   const id = target ? objectIdFromLink(target, true) : null;
   if (!id || !(await present(repo, id))) return false;
   try {
-    const bytes = await repo.readObject(id);
-    const refs = readRefs(bytes);
-    for (const r of [...refs.objectRefs, ...refs.streamRefs]) if (!(await present(repo, r))) return false;
-    if (name.startsWith(STREAM_PREFIX.config) || name.startsWith(STREAM_PREFIX.manifest)) {
-      for (const ref of readSplitStream(bytes).namedRefs) {
-        if (!live.has(streamNameForRef(ref.name))) return false;
-      }
+    const refs = readRefs(await repo.readObject(id));
+    for (const r of refs.objectRefs) if (!(await present(repo, r))) return false;
+    // A stream ref is judged by the named ref that gives it a meaning: a config or layer stream
+    // must be there; an EROFS image (composefs.image*) or a ref veritree does not know is never a
+    // reason to remove what names it (composefs-rs opens an image without reading those).
+    const judged = new Set<number>();
+    for (const ref of refs.namedRefs) {
+      const what = classifyNamedRef(ref.name);
+      judged.add(ref.index);
+      if (what.kind !== 'config' && what.kind !== 'layer') continue;
+      if (!(await present(repo, refs.streamRefs[ref.index] as string))) return false;
+      if ((name.startsWith(STREAM_PREFIX.config) || name.startsWith(STREAM_PREFIX.manifest)) && !live.has(what.stream)) return false;
     }
+    for (const [i, r] of refs.streamRefs.entries()) if (!judged.has(i) && !(await present(repo, r))) return false;
     return true;
   } catch {
     return false;

@@ -1,0 +1,199 @@
+/**
+ * A repository laid out as composefs-rs writes it, built here from the format (composefs-rs's
+ * repository.rs, splitstream.rs and composefs-oci's oci_image.rs): an image whose config stream
+ * carries the `composefs.image` named ref to an EROFS object linked from images/ and
+ * images/refs/, a named ref of a kind veritree does not know, a manifest stream with the header
+ * layout bootc <= 1.15 wrote, and meta.json feature flags. veritree must read it, report nothing
+ * as damage, repair nothing away, never collect what it cannot see, and still check out and
+ * import into it. No Debian tool is needed.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tarStream from 'tar-stream';
+import { openRepository, readSplitStream, SplitStreamBuilder, toHex, verityDigest } from '../src/index.ts';
+import { writeObject } from '../src/store/objects.ts';
+import { toOldHeaderLayout } from '../src/store/splitstream.ts';
+import { cleanup, tempDir, veritree } from './helpers.ts';
+import { LAYER_MEDIA, layoutFromBlobs } from './fixtures/oci.ts';
+
+const dirs: string[] = [];
+after(() => dirs.forEach(cleanup));
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+async function tarOf(files: Record<string, string>): Promise<Buffer> {
+  const pack = tarStream.pack();
+  const parts: Buffer[] = [];
+  const done = (async () => {
+    for await (const c of pack) parts.push(c as Buffer);
+  })();
+  for (const [name, body] of Object.entries(files)) pack.entry({ name }, body);
+  pack.finalize();
+  await done;
+  return Buffer.concat(parts);
+}
+
+async function layout(root: string, name: string, files: Record<string, string>): Promise<string> {
+  const tar = await tarOf(files);
+  const l = join(root, name);
+  layoutFromBlobs(l, 't', [{ blob: tar, mediaType: LAYER_MEDIA.none, diffId: `sha256:${sha(tar)}` }]);
+  return l;
+}
+
+/** Writes `bytes` as an object of the repository; returns its id. */
+async function put(repoPath: string, bytes: Uint8Array): Promise<string> {
+  const repo = await openRepository(repoPath);
+  const id = toHex(verityDigest(bytes, 'sha256', 'node'));
+  await writeObject(repo.target, id, bytes);
+  return id;
+}
+
+function relink(repoPath: string, stream: string, id: string): void {
+  const link = join(repoPath, 'streams', stream);
+  rmSync(link);
+  symlinkSync(`../objects/${id.slice(0, 2)}/${id.slice(2)}`, link);
+}
+
+/** Re-writes a config or manifest stream with extra named refs, keeping its JSON object. */
+async function withNamedRefs(repoPath: string, stream: string, kind: 'config' | 'manifest', extra: [string, string][], replace: Record<string, string> = {}): Promise<string> {
+  const old = readSplitStream(readFileSync(join(repoPath, 'streams', stream)));
+  const json = old.chunks[0];
+  assert.ok(json?.kind === 'object');
+  const b = new SplitStreamBuilder('sha256', kind);
+  b.addObject(old.objectRefs[json.index] as string, old.streamSize);
+  for (const r of old.namedRefs) b.addNamedRef(r.name, replace[r.name] ?? (old.streamRefs[r.index] as string));
+  for (const [name, id] of extra) b.addNamedRef(name, id);
+  const id = await put(repoPath, b.finish());
+  relink(repoPath, stream, id);
+  return id;
+}
+
+function objectList(repoPath: string): string[] {
+  const out: string[] = [];
+  for (const d of readdirSync(join(repoPath, 'objects'))) if (d.length === 2) for (const f of readdirSync(join(repoPath, 'objects', d))) out.push(d + f);
+  return out.sort();
+}
+
+/** The composefs-rs-style repository (see the module comment). */
+async function composefsRsRepo(): Promise<{ root: string; repo: string; image: string }> {
+  const root = tempDir('veritree-interop-');
+  dirs.push(root);
+  const l = await layout(root, 'l1', { 'usr/bin/tool': 'a tool, long enough to be an object in the store\n', 'etc/os-release': 'ID=test\n' });
+  const repo = join(root, 'repo');
+  assert.equal(veritree(['import', `oci:${l}:t`, 'img', '--repo', repo]).status, 0);
+  const streams = readdirSync(join(repo, 'streams'));
+  const config = streams.find((s) => s.startsWith('oci-config-')) as string;
+  const manifest = streams.find((s) => s.startsWith('oci-manifest-')) as string;
+  // The EROFS image (its bytes are not read by these checks) as composefs-rs links it.
+  const image = await put(repo, Buffer.from('EROFS image bytes stand-in: composefs-rs writes images/<id> and images/refs/<name>'));
+  mkdirSync(join(repo, 'images', 'refs'), { recursive: true });
+  symlinkSync(`../objects/${image.slice(0, 2)}/${image.slice(2)}`, join(repo, 'images', image));
+  symlinkSync(`../../${image}`, join(repo, 'images', 'refs', 'img'));
+  const sbom = await put(repo, Buffer.from('{"some":"document a newer tool refers to"}'));
+  const configId = await withNamedRefs(repo, config, 'config', [
+    ['composefs.image', image],
+    ['org.example.sbom', sbom],
+  ]);
+  const manifestId = await withNamedRefs(repo, manifest, 'manifest', [], { [`config:sha256:${config.slice('oci-config-sha256:'.length)}`]: configId });
+  // The manifest stream in the header layout bootc <= 1.15 wrote.
+  const oldLayout = toOldHeaderLayout(readFileSync(join(repo, 'objects', manifestId.slice(0, 2), manifestId.slice(2))));
+  relink(repo, manifest, await put(repo, oldLayout));
+  // meta.json as composefs-rs writes it, with a compatible feature this veritree does not know.
+  const meta = JSON.parse(readFileSync(join(repo, 'meta.json'), 'utf8')) as { features: { compatible: string[] } };
+  meta.features.compatible.push('some-future-compatible-feature');
+  writeFileSync(join(repo, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+  return { root, repo, image };
+}
+
+test('meta.json is written as composefs-rs writes it (pretty JSON, version, algorithm, the three feature lists)', async () => {
+  const root = tempDir('veritree-meta-');
+  dirs.push(root);
+  await openRepository(join(root, 'r'), { create: true });
+  assert.equal(
+    readFileSync(join(root, 'r', 'meta.json'), 'utf8'),
+    '{\n  "version": 1,\n  "algorithm": "fsverity-sha256-12",\n  "features": {\n    "compatible": [],\n    "read-only-compatible": [],\n    "incompatible": []\n  }\n}\n'
+  );
+});
+
+test('the old (bootc <= 1.15) stream header is read as composefs-rs reads it', async () => {
+  const b = new SplitStreamBuilder('sha256', 'layer');
+  b.addInline(Buffer.from('inline bytes'));
+  b.addObject('ab'.repeat(32), 10);
+  b.addNamedRef('sha256:' + 'cd'.repeat(32), 'ef'.repeat(32));
+  const bytes = b.finish();
+  const old = toOldHeaderLayout(bytes);
+  assert.notDeepEqual(Buffer.from(old.subarray(0, 32)), Buffer.from(bytes.subarray(0, 32)));
+  const a = readSplitStream(bytes);
+  const o = readSplitStream(old);
+  assert.deepEqual(o, a);
+});
+
+test('a composefs-rs-style repository: fsck is clean and names the unknown ref; --repair removes nothing', async () => {
+  const { repo } = await composefsRsRepo();
+  const before = objectList(repo);
+  const streamsBefore = readdirSync(join(repo, 'streams')).sort();
+  const r = veritree(['fsck', '--repo', repo, '--json']);
+  assert.equal(r.status, 0, r.stdout);
+  const report = JSON.parse(r.stdout) as { issues: unknown[]; unknownRefs: { ref: string }[] };
+  assert.deepEqual(report.issues, []);
+  assert.deepEqual(report.unknownRefs.map((u) => u.ref), ['org.example.sbom']);
+  const text = veritree(['fsck', '--repo', repo]);
+  assert.match(text.stdout, /note: stream oci-config-sha256:\w+ has the named ref "org.example.sbom"/);
+  const fix = veritree(['fsck', '--repair', '--repo', repo]);
+  assert.equal(fix.status, 0, fix.stdout);
+  assert.deepEqual(objectList(repo), before);
+  assert.deepEqual(readdirSync(join(repo, 'streams')).sort(), streamsBefore);
+  assert.deepEqual(readdirSync(join(repo, 'streams', 'refs', 'oci')), ['img']);
+});
+
+test('a composefs-rs-style repository: gc removes nothing while EROFS images it cannot read are kept (fail closed)', async () => {
+  const { repo } = await composefsRsRepo();
+  const before = objectList(repo);
+  for (const args of [['gc'], ['gc', '--dry-run']]) {
+    const r = veritree([...args, '--repo', repo]);
+    assert.equal(r.status, 4, r.stderr);
+    assert.match(r.stderr, /gc stopped, nothing removed: .* may name objects veritree cannot see yet .*Use cfsctl gc/);
+  }
+  assert.deepEqual(objectList(repo), before);
+});
+
+test('a composefs-rs-style repository: checkout and dump work, and another image imports into it', async () => {
+  const { root, repo } = await composefsRsRepo();
+  const out = join(root, 'co');
+  const c = veritree(['checkout', 'img', out, '--repo', repo]);
+  assert.equal(c.status, 0, c.stderr);
+  assert.equal(readFileSync(join(out, 'etc/os-release'), 'utf8'), 'ID=test\n');
+  assert.equal(veritree(['dump', 'img', '--repo', repo]).status, 0);
+  const l2 = await layout(root, 'l2', { 'srv/data': 'another image, imported into a composefs-rs repository\n' });
+  const i = veritree(['import', `oci:${l2}:t`, 'second', '--repo', repo]);
+  assert.equal(i.status, 0, i.stderr);
+  assert.equal(veritree(['fsck', '--repo', repo]).status, 0);
+  assert.deepEqual(readlinkSync(join(repo, 'images', 'refs', 'img')).startsWith('../../'), true, 'images/refs untouched');
+});
+
+test('meta.json feature flags: an unknown incompatible feature refuses the repository; an unknown read-only one allows reading only', async () => {
+  const root = tempDir('veritree-features-');
+  dirs.push(root);
+  const l = await layout(root, 'l', { 'a/file': 'content long enough to be stored as an object, yes\n' });
+  const repo = join(root, 'repo');
+  assert.equal(veritree(['import', `oci:${l}:t`, 'x', '--repo', repo]).status, 0);
+  const meta = JSON.parse(readFileSync(join(repo, 'meta.json'), 'utf8')) as { features: Record<string, string[]> };
+  const write = (k: string, v: string[]): void => {
+    meta.features[k] = v;
+    writeFileSync(join(repo, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+  };
+  write('read-only-compatible', ['future-ro']);
+  assert.equal(veritree(['fsck', '--repo', repo]).status, 0, 'reading is allowed');
+  const imp = veritree(['import', `oci:${l}:t`, 'y', '--repo', repo]);
+  assert.equal(imp.status, 4);
+  assert.match(imp.stderr, /can only be read by this veritree: .*read-only-compatible features it does not know \(future-ro\)/);
+  const gc = veritree(['gc', '--repo', repo]);
+  assert.equal(gc.status, 4, gc.stderr);
+  write('read-only-compatible', []);
+  write('incompatible', ['future-incompat']);
+  const f = veritree(['fsck', '--repo', repo]);
+  assert.equal(f.status, 4);
+  assert.match(f.stderr, /requires features this veritree does not know: future-incompat/);
+});
