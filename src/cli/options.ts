@@ -9,6 +9,16 @@ export function parsePositiveInt(value: string): number {
   return n;
 }
 
+const UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
+
+/** `1073741824`, `1G`, `1GiB`, `512M`, `1.5g`: binary units, as the help and the defaults print them. */
+export function parseSize(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?$/.exec(value.trim());
+  const n = m ? Math.floor(Number(m[1]) * (UNITS[(m[2] ?? '').toLowerCase()] ?? NaN)) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a size: bytes, or a number with K, M, G or T (e.g. 64G, 512MiB)');
+  return n;
+}
+
 export function parseHash(value: string): HashAlgorithm {
   if (value !== 'sha256' && value !== 'sha512') throw new InvalidArgumentError('expected sha256 or sha512');
   return value;

@@ -7,6 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { isVeritreeError } from '../errors.ts';
 import { EXIT, exitStatusFor } from './exit-codes.ts';
+import { globalRepoOption } from './repo-option.ts';
 import { registerDigest } from './commands/digest.ts';
 import { registerInit } from './commands/init.ts';
 import { registerImport } from './commands/import.ts';
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
     .version(version())
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  globalRepoOption(program);
   registerDigest(program);
   registerInit(program);
   registerImport(program);

@@ -2,12 +2,23 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { defaultRepoPath } from '../store/repository.ts';
 
+const REPO_HELP = 'repository (default: $VERITREE_REPO, else $XDG_DATA_HOME/veritree, else ~/.local/share/veritree)';
+
 export function repoOption(cmd: Command): Command {
-  return cmd.option('--repo <dir>', 'repository (default: $VERITREE_REPO, else $XDG_DATA_HOME/veritree, else ~/.local/share/veritree)');
+  return cmd.option('--repo <dir>', REPO_HELP);
+}
+
+/** `veritree --repo R images` as cfsctl and ostree users write it: --repo before the command too. */
+let beforeCommand: string | undefined;
+
+export function globalRepoOption(program: Command): Command {
+  return program.option('--repo <dir>', `${REPO_HELP}; also accepted before the command`).hook('preAction', (p) => {
+    beforeCommand = (p.opts() as { repo?: string }).repo;
+  });
 }
 
 export function resolveRepo(repo: string | undefined): string {
-  return repo ?? defaultRepoPath();
+  return repo ?? beforeCommand ?? defaultRepoPath();
 }
 
 /** --lock-timeout, for every command that takes the repository lock. */

@@ -3,6 +3,7 @@
  * platform, or --platform), the manifest and the config, each verified against its descriptor.
  * @module
  */
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ERROR_CODES, VeritreeError, errnoCode } from '../errors.ts';
 import { MAX_JSON_BLOB, assertDescriptor, digestHex, openLayoutFile, parseJson, readVerifiedBlob, type Descriptor } from './blob.ts';
@@ -110,6 +111,9 @@ async function readIndexJson(dir: string): Promise<IndexJson> {
   try {
     text = (await readSmallLayoutFile(layoutFile, 'oci-layout')).toString('utf8');
   } catch (e) {
+    const folder = await stat(dir).catch(() => null);
+    if (!folder) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${dir}: no such folder`, { path: dir, cause: e });
+    if (!folder.isDirectory()) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${dir} is not a folder (an OCI image layout is a folder)`, { path: dir, cause: e });
     const why = errnoCode(e instanceof VeritreeError ? e.cause : e) === 'ENOENT' ? 'has no oci-layout file' : `cannot be read (${e instanceof Error ? e.message : String(e)})`;
     throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${dir} is not an OCI image layout: it ${why}`, { path: dir, cause: e });
   }

@@ -15,7 +15,7 @@ import { digestHex } from '../oci/blob.ts';
 import { parsePlatform, parseSource, resolveImage, type ResolvedImage, type ResolvedLayer } from '../oci/layout.ts';
 import { DEFAULT_LAYER_LIMITS, type LayerLimits } from '../oci/layer-stream.ts';
 import type { TarWarningCode } from '../oci/tar-split.ts';
-import { configStreamName, manifestStreamName, validateTag } from '../store/layout.ts';
+import { STREAM_PREFIX, configStreamName, manifestStreamName, validateTag } from '../store/layout.ts';
 import { lockOptionsFrom, type LockWaitOptions } from '../store/lock.ts';
 import { writeObject } from '../store/objects.ts';
 import type { Repository } from '../store/repository.ts';
@@ -93,6 +93,8 @@ export interface ImportSummary {
   /** The process's peak resident memory so far (workers included), for the memory bound. */
   peakRssBytes: number;
   warnings: ImportWarning[];
+  /** When the tag named another image before this import: that image's manifest digest. */
+  retaggedFrom: string | null;
 }
 
 export interface ImportFailure {
@@ -144,6 +146,7 @@ interface Prepared {
   image: ResolvedImage;
   warnings: ImportWarning[];
   started: number;
+  retaggedFrom: string | null;
 }
 
 /** A stream holding one JSON blob as a single external object, with named refs. */
@@ -262,7 +265,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
         if (job.tag !== undefined) validateTag(job.tag);
         const image = await resolveImage(parseSource(job.source), { platform });
         validateTag(job.tag ?? defaultTag(image));
-        prepared.push({ index: i, source: job.source, tag: job.tag ?? defaultTag(image), image, warnings: [], started: performance.now() });
+        prepared.push({ index: i, source: job.source, tag: job.tag ?? defaultTag(image), image, warnings: [], started: performance.now(), retaggedFrom: null });
       } catch (e) {
         results[i] = failure(job.source, job.tag, e);
         if (options.failFast) controller.abort();
@@ -280,7 +283,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
       // manifest stream without them); otherwise what is missing is imported again.
       const manifestStream = manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest'));
       if (await imageComplete(repo, p.image, manifestStream)) {
-        await repo.setTag(p.tag, manifestStream);
+        p.retaggedFrom = await repo.setTag(p.tag, manifestStream);
         const layers = p.image.layers.map(presentLayer);
         for (const l of layers) options.onProgress?.({ type: 'layer-done', image: p.index, index: l.index, status: 'present' });
         results[p.index] = summarise(p, 'present', layers, poolJobs);
@@ -330,7 +333,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
               return scheduler.ownerOf(own.diffId) === p.index ? r : presentLayer(own);
             });
             await publishImage(repo, impl, p.image, mine);
-            await repo.setTag(p.tag, manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')));
+            p.retaggedFrom = await repo.setTag(p.tag, manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')));
             await repo.sync();
             results[p.index] = summarise(p, 'imported', mine, poolJobs);
             options.onProgress?.({ type: 'image-done', image: p.index, ok: true });
@@ -400,6 +403,7 @@ function summarise(p: Prepared, status: 'imported' | 'present', layers: LayerRes
     jobs,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
     warnings: p.warnings,
+    retaggedFrom: p.retaggedFrom === null ? null : p.retaggedFrom.startsWith(STREAM_PREFIX.manifest) ? `sha256:${p.retaggedFrom.slice(STREAM_PREFIX.manifest.length)}` : p.retaggedFrom,
   };
 }
 

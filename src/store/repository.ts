@@ -315,9 +315,16 @@ export class Repository {
     await this.atomicSymlink(join('..', objectRelPath(id)), path, false);
   }
 
-  /** Points a tag at a stream (replacing the tag's previous target: tags move). */
-  async setTag(tag: string, streamName: string): Promise<void> {
-    await this.atomicSymlink(join('..', '..', streamName), this.tagPath(tag), true);
+  /**
+   * Points a tag at a stream (replacing the tag's previous target: tags move).
+   * @returns the stream the tag named before, when it named another one; else null
+   */
+  async setTag(tag: string, streamName: string): Promise<string | null> {
+    const path = this.tagPath(tag);
+    const before = await readlink(path).catch(() => null);
+    await this.atomicSymlink(join('..', '..', streamName), path, true);
+    const was = before?.split('/').pop() ?? null;
+    return was !== null && was !== streamName ? was : null;
   }
 
   async removeTag(tag: string): Promise<boolean> {

@@ -1,11 +1,12 @@
 /** `veritree import`: OCI images from local layouts into the repository, one or many per run. */
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
 import { discoverLayouts, applyTagTemplate, importImages, Repository, type ImportJob, type ImportSummary, type ImportFailure, type BulkImportReport } from '../../index.ts';
 import { ERROR_CODES, VeritreeError } from '../../errors.ts';
 import type { HashImpl } from '../../verity/backends.ts';
 import { exitStatusFor } from '../exit-codes.ts';
 import { formatBytes, warnNativeFallback } from '../output.ts';
-import { parseImpl, parsePositiveInt } from '../options.ts';
+import { parseImpl, parsePositiveInt, parseSize } from '../options.ts';
 import { ImportProgressView } from '../progress.ts';
 import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
 import { interruptSignal } from '../signals.ts';
@@ -35,6 +36,7 @@ export function printSummary(s: ImportSummary): void {
     `  objects   ${s.objectsWritten} written, ${s.objectsPresent} already present, ${s.inlined} small files inlined`,
     `  bytes     ${formatBytes(s.tarBytes)} of layer tar (${formatBytes(s.compressedBytes)} compressed)`,
     `  time      ${s.seconds.toFixed(2)} s, ${s.mbPerSecond.toFixed(1)} MB/s, ${s.jobs} worker${s.jobs === 1 ? '' : 's'}`,
+    ...(s.retaggedFrom ? [`  tag       ${s.tag} moved here from ${s.retaggedFrom}`] : []),
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }
@@ -48,6 +50,13 @@ function printTotal(r: BulkImportReport): void {
 
 /** `SOURCE NAME` (one image with a tag) or `SOURCE...` (each tagged by its REF). */
 function jobsFromArgs(args: string[]): ImportJob[] {
+  const named = args.length === 2 && args[0]?.startsWith('oci:') === true;
+  for (const a of named ? [] : args) {
+    // A layout given without its oci: prefix (the commonest slip): say what was meant.
+    if (!a.startsWith('oci:') && (existsSync(a) || existsSync(a.slice(0, a.lastIndexOf(':'))))) {
+      throw new VeritreeError(ERROR_CODES.USAGE, `source ${JSON.stringify(a)}: did you mean oci:${a}?`);
+    }
+  }
   if (args.length === 2 && args[0]?.startsWith('oci:') && !args[1]?.startsWith('oci:')) return [{ source: args[0], tag: args[1] }];
   for (const a of args) if (!a.startsWith('oci:')) throw new VeritreeError(ERROR_CODES.USAGE, `source ${JSON.stringify(a)}: expected oci:DIR[:REF] (a NAME goes only after a single source)`);
   return args.map((source) => ({ source }));
@@ -73,7 +82,7 @@ export function registerImport(program: Command): void {
       .option('-j, --jobs <n>', 'worker threads (default: min(cores, --io-limit))', parsePositiveInt)
       .option('--io-limit <n>', 'cap on workers writing to the store at once (default: 2 rotating disk, 16 SSD, 64 NVMe, 32 virtual or unknown)', parsePositiveInt)
       .option('--hash-impl <impl>', 'SHA back end: auto, native, node or noble', parseImpl, 'auto')
-      .option('--max-layer-size <bytes>', 'refuse a layer whose tar inflates past this many bytes (default 64 GiB)', parsePositiveInt)
+      .option('--max-layer-size <size>', 'refuse a layer whose tar inflates past this size: bytes, or with a unit K, M, G, T (powers of 1024; KiB, GiB... too) (default 64G)', parseSize)
       .option('--json', 'print the summary as JSON: one object for one image; one line per image, then a total, for several')
       .option('--no-progress', 'no live progress, even on a terminal')
       .option('--require-verity', 'refuse to write any object without fs-verity (implied when the repository\'s meta.json has fs-verity)')

@@ -33,7 +33,18 @@ are refused with a warning.`
     const repo = await openRepository(resolveRepo(o.repo));
     const r = await checkoutImage(repo, image, dir, { copy: o.copy, hardlink: o.hardlink, signal: interruptSignal(), onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`) });
     if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
-    else process.stdout.write(`checked out ${image} to ${dir}: ${r.files} files (${r.hardlinkedObjects} hard links to objects, ${r.copied} copies), ${r.dirs} directories, ${r.symlinks} symlinks, ${r.hardlinks} hardlinks\n`);
+    else {
+      const n = (k: number, one: string, many: string): string => `${k} ${k === 1 ? one : many}`;
+      const parts = [
+        `${n(r.files, 'file', 'files')} (${r.files - r.copied - r.hardlinkedObjects} written from the stream, ${r.copied} copied or reflinked from objects, ${r.hardlinkedObjects} hard-linked to objects)`,
+        n(r.dirs, 'directory', 'directories'),
+        n(r.symlinks, 'symlink', 'symlinks'),
+        n(r.hardlinks, 'hard link within the image', 'hard links within the image'),
+        ...(r.specials ? [n(r.specials, 'device or FIFO', 'devices and FIFOs')] : []),
+        ...(r.skipped ? [`${r.skipped} skipped (see the warnings)`] : []),
+      ];
+      process.stdout.write(`checked out ${image} to ${dir}: ${parts.join(', ')}\n`);
+    }
   });
 
   repoOption(

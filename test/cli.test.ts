@@ -1,0 +1,79 @@
+/**
+ * CLI conventions a newcomer meets in the first hour, on the example layout shipped in the repo
+ * (no Debian tool needed): --repo before the command, sizes with units, "did you mean oci:",
+ * a missing folder, a tag that moves, a checkout summary that adds up, npm start's next steps.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { cleanup, ROOT, run, tempDir, veritree } from './helpers.ts';
+
+const dir = tempDir('veritree-cli-');
+after(() => cleanup(dir));
+const example = join(ROOT, 'example', 'oci');
+
+test('--repo is accepted before the command as well as after it', () => {
+  const repo = join(dir, 'r1');
+  assert.equal(veritree(['--repo', repo, 'import', `oci:${example}:latest`, 'ex']).status, 0);
+  const before = veritree(['--repo', repo, 'images']);
+  const after_ = veritree(['images', '--repo', repo]);
+  assert.equal(before.status, 0, before.stderr);
+  assert.equal(before.stdout, after_.stdout);
+  assert.match(before.stdout, /^ex$/m);
+  assert.equal(veritree(['--repo', repo, 'fsck']).status, 0);
+});
+
+test('--max-layer-size takes units; a bad size is a usage error naming the forms', () => {
+  const repo = join(dir, 'r2');
+  assert.equal(veritree(['import', `oci:${example}:latest`, 'ex', '--repo', repo, '--max-layer-size', '1G']).status, 0);
+  const small = veritree(['import', `oci:${example}:latest`, 'ex2', '--repo', join(dir, 'r2b'), '--max-layer-size', '1K']);
+  assert.equal(small.status, 3, 'a 1 KiB limit refuses the example layers');
+  assert.match(small.stderr, /inflates past --max-layer-size \(1024 bytes\)/);
+  const bad = veritree(['import', `oci:${example}:latest`, '--repo', repo, '--max-layer-size', '1Q']);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /expected a size: bytes, or a number with K, M, G or T/);
+});
+
+test('a layout without oci: gets "did you mean"; a missing folder is named as missing', () => {
+  const repo = join(dir, 'r3');
+  const r = veritree(['import', `${example}:latest`, '--repo', repo]);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, new RegExp(`did you mean oci:${example}:latest\\?`));
+  const m = veritree(['import', `oci:${join(dir, 'nope')}:latest`, '--repo', repo]);
+  assert.equal(m.status, 3);
+  assert.match(m.stderr, /nope: no such folder/);
+});
+
+test('a tag moved to another image is said so, in text and in --json', () => {
+  const repo = join(dir, 'r4');
+  assert.equal(veritree(['import', `oci:${example}:latest`, 'x', '--repo', repo]).status, 0);
+  // the same image again: the tag does not move
+  const same = veritree(['import', `oci:${example}:latest`, 'x', '--repo', repo, '--json']);
+  assert.equal((JSON.parse(same.stdout) as { retaggedFrom: string | null }).retaggedFrom, null);
+  // point x somewhere else by hand, then import: it moves back, and says from where
+  const other = veritree(['images', '--repo', repo, '--json']);
+  assert.equal(other.status, 0);
+  run('sh', ['-c', `cd ${repo}/streams/refs/oci && ln -sfn ../../oci-config-sha256:$(ls ${repo}/streams | grep oci-config | head -1 | cut -d: -f2) x`]);
+  const moved = veritree(['import', `oci:${example}:latest`, 'x', '--repo', repo]);
+  assert.equal(moved.status, 0, moved.stderr);
+  assert.match(moved.stdout, /tag +x moved here from /);
+});
+
+test('the checkout summary adds up', () => {
+  const repo = join(dir, 'r5');
+  assert.equal(veritree(['import', `oci:${example}:latest`, 'ex', '--repo', repo]).status, 0);
+  const r = veritree(['checkout', 'ex', join(dir, 'co5'), '--repo', repo]);
+  assert.equal(r.status, 0, r.stderr);
+  const m = /: (\d+) files? \((\d+) written from the stream, (\d+) copied or reflinked from objects, (\d+) hard-linked to objects\)/.exec(r.stdout);
+  assert.ok(m, r.stdout);
+  const [total, a, b, c] = m.slice(1).map(Number) as [number, number, number, number];
+  assert.equal(a + b + c, total);
+});
+
+test('npm start says where the store is and what to try next', () => {
+  // start.mjs runs from the checkout, as npm start does.
+  const there = run('sh', ['-c', `cd ${JSON.stringify(ROOT)} && node scripts/start.mjs`]);
+  assert.equal(there.status, 0, there.stderr);
+  assert.match(there.stdout, /The store is .*\.veritree-example/);
+  assert.match(there.stdout, /npx veritree images --repo \.veritree-example/);
+});
