@@ -77,3 +77,48 @@ test('npm start says where the store is and what to try next', () => {
   assert.match(there.stdout, /The store is .*\.veritree-example/);
   assert.match(there.stdout, /npx veritree images --repo \.veritree-example/);
 });
+
+const AS_ROOT = process.getuid?.() === 0 ? false : 'skipped: needs root to mount a read-only tmpfs';
+
+test('a repository on a read-only filesystem is named as such, not ENOENT', { skip: AS_ROOT }, () => {
+  const mnt = join(dir, 'ro');
+  run('mkdir', ['-p', mnt]);
+  const m = run('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', mnt]);
+  assert.equal(m.status, 0, m.stderr);
+  try {
+    const r = veritree(['import', `oci:${example}:latest`, 'x', '--repo', join(mnt, 'repo')]);
+    assert.equal(r.status, 4);
+    assert.match(r.stderr, /repo is not writable: Read-only file system \(creating the repository\)/);
+  } finally {
+    run('umount', [mnt]);
+  }
+});
+
+test('--repo naming a file (or a path through one) says so; --json failures are JSON on stdout', () => {
+  const file = join(dir, 'a-file');
+  run('sh', ['-c', `echo x > ${file}`]);
+  const r = veritree(['images', '--repo', file]);
+  assert.equal(r.status, 4);
+  assert.match(r.stderr, /a-file: it is a file, not a repository folder/);
+  const deeper = veritree(['fsck', '--repo', join(file, 'sub'), '--json']);
+  assert.equal(deeper.status, 4);
+  assert.match(deeper.stderr, /a-file is a file, not a repository folder/);
+  const j = JSON.parse(deeper.stdout) as { ok: boolean; code: string };
+  assert.deepEqual([j.ok, j.code], [false, 'STORE_NOT_FOUND']);
+  const none = veritree(['fsck', '--repo', join(dir, 'none'), '--json']);
+  assert.equal((JSON.parse(none.stdout) as { code: string }).code, 'STORE_NOT_FOUND');
+});
+
+test('cat-layer takes a blob digest too, and says which diff_id it is', () => {
+  const repo = join(dir, 'r6');
+  assert.equal(veritree(['import', `oci:${example}:latest`, 'ex', '--repo', repo]).status, 0);
+  const im = (JSON.parse(veritree(['images', '--repo', repo, '--json']).stdout) as { layers: { digest: string; diffId: string }[] }[])[0];
+  const layer = im?.layers[0];
+  assert.ok(layer);
+  const r = run('sh', ['-c', `node ${JSON.stringify(join(ROOT, 'dist/src/cli/main.js'))} cat-layer ${layer.digest} --repo ${repo} | sha256sum`]);
+  assert.equal(r.stdout.split(' ')[0], layer.diffId.slice(7));
+  assert.match(r.stderr, new RegExp(`${layer.digest} is the blob digest of layer 1 of ex; its diff_id is ${layer.diffId}`));
+  const bad = run('sh', ['-c', `node ${JSON.stringify(join(ROOT, 'dist/src/cli/main.js'))} cat-layer sha256:${'0'.repeat(64)} --repo ${repo} > /dev/null`]);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /no layer with the diff_id or blob digest/);
+});

@@ -54,6 +54,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (isVeritreeError(e)) {
       process.stderr.write(`veritree: ${e.message}\n`);
+      // With --json, a failure is JSON on stdout too, the same shape for every command.
+      if (argv.includes('--json')) process.stdout.write(JSON.stringify({ ok: false, code: e.code, message: e.message, ...(e.path ? { path: e.path } : {}) }) + '\n');
       return exitStatusFor(e.code);
     }
     process.stderr.write(`veritree: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);

@@ -6,7 +6,8 @@
  */
 import { homedir } from 'node:os';
 import { mkdir, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { statSync, type Stats } from 'node:fs';
 import { ERROR_CODES, VeritreeError, errnoCode, isVeritreeError, storeIoError } from '../errors.ts';
 import { assertHashAlgorithm, digestSize, type HashAlgorithm } from '../verity/constants.ts';
 import {
@@ -119,7 +120,9 @@ async function readMeta(metaPath: string): Promise<{ text: string; verity: boole
   try {
     opened = await openRegular(metaPath, 'meta.json');
   } catch (e) {
-    if (isVeritreeError(e) && errnoCode(e.cause) === 'ENOENT') return null;
+    const code = isVeritreeError(e) ? errnoCode(e.cause) : errnoCode(e);
+    if (code === 'ENOENT') return null;
+    if (code === 'ENOTDIR') throw notAFolder(dirname(metaPath), e);
     throw e;
   }
   const { fh, size } = opened;
@@ -131,6 +134,41 @@ async function readMeta(metaPath: string): Promise<{ text: string; verity: boole
     throw storeIoError(e, metaPath, 'reading meta.json');
   } finally {
     await fh.close();
+  }
+}
+
+/** `--repo` naming a file, or a path through one: say so, not ENOTDIR. */
+function notAFolder(root: string, cause: unknown): VeritreeError {
+  let p = root;
+  for (let up = dirname(p); up !== p; p = up, up = dirname(p)) {
+    const st = statSyncOrNull(p);
+    if (st && !st.isDirectory()) return new VeritreeError(ERROR_CODES.STORE_NOT_FOUND, `${root}: ${p === root ? 'it' : p} is a file, not a repository folder`, { path: root, cause });
+    if (st) break;
+  }
+  return new VeritreeError(ERROR_CODES.STORE_NOT_FOUND, `${root}: not a folder`, { path: root, cause });
+}
+
+function statSyncOrNull(p: string): Stats | null {
+  try {
+    return statSync(p);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * mkdir -p, with the real reason when it fails: Node's recursive mkdir reports ENOENT for the
+ * first missing folder on a read-only filesystem; making that folder alone tells EROFS or EACCES.
+ */
+async function makeFolders(path: string): Promise<void> {
+  try {
+    await mkdir(path, { recursive: true });
+  } catch (e) {
+    if (errnoCode(e) !== 'ENOENT') throw e;
+    let first = path;
+    while (dirname(first) !== first && !statSyncOrNull(dirname(first))) first = dirname(first);
+    await mkdir(first);
+    throw e;
   }
 }
 
@@ -171,7 +209,7 @@ export class Repository {
       return new Repository(abs, alg, true, existing.verity || requireVerity ? 'require' : 'try', readOnlyBecause);
     }
     try {
-      for (const d of [OBJECTS_DIR, STREAMS_DIR, TAGS_DIR]) await mkdir(join(abs, d), { recursive: true });
+      for (const d of [OBJECTS_DIR, STREAMS_DIR, TAGS_DIR]) await makeFolders(join(abs, d));
       const tmp = `${metaPath}.tmp-${process.pid}`;
       await writeFile(tmp, metaJson(hash));
       await rename(tmp, metaPath);

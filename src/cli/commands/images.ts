@@ -6,6 +6,7 @@ import { catLayer, listImages, openRepository } from '../../index.ts';
 import { ERROR_CODES, VeritreeError } from '../../errors.ts';
 import { formatBytes } from '../output.ts';
 import { repoOption, resolveRepo } from '../repo-option.ts';
+import { layerStreamName } from '../../store/layout.ts';
 
 export function registerImages(program: Command): void {
   repoOption(program.command('images').description('list tags with their manifest, config and layers').option('--json', 'print one JSON array')).action(
@@ -27,12 +28,19 @@ export function registerImages(program: Command): void {
     program
       .command('cat-layer')
       .description("write a layer's tar, rebuilt byte for byte from the store, to stdout")
-      .argument('<diff-id>', 'the layer\'s diff_id (sha256:<hex> or <hex>)')
+      .argument('<digest>', 'the layer\'s diff_id, or its blob digest as the manifest gives it (sha256:<hex> or <hex>)')
   ).action(async (diffId: string, o: { repo?: string }) => {
     if (process.stdout.isTTY) throw new VeritreeError(ERROR_CODES.USAGE, 'cat-layer writes a tar: redirect stdout to a file or a pipe');
     const repo = await openRepository(resolveRepo(o.repo));
     const hash = createHash('sha256');
-    const want = diffId.replace(/^sha256:/, '');
+    let want = diffId.replace(/^sha256:/, '');
+    if (!(await repo.hasStream(layerStreamName(want)))) {
+      // The digest users meet first is the blob's (in the manifest, in registries): map it.
+      const hit = (await listImages(repo)).flatMap((im) => im.layers.map((l, i) => ({ im, l, i }))).find(({ l }) => l.digest === `sha256:${want}`);
+      if (!hit) throw new VeritreeError(ERROR_CODES.USAGE, `no layer with the diff_id or blob digest sha256:${want} in ${repo.root} (veritree images lists them)`);
+      process.stderr.write(`veritree: sha256:${want} is the blob digest of layer ${hit.i + 1} of ${hit.im.tag}; its diff_id is ${hit.l.diffId}\n`);
+      want = hit.l.diffId.replace(/^sha256:/, '');
+    }
     for await (const chunk of catLayer(repo, want)) {
       hash.update(chunk);
       if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
