@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import * as tarStream from 'tar-stream';
 import { SplitStreamBuilder, readSplitStream, isVeritreeError, parseDumpLine, formatDumpLine, mergeLayers, type DumpRecord, type LayerEntry } from '../src/index.ts';
 import { splitTar } from '../src/oci/tar-split.ts';
+import { withChecksum } from './fixtures/hostile-blobs.ts';
 
 const RUNS = Number(process.env.VERITREE_FUZZ_RUNS ?? 200);
 
@@ -241,11 +242,7 @@ async function rawHeader(name: string, type: string): Promise<Buffer> {
   const t = await richTar([{ kind: 'file', name, body: new Uint8Array(0), pax: null }]);
   const h = Buffer.from(t.subarray(0, 512));
   h.write(type, 156);
-  h.write('        ', 148);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
-  return h;
+  return withChecksum(h);
 }
 
 // ---- the merge against a reference model ------------------------------------------------------

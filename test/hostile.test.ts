@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { cleanup, hasTool, tempDir, veritree } from './helpers.ts';
 import { blobFile, buildImage, lines, readManifest, replaceLayer, rewriteManifest, write, writeBlob } from './fixtures/oci.ts';
 import { assertConsistent, tags } from './fixtures/store-check.ts';
+import { ustarHeader, withChecksum } from './fixtures/hostile-blobs.ts';
 
 const SKIP = ['umoci', 'fsverity'].every(hasTool) ? false : 'skipped: umoci or fsverity not installed';
 let dir = '';
@@ -26,22 +27,10 @@ after(() => dir && cleanup(dir));
 
 /** A ustar header block; `size` is the raw 12-byte field when a Buffer. */
 function header(name: string, size: number | Buffer, type = '0'): Buffer {
-  const h = Buffer.alloc(512);
-  h.write(name, 0, 100, 'utf8');
-  h.write('0000644\0', 100);
-  h.write('0000000\0', 108);
-  h.write('0000000\0', 116);
-  if (typeof size === 'number') h.write(size.toString(8).padStart(11, '0') + '\0', 124);
-  else size.copy(h, 124, 0, 12);
-  h.write('00000000000\0', 136);
-  h.write(type, 156);
-  h.write('ustar\0', 257);
-  h.write('00', 263);
-  h.write('        ', 148);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
-  return h;
+  if (typeof size === 'number') return ustarHeader(name, size, type);
+  const h = ustarHeader(name, 0, type);
+  size.copy(h, 124, 0, 12);
+  return withChecksum(h);
 }
 
 function file(name: string, content: string, type = '0'): Buffer {
@@ -118,11 +107,7 @@ test('duplicate paths within a layer import; the merged tree keeps the last one'
 test('a hardlink to a path that does not exist: import keeps the bytes, checkout refuses the entry', { skip: SKIP }, () => {
   const link = header('ghost-link', 0, '1');
   link.write('no/such/file', 157, 100, 'utf8');
-  // Recompute the checksum after setting the link name.
-  link.write('        ', 148);
-  let sum = 0;
-  for (const b of link) sum += b;
-  link.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  withChecksum(link);
   const tar = Buffer.concat([file('real', 'r'.repeat(100)), link, END]);
   const l = layoutWith(tar);
   const repo = join(dir, `repo${n++}`);

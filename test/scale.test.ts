@@ -115,9 +115,8 @@ test('a folder 7,000 deep removed by a whiteout: merge, dump and checkout', { ti
   assert.deepEqual(readdirSync(out), ['keep']);
 });
 
-test('a hard link whose name sorts before its target checks out; both names share an inode', async () => {
-  const root = scratch('veritree-link-');
-  const tar = await packed([{ name: 'z-target', body: 'shared content of two names, stored as an object\n' }, { name: 'a-link', type: 'link', linkname: 'z-target' }]);
+/** A one-layer image of `tar`, imported and checked out; returns the checkout folder. */
+async function importAndCheckout(root: string, tar: Buffer): Promise<string> {
   const layout = join(root, 'layout');
   layoutFromBlobs(layout, 't', [{ blob: tar, mediaType: LAYER_MEDIA.none, diffId: `sha256:${sha(tar)}` }]);
   const repoPath = join(root, 'repo');
@@ -125,6 +124,13 @@ test('a hard link whose name sorts before its target checks out; both names shar
   const out = join(root, 'co');
   const r = veritree(['checkout', 't', out, '--repo', repoPath]);
   assert.equal(r.status, 0, r.stderr);
+  return out;
+}
+
+test('a hard link whose name sorts before its target checks out; both names share an inode', async () => {
+  const root = scratch('veritree-link-');
+  const tar = await packed([{ name: 'z-target', body: 'shared content of two names, stored as an object\n' }, { name: 'a-link', type: 'link', linkname: 'z-target' }]);
+  const out = await importAndCheckout(root, tar);
   const ino = (n: string): string => spawnSync('stat', ['-c', '%i %h', join(out, n)], { encoding: 'utf8' }).stdout.trim();
   assert.equal(ino('a-link'), ino('z-target'));
   assert.match(ino('a-link'), / 2$/);
@@ -137,13 +143,7 @@ test('security.capability survives checkout (owner is set before xattrs: chown c
   // VFS_CAP_REVISION_2, no effective bit, cap_net_raw (13) permitted: every byte under 0x80.
   const cap = Buffer.from([0x00, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
   const tar = await packed([{ name: 'usr/bin/ping', body: 'pretend this is ping, long enough to be an object of its own\n', pax: { 'SCHILY.xattr.security.capability': cap.toString('latin1') } }]);
-  const layout = join(root, 'layout');
-  layoutFromBlobs(layout, 't', [{ blob: tar, mediaType: LAYER_MEDIA.none, diffId: `sha256:${sha(tar)}` }]);
-  const repoPath = join(root, 'repo');
-  await importImage(await openRepository(repoPath, { create: true }), `oci:${layout}:t`, { tag: 't' });
-  const out = join(root, 'co');
-  const r = veritree(['checkout', 't', out, '--repo', repoPath]);
-  assert.equal(r.status, 0, r.stderr);
+  const out = await importAndCheckout(root, tar);
   const g = spawnSync('getfattr', ['-n', 'security.capability', '-e', 'hex', join(out, 'usr/bin/ping')], { encoding: 'utf8' });
   assert.equal(g.status, 0, g.stderr);
   assert.match(g.stdout, new RegExp(`security.capability=0x${cap.toString('hex')}`));

@@ -23,24 +23,28 @@ interface ZlibZstd {
 }
 
 const nodeZstd = zlib as unknown as ZlibZstd;
-let napi: ZstdNapi | null | undefined;
-
 /** `VERITREE_DISABLE_NATIVE=zstd-napi` forces the fallbacks (tests use it). */
 function napiDisabled(): boolean {
   return process.env.VERITREE_DISABLE_NATIVE?.split(',').includes('zstd-napi') === true;
 }
 
-function loadNapi(): ZstdNapi | null {
-  if (napiDisabled()) return null;
-  if (napi === undefined) {
-    try {
-      napi = createRequire(import.meta.url)('zstd-napi') as ZstdNapi;
-    } catch {
-      napi = null;
+/** A module of the optional zstd-napi package, loaded once on first use; null where it did not build. */
+function optionalModule<T>(id: string): () => T | null {
+  let mod: T | null | undefined;
+  return () => {
+    if (napiDisabled()) return null;
+    if (mod === undefined) {
+      try {
+        mod = createRequire(import.meta.url)(id) as T;
+      } catch {
+        mod = null;
+      }
     }
-  }
-  return napi;
+    return mod;
+  };
 }
+
+const loadNapi = optionalModule<ZstdNapi>('zstd-napi');
 
 /** Split-stream sections are small and compress well; level 3 is zstd's own default. */
 const LEVEL = 3;
@@ -93,19 +97,7 @@ interface ZstdBinding {
   DCtx: new () => DCtx;
   dStreamOutSize(): number;
 }
-let binding: ZstdBinding | null | undefined;
-
-function loadBinding(): ZstdBinding | null {
-  if (napiDisabled()) return null;
-  if (binding === undefined) {
-    try {
-      binding = createRequire(import.meta.url)('zstd-napi/binding') as ZstdBinding;
-    } catch {
-      binding = null;
-    }
-  }
-  return binding;
-}
+const loadBinding = optionalModule<ZstdBinding>('zstd-napi/binding');
 
 /** Decodes a zstd stream (every frame to the end), one output buffer at a time. */
 export type ZstdDecoder = (source: AsyncIterable<Uint8Array>, onConsumed?: (bytes: number) => void) => AsyncGenerator<Uint8Array>;
