@@ -196,7 +196,7 @@ test('library API: importImage with a progress callback and an AbortSignal', { s
   const seen = new Set<string>();
   const s = await importImage(repo, `oci:${join(dir, 'many')}:v1`, { tag: 'lib', onProgress: (p) => seen.add(p.type) });
   assert.equal(s.layersImported, 6);
-  assert.deepEqual([...seen].sort(), ['image', 'image-done', 'layer-bytes', 'layer-done', 'layer-start', 'run']);
+  assert.deepEqual([...seen].sort(), ['image', 'image-done', 'image-publishing', 'layer-bytes', 'layer-done', 'layer-finishing', 'layer-start', 'run']);
   const ac = new AbortController();
   ac.abort();
   const repo2 = await openRepository(join(dir, 'repo-lib2'), { create: true });

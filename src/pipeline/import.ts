@@ -38,9 +38,14 @@ export const LAYER_CONCURRENCY = 3;
 export type ImportProgress =
   | { type: 'run'; images: number; totalBytes: number }
   | { type: 'image'; image: number; totalBytes: number; layers: number; manifest: string }
-  | { type: 'layer-start'; image: number; index: number; digest: string; size: number }
-  | { type: 'layer-bytes'; image: number; index: number; bytes: number }
-  | { type: 'layer-done'; image: number; index: number; status: 'imported' | 'present' }
+  | { type: 'layer-start'; image: number; index: number; digest: string; diffId: string; size: number }
+  /** `bytes`: how far into the layer's compressed blob the read is; `tarBytes`, `entries`: what it yielded so far. */
+  | { type: 'layer-bytes'; image: number; index: number; bytes: number; tarBytes: number; entries: number }
+  /** The layer's tar is read: its files are being stored, synced and its stream published. */
+  | { type: 'layer-finishing'; image: number; index: number }
+  /** Every layer of the image is in: its config and manifest streams and its tag are being written. */
+  | { type: 'image-publishing'; image: number }
+  | { type: 'layer-done'; image: number; index: number; status: 'imported' | 'present'; size: number }
   | { type: 'image-done'; image: number; ok: boolean };
 
 export interface ImportWarning {
@@ -285,7 +290,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
       if (await imageComplete(repo, p.image, manifestStream)) {
         p.retaggedFrom = await repo.setTag(p.tag, manifestStream);
         const layers = p.image.layers.map(presentLayer);
-        for (const l of layers) options.onProgress?.({ type: 'layer-done', image: p.index, index: l.index, status: 'present' });
+        for (const l of layers) options.onProgress?.({ type: 'layer-done', image: p.index, index: l.index, status: 'present', size: p.image.layers[l.index]?.descriptor.size ?? 0 });
         results[p.index] = summarise(p, 'present', layers, poolJobs);
         options.onProgress?.({ type: 'image-done', image: p.index, ok: true });
       } else pending.push(p);
@@ -306,10 +311,11 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
       const scheduler = new LayerScheduler(options.layerConcurrency ?? LAYER_CONCURRENCY, async (layer, layoutDir, image) => {
         if (controller.signal.aborted) throw aborted();
         const owner = pending.find((p) => p.index === image) as Prepared;
-        options.onProgress?.({ type: 'layer-start', image, index: layer.index, digest: layer.descriptor.digest, size: layer.descriptor.size });
+        options.onProgress?.({ type: 'layer-start', image, index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, size: layer.descriptor.size });
         const layerCtx: LayerContext = {
           ...ctx,
-          onBytes: (l, bytes) => options.onProgress?.({ type: 'layer-bytes', image, index: l.index, bytes }),
+          onBytes: (l, bytes, tarBytes, entries) => options.onProgress?.({ type: 'layer-bytes', image, index: l.index, bytes, tarBytes, entries }),
+          onFinishing: (l) => options.onProgress?.({ type: 'layer-finishing', image, index: l.index }),
           onWarning: (l, code, message) => {
             const w = { layer: l.index + 1, digest: l.descriptor.digest, code, message };
             owner.warnings.push(w);
@@ -317,7 +323,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
           },
         };
         const r = await importLayer(layerCtx, layer, layoutDir);
-        options.onProgress?.({ type: 'layer-done', image, index: layer.index, status: r.status });
+        options.onProgress?.({ type: 'layer-done', image, index: layer.index, status: r.status, size: layer.descriptor.size });
         return r;
       });
       scheduler.plan(pending.flatMap((p) => p.image.layers.map((layer) => ({ layer, layoutDir: p.image.layoutDir, image: p.index }))));
@@ -332,6 +338,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
               const own = p.image.layers[i] as ResolvedLayer;
               return scheduler.ownerOf(own.diffId) === p.index ? r : presentLayer(own);
             });
+            options.onProgress?.({ type: 'image-publishing', image: p.index });
             await publishImage(repo, impl, p.image, mine);
             p.retaggedFrom = await repo.setTag(p.tag, manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')));
             await repo.sync();

@@ -30,7 +30,10 @@ export interface LayerContext {
   /** Files larger than this are spooled to a tmp file instead of held in memory. */
   spoolThreshold: number;
   signal: AbortSignal;
-  onBytes(layer: ResolvedLayer, compressedBytes: number): void;
+  /** Progress: blob bytes read so far (a position in the compressed blob), tar bytes, entries. */
+  onBytes(layer: ResolvedLayer, compressedBytes: number, tarBytes: number, entries: number): void;
+  /** The layer's tar has been read whole: what is left is storing, syncing and publishing. */
+  onFinishing?(layer: ResolvedLayer): void;
   onWarning(layer: ResolvedLayer, code: TarWarningCode, message: string): void;
 }
 
@@ -151,7 +154,8 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
   try {
     lt = await openLayerTar(layoutDir, layer, ctx.limits, local.signal);
     const tar = lt;
-    const progress = setInterval(() => ctx.onBytes(layer, tar.compressedBytes()), 100);
+    let entries = 0;
+    const progress = setInterval(() => ctx.onBytes(layer, tar.compressedBytes(), tar.tarBytes(), entries), 100);
     try {
       await splitTar(tar.tar, {
         inline: (bytes) => {
@@ -159,6 +163,7 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
           return feed.heldBytes > MAX_HELD_INLINE ? relieve() : undefined;
         },
         smallFile: () => inlined++,
+        entry: () => void entries++,
         warn: (code, message) => ctx.onWarning(layer, code, message),
         external: async (entry, content) => {
           if (firstError) throw firstError;
@@ -206,8 +211,9 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
       await tar.done;
     } finally {
       clearInterval(progress);
-      ctx.onBytes(layer, tar.compressedBytes());
+      ctx.onBytes(layer, tar.compressedBytes(), tar.tarBytes(), entries);
     }
+    ctx.onFinishing?.(layer);
     tar.checkDiffId();
     await feed.finish();
     if (firstError) throw firstError;

@@ -32,6 +32,8 @@ export interface FsckOptions extends LockWaitOptions {
   hashImpl?: HashImpl;
   signal?: AbortSignal;
   onProgress?: (p: FsckProgress) => void;
+  /** `--deep`: called before each layer is rebuilt (`done` of `total`), and once more at the end. */
+  onRebuild?: (p: { done: number; total: number; bytes: number }) => void;
   /**
    * The repository lock fsck takes: `shared` (the default) keeps gc and repair out while it
    * runs, and lets imports go on; `exclusive` for a check followed by a repair; `held` when the
@@ -102,7 +104,7 @@ async function fsckLocked(repo: Repository, options: FsckOptions, pool: VerityPo
   if (!objectsOnly) {
     streams = await checkStreams(ctx, options.signal);
     tags = await checkTags(ctx);
-    if (options.deep) layersRebuilt = await rebuildLayers(ctx, options.signal);
+    if (options.deep) layersRebuilt = await rebuildLayers(ctx, options.signal, options.onRebuild);
   }
   return {
     ok: issues.length === 0,
@@ -251,12 +253,15 @@ async function checkTags(ctx: Ctx): Promise<number> {
   return names.length;
 }
 
-async function rebuildLayers(ctx: Ctx, signal: AbortSignal | undefined): Promise<number> {
+async function rebuildLayers(ctx: Ctx, signal: AbortSignal | undefined, onRebuild: FsckOptions['onRebuild']): Promise<number> {
   const dir = join(ctx.repo.root, 'streams');
   const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith(STREAM_PREFIX.layer)).sort();
   let n = 0;
-  for (const name of names) {
+  let bytes = 0;
+  let shown = 0;
+  for (const [i, name] of names.entries()) {
     throwIfAborted(signal);
+    onRebuild?.({ done: i, total: names.length, bytes });
     const id = await ctx.repo.streamObject(name).catch(() => null);
     if (!id || !usable(ctx, id)) continue;
     const path = ctx.repo.streamPath(name);
@@ -264,7 +269,14 @@ async function rebuildLayers(ctx: Ctx, signal: AbortSignal | undefined): Promise
       const s = readSplitStream(await ctx.repo.readObject(id));
       if (s.objectRefs.some((r) => !usable(ctx, r))) continue;
       const hash = createHash('sha256');
-      for await (const chunk of rebuild(ctx.repo, s)) hash.update(chunk);
+      for await (const chunk of rebuild(ctx.repo, s)) {
+        hash.update(chunk);
+        bytes += chunk.length;
+        if (bytes - shown >= 8 << 20) {
+          shown = bytes;
+          onRebuild?.({ done: i, total: names.length, bytes });
+        }
+      }
       const found = hash.digest('hex');
       const expected = name.slice(STREAM_PREFIX.layer.length);
       n++;
@@ -273,5 +285,6 @@ async function rebuildLayers(ctx: Ctx, signal: AbortSignal | undefined): Promise
       ctx.issues.push({ type: 'stream-corrupt', path, detail: `stream ${name}: ${e instanceof Error ? e.message : String(e)}` });
     }
   }
+  onRebuild?.({ done: names.length, total: names.length, bytes });
   return n;
 }

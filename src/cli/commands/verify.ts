@@ -106,6 +106,7 @@ export function registerVerify(program: Command): void {
         lock: held ? 'held' : 'shared',
         ...waitOpts,
         onProgress: (p) => line.show(`fsck: ${Math.round((100 * p.dirsDone) / Math.max(1, p.dirsTotal))}% (${p.dirsDone}/${p.dirsTotal} folders), ${p.objectsDone} objects, ${formatBytes(p.bytesDone)} re-hashed`),
+        onRebuild: (p) => line.show(`fsck --deep: rebuilding layers, ${p.done}/${p.total} checked against their diff_id, ${formatBytes(p.bytes)} of tar`),
       });
       line.done();
       if (held && !report.ok) repaired = await repair(repo, report, { lockHeld: true, signal });
