@@ -25,7 +25,7 @@ export { parseSource, resolveImage, hostPlatform, type ResolvedImage } from './o
 export { listImages, type ImageRecord } from './store/images.ts';
 
 import { Repository as Repo, type OpenOptions as OpenOpts } from './store/repository.ts';
-import { loadStream, rebuild } from './store/rebuild.ts';
+import { rebuildBytes } from './store/rebuild.ts';
 import { layerStreamName } from './store/layout.ts';
 
 /** Opens a repository (see Repository.open). */
@@ -35,7 +35,7 @@ export function openRepository(root: string, opts?: OpenOpts): Promise<Repo> {
 
 /** The layer tar with this diff_id (hex), rebuilt from its split stream. */
 export async function* catLayer(repo: Repo, diffIdHex: string): AsyncGenerator<Uint8Array> {
-  yield* rebuild(repo, await loadStream(repo, layerStreamName(diffIdHex.replace(/^sha256:/, ''))));
+  yield* rebuildBytes(repo, await repo.readStreamBytes(layerStreamName(diffIdHex.replace(/^sha256:/, ''))));
 }
 export { fsck, type FsckOptions, type FsckReport } from './verify/fsck.ts';
 export { gc, type GcOptions, type GcReport } from './verify/gc.ts';

@@ -338,3 +338,44 @@ test('property: the merge agrees with a plain reference model of the OCI whiteou
     { numRuns: RUNS * 5, seed: 31337 }
   );
 });
+
+test('property: the streaming chunk reader gives what the whole-section reader gives, or STORE_CORRUPT for both', async () => {
+  const { streamChunks } = await import('../src/store/splitstream.ts');
+  const op = fc.oneof(fc.uint8Array({ minLength: 1, maxLength: 3000 }).map((b) => ({ inline: b })), fc.nat(20).map((k) => ({ object: k.toString(16).padStart(64, '0') })));
+  const flatten = (chunks: Iterable<{ kind: string; bytes?: Uint8Array; index?: number }>): string[] => {
+    const out: string[] = [];
+    for (const c of chunks) {
+      if (c.kind === 'object') out.push(`#${c.index}`);
+      else if (out.length && !out[out.length - 1]?.startsWith('#')) out[out.length - 1] += Buffer.from(c.bytes as Uint8Array).toString('hex');
+      else out.push(Buffer.from(c.bytes as Uint8Array).toString('hex'));
+    }
+    return out;
+  };
+  await fc.assert(
+    fc.asyncProperty(fc.array(op, { maxLength: 40 }), fc.option(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }))), async (ops, flip) => {
+      const b = new SplitStreamBuilder('sha256', 'layer');
+      for (const o of ops) {
+        if ('inline' in o) b.addInline(o.inline);
+        else b.addObject(o.object, 10);
+      }
+      const bytes = Buffer.from(b.finish());
+      if (flip) bytes[flip[0] % bytes.length] = flip[1];
+      let whole: string[] | null = null;
+      let streamed: string[] | null = null;
+      try {
+        whole = flatten(readSplitStream(bytes).chunks);
+      } catch (e) {
+        assert.ok(isVeritreeError(e) && e.code === 'STORE_CORRUPT', String(e));
+      }
+      try {
+        const got = [];
+        for await (const c of streamChunks(bytes)) got.push(c);
+        streamed = flatten(got);
+      } catch (e) {
+        assert.ok(isVeritreeError(e) && e.code === 'STORE_CORRUPT', String(e));
+      }
+      assert.deepEqual(streamed, whole);
+    }),
+    { numRuns: RUNS, seed: 8128 }
+  );
+});

@@ -5,7 +5,7 @@
  * raw (stored) blocks, which every zstd decoder reads.
  * @module
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { Duplex, type Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
@@ -84,7 +84,12 @@ export function rawZstdFrame(data: Uint8Array): Uint8Array {
 export function zstdDecompress(data: Uint8Array, maxOutputLength: number): Uint8Array {
   if (nodeZstd.zstdDecompressSync) return nodeZstd.zstdDecompressSync(data, { maxOutputLength });
   const z = loadNapi();
-  if (!z) throw new Error('no zstd decoder: install zstd-napi or use Node >= 22.15');
+  if (!z) {
+    // The last resort, as for layers: Debian's zstd, bounded like the others.
+    const r = spawnSync('zstd', ['-dc', '-q'], { input: data, maxBuffer: maxOutputLength });
+    if (r.error || r.status !== 0) throw new Error(`no zstd decoder (install zstd-napi, use Node >= 22.15, or install zstd): ${r.error?.message ?? r.stderr.toString().trim()}`);
+    return r.stdout;
+  }
   const out = z.decompress(data);
   if (out.length > maxOutputLength) throw new RangeError(`zstd frame inflates past ${maxOutputLength} bytes`);
   return out;
@@ -148,6 +153,19 @@ export function createZstdDecoder(): ZstdDecoder | Duplex {
   // A layer that fails part-way destroys the duplex: the child must not outlive it.
   duplex.on('close', () => child.kill('SIGKILL'));
   return duplex;
+}
+
+/** Decodes zstd bytes (every frame) as a stream of output pieces, with whichever decoder is here. */
+export async function* zstdDecodePieces(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const d = createZstdDecoder();
+  if (typeof d === 'function') {
+    yield* d(source);
+    return;
+  }
+  const { pipeline } = await import('node:stream');
+  const { Readable } = await import('node:stream');
+  const out = pipeline(Readable.from(source), d, () => undefined) as unknown as AsyncIterable<Uint8Array>;
+  for await (const piece of out) yield piece;
 }
 
 export function zstdBackendName(): string {

@@ -1,16 +1,13 @@
 /**
  * Rebuilding the byte stream a split stream stands for (a layer tar, a config's JSON): inline
- * chunks as they are, object chunks read from objects/ in pieces, so memory stays bounded.
+ * chunks as they are, object chunks read from objects/ (small ones whole, ahead of the reader;
+ * big ones in pieces), the stream section decoded as it goes, so memory stays bounded.
  * @module
  */
 import type { FileHandle } from 'node:fs/promises';
 import { openRegular, readAll } from './sys.ts';
 import type { Repository } from './repository.ts';
-import { readSplitStream, type SplitStream, type StreamChunk } from './splitstream.ts';
-
-export async function loadStream(repo: Repository, name: string): Promise<SplitStream> {
-  return readSplitStream(await repo.readStreamBytes(name));
-}
+import { readRefs, streamChunks, type SplitStream, type StreamChunk } from './splitstream.ts';
 
 /** Objects opened ahead of the reader, and the most of one read whole into memory. */
 const READ_AHEAD = 32;
@@ -30,35 +27,60 @@ async function openObject(repo: Repository, id: string): Promise<Opened> {
   }
 }
 
+/** Chunks pulled ahead of the one being yielded: up to READ_AHEAD objects, 4 MiB of inline bytes. */
+const INLINE_AHEAD = 4 << 20;
+
 /**
- * The stream's bytes in order. Most objects of a layer are small, and one open-read-close after
- * another leaves the disk (and the thread pool) idle between them: up to READ_AHEAD objects are
- * opened (and, up to 1 MiB each, read) ahead of the one being yielded.
+ * The bytes a split stream stands for, in order, from its chunks as they are decoded
+ * (streamChunks: the stream section is never inflated whole). Most objects of a layer are
+ * small, and one open-read-close after another leaves the disk (and the thread pool) idle between
+ * them: up to READ_AHEAD objects are opened (and, up to 1 MiB each, read) ahead of the one
+ * being yielded.
  */
-export async function* rebuild(repo: Repository, stream: SplitStream): AsyncGenerator<Uint8Array> {
-  const ahead = new Map<number, Promise<Opened>>();
-  let scan = 0;
-  const fill = (): void => {
-    while (ahead.size < READ_AHEAD && scan < stream.chunks.length) {
-      const c = stream.chunks[scan] as StreamChunk;
-      if (c.kind === 'object') {
-        const p = openObject(repo, stream.objectRefs[c.index] as string);
-        p.catch(() => undefined);
-        ahead.set(scan, p);
+export async function* rebuildFrom(repo: Repository, chunks: AsyncIterable<StreamChunk> | Iterable<StreamChunk>, objectRefs: readonly string[]): AsyncGenerator<Uint8Array> {
+  type Slot = { kind: 'inline'; bytes: Uint8Array } | { kind: 'object'; opened: Promise<Opened> };
+  const it = (Symbol.asyncIterator in chunks ? (chunks as AsyncIterable<StreamChunk>)[Symbol.asyncIterator]() : (chunks as Iterable<StreamChunk>)[Symbol.iterator]()) as AsyncIterator<StreamChunk> | Iterator<StreamChunk>;
+  const queue: Slot[] = [];
+  let head = 0;
+  let objectsAhead = 0;
+  let inlineAhead = 0;
+  let ended = false;
+  const fill = async (): Promise<void> => {
+    while (!ended && objectsAhead < READ_AHEAD && inlineAhead < INLINE_AHEAD) {
+      const r = await it.next();
+      if (r.done) {
+        ended = true;
+        return;
       }
-      scan++;
+      const c = r.value;
+      if (c.kind === 'inline') {
+        queue.push({ kind: 'inline', bytes: c.bytes });
+        inlineAhead += c.bytes.length;
+      } else {
+        const opened = openObject(repo, objectRefs[c.index] as string);
+        opened.catch(() => undefined);
+        queue.push({ kind: 'object', opened });
+        objectsAhead++;
+      }
     }
   };
   try {
-    for (let i = 0; i < stream.chunks.length; i++) {
-      fill();
-      const c = stream.chunks[i] as StreamChunk;
-      if (c.kind === 'inline') {
-        yield c.bytes;
+    for (;;) {
+      await fill();
+      if (head >= queue.length) break;
+      const slot = queue[head] as Slot;
+      queue[head++] = undefined as unknown as Slot;
+      if (head > 1024 && head * 2 > queue.length) {
+        queue.splice(0, head);
+        head = 0;
+      }
+      if (slot.kind === 'inline') {
+        inlineAhead -= slot.bytes.length;
+        yield slot.bytes;
         continue;
       }
-      const opened = await (ahead.get(i) as Promise<Opened>);
-      ahead.delete(i);
+      objectsAhead--;
+      const opened = await slot.opened;
       if (opened.kind === 'whole') {
         yield opened.bytes;
         continue;
@@ -71,9 +93,22 @@ export async function* rebuild(repo: Repository, stream: SplitStream): AsyncGene
     }
   } finally {
     // Stopped early (an error, or the reader left): close what was opened ahead.
-    for (const p of ahead.values()) {
-      const o = await p.catch(() => null);
+    for (let i = head; i < queue.length; i++) {
+      const slot = queue[i];
+      if (slot?.kind !== 'object') continue;
+      const o = await slot.opened.catch(() => null);
       if (o?.kind === 'stream') await o.fh.close();
     }
+    await it.return?.();
   }
+}
+
+/** A parsed split stream's bytes (see rebuildFrom). */
+export function rebuild(repo: Repository, stream: SplitStream): AsyncGenerator<Uint8Array> {
+  return rebuildFrom(repo, stream.chunks, stream.objectRefs);
+}
+
+/** A split stream's bytes straight from its object's bytes, decoding the stream section as it goes. */
+export function rebuildBytes(repo: Repository, streamObject: Uint8Array): AsyncGenerator<Uint8Array> {
+  return rebuildFrom(repo, streamChunks(streamObject), readRefs(streamObject).objectRefs);
 }

@@ -7,7 +7,7 @@
  *   sections:    stream_refs, object_refs (raw digests), named_refs (zstd), stream (zstd chunks)
  * @module
  */
-import { zstdCompress, zstdDecompress } from '../codec/zstd.ts';
+import { zstdCompress, zstdDecodePieces, zstdDecompress } from '../codec/zstd.ts';
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import { HASH_ALGORITHMS, LOG_BLOCK_SIZE, type HashAlgorithm } from '../verity/constants.ts';
 
@@ -356,4 +356,65 @@ export function readSplitStream(bytes: Uint8Array): SplitStream {
     }
   }
   return { ...refs, chunks };
+}
+
+/**
+ * The chunks of a split stream, decoded from its stream section as the reader asks for them: at
+ * most one decoder output buffer (128 KiB) and one record header are held, whatever the layer's
+ * size, so rebuilding a layer of a million files does not inflate its whole stream section
+ * first. An inline chunk may come in several pieces (in order). @throws VeritreeError STORE_CORRUPT
+ */
+export async function* streamChunks(bytes: Uint8Array): AsyncGenerator<StreamChunk> {
+  const refs = readRefs(bytes);
+  const h = readHeader(bytes);
+  const section = bytes.subarray(h.stream[0], h.stream[1]);
+  if (section.length === 0) return;
+  const head = new Uint8Array(8);
+  let headLen = 0;
+  let inlineLeft = 0;
+  let total = 0;
+  async function* once(): AsyncGenerator<Uint8Array> {
+    yield section;
+  }
+  let pieces: AsyncGenerator<Uint8Array>;
+  try {
+    pieces = zstdDecodePieces(once());
+  } catch (e) {
+    throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, 'split stream: stream section does not decompress', { cause: e });
+  }
+  try {
+    for await (const piece of pieces) {
+      total += piece.length;
+      if (total > MAX_STREAM_SECTION) throw corrupt(`stream section inflates past ${MAX_STREAM_SECTION} bytes`);
+      let o = 0;
+      while (o < piece.length) {
+        if (inlineLeft > 0) {
+          const n = Math.min(inlineLeft, piece.length - o);
+          yield { kind: 'inline', bytes: piece.subarray(o, o + n) };
+          inlineLeft -= n;
+          o += n;
+          continue;
+        }
+        const n = Math.min(8 - headLen, piece.length - o);
+        head.set(piece.subarray(o, o + n), headLen);
+        headLen += n;
+        o += n;
+        if (headLen < 8) break;
+        headLen = 0;
+        const v = new DataView(head.buffer).getBigInt64(0, true);
+        if (v < 0n) {
+          if (-v > BigInt(MAX_STREAM_SECTION)) throw corrupt(`inline chunk of ${-v} bytes`);
+          inlineLeft = Number(-v);
+        } else {
+          if (v >= BigInt(refs.objectRefs.length)) throw corrupt(`chunk names object ${v} of ${refs.objectRefs.length}`);
+          yield { kind: 'object', index: Number(v) };
+        }
+      }
+    }
+  } catch (e) {
+    if (e instanceof VeritreeError) throw e;
+    throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `split stream: stream section does not decompress (${e instanceof Error ? e.message : String(e)})`, { cause: e });
+  }
+  if (headLen !== 0) throw corrupt('stream section ends inside a chunk header');
+  if (inlineLeft !== 0) throw corrupt(`an inline chunk runs ${inlineLeft} bytes past the section`);
 }

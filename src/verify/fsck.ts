@@ -12,7 +12,7 @@ import { availableParallelism } from 'node:os';
 import { lockOptionsFrom, type LockWaitOptions, type RepoLock } from '../store/lock.ts';
 import { throwIfAborted } from '../errors.ts';
 import { STREAM_PREFIX, TAGS_DIR, classifyNamedRef, isObjectId, objectIdFromLink } from '../store/layout.ts';
-import { rebuild } from '../store/rebuild.ts';
+import { rebuildBytes } from '../store/rebuild.ts';
 import type { Repository } from '../store/repository.ts';
 import { readRefs, readSplitStream } from '../store/splitstream.ts';
 import type { HashImpl } from '../verity/backends.ts';
@@ -266,10 +266,10 @@ async function rebuildLayers(ctx: Ctx, signal: AbortSignal | undefined, onRebuil
     if (!id || !usable(ctx, id)) continue;
     const path = ctx.repo.streamPath(name);
     try {
-      const s = readSplitStream(await ctx.repo.readObject(id));
-      if (s.objectRefs.some((r) => !usable(ctx, r))) continue;
+      const bytesOfStream = await ctx.repo.readObject(id);
+      if (readRefs(bytesOfStream).objectRefs.some((r) => !usable(ctx, r))) continue;
       const hash = createHash('sha256');
-      for await (const chunk of rebuild(ctx.repo, s)) {
+      for await (const chunk of rebuildBytes(ctx.repo, bytesOfStream)) {
         hash.update(chunk);
         bytes += chunk.length;
         if (bytes - shown >= 8 << 20) {
