@@ -41,7 +41,8 @@ export { fsck, type FsckOptions, type FsckReport } from './verify/fsck.ts';
 export { gc, type GcOptions, type GcReport } from './verify/gc.ts';
 export { repair, type RepairReport } from './verify/repair.ts';
 export { ISSUE_TYPES, type IssueType, type StoreIssue } from './verify/issues.ts';
-export { mergeLayers, normalisePath, type MergedTree, type TreeNode } from './merge/merge.ts';
+export { mergeLayers, normalisePath, type MergedTree, type TreeNode, type MergeRules, type MergeOptions } from './merge/merge.ts';
+import type { MergeRules } from './merge/merge.ts';
 export { layerEntries, type LayerEntry } from './merge/layer-entries.ts';
 export { formatDumpLine, parseDumpLine, type DumpRecord } from './merge/dumpfile.ts';
 export { type CheckoutReport, type CheckoutOptions } from './merge/checkout.ts';
@@ -57,9 +58,12 @@ export async function checkoutImage(repo: Repo, tag: string, dir: string, opts: 
   return checkoutTree(repo, tree, dir, opts);
 }
 
-/** The tagged image's merged tree as composefs dumpfile lines (no trailing newlines). */
-export async function dumpImage(repo: Repo, tag: string, onWarning?: (path: string, message: string) => void): Promise<string[]> {
-  const tree = await imageTree(repo, tag);
+/**
+ * The tagged image's merged tree as composefs dumpfile lines (no trailing newlines), built by
+ * composefs-rs's rules unless `rules` says `oci` (the tree checkout writes; docs/merge.md).
+ */
+export async function dumpImage(repo: Repo, tag: string, onWarning?: (path: string, message: string) => void, rules: MergeRules = 'composefs'): Promise<string[]> {
+  const tree = await imageTree(repo, tag, rules);
   for (const w of tree.warnings) onWarning?.(w.path, w.message);
   return [...dumpLines(tree)];
 }

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync, statSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { mergeLayers, normalisePath, parseDumpLine, formatDumpLine, type LayerEntry } from '../src/index.ts';
+import { mergeLayers, normalisePath, parseDumpLine, formatDumpLine, type LayerEntry, type TreeNode } from '../src/index.ts';
+import { dumpLines } from '../src/merge/dump.ts';
 import { SHARED, cleanup, hasTool, must, run, tempDir, veritree, randomBytesSeeded } from './helpers.ts';
 import { buildImage, hardlink, lines, replaceLayer, symlink, write } from './fixtures/oci.ts';
 import { tarOf } from './fixtures/tar.ts';
@@ -291,4 +292,48 @@ test('names are bytes: f\\xff and f\\xfe stay two files, in checkout and in the 
   const paths = dump.stdout.split('\n').map((x) => x.split(' ')[0]);
   assert.ok(paths.includes('/f\\xff') && paths.includes('/f\\xfe'), paths.join(' '));
   assert.ok(paths.includes('/caf\\xc3\\xa9'), 'a UTF-8 name is escaped byte by byte, as composefs does');
+});
+
+test('two rule sets: composefs-rs (dump) and OCI (checkout), on one set of layers', () => {
+  // Expected trees derived from composefs-rs's code (composefs-oci image.rs process_entry and
+  // create_filesystem, generic_tree.rs transform_for_oci), not from veritree's.
+  const usr = entry('usr', 'dir', { mode: 0o711, uid: 1, gid: 2, mtimeSec: 100, mtimeNsec: 500, xattrs: new Map([['user.k', Buffer.from('v')]]) });
+  const layers = (): LayerEntry[][] => [
+    [
+      usr,
+      entry('usr/bin', 'dir'),
+      entry('usr/bin/a', 'file', { mtimeSec: 7, mtimeNsec: 999_999_999 }),
+      entry('run', 'dir', { mtimeSec: 5 }),
+      entry('run/lock', 'dir'),
+      entry('run/lock/x'),
+      entry('etc', 'dir'),
+      entry('etc/f'),
+      entry('etc/g'),
+    ],
+    [entry('etc/h'), entry('etc/.wh.h'), entry('usr/bin/sl', 'symlink', { linkname: 'a' }), entry('usr/bin/hl', 'hardlink', { linkname: 'usr/bin/sl' }), entry('opt/x')],
+    [entry('etc/i'), entry('etc/.wh..wh..opq')],
+  ];
+  const cfs = mergeLayers(layers(), { rules: 'composefs' });
+  // Whiteouts act in tar order: etc/h (before .wh.h) and etc/i (before the opaque marker) go; a
+  // missing parent (opt) is refused; a hard link to a symlink is allowed; /run is emptied.
+  assert.deepEqual([...cfs.nodes.keys()].sort(), ['', 'etc', 'run', 'usr', 'usr/bin', 'usr/bin/a', 'usr/bin/hl', 'usr/bin/sl']);
+  const root = cfs.nodes.get('') as TreeNode;
+  assert.deepEqual([root.mode, root.uid, root.gid, root.mtimeSec, root.mtimeNsec, [...root.xattrs.keys()]], [0o711, 1, 2, 100, 0, ['user.k']], 'the root has /usr\'s metadata, whole seconds');
+  assert.deepEqual([cfs.nodes.get('run')?.mtimeSec, cfs.nodes.get('run')?.mtimeNsec], [100, 0], "/run has /usr's mtime");
+  assert.equal(cfs.nodes.get('usr/bin/a')?.mtimeNsec, 0, 'sub-second mtimes are dropped');
+  const hl = cfs.nodes.get('usr/bin/hl');
+  assert.deepEqual([hl?.type, hl?.hardlinkTo, hl?.symlinkTarget], ['symlink', 'usr/bin/sl', 'a']);
+  assert.ok(cfs.warnings.some((w) => w.path === 'opt/x' && /its folder "opt" is missing \(composefs-rs refuses the whole image\)/.test(w.message)));
+  const dump = [...dumpLines(cfs)];
+  assert.match(dump[0] as string, /^\/ 0 40711 \d+ 1 2 0 100\.0 /);
+  assert.ok(dump.some((l) => /^\/usr\/bin\/hl 1 @120644 2 \S+ \S+ \S+ \S+ \/usr\/bin\/sl /.test(l)), 'the hard link to the symlink is an @ entry, nlink 2');
+
+  const oci = mergeLayers(layers());
+  // A layer's whiteouts come before its own entries; parents are implied; links only to files.
+  assert.deepEqual([...oci.nodes.keys()].sort(), ['', 'etc', 'etc/i', 'opt', 'opt/x', 'run', 'run/lock', 'run/lock/x', 'usr', 'usr/bin', 'usr/bin/a', 'usr/bin/sl']);
+  assert.deepEqual([(oci.nodes.get('') as TreeNode).mode, oci.nodes.get('usr/bin/a')?.mtimeNsec], [0o755, 999_999_999]);
+  // A file then its own whiteout in one layer: OCI keeps the file, composefs-rs removes it.
+  const same = (): LayerEntry[][] => [[entry('usr', 'dir'), entry('etc', 'dir')], [entry('etc/h'), entry('etc/.wh.h')]];
+  assert.ok(mergeLayers(same()).nodes.has('etc/h'));
+  assert.ok(!mergeLayers(same(), { rules: 'composefs' }).nodes.has('etc/h'));
 });

@@ -5,7 +5,7 @@ import type { Repository } from '../store/repository.ts';
 import { readSplitStream } from '../store/splitstream.ts';
 import { readJsonStream } from '../store/images.ts';
 import { layerEntries } from './layer-entries.ts';
-import { mergeLayers, type MergedTree } from './merge.ts';
+import { mergeLayers, type MergedTree, type MergeRules } from './merge.ts';
 
 /** The diff_ids of the image a tag names, bottom layer first. */
 export async function imageDiffIds(repo: Repository, tag: string): Promise<string[]> {
@@ -20,9 +20,9 @@ export async function imageDiffIds(repo: Repository, tag: string): Promise<strin
 }
 
 /** Merges the layers of the tagged image; no blob is read, only the layer streams. */
-export async function imageTree(repo: Repository, tag: string): Promise<MergedTree> {
+export async function imageTree(repo: Repository, tag: string, rules: MergeRules = 'oci'): Promise<MergedTree> {
   const diffIds = await imageDiffIds(repo, tag);
   const streams = [];
   for (const d of diffIds) streams.push(readSplitStream(await repo.readStreamBytes(layerStreamName(d.replace(/^sha256:/, '')))));
-  return mergeLayers(streams.map((s) => layerEntries(s)));
+  return mergeLayers(streams.map((s) => layerEntries(s)), { rules });
 }

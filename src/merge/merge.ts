@@ -130,8 +130,26 @@ function parentOf(p: string): string {
   return d === '.' ? '' : d;
 }
 
+/**
+ * Which rules build the tree (docs/merge.md has both, side by side):
+ * - `oci`: the OCI image spec as umoci and container runtimes apply it, for checkout: a layer's
+ *   whiteouts before its own entries, missing parents implied, hard links to regular files only,
+ *   mtimes to the nanosecond, the root as the layers give it.
+ * - `composefs`: composefs-rs's `create_filesystem` (composefs-oci image.rs, generic_tree.rs), for
+ *   the dump and the image, so that both tools give an image the same composefs digest: entries
+ *   and whiteouts in tar order, hard links to any non-folder, whole-second mtimes, then the root
+ *   takes /usr's metadata and /run is emptied (with /usr's mtime). Where composefs-rs refuses the
+ *   whole image (a missing parent folder, no /usr), veritree refuses the entry, or keeps the
+ *   OCI root, with a warning.
+ */
+export type MergeRules = 'oci' | 'composefs';
+
+export interface MergeOptions {
+  rules?: MergeRules;
+}
+
 /** Applies one layer's entries to the tree. */
-function applyLayer(tree: Tree, entries: Iterable<LayerEntry>, layer: number): void {
+function applyLayer(tree: Tree, entries: Iterable<LayerEntry>, layer: number, rules: MergeRules): void {
   const adds: [string, LayerEntry][] = [];
   for (const e of entries) {
     const path = normalisePath(e.rawPath);
@@ -142,15 +160,20 @@ function applyLayer(tree: Tree, entries: Iterable<LayerEntry>, layer: number): v
     const base = posix.basename(path);
     if (base === OPAQUE_MARKER) tree.emptyDir(parentOf(path));
     else if (base.startsWith(WHITEOUT_PREFIX)) tree.remove(posix.join(parentOf(path), base.slice(WHITEOUT_PREFIX.length)).replace(/^\.\//, ''));
+    // composefs-rs takes each entry as it comes; the OCI reading keeps a layer's own entries
+    // from its whiteouts by applying those first.
+    else if (rules === 'composefs') add(tree, path, e, layer, rules);
     else adds.push([path, e]);
   }
-  // Whiteouts hide the layers below, never the same layer's entries: apply them first.
-  for (const [path, e] of adds) add(tree, path, e, layer);
+  for (const [path, e] of adds) add(tree, path, e, layer, rules);
 }
 
-function add(tree: Tree, path: string, e: LayerEntry, layer: number): void {
+function add(tree: Tree, path: string, entry: LayerEntry, layer: number, rules: MergeRules): void {
+  // composefs-rs keeps whole seconds (doc/oci.md, "Data precision").
+  const e = rules === 'composefs' ? { ...entry, mtimeNsec: 0 } : entry;
   if (path === '') {
     if (e.type === 'dir') Object.assign(tree.nodes.get('') as TreeNode, { mode: e.mode, uid: e.uid, gid: e.gid, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, xattrs: e.xattrs });
+    else tree.warnings.push({ layer, path, message: `refused: the root entry is a ${e.type}, not a folder` });
     return;
   }
   const why = unrepresentable(path, e);
@@ -158,7 +181,13 @@ function add(tree: Tree, path: string, e: LayerEntry, layer: number): void {
     tree.warnings.push({ layer, path, message: `refused: ${why}` });
     return;
   }
-  if (!tree.ensureParents(path, layer)) return;
+  if (rules === 'composefs') {
+    const parent = tree.nodes.get(parentOf(path));
+    if (!parent || parent.type !== 'dir') {
+      tree.warnings.push({ layer, path, message: `refused: its folder ${quoted(parentOf(path))} ${parent ? `is a ${parent.type}` : 'is missing'} (composefs-rs refuses the whole image)` });
+      return;
+    }
+  } else if (!tree.ensureParents(path, layer)) return;
   const node: TreeNode = {
     path,
     type: e.type,
@@ -179,14 +208,15 @@ function add(tree: Tree, path: string, e: LayerEntry, layer: number): void {
   if (e.type === 'hardlink') {
     const target = normalisePath(e.linkname);
     const t = target === null ? undefined : tree.nodes.get(target);
-    if (!t || t.type !== 'file' || target === path) {
-      tree.warnings.push({ layer, path, message: `refused: hardlink to ${quoted(e.linkname)}, which is not a regular file of the image` });
+    const linkable = rules === 'composefs' ? t !== undefined && t.type !== 'dir' : t?.type === 'file';
+    if (!t || !linkable || target === path) {
+      tree.warnings.push({ layer, path, message: `refused: hardlink to ${quoted(e.linkname)}, which is not a ${rules === 'composefs' ? 'file, symlink, device or FIFO' : 'regular file'} of the image` });
       return;
     }
     // A hardlink is a second name for the target's content and metadata, as they are now.
     // Linking to a link: share its first name, unless that name has since been given other content.
     const first = t.hardlinkTo !== null && tree.nodes.get(t.hardlinkTo) === tree.linkOrigin.get(t) ? t.hardlinkTo : (target as string);
-    Object.assign(node, { type: 'file', mode: t.mode, uid: t.uid, gid: t.gid, mtimeSec: t.mtimeSec, mtimeNsec: t.mtimeNsec, size: t.size, object: t.object, inline: t.inline, xattrs: t.xattrs, hardlinkTo: first });
+    Object.assign(node, { type: t.type, mode: t.mode, uid: t.uid, gid: t.gid, mtimeSec: t.mtimeSec, mtimeNsec: t.mtimeNsec, size: t.size, object: t.object, inline: t.inline, symlinkTarget: t.symlinkTarget, devmajor: t.devmajor, devminor: t.devminor, xattrs: t.xattrs, hardlinkTo: first });
     tree.linkOrigin.set(node, tree.nodes.get(first) as TreeNode);
   }
   const old = tree.nodes.get(path);
@@ -198,11 +228,29 @@ function add(tree: Tree, path: string, e: LayerEntry, layer: number): void {
   tree.put(node, parentOf(path));
 }
 
-/** Merges the layers (bottom first). */
-export function mergeLayers(layers: Iterable<Iterable<LayerEntry>>): MergedTree {
+/** composefs-rs's transform_for_oci: the root takes /usr's metadata; /run is emptied, with /usr's mtime. */
+function transformForOci(tree: Tree): void {
+  const root = tree.nodes.get('') as TreeNode;
+  const usr = tree.nodes.get('usr');
+  if (usr?.type !== 'dir') {
+    tree.warnings.push({ layer: 0, path: '', message: 'no /usr folder: composefs-rs refuses such an image; the root keeps the metadata the layers give it' });
+    return;
+  }
+  Object.assign(root, { mode: usr.mode, uid: usr.uid, gid: usr.gid, mtimeSec: usr.mtimeSec, mtimeNsec: 0, xattrs: usr.xattrs });
+  const run = tree.nodes.get('run');
+  if (run?.type === 'dir') {
+    tree.emptyDir('run');
+    Object.assign(run, { mtimeSec: usr.mtimeSec, mtimeNsec: 0 });
+  }
+}
+
+/** Merges the layers (bottom first), by the OCI rules unless `rules: 'composefs'` (see MergeRules). */
+export function mergeLayers(layers: Iterable<Iterable<LayerEntry>>, options: MergeOptions = {}): MergedTree {
+  const rules = options.rules ?? 'oci';
   const tree = new Tree();
   let i = 0;
-  for (const entries of layers) applyLayer(tree, entries, ++i);
+  for (const entries of layers) applyLayer(tree, entries, ++i, rules);
+  if (rules === 'composefs') transformForOci(tree);
   // A hardlink whose first name was later removed or replaced keeps the content it was made
   // with (as umoci and overlayfs do), as a file of its own: it must not follow the new name.
   for (const n of tree.nodes.values()) {

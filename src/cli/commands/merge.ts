@@ -1,8 +1,8 @@
 /** `veritree checkout` and `veritree dump`: an image's layers merged into one tree. */
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import type { Command } from 'commander';
-import { checkoutImage, dumpImage, openRepository } from '../../index.ts';
+import { Option, type Command } from 'commander';
+import { checkoutImage, dumpImage, openRepository, type MergeRules } from '../../index.ts';
 import { repoOption, resolveRepo } from '../repo-option.ts';
 import { shown } from '../../oci/names.ts';
 import { interruptSignal } from '../signals.ts';
@@ -53,11 +53,12 @@ are refused with a warning.`
       .description("print the image's merged tree as a composefs dumpfile (for mkcomposefs --from-file)")
       .argument('<image>', 'the tag')
       .option('-o, --output <file>', 'write to FILE instead of stdout')
-      .addHelpText('after', '\nThen: mkcomposefs --from-file DUMP image.cfs, and mount it with the store\'s objects/ as basedir.')
-  ).action(async (image: string, o: { repo?: string; output?: string }) => {
+      .addOption(new Option('--rules <rules>', "how the layers make the tree: composefs (composefs-rs's, for the same image digest) or oci (the tree checkout writes)").choices(['composefs', 'oci']).default('composefs'))
+      .addHelpText('after', '\nThen: mkcomposefs --from-file DUMP image.cfs, and mount it with the store\'s objects/ as basedir.\nThe two rule sets differ in the root folder, /run, sub-second mtimes, whiteout order and hard\nlinks to non-regular files (docs/merge.md).')
+  ).action(async (image: string, o: { repo?: string; output?: string; rules: MergeRules }) => {
     const repo = await openRepository(resolveRepo(o.repo));
     const out = o.output ? createWriteStream(o.output) : process.stdout;
-    for (const line of await dumpImage(repo, image, (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`))) {
+    for (const line of await dumpImage(repo, image, (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`), o.rules)) {
       if (!out.write(line + '\n')) await once(out, 'drain');
     }
     if (o.output) {
