@@ -8,7 +8,11 @@
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 #include <node_api.h>
 #include <openssl/sha.h>
+#include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #define BLOCK_SIZE 4096
 
@@ -52,10 +56,150 @@ static napi_value hash_blocks(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * The fs-verity digest of a whole open file, read and hashed here: fsck re-hashes every object,
+ * and most are a few KiB, where building the tree in JavaScript costs more than hashing. The
+ * tree is the same as src/verity/merkle.ts builds (streaming, one 4 KiB buffer a level, each
+ * level's last block zero-padded; one data block: its hash is the root; empty: zeros), then the
+ * hash of the 256-byte descriptor. The caller opened the file (no symlink followed, a regular
+ * file checked); this only reads it, from offset 0, with pread.
+ */
+#define MAX_LEVELS 16
+#define READ_BUF (1 << 20)
+
+typedef struct {
+  uint8_t buf[BLOCK_SIZE];
+  size_t len;
+  uint64_t total;
+} level_t;
+
+typedef struct {
+  int alg;
+  size_t ds;
+  level_t levels[MAX_LEVELS];
+} tree_t;
+
+static void hash_one(int alg, const uint8_t *in, size_t len, uint8_t *out) {
+  if (alg == 1) SHA256(in, len, out);
+  else SHA512(in, len, out);
+}
+
+/* Appends a digest to level k; a full block of digests is hashed into level k + 1, and so on up. */
+static void tree_push(tree_t *t, int k, const uint8_t *digest) {
+  uint8_t carry[SHA512_DIGEST_LENGTH];
+  memcpy(carry, digest, t->ds);
+  for (; k < MAX_LEVELS; k++) {
+    level_t *l = &t->levels[k];
+    memcpy(l->buf + l->len, carry, t->ds);
+    l->len += t->ds;
+    l->total++;
+    if (l->len < BLOCK_SIZE) return;
+    hash_one(t->alg, l->buf, BLOCK_SIZE, carry);
+    l->len = 0;
+  }
+}
+
+static void tree_root(tree_t *t, uint8_t *root) {
+  for (int k = 0; k < MAX_LEVELS; k++) {
+    level_t *l = &t->levels[k];
+    if (l->total == 0) {
+      memset(root, 0, t->ds);
+      return;
+    }
+    if (l->total == 1 && l->len == t->ds) {
+      memcpy(root, l->buf, t->ds);
+      return;
+    }
+    if (l->len > 0) {
+      uint8_t up[SHA512_DIGEST_LENGTH];
+      memset(l->buf + l->len, 0, BLOCK_SIZE - l->len);
+      hash_one(t->alg, l->buf, BLOCK_SIZE, up);
+      l->len = 0;
+      tree_push(t, k + 1, up);
+    }
+  }
+  memset(root, 0, t->ds);
+}
+
+/* digestFd(alg, fd, out: Uint8Array(64)): the file's size in bytes; `out` gets the digest */
+static napi_value digest_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3)
+    return throw_type(env, "digestFd(alg, fd, out) takes three arguments");
+  uint32_t alg;
+  int32_t fd;
+  if (napi_get_value_uint32(env, argv[0], &alg) != napi_ok || (alg != 1 && alg != 2))
+    return throw_type(env, "alg must be 1 (sha256) or 2 (sha512)");
+  if (napi_get_value_int32(env, argv[1], &fd) != napi_ok || fd < 0) return throw_type(env, "fd must be a descriptor");
+  uint8_t *out;
+  size_t out_len;
+  if (!get_bytes(env, argv[2], &out, &out_len) || out_len < SHA512_DIGEST_LENGTH) return throw_type(env, "out must be a Uint8Array of 64 bytes");
+  tree_t *t = calloc(1, sizeof(tree_t));
+  uint8_t *buf = malloc(READ_BUF);
+  if (!t || !buf) {
+    free(t);
+    free(buf);
+    napi_throw_error(env, "ENOMEM", "digestFd: out of memory");
+    return NULL;
+  }
+  t->alg = (int)alg;
+  t->ds = alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
+  uint64_t size = 0;
+  size_t have = 0; /* bytes in buf not yet hashed (less than one block between reads) */
+  int err = 0;
+  for (;;) {
+    ssize_t n = pread(fd, buf + have, READ_BUF - have, (off_t)(size + have));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    if (n == 0) break;
+    have += (size_t)n;
+    size_t whole = have / BLOCK_SIZE;
+    for (size_t i = 0; i < whole; i++) {
+      uint8_t d[SHA512_DIGEST_LENGTH];
+      hash_one(t->alg, buf + i * BLOCK_SIZE, BLOCK_SIZE, d);
+      tree_push(t, 0, d);
+    }
+    size += whole * BLOCK_SIZE;
+    have -= whole * BLOCK_SIZE;
+    if (have) memmove(buf, buf + whole * BLOCK_SIZE, have);
+  }
+  if (!err && have) {
+    uint8_t d[SHA512_DIGEST_LENGTH];
+    memset(buf + have, 0, BLOCK_SIZE - have);
+    hash_one(t->alg, buf, BLOCK_SIZE, d);
+    tree_push(t, 0, d);
+    size += have;
+  }
+  free(buf);
+  if (err) {
+    free(t);
+    napi_throw_error(env, err == EISDIR ? "EISDIR" : "EIO", strerror(err));
+    return NULL;
+  }
+  uint8_t desc[256];
+  memset(desc, 0, sizeof desc);
+  desc[0] = 1;
+  desc[1] = (uint8_t)alg;
+  desc[2] = 12;
+  for (int i = 0; i < 8; i++) desc[8 + i] = (uint8_t)(size >> (8 * i));
+  tree_root(t, desc + 16);
+  free(t);
+  hash_one((int)alg, desc, sizeof desc, out);
+  napi_value result;
+  napi_create_double(env, (double)size, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "hashBlocks", NAPI_AUTO_LENGTH, hash_blocks, NULL, &fn);
   napi_set_named_property(env, exports, "hashBlocks", fn);
+  napi_create_function(env, "digestFd", NAPI_AUTO_LENGTH, digest_fd, NULL, &fn);
+  napi_set_named_property(env, exports, "digestFd", fn);
   return exports;
 }
 

@@ -10,6 +10,7 @@ import { ERROR_CODES, describeFsError, errnoCode, isVeritreeError, type ErrorCod
 import { writeObjectSync } from '../src/store/objects.ts';
 import { measureVerity, openRegularSync, strayTmp } from '../src/store/sys.ts';
 import { RangeHasher, toHex, verityDigest, VerityHasher } from '../src/verity/merkle.ts';
+import { digestFdNative } from '../src/verity/backends.ts';
 import type { Failure, TaskResults, VerityTask } from '../src/pipeline/protocol.ts';
 
 const READ_CHUNK = 1 << 20;
@@ -67,6 +68,9 @@ function digestPathSync(path: string, task: VerityTask): { id: string; size: num
     // Keyed by st_dev: a filesystem without fs-verity is asked once, not once per object.
     const m = measureVerity(fd, dev);
     if (m.state === 'enabled') return { id: toHex(m.digest), size };
+    // One native call: read and hash in C (the kernel of native/verity_kernel.c).
+    const n = digestFdNative(task.impl, task.alg, fd);
+    if (n) return { id: toHex(n.digest), size: n.size };
     const buf = syncBuffer();
     // Most objects fit one read: digest them whole, with no tree to build for one block.
     const first = readSync(fd, buf, 0, buf.length, null);

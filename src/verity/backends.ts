@@ -27,6 +27,8 @@ export interface ShaBackend {
 
 interface NativeKernel {
   hashBlocks(alg: number, input: Uint8Array, out: Uint8Array): number;
+  /** Reads the whole open file (pread from 0) and returns its size; `out` gets its fs-verity digest. */
+  digestFd?(alg: number, fd: number, out: Uint8Array): number;
 }
 
 let nativeKernel: NativeKernel | null | undefined;
@@ -116,6 +118,20 @@ export function getBackend(impl: HashImpl = 'auto', alg: HashAlgorithm = 'sha256
 }
 
 /** Which concrete back end `auto` resolves to on this installation. */
+/**
+ * The fs-verity digest of an open file, read and hashed in one native call (no tree built in
+ * JavaScript: fsck's objects are mostly a few KiB). Null when `impl` does not resolve to the
+ * native kernel, or the kernel predates this call.
+ */
+export function digestFdNative(impl: HashImpl, alg: HashAlgorithm, fd: number): { digest: Uint8Array; size: number } | null {
+  if (resolveImpl(impl) !== 'native') return null;
+  const k = loadNativeKernel();
+  if (!k?.digestFd) return null;
+  const out = new Uint8Array(64);
+  const size = k.digestFd(HASH_ALGORITHMS[alg].id, fd, out);
+  return { digest: out.subarray(0, HASH_ALGORITHMS[alg].digestSize), size };
+}
+
 export function resolveImpl(impl: HashImpl): ConcreteHashImpl {
   if (impl !== 'auto') return impl;
   return loadNativeKernel() ? 'native' : 'node';
