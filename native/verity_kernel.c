@@ -9,6 +9,8 @@
 #include <node_api.h>
 #include <openssl/sha.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,29 +123,16 @@ static void tree_root(tree_t *t, uint8_t *root) {
   memset(root, 0, t->ds);
 }
 
-/* digestFd(alg, fd, out: Uint8Array(64)): the file's size in bytes; `out` gets the digest */
-static napi_value digest_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3)
-    return throw_type(env, "digestFd(alg, fd, out) takes three arguments");
-  uint32_t alg;
-  int32_t fd;
-  if (napi_get_value_uint32(env, argv[0], &alg) != napi_ok || (alg != 1 && alg != 2))
-    return throw_type(env, "alg must be 1 (sha256) or 2 (sha512)");
-  if (napi_get_value_int32(env, argv[1], &fd) != napi_ok || fd < 0) return throw_type(env, "fd must be a descriptor");
-  uint8_t *out;
-  size_t out_len;
-  if (!get_bytes(env, argv[2], &out, &out_len) || out_len < SHA512_DIGEST_LENGTH) return throw_type(env, "out must be a Uint8Array of 64 bytes");
+/* Reads fd from offset 0 and writes its fs-verity digest to out; 0, or an errno. */
+static int digest_core(int alg, int fd, uint8_t *out, uint64_t *size_out) {
   tree_t *t = calloc(1, sizeof(tree_t));
   uint8_t *buf = malloc(READ_BUF);
   if (!t || !buf) {
     free(t);
     free(buf);
-    napi_throw_error(env, "ENOMEM", "digestFd: out of memory");
-    return NULL;
+    return ENOMEM;
   }
-  t->alg = (int)alg;
+  t->alg = alg;
   t->ds = alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
   uint64_t size = 0;
   size_t have = 0; /* bytes in buf not yet hashed (less than one block between reads) */
@@ -177,8 +166,7 @@ static napi_value digest_fd(napi_env env, napi_callback_info info) {
   free(buf);
   if (err) {
     free(t);
-    napi_throw_error(env, err == EISDIR ? "EISDIR" : "EIO", strerror(err));
-    return NULL;
+    return err;
   }
   uint8_t desc[256];
   memset(desc, 0, sizeof desc);
@@ -188,9 +176,70 @@ static napi_value digest_fd(napi_env env, napi_callback_info info) {
   for (int i = 0; i < 8; i++) desc[8 + i] = (uint8_t)(size >> (8 * i));
   tree_root(t, desc + 16);
   free(t);
-  hash_one((int)alg, desc, sizeof desc, out);
+  hash_one(alg, desc, sizeof desc, out);
+  *size_out = size;
+  return 0;
+}
+
+static int get_alg_out(napi_env env, napi_value *argv, uint32_t *alg, uint8_t **out) {
+  size_t out_len;
+  if (napi_get_value_uint32(env, argv[0], alg) != napi_ok || (*alg != 1 && *alg != 2)) return 0;
+  return get_bytes(env, argv[2], out, &out_len) && out_len >= SHA512_DIGEST_LENGTH;
+}
+
+/* digestFd(alg, fd, out: Uint8Array(64)): the file's size in bytes; `out` gets the digest */
+static napi_value digest_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  uint32_t alg;
+  int32_t fd;
+  uint8_t *out;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3 || !get_alg_out(env, argv, &alg, &out))
+    return throw_type(env, "digestFd(alg: 1 | 2, fd, out: Uint8Array(64))");
+  if (napi_get_value_int32(env, argv[1], &fd) != napi_ok || fd < 0) return throw_type(env, "fd must be a descriptor");
+  uint64_t size = 0;
+  int err = digest_core((int)alg, fd, out, &size);
+  if (err) {
+    napi_throw_error(env, "EIO", strerror(err));
+    return NULL;
+  }
   napi_value result;
   napi_create_double(env, (double)size, &result);
+  return result;
+}
+
+/*
+ * digestPath(alg, path, out): open (no symlink followed, never blocking), check it is a regular
+ * file, digest, close: one call per object for fsck. Returns the size, or a negative number:
+ * -errno when the open or a read failed, -1000 - the file type (S_IFMT >> 12) when it is not a
+ * regular file.
+ */
+static napi_value digest_path(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  uint32_t alg;
+  uint8_t *out;
+  char path[4096];
+  size_t path_len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3 || !get_alg_out(env, argv, &alg, &out) ||
+      napi_get_value_string_utf8(env, argv[1], path, sizeof path, &path_len) != napi_ok || path_len >= sizeof path - 1)
+    return throw_type(env, "digestPath(alg: 1 | 2, path, out: Uint8Array(64))");
+  double ret;
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) ret = -(double)errno;
+  else {
+    struct stat st;
+    if (fstat(fd, &st) != 0) ret = -(double)errno;
+    else if (!S_ISREG(st.st_mode)) ret = -1000.0 - (double)((st.st_mode & S_IFMT) >> 12);
+    else {
+      uint64_t size = 0;
+      int err = digest_core((int)alg, fd, out, &size);
+      ret = err ? -(double)err : (double)size;
+    }
+    close(fd);
+  }
+  napi_value result;
+  napi_create_double(env, ret, &result);
   return result;
 }
 
@@ -200,6 +249,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "hashBlocks", fn);
   napi_create_function(env, "digestFd", NAPI_AUTO_LENGTH, digest_fd, NULL, &fn);
   napi_set_named_property(env, exports, "digestFd", fn);
+  napi_create_function(env, "digestPath", NAPI_AUTO_LENGTH, digest_path, NULL, &fn);
+  napi_set_named_property(env, exports, "digestPath", fn);
   return exports;
 }
 

@@ -155,6 +155,11 @@ const UNSUPPORTED = new Set(['ENOTTY', 'EOPNOTSUPP', 'ENOTSUP', 'EINVAL']);
 /** Filesystems (by st_dev) that answered "no fs-verity": not asked again for every file. */
 const noVerityDevs = new Map<number, string>();
 
+/** Whether the filesystem `dev` is known to have no fs-verity (measureVerity asked it already). */
+export function verityKnownAbsent(dev: number): boolean {
+  return noVerityDevs.has(dev);
+}
+
 /**
  * The kernel's fs-verity digest of an open file, or why there is none. With `dev` (the file's
  * st_dev), a filesystem that has no fs-verity is asked once, not once per file.

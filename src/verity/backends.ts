@@ -29,6 +29,8 @@ interface NativeKernel {
   hashBlocks(alg: number, input: Uint8Array, out: Uint8Array): number;
   /** Reads the whole open file (pread from 0) and returns its size; `out` gets its fs-verity digest. */
   digestFd?(alg: number, fd: number, out: Uint8Array): number;
+  /** Opens (O_NOFOLLOW | O_NONBLOCK), checks, digests and closes: the size, or -errno, or -1000 - (S_IFMT >> 12). */
+  digestPath?(alg: number, path: string, out: Uint8Array): number;
 }
 
 let nativeKernel: NativeKernel | null | undefined;
@@ -130,6 +132,28 @@ export function digestFdNative(impl: HashImpl, alg: HashAlgorithm, fd: number): 
   const out = new Uint8Array(64);
   const size = k.digestFd(HASH_ALGORITHMS[alg].id, fd, out);
   return { digest: out.subarray(0, HASH_ALGORITHMS[alg].digestSize), size };
+}
+
+/** What digestPathNative found instead of a digest. */
+export type PathDigestFailure = { errno: string } | { notRegular: 'a directory' | 'a FIFO' | 'a socket' | 'a device' | 'a symbolic link' | 'not a regular file' };
+
+const IFMT_KIND: Record<number, Extract<PathDigestFailure, { notRegular: unknown }>['notRegular']> = { 1: 'a FIFO', 2: 'a device', 4: 'a directory', 6: 'a device', 10: 'a symbolic link', 12: 'a socket' };
+const ERRNO_NAMES: Record<number, string> = { 2: 'ENOENT', 5: 'EIO', 13: 'EACCES', 20: 'ENOTDIR', 21: 'EISDIR', 24: 'EMFILE', 40: 'ELOOP' };
+
+/**
+ * A file's fs-verity digest by path in one native call: open without following a symlink or
+ * blocking, check it is a regular file, read, hash, close (fsck: no JavaScript per object but
+ * the call). Null when the native kernel is not what `impl` resolves to.
+ */
+export function digestPathNative(impl: HashImpl, alg: HashAlgorithm, path: string): { digest: Uint8Array; size: number } | PathDigestFailure | null {
+  if (resolveImpl(impl) !== 'native') return null;
+  const k = loadNativeKernel();
+  if (!k?.digestPath) return null;
+  const out = new Uint8Array(64);
+  const r = k.digestPath(HASH_ALGORITHMS[alg].id, path, out);
+  if (r >= 0) return { digest: out.subarray(0, HASH_ALGORITHMS[alg].digestSize), size: r };
+  if (r <= -1000) return { notRegular: IFMT_KIND[-r - 1000] ?? 'not a regular file' };
+  return { errno: ERRNO_NAMES[-r] ?? `errno ${-r}` };
 }
 
 export function resolveImpl(impl: HashImpl): ConcreteHashImpl {
