@@ -80,6 +80,8 @@ class Tree {
   readonly nodes = new Map<string, TreeNode>([['', rootNode()]]);
   /** For each hard link, the node its content was taken from: a later layer may replace that name. */
   readonly linkOrigin = new Map<TreeNode, TreeNode>();
+  /** composefs rules: the missing folders already warned about (one warning each, not one per entry). */
+  readonly missingReported = new Set<string>();
   readonly children = new Map<string, Set<string>>([['', new Set()]]);
   readonly warnings: MergeWarning[] = [];
 
@@ -181,13 +183,17 @@ function add(tree: Tree, path: string, entry: LayerEntry, layer: number, rules: 
     tree.warnings.push({ layer, path, message: `refused: ${why}` });
     return;
   }
-  if (rules === 'composefs') {
-    const parent = tree.nodes.get(parentOf(path));
-    if (!parent || parent.type !== 'dir') {
-      tree.warnings.push({ layer, path, message: `refused: its folder ${quoted(parentOf(path))} ${parent ? `is a ${parent.type}` : 'is missing'} (composefs-rs refuses the whole image)` });
-      return;
+  if (rules === 'composefs' && !tree.nodes.has(parentOf(path))) {
+    // composefs-rs refuses the whole image here (no digest to match then): say so once for the
+    // top-most missing folder, and imply the folders as the OCI rules do, so the dump stays whole.
+    let top = parentOf(path);
+    while (parentOf(top) !== '' && !tree.nodes.has(parentOf(top))) top = parentOf(top);
+    if (!tree.missingReported.has(top)) {
+      tree.missingReported.add(top);
+      tree.warnings.push({ layer, path: top, message: 'no entry for this folder in the layers: composefs-rs refuses such an image; the folder (and any below it) is implied' });
     }
-  } else if (!tree.ensureParents(path, layer)) return;
+  }
+  if (!tree.ensureParents(path, layer)) return;
   const node: TreeNode = {
     path,
     type: e.type,

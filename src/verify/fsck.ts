@@ -10,8 +10,9 @@ import { lstat, readdir, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { lockOptionsFrom, type LockWaitOptions, type RepoLock } from '../store/lock.ts';
-import { throwIfAborted } from '../errors.ts';
-import { STREAM_PREFIX, TAGS_DIR, classifyNamedRef, isObjectId, objectIdFromLink } from '../store/layout.ts';
+import { ERROR_CODES, isVeritreeError, throwIfAborted } from '../errors.ts';
+import { composefsImageObjects } from '../erofs/reader.ts';
+import { IMAGES_DIR, STREAM_PREFIX, TAGS_DIR, classifyNamedRef, isObjectId, objectIdFromLink } from '../store/layout.ts';
 import { rebuildBytes } from '../store/rebuild.ts';
 import type { Repository } from '../store/repository.ts';
 import { readRefs, readSplitStream } from '../store/splitstream.ts';
@@ -104,6 +105,7 @@ async function fsckLocked(repo: Repository, options: FsckOptions, pool: VerityPo
   if (!objectsOnly) {
     streams = await checkStreams(ctx, options.signal);
     tags = await checkTags(ctx);
+    await checkImages(ctx, options.signal);
     if (options.deep) layersRebuilt = await rebuildLayers(ctx, options.signal, options.onRebuild);
   }
   return {
@@ -233,6 +235,39 @@ async function checkJson(ctx: Ctx, name: string, bytes: Buffer, kind: 'config' |
     const linked = await ctx.repo.streamObject(what.stream).catch(() => null);
     if (linked === null) ctx.issues.push({ type: 'missing-stream', path, detail: `${name} names ${ref.name}, but there is no stream ${what.stream}`, expected: what.stream });
     else if (linked !== target) ctx.issues.push({ type: 'missing-stream', path, detail: `${name} names ${ref.name} as object ${target}, but ${what.stream} is ${linked}`, expected: target, found: linked });
+  }
+}
+
+/**
+ * composefs images (images/<hex>, as composefs-rs writes them): the link names the object whose
+ * fs-verity digest is its name, that object is a readable composefs image, and every object its
+ * files name is in the store.
+ */
+async function checkImages(ctx: Ctx, signal: AbortSignal | undefined): Promise<void> {
+  const dir = join(ctx.repo.root, IMAGES_DIR);
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n !== 'refs').sort();
+  for (const name of names) {
+    throwIfAborted(signal);
+    const path = join(dir, name);
+    const target = await readlink(path).catch(() => null);
+    const id = target === null ? null : objectIdFromLink(target);
+    if (id === null || !(await presentNow(ctx, id))) {
+      ctx.issues.push({ type: 'broken-symlink', path, detail: `image ${name} points to ${target ?? '(not a link)'}, which is not an object in the store`, found: target ?? undefined });
+      continue;
+    }
+    if (id !== name) ctx.issues.push({ type: 'image-misnamed', path, detail: `image link ${name} names object ${id}`, expected: name, found: id });
+    if (!usable(ctx, id)) continue;
+    let named: Set<string>;
+    try {
+      named = composefsImageObjects(await ctx.repo.readObject(id), signal).objects;
+    } catch (e) {
+      if (isVeritreeError(e) && e.code === ERROR_CODES.ABORTED) throw e;
+      ctx.issues.push({ type: 'image-corrupt', path, detail: `image ${name}: ${e instanceof Error ? e.message : String(e)}` });
+      continue;
+    }
+    for (const o of named) {
+      if (!(await presentNow(ctx, o))) ctx.issues.push({ type: 'missing-object', path, detail: `image ${name} names object ${o}, which is missing`, expected: o });
+    }
   }
 }
 

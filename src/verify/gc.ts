@@ -7,8 +7,9 @@
  */
 import { lstat, readdir, readlink, rm, stat, unlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { ERROR_CODES, VeritreeError, storeIoError, throwIfAborted } from '../errors.ts';
+import { ERROR_CODES, VeritreeError, isVeritreeError, storeIoError, throwIfAborted } from '../errors.ts';
 import { IMAGES_DIR, STREAM_PREFIX, STREAMS_DIR, classifyNamedRef, objectIdFromLink } from '../store/layout.ts';
+import { composefsImageObjects } from '../erofs/reader.ts';
 import { lockOptionsFrom, type LockWaitOptions } from '../store/lock.ts';
 import { STREAM_TMP_PREFIX, type Repository } from '../store/repository.ts';
 import { readRefs } from '../store/splitstream.ts';
@@ -26,6 +27,8 @@ export interface GcReport {
   objectsRemoved: number;
   bytesFreed: number;
   streamsRemoved: string[];
+  /** images/<hex> links removed with their image (not under images/refs, not named by a kept stream). */
+  imagesRemoved: string[];
   tmpRemoved: number;
   seconds: number;
 }
@@ -91,8 +94,14 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
     await linksUnder(join(repo.root, IMAGES_DIR, 'refs'), imageRoots);
     const marked = new Set<string>();
     const queue: { id: string; root: string; known?: boolean }[] = [];
-    // A filesystem image keeps itself (the objects it names: see the composefs-rs issue).
-    for (const id of await resolveAll(imageRoots, opts.signal)) if (id) marked.add(id);
+    // A composefs image keeps itself and every object its files name (read below).
+    const images: { id: string; from: string }[] = [];
+    for (const [i, id] of (await resolveAll(imageRoots, opts.signal)).entries()) {
+      if (id && !marked.has(id)) {
+        marked.add(id);
+        images.push({ id, from: relative(repo.root, imageRoots[i] as string) });
+      }
+    }
     const streamIds = await resolveAll(streamRoots, opts.signal);
     for (const [i, id] of streamIds.entries()) {
       if (id && !marked.has(id)) {
@@ -103,10 +112,10 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
     // Every stream reachable from a root keeps its objects and, through stream refs, other
     // streams. A reachable stream that cannot be read stops gc: what it names is unknown, and
     // sweeping on would delete live objects.
-    // Objects kept whose own references veritree cannot read: EROFS images (images/refs, and
-    // composefs.image* refs) and what refs of unknown kinds name. Each may name objects no stream
-    // names, so with any of them gc removes nothing (see the end of the mark phase).
-    const opaque: string[] = imageRoots.map((r) => relative(repo.root, r));
+    // Objects kept whose own references veritree cannot read: what refs of unknown kinds name
+    // (when it is not a split stream). Each may name objects no stream names, so with any of
+    // them gc removes nothing (see the end of the mark phase).
+    const opaque: string[] = [];
     for (let done = 0; queue.length > 0; done++) {
       throwIfAborted(opts.signal);
       const { id, root, known = true } = queue.pop() as { id: string; root: string; known?: boolean };
@@ -129,20 +138,32 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
         if (marked.has(s)) continue;
         marked.add(s);
         const kind = kindOf.get(i);
-        if (kind === 'image') opaque.push(`composefs image ${s} (named by a stream reachable from ${relative(repo.root, root)})`);
+        if (kind === 'image') images.push({ id: s, from: `a composefs.image ref of a stream reachable from ${relative(repo.root, root)}` });
         else queue.push({ id: s, root, known: kind !== 'unknown' });
+      }
+    }
+    // Each kept composefs image keeps the objects its files name (trusted.overlay.redirect). One
+    // that cannot be read stops gc, as a stream does: what it names is unknown.
+    for (const im of images) {
+      throwIfAborted(opts.signal);
+      try {
+        for (const o of composefsImageObjects(await repo.readObject(im.id), opts.signal).objects) marked.add(o);
+      } catch (e) {
+        if (isVeritreeError(e) && e.code === ERROR_CODES.ABORTED) throw e;
+        const why = e instanceof Error ? e.message : String(e);
+        throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `gc stopped, nothing removed: the composefs image ${im.id} (from ${im.from}) cannot be read: ${why}; run veritree fsck`, { path: repo.objectPath(im.id), cause: e });
       }
     }
     if (opaque.length > 0) {
       throw new VeritreeError(
         ERROR_CODES.STORE_UNSUPPORTED,
-        `gc stopped, nothing removed: ${opaque.length} kept object(s) may name objects veritree cannot see yet (it does not read EROFS images): ${opaque.slice(0, 3).join('; ')}${opaque.length > 3 ? '; ...' : ''}. Use cfsctl gc on this repository.`,
+        `gc stopped, nothing removed: ${opaque.length} kept object(s) of a kind veritree does not know may name other objects: ${opaque.slice(0, 3).join('; ')}${opaque.length > 3 ? '; ...' : ''}. Use the tool that wrote them (cfsctl gc) on this repository.`,
         { path: repo.root }
       );
     }
 
     if (!opts.dryRun) repo.assertWritable();
-    const report: GcReport = { dryRun: opts.dryRun === true, roots: streamRoots.length + imageRoots.length, objectsKept: 0, objectsRemoved: 0, bytesFreed: 0, streamsRemoved: [], tmpRemoved: 0, seconds: 0 };
+    const report: GcReport = { dryRun: opts.dryRun === true, roots: streamRoots.length + imageRoots.length, objectsKept: 0, objectsRemoved: 0, bytesFreed: 0, streamsRemoved: [], imagesRemoved: [], tmpRemoved: 0, seconds: 0 };
     // Stream links first: a link must never outlive its object. Manifests before the configs
     // and layers they name, so a gc killed part-way never leaves an image that looks whole.
     const streamsDir = join(repo.root, STREAMS_DIR);
@@ -169,7 +190,19 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
         throw storeIoError(e, p, 'removing a stream link');
       });
     }
-    if (!report.dryRun && report.streamsRemoved.length > 0) await repo.sync();
+    // images/<hex> links whose image is not kept go with it (composefs-rs prunes them too).
+    const imagesDir = join(repo.root, IMAGES_DIR);
+    for (const name of await readdir(imagesDir).catch(() => [] as string[])) {
+      if (name === 'refs') continue;
+      const p = join(imagesDir, name);
+      const id = objectIdFromLink((await readlink(p).catch(() => '')) ?? '');
+      if (id && marked.has(id)) continue;
+      report.imagesRemoved.push(name);
+      if (!report.dryRun) await unlink(p).catch((e: unknown) => {
+        throw storeIoError(e, p, 'removing an image link');
+      });
+    }
+    if (!report.dryRun && (report.streamsRemoved.length > 0 || report.imagesRemoved.length > 0)) await repo.sync();
     let swept = 0;
     for await (const e of repo.walkObjects()) {
       if (swept % 256 === 0) throwIfAborted(opts.signal);

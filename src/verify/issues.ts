@@ -18,6 +18,8 @@ export const ISSUE_TYPES = [
   'missing-stream',
   'layer-diff-id-mismatch',
   'tag-not-manifest',
+  'image-misnamed',
+  'image-corrupt',
 ] as const;
 
 export type IssueType = (typeof ISSUE_TYPES)[number];

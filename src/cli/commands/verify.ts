@@ -65,7 +65,7 @@ function printRepair(r: RepairReport): void {
 function printGc(r: GcReport): void {
   const verb = r.dryRun ? 'would remove' : 'removed';
   process.stdout.write(
-    `${verb} ${r.objectsRemoved} objects (${formatBytes(r.bytesFreed)}), ${r.streamsRemoved.length} stream links, ${r.tmpRemoved} tmp files; kept ${r.objectsKept} objects reachable from ${r.roots} roots\n`
+    `${verb} ${r.objectsRemoved} objects (${formatBytes(r.bytesFreed)}), ${r.streamsRemoved.length} stream links, ${r.imagesRemoved.length ? `${r.imagesRemoved.length} image links, ` : ''}${r.tmpRemoved} tmp files; kept ${r.objectsKept} objects reachable from ${r.roots} roots\n`
   );
 }
 
