@@ -10,7 +10,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkcomposefs, type Mkcomposefs } from './fixtures/mkcomposefs.ts';
 import { join } from 'node:path';
 import * as tarStream from 'tar-stream';
@@ -118,7 +118,7 @@ async function composefsRsRepo(realImage = typeof oracle !== 'string'): Promise<
   return { root, repo, image };
 }
 
-test('meta.json is written as composefs-rs writes it (pretty JSON, version, algorithm, the three feature lists)', async () => {
+test('meta.json is written as composefs-rs writes it (pretty JSON, version, algorithm, the three feature lists), folders with its modes', async () => {
   const root = tempDir('veritree-meta-');
   dirs.push(root);
   await openRepository(join(root, 'r'), { create: true });
@@ -126,6 +126,10 @@ test('meta.json is written as composefs-rs writes it (pretty JSON, version, algo
     readFileSync(join(root, 'r', 'meta.json'), 'utf8'),
     '{\n  "version": 1,\n  "algorithm": "fsverity-sha256-12",\n  "features": {\n    "compatible": [],\n    "read-only-compatible": [],\n    "incompatible": []\n  }\n}\n'
   );
+  // Folder modes as composefs-rs makes them (the umask may only take bits away).
+  const mode = (p: string): number => statSync(p).mode & 0o777;
+  assert.equal(mode(join(root, 'r')) & ~0o700, 0, 'the repository folder is 0700');
+  assert.equal(mode(join(root, 'r', 'objects')) & ~0o755, 0, 'objects/ is 0755');
 });
 
 test('the old (bootc <= 1.15) stream header is read as composefs-rs reads it', async () => {

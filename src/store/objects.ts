@@ -103,7 +103,7 @@ function sealVerity(fd: number, procPath: string, t: ObjectTarget): number {
 function nameObject(link: () => void, final: string): boolean {
   const dir = dirname(final);
   const makeDir = (): void => {
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
     madeDirs.add(dir);
   };
   if (!madeDirs.has(dir)) makeDir();

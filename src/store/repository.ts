@@ -160,9 +160,9 @@ function statSyncOrNull(p: string): Stats | null {
  * mkdir -p, with the real reason when it fails: Node's recursive mkdir reports ENOENT for the
  * first missing folder on a read-only filesystem; making that folder alone tells EROFS or EACCES.
  */
-async function makeFolders(path: string): Promise<void> {
+async function makeFolders(path: string, mode = 0o755): Promise<void> {
   try {
-    await mkdir(path, { recursive: true });
+    await mkdir(path, { recursive: true, mode });
   } catch (e) {
     if (errnoCode(e) !== 'ENOENT') throw e;
     let first = path;
@@ -209,6 +209,9 @@ export class Repository {
       return new Repository(abs, alg, true, existing.verity || requireVerity ? 'require' : 'try', readOnlyBecause);
     }
     try {
+      // As composefs-rs makes them: the repository folder 0700 (Repository::init), what is in it
+      // 0755 (ensure_dir). An existing folder keeps its mode.
+      await makeFolders(abs, 0o700);
       for (const d of [OBJECTS_DIR, STREAMS_DIR, TAGS_DIR]) await makeFolders(join(abs, d));
       const tmp = `${metaPath}.tmp-${process.pid}`;
       await writeFile(tmp, metaJson(hash));
