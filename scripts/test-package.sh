@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs veritree as a user would, outside this checkout, and runs its main jobs from there:
+# from `npm pack` with --omit=dev (a production install: no TypeScript, no test tools), and from
+# git (npm runs `prepare`, which builds dist/). Each install must run import, fsck and
+# bench --quick on the example image.
+#   scripts/test-package.sh        (CI runs it after the tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+here=$(pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+run_jobs() { # $1: the folder of an install
+  local bin="$1/node_modules/.bin/veritree" repo="$1/repo"
+  "$bin" import "oci:$here/example/oci:latest" example --repo "$repo" > /dev/null
+  "$bin" fsck --repo "$repo" > /dev/null
+  "$bin" bench --quick --out "$1/bench" > "$1/bench.log" 2>&1 || { cat "$1/bench.log"; return 1; }
+  test -s "$1/bench/report.json"
+}
+
+echo "== npm pack, npm install --omit=dev"
+mkdir -p "$work/pack" "$work/from-pack"
+npm pack --silent --pack-destination "$work/pack" > /dev/null
+(cd "$work/from-pack" && echo '{"name":"from-pack","version":"0.0.0","private":true}' > package.json &&
+  npm install --omit=dev --no-audit --no-fund "$work"/pack/veritree-*.tgz > /dev/null 2>&1)
+run_jobs "$work/from-pack"
+echo "ok: import, fsck and bench --quick from a production install"
+
+echo "== npm install from git"
+mkdir -p "$work/from-git"
+(cd "$work/from-git" && echo '{"name":"from-git","version":"0.0.0","private":true}' > package.json &&
+  npm install --omit=dev --no-audit --no-fund "git+file://$here" > /dev/null 2>&1)
+node --input-type=module -e "import('$work/from-git/node_modules/veritree/dist/src/index.js').then((m) => { if (typeof m.importImage !== 'function') process.exit(1); })"
+run_jobs "$work/from-git"
+echo "ok: import('veritree') resolves, and import, fsck and bench --quick run, from a git install"
