@@ -94,22 +94,6 @@ static napi_value js_flock(napi_env env, napi_callback_info info) {
   return throw_errno(env, errno, "flock");
 }
 
-/* openTmpfile(dir, mode): an unnamed file in dir (O_TMPFILE), open for writing. */
-static napi_value js_open_tmpfile(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  char dir[PATH_BUF];
-  int32_t mode;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || !get_path(env, argv[0], dir, sizeof dir) ||
-      !get_int(env, argv[1], &mode))
-    return throw_type(env, "openTmpfile(dir, mode)");
-  int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, (mode_t)mode);
-  if (fd < 0) return throw_errno(env, errno, "open O_TMPFILE");
-  napi_value v;
-  napi_create_int32(env, fd, &v);
-  return v;
-}
-
 /* linkFd(fd, path): gives the open file `fd` the name `path` (EEXIST if taken; never replaces).
  * Through /proc/self/fd with AT_SYMLINK_FOLLOW, which needs no capability (AT_EMPTY_PATH would). */
 static napi_value js_link_fd(napi_env env, napi_callback_info info) {
@@ -224,7 +208,6 @@ static napi_value js_syncfs(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   struct { const char *name; napi_callback fn; } fns[] = {
     {"flock", js_flock},
-    {"openTmpfile", js_open_tmpfile},
     {"linkFd", js_link_fd},
     {"enableVerity", js_enable_verity},
     {"measureVerity", js_measure_verity},

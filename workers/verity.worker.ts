@@ -8,7 +8,7 @@ import { closeSync, constants as fsc, copyFileSync, readdirSync, readSync, statS
 import { open, type FileHandle } from 'node:fs/promises';
 import { ERROR_CODES, describeFsError, errnoCode, isVeritreeError, type ErrorCode } from '../src/errors.ts';
 import { writeObjectSync } from '../src/store/objects.ts';
-import { measureVerity, openRegularSync, strayTmp, verityKnownAbsent } from '../src/store/sys.ts';
+import { measureVerity, notRegularKind, openFailed, openRegularSync, strayTmp, verityKnownAbsent } from '../src/store/sys.ts';
 import { RangeHasher, toHex, verityDigest, VerityHasher } from '../src/verity/merkle.ts';
 import { digestFdNative, digestPathNative } from '../src/verity/backends.ts';
 import type { Failure, TaskResults, VerityTask } from '../src/pipeline/protocol.ts';
@@ -103,9 +103,9 @@ function digestPathFast(path: string, task: VerityTask, dev: number): { id: stri
   const r = digestPathNative(task.impl, task.alg, path);
   if (r === null) return null;
   if ('digest' in r) return { id: toHex(r.digest), size: r.size };
-  if ('notRegular' in r) return { error: `object ${path} is ${r.notRegular === 'a symbolic link' ? 'a symbolic link' : r.notRegular}, not a regular file` };
-  if (r.errno === 'ELOOP') return { error: `object ${path} is a symbolic link, not a regular file` };
-  if (r.errno === 'ENOENT') return { error: `object ${path} is missing` };
+  // The same words as the slow path's openRegularSync, for the same refusals.
+  if ('notRegular' in r) return { error: notRegularKind(r.notRegular, path, 'object').message };
+  if (r.errno === 'ELOOP' || r.errno === 'ENOENT') return { error: openFailed(Object.assign(new Error(r.errno), { code: r.errno }), path, 'object', ERROR_CODES.STORE_CORRUPT).message };
   return { error: `reading object ${path}: ${r.errno}` };
 }
 

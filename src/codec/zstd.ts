@@ -7,7 +7,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { Duplex, type Transform } from 'node:stream';
+import { Duplex, Readable, pipeline, type Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
 
 interface ZstdNapi {
@@ -162,8 +162,6 @@ export async function* zstdDecodePieces(source: AsyncIterable<Uint8Array>): Asyn
     yield* d(source);
     return;
   }
-  const { pipeline } = await import('node:stream');
-  const { Readable } = await import('node:stream');
   const out = pipeline(Readable.from(source), d, () => undefined) as unknown as AsyncIterable<Uint8Array>;
   for await (const piece of out) yield piece;
 }

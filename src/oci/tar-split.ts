@@ -18,7 +18,7 @@ import { quoted } from './names.ts';
 import { TAR_BLOCK, TYPE, isRegularType, isZeroBlock } from './tar-header.ts';
 import { MAX_META_BYTES, TarRecords, paddingOf, type TarEntry } from './tar-records.ts';
 
-export { MAX_META_BYTES, type TarEntry } from './tar-records.ts';
+export type { TarEntry } from './tar-records.ts';
 
 /** Bytes after the end-of-archive blocks kept inline (GNU tar pads to 10 KiB records). */
 export const MAX_TRAILING_BYTES = 16 << 20;

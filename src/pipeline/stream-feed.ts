@@ -25,10 +25,8 @@ export class OrderedStreamFeed {
   private slots: (Slot | undefined)[] = [];
   private head = 0;
   private held = 0;
-  private unfinished = 0;
   objectsWritten = 0;
   objectsPresent = 0;
-  objects = 0;
 
   constructor(builder: SplitStreamBuilder) {
     this.builder = builder;
@@ -37,11 +35,6 @@ export class OrderedStreamFeed {
   /** Inline bytes waiting behind an unfinished object. */
   get heldBytes(): number {
     return this.held;
-  }
-
-  /** Objects not yet stored (or failed) that are still queued. */
-  get pendingObjects(): number {
-    return this.unfinished;
   }
 
   inline(bytes: Uint8Array): void {
@@ -56,8 +49,6 @@ export class OrderedStreamFeed {
   }
 
   object(result: Promise<PublishResult>): void {
-    this.objects++;
-    this.unfinished++;
     const slot: ObjectSlot = {
       kind: 'object',
       state: 'pending',
@@ -65,13 +56,11 @@ export class OrderedStreamFeed {
         (r) => {
           slot.state = 'done';
           slot.result = r;
-          this.unfinished--;
           this.drain();
         },
         (e: unknown) => {
           slot.state = 'failed';
           slot.error = e;
-          this.unfinished--;
         }
       ),
     };

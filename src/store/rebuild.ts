@@ -7,7 +7,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { openRegular, readAll } from './sys.ts';
 import type { Repository } from './repository.ts';
-import { readRefs, streamChunks, type SplitStream, type StreamChunk } from './splitstream.ts';
+import { readRefs, streamChunks, type StreamChunk } from './splitstream.ts';
 
 /** Objects opened ahead of the reader, and the most of one read whole into memory. */
 const READ_AHEAD = 32;
@@ -101,11 +101,6 @@ export async function* rebuildFrom(repo: Repository, chunks: AsyncIterable<Strea
     }
     await it.return?.();
   }
-}
-
-/** A parsed split stream's bytes (see rebuildFrom). */
-export function rebuild(repo: Repository, stream: SplitStream): AsyncGenerator<Uint8Array> {
-  return rebuildFrom(repo, stream.chunks, stream.objectRefs);
 }
 
 /** A split stream's bytes straight from its object's bytes, decoding the stream section as it goes. */

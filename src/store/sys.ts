@@ -21,7 +21,6 @@ import { loadAddon } from '../native-addon.ts';
 
 interface StoreSysAddon {
   flock(fd: number, op: 1 | 2 | 3): boolean;
-  openTmpfile(dir: string, mode: number): number;
   linkFd(fd: number, path: string): boolean;
   enableVerity(fd: number, alg: 1 | 2): boolean;
   measureVerity(fd: number): Buffer;
@@ -44,10 +43,16 @@ export function describeKind(st: Stats): string {
 }
 
 function notRegular(st: Stats, path: string, what: string, code: ErrorCode): VeritreeError {
-  return new VeritreeError(code, `${what} ${path} is ${describeKind(st)}, not a regular file`, { path });
+  return notRegularKind(describeKind(st), path, what, code);
 }
 
-function openFailed(e: unknown, path: string, what: string, code: ErrorCode): VeritreeError {
+/** The refusal of a file that is `kind` ('a FIFO', 'a directory'...) where a regular file was expected. */
+export function notRegularKind(kind: string, path: string, what: string, code: ErrorCode = ERROR_CODES.STORE_CORRUPT): VeritreeError {
+  return new VeritreeError(code, `${what} ${path} is ${kind}, not a regular file`, { path });
+}
+
+/** Why opening a file the store reads failed: a symlink (O_NOFOLLOW), a missing file, else an I/O error. */
+export function openFailed(e: unknown, path: string, what: string, code: ErrorCode): VeritreeError {
   if (errnoCode(e) === 'ELOOP') return new VeritreeError(code, `${what} ${path} is a symbolic link, not a regular file`, { path, cause: e });
   if (errnoCode(e) === 'ENOENT') return new VeritreeError(code, `${what} ${path} is missing`, { path, cause: e });
   return storeIoError(e, path, `opening ${what} ${path}`);
