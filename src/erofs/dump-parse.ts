@@ -1,0 +1,286 @@
+/**
+ * A composefs dumpfile read into the tree the image writer takes, with mkcomposefs 1.0.8's rules
+ * (tools/mkcomposefs.c, tree_from_dump): the same accepted inputs give the same tree, so that the
+ * image is the same byte for byte. Where mkcomposefs silently reads garbage (an integer field
+ * with trailing junk after a bad earlier one, a digest that is not hex), this refuses instead.
+ * Every refusal names the line. Lines are read as they arrive: the input is never held whole.
+ * @module
+ */
+import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import { CfsNode, INLINE_CONTENT_MAX, NAME_MAX, PATH_MAX, S_IFBLK, S_IFCHR, S_IFLNK, S_IFREG, followLinks, validMode } from './node.ts';
+
+export interface DumpParseOptions {
+  /** mkcomposefs's CFS_PARSE_STRICT: also refuse a missing final newline, a device number on a non-device, a symlink whose size is not its target's length or that has content. */
+  strict?: boolean;
+  signal?: AbortSignal;
+}
+
+/** Thrown for input mkcomposefs would refuse (or that it would read into an undefined image). */
+export function dumpError(line: number, why: string): VeritreeError {
+  return new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, line > 0 ? `dumpfile line ${line}: ${why}` : `dumpfile: ${why}`);
+}
+
+const HEX: Record<string, number> = {};
+for (let i = 0; i < 16; i++) {
+  HEX[i.toString(16)] = i;
+  HEX[i.toString(16).toUpperCase()] = i;
+}
+const ESCAPES: Record<string, string> = { '\\': '\\', n: '\n', r: '\r', t: '\t' };
+
+/** unescape_string: `\\ \n \r \t \xHH`; anything else after a backslash is refused. */
+function unescape(s: string): string {
+  let i = s.indexOf('\\');
+  if (i < 0) return s;
+  let out = s.slice(0, i);
+  while (i < s.length) {
+    const c = s[i] as string;
+    if (c !== '\\') {
+      const next = s.indexOf('\\', i);
+      const end = next < 0 ? s.length : next;
+      out += s.slice(i, end);
+      i = end;
+      continue;
+    }
+    const e = s[i + 1];
+    if (e === undefined) throw new SyntaxError('no character after escape');
+    if (e === 'x') {
+      const hi = HEX[s[i + 2] ?? ''];
+      const lo = HEX[s[i + 3] ?? ''];
+      if (i + 3 >= s.length) throw new SyntaxError('no hex characters after hex escape');
+      if (hi === undefined || lo === undefined) throw new SyntaxError('invalid hex characters after hex escape');
+      out += String.fromCharCode((hi << 4) | lo);
+      i += 4;
+    } else {
+      const r = ESCAPES[e];
+      if (r === undefined) throw new SyntaxError(`unsupported escape \\${e}`);
+      out += r;
+      i += 2;
+    }
+  }
+  return out;
+}
+
+/** A C string made from bytes: it ends at the first NUL. */
+function cString(s: string): string {
+  const nul = s.indexOf('\0');
+  return nul < 0 ? s : s.slice(0, nul);
+}
+
+const U64 = (1n << 64n) - 1n;
+const DEC = /^[ \t\n\v\f\r]*([+-]?)([0-9]+)$/;
+const OCT = /^[ \t\n\v\f\r]*([+-]?)([0-7]+)$/;
+
+/** strtoull's reading of a whole field: sign wraps, overflow saturates. */
+function parseU64(field: string, what: string, octal = false): bigint {
+  const m = (octal ? OCT : DEC).exec(field);
+  if (!m) throw new SyntaxError(`${what} is not an integer: ${JSON.stringify(field)}`);
+  let v = BigInt(octal ? `0o${m[2]}` : (m[2] as string));
+  if (v > U64) v = U64;
+  else if (m[1] === '-') v = (U64 + 1n - v) & U64;
+  return v;
+}
+
+const u32 = (v: bigint): number => Number(v & 0xffffffffn);
+
+/** The eleven fixed fields, then the xattrs, split as mkcomposefs's split_at does. */
+function splitLine(line: string): { fields: string[]; rest: string } {
+  const fields: string[] = [];
+  let at = 0;
+  for (let i = 0; i < 11; i++) {
+    const sp = line.indexOf(' ', at);
+    if (sp < 0) {
+      fields.push(line.slice(at));
+      at = line.length;
+    } else {
+      fields.push(line.slice(at, sp));
+      at = sp + 1;
+    }
+  }
+  return { fields, rest: line.slice(at) };
+}
+
+interface Pending {
+  node: CfsNode;
+  target: string | null;
+}
+
+class DumpTree {
+  root: CfsNode | null = null;
+  readonly links: Pending[] = [];
+
+  private readonly strict: boolean;
+
+  constructor(strict: boolean) {
+    this.strict = strict;
+  }
+
+  /** The folder a path's last name goes into, walking from the root (lookup_parent_path). */
+  private parentOf(path: string): { parent: CfsNode; name: string } | string {
+    let node = this.root as CfsNode;
+    const parts = path.split('/');
+    let i = 0;
+    while (i < parts.length - 1) {
+      const part = parts[i++] as string;
+      if (part === '') continue;
+      if (!node.isDir()) return `parent must be a directory for ${path}`;
+      const child = node.children.get(part);
+      if (child === undefined) return `parent directory missing for ${path}`;
+      node = child;
+    }
+    if (!node.isDir()) return `parent must be a directory for ${path}`;
+    return { parent: node, name: parts[parts.length - 1] as string };
+  }
+
+  lookup(path: string): CfsNode | null {
+    let node = this.root as CfsNode;
+    for (const part of path.split('/')) {
+      if (part === '') continue;
+      const child = node.children.get(part);
+      if (child === undefined) return null;
+      node = child;
+    }
+    return node;
+  }
+
+  addLine(raw: string, lineNo: number): void {
+    if (raw.includes('\0')) throw new SyntaxError(`embedded NUL character at position ${raw.indexOf('\0')}`);
+    const { fields, rest } = splitLine(raw);
+    const [pathF, sizeF, modeF, nlinkF, uidF, gidF, rdevF, mtimeF, payloadF, contentF, digestF] = fields as [string, string, string, string, string, string, string, string, string, string, string];
+    const path = cString(unescape(pathF));
+    if (path === '') throw new SyntaxError('empty path');
+    const hardlink = modeF.startsWith('@');
+    const mode = u32(parseU64(hardlink ? modeF.slice(1) : modeF, 'mode', true));
+    if (!validMode(mode)) throw new SyntaxError(`invalid mode ${mode.toString(8)}`);
+    const node = new CfsNode();
+    node.mode = mode;
+    node.line = lineNo;
+    this.place(path, node);
+    if (hardlink) {
+      if (node.isDir()) throw new SyntaxError('directories cannot be hard-linked');
+      this.links.push({ node, target: payloadF === '-' ? null : cString(unescape(payloadF)) });
+      return;
+    }
+    const size = parseU64(sizeF, 'size');
+    node.nlink = u32(parseU64(nlinkF, 'nlink'));
+    node.uid = u32(parseU64(uidF, 'uid'));
+    node.gid = u32(parseU64(gidF, 'gid'));
+    const rdev = parseU64(rdevF, 'rdev');
+    const dot = mtimeF.indexOf('.');
+    const sec = parseU64(dot < 0 ? mtimeF : mtimeF.slice(0, dot), 'mtime');
+    const nsec = parseU64(dot < 0 ? '' : mtimeF.slice(dot + 1), 'mtime nanoseconds');
+    const payload = payloadF === '-' ? null : cString(unescape(payloadF));
+    const content = contentF === '-' ? null : unescape(contentF);
+    if (content !== null && BigInt(content.length) !== size) throw new SyntaxError(`content of ${content.length} bytes, but size ${size}`);
+    const digest = digestF === '-' ? null : unescape(digestF);
+    const type = node.type;
+    if (type !== S_IFLNK) node.size = size;
+    if (type === S_IFCHR || type === S_IFBLK) node.rdev = u32(rdev);
+    else if (this.strict && rdev !== 0n) throw new SyntaxError('non-zero device number on a non-device');
+    node.mtimeSec = BigInt.asIntN(64, sec);
+    node.mtimeNsec = u32(nsec);
+    if (type === S_IFLNK) {
+      if (payload === null || payload === '') throw new SyntaxError('a symlink needs a target');
+      if (payload.length >= PATH_MAX) throw new SyntaxError(`symlink target of ${payload.length} bytes (under ${PATH_MAX})`);
+      node.payload = payload;
+      node.size = BigInt(payload.length);
+      if (this.strict && size !== node.size) throw new SyntaxError(`symlink size ${size}, but its target has ${payload.length} bytes`);
+      if (this.strict && content !== null && content.length > 0) throw new SyntaxError('a symlink cannot have content');
+    } else {
+      if (payload !== null && payload.length >= PATH_MAX) throw new SyntaxError(`payload of ${payload.length} bytes (under ${PATH_MAX})`);
+      node.payload = payload;
+      if (content !== null) {
+        if (content.length > INLINE_CONTENT_MAX) throw new SyntaxError(`inline content of ${content.length} bytes (at most ${INLINE_CONTENT_MAX})`);
+        node.content = content.length > 0 ? Buffer.from(content, 'latin1') : null;
+        node.size = BigInt(content.length);
+      }
+    }
+    if (digest !== null) {
+      // mkcomposefs reads any string here and uses it only for a file kept outside the image;
+      // there, what is not 64 hex digits would give an image of undefined bytes, so it is refused.
+      if (/^[0-9a-fA-F]{64}$/.test(digest)) node.digest = Buffer.from(digest, 'hex');
+      else if (type === S_IFREG && node.size > 0n && node.content === null) throw new SyntaxError(`digest ${JSON.stringify(digest)} is not 64 hex digits`);
+    }
+    if (rest.length > 0xffff) throw new SyntaxError('too many xattrs');
+    for (let at = 0; at < rest.length; ) {
+      const sp = rest.indexOf(' ', at);
+      const end = sp < 0 ? rest.length : sp;
+      const x = rest.slice(at, end);
+      at = sp < 0 ? rest.length : sp + 1;
+      const eq = x.indexOf('=');
+      if (eq < 0) throw new SyntaxError(`missing = in xattr ${JSON.stringify(x)}`);
+      const why = node.setXattr(cString(unescape(x.slice(0, eq))), Buffer.from(unescape(x.slice(eq + 1)), 'latin1'));
+      if (why !== null) throw new SyntaxError(why);
+    }
+  }
+
+  private place(path: string, node: CfsNode): void {
+    if (path === '/') {
+      if (!node.isDir()) throw new SyntaxError('the root must be a directory');
+      if (this.root !== null) throw new SyntaxError('a second root');
+      this.root = node;
+      return;
+    }
+    if (this.root === null) throw new SyntaxError('the root (/) must come first');
+    const at = this.parentOf(path);
+    if (typeof at === 'string') throw new SyntaxError(at);
+    const { parent, name } = at;
+    if (name === '.' || name === '..') throw new SyntaxError(`invalid . or .. in path ${path}`);
+    if (name === '') throw new SyntaxError(`empty name in path ${path}`);
+    if (name.length > NAME_MAX) throw new SyntaxError(`a name of ${name.length} bytes (at most ${NAME_MAX})`);
+    if (parent.children.has(name)) throw new SyntaxError(`path ${path} already exists`);
+    parent.addChild(name, node);
+  }
+
+  /** tree_resolve_hardlinks: last line first, as mkcomposefs's list does. */
+  resolveLinks(): void {
+    for (let i = this.links.length - 1; i >= 0; i--) {
+      const { node, target } = this.links[i] as Pending;
+      if (target === null) throw dumpError(node.line, 'a hard link with no target path');
+      const t = this.lookup(target);
+      if (t === null) throw dumpError(node.line, `no target at ${target} for hard link`);
+      if (t === node) throw dumpError(node.line, `self-referential hard link ${target}`);
+      node.linkTo = t;
+    }
+    for (const { node } of this.links) {
+      const end = followLinks(node);
+      if (end === null) throw dumpError(node.line, 'a cycle of hard links');
+      if (end.isDir()) throw dumpError(node.line, 'a hard link to a directory');
+    }
+  }
+}
+
+/**
+ * Reads a dumpfile into a tree.
+ * @throws VeritreeError DUMPFILE_INVALID naming the line
+ */
+export async function parseDumpfile(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: DumpParseOptions = {}): Promise<CfsNode> {
+  const tree = new DumpTree(opts.strict ?? false);
+  let carry = '';
+  let lineNo = 0;
+  const take = (line: string): void => {
+    lineNo++;
+    try {
+      tree.addLine(line, lineNo);
+    } catch (e) {
+      if (e instanceof SyntaxError) throw dumpError(lineNo, e.message);
+      throw e;
+    }
+  };
+  for await (const chunk of input) {
+    opts.signal?.throwIfAborted();
+    const text = carry + Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length).toString('latin1');
+    let at = 0;
+    for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', at)) {
+      take(text.slice(at, nl));
+      at = nl + 1;
+    }
+    carry = text.slice(at);
+  }
+  if (carry.length > 0) {
+    if (opts.strict) throw dumpError(lineNo + 1, 'missing trailing newline');
+    take(carry);
+  }
+  if (tree.root === null) throw dumpError(0, 'no files in the dumpfile');
+  tree.resolveLinks();
+  return tree.root;
+}

@@ -1,0 +1,150 @@
+/**
+ * The tree a composefs image is written from: one CfsNode per inode and per hard-link name, with
+ * the field widths and rules of libcomposefs's lcfs_node_s (so that the writer gives the same
+ * bytes as mkcomposefs). Names, keys, symlink targets and payloads are byte strings held as
+ * latin1 JS strings (one char per byte, see oci/names.ts): JS string order is then byte order,
+ * which is strcmp's. Values and inline contents are Buffers.
+ * @module
+ */
+
+export const S_IFMT = 0o170000;
+export const S_IFSOCK = 0o140000;
+export const S_IFLNK = 0o120000;
+export const S_IFREG = 0o100000;
+export const S_IFBLK = 0o060000;
+export const S_IFDIR = 0o040000;
+export const S_IFCHR = 0o020000;
+export const S_IFIFO = 0o010000;
+
+/** Longest name of one entry (bytes). */
+export const NAME_MAX = 255;
+/** Longest xattr name (XATTR_NAME_MAX). */
+export const XATTR_NAME_MAX = 255;
+/** A payload or symlink target must be shorter than PATH_MAX. */
+export const PATH_MAX = 4096;
+/** Largest inline content (LCFS_INLINE_CONTENT_MAX). */
+export const INLINE_CONTENT_MAX = 5000;
+/** Budget of one inode's xattrs from external input (LCFS_INODE_EXTERNAL_XATTR_MAX). */
+export const XATTR_BUDGET = 0x7fff;
+/** A file stored outside the image may need at most this many chunk entries (one block). */
+export const MAX_NONINLINE_CHUNKS = 1024;
+
+export interface Xattr {
+  key: string;
+  value: Buffer;
+  /** Writer scratch: offset in the shared area, or -1 when written inline. */
+  shared: number;
+}
+
+export class CfsNode {
+  name: string | null = null;
+  parent: CfsNode | null = null;
+  /** By name; sorted once when the tree is laid out. */
+  readonly children = new Map<string, CfsNode>();
+  /** A hard-link name: the node it names (possibly another link until resolved). */
+  linkTo: CfsNode | null = null;
+  mode = 0;
+  nlink = 1;
+  uid = 0;
+  gid = 0;
+  rdev = 0;
+  size = 0n;
+  mtimeSec = 0n;
+  mtimeNsec = 0;
+  payload: string | null = null;
+  content: Buffer | null = null;
+  digest: Buffer | null = null;
+  xattrs: Xattr[] = [];
+  /** libcomposefs's running estimate of the xattr area, checked against XATTR_BUDGET. */
+  xattrBudget = 0;
+  /** Where the node came from, for messages (a dumpfile line number; 0 when made here). */
+  line = 0;
+
+  // Writer scratch (lcfs_node_s's erofs_* fields).
+  sorted: CfsNode[] = [];
+  inodeNum = 0;
+  compact = false;
+  ipad = 0;
+  xattrSize = 0;
+  isize = 0;
+  nid = 0;
+  nBlocks = 0;
+  tailSize = 0;
+
+  get type(): number {
+    return this.mode & S_IFMT;
+  }
+
+  isDir(): boolean {
+    return this.type === S_IFDIR;
+  }
+
+  getXattr(key: string): Xattr | undefined {
+    return this.xattrs.find((x) => x.key === key);
+  }
+
+  /**
+   * Sets (or replaces) an xattr as lcfs_node_set_xattr does, with its size accounting.
+   * @returns why it cannot be set, or null
+   */
+  setXattr(key: string, value: Buffer): string | null {
+    if (key.length === 0 || key.length > XATTR_NAME_MAX) return `xattr name of ${key.length} bytes (1 to ${XATTR_NAME_MAX})`;
+    if (value.length > 0xffff) return `xattr value of ${value.length} bytes (at most 65535)`;
+    const i = this.xattrs.findIndex((x) => x.key === key);
+    if (i >= 0) {
+      const old = this.xattrs[i] as Xattr;
+      const last = this.xattrs.pop() as Xattr;
+      if (last !== old) this.xattrs[i] = last;
+      this.xattrBudget = this.xattrs.length > 0 ? this.xattrBudget - (7 + key.length + old.value.length) : 0;
+    }
+    let entry = 7 + key.length + value.length;
+    if (this.xattrs.length === 0) entry += 12;
+    if (this.xattrBudget + entry > XATTR_BUDGET) return `xattrs of more than ${XATTR_BUDGET} bytes on one inode`;
+    this.xattrs.push({ key, value, shared: -1 });
+    this.xattrBudget += entry;
+    return null;
+  }
+
+  /** Adds a child; the caller has checked the name. */
+  addChild(name: string, child: CfsNode): void {
+    child.name = name;
+    child.parent = this;
+    this.children.set(name, child);
+  }
+}
+
+/** libcomposefs's lcfs_validate_mode: the seven file types, nothing else. */
+export function validMode(mode: number): boolean {
+  switch (mode & S_IFMT) {
+    case S_IFREG:
+    case S_IFDIR:
+    case S_IFLNK:
+    case S_IFBLK:
+    case S_IFCHR:
+    case S_IFSOCK:
+    case S_IFIFO:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** The node a hard-link name ends at; null on a cycle. */
+export function followLinks(node: CfsNode): CfsNode | null {
+  let n = node;
+  for (let steps = 0; n.linkTo !== null; steps++) {
+    n = n.linkTo;
+    if (n === node || steps > 1_000_000) return null;
+  }
+  return n;
+}
+
+/** EROFS chunk size bits and count for a file of `size` bytes kept outside the image. */
+export function chunking(size: bigint): { bits: number; count: bigint } {
+  const v = size - 1n;
+  let bits = (v <= 0n ? 0 : v.toString(2).length - 1) + 1;
+  if (bits < 12) bits = 12;
+  if (bits - 12 > 31) bits = 31 + 12;
+  const chunk = 1n << BigInt(bits);
+  return { bits, count: (size + chunk - 1n) / chunk };
+}
