@@ -67,3 +67,17 @@ export async function dumpImage(repo: Repo, tag: string, onWarning?: (path: stri
   for (const w of tree.warnings) onWarning?.(w.path, w.message);
   return [...dumpLines(tree)];
 }
+
+export { parseDumpfile, type DumpParseOptions } from './erofs/dump-parse.ts';
+export { writeComposefsImage, type ComposefsImage, type ImageOptions } from './erofs/writer.ts';
+export { writeStoreImage, type StoreImageReport, type StoreImageOptions } from './erofs/store-image.ts';
+export { mountImage, unmountImage, type MountReport } from './erofs/mount.ts';
+import { parseDumpfile as parseDump, type DumpParseOptions as ParseOpts } from './erofs/dump-parse.ts';
+import { writeComposefsImage as writeImage, type ImageOptions as ImgOpts } from './erofs/writer.ts';
+import { toHex as hex, verityDigest as digestOf } from './verity/index.ts';
+
+/** What mkcomposefs --from-file does: a dumpfile in, the image bytes and their fs-verity digest (hex) out. */
+export async function mkfsFromDumpfile(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: ParseOpts & ImgOpts = {}): Promise<{ bytes: Buffer; digest: string; version: number; inodes: number }> {
+  const img = writeImage(await parseDump(input, opts), opts);
+  return { bytes: img.bytes, digest: hex(digestOf(img.bytes, 'sha256')), version: img.version, inodes: img.inodes };
+}

@@ -15,6 +15,7 @@ import { registerImages } from './commands/images.ts';
 import { registerVerify } from './commands/verify.ts';
 import { registerMerge } from './commands/merge.ts';
 import { registerBench } from './commands/bench.ts';
+import { registerComposefs } from './commands/composefs.ts';
 
 function version(): string {
   for (const rel of ['../../package.json', '../../../package.json']) {
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerImages(program);
   registerVerify(program);
   registerMerge(program);
+  registerComposefs(program);
   registerBench(program);
   return program;
 }

@@ -70,8 +70,18 @@ const U64 = (1n << 64n) - 1n;
 const DEC = /^[ \t\n\v\f\r]*([+-]?)([0-9]+)$/;
 const OCT = /^[ \t\n\v\f\r]*([+-]?)([0-7]+)$/;
 
+const DIGITS = /^[0-9]{1,15}$/;
+const OCTAL_DIGITS = /^[0-7]{1,17}$/;
+
+/** parseU64 reduced to 32 bits, without a BigInt for the usual short field. */
+function parseU32(field: string, what: string, octal = false): number {
+  if ((octal ? OCTAL_DIGITS : DIGITS).test(field)) return parseInt(field, octal ? 8 : 10) % 0x100000000;
+  return u32(parseU64(field, what, octal));
+}
+
 /** strtoull's reading of a whole field: sign wraps, overflow saturates. */
 function parseU64(field: string, what: string, octal = false): bigint {
+  if (!octal && DIGITS.test(field)) return BigInt(Number(field));
   const m = (octal ? OCT : DEC).exec(field);
   if (!m) throw new SyntaxError(`${what} is not an integer: ${JSON.stringify(field)}`);
   let v = BigInt(octal ? `0o${m[2]}` : (m[2] as string));
@@ -114,8 +124,20 @@ class DumpTree {
     this.strict = strict;
   }
 
-  /** The folder a path's last name goes into, walking from the root (lookup_parent_path). */
+  /** Folders by their path as written (`/a/b`), so that a sorted dumpfile never walks from the root. */
+  private readonly dirs = new Map<string, CfsNode>();
+
   private parentOf(path: string): { parent: CfsNode; name: string } | string {
+    const slash = path.lastIndexOf('/');
+    if (slash >= 0 && slash < path.length - 1) {
+      const dir = this.dirs.get(path.slice(0, slash));
+      if (dir !== undefined) return { parent: dir, name: path.slice(slash + 1) };
+    }
+    return this.walkToParent(path);
+  }
+
+  /** The folder a path's last name goes into, walking from the root (lookup_parent_path). */
+  private walkToParent(path: string): { parent: CfsNode; name: string } | string {
     let node = this.root as CfsNode;
     const parts = path.split('/');
     let i = 0;
@@ -123,7 +145,7 @@ class DumpTree {
       const part = parts[i++] as string;
       if (part === '') continue;
       if (!node.isDir()) return `parent must be a directory for ${path}`;
-      const child = node.children.get(part);
+      const child = node.child(part);
       if (child === undefined) return `parent directory missing for ${path}`;
       node = child;
     }
@@ -135,7 +157,7 @@ class DumpTree {
     let node = this.root as CfsNode;
     for (const part of path.split('/')) {
       if (part === '') continue;
-      const child = node.children.get(part);
+      const child = node.child(part);
       if (child === undefined) return null;
       node = child;
     }
@@ -149,7 +171,7 @@ class DumpTree {
     const path = cString(unescape(pathF));
     if (path === '') throw new SyntaxError('empty path');
     const hardlink = modeF.startsWith('@');
-    const mode = u32(parseU64(hardlink ? modeF.slice(1) : modeF, 'mode', true));
+    const mode = parseU32(hardlink ? modeF.slice(1) : modeF, 'mode', true);
     if (!validMode(mode)) throw new SyntaxError(`invalid mode ${mode.toString(8)}`);
     const node = new CfsNode();
     node.mode = mode;
@@ -161,23 +183,23 @@ class DumpTree {
       return;
     }
     const size = parseU64(sizeF, 'size');
-    node.nlink = u32(parseU64(nlinkF, 'nlink'));
-    node.uid = u32(parseU64(uidF, 'uid'));
-    node.gid = u32(parseU64(gidF, 'gid'));
-    const rdev = parseU64(rdevF, 'rdev');
+    node.nlink = parseU32(nlinkF, 'nlink');
+    node.uid = parseU32(uidF, 'uid');
+    node.gid = parseU32(gidF, 'gid');
+    const rdev = parseU32(rdevF, 'rdev');
     const dot = mtimeF.indexOf('.');
     const sec = parseU64(dot < 0 ? mtimeF : mtimeF.slice(0, dot), 'mtime');
-    const nsec = parseU64(dot < 0 ? '' : mtimeF.slice(dot + 1), 'mtime nanoseconds');
+    const nsec = parseU32(dot < 0 ? '' : mtimeF.slice(dot + 1), 'mtime nanoseconds');
     const payload = payloadF === '-' ? null : cString(unescape(payloadF));
     const content = contentF === '-' ? null : unescape(contentF);
     if (content !== null && BigInt(content.length) !== size) throw new SyntaxError(`content of ${content.length} bytes, but size ${size}`);
     const digest = digestF === '-' ? null : unescape(digestF);
     const type = node.type;
     if (type !== S_IFLNK) node.size = size;
-    if (type === S_IFCHR || type === S_IFBLK) node.rdev = u32(rdev);
-    else if (this.strict && rdev !== 0n) throw new SyntaxError('non-zero device number on a non-device');
+    if (type === S_IFCHR || type === S_IFBLK) node.rdev = rdev;
+    else if (this.strict && rdev !== 0) throw new SyntaxError('non-zero device number on a non-device');
     node.mtimeSec = BigInt.asIntN(64, sec);
-    node.mtimeNsec = u32(nsec);
+    node.mtimeNsec = nsec;
     if (type === S_IFLNK) {
       if (payload === null || payload === '') throw new SyntaxError('a symlink needs a target');
       if (payload.length >= PATH_MAX) throw new SyntaxError(`symlink target of ${payload.length} bytes (under ${PATH_MAX})`);
@@ -218,6 +240,7 @@ class DumpTree {
       if (!node.isDir()) throw new SyntaxError('the root must be a directory');
       if (this.root !== null) throw new SyntaxError('a second root');
       this.root = node;
+      this.dirs.set('', node);
       return;
     }
     if (this.root === null) throw new SyntaxError('the root (/) must come first');
@@ -227,8 +250,10 @@ class DumpTree {
     if (name === '.' || name === '..') throw new SyntaxError(`invalid . or .. in path ${path}`);
     if (name === '') throw new SyntaxError(`empty name in path ${path}`);
     if (name.length > NAME_MAX) throw new SyntaxError(`a name of ${name.length} bytes (at most ${NAME_MAX})`);
-    if (parent.children.has(name)) throw new SyntaxError(`path ${path} already exists`);
+    if (parent.child(name) !== undefined) throw new SyntaxError(`path ${path} already exists`);
     parent.addChild(name, node);
+    // Only a folder's own path as written is remembered; the walk handles any other spelling.
+    if (node.isDir() && !path.includes('//') && path.startsWith('/') && !path.endsWith('/')) this.dirs.set(path, node);
   }
 
   /** tree_resolve_hardlinks: last line first, as mkcomposefs's list does. */

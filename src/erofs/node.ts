@@ -36,11 +36,14 @@ export interface Xattr {
   shared: number;
 }
 
+const NO_XATTRS: Xattr[] = [];
+const NO_CHILDREN: CfsNode[] = [];
+
 export class CfsNode {
   name: string | null = null;
   parent: CfsNode | null = null;
-  /** By name; sorted once when the tree is laid out. */
-  readonly children = new Map<string, CfsNode>();
+  /** By name (made on the first child: most nodes are files); sorted once when the tree is laid out. */
+  private kids: Map<string, CfsNode> | null = null;
   /** A hard-link name: the node it names (possibly another link until resolved). */
   linkTo: CfsNode | null = null;
   mode = 0;
@@ -54,14 +57,14 @@ export class CfsNode {
   payload: string | null = null;
   content: Buffer | null = null;
   digest: Buffer | null = null;
-  xattrs: Xattr[] = [];
+  xattrs: Xattr[] = NO_XATTRS;
   /** libcomposefs's running estimate of the xattr area, checked against XATTR_BUDGET. */
   xattrBudget = 0;
   /** Where the node came from, for messages (a dumpfile line number; 0 when made here). */
   line = 0;
 
   // Writer scratch (lcfs_node_s's erofs_* fields).
-  sorted: CfsNode[] = [];
+  sorted: CfsNode[] = NO_CHILDREN;
   inodeNum = 0;
   compact = false;
   ipad = 0;
@@ -100,6 +103,7 @@ export class CfsNode {
     let entry = 7 + key.length + value.length;
     if (this.xattrs.length === 0) entry += 12;
     if (this.xattrBudget + entry > XATTR_BUDGET) return `xattrs of more than ${XATTR_BUDGET} bytes on one inode`;
+    if (this.xattrs === NO_XATTRS) this.xattrs = [];
     this.xattrs.push({ key, value, shared: -1 });
     this.xattrBudget += entry;
     return null;
@@ -109,7 +113,16 @@ export class CfsNode {
   addChild(name: string, child: CfsNode): void {
     child.name = name;
     child.parent = this;
-    this.children.set(name, child);
+    (this.kids ??= new Map()).set(name, child);
+  }
+
+  child(name: string): CfsNode | undefined {
+    return this.kids?.get(name);
+  }
+
+  /** The children in the order they were added. */
+  childNodes(): CfsNode[] {
+    return this.kids === null ? [] : [...this.kids.values()];
   }
 }
 
@@ -139,10 +152,17 @@ export function followLinks(node: CfsNode): CfsNode | null {
   return n;
 }
 
+/** Bits needed for v (ilog2(v) + 1), 0 for 0. */
+function bitLength(v: bigint): number {
+  if (v <= 0n) return 0;
+  if (v <= 0xffffffffn) return 32 - Math.clz32(Number(v));
+  if (v <= BigInt(Number.MAX_SAFE_INTEGER)) return 64 - Math.clz32(Math.floor(Number(v) / 2 ** 32));
+  return v.toString(2).length;
+}
+
 /** EROFS chunk size bits and count for a file of `size` bytes kept outside the image. */
 export function chunking(size: bigint): { bits: number; count: bigint } {
-  const v = size - 1n;
-  let bits = (v <= 0n ? 0 : v.toString(2).length - 1) + 1;
+  let bits = bitLength(size - 1n);
   if (bits < 12) bits = 12;
   if (bits - 12 > 31) bits = 31 + 12;
   const chunk = 1n << BigInt(bits);

@@ -121,7 +121,7 @@ function formatVersion(root: CfsNode, min: number, max: number): number {
   while (stack.length > 0) {
     const n = stack.pop() as CfsNode;
     if (n.type === S_IFCHR && n.rdev === 0) return 1;
-    for (const c of n.children.values()) if (c.linkTo === null) stack.push(c);
+    for (const c of n.childNodes()) if (c.linkTo === null) stack.push(c);
   }
   return min;
 }
@@ -173,9 +173,9 @@ function rewriteTree(root: CfsNode, version: number, signal?: AbortSignal): void
     checkNode(node);
     addOverlayXattrs(node, version);
     if (!node.isDir()) continue;
-    const kids = [...node.children.values()];
-    if (!node.children.has('.')) node.addChild('.', linkTo(node));
-    if (!node.children.has('..')) node.addChild('..', linkTo(parent));
+    const kids = node.childNodes();
+    if (!node.child('.') !== undefined) node.addChild('.', linkTo(node));
+    if (!node.child('..') !== undefined) node.addChild('..', linkTo(parent));
     for (let i = kids.length - 1; i >= 0; i--) {
       const c = kids[i] as CfsNode;
       if (c.linkTo === null) stack.push([c, node]);
@@ -186,7 +186,7 @@ function rewriteTree(root: CfsNode, version: number, signal?: AbortSignal): void
   const selinux = root.getXattr('security.selinux');
   for (let i = 0; i < 256; i++) {
     const name = i.toString(16).padStart(2, '0');
-    if (root.children.has(name)) continue;
+    if (root.child(name) !== undefined) continue;
     const w = new CfsNode();
     w.mode = S_IFCHR | 0o644;
     w.uid = root.uid;
@@ -221,7 +221,7 @@ function computeTree(root: CfsNode, signal?: AbortSignal): Layout {
   for (let i = 0; i < nodes.length; i++) {
     if ((i & 4095) === 0) signal?.throwIfAborted();
     const node = nodes[i] as CfsNode;
-    node.sorted = [...node.children.values()].sort((a, b) => ((a.name as string) < (b.name as string) ? -1 : 1));
+    if (node.isDir()) node.sorted = node.childNodes().sort((a, b) => ((a.name as string) < (b.name as string) ? -1 : 1));
     if (node.isDir()) {
       let n = 2;
       for (const c of node.sorted) if (c.type === S_IFDIR) n++;
@@ -246,34 +246,43 @@ interface Shared {
 
 /** Xattrs (key and value) used by more than one inode go to the shared area, in a canonical order. */
 function computeSharedXattrs(nodes: CfsNode[]): Shared {
-  const entries = new Map<string, { x: Xattr; count: number; offset: number }>();
-  const id = (x: Xattr): string => `${x.key}\0${x.value.toString('latin1')}`;
+  // key → value (as a latin1 string) → use count; only the shared ones are then sorted.
+  const byKey = new Map<string, Map<string, { x: Xattr; count: number; offset: number }>>();
+  const entryOf = (x: Xattr): { x: Xattr; count: number; offset: number } => {
+    let values = byKey.get(x.key);
+    if (values === undefined) byKey.set(x.key, (values = new Map()));
+    const v = x.value.toString('latin1');
+    let e = values.get(v);
+    if (e === undefined) values.set(v, (e = { x, count: 0, offset: -1 }));
+    return e;
+  };
+  const perNode: { x: Xattr; count: number; offset: number }[][] = [];
   for (const n of nodes) {
-    for (const x of n.xattrs) {
-      const k = id(x);
-      const e = entries.get(k);
-      if (e) e.count++;
-      else entries.set(k, { x, count: 1, offset: -1 });
-    }
+    const es = n.xattrs.map(entryOf);
+    for (const e of es) e.count++;
+    perNode.push(es);
   }
-  const sorted = [...entries.values()].sort((a, b) => {
+  const sharedEntries: { x: Xattr; count: number; offset: number }[] = [];
+  for (const values of byKey.values()) for (const e of values.values()) if (e.count > 1) sharedEntries.push(e);
+  sharedEntries.sort((a, b) => {
     if (a.x.key !== b.x.key) return a.x.key < b.x.key ? 1 : -1;
     if (a.x.value.length !== b.x.value.length) return b.x.value.length - a.x.value.length;
     return Buffer.compare(b.x.value, a.x.value);
   });
   const list: Xattr[] = [];
   let offset = 0;
-  for (const e of sorted) {
-    if (e.count > 1) {
-      e.offset = offset;
-      list.push(e.x);
-      offset += xattrEntrySize(e.x);
-    }
+  for (const e of sharedEntries) {
+    e.offset = offset;
+    list.push(e.x);
+    offset += xattrEntrySize(e.x);
   }
-  for (const n of nodes) {
+  for (let i = 0; i < nodes.length; i++) {
+    const n = nodes[i] as CfsNode;
+    const es = perNode[i] as { offset: number }[];
     let nShared = 0;
-    for (const x of n.xattrs) {
-      const e = entries.get(id(x)) as { offset: number };
+    for (let j = 0; j < n.xattrs.length; j++) {
+      const x = n.xattrs[j] as Xattr;
+      const e = es[j] as { offset: number };
       if (e.offset >= 0 && nShared < MAX_SHARED_PER_INODE) {
         x.shared = e.offset;
         nShared++;
@@ -427,11 +436,19 @@ function writeXattr(out: Out, x: Xattr): void {
   out.align(4);
 }
 
+/** Filter bit of each xattr name: names repeat across inodes, so each is hashed once. */
+const filterBits = new Map<string, number>();
+
 function xattrFilter(node: CfsNode): number {
   let bits = 0;
   for (const x of node.xattrs) {
-    const { index, rest } = prefixOf(x.key);
-    bits |= 1 << (xxh32(latin1(rest), (XATTR_FILTER_SEED + index) >>> 0) & 31);
+    let bit = filterBits.get(x.key);
+    if (bit === undefined) {
+      const { index, rest } = prefixOf(x.key);
+      bit = xxh32(latin1(rest), (XATTR_FILTER_SEED + index) >>> 0) & 31;
+      if (filterBits.size < 4096) filterBits.set(x.key, bit);
+    }
+    bits |= 1 << bit;
   }
   return ~bits >>> 0;
 }

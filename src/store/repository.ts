@@ -11,6 +11,7 @@ import { statSync, type Stats } from 'node:fs';
 import { ERROR_CODES, VeritreeError, errnoCode, isVeritreeError, storeIoError } from '../errors.ts';
 import { assertHashAlgorithm, digestSize, type HashAlgorithm } from '../verity/constants.ts';
 import {
+  IMAGES_DIR,
   META_FILE,
   OBJECTS_DIR,
   STREAMS_DIR,
@@ -354,6 +355,27 @@ export class Repository {
   async publishStream(name: string, id: ObjectId): Promise<void> {
     const path = this.streamPath(name);
     await this.atomicSymlink(join('..', objectRelPath(id)), path, false);
+  }
+
+  /**
+   * Re-points streams/<name> at another object (a config or manifest stream rewritten with a new
+   * named ref, as composefs-rs rewrites them): the link is replaced by rename, never absent.
+   */
+  async replaceStream(name: string, id: ObjectId): Promise<void> {
+    await this.atomicSymlink(join('..', objectRelPath(id)), this.streamPath(name), true);
+  }
+
+  /** images/<hex> → the image's object, as composefs-rs's write_image links it. @returns whether the link is new */
+  async linkImage(id: ObjectId): Promise<boolean> {
+    const path = join(this.root, IMAGES_DIR, id);
+    const existed = (await readlink(path).catch(() => null)) !== null;
+    await this.atomicSymlink(join('..', objectRelPath(id)), path, true);
+    return !existed;
+  }
+
+  /** The path of images/<hex>. */
+  imagePath(id: ObjectId): string {
+    return join(this.root, IMAGES_DIR, id);
   }
 
   /**

@@ -1,0 +1,98 @@
+/** `veritree mkfs`, `image`, `mount` and `umount`: composefs EROFS images. */
+import { createReadStream } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
+import { InvalidArgumentError, type Command } from 'commander';
+import { mkfsFromDumpfile, mountImage, openRepository, unmountImage, writeStoreImage } from '../../index.ts';
+import { repoOption, resolveRepo } from '../repo-option.ts';
+import { shown } from '../../oci/names.ts';
+import { interruptSignal } from '../signals.ts';
+
+function parseVersion(v: string): number {
+  if (v !== '0' && v !== '1') throw new InvalidArgumentError('composefs format versions are 0 and 1');
+  return Number(v);
+}
+
+interface MkfsCliOptions {
+  minVersion?: number;
+  maxVersion?: number;
+  printDigest?: boolean;
+  printDigestOnly?: boolean;
+  strict?: boolean;
+}
+
+export function registerComposefs(program: Command): void {
+  program
+    .command('mkfs')
+    .description('write the composefs EROFS image of a dumpfile, byte for byte what mkcomposefs --from-file writes')
+    .argument('<dumpfile>', "a composefs dumpfile (composefs-dump(5)), or - for standard input")
+    .argument('[image]', 'the image file to write, or - for standard output')
+    .option('--min-version <n>', 'lowest format version (default 0)', parseVersion)
+    .option('--max-version <n>', 'highest format version (default 1; a tree with whiteouts is written at 1 when allowed)', parseVersion)
+    .option('--print-digest', "print the image's fs-verity digest")
+    .option('--print-digest-only', 'print the digest and write no image')
+    .option('--strict', "also refuse what mkcomposefs refuses only under CFS_PARSE_STRICT: a missing final newline, a device number on a non-device, a symlink whose size is not its target's length")
+    .addHelpText('after', '\nA bad dumpfile is refused with the number of the line at fault (exit 3). The image is written\nwhole or not at all.')
+    .action(async (dumpfile: string, image: string | undefined, o: MkfsCliOptions) => {
+      if (!o.printDigestOnly && image === undefined) throw new InvalidArgumentError('no image path given (or use --print-digest-only)');
+      if (o.printDigestOnly && image !== undefined) throw new InvalidArgumentError('--print-digest-only writes no image: drop the image path');
+      const input = dumpfile === '-' ? process.stdin : createReadStream(dumpfile);
+      const r = await mkfsFromDumpfile(input, {
+        strict: o.strict === true,
+        signal: interruptSignal(),
+        ...(o.minVersion !== undefined ? { minVersion: o.minVersion } : {}),
+        ...(o.maxVersion !== undefined ? { maxVersion: o.maxVersion } : {}),
+      });
+      if (image === '-') {
+        if (process.stdout.isTTY) throw new InvalidArgumentError('standard output is a terminal: refusing to write an image to it');
+        process.stdout.write(r.bytes);
+      } else if (image !== undefined) {
+        // A temporary name renamed into place: a failed or interrupted write leaves no image.
+        const tmp = `${image}.tmp-${process.pid}`;
+        await writeFile(tmp, r.bytes, { mode: 0o644 });
+        await rename(tmp, image);
+      }
+      if (o.printDigest || o.printDigestOnly) process.stdout.write(`${r.digest}\n`);
+    });
+
+  repoOption(
+    program
+      .command('image')
+      .description("write the composefs EROFS image of a tagged image into the store, as composefs-rs does (images/<digest>, the config's composefs.image ref); print its digest")
+      .argument('<image>', 'the tag')
+      .option('--json', 'print the report as one JSON object')
+      .option('--lock-timeout <seconds>', 'give up if the repository lock is not free within this time', Number)
+      .addHelpText('after', "\nThe image is what mkcomposefs --from-file writes for `veritree dump IMAGE`. Running it again\nwrites nothing. Then: veritree mount IMAGE DIR (or cfsctl oci mount).")
+  ).action(async (tag: string, o: { repo?: string; json?: boolean; lockTimeout?: number }) => {
+    const repo = await openRepository(resolveRepo(o.repo));
+    const r = await writeStoreImage(repo, tag, {
+      signal: interruptSignal(),
+      onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`),
+      onLockWait: (m) => process.stderr.write(`veritree: ${m}\n`),
+      ...(o.lockTimeout !== undefined ? { lockTimeoutMs: o.lockTimeout * 1000 } : {}),
+    });
+    if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
+    else process.stdout.write(`${r.image}\n`);
+    if (!o.json) process.stderr.write(`veritree: ${tag}: composefs image ${r.written ? 'written' : 'already in the store'} (${r.inodes} inodes, ${r.bytes} bytes, format ${r.version})\n`);
+  });
+
+  repoOption(
+    program
+      .command('mount')
+      .description("mount a composefs image read-only at DIR, its files served from the store's objects (needs root)")
+      .argument('<image>', 'a tag (its composefs image, from veritree image) or an image digest under images/')
+      .argument('<dir>', 'an existing folder')
+      .addHelpText('after', "\nThe image's digest is checked before it is mounted. erofs on a loop device, then overlayfs with\nthe image as lower layer and objects/ as data-only layer (metacopy=on, redirect_dir=on,\nverity=require where the store requires fs-verity), as mount.composefs does.\nUndo with: veritree umount DIR (or umount DIR).")
+  ).action(async (image: string, dir: string, o: { repo?: string }) => {
+    const repo = await openRepository(resolveRepo(o.repo));
+    const r = await mountImage(repo, image, dir);
+    process.stderr.write(`veritree: mounted composefs image ${r.image} at ${dir}${r.verity ? ' (verity=require)' : ''}\n`);
+  });
+
+  program
+    .command('umount')
+    .description('unmount a composefs image mounted by veritree mount')
+    .argument('<dir>', 'the mount point')
+    .action((dir: string) => {
+      unmountImage(dir);
+    });
+}
