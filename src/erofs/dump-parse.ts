@@ -92,6 +92,26 @@ function parseU64(field: string, what: string, octal = false): bigint {
 
 const u32 = (v: bigint): number => Number(v & 0xffffffffn);
 
+/** A size: exact to 2^53, Infinity beyond (see CfsNode.size). */
+function parseSize(field: string): number {
+  if (DIGITS.test(field)) return Number(field);
+  const v = parseU64(field, 'size');
+  return v > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(v);
+}
+
+/** Seconds since the epoch as time_t (signed 64 bits), split into its halves. */
+function parseSeconds(field: string, node: CfsNode): void {
+  if (DIGITS.test(field)) {
+    const n = Number(field);
+    node.mtimeHi = Math.floor(n / 2 ** 32);
+    node.mtimeLo = n % 2 ** 32;
+    return;
+  }
+  const v = BigInt.asIntN(64, parseU64(field, 'mtime'));
+  node.mtimeHi = Number(BigInt.asIntN(32, v >> 32n));
+  node.mtimeLo = Number(v & 0xffffffffn);
+}
+
 /** The eleven fixed fields, then the xattrs, split as mkcomposefs's split_at does. */
 function splitLine(line: string): { fields: string[]; rest: string } {
   const fields: string[] = [];
@@ -182,29 +202,28 @@ class DumpTree {
       this.links.push({ node, target: payloadF === '-' ? null : cString(unescape(payloadF)) });
       return;
     }
-    const size = parseU64(sizeF, 'size');
+    const size = parseSize(sizeF);
     node.nlink = parseU32(nlinkF, 'nlink');
     node.uid = parseU32(uidF, 'uid');
     node.gid = parseU32(gidF, 'gid');
     const rdev = parseU32(rdevF, 'rdev');
     const dot = mtimeF.indexOf('.');
-    const sec = parseU64(dot < 0 ? mtimeF : mtimeF.slice(0, dot), 'mtime');
     const nsec = parseU32(dot < 0 ? '' : mtimeF.slice(dot + 1), 'mtime nanoseconds');
     const payload = payloadF === '-' ? null : cString(unescape(payloadF));
     const content = contentF === '-' ? null : unescape(contentF);
-    if (content !== null && BigInt(content.length) !== size) throw new SyntaxError(`content of ${content.length} bytes, but size ${size}`);
+    if (content !== null && content.length !== size) throw new SyntaxError(`content of ${content.length} bytes, but size ${size}`);
     const digest = digestF === '-' ? null : unescape(digestF);
     const type = node.type;
     if (type !== S_IFLNK) node.size = size;
     if (type === S_IFCHR || type === S_IFBLK) node.rdev = rdev;
     else if (this.strict && rdev !== 0) throw new SyntaxError('non-zero device number on a non-device');
-    node.mtimeSec = BigInt.asIntN(64, sec);
+    parseSeconds(dot < 0 ? mtimeF : mtimeF.slice(0, dot), node);
     node.mtimeNsec = nsec;
     if (type === S_IFLNK) {
       if (payload === null || payload === '') throw new SyntaxError('a symlink needs a target');
       if (payload.length >= PATH_MAX) throw new SyntaxError(`symlink target of ${payload.length} bytes (under ${PATH_MAX})`);
       node.payload = payload;
-      node.size = BigInt(payload.length);
+      node.size = payload.length;
       if (this.strict && size !== node.size) throw new SyntaxError(`symlink size ${size}, but its target has ${payload.length} bytes`);
       if (this.strict && content !== null && content.length > 0) throw new SyntaxError('a symlink cannot have content');
     } else {
@@ -212,15 +231,15 @@ class DumpTree {
       node.payload = payload;
       if (content !== null) {
         if (content.length > INLINE_CONTENT_MAX) throw new SyntaxError(`inline content of ${content.length} bytes (at most ${INLINE_CONTENT_MAX})`);
-        node.content = content.length > 0 ? Buffer.from(content, 'latin1') : null;
-        node.size = BigInt(content.length);
+        node.content = content.length > 0 ? content : null;
+        node.size = content.length;
       }
     }
     if (digest !== null) {
       // mkcomposefs reads any string here and uses it only for a file kept outside the image;
       // there, what is not 64 hex digits would give an image of undefined bytes, so it is refused.
-      if (/^[0-9a-fA-F]{64}$/.test(digest)) node.digest = Buffer.from(digest, 'hex');
-      else if (type === S_IFREG && node.size > 0n && node.content === null) throw new SyntaxError(`digest ${JSON.stringify(digest)} is not 64 hex digits`);
+      if (/^[0-9a-fA-F]{64}$/.test(digest)) node.digest = Buffer.from(digest, 'hex').toString('latin1');
+      else if (type === S_IFREG && node.size > 0 && node.content === null) throw new SyntaxError(`digest ${JSON.stringify(digest)} is not 64 hex digits`);
     }
     if (rest.length > 0xffff) throw new SyntaxError('too many xattrs');
     for (let at = 0; at < rest.length; ) {
@@ -230,7 +249,7 @@ class DumpTree {
       at = sp < 0 ? rest.length : sp + 1;
       const eq = x.indexOf('=');
       if (eq < 0) throw new SyntaxError(`missing = in xattr ${JSON.stringify(x)}`);
-      const why = node.setXattr(cString(unescape(x.slice(0, eq))), Buffer.from(unescape(x.slice(eq + 1)), 'latin1'));
+      const why = node.setXattr(cString(unescape(x.slice(0, eq))), unescape(x.slice(eq + 1)));
       if (why !== null) throw new SyntaxError(why);
     }
   }

@@ -3,7 +3,7 @@
  * the field widths and rules of libcomposefs's lcfs_node_s (so that the writer gives the same
  * bytes as mkcomposefs). Names, keys, symlink targets and payloads are byte strings held as
  * latin1 JS strings (one char per byte, see oci/names.ts): JS string order is then byte order,
- * which is strcmp's. Values and inline contents are Buffers.
+ * which is strcmp's (and memcmp's, for values and contents, kept the same way).
  * @module
  */
 
@@ -31,7 +31,8 @@ export const MAX_NONINLINE_CHUNKS = 1024;
 
 export interface Xattr {
   key: string;
-  value: Buffer;
+  /** The value's bytes as a latin1 string. */
+  value: string;
   /** Writer scratch: offset in the shared area, or -1 when written inline. */
   shared: number;
 }
@@ -51,12 +52,17 @@ export class CfsNode {
   uid = 0;
   gid = 0;
   rdev = 0;
-  size = 0n;
-  mtimeSec = 0n;
+  /** st_size; exact to 2^53, Infinity above (no such file fits an image, and no other type stores it). */
+  size = 0;
+  /** st_mtim_sec, a signed 64-bit count split in two: high half signed, low half unsigned. */
+  mtimeHi = 0;
+  mtimeLo = 0;
   mtimeNsec = 0;
   payload: string | null = null;
-  content: Buffer | null = null;
-  digest: Buffer | null = null;
+  /** Inline content (bytes as latin1). */
+  content: string | null = null;
+  /** The fs-verity SHA-256 digest, 32 bytes as latin1. */
+  digest: string | null = null;
   xattrs: Xattr[] = NO_XATTRS;
   /** libcomposefs's running estimate of the xattr area, checked against XATTR_BUDGET. */
   xattrBudget = 0;
@@ -90,7 +96,7 @@ export class CfsNode {
    * Sets (or replaces) an xattr as lcfs_node_set_xattr does, with its size accounting.
    * @returns why it cannot be set, or null
    */
-  setXattr(key: string, value: Buffer): string | null {
+  setXattr(key: string, value: string): string | null {
     if (key.length === 0 || key.length > XATTR_NAME_MAX) return `xattr name of ${key.length} bytes (1 to ${XATTR_NAME_MAX})`;
     if (value.length > 0xffff) return `xattr value of ${value.length} bytes (at most 65535)`;
     const i = this.xattrs.findIndex((x) => x.key === key);
@@ -152,19 +158,17 @@ export function followLinks(node: CfsNode): CfsNode | null {
   return n;
 }
 
-/** Bits needed for v (ilog2(v) + 1), 0 for 0. */
-function bitLength(v: bigint): number {
-  if (v <= 0n) return 0;
-  if (v <= 0xffffffffn) return 32 - Math.clz32(Number(v));
-  if (v <= BigInt(Number.MAX_SAFE_INTEGER)) return 64 - Math.clz32(Math.floor(Number(v) / 2 ** 32));
-  return v.toString(2).length;
-}
-
 /** EROFS chunk size bits and count for a file of `size` bytes kept outside the image. */
-export function chunking(size: bigint): { bits: number; count: bigint } {
-  let bits = bitLength(size - 1n);
+export function chunking(size: number): { bits: number; count: number } {
+  const v = size - 1;
+  // ilog2(v) + 1, with ilog2(0) = 0
+  let bits = v <= 0 ? 0 : v < 2 ** 32 ? 32 - Math.clz32(v) : v <= Number.MAX_SAFE_INTEGER ? 64 - Math.clz32(Math.floor(v / 2 ** 32)) : 64;
   if (bits < 12) bits = 12;
   if (bits - 12 > 31) bits = 31 + 12;
-  const chunk = 1n << BigInt(bits);
-  return { bits, count: (size + chunk - 1n) / chunk };
+  return { bits, count: Math.ceil(size / 2 ** bits) };
+}
+
+/** Orders two mtimes (seconds as signed hi/unsigned lo halves, then nanoseconds). */
+export function mtimeCompare(a: CfsNode, b: { mtimeHi: number; mtimeLo: number; mtimeNsec: number }): number {
+  return a.mtimeHi - b.mtimeHi || a.mtimeLo - b.mtimeLo || a.mtimeNsec - b.mtimeNsec;
 }

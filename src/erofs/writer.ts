@@ -29,6 +29,7 @@ import {
   S_IFSOCK,
   chunking,
   followLinks,
+  mtimeCompare,
   validMode,
   type Xattr,
 } from './node.ts';
@@ -86,9 +87,25 @@ function refused(node: CfsNode, why: string): VeritreeError {
   return new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, node.line > 0 ? `dumpfile line ${node.line}: ${why}` : why);
 }
 
-function prefixOf(key: string): { index: number; rest: string } {
-  for (const [p, index] of PREFIXES) if (key.startsWith(p)) return { index, rest: key.slice(p.length) };
-  return { index: 0, rest: key };
+/** Prefix index and suffix of each xattr name: names repeat across inodes, so each is split once. */
+const prefixes = new Map<string, { index: number; rest: string; bit: number }>();
+
+function prefixOf(key: string): { index: number; rest: string; bit: number } {
+  let p = prefixes.get(key);
+  if (p === undefined) {
+    let index = 0;
+    let rest = key;
+    for (const [prefix, i] of PREFIXES) {
+      if (key.startsWith(prefix)) {
+        index = i;
+        rest = key.slice(prefix.length);
+        break;
+      }
+    }
+    p = { index, rest, bit: xxh32(Buffer.from(rest, 'latin1'), (XATTR_FILTER_SEED + index) >>> 0) & 31 };
+    if (prefixes.size < 65536) prefixes.set(key, p);
+  }
+  return p;
 }
 
 const roundUp = (x: number, to: number): number => Math.ceil(x / to) * to;
@@ -112,7 +129,6 @@ function xattrCounts(node: CfsNode): { nShared: number; unshared: number } {
   return { nShared, unshared };
 }
 
-const latin1 = (s: string): Buffer => Buffer.from(s, 'latin1');
 
 /** The version the image is written at: min, raised to 1 by a whiteout when max allows (lcfs_write_update_version). */
 function formatVersion(root: CfsNode, min: number, max: number): number {
@@ -128,38 +144,37 @@ function formatVersion(root: CfsNode, min: number, max: number): number {
 
 /** Escapes the tree's own overlay xattrs and adds the ones overlayfs reads (add_overlayfs_xattrs). */
 function addOverlayXattrs(node: CfsNode, version: number): void {
-  const set = (n: CfsNode, key: string, value: Buffer): void => {
+  const set = (n: CfsNode, key: string, value: string): void => {
     const why = n.setXattr(key, value);
     if (why !== null) throw refused(n, why);
   };
   for (const x of node.xattrs) if (x.key.startsWith(OVERLAY)) x.key = ESCAPED + x.key.slice(OVERLAY.length);
   const type = node.type;
-  if (type === S_IFREG && node.size > 0n && node.content === null) {
-    let meta = Buffer.alloc(0);
-    if (node.digest !== null) meta = Buffer.concat([Buffer.from([0, 36, 0, 1]), node.digest]);
-    set(node, `${OVERLAY}metacopy`, meta);
-    if (node.payload !== null && node.payload.length > 0) set(node, `${OVERLAY}redirect`, latin1(`/${node.payload}`));
+  if (type === S_IFREG && node.size > 0 && node.content === null) {
+    // version 0, length 36, flags 0, FS_VERITY_HASH_ALG_SHA256, the digest; empty when none is known
+    set(node, `${OVERLAY}metacopy`, node.digest === null ? '' : `\x00\x24\x00\x01${node.digest}`);
+    if (node.payload !== null && node.payload.length > 0) set(node, `${OVERLAY}redirect`, `/${node.payload}`);
   }
   if (type === S_IFCHR && node.rdev === 0) {
     // A whiteout in the tree is a file to overlayfs: written as an escaped whiteout, and its
     // folder marked as holding some.
     const parent = node.parent as CfsNode;
-    node.size = 0n;
+    node.size = 0;
     node.mode = S_IFREG | (node.mode & ~S_IFMT);
-    set(node, `${ESCAPED}whiteout`, Buffer.alloc(0));
-    set(node, `${USER_OVERLAY}whiteout`, Buffer.alloc(0));
-    set(parent, `${ESCAPED}whiteouts`, Buffer.alloc(0));
-    set(parent, `${USER_OVERLAY}whiteouts`, Buffer.alloc(0));
+    set(node, `${ESCAPED}whiteout`, '');
+    set(node, `${USER_OVERLAY}whiteout`, '');
+    set(parent, `${ESCAPED}whiteouts`, '');
+    set(parent, `${USER_OVERLAY}whiteouts`, '');
     if (version >= 1) {
-      set(parent, `${ESCAPED}opaque`, latin1('x'));
-      set(parent, `${USER_OVERLAY}opaque`, latin1('x'));
+      set(parent, `${ESCAPED}opaque`, 'x');
+      set(parent, `${USER_OVERLAY}opaque`, 'x');
     }
   }
 }
 
 function checkNode(node: CfsNode): void {
   if (!validMode(node.mode)) throw refused(node, `invalid mode ${node.mode.toString(8)}`);
-  if (node.type === S_IFREG && node.size > 0n && node.content === null && chunking(node.size).count > BigInt(MAX_NONINLINE_CHUNKS)) {
+  if (node.type === S_IFREG && node.size > 0 && node.content === null && chunking(node.size).count > MAX_NONINLINE_CHUNKS) {
     throw refused(node, `a file of ${node.size} bytes is too big for a composefs image`);
   }
 }
@@ -181,7 +196,7 @@ function rewriteTree(root: CfsNode, version: number, signal?: AbortSignal): void
       if (c.linkTo === null) stack.push([c, node]);
     }
   }
-  const why = root.setXattr(`${OVERLAY}opaque`, latin1('y'));
+  const why = root.setXattr(`${OVERLAY}opaque`, 'y');
   if (why !== null) throw refused(root, why);
   const selinux = root.getXattr('security.selinux');
   for (let i = 0; i < 256; i++) {
@@ -191,7 +206,8 @@ function rewriteTree(root: CfsNode, version: number, signal?: AbortSignal): void
     w.mode = S_IFCHR | 0o644;
     w.uid = root.uid;
     w.gid = root.gid;
-    w.mtimeSec = root.mtimeSec;
+    w.mtimeHi = root.mtimeHi;
+    w.mtimeLo = root.mtimeLo;
     w.mtimeNsec = root.mtimeNsec;
     if (selinux) w.setXattr('security.selinux', selinux.value);
     root.addChild(name, w);
@@ -207,16 +223,14 @@ function linkTo(target: CfsNode): CfsNode {
 
 interface Layout {
   nodes: CfsNode[];
-  minSec: bigint;
-  minNsec: number;
+  min: { mtimeHi: number; mtimeLo: number; mtimeNsec: number };
   hasAcl: boolean;
 }
 
 /** lcfs_compute_tree: breadth-first order, sorted children, folder link counts, xattrs by key. */
 function computeTree(root: CfsNode, signal?: AbortSignal): Layout {
   const nodes: CfsNode[] = [root];
-  let minSec = root.mtimeSec;
-  let minNsec = root.mtimeNsec;
+  const min = { mtimeHi: root.mtimeHi, mtimeLo: root.mtimeLo, mtimeNsec: root.mtimeNsec };
   let hasAcl = false;
   for (let i = 0; i < nodes.length; i++) {
     if ((i & 4095) === 0) signal?.throwIfAborted();
@@ -228,15 +242,16 @@ function computeTree(root: CfsNode, signal?: AbortSignal): Layout {
       node.nlink = n;
     }
     node.xattrs.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    if (node.mtimeSec < minSec || (node.mtimeSec === minSec && node.mtimeNsec < minNsec)) {
-      minSec = node.mtimeSec;
-      minNsec = node.mtimeNsec;
+    if (mtimeCompare(node, min) < 0) {
+      min.mtimeHi = node.mtimeHi;
+      min.mtimeLo = node.mtimeLo;
+      min.mtimeNsec = node.mtimeNsec;
     }
     node.inodeNum = i;
     if (node.getXattr('system.posix_acl_access') || node.getXattr('system.posix_acl_default')) hasAcl = true;
     for (const c of node.sorted) if (c.linkTo === null) nodes.push(c);
   }
-  return { nodes, minSec, minNsec, hasAcl };
+  return { nodes, min, hasAcl };
 }
 
 interface Shared {
@@ -251,9 +266,8 @@ function computeSharedXattrs(nodes: CfsNode[]): Shared {
   const entryOf = (x: Xattr): { x: Xattr; count: number; offset: number } => {
     let values = byKey.get(x.key);
     if (values === undefined) byKey.set(x.key, (values = new Map()));
-    const v = x.value.toString('latin1');
-    let e = values.get(v);
-    if (e === undefined) values.set(v, (e = { x, count: 0, offset: -1 }));
+    let e = values.get(x.value);
+    if (e === undefined) values.set(x.value, (e = { x, count: 0, offset: -1 }));
     return e;
   };
   const perNode: { x: Xattr; count: number; offset: number }[][] = [];
@@ -267,7 +281,7 @@ function computeSharedXattrs(nodes: CfsNode[]): Shared {
   sharedEntries.sort((a, b) => {
     if (a.x.key !== b.x.key) return a.x.key < b.x.key ? 1 : -1;
     if (a.x.value.length !== b.x.value.length) return b.x.value.length - a.x.value.length;
-    return Buffer.compare(b.x.value, a.x.value);
+    return a.x.value < b.x.value ? 1 : a.x.value > b.x.value ? -1 : 0;
   });
   const list: Xattr[] = [];
   let offset = 0;
@@ -320,7 +334,7 @@ function inodeDataSize(node: CfsNode): void {
   node.tailSize = 0;
   if (type === S_IFDIR) dirSize(node);
   else if (type === S_IFLNK) node.tailSize = (node.payload as string).length;
-  else if (type === S_IFREG && node.size > 0n) {
+  else if (type === S_IFREG && node.size > 0) {
     if (node.content !== null) {
       const size = node.content.length;
       node.nBlocks = Math.floor(size / BLOCK);
@@ -330,16 +344,16 @@ function inodeDataSize(node: CfsNode): void {
         node.tailSize = 0;
       }
     } else {
-      node.tailSize = Number(chunking(node.size).count) * 4;
+      node.tailSize = chunking(node.size).count * 4;
     }
   }
 }
 
 function fitsCompact(node: CfsNode, layout: Layout): boolean {
-  if (node.mtimeSec !== layout.minSec || node.mtimeNsec !== layout.minNsec) return false;
+  if (mtimeCompare(node, layout.min) !== 0) return false;
   if (node.nlink > 0xffff || node.uid > 0xffff || node.gid > 0xffff) return false;
-  const size = node.type === S_IFDIR ? BigInt(node.nBlocks * BLOCK + node.tailSize) : node.size;
-  return size <= 0xffffffffn;
+  const size = node.type === S_IFDIR ? node.nBlocks * BLOCK + node.tailSize : node.size;
+  return size <= 0xffffffff;
 }
 
 /** Padding before an inode so that its tail does not straddle a block (or the tail goes to a block). */
@@ -399,6 +413,12 @@ function placeInodes(layout: Layout): Placement {
   return { inodesEnd: roundUp(pos, SLOT), dataBlocks };
 }
 
+/** A little-endian u64 from a number below 2^53. */
+function writeU64(b: Buffer, v: number, at: number): void {
+  b.writeUInt32LE(v % 2 ** 32, at);
+  b.writeUInt32LE(Math.floor(v / 2 ** 32), at + 4);
+}
+
 function internal(why: string): VeritreeError {
   return new VeritreeError(ERROR_CODES.INTERNAL, `composefs image writer: ${why}`);
 }
@@ -432,24 +452,13 @@ function writeXattr(out: Out, x: Xattr): void {
   out.b.writeUInt16LE(x.value.length, out.pos + 2);
   out.pos += 4;
   out.text(rest);
-  out.bytes(x.value);
+  out.text(x.value);
   out.align(4);
 }
 
-/** Filter bit of each xattr name: names repeat across inodes, so each is hashed once. */
-const filterBits = new Map<string, number>();
-
 function xattrFilter(node: CfsNode): number {
   let bits = 0;
-  for (const x of node.xattrs) {
-    let bit = filterBits.get(x.key);
-    if (bit === undefined) {
-      const { index, rest } = prefixOf(x.key);
-      bit = xxh32(latin1(rest), (XATTR_FILTER_SEED + index) >>> 0) & 31;
-      if (filterBits.size < 4096) filterBits.set(x.key, bit);
-    }
-    bits |= 1 << bit;
-  }
+  for (const x of node.xattrs) bits |= 1 << prefixOf(x.key).bit;
   return ~bits >>> 0;
 }
 
@@ -459,7 +468,7 @@ function writeDirents(out: Out, node: CfsNode, first: number, count: number, ali
   for (let i = first; i < first + count; i++) {
     const child = node.sorted[i] as CfsNode;
     const target = followLinks(child) as CfsNode;
-    out.b.writeBigUInt64LE(BigInt(target.nid), out.pos);
+    writeU64(out.b, target.nid, out.pos);
     out.b.writeUInt16LE(nameoff & 0xffff, out.pos + 8);
     out.b[out.pos + 10] = FILE_TYPE[target.type] ?? 0;
     out.pos += DIRENT_SIZE;
@@ -513,20 +522,20 @@ function writeInode(out: Out, node: CfsNode, st: WriteState): void {
   const icount = xattrSize === 0 ? 0 : (xattrSize - XATTR_HEADER) / 4 + 1;
   if (icount > 0xffff) throw refused(node, 'too many xattrs for one inode');
   let layout = node.tailSize > 0 ? LAYOUT_FLAT_INLINE : LAYOUT_FLAT_PLAIN;
-  let size: bigint;
+  let size: number;
   let chunkCount = 0;
   let chunkFormat = 0;
-  if (type === S_IFDIR) size = BigInt(node.nBlocks * BLOCK + node.tailSize);
+  if (type === S_IFDIR) size = node.nBlocks * BLOCK + node.tailSize;
   else if (type === S_IFREG) {
     size = node.size;
-    if (size > 0n && node.content === null) {
+    if (size > 0 && node.content === null) {
       const c = chunking(size);
-      chunkCount = Number(c.count);
+      chunkCount = c.count;
       layout = LAYOUT_CHUNK_BASED;
       chunkFormat = c.bits - BLOCK_BITS;
     }
-  } else if (type === S_IFLNK) size = node.nBlocks === 0 ? BigInt(node.tailSize) : node.size;
-  else size = 0n;
+  } else if (type === S_IFLNK) size = node.nBlocks === 0 ? node.tailSize : node.size;
+  else size = 0;
   const format = (layout << 1) | (node.compact ? 0 : 1);
   const b = out.b;
   const at = out.pos;
@@ -545,15 +554,16 @@ function writeInode(out: Out, node: CfsNode, st: WriteState): void {
   b.writeUInt32LE(node.inodeNum >>> 0, at + 20);
   if (node.compact) {
     b.writeUInt16LE(node.nlink, at + 6);
-    b.writeUInt32LE(Number(size), at + 8);
+    b.writeUInt32LE(size, at + 8);
     b.writeUInt16LE(node.uid, at + 24);
     b.writeUInt16LE(node.gid, at + 26);
     out.pos += COMPACT_SIZE;
   } else {
-    b.writeBigUInt64LE(size, at + 8);
+    writeU64(b, size, at + 8);
     b.writeUInt32LE(node.uid >>> 0, at + 24);
     b.writeUInt32LE(node.gid >>> 0, at + 28);
-    b.writeBigUInt64LE(BigInt.asUintN(64, node.mtimeSec), at + 32);
+    b.writeUInt32LE(node.mtimeLo, at + 32);
+    b.writeUInt32LE(node.mtimeHi >>> 0, at + 36);
     b.writeUInt32LE(node.mtimeNsec >>> 0, at + 40);
     b.writeUInt32LE(node.nlink >>> 0, at + 44);
     out.pos += EXTENDED_SIZE;
@@ -575,7 +585,7 @@ function writeInode(out: Out, node: CfsNode, st: WriteState): void {
   else if (type === S_IFLNK) {
     if (node.nBlocks === 0) out.text(node.payload as string);
   } else if (type === S_IFREG && node.tailSize > 0) {
-    if (node.content !== null) out.bytes(node.content.subarray(node.content.length - node.tailSize));
+    if (node.content !== null) out.text(node.content.slice(node.content.length - node.tailSize));
     else writeNullChunks(out, chunkCount);
   }
   if (out.pos - start !== node.isize + node.ipad) throw internal(`inode ${node.inodeNum} size`);
@@ -590,7 +600,7 @@ function writeFileBlocks(out: Out, node: CfsNode): void {
       writeNullChunks(out, 1024);
       return;
     }
-    out.bytes(node.content.subarray(0, Math.min(node.content.length, BLOCK)));
+    out.text(node.content.slice(0, BLOCK));
     out.align(BLOCK);
   } else if (type === S_IFLNK) {
     out.text((node.payload as string).slice(0, BLOCK));
@@ -635,9 +645,10 @@ export function writeComposefsImage(root: CfsNode, opts: ImageOptions = {}): Com
   b.writeUInt32LE(FEATURE_COMPAT_MTIME | FEATURE_COMPAT_XATTR_FILTER, sb + 8);
   b[sb + 12] = BLOCK_BITS;
   b.writeUInt16LE(root.nid, sb + 14);
-  b.writeBigUInt64LE(BigInt(layout.nodes.length), sb + 16);
-  b.writeBigUInt64LE(BigInt.asUintN(64, layout.minSec), sb + 24);
-  b.writeUInt32LE(layout.minNsec >>> 0, sb + 32);
+  writeU64(b, layout.nodes.length, sb + 16);
+  b.writeUInt32LE(layout.min.mtimeLo, sb + 24);
+  b.writeUInt32LE(layout.min.mtimeHi >>> 0, sb + 28);
+  b.writeUInt32LE(layout.min.mtimeNsec >>> 0, sb + 32);
   b.writeUInt32LE((dataStart / BLOCK + dataBlocks) >>> 0, sb + 36);
   b.writeUInt32LE(Math.floor((SUPER_OFFSET + SUPER_SIZE) / BLOCK), sb + 40);
   b.writeUInt32LE(Math.floor(inodesEnd / BLOCK), sb + 44);
