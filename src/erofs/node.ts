@@ -108,11 +108,23 @@ export class CfsNode {
     }
     let entry = 7 + key.length + value.length;
     if (this.xattrs.length === 0) entry += 12;
-    if (this.xattrBudget + entry > XATTR_BUDGET) return `xattrs of more than ${XATTR_BUDGET} bytes on one inode`;
+    // The budget is a size_t in libcomposefs and can be driven below zero (see resetXattrBudget):
+    // a negative sum is a huge unsigned one, and refused as it is there.
+    const sum = this.xattrBudget + entry;
+    if (sum < 0 || sum > XATTR_BUDGET) return `xattrs of more than ${XATTR_BUDGET} bytes on one inode`;
     if (this.xattrs === NO_XATTRS) this.xattrs = [];
     this.xattrs.push({ key, value, shared: -1 });
     this.xattrBudget += entry;
     return null;
+  }
+
+  /**
+   * libcomposefs writes from a clone of the tree whose budget starts at zero whatever xattrs the
+   * node holds (lcfs_node_clone does not copy it); replacing one of them then subtracts from
+   * zero. The writer does the same, for the same refusals.
+   */
+  resetXattrBudget(): void {
+    this.xattrBudget = 0;
   }
 
   /** Adds a child; the caller has checked the name. */

@@ -186,6 +186,7 @@ function rewriteTree(root: CfsNode, version: number, signal?: AbortSignal): void
     if ((steps & 4095) === 0) signal?.throwIfAborted();
     const [node, parent] = stack.pop() as [CfsNode, CfsNode];
     checkNode(node);
+    node.resetXattrBudget();
     addOverlayXattrs(node, version);
     if (!node.isDir()) continue;
     const kids = node.childNodes();
