@@ -4,7 +4,8 @@
  * image (its own layer merging), composefs-rs's transforms are applied to that folder on disk as
  * its code and doc/oci.md state them (the root takes /usr's mode, owner, mtime and xattrs; /run is
  * emptied and takes /usr's mtime; mtimes are whole seconds), and mkcomposefs computes the digest
- * of the folder. veritree's side: `veritree dump`, then `mkcomposefs --from-file`.
+ * of the folder. veritree's side: `veritree dump`, then `mkcomposefs --from-file`; and `veritree
+ * image` (veritree's own writer) must give that digest too.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -78,7 +79,12 @@ function veritreeDigest(layout: string, ref: string): string {
   assert.equal(i.status, 0, i.stderr);
   const d = veritree(['dump', ref, '--repo', repo]);
   assert.equal(d.status, 0, d.stderr);
-  return (oracle as Mkcomposefs).run(['--from-file', '--print-digest-only', '-'], d.stdout).trim();
+  const digest = (oracle as Mkcomposefs).run(['--from-file', '--print-digest-only', '-'], d.stdout).trim();
+  // veritree's own image of the tag (TypeScript writer, kept in the store) is that same image.
+  const img = veritree(['image', ref, '--json', '--repo', repo]);
+  assert.equal(img.status, 0, img.stderr);
+  assert.equal((JSON.parse(img.stdout) as { image: string }).image, digest);
+  return digest;
 }
 
 test('a single-layer image: the same composefs digest as composefs-rs\'s rules give', { skip: skip() }, () => {

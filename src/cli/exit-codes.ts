@@ -8,6 +8,8 @@ export const EXIT = {
   USAGE: 2,
   BAD_INPUT: 3,
   STORE: 4,
+  /** The system cannot do it: mount without root, a kernel without erofs or overlay, mount(8) failing. */
+  SYSTEM: 5,
   INTERNAL: 70,
   INTERRUPTED: 130,
 } as const;
@@ -27,6 +29,8 @@ export function exitStatusFor(code: ErrorCode): number {
     case ERROR_CODES.STORE_VERITY_REQUIRED:
     case ERROR_CODES.STORE_UNSUPPORTED:
       return EXIT.STORE;
+    case ERROR_CODES.MOUNT_FAILED:
+      return EXIT.SYSTEM;
     case ERROR_CODES.WORKER_FAILED:
     case ERROR_CODES.INTERNAL:
       return EXIT.INTERNAL;

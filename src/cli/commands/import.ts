@@ -1,8 +1,8 @@
 /** `veritree import`: OCI images from local layouts into the repository, one or many per run. */
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { discoverLayouts, applyTagTemplate, importImages, Repository, type ImportJob, type ImportSummary, type ImportFailure, type BulkImportReport } from '../../index.ts';
-import { ERROR_CODES, VeritreeError } from '../../errors.ts';
+import { discoverLayouts, applyTagTemplate, importImages, writeStoreImage, Repository, type ImportJob, type ImportSummary, type ImportFailure, type BulkImportReport } from '../../index.ts';
+import { ERROR_CODES, VeritreeError, isVeritreeError } from '../../errors.ts';
 import type { HashImpl } from '../../verity/backends.ts';
 import { exitStatusFor } from '../exit-codes.ts';
 import { formatBytes, warnNativeFallback } from '../output.ts';
@@ -25,6 +25,7 @@ interface ImportCliOptions {
   progress: boolean;
   lockTimeout?: number;
   requireVerity?: boolean;
+  image?: boolean;
 }
 
 export function printSummary(s: ImportSummary): void {
@@ -85,6 +86,7 @@ export function registerImport(program: Command): void {
       .option('--max-layer-size <size>', 'refuse a layer whose tar inflates past this size: bytes, or with a unit K, M, G, T (powers of 1024; KiB, GiB... too) (default 64G)', parseSize)
       .option('--json', 'print the summary as JSON: one object for one image; one line per image, then a total, for several')
       .option('--no-progress', 'no live progress, even on a terminal')
+      .option('--image', "also write each imported image's composefs EROFS image into the store, as composefs-rs's pull does (see veritree image)")
       .option('--require-verity', 'refuse to write any object without fs-verity (implied when the repository\'s meta.json has fs-verity)')
       .addHelpText(
         'after',
@@ -129,10 +131,28 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
     } finally {
       view?.clear();
     }
+    const images = new Map<string, string>();
+    let imageFailure: VeritreeError | null = null;
+    if (o.image) {
+      for (const r of report.images) {
+        if (!r.ok) continue;
+        try {
+          images.set(r.tag, (await writeStoreImage(repo, r.tag, { signal: interruptSignal(), ...lockWaitOptions(o.lockTimeout) })).image);
+        } catch (e) {
+          if (!isVeritreeError(e)) throw e;
+          imageFailure ??= e;
+          process.stderr.write(`veritree: ${r.tag}: composefs image: ${e.message}\n`);
+        }
+      }
+    }
     for (const r of report.images) {
       if (!r.ok) process.stderr.write(single ? `veritree: ${r.message}\n` : `veritree: ${r.source}: ${r.message}\n`);
-      if (o.json) process.stdout.write(JSON.stringify(jsonOf(r)) + '\n');
-      else if (r.ok) printSummary(r);
+      const image = r.ok ? images.get(r.tag) : undefined;
+      if (o.json) process.stdout.write(JSON.stringify(image ? { ...jsonOf(r), composefsImage: image } : jsonOf(r)) + '\n');
+      else if (r.ok) {
+        printSummary(r);
+        if (image) process.stdout.write(`  composefs image ${image}\n`);
+      }
     }
     if (!single) {
       if (o.json) process.stdout.write(JSON.stringify({ total: report.total, blobOpens: report.blobOpens }) + '\n');
@@ -140,5 +160,6 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
     }
     const firstFailure = report.images.find((r): r is ImportFailure => !r.ok);
     if (firstFailure) process.exitCode = exitStatusFor(firstFailure.code);
+    else if (imageFailure) process.exitCode = exitStatusFor(imageFailure.code);
   });
 }
