@@ -181,21 +181,16 @@ function checkNode(node: CfsNode): void {
 
 /** rewrite_tree_for_erofs: overlay xattrs, `.` and `..`, the root opaque with 256 whiteouts. */
 function rewriteTree(root: CfsNode, version: number, signal?: AbortSignal): void {
-  const stack: [CfsNode, CfsNode][] = [[root, root]];
+  const stack: CfsNode[] = [root];
   for (let steps = 0; stack.length > 0; steps++) {
     if ((steps & 4095) === 0) signal?.throwIfAborted();
-    const [node, parent] = stack.pop() as [CfsNode, CfsNode];
+    const node = stack.pop() as CfsNode;
     checkNode(node);
     node.resetXattrBudget();
     addOverlayXattrs(node, version);
     if (!node.isDir()) continue;
-    const kids = node.childNodes();
-    if (!node.child('.') !== undefined) node.addChild('.', linkTo(node));
-    if (!node.child('..') !== undefined) node.addChild('..', linkTo(parent));
-    for (let i = kids.length - 1; i >= 0; i--) {
-      const c = kids[i] as CfsNode;
-      if (c.linkTo === null) stack.push([c, node]);
-    }
+    // `.` and `..` are added when the folder is laid out (sortedEntries): no dumpfile has them.
+    for (const c of node.childNodes()) if (c.linkTo === null) stack.push(c);
   }
   const why = root.setXattr(`${OVERLAY}opaque`, 'y');
   if (why !== null) throw refused(root, why);
@@ -222,6 +217,28 @@ function linkTo(target: CfsNode): CfsNode {
   return n;
 }
 
+/** A folder's entries in byte order, with `.` and `..` as hard links to itself and its parent. */
+function sortedEntries(node: CfsNode): CfsNode[] {
+  const kids = node.childNodes();
+  let inOrder = true;
+  for (let i = 1; i < kids.length && inOrder; i++) if ((kids[i - 1]?.name as string) > (kids[i]?.name as string)) inOrder = false;
+  // A dumpfile lists a folder's entries in order: sort only when it did not.
+  if (!inOrder) kids.sort((a, b) => ((a.name as string) < (b.name as string) ? -1 : 1));
+  for (const [name, target] of [['.', node], ['..', node.parent ?? node]] as const) {
+    const link = linkTo(target);
+    link.name = name;
+    let lo = 0;
+    let hi = kids.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((kids[mid]?.name as string) < name) lo = mid + 1;
+      else hi = mid;
+    }
+    kids.splice(lo, 0, link);
+  }
+  return kids;
+}
+
 interface Layout {
   nodes: CfsNode[];
   min: { mtimeHi: number; mtimeLo: number; mtimeNsec: number };
@@ -236,7 +253,7 @@ function computeTree(root: CfsNode, signal?: AbortSignal): Layout {
   for (let i = 0; i < nodes.length; i++) {
     if ((i & 4095) === 0) signal?.throwIfAborted();
     const node = nodes[i] as CfsNode;
-    if (node.isDir()) node.sorted = node.childNodes().sort((a, b) => ((a.name as string) < (b.name as string) ? -1 : 1));
+    if (node.isDir()) node.sorted = sortedEntries(node);
     if (node.isDir()) {
       let n = 2;
       for (const c of node.sorted) if (c.type === S_IFDIR) n++;
@@ -442,7 +459,15 @@ class Out {
     this.pos += src.length;
   }
   text(s: string): void {
-    this.pos += this.b.write(s, this.pos, 'latin1');
+    // Most strings here are a name or a short value: a loop beats the native call's set-up.
+    if (s.length > 48) {
+      this.pos += this.b.write(s, this.pos, 'latin1');
+      return;
+    }
+    const b = this.b;
+    let p = this.pos;
+    for (let i = 0; i < s.length; i++) b[p++] = s.charCodeAt(i);
+    this.pos = p;
   }
 }
 
