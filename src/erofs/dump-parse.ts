@@ -7,7 +7,7 @@
  * @module
  */
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
-import { CfsNode, INLINE_CONTENT_MAX, NAME_MAX, PATH_MAX, S_IFBLK, S_IFCHR, S_IFLNK, S_IFREG, followLinks, validMode } from './node.ts';
+import { CfsNode, INLINE_CONTENT_MAX, NAME_MAX, PATH_MAX, S_IFBLK, S_IFCHR, S_IFLNK, S_IFREG, MTIME_SPLIT, followLinks, validMode } from './node.ts';
 
 export interface DumpParseOptions {
   /** mkcomposefs's CFS_PARSE_STRICT: also refuse a missing final newline, a device number on a non-device, a symlink whose size is not its target's length or that has content. */
@@ -99,17 +99,17 @@ function parseSize(field: string): number {
   return v > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(v);
 }
 
-/** Seconds since the epoch as time_t (signed 64 bits), split into its halves. */
+/** Seconds since the epoch as time_t (signed 64 bits), split into halves small enough to stay unboxed (see CfsNode.mtimeHi). */
 function parseSeconds(field: string, node: CfsNode): void {
   if (DIGITS.test(field)) {
     const n = Number(field);
-    node.mtimeHi = Math.floor(n / 2 ** 32);
-    node.mtimeLo = n % 2 ** 32;
+    node.mtimeHi = Math.floor(n / MTIME_SPLIT);
+    node.mtimeLo = n % MTIME_SPLIT;
     return;
   }
   const v = BigInt.asIntN(64, parseU64(field, 'mtime'));
-  node.mtimeHi = Number(BigInt.asIntN(32, v >> 32n));
-  node.mtimeLo = Number(v & 0xffffffffn);
+  node.mtimeHi = Number(v >> 24n);
+  node.mtimeLo = Number(v & 0xffffffn);
 }
 
 /** The eleven fixed fields, then the xattrs, split as mkcomposefs's split_at does. */

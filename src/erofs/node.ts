@@ -54,7 +54,10 @@ export class CfsNode {
   rdev = 0;
   /** st_size; exact to 2^53, Infinity above (no such file fits an image, and no other type stores it). */
   size = 0;
-  /** st_mtim_sec, a signed 64-bit count split in two: high half signed, low half unsigned. */
+  /**
+   * st_mtim_sec (signed 64 bits) as `mtimeHi * 2^24 + mtimeLo`, 0 <= mtimeLo < 2^24: both parts
+   * stay small integers (V8 boxes a field over 2^30, one allocation per inode otherwise).
+   */
   mtimeHi = 0;
   mtimeLo = 0;
   mtimeNsec = 0;
@@ -178,6 +181,16 @@ export function chunking(size: number): { bits: number; count: number } {
   if (bits < 12) bits = 12;
   if (bits - 12 > 31) bits = 31 + 12;
   return { bits, count: Math.ceil(size / 2 ** bits) };
+}
+
+export const MTIME_SPLIT = 2 ** 24;
+
+/** st_mtim_sec as the two 32-bit halves of its 64-bit two's complement: [low, high]. */
+export function mtimeWords(hi: number, lo: number): [number, number] {
+  const n = hi * MTIME_SPLIT + lo;
+  if (n >= 0 && n <= Number.MAX_SAFE_INTEGER) return [n % 2 ** 32, Math.floor(n / 2 ** 32)];
+  const v = BigInt.asUintN(64, BigInt(hi) * BigInt(MTIME_SPLIT) + BigInt(lo));
+  return [Number(v & 0xffffffffn), Number(v >> 32n)];
 }
 
 /** Orders two mtimes (seconds as signed hi/unsigned lo halves, then nanoseconds). */

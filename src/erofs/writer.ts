@@ -30,6 +30,7 @@ import {
   chunking,
   followLinks,
   mtimeCompare,
+  mtimeWords,
   validMode,
   type Xattr,
 } from './node.ts';
@@ -588,8 +589,9 @@ function writeInode(out: Out, node: CfsNode, st: WriteState): void {
     writeU64(b, size, at + 8);
     b.writeUInt32LE(node.uid >>> 0, at + 24);
     b.writeUInt32LE(node.gid >>> 0, at + 28);
-    b.writeUInt32LE(node.mtimeLo, at + 32);
-    b.writeUInt32LE(node.mtimeHi >>> 0, at + 36);
+    const [lo, hi] = mtimeWords(node.mtimeHi, node.mtimeLo);
+    b.writeUInt32LE(lo, at + 32);
+    b.writeUInt32LE(hi, at + 36);
     b.writeUInt32LE(node.mtimeNsec >>> 0, at + 40);
     b.writeUInt32LE(node.nlink >>> 0, at + 44);
     out.pos += EXTENDED_SIZE;
@@ -672,8 +674,9 @@ export function writeComposefsImage(root: CfsNode, opts: ImageOptions = {}): Com
   b[sb + 12] = BLOCK_BITS;
   b.writeUInt16LE(root.nid, sb + 14);
   writeU64(b, layout.nodes.length, sb + 16);
-  b.writeUInt32LE(layout.min.mtimeLo, sb + 24);
-  b.writeUInt32LE(layout.min.mtimeHi >>> 0, sb + 28);
+  const [lo, hi] = mtimeWords(layout.min.mtimeHi, layout.min.mtimeLo);
+  b.writeUInt32LE(lo, sb + 24);
+  b.writeUInt32LE(hi, sb + 28);
   b.writeUInt32LE(layout.min.mtimeNsec >>> 0, sb + 32);
   b.writeUInt32LE((dataStart / BLOCK + dataBlocks) >>> 0, sb + 36);
   b.writeUInt32LE(Math.floor((SUPER_OFFSET + SUPER_SIZE) / BLOCK), sb + 40);
