@@ -13,6 +13,8 @@ const tries = [
   [`npx veritree fsck --repo ${repo}`, 're-hash every object, check every reference'],
   [`npx veritree checkout example /tmp/example-root --repo ${repo}`, 'the merged filesystem'],
   [`npx veritree dump example --repo ${repo}`, 'its composefs dumpfile'],
+  [`npx veritree image example --repo ${repo}`, 'its composefs image, in the store'],
+  [`sudo npx veritree mount example /mnt --repo ${repo}`, 'mounted read-only over the objects (umount /mnt)'],
   [`npx veritree import oci:DIR[:REF] NAME --repo ${repo}`, 'your own image (skopeo copy docker://IMAGE oci:DIR:REF)'],
 ];
 const width = Math.max(...tries.map(([c]) => c.length));
