@@ -5,7 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { Bench } from 'tinybench';
-import { resolveImpl, verityDigest } from '../src/index.ts';
+import { verityDigest } from '../src/index.ts';
+import { resolveImpl } from '../src/verity/index.ts';
 import type { ConcreteHashImpl } from '../src/verity/backends.ts';
 import { getBackend } from '../src/verity/backends.ts';
 import { mbps } from './lib.ts';

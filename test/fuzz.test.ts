@@ -8,7 +8,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import * as tarStream from 'tar-stream';
-import { SplitStreamBuilder, readSplitStream, isVeritreeError, parseDumpLine, formatDumpLine, mergeLayers, type DumpRecord, type LayerEntry } from '../src/index.ts';
+import { isVeritreeError } from '../src/index.ts';
+import { SplitStreamBuilder, readSplitStream } from '../src/store/splitstream.ts';
+import { parseDumpLine, formatDumpLine, type DumpRecord } from '../src/merge/dumpfile.ts';
+import { mergeLayers } from '../src/merge/merge.ts';
+import { type LayerEntry } from '../src/merge/layer-entries.ts';
 import { splitTar } from '../src/oci/tar-split.ts';
 import { withChecksum } from './fixtures/hostile-blobs.ts';
 

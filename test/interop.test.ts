@@ -14,7 +14,8 @@ import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, s
 import { mkcomposefs, type Mkcomposefs } from './fixtures/mkcomposefs.ts';
 import { join } from 'node:path';
 import * as tarStream from 'tar-stream';
-import { openRepository, readSplitStream, SplitStreamBuilder, toHex, verityDigest } from '../src/index.ts';
+import { openRepository, toHex, verityDigest } from '../src/index.ts';
+import { readSplitStream, SplitStreamBuilder } from '../src/store/splitstream.ts';
 import { writeObject } from '../src/store/objects.ts';
 import { toOldHeaderLayout } from '../src/store/splitstream.ts';
 import { cleanup, tempDir, veritree } from './helpers.ts';

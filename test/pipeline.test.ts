@@ -13,7 +13,9 @@ import { mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
-import { catLayer, fsck, importImage, openRepository, readSplitStream, SplitStreamBuilder, VerityPool, isVeritreeError } from '../src/index.ts';
+import { catLayer, fsck, importImage, openRepository, isVeritreeError } from '../src/index.ts';
+import { readSplitStream, SplitStreamBuilder } from '../src/store/splitstream.ts';
+import { VerityPool } from '../src/pipeline/pool.ts';
 import { Budget } from '../src/pipeline/budget.ts';
 import { LayerScheduler } from '../src/pipeline/import.ts';
 import type { ResolvedLayer } from '../src/oci/layout.ts';

@@ -11,7 +11,9 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, symlinkS
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import * as tarStream from 'tar-stream';
-import { dumpImage, importImage, mergeLayers, openRepository, type LayerEntry } from '../src/index.ts';
+import { dumpImage, importImage, openRepository } from '../src/index.ts';
+import { mergeLayers } from '../src/merge/merge.ts';
+import { type LayerEntry } from '../src/merge/layer-entries.ts';
 import { dumpLines } from '../src/merge/dump.ts';
 import { cleanup, ROOT, tempDir, veritree } from './helpers.ts';
 import { blobFile, LAYER_MEDIA, layoutFromBlobs } from './fixtures/oci.ts';

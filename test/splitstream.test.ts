@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SplitStreamBuilder, readSplitStream, readRefs } from '../src/index.ts';
+import { SplitStreamBuilder, readSplitStream, readRefs } from '../src/store/splitstream.ts';
 import { rawZstdFrame, zstdDecompress } from '../src/codec/zstd.ts';
 import { randomBytesSeeded } from './helpers.ts';
 

@@ -19,8 +19,10 @@ export const SPLIT_THRESHOLD_BYTES = 64 << 20;
 export const RANGE_BYTES = 8 << 20;
 
 export interface DigestOptions {
-  alg?: HashAlgorithm;
-  impl?: HashImpl;
+  /** sha256 (the default) or sha512, as `fsverity digest --hash-alg`. */
+  hash?: HashAlgorithm;
+  /** The SHA back end: auto (the default), native, node or noble. */
+  hashImpl?: HashImpl;
   jobs?: number | undefined;
   ioLimit?: number | undefined;
   /** Use this pool instead of making one (it is not closed). */
@@ -87,7 +89,7 @@ async function digestOne(pool: VerityPool, path: string, opts: DigestOptions & {
  * entry; the others are still digested.
  */
 export async function digestFiles(paths: string[], options: DigestOptions = {}): Promise<FileDigest[]> {
-  const opts = { ...options, alg: options.alg ?? 'sha256', impl: options.impl ?? 'auto' } as const;
+  const opts = { ...options, alg: options.hash ?? 'sha256', impl: options.hashImpl ?? 'auto' } as const;
   const ioLimit = opts.ioLimit ?? (paths[0] ? await defaultIoLimit(paths[0]) : undefined);
   const pool = opts.pool ?? new VerityPool(poolSize({ jobs: opts.jobs, ioLimit }));
   try {

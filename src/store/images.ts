@@ -45,6 +45,7 @@ async function readManifest(repo: Repository, name: string): Promise<{ json: Man
   return { json, configDigest, diffIds: config.rootfs?.diff_ids ?? [] };
 }
 
+/** Every tagged image: its tag, manifest and config digests, and layers (blob digest, diff_id, size, media type). Reads streams only, no blob. */
 export async function listImages(repo: Repository): Promise<ImageRecord[]> {
   const out: ImageRecord[] = [];
   for (const { tag, stream } of await repo.listTags()) {

@@ -75,6 +75,14 @@ interface Ctx {
   unknownRefs: UnknownRef[];
 }
 
+/**
+ * Checks the store: re-hashes every object in the worker pool (a digest other than its name is
+ * `object-digest-mismatch`), then every reference (tags → manifests → configs → layers → objects,
+ * composefs images and the objects they name); `deep` also rebuilds each layer and checks its
+ * diff_id. Problems are reported, never thrown: see FsckReport.issues and docs/json.md. Takes the
+ * shared repository lock (gc and repair wait; imports go on).
+ * @throws VeritreeError STORE_* when the store cannot be read at all, ABORTED on the signal
+ */
 export async function fsck(repo: Repository, options: FsckOptions = {}): Promise<FsckReport> {
   const started = performance.now();
   const lockOpts = lockOptionsFrom(options);

@@ -6,7 +6,7 @@
  * @module
  */
 import { lstat, readdir, readlink, rm, stat, unlink } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { ERROR_CODES, VeritreeError, isVeritreeError, storeIoError, throwIfAborted } from '../errors.ts';
 import { IMAGES_DIR, STREAM_PREFIX, STREAMS_DIR, classifyNamedRef, objectIdFromLink } from '../store/layout.ts';
 import { composefsImageObjects } from '../erofs/reader.ts';
@@ -17,7 +17,11 @@ import { readRefs } from '../store/splitstream.ts';
 export interface GcOptions extends LockWaitOptions {
   dryRun?: boolean;
   signal?: AbortSignal;
-  onProgress?: (p: { phase: 'mark' | 'sweep'; done: number; total: number }) => void;
+  /**
+   * mark: `done` streams read of `total` found so far. sweep: `done` of `total` folders of
+   * objects/ swept, `entries` objects and tmp files looked at.
+   */
+  onProgress?: (p: { phase: 'mark' | 'sweep'; done: number; total: number; entries?: number }) => void;
 }
 
 export interface GcReport {
@@ -84,6 +88,13 @@ function isStreamTmp(name: string): boolean {
   return name.startsWith(STREAM_TMP_PREFIX) || /\.tmp-\d+-[0-9a-z]+$/.test(name);
 }
 
+/**
+ * Removes what no tag keeps alive: marks from every tag (streams/refs) and image ref (images/refs)
+ * through manifests, configs, layers and composefs images to objects, then sweeps unmarked
+ * streams (manifests first), image links, objects and stray tmp files. Fails closed: a reachable
+ * stream or image that cannot be read stops it before anything is removed (STORE_CORRUPT). Holds
+ * the exclusive repository lock. `dryRun` reports without removing.
+ */
 export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcReport> {
   const started = performance.now();
   const lock = await repo.lockExclusive(lockOptionsFrom(opts));
@@ -204,9 +215,18 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
     }
     if (!report.dryRun && (report.streamsRemoved.length > 0 || report.imagesRemoved.length > 0)) await repo.sync();
     let swept = 0;
+    const folders = (await readdir(repo.objectsDir).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{2}$/.test(n)).length;
+    let folder = '';
+    let foldersDone = 0;
     for await (const e of repo.walkObjects()) {
       if (swept % 256 === 0) throwIfAborted(opts.signal);
-      if (++swept % 1000 === 0) opts.onProgress?.({ phase: 'sweep', done: swept, total: 0 });
+      const at = dirname(e.path);
+      if (at !== folder) {
+        if (folder !== '') foldersDone++;
+        folder = at;
+        opts.onProgress?.({ phase: 'sweep', done: Math.min(foldersDone, folders), total: folders, entries: swept });
+      }
+      if (++swept % 1000 === 0) opts.onProgress?.({ phase: 'sweep', done: Math.min(foldersDone, folders), total: folders, entries: swept });
       if (e.kind === 'object') {
         if (marked.has(e.id)) {
           report.objectsKept++;

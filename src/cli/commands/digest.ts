@@ -40,8 +40,8 @@ export function registerDigest(program: Command): void {
         }
       };
       const results = await digestFiles(files, {
-        alg: o.hash,
-        impl: o.hashImpl,
+        hash: o.hash,
+        hashImpl: o.hashImpl,
         jobs: o.jobs,
         ioLimit: o.ioLimit,
         onResult: (i, r) => {

@@ -1,7 +1,8 @@
 /** `veritree import`: OCI images from local layouts into the repository, one or many per run. */
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { discoverLayouts, applyTagTemplate, importImages, writeStoreImage, Repository, type ImportJob, type ImportSummary, type ImportFailure, type BulkImportReport } from '../../index.ts';
+import { importImages, openRepository, writeStoreImage, type ImportJob, type ImportSummary, type ImportFailure, type BulkImportReport } from '../../index.ts';
+import { discoverLayouts, applyTagTemplate } from '../../oci/discover.ts';
 import { ERROR_CODES, VeritreeError, isVeritreeError } from '../../errors.ts';
 import type { HashImpl } from '../../verity/backends.ts';
 import { exitStatusFor } from '../exit-codes.ts';
@@ -108,7 +109,7 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
     }
     if (jobs.length === 0) throw new VeritreeError(ERROR_CODES.USAGE, 'nothing to import: give oci:DIR[:REF] sources or --all DIR');
     const single = jobs.length === 1 && !o.all;
-    const repo = await Repository.open(resolveRepo(o.repo), { create: true, requireVerity: o.requireVerity === true });
+    const repo = await openRepository(resolveRepo(o.repo), { create: true, requireVerity: o.requireVerity === true });
     const view = o.progress && !o.json && process.stderr.isTTY ? new ImportProgressView(process.stderr) : null;
     let report: BulkImportReport;
     try {

@@ -1,6 +1,6 @@
 /** `veritree fsck`, `veritree gc`, `veritree untag`: checking and cleaning a store. */
 import type { Command } from 'commander';
-import { fsck, gc, openRepository, repair, type FsckReport, type GcReport, type RepairReport } from '../../index.ts';
+import { fsck, gc, openRepository, repair, untagImage, type FsckReport, type GcReport, type RepairReport } from '../../index.ts';
 import { VeritreeError, ERROR_CODES } from '../../errors.ts';
 import { lockOptionsFrom } from '../../store/lock.ts';
 import { EXIT } from '../exit-codes.ts';
@@ -137,7 +137,7 @@ export function registerVerify(program: Command): void {
       dryRun: o.dryRun,
       signal: interruptSignal(),
       ...lockWaitOptions(o.lockTimeout),
-      onProgress: (p) => line.show(p.phase === 'mark' ? `gc: marking, ${p.done} streams read` : `gc: sweeping, ${p.done} entries of objects/ checked`),
+      onProgress: (p) => line.show(p.phase === 'mark' ? `gc: marking, ${p.done} of ${p.total} streams read` : `gc: sweeping, ${p.done} of ${p.total} folders of objects/ (${p.entries ?? 0} entries checked)`),
     });
     line.done();
     if (o.json) process.stdout.write(JSON.stringify(report) + '\n');
@@ -147,7 +147,7 @@ export function registerVerify(program: Command): void {
   repoOption(program.command('untag').description('remove a tag; what only it kept alive goes at the next gc').argument('<name>', 'the tag')).action(
     async (name: string, o: { repo?: string }) => {
       const repo = await openRepository(resolveRepo(o.repo));
-      if (!(await repo.removeTag(name))) throw new VeritreeError(ERROR_CODES.USAGE, `no tag ${JSON.stringify(name)} in ${repo.root}`);
+      if (!(await untagImage(repo, name))) throw new VeritreeError(ERROR_CODES.USAGE, `no tag ${JSON.stringify(name)} in ${repo.root}`);
       process.stdout.write(`untagged ${name}\n`);
     }
   );
