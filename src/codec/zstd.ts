@@ -7,8 +7,9 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { Duplex, Readable, pipeline, type Transform } from 'node:stream';
+import { Readable, pipeline, type Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
+import { ZstdFrameScanner, zstdFrames } from './zstd-frames.ts';
 
 interface ZstdNapi {
   compress(data: Uint8Array, params?: { compressionLevel?: number }): Buffer;
@@ -80,19 +81,62 @@ export function rawZstdFrame(data: Uint8Array): Uint8Array {
   return out;
 }
 
-/** @throws Error when no zstd decoder is available, or the frame is corrupt or too large. */
+/**
+ * Decodes every frame of `data`, producing at most `maxOutputLength` bytes: the bound holds
+ * while decoding, whatever sizes the frame headers claim (a header can claim terabytes).
+ * @throws Error when no zstd decoder is available, or a frame is corrupt, truncated or too large
+ */
 export function zstdDecompress(data: Uint8Array, maxOutputLength: number): Uint8Array {
-  if (nodeZstd.zstdDecompressSync) return nodeZstd.zstdDecompressSync(data, { maxOutputLength });
-  const z = loadNapi();
-  if (!z) {
-    // The last resort, as for layers: Debian's zstd, bounded like the others.
-    const r = spawnSync('zstd', ['-dc', '-q'], { input: data, maxBuffer: maxOutputLength });
-    if (r.error || r.status !== 0) throw new Error(`no zstd decoder (install zstd-napi, use Node >= 22.15, or install zstd): ${r.error?.message ?? r.stderr.toString().trim()}`);
-    return r.stdout;
+  const b = loadBinding();
+  if (b) return boundedDctx(b, data, maxOutputLength);
+  const oneShot = nodeZstd.zstdDecompressSync;
+  if (oneShot) {
+    // node:zlib decodes the first frame only: each frame on its own (zstd-frames.ts).
+    const pieces: Uint8Array[] = [];
+    let total = 0;
+    for (const f of zstdFrames(data)) {
+      if (f.skippable) continue;
+      const out = oneShot(data.subarray(f.start, f.end), { maxOutputLength: Math.max(0, maxOutputLength - total) });
+      total += out.length;
+      pieces.push(out);
+    }
+    return pieces.length === 1 ? (pieces[0] as Uint8Array) : Buffer.concat(pieces);
   }
-  const out = z.decompress(data);
-  if (out.length > maxOutputLength) throw new RangeError(`zstd frame inflates past ${maxOutputLength} bytes`);
-  return out;
+  // The last resort, as for layers: Debian's zstd, bounded like the others.
+  const r = spawnSync('zstd', ['-dc', '-q'], { input: data, maxBuffer: maxOutputLength });
+  if (r.error || r.status !== 0) throw new Error(`no zstd decoder (install zstd-napi, use Node >= 22.15, or install zstd): ${r.error?.message ?? r.stderr.toString().trim()}`);
+  return r.stdout;
+}
+
+/** The first `produced` bytes of `dst`: the buffer itself when mostly full, else a copy (so a few bytes never pin 128 KiB). */
+function handOut(dst: Buffer, produced: number): Buffer {
+  return produced >= dst.length / 4 ? dst.subarray(0, produced) : Buffer.from(dst.subarray(0, produced));
+}
+
+/** zstd-napi's streaming context driven synchronously, one output buffer at a time. */
+function boundedDctx(b: ZstdBinding, data: Uint8Array, maxOutputLength: number): Uint8Array {
+  const dctx = new b.DCtx();
+  const outSize = b.dStreamOutSize();
+  const pieces: Buffer[] = [];
+  let total = 0;
+  let src = data;
+  let inFrame = false;
+  let dst = Buffer.allocUnsafe(outSize);
+  for (;;) {
+    const [ret, produced, consumed] = dctx.decompressStream(dst, src);
+    src = src.subarray(consumed);
+    total += produced;
+    if (total > maxOutputLength) throw new RangeError(`zstd data inflates past ${maxOutputLength} bytes`);
+    if (produced > 0) {
+      const piece = handOut(dst, produced);
+      if (piece.buffer === dst.buffer) dst = Buffer.allocUnsafe(outSize);
+      pieces.push(piece);
+    }
+    inFrame = ret !== 0;
+    if (src.length === 0 && (produced < dst.length || ret === 0)) break;
+  }
+  if (inFrame) throw new Error('the data ends in the middle of a zstd frame');
+  return pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces, total);
 }
 
 interface DCtx {
@@ -116,7 +160,7 @@ export type ZstdDecoder = (source: AsyncIterable<Uint8Array>, onConsumed?: (byte
  * stream (which waits for its reader between output chunks), else a `zstd -dc` child (pipes
  * bound it).
  */
-export function createZstdDecoder(): ZstdDecoder | Duplex {
+export function createZstdDecoder(): ZstdDecoder {
   const b = loadBinding();
   if (b) {
     const bb = b;
@@ -124,14 +168,20 @@ export function createZstdDecoder(): ZstdDecoder | Duplex {
       const dctx = new bb.DCtx();
       const outSize = bb.dStreamOutSize();
       let inFrame = false;
+      // A small output is copied out and the buffer reused; only a full-ish one is handed out
+      // (input in small pieces must not cost, nor keep alive, a 128 KiB buffer per call).
+      let dst = Buffer.allocUnsafe(outSize);
       for await (const chunk of source) {
         let src = chunk;
         for (;;) {
-          const dst = Buffer.allocUnsafe(outSize);
           const [ret, produced, consumed] = dctx.decompressStream(dst, src);
           src = src.subarray(consumed);
           onConsumed?.(consumed);
-          if (produced > 0) yield dst.subarray(0, produced);
+          if (produced > 0) {
+            const piece = handOut(dst, produced);
+            if (piece.buffer === dst.buffer) dst = Buffer.allocUnsafe(outSize);
+            yield piece;
+          }
           if (src.length === 0 && (produced < dst.length || ret === 0)) {
             inFrame = ret !== 0;
             break;
@@ -141,29 +191,103 @@ export function createZstdDecoder(): ZstdDecoder | Duplex {
       if (inFrame) throw new Error('the stream ends in the middle of a zstd frame');
     };
   }
-  if (nodeZstd.createZstdDecompress) return nodeZstd.createZstdDecompress();
+  const streaming = nodeZstd.createZstdDecompress;
+  if (streaming) return (source, onConsumed) => eachFrame(source, streaming, onConsumed);
+  return zstdCommand;
+}
+
+/**
+ * Debian's `zstd -dc` as a decoder: its output is read as it comes (the pipe bounds it), and the
+ * end is reported only once the child has exited 0, so a truncated or damaged input is an error
+ * even when zstd wrote everything it could before saying so.
+ */
+async function* zstdCommand(source: AsyncIterable<Uint8Array>, onConsumed?: (bytes: number) => void): AsyncGenerator<Uint8Array> {
   const child = spawn('zstd', ['-dc', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-  const duplex = Duplex.from({ writable: child.stdin, readable: child.stdout });
-  child.on('error', (e) => duplex.destroy(e));
-  child.on('close', (code) => {
-    if (code !== 0) duplex.destroy(new Error(`zstd -dc: ${stderr.trim() || `exit ${code}`}`));
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.on('error', (e) => reject(new Error(`zstd -dc could not run (install zstd-napi, use Node >= 22.15, or install zstd): ${e.message}`)));
+    child.on('close', (code) => resolve(code));
   });
-  // A layer that fails part-way destroys the duplex: the child must not outlive it.
-  duplex.on('close', () => child.kill('SIGKILL'));
-  return duplex;
+  exited.catch(() => undefined);
+  // stdin is fed beside the reading of stdout; zstd stopping early (damaged input) ends the
+  // feeding with EPIPE, which the exit status then explains.
+  child.stdin.on('error', () => undefined);
+  const feeding = (async () => {
+    for await (const c of source) {
+      onConsumed?.(c.length);
+      if (!child.stdin.write(c)) await new Promise((r) => child.stdin.once('drain', r).once('close', r));
+      if (child.stdin.destroyed) return;
+    }
+    child.stdin.end();
+  })();
+  feeding.catch(() => child.kill('SIGKILL'));
+  try {
+    for await (const out of child.stdout as AsyncIterable<Buffer>) yield out;
+    await feeding;
+    const code = await exited;
+    if (code !== 0) throw new Error(`zstd -dc: ${stderr.trim() || `exit ${code}`}`);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+}
+
+/**
+ * node:zlib's stream decoder, one per frame: it stops after its first frame and drops what
+ * follows, silently. Frames are cut apart by their headers (ZstdFrameScanner); skippable frames
+ * (zstd:chunked's table of contents) are passed over.
+ */
+async function* eachFrame(source: AsyncIterable<Uint8Array>, decoder: () => Transform, onConsumed?: (bytes: number) => void): AsyncGenerator<Uint8Array> {
+  const scanner = new ZstdFrameScanner();
+  const input = source[Symbol.asyncIterator]();
+  let pending: Uint8Array | null = null;
+  const next = async (): Promise<Uint8Array | null> => {
+    if (pending !== null) {
+      const p = pending;
+      pending = null;
+      return p;
+    }
+    const r = await input.next();
+    return r.done ? null : r.value;
+  };
+  /** The bytes of one frame (null: a skippable one, read past), from the shared input. */
+  async function* frameBytes(): AsyncGenerator<Uint8Array> {
+    const head: Uint8Array[] = [];
+    let known = false;
+    for (;;) {
+      const c = await next();
+      if (c === null) {
+        if (scanner.inFrame) throw new Error('the stream ends in the middle of a zstd frame');
+        return;
+      }
+      const end = scanner.feed(c);
+      const mine = end < 0 ? c : c.subarray(0, end);
+      if (end >= 0 && end < c.length) pending = c.subarray(end);
+      onConsumed?.(mine.length);
+      if (!known) {
+        // Whether the frame is skippable shows once its magic number is read.
+        head.push(mine);
+        if (end < 0 && head.reduce((n, h) => n + h.length, 0) < 4) continue;
+        known = true;
+        if (!scanner.skippable) for (const h of head) yield h;
+      } else if (!scanner.skippable) yield mine;
+      if (end >= 0) return;
+    }
+  }
+  for (;;) {
+    const c = await next();
+    if (c === null) return;
+    if (c.length === 0) continue;
+    pending = c;
+    const dec = decoder();
+    const out = pipeline(Readable.from(frameBytes()), dec, () => undefined) as unknown as AsyncIterable<Uint8Array>;
+    for await (const piece of out) yield piece;
+  }
 }
 
 /** Decodes zstd bytes (every frame) as a stream of output pieces, with whichever decoder is here. */
 export async function* zstdDecodePieces(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const d = createZstdDecoder();
-  if (typeof d === 'function') {
-    yield* d(source);
-    return;
-  }
-  const out = pipeline(Readable.from(source), d, () => undefined) as unknown as AsyncIterable<Uint8Array>;
-  for await (const piece of out) yield piece;
+  yield* createZstdDecoder()(source);
 }
 
 export function zstdBackendName(): string {

@@ -179,20 +179,17 @@ function decoder(c: Compression, what: string): { stage: unknown; consumed: (() 
     return { stage: wrapErrors(z, c, what), consumed: () => z.bytesWritten };
   }
   const d = createZstdDecoder();
-  if (typeof d === 'function') {
-    let consumed = 0;
-    const stage = async function* (source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-      try {
-        yield* d(source, (n) => (consumed += n));
-      } catch (e) {
-        throw e instanceof VeritreeError ? e : codecError(e, c, what);
-      }
-    };
-    return { stage, consumed: () => consumed };
-  }
-  const z = d as NodeJS.ReadWriteStream & { bytesWritten?: number };
-  // node:zlib counts what it consumed; the `zstd` child does not say: the blob bytes read then.
-  return { stage: wrapErrors(z, c, what), consumed: typeof z.bytesWritten === 'number' ? () => z.bytesWritten as number : null };
+  let consumed = 0;
+  const stage = async function* (source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    try {
+      yield* d(source, (n) => (consumed += n));
+    } catch (e) {
+      throw e instanceof VeritreeError ? e : codecError(e, c, what);
+    }
+  };
+  // What the decoder was handed: exact for zstd-napi and node:zlib; for the `zstd` child, the
+  // bytes written to its pipe (at most a pipe's worth ahead of what it consumed).
+  return { stage, consumed: () => consumed };
 }
 
 function codecError(e: unknown, c: Compression, what: string): VeritreeError {
