@@ -241,47 +241,68 @@ async function* eachFrame(source: AsyncIterable<Uint8Array>, decoder: () => Tran
   const scanner = new ZstdFrameScanner();
   const input = source[Symbol.asyncIterator]();
   let pending: Uint8Array | null = null;
-  const next = async (): Promise<Uint8Array | null> => {
-    if (pending !== null) {
-      const p = pending;
-      pending = null;
-      return p;
+  /** The next piece of the current frame, and whether it ends it; null at a clean end of input. */
+  const piece = async (): Promise<{ bytes: Uint8Array; ended: boolean } | null> => {
+    let c: Uint8Array | null = pending;
+    pending = null;
+    if (c === null) {
+      const r = await input.next();
+      c = r.done ? null : r.value;
     }
-    const r = await input.next();
-    return r.done ? null : r.value;
+    if (c === null) {
+      if (scanner.inFrame) throw new Error('the stream ends in the middle of a zstd frame');
+      return null;
+    }
+    const end = scanner.feed(c);
+    if (end >= 0 && end < c.length) pending = c.subarray(end);
+    return { bytes: end < 0 ? c : c.subarray(0, end), ended: end >= 0 };
   };
-  /** The bytes of one frame (null: a skippable one, read past), from the shared input. */
-  async function* frameBytes(): AsyncGenerator<Uint8Array> {
-    const head: Uint8Array[] = [];
-    let known = false;
-    for (;;) {
-      const c = await next();
-      if (c === null) {
-        if (scanner.inFrame) throw new Error('the stream ends in the middle of a zstd frame');
-        return;
-      }
-      const end = scanner.feed(c);
-      const mine = end < 0 ? c : c.subarray(0, end);
-      if (end >= 0 && end < c.length) pending = c.subarray(end);
-      onConsumed?.(mine.length);
-      if (!known) {
-        // Whether the frame is skippable shows once its magic number is read.
-        head.push(mine);
-        if (end < 0 && head.reduce((n, h) => n + h.length, 0) < 4) continue;
-        known = true;
-        if (!scanner.skippable) for (const h of head) yield h;
-      } else if (!scanner.skippable) yield mine;
-      if (end >= 0) return;
-    }
-  }
   for (;;) {
-    const c = await next();
-    if (c === null) return;
-    if (c.length === 0) continue;
-    pending = c;
-    const dec = decoder();
-    const out = pipeline(Readable.from(frameBytes()), dec, () => undefined) as unknown as AsyncIterable<Uint8Array>;
-    for await (const piece of out) yield piece;
+    // The frame's first bytes, until its magic number says what kind it is.
+    const head: Uint8Array[] = [];
+    let length = 0;
+    let ended = false;
+    while (!ended && length < 4) {
+      const p = await piece();
+      if (p === null) return;
+      head.push(p.bytes);
+      length += p.bytes.length;
+      ended = p.ended;
+    }
+    if (scanner.skippable) {
+      while (!ended) {
+        const p = await piece();
+        if (p === null) return;
+        length += p.bytes.length;
+        ended = p.ended;
+      }
+      onConsumed?.(length);
+      continue;
+    }
+    const frame = async function* (): AsyncGenerator<Uint8Array> {
+      yield* head;
+      while (!ended) {
+        const p = await piece();
+        if (p === null) throw new Error('the stream ends in the middle of a zstd frame');
+        length += p.bytes.length;
+        ended = p.ended;
+        yield p.bytes;
+      }
+    };
+    // What the decoder consumed (bytesWritten), not what was read ahead for it: the inflation
+    // guard of the layer reader divides by this.
+    const dec = decoder() as Transform & { bytesWritten?: number };
+    let reported = 0;
+    const out = pipeline(Readable.from(frame(), { highWaterMark: 1 }), dec, () => undefined) as unknown as AsyncIterable<Uint8Array>;
+    for await (const o of out) {
+      const consumed = dec.bytesWritten ?? 0;
+      if (consumed > reported) {
+        onConsumed?.(consumed - reported);
+        reported = consumed;
+      }
+      yield o;
+    }
+    if (length > reported) onConsumed?.(length - reported);
   }
 }
 
