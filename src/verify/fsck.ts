@@ -52,6 +52,8 @@ export interface FsckReport {
   streams: number;
   tags: number;
   layersRebuilt: number;
+  /** composefs images under images/ whose files' objects were checked. */
+  images: number;
   issues: StoreIssue[];
   /** Named refs of kinds veritree does not know (written by a newer composefs-rs, say): kept, not damage. */
   unknownRefs: UnknownRef[];
@@ -110,10 +112,11 @@ async function fsckLocked(repo: Repository, options: FsckOptions, pool: VerityPo
   let streams = 0;
   let tags = 0;
   let layersRebuilt = 0;
+  let images = 0;
   if (!objectsOnly) {
     streams = await checkStreams(ctx, options.signal);
     tags = await checkTags(ctx);
-    await checkImages(ctx, options.signal);
+    images = await checkImages(ctx, options.signal);
     if (options.deep) layersRebuilt = await rebuildLayers(ctx, options.signal, options.onRebuild);
   }
   return {
@@ -125,6 +128,7 @@ async function fsckLocked(repo: Repository, options: FsckOptions, pool: VerityPo
     streams,
     tags,
     layersRebuilt,
+    images,
     issues,
     unknownRefs: ctx.unknownRefs,
     seconds: (performance.now() - started) / 1000,
@@ -251,7 +255,7 @@ async function checkJson(ctx: Ctx, name: string, bytes: Buffer, kind: 'config' |
  * fs-verity digest is its name, that object is a readable composefs image, and every object its
  * files name is in the store.
  */
-async function checkImages(ctx: Ctx, signal: AbortSignal | undefined): Promise<void> {
+async function checkImages(ctx: Ctx, signal: AbortSignal | undefined): Promise<number> {
   const dir = join(ctx.repo.root, IMAGES_DIR);
   const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n !== 'refs').sort();
   for (const name of names) {
@@ -277,6 +281,7 @@ async function checkImages(ctx: Ctx, signal: AbortSignal | undefined): Promise<v
       if (!(await presentNow(ctx, o))) ctx.issues.push({ type: 'missing-object', path, detail: `image ${name} names object ${o}, which is missing`, expected: o });
     }
   }
+  return names.length;
 }
 
 async function checkTags(ctx: Ctx): Promise<number> {

@@ -49,7 +49,7 @@ function printFsck(r: FsckReport): void {
     process.stdout.write(`${i.type}: ${i.path}: ${i.detail}${ef}\n`);
   }
   for (const u of r.unknownRefs) process.stdout.write(`note: stream ${u.stream} has the named ref ${JSON.stringify(u.ref)} (object ${u.object}), of a kind veritree does not know: kept, not checked\n`);
-  const what = r.objectsOnly ? 'objects only' : `${plural(r.streams, 'stream')}, ${plural(r.tags, 'tag')}${r.layersRebuilt ? `, ${plural(r.layersRebuilt, 'layer')} rebuilt` : ''}`;
+  const what = r.objectsOnly ? 'objects only' : `${plural(r.streams, 'stream')}, ${plural(r.tags, 'tag')}${r.images ? `, ${plural(r.images, 'composefs image')}` : ''}${r.layersRebuilt ? `, ${plural(r.layersRebuilt, 'layer')} rebuilt` : ''}`;
   process.stdout.write(
     `${r.ok ? 'ok' : `${r.issues.length} problem${r.issues.length === 1 ? '' : 's'}`}: ${r.objects} objects (${formatBytes(r.bytes)}) re-hashed, ${what}, in ${r.seconds.toFixed(2)} s\n`
   );
