@@ -36,7 +36,8 @@ console.log(`veritree speed / mkcomposefs speed: ${(med(a) / med(b)).toFixed(2)}
 # The same work warm, in one process: the library's parse and write, six times; the last two shown.
 node --input-type=module -e '
 const { readFileSync } = await import("node:fs");
-const { parseDumpfile, writeComposefsImage } = await import(process.argv[1] + "/dist/src/index.js");
+const { parseDumpfile } = await import(process.argv[1] + "/dist/src/erofs/dump-parse.js");
+const { writeComposefsImage } = await import(process.argv[1] + "/dist/src/erofs/writer.js");
 const bytes = readFileSync(process.argv[2]);
 for (let i = 1; i <= 6; i++) {
   const t0 = performance.now();

@@ -60,6 +60,14 @@ function unescape(s: string): string {
   return out;
 }
 
+const digestScratch = Buffer.alloc(32);
+
+/** 64 hex digits as their 32 bytes (a latin1 string), through one reused buffer. */
+function digestBytes(hex: string): string {
+  digestScratch.write(hex, 0, 'hex');
+  return digestScratch.toString('latin1', 0, 32);
+}
+
 /** A C string made from bytes: it ends at the first NUL. */
 function cString(s: string): string {
   const nul = s.indexOf('\0');
@@ -112,21 +120,33 @@ function parseSeconds(field: string, node: CfsNode): void {
   node.mtimeLo = Number(v & 0xffffffn);
 }
 
-/** The eleven fixed fields, then the xattrs, split as mkcomposefs's split_at does. */
-function splitLine(line: string): { fields: string[]; rest: string } {
-  const fields: string[] = [];
-  let at = 0;
+/**
+ * The eleven fixed fields of the line text[a, b), split as mkcomposefs's split_at does (a missing
+ * field is empty), as [start, end) pairs in `bounds`; @returns where the xattrs begin. Offsets,
+ * not strings: most fields are numbers, read in place.
+ */
+function scanFields(text: string, a: number, b: number, bounds: Int32Array): number {
+  let at = a;
   for (let i = 0; i < 11; i++) {
-    const sp = line.indexOf(' ', at);
-    if (sp < 0) {
-      fields.push(line.slice(at));
-      at = line.length;
-    } else {
-      fields.push(line.slice(at, sp));
-      at = sp + 1;
-    }
+    let sp = at < b ? text.indexOf(' ', at) : -1;
+    if (sp < 0 || sp > b) sp = b;
+    bounds[2 * i] = at;
+    bounds[2 * i + 1] = sp;
+    at = sp < b ? sp + 1 : b;
   }
-  return { fields, rest: line.slice(at) };
+  return at;
+}
+
+/** A field of plain digits (base 10 or 8) read in place, or -1 for anything else (then read the slow way). */
+function digitsAt(text: string, s: number, e: number, base: 8 | 10): number {
+  if (e <= s || e - s > (base === 8 ? 17 : 15)) return -1;
+  let v = 0;
+  for (let i = s; i < e; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d < 0 || d >= base) return -1;
+    v = v * base + d;
+  }
+  return v;
 }
 
 interface Pending {
@@ -184,14 +204,26 @@ class DumpTree {
     return node;
   }
 
-  addLine(raw: string, lineNo: number): void {
-    if (raw.includes('\0')) throw new SyntaxError(`embedded NUL character at position ${raw.indexOf('\0')}`);
-    const { fields, rest } = splitLine(raw);
-    const [pathF, sizeF, modeF, nlinkF, uidF, gidF, rdevF, mtimeF, payloadF, contentF, digestF] = fields as [string, string, string, string, string, string, string, string, string, string, string];
-    const path = cString(unescape(pathF));
+  private readonly bounds = new Int32Array(22);
+
+  /** The line text[a, b); `nul`: whether the text holds a NUL byte anywhere (mostly not: no scan per line). */
+  addLine(text: string, a: number, b: number, lineNo: number, nul: boolean): void {
+    if (nul) {
+      const at = text.indexOf('\0', a);
+      if (at >= 0 && at < b) throw new SyntaxError(`embedded NUL character at position ${at - a}`);
+    }
+    const f = this.bounds;
+    const restAt = scanFields(text, a, b, f);
+    const field = (i: number): string => text.slice(f[2 * i] as number, f[2 * i + 1] as number);
+    const isDash = (i: number): boolean => (f[2 * i + 1] as number) - (f[2 * i] as number) === 1 && text.charCodeAt(f[2 * i] as number) === 45;
+    const u32At = (i: number, what: string, base: 8 | 10 = 10, skip = 0): number => {
+      const v = digitsAt(text, (f[2 * i] as number) + skip, f[2 * i + 1] as number, base);
+      return v >= 0 ? v % 0x100000000 : parseU32(text.slice((f[2 * i] as number) + skip, f[2 * i + 1] as number), what, base === 8);
+    };
+    const path = cString(unescape(field(0)));
     if (path === '') throw new SyntaxError('empty path');
-    const hardlink = modeF.startsWith('@');
-    const mode = parseU32(hardlink ? modeF.slice(1) : modeF, 'mode', true);
+    const hardlink = text.charCodeAt(f[4] as number) === 64 && (f[5] as number) > (f[4] as number);
+    const mode = u32At(2, 'mode', 8, hardlink ? 1 : 0);
     if (!validMode(mode)) throw new SyntaxError(`invalid mode ${mode.toString(8)}`);
     const node = new CfsNode();
     node.mode = mode;
@@ -199,16 +231,30 @@ class DumpTree {
     this.place(path, node);
     if (hardlink) {
       if (node.isDir()) throw new SyntaxError('directories cannot be hard-linked');
-      this.links.push({ node, target: payloadF === '-' ? null : cString(unescape(payloadF)) });
+      this.links.push({ node, target: isDash(8) ? null : cString(unescape(field(8))) });
       return;
     }
-    const size = parseSize(sizeF);
-    node.nlink = parseU32(nlinkF, 'nlink');
-    node.uid = parseU32(uidF, 'uid');
-    node.gid = parseU32(gidF, 'gid');
-    const rdev = parseU32(rdevF, 'rdev');
-    const dot = mtimeF.indexOf('.');
-    const nsec = parseU32(dot < 0 ? '' : mtimeF.slice(dot + 1), 'mtime nanoseconds');
+    const fast = digitsAt(text, f[2] as number, f[3] as number, 10);
+    const size = fast >= 0 ? fast : parseSize(field(1));
+    node.nlink = u32At(3, 'nlink');
+    node.uid = u32At(4, 'uid');
+    node.gid = u32At(5, 'gid');
+    const rdev = u32At(6, 'rdev');
+    let dot = -1;
+    for (let i = f[14] as number; i < (f[15] as number); i++) {
+      if (text.charCodeAt(i) === 46) {
+        dot = i;
+        break;
+      }
+    }
+    const secEnd = dot < 0 ? (f[15] as number) : dot;
+    const nsecField = dot < 0 ? '' : text.slice(dot + 1, f[15] as number);
+    const nsecFast = dot < 0 ? -1 : digitsAt(text, dot + 1, f[15] as number, 10);
+    const nsec = nsecFast >= 0 ? nsecFast % 0x100000000 : parseU32(nsecField, 'mtime nanoseconds');
+    const payloadF = field(8);
+    const contentF = field(9);
+    const digestF = field(10);
+    const rest = restAt < b ? text.slice(restAt, b) : '';
     const payload = payloadF === '-' ? null : cString(unescape(payloadF));
     const content = contentF === '-' ? null : unescape(contentF);
     if (content !== null && content.length !== size) throw new SyntaxError(`content of ${content.length} bytes, but size ${size}`);
@@ -217,7 +263,11 @@ class DumpTree {
     if (type !== S_IFLNK) node.size = size;
     if (type === S_IFCHR || type === S_IFBLK) node.rdev = rdev;
     else if (this.strict && rdev !== 0) throw new SyntaxError('non-zero device number on a non-device');
-    parseSeconds(dot < 0 ? mtimeF : mtimeF.slice(0, dot), node);
+    const secFast = digitsAt(text, f[14] as number, secEnd, 10);
+    if (secFast >= 0) {
+      node.mtimeHi = Math.floor(secFast / MTIME_SPLIT);
+      node.mtimeLo = secFast % MTIME_SPLIT;
+    } else parseSeconds(text.slice(f[14] as number, secEnd), node);
     node.mtimeNsec = nsec;
     if (type === S_IFLNK) {
       if (payload === null || payload === '') throw new SyntaxError('a symlink needs a target');
@@ -238,7 +288,7 @@ class DumpTree {
     if (digest !== null) {
       // mkcomposefs reads any string here and uses it only for a file kept outside the image;
       // there, what is not 64 hex digits would give an image of undefined bytes, so it is refused.
-      if (/^[0-9a-fA-F]{64}$/.test(digest)) node.digest = Buffer.from(digest, 'hex').toString('latin1');
+      if (/^[0-9a-fA-F]{64}$/.test(digest)) node.digest = digestBytes(digest);
       else if (type === S_IFREG && node.size > 0 && node.content === null) throw new SyntaxError(`digest ${JSON.stringify(digest)} is not 64 hex digits`);
     }
     if (rest.length > 0xffff) throw new SyntaxError('too many xattrs');
@@ -301,10 +351,10 @@ export async function parseDumpfile(input: AsyncIterable<Uint8Array> | Iterable<
   const tree = new DumpTree(opts.strict ?? false);
   let carry = '';
   let lineNo = 0;
-  const take = (line: string): void => {
+  const take = (text: string, a: number, b: number, nul: boolean): void => {
     lineNo++;
     try {
-      tree.addLine(line, lineNo);
+      tree.addLine(text, a, b, lineNo, nul);
     } catch (e) {
       if (e instanceof SyntaxError) throw dumpError(lineNo, e.message);
       throw e;
@@ -313,16 +363,17 @@ export async function parseDumpfile(input: AsyncIterable<Uint8Array> | Iterable<
   for await (const chunk of input) {
     opts.signal?.throwIfAborted();
     const text = carry + Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length).toString('latin1');
+    const nul = text.includes('\0');
     let at = 0;
     for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', at)) {
-      take(text.slice(at, nl));
+      take(text, at, nl, nul);
       at = nl + 1;
     }
     carry = text.slice(at);
   }
   if (carry.length > 0) {
     if (opts.strict) throw dumpError(lineNo + 1, 'missing trailing newline');
-    take(carry);
+    take(carry, 0, carry.length, carry.includes('\0'));
   }
   if (tree.root === null) throw dumpError(0, 'no files in the dumpfile');
   tree.resolveLinks();
