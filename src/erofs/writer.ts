@@ -455,10 +455,6 @@ class Out {
   align(to: number): void {
     this.pos = roundUp(this.pos, to);
   }
-  bytes(src: Uint8Array): void {
-    this.b.set(src, this.pos);
-    this.pos += src.length;
-  }
   text(s: string): void {
     // Most strings here are a name or a short value: a loop beats the native call's set-up.
     if (s.length > 48) {
