@@ -225,6 +225,13 @@ test('veritree mkfs: the image file and digest mkcomposefs gives; a bad line ref
   assert.match(f.stderr, /line 3: invalid mode 644/);
   assert.equal(exists(out), false);
   assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('bad.cfs')), []);
+
+  // A line that never ends is refused before it is held whole.
+  const long = join(dir, 'long.dump');
+  writeFileSync(long, `/ 4096 40755 2 0 0 0 0.0 - - -\n/x 0 100644 1 0 0 0 0.0 - - - user.a=${'a'.repeat(3 << 20)}\n`);
+  const l = veritree(['mkfs', long, join(dir, 'long.cfs')]);
+  assert.equal(l.status, 3);
+  assert.match(l.stderr, /line 2: a line longer than 1048576 bytes/);
 });
 
 const importable = hasTool('umoci') ? false : 'skipped: umoci not installed';

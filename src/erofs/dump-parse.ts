@@ -60,6 +60,9 @@ function unescape(s: string): string {
   return out;
 }
 
+/** The longest line read: far past any valid one (see parseDumpfile). */
+export const MAX_LINE = 1 << 20;
+
 const digestScratch = Buffer.alloc(32);
 
 /** 64 hex digits as their 32 bytes (a latin1 string), through one reused buffer. */
@@ -370,6 +373,9 @@ export async function parseDumpfile(input: AsyncIterable<Uint8Array> | Iterable<
       at = nl + 1;
     }
     carry = text.slice(at);
+    // No valid line comes near this (a path, a 5000-byte content and 64 KiB of xattrs, all
+    // escaped four times over): a longer one is refused before it is held whole.
+    if (carry.length > MAX_LINE) throw dumpError(lineNo + 1, `a line longer than ${MAX_LINE} bytes`);
   }
   if (carry.length > 0) {
     if (opts.strict) throw dumpError(lineNo + 1, 'missing trailing newline');
