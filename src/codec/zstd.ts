@@ -13,8 +13,6 @@ import { ZstdFrameScanner, zstdFrames } from './zstd-frames.ts';
 
 interface ZstdNapi {
   compress(data: Uint8Array, params?: { compressionLevel?: number }): Buffer;
-  decompress(data: Uint8Array): Buffer;
-  DecompressStream: new () => Transform;
 }
 
 interface ZlibZstd {

@@ -6,18 +6,12 @@
  * Every refusal names the line. Lines are read as they arrive: the input is never held whole.
  * @module
  */
-import { ERROR_CODES, VeritreeError } from '../errors.ts';
-import { CfsNode, INLINE_CONTENT_MAX, NAME_MAX, PATH_MAX, S_IFBLK, S_IFCHR, S_IFLNK, S_IFREG, MTIME_SPLIT, followLinks, validMode } from './node.ts';
+import { CfsNode, dumpError, INLINE_CONTENT_MAX, NAME_MAX, PATH_MAX, S_IFBLK, S_IFCHR, S_IFLNK, S_IFREG, MTIME_SPLIT, followLinks, validMode } from './node.ts';
 
 export interface DumpParseOptions {
   /** mkcomposefs's CFS_PARSE_STRICT: also refuse a missing final newline, a device number on a non-device, a symlink whose size is not its target's length or that has content. */
   strict?: boolean;
   signal?: AbortSignal;
-}
-
-/** Thrown for input mkcomposefs would refuse (or that it would read into an undefined image). */
-export function dumpError(line: number, why: string): VeritreeError {
-  return new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, line > 0 ? `dumpfile line ${line}: ${why}` : `dumpfile: ${why}`);
 }
 
 const HEX: Record<string, number> = {};
@@ -81,18 +75,8 @@ const U64 = (1n << 64n) - 1n;
 const DEC = /^[ \t\n\v\f\r]*([+-]?)([0-9]+)$/;
 const OCT = /^[ \t\n\v\f\r]*([+-]?)([0-7]+)$/;
 
-const DIGITS = /^[0-9]{1,15}$/;
-const OCTAL_DIGITS = /^[0-7]{1,17}$/;
-
-/** parseU64 reduced to 32 bits, without a BigInt for the usual short field. */
-function parseU32(field: string, what: string, octal = false): number {
-  if ((octal ? OCTAL_DIGITS : DIGITS).test(field)) return parseInt(field, octal ? 8 : 10) % 0x100000000;
-  return u32(parseU64(field, what, octal));
-}
-
 /** strtoull's reading of a whole field: sign wraps, overflow saturates. */
 function parseU64(field: string, what: string, octal = false): bigint {
-  if (!octal && DIGITS.test(field)) return BigInt(Number(field));
   const m = (octal ? OCT : DEC).exec(field);
   if (!m) throw new SyntaxError(`${what} is not an integer: ${JSON.stringify(field)}`);
   let v = BigInt(octal ? `0o${m[2]}` : (m[2] as string));
@@ -101,24 +85,46 @@ function parseU64(field: string, what: string, octal = false): bigint {
   return v;
 }
 
-const u32 = (v: bigint): number => Number(v & 0xffffffffn);
+/*
+ * Number fields are read where they lie in the line: plain digits (nearly every field) without a
+ * string or a BigInt; anything else (signs, spaces, past 2^53) through parseU64.
+ */
 
-/** A size: exact to 2^53, Infinity beyond (see CfsNode.size). */
-function parseSize(field: string): number {
-  if (DIGITS.test(field)) return Number(field);
-  const v = parseU64(field, 'size');
-  return v > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(v);
+/** A field of plain digits (base 10 or 8) read in place, or -1 for anything else. */
+function digitsAt(text: string, s: number, e: number, base: 8 | 10): number {
+  if (e <= s || e - s > (base === 8 ? 17 : 15)) return -1;
+  let v = 0;
+  for (let i = s; i < e; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d < 0 || d >= base) return -1;
+    v = v * base + d;
+  }
+  return v;
 }
 
-/** Seconds since the epoch as time_t (signed 64 bits), split into halves small enough to stay unboxed (see CfsNode.mtimeHi). */
-function parseSeconds(field: string, node: CfsNode): void {
-  if (DIGITS.test(field)) {
-    const n = Number(field);
+/** text[s, e) as an unsigned 32-bit field (mode, nlink, owner, rdev, nanoseconds), as libcomposefs truncates them. */
+function u32At(text: string, s: number, e: number, what: string, base: 8 | 10 = 10): number {
+  const v = digitsAt(text, s, e, base);
+  return v >= 0 ? v % 0x100000000 : Number(parseU64(text.slice(s, e), what, base === 8) & 0xffffffffn);
+}
+
+/** A size: exact to 2^53, Infinity beyond (see CfsNode.size). */
+function sizeAt(text: string, s: number, e: number): number {
+  const v = digitsAt(text, s, e, 10);
+  if (v >= 0) return v;
+  const big = parseU64(text.slice(s, e), 'size');
+  return big > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(big);
+}
+
+/** Seconds since the epoch as time_t (signed 64 bits), split into parts small enough to stay unboxed (see CfsNode.mtimeHi). */
+function secondsAt(text: string, s: number, e: number, node: CfsNode): void {
+  const n = digitsAt(text, s, e, 10);
+  if (n >= 0) {
     node.mtimeHi = Math.floor(n / MTIME_SPLIT);
     node.mtimeLo = n % MTIME_SPLIT;
     return;
   }
-  const v = BigInt.asIntN(64, parseU64(field, 'mtime'));
+  const v = BigInt.asIntN(64, parseU64(text.slice(s, e), 'mtime'));
   node.mtimeHi = Number(v >> 24n);
   node.mtimeLo = Number(v & 0xffffffn);
 }
@@ -138,18 +144,6 @@ function scanFields(text: string, a: number, b: number, bounds: Int32Array): num
     at = sp < b ? sp + 1 : b;
   }
   return at;
-}
-
-/** A field of plain digits (base 10 or 8) read in place, or -1 for anything else (then read the slow way). */
-function digitsAt(text: string, s: number, e: number, base: 8 | 10): number {
-  if (e <= s || e - s > (base === 8 ? 17 : 15)) return -1;
-  let v = 0;
-  for (let i = s; i < e; i++) {
-    const d = text.charCodeAt(i) - 48;
-    if (d < 0 || d >= base) return -1;
-    v = v * base + d;
-  }
-  return v;
 }
 
 interface Pending {
@@ -217,16 +211,14 @@ class DumpTree {
     }
     const f = this.bounds;
     const restAt = scanFields(text, a, b, f);
-    const field = (i: number): string => text.slice(f[2 * i] as number, f[2 * i + 1] as number);
-    const isDash = (i: number): boolean => (f[2 * i + 1] as number) - (f[2 * i] as number) === 1 && text.charCodeAt(f[2 * i] as number) === 45;
-    const u32At = (i: number, what: string, base: 8 | 10 = 10, skip = 0): number => {
-      const v = digitsAt(text, (f[2 * i] as number) + skip, f[2 * i + 1] as number, base);
-      return v >= 0 ? v % 0x100000000 : parseU32(text.slice((f[2 * i] as number) + skip, f[2 * i + 1] as number), what, base === 8);
-    };
+    const s = (i: number): number => f[2 * i] as number;
+    const e = (i: number): number => f[2 * i + 1] as number;
+    const field = (i: number): string => text.slice(s(i), e(i));
+    const isDash = (i: number): boolean => e(i) - s(i) === 1 && text.charCodeAt(s(i)) === 45;
     const path = cString(unescape(field(0)));
     if (path === '') throw new SyntaxError('empty path');
-    const hardlink = text.charCodeAt(f[4] as number) === 64 && (f[5] as number) > (f[4] as number);
-    const mode = u32At(2, 'mode', 8, hardlink ? 1 : 0);
+    const hardlink = e(2) > s(2) && text.charCodeAt(s(2)) === 64;
+    const mode = u32At(text, s(2) + (hardlink ? 1 : 0), e(2), 'mode', 8);
     if (!validMode(mode)) throw new SyntaxError(`invalid mode ${mode.toString(8)}`);
     const node = new CfsNode();
     node.mode = mode;
@@ -237,23 +229,20 @@ class DumpTree {
       this.links.push({ node, target: isDash(8) ? null : cString(unescape(field(8))) });
       return;
     }
-    const fast = digitsAt(text, f[2] as number, f[3] as number, 10);
-    const size = fast >= 0 ? fast : parseSize(field(1));
-    node.nlink = u32At(3, 'nlink');
-    node.uid = u32At(4, 'uid');
-    node.gid = u32At(5, 'gid');
-    const rdev = u32At(6, 'rdev');
+    const size = sizeAt(text, s(1), e(1));
+    node.nlink = u32At(text, s(3), e(3), 'nlink');
+    node.uid = u32At(text, s(4), e(4), 'uid');
+    node.gid = u32At(text, s(5), e(5), 'gid');
+    const rdev = u32At(text, s(6), e(6), 'rdev');
     let dot = -1;
-    for (let i = f[14] as number; i < (f[15] as number); i++) {
+    for (let i = s(7); i < e(7); i++) {
       if (text.charCodeAt(i) === 46) {
         dot = i;
         break;
       }
     }
-    const secEnd = dot < 0 ? (f[15] as number) : dot;
-    const nsecField = dot < 0 ? '' : text.slice(dot + 1, f[15] as number);
-    const nsecFast = dot < 0 ? -1 : digitsAt(text, dot + 1, f[15] as number, 10);
-    const nsec = nsecFast >= 0 ? nsecFast % 0x100000000 : parseU32(nsecField, 'mtime nanoseconds');
+    // "SEC.NSEC"; without a dot the nanoseconds are an empty field, refused as mkcomposefs does.
+    const nsec = dot < 0 ? u32At(text, e(7), e(7), 'mtime nanoseconds') : u32At(text, dot + 1, e(7), 'mtime nanoseconds');
     const payloadF = field(8);
     const contentF = field(9);
     const digestF = field(10);
@@ -266,11 +255,7 @@ class DumpTree {
     if (type !== S_IFLNK) node.size = size;
     if (type === S_IFCHR || type === S_IFBLK) node.rdev = rdev;
     else if (this.strict && rdev !== 0) throw new SyntaxError('non-zero device number on a non-device');
-    const secFast = digitsAt(text, f[14] as number, secEnd, 10);
-    if (secFast >= 0) {
-      node.mtimeHi = Math.floor(secFast / MTIME_SPLIT);
-      node.mtimeLo = secFast % MTIME_SPLIT;
-    } else parseSeconds(text.slice(f[14] as number, secEnd), node);
+    secondsAt(text, s(7), dot < 0 ? e(7) : dot, node);
     node.mtimeNsec = nsec;
     if (type === S_IFLNK) {
       if (payload === null || payload === '') throw new SyntaxError('a symlink needs a target');

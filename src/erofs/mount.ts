@@ -56,7 +56,7 @@ function checkLayerPath(p: string): void {
 }
 
 /** The image id for a tag (its config's composefs.image) or for an id under images/. */
-export async function resolveImage(repo: Repository, name: string): Promise<string> {
+export async function imageIdOf(repo: Repository, name: string): Promise<string> {
   if (/^[0-9a-f]{64}$/.test(name)) {
     try {
       statSync(repo.imagePath(name));
@@ -77,7 +77,7 @@ export async function resolveImage(repo: Repository, name: string): Promise<stri
 export async function mountImage(repo: Repository, name: string, dir: string): Promise<MountReport> {
   const why = mountUnavailable();
   if (why !== null) throw fail(why);
-  const id = await resolveImage(repo, name);
+  const id = await imageIdOf(repo, name);
   const bytes = await repo.readObject(id);
   const found = toHex(verityDigest(bytes, repo.alg));
   if (found !== id) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `composefs image ${id} is damaged: its fs-verity digest is ${found}; run veritree fsck`, { path: repo.objectPath(id) });

@@ -7,6 +7,13 @@
  * @module
  */
 
+import { ERROR_CODES, VeritreeError } from '../errors.ts';
+
+/** Thrown for input mkcomposefs would refuse (or that it would read into an undefined image); `line` 0 when no line is to blame. */
+export function dumpError(line: number, why: string): VeritreeError {
+  return new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, line > 0 ? `dumpfile line ${line}: ${why}` : `dumpfile: ${why}`);
+}
+
 export const S_IFMT = 0o170000;
 export const S_IFSOCK = 0o140000;
 export const S_IFLNK = 0o120000;
@@ -41,80 +48,47 @@ const NO_XATTRS: Xattr[] = [];
 const NO_CHILDREN: CfsNode[] = [];
 
 export class CfsNode {
-  declare name: string | null;
-  declare parent: CfsNode | null;
+  name: string | null = null;
+  parent: CfsNode | null = null;
   /** By name (made on the first child: most nodes are files); sorted once when the tree is laid out. */
-  declare kids: Map<string, CfsNode> | null;
+  private kids: Map<string, CfsNode> | null = null;
   /** A hard-link name: the node it names (possibly another link until resolved). */
-  declare linkTo: CfsNode | null;
-  declare mode: number;
-  declare nlink: number;
-  declare uid: number;
-  declare gid: number;
-  declare rdev: number;
+  linkTo: CfsNode | null = null;
+  mode = 0;
+  nlink = 1;
+  uid = 0;
+  gid = 0;
+  rdev = 0;
   /** st_size; exact to 2^53, Infinity above (no such file fits an image, and no other type stores it). */
-  declare size: number;
+  size = 0;
   /**
    * st_mtim_sec (signed 64 bits) as `mtimeHi * 2^24 + mtimeLo`, 0 <= mtimeLo < 2^24: both parts
    * stay small integers (V8 boxes a field over 2^30, one allocation per inode otherwise).
    */
-  declare mtimeHi: number;
-  declare mtimeLo: number;
-  declare mtimeNsec: number;
-  declare payload: string | null;
+  mtimeHi = 0;
+  mtimeLo = 0;
+  mtimeNsec = 0;
+  payload: string | null = null;
   /** Inline content (bytes as latin1). */
-  declare content: string | null;
+  content: string | null = null;
   /** The fs-verity SHA-256 digest, 32 bytes as latin1. */
-  declare digest: string | null;
-  declare xattrs: Xattr[];
+  digest: string | null = null;
+  xattrs: Xattr[] = NO_XATTRS;
   /** libcomposefs's running estimate of the xattr area, checked against XATTR_BUDGET. */
-  declare xattrBudget: number;
+  xattrBudget = 0;
   /** Where the node came from, for messages (a dumpfile line number; 0 when made here). */
-  declare line: number;
+  line = 0;
 
   // Writer scratch (lcfs_node_s's erofs_* fields).
-  declare sorted: CfsNode[];
-  declare inodeNum: number;
-  declare compact: boolean;
-  declare ipad: number;
-  declare xattrSize: number;
-  declare isize: number;
-  declare nid: number;
-  declare nBlocks: number;
-  declare tailSize: number;
-
-  // Every field is set here, in one order: V8 then builds each node in one step (class field
-  // initialisers cost several times more for the 60,000 nodes of a real tree).
-  constructor() {
-    this.name = null;
-    this.parent = null;
-    this.kids = null;
-    this.linkTo = null;
-    this.mode = 0;
-    this.nlink = 1;
-    this.uid = 0;
-    this.gid = 0;
-    this.rdev = 0;
-    this.size = 0;
-    this.mtimeHi = 0;
-    this.mtimeLo = 0;
-    this.mtimeNsec = 0;
-    this.payload = null;
-    this.content = null;
-    this.digest = null;
-    this.xattrs = NO_XATTRS;
-    this.xattrBudget = 0;
-    this.line = 0;
-    this.sorted = NO_CHILDREN;
-    this.inodeNum = 0;
-    this.compact = false;
-    this.ipad = 0;
-    this.xattrSize = 0;
-    this.isize = 0;
-    this.nid = 0;
-    this.nBlocks = 0;
-    this.tailSize = 0;
-  }
+  sorted: CfsNode[] = NO_CHILDREN;
+  inodeNum = 0;
+  compact = false;
+  ipad = 0;
+  xattrSize = 0;
+  isize = 0;
+  nid = 0;
+  nBlocks = 0;
+  tailSize = 0;
 
   get type(): number {
     return this.mode & S_IFMT;

@@ -11,17 +11,10 @@
  * @module
  */
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import { EROFS_MAGIC, LAYOUT_CHUNK_BASED as CHUNK_BASED, LAYOUT_FLAT_INLINE as FLAT_INLINE, SLOT_BITS, SUPER_OFFSET, XATTR_INDEX_TRUSTED as INDEX_TRUSTED } from './format.ts';
+import { S_IFDIR, S_IFMT, S_IFREG } from './node.ts';
 
-const SUPER_OFFSET = 1024;
-const EROFS_MAGIC = 0xe0f5e1e2;
-const SLOT_BITS = 5;
-const INDEX_TRUSTED = 4;
 const REDIRECT = 'overlay.redirect';
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const FLAT_INLINE = 2;
-const CHUNK_BASED = 4;
 
 function corrupt(why: string): VeritreeError {
   return new VeritreeError(ERROR_CODES.STORE_CORRUPT, `composefs image: ${why}`);

@@ -14,10 +14,9 @@
  * @module
  */
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
-import { imageTree } from '../merge/image-tree.ts';
+import { layersTree } from '../merge/image-tree.ts';
 import { dumpLines } from '../merge/dump.ts';
-import { readJsonStream } from '../store/images.ts';
-import { STREAM_PREFIX, configStreamName } from '../store/layout.ts';
+import { taggedImage } from '../store/images.ts';
 import { lockOptionsFrom, type LockWaitOptions } from '../store/lock.ts';
 import { writeObject } from '../store/objects.ts';
 import type { Repository } from '../store/repository.ts';
@@ -46,16 +45,12 @@ export interface StoreImageReport {
   seconds: number;
 }
 
-interface Manifest {
-  config?: { digest?: string };
-}
-
-/** The composefs image of the tagged image's merged tree (not stored). */
-export async function composefsImageOf(repo: Repository, tag: string, opts: StoreImageOptions = {}): Promise<ComposefsImage> {
+/** The composefs image of these layers' merged tree (diff_ids, bottom first; not stored). */
+export async function composefsImageOf(repo: Repository, diffIds: string[], opts: StoreImageOptions = {}): Promise<ComposefsImage> {
   if (repo.alg !== 'sha256') {
     throw new VeritreeError(ERROR_CODES.STORE_UNSUPPORTED, `composefs images name their files by SHA-256 fs-verity digests; ${repo.root} uses ${repo.alg}`);
   }
-  const tree = await imageTree(repo, tag, 'composefs');
+  const tree = await layersTree(repo, diffIds, 'composefs');
   for (const w of tree.warnings) opts.onWarning?.(w.path, w.message);
   const lines = (function* (): Generator<Buffer> {
     for (const line of dumpLines(tree)) yield Buffer.from(`${line}\n`, 'latin1');
@@ -86,32 +81,35 @@ export async function writeStoreImage(repo: Repository, tag: string, opts: Store
   repo.assertWritable();
   const lock = await repo.lockShared(lockOptionsFrom(opts));
   try {
-    const t = (await repo.listTags()).find((x) => x.tag === tag);
-    if (!t) throw new VeritreeError(ERROR_CODES.USAGE, `no image tagged ${JSON.stringify(tag)} in ${repo.root} (see veritree images)`);
-    if (!t.stream.startsWith(STREAM_PREFIX.manifest)) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `tag ${tag} does not name a manifest stream`);
-    const img = await composefsImageOf(repo, tag, opts);
+    // The tag is followed once: the image, the config and the manifest rewritten are all of it.
+    const t = await taggedImage(repo, tag);
+    const img = await composefsImageOf(repo, t.diffIds, opts);
     const id = toHex(verityDigest(img.bytes, repo.alg));
     let written = (await writeObject(repo.target, id, img.bytes)).written;
-    const { stream: manifest, json } = await readJsonStream<Manifest>(repo, t.stream);
-    const configName = configStreamName((json.config?.digest ?? '').replace(/^sha256:/, ''));
+    const configName = t.configStream;
     const config = readSplitStream(await repo.readStreamBytes(configName));
     const configRefs = namedRefsOf(config);
     const current = configRefs.find(([n]) => n === IMAGE_REF)?.[1];
-    if (written || current !== id) await repo.sync();
-    if (await repo.linkImage(id)) written = true;
+    // Every object first (the image, the rewritten config and manifest streams), made durable by
+    // one syncfs; then the names. The config link is re-pointed before the manifest's: a crash
+    // between them leaves the old manifest naming the old config stream object, which gc has
+    // not collected.
+    let relink: { configId: string; manifestId: string } | null = null;
     if (current !== id) {
-      // The new config stream first, then the manifest that names it: a crash between them leaves
-      // the old manifest naming the old config stream object, which gc has not yet collected.
       const configBytes = rebuilt(config, 'config', [...configRefs.filter(([n]) => n !== IMAGE_REF), [IMAGE_REF, id]]);
       const configId = toHex(verityDigest(configBytes, repo.alg));
       await writeObject(repo.target, configId, configBytes);
-      const manifestRefs = namedRefsOf(manifest).map(([n, v]): [string, string] => (n.startsWith('config:') ? [n, configId] : [n, v]));
-      const manifestBytes = rebuilt(manifest, 'manifest', manifestRefs);
+      const manifestRefs = namedRefsOf(t.manifest).map(([n, v]): [string, string] => (n.startsWith('config:') ? [n, configId] : [n, v]));
+      const manifestBytes = rebuilt(t.manifest, 'manifest', manifestRefs);
       const manifestId = toHex(verityDigest(manifestBytes, repo.alg));
       await writeObject(repo.target, manifestId, manifestBytes);
-      await repo.sync();
-      await repo.replaceStream(configName, configId);
-      await repo.replaceStream(t.stream, manifestId);
+      relink = { configId, manifestId };
+    }
+    if (written || relink) await repo.sync();
+    if (await repo.linkImage(id)) written = true;
+    if (relink) {
+      await repo.replaceStream(configName, relink.configId);
+      await repo.replaceStream(t.manifestStream, relink.manifestId);
       written = true;
     }
     if (written) await repo.sync();
@@ -123,9 +121,6 @@ export async function writeStoreImage(repo: Repository, tag: string, opts: Store
 
 /** The image the tag's config names (`composefs.image`), or null when none was written. */
 export async function storedImageOf(repo: Repository, tag: string): Promise<string | null> {
-  const t = (await repo.listTags()).find((x) => x.tag === tag);
-  if (!t) throw new VeritreeError(ERROR_CODES.USAGE, `no image tagged ${JSON.stringify(tag)} in ${repo.root} (see veritree images)`);
-  const { json } = await readJsonStream<Manifest>(repo, t.stream);
-  const config = readSplitStream(await repo.readStreamBytes(configStreamName((json.config?.digest ?? '').replace(/^sha256:/, ''))));
+  const config = readSplitStream(await repo.readStreamBytes((await taggedImage(repo, tag)).configStream));
   return namedRefsOf(config).find(([n]) => n === IMAGE_REF)?.[1] ?? null;
 }

@@ -28,12 +28,14 @@ import {
   S_IFREG,
   S_IFSOCK,
   chunking,
+  dumpError,
   followLinks,
   mtimeCompare,
   mtimeWords,
   validMode,
   type Xattr,
 } from './node.ts';
+import { EROFS_MAGIC, LAYOUT_CHUNK_BASED, LAYOUT_FLAT_INLINE, LAYOUT_FLAT_PLAIN, SLOT, SUPER_OFFSET } from './format.ts';
 import { xxh32 } from './xxh32.ts';
 
 export interface ImageOptions {
@@ -48,23 +50,17 @@ export const FORMAT_VERSION_MAX = 1;
 
 const BLOCK = 4096;
 const BLOCK_BITS = 12;
-const SLOT = 32;
-const SUPER_OFFSET = 1024;
 const SUPER_SIZE = 128;
 const COMPACT_SIZE = 32;
 const EXTENDED_SIZE = 64;
 const DIRENT_SIZE = 12;
 const XATTR_HEADER = 12;
 const XATTR_ENTRY = 4;
-const EROFS_MAGIC = 0xe0f5e1e2;
 const COMPOSEFS_MAGIC = 0xd078629a;
 const COMPOSEFS_HEADER_VERSION = 1;
 const FLAG_HAS_ACL = 1;
 const FEATURE_COMPAT_MTIME = 2;
 const FEATURE_COMPAT_XATTR_FILTER = 4;
-const LAYOUT_FLAT_PLAIN = 0;
-const LAYOUT_FLAT_INLINE = 2;
-const LAYOUT_CHUNK_BASED = 4;
 const XATTR_FILTER_SEED = 0x25bbe08f;
 /** At most this many shared xattr references per inode (EROFS_XATTR_LONG_PREFIX). */
 const MAX_SHARED_PER_INODE = 0x80;
@@ -84,8 +80,9 @@ const PREFIXES: [string, number][] = [
 
 const FILE_TYPE: Record<number, number> = { [S_IFREG]: 1, [S_IFDIR]: 2, [S_IFCHR]: 3, [S_IFBLK]: 4, [S_IFIFO]: 5, [S_IFSOCK]: 6, [S_IFLNK]: 7 };
 
+/** A tree no image can hold, blamed on the node's dumpfile line where it has one. */
 function refused(node: CfsNode, why: string): VeritreeError {
-  return new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, node.line > 0 ? `dumpfile line ${node.line}: ${why}` : why);
+  return node.line > 0 ? dumpError(node.line, why) : new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, why);
 }
 
 /** Prefix index and suffix of each xattr name: names repeat across inodes, so each is split once. */
@@ -540,8 +537,10 @@ function writeInode(out: Out, node: CfsNode, st: WriteState): void {
   const start = out.pos;
   out.pad(node.ipad);
   const type = node.type;
-  const { nShared, unshared } = xattrCounts(node);
-  const xattrSize = xattrAreaSize(nShared, unshared);
+  // The area's size was laid out with the inode (placeInodes); written and checked against it below.
+  const xattrSize = node.xattrSize;
+  let nShared = 0;
+  for (const x of node.xattrs) if (x.shared >= 0) nShared++;
   const icount = xattrSize === 0 ? 0 : (xattrSize - XATTR_HEADER) / 4 + 1;
   if (icount > 0xffff) throw refused(node, 'too many xattrs for one inode');
   let layout = node.tailSize > 0 ? LAYOUT_FLAT_INLINE : LAYOUT_FLAT_PLAIN;

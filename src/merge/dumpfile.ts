@@ -66,7 +66,7 @@ function unescape(s: string): Buffer {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c !== 0x5c) {
-      out.push(...Buffer.from(s[i] as string, 'utf8'));
+      for (const byte of Buffer.from(s[i] as string, 'utf8')) out.push(byte);
       continue;
     }
     const n = s[i + 1];

@@ -35,14 +35,44 @@ export async function readJsonStream<T>(repo: Repository, name: string): Promise
   return { stream, json };
 }
 
-async function readManifest(repo: Repository, name: string): Promise<{ json: ManifestJson; configDigest: string; diffIds: string[] }> {
-  const { stream: s, json } = await readJsonStream<ManifestJson>(repo, name);
-  const configRef = s.namedRefs.find((r) => r.name.startsWith('config:'));
+interface ManifestRead {
+  stream: SplitStream;
+  json: ManifestJson;
+  configDigest: string;
+  configStream: string;
+  /** The config's rootfs.diff_ids; null when the config stream holds no JSON. */
+  diffIds: string[] | null;
+}
+
+async function readManifest(repo: Repository, name: string): Promise<ManifestRead> {
+  const { stream, json } = await readJsonStream<ManifestJson>(repo, name);
+  const configRef = stream.namedRefs.find((r) => r.name.startsWith('config:'));
   const configDigest = configRef?.name.slice('config:'.length) ?? json.config?.digest ?? '';
   // Named refs are sorted by name, not by layer order: the order comes from the config JSON.
   const configStream = `${STREAM_PREFIX.config}${configDigest.replace(/^sha256:/, '')}`;
-  const config = (await jsonOf<{ rootfs?: { diff_ids?: string[] } }>(repo, readSplitStream(await repo.readStreamBytes(configStream)))) ?? {};
-  return { json, configDigest, diffIds: config.rootfs?.diff_ids ?? [] };
+  const config = await jsonOf<{ rootfs?: { diff_ids?: string[] } }>(repo, readSplitStream(await repo.readStreamBytes(configStream)));
+  return { stream, json, configDigest, configStream, diffIds: config === null ? null : (config.rootfs?.diff_ids ?? []) };
+}
+
+/** What a tag names: its manifest stream (name and parsed), its config stream's name, and the layers' diff_ids, bottom first. */
+export interface TaggedImage {
+  manifestStream: string;
+  manifest: SplitStream;
+  configStream: string;
+  diffIds: string[];
+}
+
+/**
+ * Follows a tag to its manifest and config streams.
+ * @throws VeritreeError USAGE when no such tag, STORE_CORRUPT when it names no manifest stream or the config holds no JSON
+ */
+export async function taggedImage(repo: Repository, tag: string): Promise<TaggedImage> {
+  const t = (await repo.listTags()).find((x) => x.tag === tag);
+  if (!t) throw new VeritreeError(ERROR_CODES.USAGE, `no image tagged ${JSON.stringify(tag)} in ${repo.root} (see veritree images)`);
+  if (!t.stream.startsWith(STREAM_PREFIX.manifest)) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `tag ${tag} does not name a manifest stream`);
+  const m = await readManifest(repo, t.stream);
+  if (m.diffIds === null) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `${m.configStream} is not a JSON stream`);
+  return { manifestStream: t.stream, manifest: m.stream, configStream: m.configStream, diffIds: m.diffIds };
 }
 
 /** Every tagged image: its tag, manifest and config digests, and layers (blob digest, diff_id, size, media type). Reads streams only, no blob. */
@@ -55,7 +85,7 @@ export async function listImages(repo: Repository): Promise<ImageRecord[]> {
       tag,
       manifest: `sha256:${stream.slice(STREAM_PREFIX.manifest.length)}`,
       config: configDigest,
-      layers: (json.layers ?? []).map((l, i) => ({ diffId: diffIds[i] ?? '', digest: l.digest ?? '', size: l.size ?? 0, mediaType: l.mediaType ?? '' })),
+      layers: (json.layers ?? []).map((l, i) => ({ diffId: diffIds?.[i] ?? '', digest: l.digest ?? '', size: l.size ?? 0, mediaType: l.mediaType ?? '' })),
     });
   }
   return out;

@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { mkfsFromDumpfile, mountImage, openRepository, unmountImage, writeStoreImage } from '../../index.ts';
-import { repoOption, resolveRepo } from '../repo-option.ts';
+import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
 import { shown } from '../../oci/names.ts';
 import { interruptSignal } from '../signals.ts';
 
@@ -54,21 +54,19 @@ export function registerComposefs(program: Command): void {
       if (o.printDigest || o.printDigestOnly) process.stdout.write(`${r.digest}\n`);
     });
 
-  repoOption(
+  repoOption(lockTimeoutOption(
     program
       .command('image')
       .description("write the composefs EROFS image of a tagged image into the store, as composefs-rs does (images/<digest>, the config's composefs.image ref); print its digest")
       .argument('<image>', 'the tag')
       .option('--json', 'print the report as one JSON object')
-      .option('--lock-timeout <seconds>', 'give up if the repository lock is not free within this time', Number)
       .addHelpText('after', "\nThe image is what mkcomposefs --from-file writes for `veritree dump IMAGE`. Running it again\nwrites nothing. Then: veritree mount IMAGE DIR (or cfsctl oci mount).")
-  ).action(async (tag: string, o: { repo?: string; json?: boolean; lockTimeout?: number }) => {
+  )).action(async (tag: string, o: { repo?: string; json?: boolean; lockTimeout?: number }) => {
     const repo = await openRepository(resolveRepo(o.repo));
     const r = await writeStoreImage(repo, tag, {
       signal: interruptSignal(),
       onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`),
-      onLockWait: (m) => process.stderr.write(`veritree: ${m}\n`),
-      ...(o.lockTimeout !== undefined ? { lockTimeoutMs: o.lockTimeout * 1000 } : {}),
+      ...lockWaitOptions(o.lockTimeout),
     });
     if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
     else process.stdout.write(`${r.image}\n`);
