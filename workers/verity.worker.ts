@@ -4,14 +4,14 @@
  * write and close is awaited before a task returns: nothing may be left pending.
  * Module top level only imports (piscina masks load errors).
  */
-import { closeSync, constants as fsc, copyFileSync, readdirSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants as fsc, copyFileSync, fchmodSync, fchownSync, futimesSync, readdirSync, readSync, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { ERROR_CODES, describeFsError, errnoCode, isVeritreeError, type ErrorCode } from '../src/errors.ts';
 import { writeObjectSync } from '../src/store/objects.ts';
 import { measureVerity, notRegularKind, openFailed, openRegularSync, strayTmp, verityKnownAbsent } from '../src/store/sys.ts';
 import { RangeHasher, toHex, verityDigest, VerityHasher } from '../src/verity/merkle.ts';
 import { digestFdNative, digestPathNative } from '../src/verity/backends.ts';
-import type { Failure, TaskResults, VerityTask } from '../src/pipeline/protocol.ts';
+import type { CopyBatchTask, Failure, TaskResults, VerityTask } from '../src/pipeline/protocol.ts';
 
 const READ_CHUNK = 1 << 20;
 
@@ -175,6 +175,36 @@ async function digestRange(task: Extract<VerityTask, { kind: 'digest-range' }>):
   }
 }
 
+/**
+ * Each object is opened without following a symlink or blocking, must be a regular file of the
+ * size its entry says, and is copied through the /proc links of both descriptors (the very
+ * inodes opened: libuv tries FICLONE, then copy_file_range). Owner before mode: chown clears
+ * the set-id bits.
+ */
+function copyBatch(task: CopyBatchTask): TaskResults['copy-batch'] {
+  for (let i = 0; i < task.items.length; i++) {
+    const it = task.items[i] as CopyBatchTask['items'][number];
+    try {
+      const src = openRegularSync(it.object, 'object');
+      try {
+        if (src.size !== it.size) {
+          return { ok: false, code: ERROR_CODES.STORE_CORRUPT, message: `object ${it.object} is ${src.size} bytes, the layer says ${it.size}: run veritree fsck --repair`, path: it.object, index: i };
+        }
+        copyFileSync(`/proc/self/fd/${src.fd}`, `/proc/self/fd/${it.dest}`, fsc.COPYFILE_FICLONE);
+      } finally {
+        closeSync(src.fd);
+      }
+      if (!task.finish) continue;
+      if (task.chown) fchownSync(it.dest, it.uid, it.gid);
+      fchmodSync(it.dest, it.mode);
+      futimesSync(it.dest, it.mtime, it.mtime);
+    } catch (e) {
+      return { ...failure(e, it.object), index: i };
+    }
+  }
+  return { ok: true };
+}
+
 export default async function verityWorker(task: VerityTask): Promise<TaskResults[VerityTask['kind']]> {
   const path = 'path' in task ? task.path : undefined;
   try {
@@ -189,11 +219,8 @@ export default async function verityWorker(task: VerityTask): Promise<TaskResult
       }
       case 'verify-dir':
         return verifyDir(task);
-      case 'copy-fd':
-        // Through the /proc links both ends are the very inodes checkout opened; libuv tries
-        // FICLONE first, then copy_file_range.
-        copyFileSync(`/proc/self/fd/${task.srcFd}`, `/proc/self/fd/${task.destFd}`, fsc.COPYFILE_FICLONE);
-        return { ok: true };
+      case 'copy-batch':
+        return copyBatch(task);
       case 'store-batch': {
         const items = [];
         let off = 0;

@@ -20,6 +20,7 @@ import { spawnSync } from 'node:child_process';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError, throwIfAborted } from '../errors.ts';
 import { defaultIoLimit } from '../pipeline/io-limit.ts';
 import { poolSize, VerityPool } from '../pipeline/pool.ts';
+import type { CopyItem, Failure } from '../pipeline/protocol.ts';
 import type { Repository } from '../store/repository.ts';
 import { measureVerity, openRegularSync, writeAllSync } from '../store/sys.ts';
 import {
@@ -151,6 +152,11 @@ interface Ctx {
   pool: VerityPool;
   copies: Set<Promise<void>>;
   maxCopies: number;
+  /** Files waiting to be sent to the pool as one task, and their bytes. */
+  batch: { node: TreeNode; item: CopyItem }[];
+  batchBytes: number;
+  /** The store's filesystem has no fs-verity: no object can be immutable. */
+  noVerity: boolean;
   firstError: unknown;
   report: CheckoutReport;
   warn: (p: string, m: string) => void;
@@ -188,43 +194,86 @@ async function placeFile(ctx: Ctx, n: TreeNode, dirFd: number): Promise<void> {
     return;
   }
   const objectPath = ctx.repo.objectPath(n.object);
-  const src = openRegularSync(objectPath, `object ${n.object}`);
-  let handedOff = false;
-  try {
-    if (!ctx.copyOnly && ctx.sameFs && n.xattrs.size === 0) {
-      const st = fstatSync(src.fd);
-      const immutable = measureVerity(src.fd, st.dev).state === 'enabled';
-      const ownerOk = !ctx.asRoot || (st.uid === n.uid && st.gid === n.gid);
-      if ((immutable || ctx.hardlink) && (st.mode & 0o7777) === n.mode && ownerOk) {
-        linkPathAt(objectPath, dirFd, name);
-        ctx.report.hardlinkedObjects++;
-        ctx.report.files++;
-        return;
-      }
-    }
-    const dest = createFileAt(dirFd, name);
-    const copy = ctx.pool
-      .run({ kind: 'copy-fd', srcFd: src.fd, destFd: dest, alg: ctx.repo.alg, impl: 'auto' })
-      .then((r) => {
-        if (!r.ok) throw new Error(r.message);
-        finishEntry(ctx, n, dest, false);
-      })
-      .catch((e: unknown) => {
-        ctx.firstError ??= storeIoError(e, n.path, `checking out /${shown(n.path)}`);
-      })
-      .finally(() => {
-        closeSync(dest);
-        closeSync(src.fd);
-        ctx.copies.delete(copy);
-      });
-    handedOff = true;
-    ctx.copies.add(copy);
-    ctx.report.copied++;
-    ctx.report.files++;
-    while (ctx.copies.size >= ctx.maxCopies) await Promise.race(ctx.copies);
-  } finally {
-    if (!handedOff) closeSync(src.fd);
+  // A hard link is possible only to an immutable object, or when asked for: once the store's
+  // filesystem is known to have no fs-verity, only the asking is left to look at.
+  if (!ctx.copyOnly && ctx.sameFs && n.xattrs.size === 0 && (ctx.hardlink || !ctx.noVerity) && linkIfSafe(ctx, n, objectPath, dirFd, name)) return;
+  const dest = createFileAt(dirFd, name);
+  ctx.report.copied++;
+  ctx.report.files++;
+  if (n.xattrs.size > 0) {
+    // xattrs go between owner and mode (setfattr on the main thread): this file travels alone.
+    await sendCopies(ctx, [{ node: n, item: copyItem(n, objectPath, dest) }], false);
+    return;
   }
+  ctx.batch.push({ node: n, item: copyItem(n, objectPath, dest) });
+  ctx.batchBytes += n.size;
+  if (ctx.batch.length >= COPY_BATCH_FILES || ctx.batchBytes >= COPY_BATCH_BYTES) await flushCopies(ctx);
+}
+
+/** Files per copy task, and bytes past which a batch is sent at once. */
+const COPY_BATCH_FILES = 48;
+const COPY_BATCH_BYTES = 8 << 20;
+
+function copyItem(n: TreeNode, object: string, dest: number): CopyItem {
+  return { object, size: n.size, dest, uid: n.uid, gid: n.gid, mode: n.mode, mtime: n.mtimeSec + n.mtimeNsec / 1e9 };
+}
+
+function linkIfSafe(ctx: Ctx, n: TreeNode, objectPath: string, dirFd: number, name: Buffer): boolean {
+  const src = openRegularSync(objectPath, `object ${n.object}`);
+  try {
+    const st = fstatSync(src.fd);
+    const verity = measureVerity(src.fd, st.dev).state;
+    if (verity === 'unsupported') ctx.noVerity = true;
+    const ownerOk = !ctx.asRoot || (st.uid === n.uid && st.gid === n.gid);
+    if ((verity === 'enabled' || ctx.hardlink) && (st.mode & 0o7777) === n.mode && ownerOk) {
+      linkPathAt(objectPath, dirFd, name);
+      ctx.report.hardlinkedObjects++;
+      ctx.report.files++;
+      return true;
+    }
+    return false;
+  } finally {
+    closeSync(src.fd);
+  }
+}
+
+async function flushCopies(ctx: Ctx): Promise<void> {
+  if (ctx.batch.length === 0) return;
+  const batch = ctx.batch;
+  ctx.batch = [];
+  ctx.batchBytes = 0;
+  await sendCopies(ctx, batch, true);
+}
+
+/** A damaged object keeps the worker's words (they name it); a failed write names the entry. */
+function copyFailed(r: Failure, node: TreeNode | undefined): VeritreeError {
+  const entry = node ? `/${shown(node.path)}` : '';
+  if (r.code === ERROR_CODES.STORE_CORRUPT) return new VeritreeError(r.code, `${r.message} (checking out ${entry})`, { path: r.path });
+  if (r.code === ERROR_CODES.STORE_NO_SPACE) return new VeritreeError(r.code, `no space left (checking out ${entry})`, { path: entry });
+  return new VeritreeError(ERROR_CODES.STORE_IO, `checking out ${entry}: ${r.message}`, { path: entry });
+}
+
+/**
+ * One task for the pool; the descriptors are closed when it is back. With `finished`, the
+ * worker sets owner, mode and times; else the main thread does (xattrs between).
+ */
+async function sendCopies(ctx: Ctx, batch: { node: TreeNode; item: CopyItem }[], finished: boolean): Promise<void> {
+  const task = { kind: 'copy-batch', items: batch.map((b) => b.item), finish: finished, chown: ctx.asRoot, alg: ctx.repo.alg, impl: 'auto' } as const;
+  const copy = ctx.pool
+    .run(task)
+    .then((r) => {
+      if (!r.ok) throw copyFailed(r, batch[r.index]?.node);
+      if (!finished) for (const b of batch) finishEntry(ctx, b.node, b.item.dest, false);
+    })
+    .catch((e: unknown) => {
+      ctx.firstError ??= storeIoError(e, batch[0]?.node.path ?? '', 'checking out');
+    })
+    .finally(() => {
+      for (const b of batch) closeSync(b.item.dest);
+      ctx.copies.delete(copy);
+    });
+  ctx.copies.add(copy);
+  while (ctx.copies.size >= ctx.maxCopies) await Promise.race(ctx.copies);
 }
 
 export async function checkout(repo: Repository, tree: MergedTree, dir: string, opts: CheckoutOptions = {}): Promise<CheckoutReport> {
@@ -248,7 +297,10 @@ export async function checkout(repo: Repository, tree: MergedTree, dir: string, 
     canSetXattr: commandExists('setfattr'),
     pool,
     copies: new Set(),
-    maxCopies: pool.size * 4,
+    maxCopies: pool.size * 2 + 1,
+    batch: [],
+    batchBytes: 0,
+    noVerity: false,
     firstError: null,
     report,
     warn: (p, m) => opts.onWarning?.(p, m),
@@ -284,6 +336,7 @@ export async function checkout(repo: Repository, tree: MergedTree, dir: string, 
         throw storeIoError(e, `${dir}/${shown(n.path)}`, `checking out /${shown(n.path)}`);
       }
     }
+    await flushCopies(ctx);
     await Promise.all(ctx.copies);
     if (ctx.firstError) throw ctx.firstError;
     // Folders last, deepest first: their modes may forbid writing, their mtimes change as we write.
@@ -300,6 +353,8 @@ export async function checkout(repo: Repository, tree: MergedTree, dir: string, 
     }
     return report;
   } finally {
+    for (const b of ctx.batch) closeSync(b.item.dest);
+    ctx.batch = [];
     await Promise.allSettled(ctx.copies);
     dirs.close();
     closeSync(rootFd);

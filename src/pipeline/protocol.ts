@@ -69,17 +69,34 @@ export interface VerifyDirResult {
   invalid: string[];
 }
 
-/**
- * checkout: copy one object into a file checkout has created, both given as descriptors of this
- * process (threads share them): reflink (FICLONE) where the filesystem can, else copy_file_range.
- */
-export interface CopyFdTask extends Common {
-  kind: 'copy-fd';
-  srcFd: number;
-  destFd: number;
+/** One file of a checkout: which object, the file checkout created for it, and its metadata. */
+export interface CopyItem {
+  /** The object's path in the store (opened without following a symlink; must be regular). */
+  object: string;
+  /** The size the entry says the object has. */
+  size: number;
+  /** Descriptor (of this process: threads share them) of the new, empty file. */
+  dest: number;
+  uid: number;
+  gid: number;
+  mode: number;
+  /** Seconds, fractional. */
+  mtime: number;
 }
 
-export type VerityTask = DigestFileTask | DigestRangeTask | StoreBufferTask | StoreBatchTask | VerifyDirTask | CopyFdTask;
+/**
+ * checkout: many files per task, so that one message carries the work of dozens of small files.
+ * Each is reflinked (FICLONE) where the filesystem can, else copied with copy_file_range; then,
+ * with `finish`, its owner (when `chown`), mode and times are set on the descriptor.
+ */
+export interface CopyBatchTask extends Common {
+  kind: 'copy-batch';
+  items: CopyItem[];
+  finish: boolean;
+  chown: boolean;
+}
+
+export type VerityTask = DigestFileTask | DigestRangeTask | StoreBufferTask | StoreBatchTask | VerifyDirTask | CopyBatchTask;
 
 export interface Failure {
   ok: false;
@@ -99,5 +116,6 @@ export interface TaskResults {
   'store-buffer': StoreResult;
   'store-batch': StoreBatchResult;
   'verify-dir': VerifyDirResult | Failure;
-  'copy-fd': { ok: true } | Failure;
+  /** On failure, `index` is the item that failed; the ones before it are done. */
+  'copy-batch': { ok: true } | (Failure & { index: number });
 }
