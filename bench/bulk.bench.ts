@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { CLI, interleaved, timeCommand } from './lib.ts';
+import { CLI, interleaved, timeCommand, spread, type Timing } from './lib.ts';
 import { makeLayout, realFilesTar } from './fixtures.ts';
 
 const N = 4;
@@ -46,6 +46,6 @@ export async function benchBulk(work: string, quick: boolean): Promise<Record<st
     quick ? 1 : 3,
     settle
   );
-  const sep = t[`${N} separate imports`] as number;
-  return Object.entries(t).map(([name, secs]) => ({ command: name, seconds: secs, 'speed vs separate commands': sep / secs }));
+  const sep = (t[`${N} separate imports`] as Timing).median;
+  return Object.entries(t).map(([name, secs]) => ({ command: name, 'seconds, median (range)': spread(secs), 'speed vs separate commands': sep / secs.median }));
 }

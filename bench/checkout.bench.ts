@@ -6,7 +6,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { CLI, hasTool, interleaved, timeCommand } from './lib.ts';
+import { CLI, hasTool, interleaved, spread, timeCommand } from './lib.ts';
 import { benchStore } from './fixtures.ts';
 
 export async function benchCheckout(work: string, quick: boolean): Promise<Record<string, string | number>[]> {
@@ -28,6 +28,6 @@ export async function benchCheckout(work: string, quick: boolean): Promise<Recor
   };
   if (hasTool('umoci')) contenders['umoci unpack'] = () => timeCommand('umoci', ['unpack', '--image', `${layout}:bench`, fresh('u')]);
   const t = interleaved(contenders, quick ? 1 : 3, settle);
-  const ref = t['umoci unpack'];
-  return Object.entries(t).map(([name, secs]) => ({ command: name, seconds: secs, 'speed vs umoci unpack': ref ? ref / secs : 'n/a' }));
+  const ref = t['umoci unpack']?.median;
+  return Object.entries(t).map(([name, secs]) => ({ command: name, 'seconds, median (range)': spread(secs), 'speed vs umoci unpack': ref ? ref / secs.median : 'n/a' }));
 }

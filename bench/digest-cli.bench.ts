@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { CLI, hasTool, interleaved, mbps, timeCommand } from './lib.ts';
+import { CLI, hasTool, interleaved, mbps, spread, timeCommand, type Timing } from './lib.ts';
 
 function makeFile(path: string, size: number): string {
   if (!existsSync(path)) {
@@ -28,13 +28,14 @@ export function benchDigestCli(work: string, quick: boolean): Record<string, str
   if (hasTool('fsverity')) contenders['fsverity digest'] = () => timeCommand('fsverity', ['digest', file]);
   contenders['sha256sum'] = () => timeCommand('sha256sum', [file]);
   const t = interleaved(contenders, quick ? 2 : 3);
-  const ref = t['fsverity digest'];
+  const ref = t['fsverity digest']?.median;
   return Object.entries(t).map(([name, secs]) => ({
     command: name,
     file: `${size >> 20} MiB`,
-    seconds: secs,
-    'MB/s': mbps(size, secs),
-    'speed vs fsverity digest': ref ? ref / secs : 'n/a (fsverity not installed)',
+    'seconds, median (range)': spread(secs, 3),
+    'MB/s': mbps(size, secs.median),
+    'speed vs fsverity digest': ref ? ref / secs.median : 'n/a (fsverity not installed)',
+    'time vs fsverity digest': ref ? secs.median / ref : 'n/a',
   }));
 }
 
@@ -53,8 +54,11 @@ export function benchScaling(work: string, quick: boolean): Record<string, strin
   ] as [string, string[], number][]) {
     veritree(['digest', ...args]);
     const t = interleaved(Object.fromEntries(jobsList.map((j) => [String(j), () => veritree(['digest', '--jobs', String(j), ...args])])), quick ? 1 : 3);
-    const one = t['1'] as number;
-    for (const j of jobsList) rows.push({ workload, jobs: j, 'MB/s': mbps(bytes, t[String(j)] as number), 'speed-up vs jobs 1': one / (t[String(j)] as number) });
+    const one = (t['1'] as Timing).median;
+    for (const j of jobsList) {
+      const tj = t[String(j)] as Timing;
+      rows.push({ workload, jobs: j, 'seconds, median (range)': spread(tj, 3), 'MB/s': mbps(bytes, tj.median), 'speed-up vs jobs 1': one / tj.median });
+    }
   }
   return rows;
 }

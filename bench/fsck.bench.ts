@@ -4,7 +4,7 @@
  * re-hash alone, done by the tools people would reach for.
  */
 import { availableParallelism } from 'node:os';
-import { CLI, hasTool, interleaved, timeCommand } from './lib.ts';
+import { CLI, hasTool, interleaved, spread, timeCommand } from './lib.ts';
 import { benchStore } from './fixtures.ts';
 
 export async function benchFsck(work: string, quick: boolean): Promise<Record<string, string | number>[]> {
@@ -19,6 +19,6 @@ export async function benchFsck(work: string, quick: boolean): Promise<Record<st
   }
   contenders[`veritree fsck (jobs ${cores})`]?.(); // warm the page cache
   const t = interleaved(contenders, quick ? 1 : 3);
-  const ref = t[`find | xargs -P ${cores} fsverity digest`];
-  return Object.entries(t).map(([name, secs]) => ({ command: name, seconds: secs, 'speed vs find|xargs fsverity': ref ? ref / secs : 'n/a' }));
+  const ref = t[`find | xargs -P ${cores} fsverity digest`]?.median;
+  return Object.entries(t).map(([name, secs]) => ({ command: name, 'seconds, median (range)': spread(secs), 'speed vs find|xargs fsverity': ref ? ref / secs.median : 'n/a' }));
 }

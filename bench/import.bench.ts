@@ -7,7 +7,7 @@ import { rmSync, mkdirSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { CLI, hasTool, interleaved, mbps, timeCommand } from './lib.ts';
+import { CLI, hasTool, interleaved, mbps, spread, timeCommand } from './lib.ts';
 import { makeLayout, realFilesTar } from './fixtures.ts';
 
 export async function benchImport(work: string, quick: boolean): Promise<Record<string, string | number>[]> {
@@ -47,17 +47,17 @@ export async function benchImport(work: string, quick: boolean): Promise<Record<
     }
     imp(cores)(); // warm the page cache with the blob
     const t = interleaved(contenders, quick ? 1 : 3, settle);
-    const ostree = t['ostree commit --tree=tar= (bare-user)'];
-    const one = t['veritree import --jobs 1'] as number;
+    const ostree = t['ostree commit --tree=tar= (bare-user)']?.median;
+    const one = t['veritree import --jobs 1']?.median as number;
     for (const [name, secs] of Object.entries(t)) {
       rows.push({
         layer: c === 'none' ? 'plain tar' : 'gzip',
         command: name,
         'tar MB': tarBytes / 1e6,
-        seconds: secs,
-        'MB/s': mbps(tarBytes, secs),
-        'speed vs jobs 1': one / secs,
-        'speed vs ostree': ostree ? ostree / secs : 'n/a',
+        'seconds, median (range)': spread(secs),
+        'MB/s': mbps(tarBytes, secs.median),
+        'speed vs jobs 1': one / secs.median,
+        'speed vs ostree': ostree ? ostree / secs.median : 'n/a',
       });
     }
   }

@@ -24,11 +24,28 @@ export function median(xs: number[]): number {
   return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
+/** Repeated runs of one thing: the median, and the fastest and slowest run (the spread). */
+export interface Timing {
+  median: number;
+  min: number;
+  max: number;
+  runs: number;
+}
+
+export function timing(xs: number[]): Timing {
+  return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), runs: xs.length };
+}
+
+/** "1.23 (1.20-1.31)": the median and the range, for tables. */
+export function spread(t: Timing, digits = 2): string {
+  return t.runs > 1 ? `${t.median.toFixed(digits)} (${t.min.toFixed(digits)}-${t.max.toFixed(digits)})` : t.median.toFixed(digits);
+}
+
 /**
  * Runs each contender `runs` times, interleaved (a, b, a, b...) so that a noisy neighbour hurts
- * them alike; returns the median seconds of each.
+ * them alike; returns each one's median seconds and spread.
  */
-export function interleaved(contenders: Record<string, () => number>, runs: number, before?: () => void): Record<string, number> {
+export function interleaved(contenders: Record<string, () => number>, runs: number, before?: () => void): Record<string, Timing> {
   const times: Record<string, number[]> = {};
   for (let i = 0; i < runs; i++) {
     for (const [name, fn] of Object.entries(contenders)) {
@@ -36,7 +53,7 @@ export function interleaved(contenders: Record<string, () => number>, runs: numb
       (times[name] ??= []).push(fn());
     }
   }
-  return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
+  return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, timing(v)]));
 }
 
 export function hostFacts(): Record<string, string | number> {

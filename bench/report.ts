@@ -19,7 +19,8 @@ import { resolveImpl } from '../src/verity/index.ts';
 import { VerityPool } from '../src/pipeline/pool.ts';
 import { zstdCompress } from '../src/codec/zstd.ts';
 import type { ConcreteHashImpl } from '../src/verity/backends.ts';
-import { hasTool, hostFacts, median, table, timeCommand } from './lib.ts';
+import { CpuMeter, type CpuSplit } from './cpu.ts';
+import { hasTool, hostFacts, median, table, timeCommand, timing } from './lib.ts';
 import { scalingSvg } from './svg.ts';
 
 export interface BenchOptions {
@@ -30,25 +31,57 @@ export interface BenchOptions {
   onProgress?: ((line: string) => void) | undefined;
 }
 
+/** CPU seconds per GB (1e9 bytes) of data, by thread: what each part of the work costs. */
+export interface CpuPerGB {
+  main: number;
+  pool: number;
+  /** libuv's threads (inflating, file I/O) and the garbage collector's helpers. */
+  other: number;
+}
+
 export interface Point {
   jobs: number;
   ioLimit?: number;
+  /** From the median time. */
   mbps: number;
+  /** Median of the runs; min and max are the spread. */
   seconds: number;
+  min: number;
+  max: number;
+  cpuPerGB?: CpuPerGB;
 }
 
 export interface Peer {
   name: string;
   mbps: number;
+  seconds: number;
+  min: number;
+  max: number;
   /** veritree at its best jobs value divided by the peer (above 1: veritree is faster). */
   ratio: number;
+}
+
+/**
+ * The main thread as the serial part of an import (Amdahl): its CPU time per GB is what the
+ * pool cannot take from it, so it alone bounds the speed however many cores there are.
+ */
+export interface MainThreadLimit {
+  /** MB/s the main thread can feed when the pool is infinitely fast: 1000 / its CPU s per GB. */
+  feedMBps: number;
+  /** Main-thread CPU / all CPU, at jobs 1. */
+  serialFraction: number;
+  /** Cores at which the main thread saturates: 1 / serialFraction. */
+  saturatesAtCores: number;
 }
 
 export interface Workload {
   name: string;
   bytes: number;
+  /** Runs of each setting and peer, interleaved. */
+  runs: number;
   points: Point[];
   peers: Peer[];
+  mainThread?: MainThreadLimit;
 }
 
 export interface BenchReport {
@@ -140,13 +173,14 @@ function shapes(quick: boolean): Shape[] {
 }
 
 /** Seconds for one in-process import into a fresh repository (the pool made beforehand). */
-async function timeImport(source: string, root: string, pool: VerityPool): Promise<{ seconds: number; bytes: number }> {
+async function timeImport(source: string, root: string, pool: VerityPool, meter: CpuMeter): Promise<{ seconds: number; bytes: number; cpu: CpuSplit }> {
   rmSync(root, { recursive: true, force: true });
   spawnSync('sync');
   const repo = await openRepository(root, { create: true });
+  const c0 = meter.sample();
   const t0 = performance.now();
   const s = await importImage(repo, source, { pool, tag: 'bench' });
-  return { seconds: (performance.now() - t0) / 1000, bytes: s.tarBytes };
+  return { seconds: (performance.now() - t0) / 1000, bytes: s.tarBytes, cpu: meter.since(c0) };
 }
 
 async function backends(quick: boolean, say: (s: string) => void): Promise<{ rows: BenchReport['backends']; openssl: number }> {
@@ -171,68 +205,122 @@ async function backends(quick: boolean, say: (s: string) => void): Promise<{ row
   return { rows, openssl: openssl1M };
 }
 
-async function poolDigest(name: string, paths: string[], bytes: number, runs: number, say: (s: string) => void, peers: Record<string, () => number>): Promise<Workload> {
-  const points: Point[] = [];
-  for (const jobs of jobsList()) {
-    say(`${name}, jobs ${jobs}`);
-    const pool = new VerityPool(jobs);
-    try {
-      await digestFiles(paths.slice(0, 1), { pool });
-      const secs: number[] = [];
-      for (let i = 0; i < runs; i++) {
-        const t0 = performance.now();
-        await digestFiles(paths, { pool });
-        secs.push((performance.now() - t0) / 1000);
-      }
-      const s = median(secs);
-      points.push({ jobs, mbps: bytes / 1e6 / s, seconds: s });
-    } finally {
-      await pool.close();
-    }
-  }
-  return { name, bytes, points, peers: measurePeers(peers, bytes, points, runs, say) };
+interface Contender {
+  /** Seconds of one run; with `cpu`, the CPU seconds of that run by thread. */
+  run(): Promise<{ seconds: number; cpu?: CpuSplit }>;
 }
 
-function measurePeers(peers: Record<string, () => number>, bytes: number, points: Point[], runs: number, say: (s: string) => void): Peer[] {
+/** Every contender once per round, `runs` rounds: a noisy neighbour hurts them all alike. */
+async function roundRobin(contenders: Map<string, Contender>, runs: number, say: (s: string) => void): Promise<Map<string, { secs: number[]; cpu: CpuSplit[] }>> {
+  const out = new Map<string, { secs: number[]; cpu: CpuSplit[] }>();
+  for (let i = 0; i < runs; i++) {
+    for (const [name, c] of contenders) {
+      say(`${name} (run ${i + 1} of ${runs})`);
+      const r = await c.run();
+      const o = out.get(name) ?? { secs: [], cpu: [] };
+      o.secs.push(r.seconds);
+      if (r.cpu) o.cpu.push(r.cpu);
+      out.set(name, o);
+    }
+  }
+  return out;
+}
+
+function medianCpu(cpu: CpuSplit[], bytes: number): CpuPerGB | undefined {
+  if (cpu.length === 0) return undefined;
+  const per = (k: keyof CpuSplit): number => median(cpu.map((c) => c[k])) / (bytes / 1e9);
+  return { main: per('main'), pool: per('pool'), other: per('other') };
+}
+
+function pointOf(setting: { jobs: number; ioLimit?: number }, r: { secs: number[]; cpu: CpuSplit[] }, bytes: number): Point {
+  const t = timing(r.secs);
+  const cpuPerGB = medianCpu(r.cpu, bytes);
+  return { jobs: setting.jobs, ...(setting.ioLimit !== undefined ? { ioLimit: setting.ioLimit } : {}), mbps: bytes / 1e6 / t.median, seconds: t.median, min: t.min, max: t.max, ...(cpuPerGB ? { cpuPerGB } : {}) };
+}
+
+function peersOf(peers: Record<string, () => number>, results: Map<string, { secs: number[] }>, bytes: number, points: Point[]): Peer[] {
   const best = Math.max(...points.map((p) => p.mbps));
-  return Object.entries(peers).map(([name, fn]) => {
-    say(`peer: ${name}`);
-    const s = median(Array.from({ length: runs }, fn));
-    const mbps = bytes / 1e6 / s;
-    return { name, mbps, ratio: best / mbps };
+  return Object.keys(peers).map((name) => {
+    const t = timing((results.get(`peer: ${name}`) as { secs: number[] }).secs);
+    const mbps = bytes / 1e6 / t.median;
+    return { name, mbps, seconds: t.median, min: t.min, max: t.max, ratio: best / mbps };
+  });
+}
+
+function peerContenders(peers: Record<string, () => number>): [string, Contender][] {
+  return Object.entries(peers).map(([name, fn]) => [`peer: ${name}`, { run: async () => ({ seconds: fn() }) }]);
+}
+
+/** One pool per jobs value, all made before the first run; the runs of every pool and peer interleaved. */
+async function withPools<T>(jobs: number[], fn: (pools: Map<number, { pool: VerityPool; meter: CpuMeter }>) => Promise<T>): Promise<T> {
+  const pools = new Map<number, { pool: VerityPool; meter: CpuMeter }>();
+  try {
+    for (const j of new Set(jobs)) {
+      const pool = new VerityPool(j);
+      pools.set(j, { pool, meter: await CpuMeter.forPool(pool) });
+    }
+    return await fn(pools);
+  } finally {
+    for (const { pool } of pools.values()) await pool.close();
+  }
+}
+
+async function poolDigest(name: string, paths: string[], bytes: number, runs: number, say: (s: string) => void, peers: Record<string, () => number>): Promise<Workload> {
+  const jobs = jobsList();
+  return withPools(jobs, async (pools) => {
+    const contenders = new Map<string, Contender>();
+    for (const j of jobs) {
+      const { pool, meter } = pools.get(j) as { pool: VerityPool; meter: CpuMeter };
+      await digestFiles(paths.slice(0, 1), { pool });
+      contenders.set(`jobs ${j}`, {
+        run: async () => {
+          const c0 = meter.sample();
+          const t0 = performance.now();
+          await digestFiles(paths, { pool });
+          return { seconds: (performance.now() - t0) / 1000, cpu: meter.since(c0) };
+        },
+      });
+    }
+    for (const [k, c] of peerContenders(peers)) contenders.set(k, c);
+    const results = await roundRobin(contenders, runs, (s) => say(`${name}: ${s}`));
+    const points = jobs.map((j) => pointOf({ jobs: j }, results.get(`jobs ${j}`) as { secs: number[]; cpu: CpuSplit[] }, bytes));
+    return { name, bytes, runs, points, peers: peersOf(peers, results, bytes, points) };
   });
 }
 
 async function importWorkload(name: string, source: string, work: string, runs: number, ioLimits: number[], say: (s: string) => void, peers: Record<string, () => number>): Promise<Workload> {
-  const points: Point[] = [];
-  let bytes = 0;
   const cores = availableParallelism();
-  const settings: { jobs: number; ioLimit?: number }[] = jobsList().map((jobs) => ({ jobs }));
-  for (const io of ioLimits) if (io < cores) settings.push({ jobs: io, ioLimit: io });
-  for (const st of settings) {
-    if (st.ioLimit !== undefined && points.some((p) => p.jobs === st.jobs && p.ioLimit === undefined)) {
-      // min(cores, io limit) = io: the same pool as jobs = io; recorded under its I/O limit too.
-      const same = points.find((p) => p.jobs === st.jobs && p.ioLimit === undefined) as Point;
-      points.push({ ...same, ioLimit: st.ioLimit });
-      continue;
+  const jobs = jobsList();
+  // min(cores, I/O limit) = I/O limit: the same pool as that jobs value, recorded under its I/O limit too.
+  const ioPoints = ioLimits.filter((io) => io < cores && !jobs.includes(io));
+  let bytes = 0;
+  return withPools([...jobs, ...ioPoints], async (pools) => {
+    const contenders = new Map<string, Contender>();
+    for (const j of [...jobs, ...ioPoints]) {
+      const { pool, meter } = pools.get(j) as { pool: VerityPool; meter: CpuMeter };
+      contenders.set(`jobs ${j}`, {
+        run: async () => {
+          const r = await timeImport(source, join(work, 'repo'), pool, meter);
+          bytes = r.bytes;
+          return r;
+        },
+      });
     }
-    say(`${name}, jobs ${st.jobs}`);
-    const pool = new VerityPool(st.jobs);
-    try {
-      const secs: number[] = [];
-      for (let i = 0; i < runs; i++) {
-        const r = await timeImport(source, join(work, 'repo'), pool);
-        bytes = r.bytes;
-        secs.push(r.seconds);
-      }
-      const s = median(secs);
-      points.push({ jobs: st.jobs, ...(st.ioLimit !== undefined ? { ioLimit: st.ioLimit } : {}), mbps: bytes / 1e6 / s, seconds: s });
-    } finally {
-      await pool.close();
-    }
-  }
-  rmSync(join(work, 'repo'), { recursive: true, force: true });
-  return { name, bytes, points: points.filter((p) => p.ioLimit === undefined).concat(points.filter((p) => p.ioLimit !== undefined)), peers: measurePeers(peers, bytes, points, runs, say) };
+    for (const [k, c] of peerContenders(peers)) contenders.set(k, c);
+    const results = await roundRobin(contenders, runs, (s) => say(`${name}: ${s}`));
+    rmSync(join(work, 'repo'), { recursive: true, force: true });
+    const at = (j: number): { secs: number[]; cpu: CpuSplit[] } => results.get(`jobs ${j}`) as { secs: number[]; cpu: CpuSplit[] };
+    const points = jobs.map((j) => pointOf({ jobs: j }, at(j), bytes));
+    for (const io of ioLimits) if (io < cores) points.push(pointOf({ jobs: io, ioLimit: io }, at(io), bytes));
+    const one = points[0]?.cpuPerGB;
+    const mainThread = one && one.main > 0 ? mainThreadLimit(one) : undefined;
+    return { name, bytes, runs, points, peers: peersOf(peers, results, bytes, points), ...(mainThread ? { mainThread } : {}) };
+  });
+}
+
+function mainThreadLimit(c: CpuPerGB): MainThreadLimit {
+  const serialFraction = c.main / (c.main + c.pool + c.other);
+  return { feedMBps: 1000 / c.main, serialFraction, saturatesAtCores: 1 / serialFraction };
 }
 
 function filesystemOf(path: string): string {
@@ -347,10 +435,36 @@ export function reportMarkdown(r: BenchReport): string {
     table(r.backends.map((b) => ({ size: b.size, impl: b.impl, 'MB/s': b.mbps, 'vs OpenSSL one call': b.ratioToOpenssl }))),
     '',
   ];
+  lines.push(
+    `Every figure below is the median of ${r.workloads[0]?.runs ?? 1} runs, the settings and peers of a workload run in turn (interleaved); the range is the fastest and slowest run. CPU s/GB is CPU time per GB of data: of the main thread, of the pool's workers, and of the other threads (libuv's, inflating and doing file I/O; the garbage collector's).`,
+    ''
+  );
+  const range = (p: { seconds: number; min: number; max: number }): string => `${p.seconds.toFixed(3)} (${p.min.toFixed(3)}-${p.max.toFixed(3)})`;
   for (const w of r.workloads) {
     lines.push(`## ${w.name}`, '', `${(w.bytes / 1e6).toFixed(1)} MB of data.`, '');
-    lines.push(table(w.points.map((p) => ({ jobs: p.jobs, 'io-limit': p.ioLimit ?? '-', 'MB/s': p.mbps, seconds: p.seconds, 'vs jobs 1': p.mbps / ((w.points[0] as Point).mbps || 1) }))), '');
-    if (w.peers.length) lines.push(table(w.peers.map((p) => ({ peer: p.name, 'peer MB/s': p.mbps, 'veritree (best jobs) / peer': p.ratio }))), '');
+    lines.push(
+      table(
+        w.points.map((p) => ({
+          jobs: p.jobs,
+          'io-limit': p.ioLimit ?? '-',
+          'MB/s': p.mbps,
+          'seconds, median (range)': range(p),
+          'vs jobs 1': p.mbps / ((w.points[0] as Point).mbps || 1),
+          'CPU s/GB main': p.cpuPerGB?.main ?? '-',
+          'CPU s/GB workers': p.cpuPerGB?.pool ?? '-',
+          'CPU s/GB other': p.cpuPerGB?.other ?? '-',
+        }))
+      ),
+      ''
+    );
+    if (w.mainThread) {
+      const mt = w.mainThread;
+      lines.push(
+        `Main thread: ${(mt.serialFraction * 100).toFixed(0)}% of the CPU time at jobs 1 (the serial fraction): with an infinitely fast pool it feeds ${mt.feedMBps.toFixed(0)} MB/s, and it saturates at about ${mt.saturatesAtCores.toFixed(1)} cores.`,
+        ''
+      );
+    }
+    if (w.peers.length) lines.push(table(w.peers.map((p) => ({ peer: p.name, 'peer MB/s': p.mbps, 'seconds, median (range)': range(p), 'veritree (best jobs) / peer': p.ratio }))), '');
   }
   return lines.join('\n');
 }

@@ -1,6 +1,8 @@
 /**
  * scaling.svg: throughput against jobs, one line per workload, with the limit drawn (OpenSSL
  * SHA-256 over one buffer, times the cores). Plain SVG, no script, so any browser shows it.
+ * MB/s is on a log axis: imports (tens of MB/s) and digests (thousands) share one chart, and a
+ * line's slope reads as a speed-up whatever its height.
  */
 export interface Series {
   name: string;
@@ -18,11 +20,14 @@ export function scalingSvg(series: Series[], limit: { mbps: number; label: strin
   const H = 500;
   const m = { l: 70, r: 290, t: 40, b: 50 };
   const maxJobs = Math.max(2, ...series.flatMap((s) => s.points.map((p) => p.jobs)));
-  const maxY = Math.max(limit.mbps, ...series.flatMap((s) => s.points.map((p) => p.mbps))) * 1.1;
+  const values = [limit.mbps, ...series.flatMap((s) => s.points.map((p) => p.mbps))].filter((v) => v > 0);
+  const lo = Math.floor(Math.log10(Math.min(...values)));
+  const hi = Math.max(lo + 1, Math.ceil(Math.log10(Math.max(...values) * 1.1)));
   const x = (j: number): number => m.l + ((Math.log2(j) / Math.log2(maxJobs)) * (W - m.l - m.r));
-  const y = (v: number): number => H - m.b - (v / maxY) * (H - m.t - m.b);
+  const y = (v: number): number => H - m.b - ((Math.log10(Math.max(v, 10 ** lo)) - lo) / (hi - lo)) * (H - m.t - m.b);
   const jobsTicks = [...new Set(series.flatMap((s) => s.points.map((p) => p.jobs)))].sort((a, b) => a - b);
-  const yTicks = Array.from({ length: 6 }, (_, i) => (maxY / 5) * i);
+  const yTicks: number[] = [];
+  for (let e = lo; e <= hi; e++) for (const k of [1, 2, 5]) if (k * 10 ** e <= 10 ** hi) yTicks.push(k * 10 ** e);
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<title>${esc(title)}</title>`,
@@ -31,12 +36,13 @@ export function scalingSvg(series: Series[], limit: { mbps: number; label: strin
     `<line x1="${m.l}" y1="${H - m.b}" x2="${W - m.r}" y2="${H - m.b}" stroke="black"/>`,
     `<line x1="${m.l}" y1="${m.t}" x2="${m.l}" y2="${H - m.b}" stroke="black"/>`,
     `<text x="${(m.l + W - m.r) / 2}" y="${H - 12}" text-anchor="middle">jobs (worker threads)</text>`,
-    `<text transform="translate(18 ${(m.t + H - m.b) / 2}) rotate(-90)" text-anchor="middle">MB/s</text>`,
+    `<text transform="translate(18 ${(m.t + H - m.b) / 2}) rotate(-90)" text-anchor="middle">MB/s (log scale)</text>`,
   ];
   for (const j of jobsTicks) out.push(`<text x="${x(j)}" y="${H - m.b + 16}" text-anchor="middle">${j}</text>`);
   for (const v of yTicks) {
-    out.push(`<line x1="${m.l - 4}" y1="${y(v)}" x2="${W - m.r}" y2="${y(v)}" stroke="#ddd"/>`);
-    out.push(`<text x="${m.l - 8}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(0)}</text>`);
+    const major = Number.isInteger(Math.log10(v));
+    out.push(`<line x1="${m.l - 4}" y1="${y(v).toFixed(1)}" x2="${W - m.r}" y2="${y(v).toFixed(1)}" stroke="${major ? '#bbb' : '#eee'}"/>`);
+    out.push(`<text x="${m.l - 8}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end"${major ? '' : ' fill="#888"'}>${v >= 1 ? v.toFixed(0) : v.toPrecision(1)}</text>`);
   }
   out.push(
     `<g class="limit" data-mbps="${limit.mbps.toFixed(1)}"><line x1="${m.l}" y1="${y(limit.mbps)}" x2="${W - m.r}" y2="${y(limit.mbps)}" stroke="#555" stroke-dasharray="6 4"/>`,

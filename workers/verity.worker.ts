@@ -4,7 +4,7 @@
  * write and close is awaited before a task returns: nothing may be left pending.
  * Module top level only imports (piscina masks load errors).
  */
-import { closeSync, constants as fsc, copyFileSync, fchmodSync, fchownSync, futimesSync, readdirSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants as fsc, copyFileSync, fchmodSync, fchownSync, futimesSync, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { ERROR_CODES, describeFsError, errnoCode, isVeritreeError, type ErrorCode } from '../src/errors.ts';
 import { writeObjectSync } from '../src/store/objects.ts';
@@ -221,6 +221,12 @@ export default async function verityWorker(task: VerityTask): Promise<TaskResult
         return verifyDir(task);
       case 'copy-batch':
         return copyBatch(task);
+      case 'thread-id': {
+        // /proc/thread-self is "<pid>/task/<tid>".
+        const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, task.holdMs);
+        return { ok: true, tid };
+      }
       case 'store-batch': {
         const items = [];
         let off = 0;

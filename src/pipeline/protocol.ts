@@ -96,7 +96,16 @@ export interface CopyBatchTask extends Common {
   chown: boolean;
 }
 
-export type VerityTask = DigestFileTask | DigestRangeTask | StoreBufferTask | StoreBatchTask | VerifyDirTask | CopyBatchTask;
+/**
+ * The worker's OS thread id (for per-thread CPU time in benchmarks). It holds its worker for
+ * `holdMs`, so that as many such tasks at once as the pool has workers reach every worker.
+ */
+export interface ThreadIdTask extends Common {
+  kind: 'thread-id';
+  holdMs: number;
+}
+
+export type VerityTask = DigestFileTask | DigestRangeTask | StoreBufferTask | StoreBatchTask | VerifyDirTask | CopyBatchTask | ThreadIdTask;
 
 export interface Failure {
   ok: false;
@@ -118,4 +127,5 @@ export interface TaskResults {
   'verify-dir': VerifyDirResult | Failure;
   /** On failure, `index` is the item that failed; the ones before it are done. */
   'copy-batch': { ok: true } | (Failure & { index: number });
+  'thread-id': { ok: true; tid: number } | Failure;
 }
