@@ -8,6 +8,7 @@
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 #include <node_api.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -138,15 +139,49 @@ static void tree_root(tree_t *t, uint8_t *root) {
   memset(root, 0, t->ds);
 }
 
+/*
+ * Each thread's tree and read buffer, made on its first digest and freed when the thread ends:
+ * fsck digests tens of thousands of small files per worker, and a fresh 1 MiB buffer per file
+ * is an mmap, page faults and an munmap each time.
+ */
+typedef struct {
+  tree_t tree;
+  uint8_t buf[READ_BUF];
+} work_t;
+
+static pthread_key_t work_key;
+static pthread_once_t work_once = PTHREAD_ONCE_INIT;
+static int work_key_ok = 0;
+
+static void work_key_make(void) {
+  work_key_ok = pthread_key_create(&work_key, free) == 0;
+}
+
+static work_t *thread_work(void) {
+  pthread_once(&work_once, work_key_make);
+  if (!work_key_ok) return NULL;
+  work_t *w = pthread_getspecific(work_key);
+  if (!w) {
+    w = malloc(sizeof *w);
+    if (!w) return NULL;
+    if (pthread_setspecific(work_key, w) != 0) {
+      free(w);
+      return NULL;
+    }
+  }
+  for (int k = 0; k < MAX_LEVELS; k++) {
+    w->tree.levels[k].len = 0;
+    w->tree.levels[k].total = 0;
+  }
+  return w;
+}
+
 /* Reads fd from offset 0 and writes its fs-verity digest to out; 0, or an errno. */
 static int digest_core(int alg, int fd, uint8_t *out, uint64_t *size_out) {
-  tree_t *t = calloc(1, sizeof(tree_t));
-  uint8_t *buf = malloc(READ_BUF);
-  if (!t || !buf) {
-    free(t);
-    free(buf);
-    return ENOMEM;
-  }
+  work_t *w = thread_work();
+  if (!w) return ENOMEM;
+  tree_t *t = &w->tree;
+  uint8_t *buf = w->buf;
   t->alg = alg;
   t->ds = alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
   uint64_t size = 0;
@@ -178,11 +213,7 @@ static int digest_core(int alg, int fd, uint8_t *out, uint64_t *size_out) {
     tree_push(t, 0, d);
     size += have;
   }
-  free(buf);
-  if (err) {
-    free(t);
-    return err;
-  }
+  if (err) return err;
   uint8_t desc[256];
   memset(desc, 0, sizeof desc);
   desc[0] = 1;
@@ -190,7 +221,6 @@ static int digest_core(int alg, int fd, uint8_t *out, uint64_t *size_out) {
   desc[2] = 12;
   for (int i = 0; i < 8; i++) desc[8 + i] = (uint8_t)(size >> (8 * i));
   tree_root(t, desc + 16);
-  free(t);
   hash_one(alg, desc, sizeof desc, out);
   *size_out = size;
   return 0;

@@ -8,6 +8,8 @@ import { formatBytes } from '../output.ts';
 import { repoOption, resolveRepo } from '../repo-option.ts';
 import { layerStreamName } from '../../store/layout.ts';
 
+const OUT_BUFFER = 1 << 20;
+
 export function registerImages(program: Command): void {
   repoOption(program.command('images').description('list tags with their manifest, config and layers').option('--json', 'print one JSON array')).action(
     async (o: { repo?: string; json?: boolean }) => {
@@ -41,10 +43,31 @@ export function registerImages(program: Command): void {
       process.stderr.write(`veritree: sha256:${want} is the blob digest of layer ${hit.i + 1} of ${hit.im.tag}; its diff_id is ${hit.l.diffId}\n`);
       want = hit.l.diffId.replace(/^sha256:/, '');
     }
+    // A layer is mostly small pieces (512-byte headers, small files): one write per MiB, not
+    // one per piece (on a file, each is a system call on this thread).
+    let out = Buffer.allocUnsafe(OUT_BUFFER);
+    let used = 0;
+    const emit = async (b: Uint8Array): Promise<void> => {
+      hash.update(b);
+      if (!process.stdout.write(b)) await once(process.stdout, 'drain');
+    };
+    const flush = async (): Promise<void> => {
+      if (used === 0) return;
+      // A pipe may hold the buffer after write() returns: the next pieces go to a fresh one.
+      const full = out.subarray(0, used);
+      out = Buffer.allocUnsafe(OUT_BUFFER);
+      used = 0;
+      await emit(full);
+    };
     for await (const chunk of catLayer(repo, want)) {
-      hash.update(chunk);
-      if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
+      if (used + chunk.length > OUT_BUFFER || chunk.length >= OUT_BUFFER / 2) await flush();
+      if (chunk.length >= OUT_BUFFER / 2) await emit(chunk);
+      else {
+        out.set(chunk, used);
+        used += chunk.length;
+      }
     }
+    await flush();
     const got = hash.digest('hex');
     if (got !== want) {
       throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `rebuilt layer is sha256:${got}, not sha256:${want}: the store is damaged (run veritree fsck)`);
