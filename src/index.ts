@@ -6,44 +6,66 @@
  *
  * Option names are one spelling throughout: `hash` (sha256 | sha512), `hashImpl` (auto | native |
  * node | noble), `jobs`, `ioLimit`, `signal`, `lockTimeoutMs`, `onProgress`, `onWarning`.
+ *
+ * Each asynchronous entry loads its modules on its first call: a command that digests files
+ * does not load the import pipeline, the merge or the EROFS writer (every CLI run starts here,
+ * and loading all of it costs about 50 ms).
  * @module
  */
-import { Repository, type OpenOptions } from './store/repository.ts';
-import { rebuildBytes } from './store/rebuild.ts';
-import { layerStreamName } from './store/layout.ts';
-import { imageTree } from './merge/image-tree.ts';
-import { checkout, type CheckoutOptions, type CheckoutReport } from './merge/checkout.ts';
-import { dumpLines } from './merge/dump.ts';
+import type { Repository, OpenOptions } from './store/repository.ts';
+import type { CheckoutOptions, CheckoutReport } from './merge/checkout.ts';
 import type { MergeRules } from './merge/merge.ts';
-import { parseDumpfile, type DumpParseOptions } from './erofs/dump-parse.ts';
-import { writeComposefsImage, type ImageOptions } from './erofs/writer.ts';
-import { toHex, verityDigest } from './verity/index.ts';
+import type { DumpParseOptions } from './erofs/dump-parse.ts';
+import type { ImageOptions } from './erofs/writer.ts';
 import type { HashAlgorithm } from './verity/constants.ts';
+import { toHex, verityDigest } from './verity/index.ts';
 
 export { VeritreeError, ERROR_CODES, isVeritreeError, type ErrorCode } from './errors.ts';
 export { VerityHasher, verityDigest, toHex, type HashImpl, type HashAlgorithm } from './verity/index.ts';
-export { digestFiles, type DigestOptions, type FileDigest } from './pipeline/digest-files.ts';
-export { importImage, importImages, type ImportOptions, type BulkImportOptions, type BulkImportReport, type ImportJob, type ImageResult, type ImportFailure, type ImportSummary, type ImportProgress, type ImportWarning } from './pipeline/import.ts';
-export { listImages, type ImageRecord } from './store/images.ts';
-export { fsck, type FsckOptions, type FsckReport } from './verify/fsck.ts';
+export type { DigestOptions, FileDigest } from './pipeline/digest-files.ts';
+export type { ImportOptions, BulkImportOptions, BulkImportReport, ImportJob, ImageResult, ImportFailure, ImportSummary, ImportProgress, ImportWarning } from './pipeline/import.ts';
+export type { ImageRecord } from './store/images.ts';
+export type { FsckOptions, FsckReport } from './verify/fsck.ts';
 export type { FsckProgress } from './verify/verify-objects.ts';
-export { repair, type RepairReport } from './verify/repair.ts';
-export { gc, type GcOptions, type GcReport } from './verify/gc.ts';
-export { type IssueType, type StoreIssue } from './verify/issues.ts';
-export { writeStoreImage, type StoreImageReport, type StoreImageOptions } from './erofs/store-image.ts';
-export { mountImage, unmountImage, type MountReport } from './erofs/mount.ts';
+export type { RepairReport } from './verify/repair.ts';
+export type { GcOptions, GcReport } from './verify/gc.ts';
+export type { IssueType, StoreIssue } from './verify/issues.ts';
+export type { StoreImageReport, StoreImageOptions } from './erofs/store-image.ts';
+export type { MountReport } from './erofs/mount.ts';
+export { unmountImage } from './erofs/mount.ts';
 export type { Repository, OpenOptions, CheckoutOptions, CheckoutReport, MergeRules };
+
+/** The fs-verity digest of each file, in the worker pool (one huge file split across workers). */
+export const digestFiles: typeof import('./pipeline/digest-files.ts').digestFiles = async (...a) => (await import('./pipeline/digest-files.ts')).digestFiles(...a);
+/** Imports one image (`oci:DIR[:REF]`): every blob verified, every file an object, each layer a split stream. */
+export const importImage: typeof import('./pipeline/import.ts').importImage = async (...a) => (await import('./pipeline/import.ts')).importImage(...a);
+/** Imports many images in one run, sharing the pool and the layers they have in common. */
+export const importImages: typeof import('./pipeline/import.ts').importImages = async (...a) => (await import('./pipeline/import.ts')).importImages(...a);
+/** Every tag with its manifest, config and layers. */
+export const listImages: typeof import('./store/images.ts').listImages = async (...a) => (await import('./store/images.ts')).listImages(...a);
+/** Re-hashes every object and checks every reference; problems are reported, not thrown. */
+export const fsck: typeof import('./verify/fsck.ts').fsck = async (...a) => (await import('./verify/fsck.ts')).fsck(...a);
+/** Moves damaged objects aside and removes what names them, per an fsck report. */
+export const repair: typeof import('./verify/repair.ts').repair = async (...a) => (await import('./verify/repair.ts')).repair(...a);
+/** Removes what no tag reaches. */
+export const gc: typeof import('./verify/gc.ts').gc = async (...a) => (await import('./verify/gc.ts')).gc(...a);
+/** Writes the tag's composefs image into the store as composefs-rs keeps it. */
+export const writeStoreImage: typeof import('./erofs/store-image.ts').writeStoreImage = async (...a) => (await import('./erofs/store-image.ts')).writeStoreImage(...a);
+/** Mounts a composefs image of the store read-only at `dir` (root; erofs and overlayfs). */
+export const mountImage: typeof import('./erofs/mount.ts').mountImage = async (...a) => (await import('./erofs/mount.ts')).mountImage(...a);
 
 /**
  * Opens the repository at `root`; `{ create: true }` makes it when absent (sha256, or `hash`).
  * @throws VeritreeError STORE_NOT_FOUND when absent and not created, STORE_UNSUPPORTED for a format it does not know
  */
-export function openRepository(root: string, opts?: OpenOptions): Promise<Repository> {
+export async function openRepository(root: string, opts?: OpenOptions): Promise<Repository> {
+  const { Repository } = await import('./store/repository.ts');
   return Repository.open(root, opts);
 }
 
 /** Creates a repository at `root` (or opens the one there when its hash agrees). */
-export function initRepository(root: string, opts: { hash?: HashAlgorithm; requireVerity?: boolean } = {}): Promise<Repository> {
+export async function initRepository(root: string, opts: { hash?: HashAlgorithm; requireVerity?: boolean } = {}): Promise<Repository> {
+  const { Repository } = await import('./store/repository.ts');
   return Repository.init(root, opts.hash ?? 'sha256', opts.requireVerity ?? false);
 }
 
@@ -54,11 +76,13 @@ export function untagImage(repo: Repository, tag: string): Promise<boolean> {
 
 /** The layer tar with this diff_id (`sha256:<hex>` or hex), rebuilt byte for byte from its split stream, as it is read. */
 export async function* catLayer(repo: Repository, diffId: string): AsyncGenerator<Uint8Array> {
+  const [{ rebuildBytes }, { layerStreamName }] = await Promise.all([import('./store/rebuild.ts'), import('./store/layout.ts')]);
   yield* rebuildBytes(repo, await repo.readStreamBytes(layerStreamName(diffId.replace(/^sha256:/, ''))));
 }
 
 /** Merges the tagged image's layers (OCI rules) and writes the tree to `dir`, new or empty (docs/merge.md). */
 export async function checkoutImage(repo: Repository, tag: string, dir: string, opts: CheckoutOptions = {}): Promise<CheckoutReport> {
+  const [{ imageTree }, { checkout }] = await Promise.all([import('./merge/image-tree.ts'), import('./merge/checkout.ts')]);
   const tree = await imageTree(repo, tag);
   for (const w of tree.warnings) opts.onWarning?.(w.path, w.message);
   return checkout(repo, tree, dir, opts);
@@ -69,6 +93,7 @@ export async function checkoutImage(repo: Repository, tag: string, dir: string, 
  * composefs-rs's rules unless `rules` says `oci` (the tree checkout writes; docs/merge.md).
  */
 export async function dumpImage(repo: Repository, tag: string, onWarning?: (path: string, message: string) => void, rules: MergeRules = 'composefs'): Promise<string[]> {
+  const [{ imageTree }, { dumpLines }] = await Promise.all([import('./merge/image-tree.ts'), import('./merge/dump.ts')]);
   const tree = await imageTree(repo, tag, rules);
   for (const w of tree.warnings) onWarning?.(w.path, w.message);
   return [...dumpLines(tree)];
@@ -80,6 +105,7 @@ export async function dumpImage(repo: Repository, tag: string, onWarning?: (path
  * @throws VeritreeError DUMPFILE_INVALID naming the line at fault
  */
 export async function mkfsFromDumpfile(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: DumpParseOptions & ImageOptions = {}): Promise<{ bytes: Buffer; digest: string; version: number; inodes: number }> {
+  const [{ parseDumpfile }, { writeComposefsImage }] = await Promise.all([import('./erofs/dump-parse.ts'), import('./erofs/writer.ts')]);
   const img = writeComposefsImage(await parseDumpfile(input, opts), opts);
   return { bytes: img.bytes, digest: toHex(verityDigest(img.bytes, 'sha256')), version: img.version, inodes: img.inodes };
 }

@@ -1,6 +1,6 @@
 /** The --repo option every store command takes, with its documented default. */
 import { InvalidArgumentError, type Command } from 'commander';
-import { defaultRepoPath } from '../store/repository.ts';
+import { defaultRepoPath } from '../store/layout.ts';
 
 const REPO_HELP = 'repository (default: $VERITREE_REPO, else $XDG_DATA_HOME/veritree, else ~/.local/share/veritree)';
 

@@ -17,7 +17,6 @@ import { join } from 'node:path';
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import type { Repository } from '../store/repository.ts';
 import { toHex, verityDigest } from '../verity/index.ts';
-import { storedImageOf } from './store-image.ts';
 
 export interface MountReport {
   image: string;
@@ -65,6 +64,8 @@ export async function imageIdOf(repo: Repository, name: string): Promise<string>
     }
     return name;
   }
+  // The writer's module is loaded only here: `umount` needs none of it.
+  const { storedImageOf } = await import('./store-image.ts');
   const id = await storedImageOf(repo, name);
   if (id === null) throw new VeritreeError(ERROR_CODES.USAGE, `the image tagged ${JSON.stringify(name)} has no composefs image yet: run veritree image ${name}`);
   return id;

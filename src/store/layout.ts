@@ -3,7 +3,8 @@
  * @module
  */
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
-import { join } from 'node:path';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { digestSize, type HashAlgorithm } from '../verity/constants.ts';
 
 export const OBJECTS_DIR = 'objects';
@@ -109,4 +110,11 @@ export function configStreamName(hex: string): string {
 }
 export function manifestStreamName(hex: string): string {
   return STREAM_PREFIX.manifest + hex;
+}
+
+/** `$VERITREE_REPO`, else `$XDG_DATA_HOME/veritree`, else `~/.local/share/veritree`. */
+export function defaultRepoPath(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.VERITREE_REPO) return resolve(env.VERITREE_REPO);
+  if (env.XDG_DATA_HOME) return join(resolve(env.XDG_DATA_HOME), 'veritree');
+  return join(homedir(), '.local', 'share', 'veritree');
 }

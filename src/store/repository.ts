@@ -4,7 +4,6 @@
  * as an objects-only store (SHA-256).
  * @module
  */
-import { homedir } from 'node:os';
 import { mkdir, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { statSync, type Stats } from 'node:fs';
@@ -44,12 +43,7 @@ const ALGORITHM_NAMES: Record<HashAlgorithm, string> = {
   sha512: 'fsverity-sha512-12',
 };
 
-/** `$VERITREE_REPO`, else `$XDG_DATA_HOME/veritree`, else `~/.local/share/veritree`. */
-export function defaultRepoPath(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.VERITREE_REPO) return resolve(env.VERITREE_REPO);
-  if (env.XDG_DATA_HOME) return join(resolve(env.XDG_DATA_HOME), 'veritree');
-  return join(homedir(), '.local', 'share', 'veritree');
-}
+export { defaultRepoPath } from './layout.ts';
 
 interface ParsedMeta {
   alg: HashAlgorithm;
