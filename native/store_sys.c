@@ -9,11 +9,13 @@
 #include <node_api.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <linux/fsverity.h>
 
@@ -205,6 +207,146 @@ static napi_value js_syncfs(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+
+/*
+ * readSmall(paths: string[], max: number): Promise<(Buffer | number)[]>: for each path, in one
+ * job on libuv's thread pool: open (no symlink followed, never blocking), check it is a regular
+ * file of at most `max` bytes, read it whole, close. Per path a Buffer, or a number: -errno, or
+ * -1000 - (S_IFMT >> 12) when it is not a regular file, or -2000 when it is larger than `max`.
+ * Rebuilding a layer reads thousands of small objects; one job per few of them, instead of four
+ * round trips through the thread pool per object, is what keeps the main thread free.
+ */
+#define READ_SMALL_TOO_BIG (-2000)
+
+typedef struct {
+  char *path;
+  uint8_t *data;
+  size_t len;
+  long result; /* 0: data holds the file; else the negative code above */
+} small_file;
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  size_t count;
+  size_t max;
+  small_file *files;
+} small_job;
+
+static void read_one(small_file *f, size_t max) {
+  int fd = open(f->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    f->result = -errno;
+    return;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) f->result = -errno;
+  else if (!S_ISREG(st.st_mode)) f->result = -1000 - (long)((st.st_mode & S_IFMT) >> 12);
+  else if ((uint64_t)st.st_size > max) f->result = READ_SMALL_TOO_BIG;
+  else {
+    size_t want = (size_t)st.st_size;
+    f->data = malloc(want ? want : 1);
+    if (!f->data) f->result = -ENOMEM;
+    else {
+      size_t got = 0;
+      while (got < want) {
+        ssize_t n = pread(fd, f->data + got, want - got, (off_t)got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+          f->result = -errno;
+          break;
+        }
+        if (n == 0) break; /* shrank: what is there, the caller's digest check decides */
+        got += (size_t)n;
+      }
+      f->len = got;
+    }
+  }
+  close(fd);
+}
+
+static void small_execute(napi_env env, void *data) {
+  (void)env;
+  small_job *job = data;
+  for (size_t i = 0; i < job->count; i++) read_one(&job->files[i], job->max);
+}
+
+static void free_data(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+static void small_job_free(small_job *job) {
+  for (size_t i = 0; i < job->count; i++) {
+    free(job->files[i].path);
+    free(job->files[i].data);
+  }
+  free(job->files);
+  free(job);
+}
+
+static void small_complete(napi_env env, napi_status status, void *data) {
+  small_job *job = data;
+  napi_value arr;
+  if (status != napi_ok || napi_create_array_with_length(env, job->count, &arr) != napi_ok) {
+    napi_value code, message, error;
+    napi_create_string_utf8(env, "EINTR", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, "readSmall: cancelled", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, code, message, &error);
+    napi_reject_deferred(env, job->deferred, error);
+  } else {
+    for (size_t i = 0; i < job->count; i++) {
+      small_file *f = &job->files[i];
+      napi_value v;
+      if (f->result != 0) napi_create_double(env, (double)f->result, &v);
+      /* A small file is copied into a buffer of V8's own: cheaper than a finalizer per file. */
+      else if (f->len > (64 << 10) && napi_create_external_buffer(env, f->len, f->data, free_data, NULL, &v) == napi_ok) f->data = NULL;
+      else napi_create_buffer_copy(env, f->len, f->data, NULL, &v);
+      napi_set_element(env, arr, (uint32_t)i, v);
+    }
+    napi_resolve_deferred(env, job->deferred, arr);
+  }
+  napi_delete_async_work(env, job->work);
+  small_job_free(job);
+}
+
+static napi_value js_read_small(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  bool is_array = false;
+  uint32_t count;
+  double max;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, argv[0], &count) != napi_ok || napi_get_value_double(env, argv[1], &max) != napi_ok || max < 0)
+    return throw_type(env, "readSmall(paths: string[], max: number)");
+  small_job *job = calloc(1, sizeof *job);
+  if (!job) return throw_errno(env, ENOMEM, "readSmall");
+  job->files = calloc(count ? count : 1, sizeof *job->files);
+  if (!job->files) {
+    free(job);
+    return throw_errno(env, ENOMEM, "readSmall");
+  }
+  job->count = count;
+  job->max = (size_t)max;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value el;
+    char buf[4096];
+    size_t len;
+    if (napi_get_element(env, argv[0], i, &el) != napi_ok || napi_get_value_string_utf8(env, el, buf, sizeof buf, &len) != napi_ok || len >= sizeof buf - 1 ||
+        !(job->files[i].path = strdup(buf))) {
+      small_job_free(job);
+      return throw_type(env, "readSmall: each path must be a string shorter than 4095 bytes");
+    }
+  }
+  napi_value promise, name;
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_string_utf8(env, "veritree:readSmall", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, small_execute, small_complete, job, &job->work);
+  napi_queue_async_work(env, job->work);
+  return promise;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   struct { const char *name; napi_callback fn; } fns[] = {
     {"flock", js_flock},
@@ -212,6 +354,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"enableVerity", js_enable_verity},
     {"measureVerity", js_measure_verity},
     {"syncfs", js_syncfs},
+    {"readSmall", js_read_small},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

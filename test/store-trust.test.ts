@@ -116,6 +116,30 @@ test('an object shorter than its entry (truncated on disk) fails checkout naming
   }
 });
 
+test('cat-layer rebuilds the same bytes with the addon\'s batched reads and without the addon, and both refuse a symlinked object', { skip: SKIP }, () => {
+  const repo = freshRepo('batched');
+  const images = JSON.parse(veritree(['images', '--json', '--repo', repo]).stdout) as { layers: { diffId: string }[] }[];
+  const layers = images[0]?.layers.map((l) => l.diffId) ?? [];
+  assert.ok(layers.length >= 2);
+  const modes: NodeJS.ProcessEnv[] = [{}, { VERITREE_DISABLE_NATIVE: 'store_sys' }];
+  for (const env of modes) {
+    for (const d of layers) {
+      const r = run('sh', ['-c', `"${process.execPath}" "${CLI}" cat-layer ${d} --repo "${repo}" | sha256sum`], { env });
+      assert.equal(`sha256:${r.stdout.split(' ')[0]}`, d, JSON.stringify(env));
+    }
+  }
+  const tool = objectFiles(repo).find((p) => readFileSync(p, 'utf8').startsWith('tool')) as string;
+  unlinkSync(tool);
+  symlinkSync(join(dir, 'layout', 'oci-layout'), tool);
+  const words = modes.map((env) => {
+    const r = veritree(['cat-layer', layers[0] as string, '--repo', repo], { env });
+    assert.equal(r.status, 4, r.stderr);
+    return r.stderr.replace(/\n$/, '');
+  });
+  assert.match(words[0] as string, /object [0-9a-f]{64} that the stream needs .* is a symbolic link, not a regular file/);
+  assert.equal(words[0], words[1]);
+});
+
 test('a FIFO in place of an object or a stream never hangs checkout, dump, cat-layer, fsck or gc', { skip: SKIP }, async () => {
   const repo = freshRepo('fifo');
   const tool = objectFiles(repo).find((p) => readFileSync(p, 'utf8').startsWith('tool')) as string;

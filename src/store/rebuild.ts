@@ -5,12 +5,14 @@
  * @module
  */
 import type { FileHandle } from 'node:fs/promises';
-import { openRegular, readAll } from './sys.ts';
+import { openRegular, readAll, readSmallRegular, TOO_BIG } from './sys.ts';
 import type { Repository } from './repository.ts';
 import { readRefs, streamChunks, type StreamChunk } from './splitstream.ts';
 
 /** Objects opened ahead of the reader, and the most of one read whole into memory. */
 const READ_AHEAD = 32;
+/** Objects read in one job of the thread pool: READ_AHEAD / READ_BATCH jobs at once (libuv has 4 threads). */
+const READ_BATCH = 8;
 const WHOLE_MAX = 1 << 20;
 
 type Opened = { kind: 'whole'; bytes: Buffer } | { kind: 'stream'; fh: FileHandle };
@@ -46,6 +48,14 @@ export async function* rebuildFrom(repo: Repository, chunks: AsyncIterable<Strea
   let inlineAhead = 0;
   let ended = false;
   const fill = async (): Promise<void> => {
+    try {
+      await pull();
+    } finally {
+      // Every object slot gets its read before anyone awaits it, even when the stream failed.
+      sendBatch();
+    }
+  };
+  const pull = async (): Promise<void> => {
     while (!ended && objectsAhead < READ_AHEAD && inlineAhead < INLINE_AHEAD) {
       const r = await it.next();
       if (r.done) {
@@ -57,12 +67,40 @@ export async function* rebuildFrom(repo: Repository, chunks: AsyncIterable<Strea
         queue.push({ kind: 'inline', bytes: c.bytes });
         inlineAhead += c.bytes.length;
       } else {
-        const opened = openObject(repo, objectRefs[c.index] as string);
-        opened.catch(() => undefined);
-        queue.push({ kind: 'object', opened });
+        const id = objectRefs[c.index] as string;
+        const slot: Slot = { kind: 'object', opened: null as unknown as Promise<Opened> };
+        batch.push({ id, slot });
+        queue.push(slot);
         objectsAhead++;
+        if (batch.length >= READ_BATCH) sendBatch();
       }
     }
+  };
+  /**
+   * The objects met since the last send, read in one job of the addon (open, check, read, close
+   * each on the thread pool); one that is too big, or all of them without the addon, opened here.
+   */
+  let batch: { id: string; slot: Extract<Slot, { kind: 'object' }> }[] = [];
+  const sendBatch = (): void => {
+    if (batch.length === 0) return;
+    const b = batch;
+    batch = [];
+    const read = readSmallRegular(
+      b.map((x) => repo.objectPath(x.id)),
+      WHOLE_MAX,
+      (i) => `object ${(b[i] as { id: string }).id} that the stream needs`
+    );
+    b.forEach((x, i) => {
+      x.slot.opened = read
+        ? read.then((rs): Opened | Promise<Opened> => {
+            const r = rs[i];
+            if (r === TOO_BIG) return openObject(repo, x.id);
+            if (r instanceof Error) throw r;
+            return { kind: 'whole', bytes: r as Buffer };
+          })
+        : openObject(repo, x.id);
+      x.slot.opened.catch(() => undefined);
+    });
   };
   try {
     for (;;) {

@@ -13,6 +13,7 @@
  * symlink and without blocking, then refusing anything that is not a regular file.
  * @module
  */
+import { constants as osConstants } from 'node:os';
 import { spawn } from 'node:child_process';
 import { closeSync, constants as fsc, fstatSync, openSync, writeSync, type Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -25,6 +26,8 @@ interface StoreSysAddon {
   enableVerity(fd: number, alg: 1 | 2): boolean;
   measureVerity(fd: number): Buffer;
   syncfs(fd: number): Promise<void>;
+  /** Older builds of the addon lack it. */
+  readSmall?(paths: string[], max: number): Promise<(Buffer | number)[]>;
 }
 
 let loaded: { addon: StoreSysAddon | null; reason: string } | undefined;
@@ -230,4 +233,31 @@ export function strayTmp(path: string): { size: number } | null {
   } finally {
     closeSync(fd);
   }
+}
+
+const ERRNO_NAME = new Map(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
+const KIND_OF_IFMT: Record<number, string> = { 1: 'a FIFO', 2: 'a device', 4: 'a directory', 6: 'a device', 10: 'a symbolic link', 12: 'a socket' };
+
+/** A file readSmallRegular left to the caller: larger than its `max`. */
+export const TOO_BIG = Symbol('too big');
+
+/**
+ * Reads each file whole, in one job on libuv's thread pool (the addon's readSmall), with
+ * openRegular's rules and words: no symlink followed, no open that blocks, anything but a regular
+ * file refused with `code` naming the path. A file larger than `max` is TOO_BIG (nothing read).
+ * Null where the addon cannot (not built, or an older build): the caller opens files itself.
+ */
+export function readSmallRegular(paths: string[], max: number, what: (i: number) => string, code: ErrorCode = ERROR_CODES.STORE_CORRUPT): Promise<(Buffer | typeof TOO_BIG | VeritreeError)[]> | null {
+  const read = storeSys()?.readSmall;
+  if (!read) return null;
+  return read(paths, max).then((rs) =>
+    rs.map((r, i) => {
+      if (typeof r !== 'number') return r;
+      const path = paths[i] as string;
+      if (r === -2000) return TOO_BIG;
+      if (r <= -1000) return notRegularKind(KIND_OF_IFMT[-r - 1000] ?? 'not a regular file', path, what(i), code);
+      const name = ERRNO_NAME.get(-r) ?? `errno ${-r}`;
+      return openFailed(Object.assign(new Error(`${name}: ${path}`), { code: name }), path, what(i), code);
+    })
+  );
 }
