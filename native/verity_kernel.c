@@ -226,6 +226,37 @@ static int digest_core(int alg, int fd, uint8_t *out, uint64_t *size_out) {
   return 0;
 }
 
+/* The fs-verity digest of bytes in memory: the same tree and descriptor as digest_core. */
+static int digest_mem(int alg, const uint8_t *data, size_t len, uint8_t *out) {
+  work_t *w = thread_work();
+  if (!w) return ENOMEM;
+  tree_t *t = &w->tree;
+  t->alg = alg;
+  t->ds = alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
+  size_t whole = len / BLOCK_SIZE;
+  uint8_t d[SHA512_DIGEST_LENGTH];
+  for (size_t i = 0; i < whole; i++) {
+    hash_one(alg, data + i * BLOCK_SIZE, BLOCK_SIZE, d);
+    tree_push(t, 0, d);
+  }
+  size_t rest = len - whole * BLOCK_SIZE;
+  if (rest) {
+    memcpy(w->buf, data + whole * BLOCK_SIZE, rest);
+    memset(w->buf + rest, 0, BLOCK_SIZE - rest);
+    hash_one(alg, w->buf, BLOCK_SIZE, d);
+    tree_push(t, 0, d);
+  }
+  uint8_t desc[256];
+  memset(desc, 0, sizeof desc);
+  desc[0] = 1;
+  desc[1] = (uint8_t)alg;
+  desc[2] = 12;
+  for (int i = 0; i < 8; i++) desc[8 + i] = (uint8_t)((uint64_t)len >> (8 * i));
+  tree_root(t, desc + 16);
+  hash_one(alg, desc, sizeof desc, out);
+  return 0;
+}
+
 static int get_alg_out(napi_env env, napi_value *argv, uint32_t *alg, uint8_t **out) {
   size_t out_len;
   if (napi_get_value_uint32(env, argv[0], alg) != napi_ok || (*alg != 1 && *alg != 2)) return 0;
@@ -251,6 +282,25 @@ static napi_value digest_fd(napi_env env, napi_callback_info info) {
   napi_value result;
   napi_create_double(env, (double)size, &result);
   return result;
+}
+
+/* digestBuffer(alg, data: Uint8Array, out: Uint8Array(64)): the fs-verity digest of data, in one call. */
+static napi_value digest_buffer(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  uint32_t alg;
+  uint8_t *out, *data;
+  size_t len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3 || !get_alg_out(env, argv, &alg, &out) || !get_bytes(env, argv[1], &data, &len))
+    return throw_type(env, "digestBuffer(alg: 1 | 2, data: Uint8Array, out: Uint8Array(64))");
+  int err = digest_mem((int)alg, data, len, out);
+  if (err) {
+    napi_throw_error(env, "ENOMEM", strerror(err));
+    return NULL;
+  }
+  napi_value undef;
+  napi_get_undefined(env, &undef);
+  return undef;
 }
 
 /*
@@ -296,6 +346,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "digestFd", fn);
   napi_create_function(env, "digestPath", NAPI_AUTO_LENGTH, digest_path, NULL, &fn);
   napi_set_named_property(env, exports, "digestPath", fn);
+  napi_create_function(env, "digestBuffer", NAPI_AUTO_LENGTH, digest_buffer, NULL, &fn);
+  napi_set_named_property(env, exports, "digestBuffer", fn);
   return exports;
 }
 

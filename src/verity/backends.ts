@@ -31,6 +31,8 @@ interface NativeKernel {
   digestFd?(alg: number, fd: number, out: Uint8Array): number;
   /** Opens (O_NOFOLLOW | O_NONBLOCK), checks, digests and closes: the size, or -errno, or -1000 - (S_IFMT >> 12). */
   digestPath?(alg: number, path: string, out: Uint8Array): number;
+  /** The fs-verity digest of bytes in memory, tree and descriptor in one call. */
+  digestBuffer?(alg: number, data: Uint8Array, out: Uint8Array): void;
 }
 
 let nativeKernel: NativeKernel | null | undefined;
@@ -154,6 +156,20 @@ export function digestPathNative(impl: HashImpl, alg: HashAlgorithm, path: strin
   if (r >= 0) return { digest: out.subarray(0, HASH_ALGORITHMS[alg].digestSize), size: r };
   if (r <= -1000) return { notRegular: IFMT_KIND[-r - 1000] ?? 'not a regular file' };
   return { errno: ERRNO_NAMES[-r] ?? `errno ${-r}` };
+}
+
+/**
+ * The fs-verity digest of `data` in one native call (most files of an image are small: building
+ * their tree in JavaScript costs more than hashing them). Null when the native kernel is not
+ * what `impl` resolves to, or is an older build without the call.
+ */
+export function digestBufferNative(impl: HashImpl, alg: HashAlgorithm, data: Uint8Array): Uint8Array | null {
+  if (resolveImpl(impl) !== 'native') return null;
+  const k = loadNativeKernel();
+  if (!k?.digestBuffer) return null;
+  const out = new Uint8Array(64);
+  k.digestBuffer(HASH_ALGORITHMS[alg].id, data, out);
+  return out.subarray(0, HASH_ALGORITHMS[alg].digestSize);
 }
 
 export function resolveImpl(impl: HashImpl): ConcreteHashImpl {

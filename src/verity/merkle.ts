@@ -7,7 +7,7 @@
  */
 import { assertHashAlgorithm, BLOCK_SIZE, type HashAlgorithm } from './constants.ts';
 import { buildDescriptor } from './descriptor.ts';
-import { getBackend, type HashImpl, type ShaBackend } from './backends.ts';
+import { digestBufferNative, getBackend, type HashImpl, type ShaBackend } from './backends.ts';
 
 /** Data blocks hashed per back-end call: large enough to amortise the call, small enough for L2. */
 const BATCH_BLOCKS = 64;
@@ -149,6 +149,8 @@ export class VerityHasher {
  */
 export function verityDigest(data: Uint8Array, alg: HashAlgorithm = 'sha256', impl: HashImpl = 'auto'): Uint8Array {
   assertHashAlgorithm(alg);
+  const native = digestBufferNative(impl, alg, data);
+  if (native) return native;
   const backend = getBackend(impl, alg);
   return backend.hash(buildDescriptor(alg, BigInt(data.length), treeRoot(backend, data)));
 }
