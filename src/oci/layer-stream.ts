@@ -175,7 +175,7 @@ export async function openLayerTar(layoutDir: string, layer: ResolvedLayer, limi
  */
 function decoder(c: Compression, what: string): { stage: unknown; consumed: (() => number) | null } {
   if (c === 'gzip') {
-    const z = zlib.createGunzip({ chunkSize: 1 << 18 });
+    const z = zlib.createGunzip({ chunkSize: 1 << 20 });
     return { stage: wrapErrors(z, c, what), consumed: () => z.bytesWritten };
   }
   const d = createZstdDecoder();

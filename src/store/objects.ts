@@ -230,13 +230,20 @@ export class TmpObjectFile {
   }
 }
 
+/** Objects above this size are looked for before they are written. */
+const PRESENT_CHECK_MIN = 64 << 10;
+
 /** Writes `data` as object `id` (already computed by the caller from these very bytes). */
 export function writeObjectSync(target: ObjectTarget, id: ObjectId, data: Uint8Array): PublishResult {
   const final = objectPathIn(target.objectsDir, id);
   try {
-    // The common dedup case costs one stat, not a write.
-    const existing = statSync(final, { throwIfNoEntry: false });
-    if (existing && existing.size === data.length) return { id, size: data.length, written: false };
+    // A large object already present costs one stat, not a write. A small one is written and
+    // offered to link(2), whose EEXIST says the same: a stat per object would cost every fresh
+    // import more than the rare duplicate saves.
+    if (data.length > PRESENT_CHECK_MIN) {
+      const existing = statSync(final, { throwIfNoEntry: false });
+      if (existing && existing.size === data.length) return { id, size: data.length, written: false };
+    }
     const tmp = new TmpObjectFile(target);
     try {
       tmp.writeSync(data);
