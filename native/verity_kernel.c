@@ -338,6 +338,112 @@ static napi_value digest_path(napi_env env, napi_callback_info info) {
   return result;
 }
 
+
+/*
+ * SHA-256 of a stream, with the hashing on libuv's thread pool: the import's two passes (the
+ * blob against its digest, the tar against its diff_id) no longer take the main thread. The
+ * context lives in a Uint8Array the caller owns (shaCtxSize bytes); the caller keeps one update
+ * in flight per context and never touches a buffer it handed over until that update settles.
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref ctx_ref, data_ref;
+  SHA256_CTX *ctx;
+  const uint8_t *data;
+  size_t len;
+} sha_job;
+
+static int get_ctx(napi_env env, napi_value v, SHA256_CTX **ctx) {
+  uint8_t *p;
+  size_t len;
+  if (!get_bytes(env, v, &p, &len) || len < sizeof(SHA256_CTX) || ((uintptr_t)p % sizeof(void *)) != 0) return 0;
+  *ctx = (SHA256_CTX *)p;
+  return 1;
+}
+
+static napi_value sha_ctx_size(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value v;
+  napi_create_uint32(env, (uint32_t)sizeof(SHA256_CTX), &v);
+  return v;
+}
+
+static napi_value sha_init(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  SHA256_CTX *ctx;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || !get_ctx(env, argv[0], &ctx))
+    return throw_type(env, "shaInit(ctx: Uint8Array(shaCtxSize), aligned)");
+  SHA256_Init(ctx);
+  return NULL;
+}
+
+static void sha_execute(napi_env env, void *data) {
+  (void)env;
+  sha_job *job = data;
+  SHA256_Update(job->ctx, job->data, job->len);
+}
+
+static void sha_complete(napi_env env, napi_status status, void *data) {
+  sha_job *job = data;
+  napi_delete_reference(env, job->ctx_ref);
+  napi_delete_reference(env, job->data_ref);
+  if (status == napi_ok) {
+    napi_value undef;
+    napi_get_undefined(env, &undef);
+    napi_resolve_deferred(env, job->deferred, undef);
+  } else {
+    napi_value code, message, error;
+    napi_create_string_utf8(env, "EINTR", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, "shaUpdate: cancelled", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, code, message, &error);
+    napi_reject_deferred(env, job->deferred, error);
+  }
+  napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+/* shaUpdate(ctx, data): Promise<void>, the update done on the thread pool. */
+static napi_value sha_update(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  SHA256_CTX *ctx;
+  uint8_t *d;
+  size_t len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || !get_ctx(env, argv[0], &ctx) || !get_bytes(env, argv[1], &d, &len))
+    return throw_type(env, "shaUpdate(ctx: Uint8Array(shaCtxSize), data: Uint8Array)");
+  sha_job *job = calloc(1, sizeof *job);
+  if (!job) {
+    napi_throw_error(env, "ENOMEM", "shaUpdate: out of memory");
+    return NULL;
+  }
+  job->ctx = ctx;
+  job->data = d;
+  job->len = len;
+  napi_create_reference(env, argv[0], 1, &job->ctx_ref);
+  napi_create_reference(env, argv[1], 1, &job->data_ref);
+  napi_value promise, name;
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_string_utf8(env, "veritree:sha256", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, sha_execute, sha_complete, job, &job->work);
+  napi_queue_async_work(env, job->work);
+  return promise;
+}
+
+static napi_value sha_final(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  SHA256_CTX *ctx;
+  uint8_t *out;
+  size_t out_len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || !get_ctx(env, argv[0], &ctx) || !get_bytes(env, argv[1], &out, &out_len) ||
+      out_len < SHA256_DIGEST_LENGTH)
+    return throw_type(env, "shaFinal(ctx: Uint8Array(shaCtxSize), out: Uint8Array(32))");
+  SHA256_Final(out, ctx);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "hashBlocks", NAPI_AUTO_LENGTH, hash_blocks, NULL, &fn);
@@ -348,6 +454,14 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "digestPath", fn);
   napi_create_function(env, "digestBuffer", NAPI_AUTO_LENGTH, digest_buffer, NULL, &fn);
   napi_set_named_property(env, exports, "digestBuffer", fn);
+  napi_create_function(env, "shaCtxSize", NAPI_AUTO_LENGTH, sha_ctx_size, NULL, &fn);
+  napi_set_named_property(env, exports, "shaCtxSize", fn);
+  napi_create_function(env, "shaInit", NAPI_AUTO_LENGTH, sha_init, NULL, &fn);
+  napi_set_named_property(env, exports, "shaInit", fn);
+  napi_create_function(env, "shaUpdate", NAPI_AUTO_LENGTH, sha_update, NULL, &fn);
+  napi_set_named_property(env, exports, "shaUpdate", fn);
+  napi_create_function(env, "shaFinal", NAPI_AUTO_LENGTH, sha_final, NULL, &fn);
+  napi_set_named_property(env, exports, "shaFinal", fn);
   return exports;
 }
 

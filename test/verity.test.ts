@@ -108,3 +108,31 @@ test('misuse: update after digest and digest twice throw', () => {
   assert.throws(() => h.digest(), /twice/);
   assert.throws(() => new VerityHasher('md5' as HashAlgorithm), /"hash" must be sha256 or sha512/);
 });
+
+test('the SHA-256 stream (thread pool where the kernel has it) equals node:crypto for any split, and copy() forks it', async () => {
+  const { createSha256Stream } = await import('../src/verity/sha-stream.ts');
+  const { createHash } = await import('node:crypto');
+  for (const size of [0, 1, 4095, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 3 * (1 << 20) + 12345]) {
+    const data = randomBytesSeeded(size, size + 1);
+    const want = createHash('sha256').update(data).digest('hex');
+    const s = createSha256Stream();
+    const reused = new Uint8Array(70_001);
+    let forked: Promise<string> | null = null;
+    for (let off = 0; off < data.length; off += reused.length) {
+      // The caller's buffer is overwritten at once: the stream must have taken its bytes.
+      const n = Math.min(reused.length, data.length - off);
+      reused.set(data.subarray(off, off + n));
+      s.update(reused.subarray(0, n));
+      reused.fill(0xee);
+      if (forked === null && off + n >= data.length / 2) {
+        const half = off + n;
+        forked = s.copy().then((c) => {
+          c.update(data.subarray(half));
+          return c.digestHex();
+        });
+      }
+    }
+    assert.equal(await s.digestHex(), want, `size ${size}`);
+    if (forked) assert.equal(await forked, want, `copy at half, size ${size}`);
+  }
+});

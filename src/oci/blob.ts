@@ -3,7 +3,8 @@
  * and SHA-256 while it is read. Small JSON blobs are read whole; layers are streamed.
  * @module
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { createSha256Stream, type ShaStream } from '../verity/sha-stream.ts';
 import { constants as fsc } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -126,7 +127,7 @@ export const MAX_REMAINDER_CHECK = 256 << 20;
 
 /** Passes bytes through, hashing and counting them; fails at the first byte past the size, and at the end on any mismatch. */
 export class VerifyingStream extends Transform {
-  private readonly hash: Hash = createHash('sha256');
+  private readonly hash: ShaStream = createSha256Stream();
   private readonly desc: Descriptor;
   private readonly what: string;
   private readonly path: string;
@@ -164,7 +165,7 @@ export class VerifyingStream extends Transform {
     if (this.bytes > this.desc.size) return sizeMismatch(this.what, this.desc, `more than ${this.desc.size}`, this.path);
     // A hostile blob can be huge: past this, the error the read met is reported as it is.
     if (this.desc.size - this.bytes > MAX_REMAINDER_CHECK) return null;
-    const hash = this.hash.copy();
+    const hash = await this.hash.copy();
     let fh: FileHandle;
     try {
       fh = await openLayoutFile(this.path, this.what);
@@ -185,7 +186,7 @@ export class VerifyingStream extends Transform {
     } finally {
       await fh.close();
     }
-    const found = hash.digest('hex');
+    const found = await hash.digestHex();
     return found === want ? null : mismatch(this.what, this.desc, found, this.path);
   }
 
@@ -194,10 +195,11 @@ export class VerifyingStream extends Transform {
       cb(sizeMismatch(this.what, this.desc, this.bytes, this.path));
       return;
     }
-    const found = this.hash.digest('hex');
-    this.digestHexFound = found;
-    if (found !== digestHex(this.desc.digest, this.what)) cb(mismatch(this.what, this.desc, found, this.path));
-    else cb();
+    this.hash.digestHex().then((found) => {
+      this.digestHexFound = found;
+      if (found !== digestHex(this.desc.digest, this.what)) cb(mismatch(this.what, this.desc, found, this.path));
+      else cb();
+    }, cb);
   }
 }
 

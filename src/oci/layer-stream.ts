@@ -4,7 +4,7 @@
  * for the diff_id check, with limits on size and inflation ratio (a gzip bomb is stopped early).
  * @module
  */
-import { createHash } from 'node:crypto';
+import { createSha256Stream } from '../verity/sha-stream.ts';
 import type { FileHandle } from 'node:fs/promises';
 import { pipeline, Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
@@ -40,7 +40,7 @@ async function sniff(fh: FileHandle): Promise<Compression | null> {
 
 /** Hashes and counts the tar bytes, enforcing the limits. */
 class DiffIdStream extends Transform {
-  private readonly hash = createHash('sha256');
+  private readonly hash = createSha256Stream();
   private readonly limits: LayerLimits;
   private readonly compressed: VerifyingStream;
   private readonly what: string;
@@ -80,8 +80,14 @@ class DiffIdStream extends Transform {
   }
 
   override _flush(cb: TransformCallback): void {
-    if (!this.sameAsBlob) this.found = this.hash.digest('hex');
-    cb();
+    if (this.sameAsBlob) {
+      cb();
+      return;
+    }
+    this.hash.digestHex().then((found) => {
+      this.found = found;
+      cb();
+    }, cb);
   }
 }
 

@@ -33,6 +33,11 @@ interface NativeKernel {
   digestPath?(alg: number, path: string, out: Uint8Array): number;
   /** The fs-verity digest of bytes in memory, tree and descriptor in one call. */
   digestBuffer?(alg: number, data: Uint8Array, out: Uint8Array): void;
+  /** A plain SHA-256 stream, updated on libuv's thread pool (sha-stream.ts). */
+  shaCtxSize?(): number;
+  shaInit?(ctx: Uint8Array): void;
+  shaUpdate?(ctx: Uint8Array, data: Uint8Array): Promise<void>;
+  shaFinal?(ctx: Uint8Array, out: Uint8Array): void;
 }
 
 let nativeKernel: NativeKernel | null | undefined;
