@@ -1,14 +1,15 @@
 /**
  * Import of a single-layer image of real files (a copy of part of /usr), plain and gzip: veritree
- * with the pool at all cores, with --jobs 1, and `ostree commit --tree=tar=` of the same tar into
- * a bare-user repository. Each run starts from an empty repository.
+ * with the pool at all cores, with --jobs 1, `ostree commit --tree=tar=` of the same layer into
+ * a bare-user repository, and (plain) `mkcomposefs --digest-store` of the tree unpacked. Each run
+ * starts from an empty repository.
  */
 import { rmSync, mkdirSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { CLI, hasTool, interleaved, mbps, spread, timeCommand } from './lib.ts';
-import { makeLayout, realFilesTar } from './fixtures.ts';
+import { CLI, hasTool, interleaved, mbps, mkcomposefsTool, spread, timeCommand } from './lib.ts';
+import { compressed, makeLayout, realFilesTar } from './fixtures.ts';
 
 export async function benchImport(work: string, quick: boolean): Promise<Record<string, string | number>[]> {
   const paths = quick ? ['usr/share/doc', 'usr/share/perl'] : ['usr/share', 'usr/local'];
@@ -38,16 +39,32 @@ export async function benchImport(work: string, quick: boolean): Promise<Record<
       [`veritree import (jobs ${cores})`]: imp(cores),
       'veritree import --jobs 1': imp(1),
     };
-    if (hasTool('ostree') && c === 'none') {
+    if (hasTool('ostree')) {
+      // The same layer as it is in the blob (plain or gzip: ostree reads both through libarchive).
+      const layer = compressed(tar, c);
       contenders['ostree commit --tree=tar= (bare-user)'] = () => {
         const repo = fresh('ostree');
         timeCommand('ostree', ['init', `--repo=${repo}`, '--mode=bare-user']);
-        return timeCommand('ostree', ['commit', `--repo=${repo}`, '--branch=bench', '--tar-autocreate-parents', `--tree=tar=${tar}`]);
+        return timeCommand('ostree', ['commit', `--repo=${repo}`, '--branch=bench', '--tar-autocreate-parents', `--tree=tar=${layer}`]);
+      };
+    }
+    const mk = mkcomposefsTool();
+    if (mk && c === 'none') {
+      // The same files unpacked (untimed), then hashed and copied into a digest store: what
+      // mkcomposefs does of a tree, the nearest C peer of importing the layer.
+      const tree = join(work, 'mkcomposefs-tree');
+      rmSync(tree, { recursive: true, force: true });
+      mkdirSync(tree, { recursive: true });
+      spawnSync('tar', ['-C', tree, '-xf', tar]);
+      contenders['mkcomposefs --digest-store (the tree unpacked)'] = () => {
+        const store = fresh('cfs');
+        return timeCommand(mk.bin, [`--digest-store=${store}`, tree, join(repos, 'image.cfs')], mk.env);
       };
     }
     imp(cores)(); // warm the page cache with the blob
     const t = interleaved(contenders, quick ? 1 : 3, settle);
     const ostree = t['ostree commit --tree=tar= (bare-user)']?.median;
+    const mkc = t['mkcomposefs --digest-store (the tree unpacked)']?.median;
     const one = t['veritree import --jobs 1']?.median as number;
     for (const [name, secs] of Object.entries(t)) {
       rows.push({
@@ -58,6 +75,7 @@ export async function benchImport(work: string, quick: boolean): Promise<Record<
         'MB/s': mbps(tarBytes, secs.median),
         'speed vs jobs 1': one / secs.median,
         'speed vs ostree': ostree ? ostree / secs.median : 'n/a',
+        'speed vs mkcomposefs': mkc ? mkc / secs.median : 'n/a',
       });
     }
   }

@@ -1,12 +1,27 @@
 /** Shared bench helpers: timing external commands, host facts, table output. */
 import { spawnSync } from 'node:child_process';
-import { cpus, availableParallelism } from 'node:os';
+import { existsSync } from 'node:fs';
+import { cpus, availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 export function hasTool(name: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${name}`]).status === 0;
+}
+
+/**
+ * mkcomposefs: the one on PATH, else 1.0.8 as the tests and scripts/bench-mkfs.sh build it from
+ * ../shared/tools (in $TMPDIR/veritree-mkcomposefs-1.0.8). Null when neither is there.
+ */
+export function mkcomposefsTool(): { bin: string; env: NodeJS.ProcessEnv } | null {
+  if (hasTool('mkcomposefs')) return { bin: 'mkcomposefs', env: {} };
+  const prefix = join(tmpdir(), 'veritree-mkcomposefs-1.0.8');
+  const bin = join(prefix, 'bin', 'mkcomposefs');
+  if (!existsSync(bin)) return null;
+  const lib = spawnSync('sh', ['-c', `dirname "$(find '${prefix}' -name 'libcomposefs.so.1' | head -1)"`], { encoding: 'utf8' }).stdout.trim();
+  return { bin, env: { LD_LIBRARY_PATH: lib } };
 }
 
 /** Wall seconds of one run of a command; throws if it fails. */
@@ -79,4 +94,10 @@ export function table(rows: Record<string, string | number>[]): string {
 
 export function mbps(bytes: number, seconds: number): number {
   return bytes / 1e6 / seconds;
+}
+
+/** The filesystem type of the folder `path` is on (df -T): tmpfs, ext4... */
+export function filesystemOf(path: string): string {
+  const r = spawnSync('df', ['-PT', path], { encoding: 'utf8' });
+  return r.stdout.trim().split('\n')[1]?.split(/\s+/)[1] ?? 'unknown';
 }

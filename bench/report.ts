@@ -20,7 +20,7 @@ import { VerityPool } from '../src/pipeline/pool.ts';
 import { zstdCompress } from '../src/codec/zstd.ts';
 import type { ConcreteHashImpl } from '../src/verity/backends.ts';
 import { CpuMeter, type CpuSplit } from './cpu.ts';
-import { hasTool, hostFacts, median, table, timeCommand, timing } from './lib.ts';
+import { filesystemOf, hasTool, hostFacts, median, mkcomposefsTool, table, timeCommand, timing } from './lib.ts';
 import { scalingSvg } from './svg.ts';
 
 export interface BenchOptions {
@@ -323,11 +323,6 @@ function mainThreadLimit(c: CpuPerGB): MainThreadLimit {
   return { feedMBps: 1000 / c.main, serialFraction, saturatesAtCores: 1 / serialFraction };
 }
 
-function filesystemOf(path: string): string {
-  const r = spawnSync('df', ['-PT', path], { encoding: 'utf8' });
-  return r.stdout.trim().split('\n')[1]?.split(/\s+/)[1] ?? 'unknown';
-}
-
 export async function runBench(opts: BenchOptions): Promise<BenchReport> {
   const say = (s: string): void => opts.onProgress?.(s);
   const out = resolve(opts.out);
@@ -379,7 +374,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
         return timeCommand('ostree', ['commit', `--repo=${repo}`, '--branch=b', '--tar-autocreate-parents', `--tree=tar=${tarFile}`]);
       };
     }
-    if (hasTool('mkcomposefs') && shape.layers.length === 1) {
+    const mk = mkcomposefsTool();
+    if (mk && shape.layers.length === 1) {
       const tree = join(work, `tree-${workloads.length}`);
       rmSync(tree, { recursive: true, force: true });
       mkdirSync(tree, { recursive: true });
@@ -389,7 +385,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
       peers['mkcomposefs --digest-store'] = () => {
         const store = join(work, 'cfs-store');
         rmSync(store, { recursive: true, force: true });
-        return timeCommand('mkcomposefs', [`--digest-store=${store}`, tree, join(work, 'image.cfs')]);
+        return timeCommand(mk.bin, [`--digest-store=${store}`, tree, join(work, 'image.cfs')], mk.env);
       };
     }
     workloads.push(await importWorkload(shape.name, `oci:${layout}:bench`, work, runs, shape.name.includes('small') ? [1, 2] : [], say, peers));

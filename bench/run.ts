@@ -2,9 +2,9 @@
  * `npm run bench`: veritree's figures on this host, each as a ratio against a reference measured
  * in the same run on the same data (the machines are shared and noisy; absolute MB/s are not
  * comparable between runs, ratios are). Options: --quick, --out DIR (writes report.json/.md),
- * --only digest,blocks,cli,scaling,shapes,fsck,checkout,bulk,import.
+ * --only digest,blocks,cli,scaling,shapes,fsck,checkout,catlayer,bulk,import.
  */
-import { mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { copyFileSync, mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -13,8 +13,9 @@ import { benchDigestCli, benchScaling } from './digest-cli.bench.ts';
 import { benchImport } from './import.bench.ts';
 import { benchFsck } from './fsck.bench.ts';
 import { benchCheckout } from './checkout.bench.ts';
+import { benchCatLayer } from './catlayer.bench.ts';
 import { benchBulk } from './bulk.bench.ts';
-import { hostFacts, table } from './lib.ts';
+import { filesystemOf, hostFacts, table } from './lib.ts';
 import { runBench } from './report.ts';
 
 const args = process.argv.slice(2);
@@ -27,7 +28,14 @@ const want = (s: string): boolean => !only || only.has(s);
 const work = resolve(process.env.VERITREE_BENCH_DIR ?? '.bench/work');
 mkdirSync(work, { recursive: true });
 
-const report: Record<string, unknown> = { host: hostFacts(), quick, date: new Date().toISOString(), command: `npm run bench -- ${args.join(' ')}`.trim() };
+const report: Record<string, unknown> = {
+  host: hostFacts(),
+  quick,
+  runs: quick ? 1 : 3,
+  date: new Date().toISOString(),
+  command: `${process.env.VERITREE_BENCH_DIR ? `VERITREE_BENCH_DIR=${process.env.VERITREE_BENCH_DIR} ` : ''}npm run bench -- ${args.join(' ')}`.trim(),
+  workDir: `${work} (${filesystemOf(work)})`,
+};
 const md: string[] = [`# veritree benchmark`, '', `Host: ${JSON.stringify(report.host)}`, ''];
 
 function section(title: string, rows: Record<string, string | number>[], note = ''): void {
@@ -43,16 +51,39 @@ if (want('blocks')) section('per 4 KiB block', await benchBlocks(quick));
 if (want('cli')) section('veritree digest vs fsverity digest', benchDigestCli(work, quick), 'Wall time of the whole command on the same file, interleaved runs, median.');
 if (want('scaling')) section('pool scaling (veritree digest)', benchScaling(work, quick), `Jobs 1..${availableParallelism()}; ratio against --jobs 1.`);
 if (want('shapes')) {
-  // The synthetic image shapes at jobs 1..cores and I/O limits: the engine of `veritree bench`.
-  const r = await runBench({ quick, out: join(work, 'shapes'), onProgress: (l) => process.stderr.write(`  ${l}\n`) });
+  // The synthetic image shapes at jobs 1..cores and I/O limits: the engine of `veritree bench`,
+  // its data in the work directory (tmpfs), its report and chart kept beside this one.
+  const shapes = join(work, 'shapes');
+  const r = await runBench({ quick, out: shapes, onProgress: (l) => process.stderr.write(`  ${l}\n`) });
+  if (out) {
+    mkdirSync(join(out, 'shapes'), { recursive: true });
+    for (const f of ['report.json', 'report.md', 'scaling.svg']) copyFileSync(join(shapes, f), join(out, 'shapes', f));
+  }
+  const range = (p: { seconds: number; min: number; max: number }): string => `${p.seconds.toFixed(3)} (${p.min.toFixed(3)}-${p.max.toFixed(3)})`;
   section(
     'synthetic images at jobs 1..cores',
-    r.workloads.flatMap((w) => w.points.map((p) => ({ workload: w.name, jobs: p.jobs, 'io-limit': p.ioLimit ?? '-', 'MB/s': p.mbps }))),
-    'From the engine of `veritree bench`; the full report (with peers and the SVG) is in the shapes/ folder of the work directory.'
+    r.workloads.flatMap((w) =>
+      w.points.map((p) => ({
+        workload: w.name,
+        jobs: p.jobs,
+        'io-limit': p.ioLimit ?? '-',
+        'MB/s': p.mbps,
+        'seconds, median (range)': range(p),
+        'CPU s/GB main, workers, other': p.cpuPerGB ? `${p.cpuPerGB.main.toFixed(2)}, ${p.cpuPerGB.pool.toFixed(2)}, ${p.cpuPerGB.other.toFixed(2)}` : '-',
+        'main thread alone feeds (MB/s)': w.mainThread && p.jobs === 1 && p.ioLimit === undefined ? w.mainThread.feedMBps : '-',
+      }))
+    ),
+    'From the engine of `veritree bench` (its report and scaling.svg are in the shapes/ folder beside this report); the main thread\'s feed rate is 1000 / its CPU s/GB at jobs 1.'
+  );
+  section(
+    'synthetic images: peers',
+    r.workloads.flatMap((w) => w.peers.map((p) => ({ workload: w.name, peer: p.name, 'peer seconds, median (range)': range(p), 'veritree (best jobs) / peer': p.ratio }))),
+    ''
   );
 }
 if (want('fsck')) section('fsck', await benchFsck(work, quick), 'The store made by importing the import benchmark\'s image; page cache warm.');
 if (want('checkout')) section('checkout', await benchCheckout(work, quick), 'The import benchmark\'s image (gzip layer), checked out from the store vs unpacked from its blobs.');
+if (want('catlayer')) section('cat-layer', await benchCatLayer(work, quick), 'The import benchmark\'s layer rebuilt from the store (checked against its diff_id) vs `tar -c` of the same tree checked out; output on the work directory\'s filesystem.');
 if (want('bulk')) section('bulk import', await benchBulk(work, quick), 'Four layouts sharing a base layer (the quick /usr tar) plus a small layer each, gzip.');
 if (want('import')) section('import', await benchImport(work, quick), 'Single-layer image of real files; MB/s of uncompressed layer data.');
 

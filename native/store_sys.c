@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <node_api.h>
+#include "napi_reject.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -177,14 +178,9 @@ static void sync_complete(napi_env env, napi_status status, void *data) {
     napi_resolve_deferred(env, job->deferred, undef);
   } else {
     int err = status == napi_ok ? job->err : EINTR;
-    napi_value code, message, error;
     char msg[128];
     snprintf(msg, sizeof msg, "syncfs: %s", strerror(err));
-    napi_create_string_utf8(env, err == ENOSPC ? "ENOSPC" : err == EDQUOT ? "EDQUOT" : err == EIO ? "EIO" : "EUNKNOWN",
-                            NAPI_AUTO_LENGTH, &code);
-    napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
-    napi_create_error(env, code, message, &error);
-    napi_reject_deferred(env, job->deferred, error);
+    reject_with_code(env, job->deferred, err == ENOSPC ? "ENOSPC" : err == EDQUOT ? "EDQUOT" : err == EIO ? "EIO" : "EUNKNOWN", msg);
   }
   napi_delete_async_work(env, job->work);
   free(job);
@@ -290,11 +286,7 @@ static void small_complete(napi_env env, napi_status status, void *data) {
   small_job *job = data;
   napi_value arr;
   if (status != napi_ok || napi_create_array_with_length(env, job->count, &arr) != napi_ok) {
-    napi_value code, message, error;
-    napi_create_string_utf8(env, "EINTR", NAPI_AUTO_LENGTH, &code);
-    napi_create_string_utf8(env, "readSmall: cancelled", NAPI_AUTO_LENGTH, &message);
-    napi_create_error(env, code, message, &error);
-    napi_reject_deferred(env, job->deferred, error);
+    reject_with_code(env, job->deferred, "EINTR", "readSmall: cancelled");
   } else {
     for (size_t i = 0; i < job->count; i++) {
       small_file *f = &job->files[i];

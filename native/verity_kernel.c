@@ -7,6 +7,7 @@
  */
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 #include <node_api.h>
+#include "napi_reject.h"
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <errno.h>
@@ -394,11 +395,7 @@ static void sha_complete(napi_env env, napi_status status, void *data) {
     napi_get_undefined(env, &undef);
     napi_resolve_deferred(env, job->deferred, undef);
   } else {
-    napi_value code, message, error;
-    napi_create_string_utf8(env, "EINTR", NAPI_AUTO_LENGTH, &code);
-    napi_create_string_utf8(env, "shaUpdate: cancelled", NAPI_AUTO_LENGTH, &message);
-    napi_create_error(env, code, message, &error);
-    napi_reject_deferred(env, job->deferred, error);
+    reject_with_code(env, job->deferred, "EINTR", "shaUpdate: cancelled");
   }
   napi_delete_async_work(env, job->work);
   free(job);

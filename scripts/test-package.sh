@@ -12,6 +12,13 @@ trap 'rm -rf "$work"' EXIT
 
 run_jobs() { # $1: the folder of an install
   local bin="$1/node_modules/.bin/veritree" repo="$1/repo"
+  # Where this checkout's addons built, the install's must have too (a file missing from the
+  # package would otherwise fall back to JavaScript without a word).
+  for addon in verity_kernel store_sys; do
+    if [ -f "$here/native/build/Release/$addon.node" ] && [ ! -f "$1/node_modules/veritree/native/build/Release/$addon.node" ]; then
+      echo "the native addon $addon was not built in $1"; return 1
+    fi
+  done
   "$bin" import "oci:$here/example/oci:latest" example --repo "$repo" > /dev/null
   "$bin" fsck --repo "$repo" > /dev/null
   "$bin" bench --quick --out "$1/bench" > "$1/bench.log" 2>&1 || { cat "$1/bench.log"; return 1; }

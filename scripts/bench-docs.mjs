@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+// Writes the figures of a `npm run bench` report into README.md and docs/performance.md, between
+// their <!-- bench:... --> markers, so that every figure there comes from one named run.
+//   node scripts/bench-docs.mjs REPORT.json
+// `npm run bench:docs` runs the whole comparison suite on tmpfs and then this.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
+const reportPath = process.argv[2];
+if (!reportPath) {
+  console.error('usage: node scripts/bench-docs.mjs REPORT.json');
+  process.exit(2);
+}
+const r = JSON.parse(readFileSync(reportPath, 'utf8'));
+
+const cell = (v) => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : String(v ?? ''));
+function table(rows) {
+  if (!rows?.length) return '(not measured in this run)';
+  const cols = Object.keys(rows[0]);
+  return [`| ${cols.join(' | ')} |`, `|${cols.map(() => '---').join('|')}|`, ...rows.map((row) => `| ${cols.map((c) => cell(row[c]).replace(/\|/g, '\\|')).join(' | ')} |`)].join('\n');
+}
+const find = (section, pred) => (r[section] ?? []).find(pred);
+const x = (v) => (typeof v === 'number' ? `${v.toFixed(2)}x` : 'n/a');
+const secs = (row) => (row ? `${row['seconds, median (range)']} s` : 'n/a');
+
+const host = r.host ?? {};
+const where = `\`${r.command}\` (${r.date?.slice(0, 10)}; ${host.cpu}, ${host.cores} cores, Node ${host.node}; work directory ${r.workDir ?? 'on tmpfs'}; medians of ${r.runs ?? 3} interleaved runs, range in brackets)`;
+
+// README: one line per claim, each a ratio against a peer measured in the same run.
+const cli = (n) => find('veritree digest vs fsverity digest', (row) => row.command.startsWith(n));
+const vd = cli('veritree digest (jobs');
+const fv = cli('fsverity digest');
+const imp = (layer, n) => find('import', (row) => row.layer === layer && row.command.startsWith(n));
+const fsck = (n) => find('fsck', (row) => row.command.startsWith(n));
+const co = (n) => find('checkout', (row) => row.command.startsWith(n));
+const cat = (n) => find('cat-layer', (row) => row.command.startsWith(n));
+const bulk = (n) => find('bulk import', (row) => row.command.startsWith(n));
+const scaling = (r['pool scaling (veritree digest)'] ?? []).filter((row) => row.jobs !== 1);
+const summary = [
+  '| what | veritree | peer | ratio |',
+  '|---|---|---|---|',
+  `| \`veritree digest\` of a 1 GiB file vs \`fsverity digest\` | ${secs(vd)} | ${secs(fv)} | time ${x(vd?.['time vs fsverity digest'])} |`,
+  ...['plain tar', 'gzip'].flatMap((layer) => {
+    const v = imp(layer, 'veritree import (jobs');
+    const one = imp(layer, 'veritree import --jobs 1');
+    const os = imp(layer, 'ostree');
+    const mk = imp(layer, 'mkcomposefs');
+    return [
+      `| import, ${layer} layer of ${Math.round(v?.['tar MB'] ?? 0)} MB of /usr, vs \`ostree commit --tree=tar=\` | ${secs(v)} | ${secs(os)} | ${x(v?.['speed vs ostree'])} (\`--jobs 1\`: ${x(one?.['speed vs ostree'])}) |`,
+      ...(mk ? [`| import, ${layer} layer, vs \`mkcomposefs --digest-store\` of the tree unpacked | ${secs(v)} | ${secs(mk)} | ${x(v?.['speed vs mkcomposefs'])} |`] : []),
+    ];
+  }),
+  `| \`fsck\` of that store vs \`find objects \\| xargs -P${host.cores} fsverity digest\` | ${secs(fsck('veritree fsck (jobs'))} | ${secs(fsck('find'))} | ${x(fsck('veritree fsck (jobs')?.['speed vs find|xargs fsverity'])} (objects only: ${x(fsck('veritree fsck --objects-only')?.['speed vs find|xargs fsverity'])}) |`,
+  `| \`checkout\` (default: no object exposed to writes) vs \`umoci unpack\` | ${secs(co('veritree checkout (default'))} | ${secs(co('umoci'))} | ${x(co('veritree checkout (default')?.['speed vs umoci unpack'])} (\`--hardlink\`: ${x(co('veritree checkout --hardlink')?.['speed vs umoci unpack'])}) |`,
+  `| \`cat-layer\` (rebuilt and checked against its diff_id) vs \`tar -c\` of the checked-out tree | ${secs(cat('veritree'))} | ${secs(cat('tar'))} | ${x(cat('veritree')?.['speed vs tar -c'])} |`,
+  ...(bulk('one run') ? [`| bulk: 4 layouts sharing a base, one \`import --all\` vs 4 commands | ${secs(bulk('one run'))} | ${secs(bulk('4 separate'))} | ${x(bulk('one run')?.['speed vs separate commands'])} |`] : []),
+  ...scaling.map((row) => `| pool scaling, ${row.workload}, jobs ${row.jobs} vs jobs 1 | ${row['seconds, median (range)']} s | | ${x(row['speed-up vs jobs 1'])} |`),
+].join('\n');
+
+// docs/performance.md: every section of the run, as it came.
+const skip = new Set(['host', 'quick', 'date', 'command', 'runs', 'workDir']);
+const sections = Object.entries(r)
+  .filter(([k]) => !skip.has(k))
+  .map(([k, rows]) => `#### ${k}\n\n${table(rows)}`)
+  .join('\n\n');
+
+function put(file, marker, body) {
+  const path = join(root, file);
+  const text = readFileSync(path, 'utf8');
+  const open = `<!-- bench:${marker} -->`;
+  const close = `<!-- /bench:${marker} -->`;
+  const a = text.indexOf(open);
+  const b = text.indexOf(close);
+  if (a < 0 || b < a) throw new Error(`${file}: no ${open} ... ${close} markers`);
+  writeFileSync(path, `${text.slice(0, a + open.length)}\n${body}\n${text.slice(b)}`);
+}
+const from = `From ${where}; the report: ${relative(root, reportPath)}.`;
+put('README.md', 'summary', `${from}\n\n${summary}`);
+put('docs/performance.md', 'full', `${from}\n\n${sections}`);
+console.log(`README.md and docs/performance.md updated from ${reportPath}`);
