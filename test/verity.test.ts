@@ -136,3 +136,18 @@ test('the SHA-256 stream (thread pool where the kernel has it) equals node:crypt
     if (forked) assert.equal(await forked, want, `copy at half, size ${size}`);
   }
 });
+
+test('the SHA-256 stream: a copy() asked for while digestHex() is pending still sees the running state (the blob check after a failed layer)', async () => {
+  const { createSha256Stream } = await import('../src/verity/sha-stream.ts');
+  const { createHash } = await import('node:crypto');
+  const data = randomBytesSeeded(3 * (1 << 20) + 5, 77);
+  const want = createHash('sha256').update(data).digest('hex');
+  for (let round = 0; round < 20; round++) {
+    const s = createSha256Stream();
+    s.update(data);
+    const finished = s.digestHex();
+    const copied = s.copy();
+    assert.equal(await finished, want);
+    assert.equal(await (await copied).digestHex(), want, `round ${round}`);
+  }
+});

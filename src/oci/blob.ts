@@ -165,6 +165,8 @@ export class VerifyingStream extends Transform {
     if (this.bytes > this.desc.size) return sizeMismatch(this.what, this.desc, `more than ${this.desc.size}`, this.path);
     // A hostile blob can be huge: past this, the error the read met is reported as it is.
     if (this.desc.size - this.bytes > MAX_REMAINDER_CHECK) return null;
+    // Where the stream stopped and its hash there, taken together.
+    const from = this.bytes;
     const hash = await this.hash.copy();
     let fh: FileHandle;
     try {
@@ -176,7 +178,7 @@ export class VerifyingStream extends Transform {
       const st = await fh.stat();
       if (st.size !== this.desc.size) return sizeMismatch(this.what, this.desc, st.size, this.path);
       const buf = Buffer.allocUnsafe(1 << 20);
-      for (let pos = this.bytes; pos < this.desc.size; ) {
+      for (let pos = from; pos < this.desc.size; ) {
         throwIfAborted(signal);
         const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, this.desc.size - pos), pos);
         if (bytesRead === 0) return sizeMismatch(this.what, this.desc, pos, this.path);

@@ -92,8 +92,9 @@ class PooledSha256 implements ShaStream {
   async digestHex(): Promise<string> {
     this.send();
     await this.chain;
+    // Finished on a copy: a copy() waiting on the same chain must still find the running state.
     const out = new Uint8Array(32);
-    this.k.shaFinal(this.ctx, out);
+    this.k.shaFinal(new Uint8Array(this.ctx), out);
     return Buffer.from(out).toString('hex');
   }
 
