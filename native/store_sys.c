@@ -7,7 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <node_api.h>
-#include "napi_reject.h"
+#include "napi_async.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -195,12 +195,7 @@ static napi_value js_syncfs(napi_env env, napi_callback_info info) {
   sync_job *job = calloc(1, sizeof *job);
   if (!job) return throw_errno(env, ENOMEM, "syncfs");
   job->fd = fd;
-  napi_value promise, name;
-  napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "veritree:syncfs", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, sync_execute, sync_complete, job, &job->work);
-  napi_queue_async_work(env, job->work);
-  return promise;
+  return queue_promise_work(env, "veritree:syncfs", sync_execute, sync_complete, job, &job->deferred, &job->work);
 }
 
 
@@ -331,16 +326,11 @@ static napi_value js_read_small(napi_env env, napi_callback_info info) {
       return throw_type(env, "readSmall: each path must be a string shorter than 4095 bytes");
     }
   }
-  napi_value promise, name;
-  napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "veritree:readSmall", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, small_execute, small_complete, job, &job->work);
-  napi_queue_async_work(env, job->work);
-  return promise;
+  return queue_promise_work(env, "veritree:readSmall", small_execute, small_complete, job, &job->deferred, &job->work);
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  struct { const char *name; napi_callback fn; } fns[] = {
+  static const export_fn fns[] = {
     {"flock", js_flock},
     {"linkFd", js_link_fd},
     {"enableVerity", js_enable_verity},
@@ -348,12 +338,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"syncfs", js_syncfs},
     {"readSmall", js_read_small},
   };
-  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
-    napi_value f;
-    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
-    napi_set_named_property(env, exports, fns[i].name, f);
-  }
-  return exports;
+  return export_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

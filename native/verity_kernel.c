@@ -7,7 +7,7 @@
  */
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 #include <node_api.h>
-#include "napi_reject.h"
+#include "napi_async.h"
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <errno.h>
@@ -420,12 +420,7 @@ static napi_value sha_update(napi_env env, napi_callback_info info) {
   job->len = len;
   napi_create_reference(env, argv[0], 1, &job->ctx_ref);
   napi_create_reference(env, argv[1], 1, &job->data_ref);
-  napi_value promise, name;
-  napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "veritree:sha256", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, sha_execute, sha_complete, job, &job->work);
-  napi_queue_async_work(env, job->work);
-  return promise;
+  return queue_promise_work(env, "veritree:sha256", sha_execute, sha_complete, job, &job->deferred, &job->work);
 }
 
 static napi_value sha_final(napi_env env, napi_callback_info info) {
@@ -442,24 +437,17 @@ static napi_value sha_final(napi_env env, napi_callback_info info) {
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  napi_value fn;
-  napi_create_function(env, "hashBlocks", NAPI_AUTO_LENGTH, hash_blocks, NULL, &fn);
-  napi_set_named_property(env, exports, "hashBlocks", fn);
-  napi_create_function(env, "digestFd", NAPI_AUTO_LENGTH, digest_fd, NULL, &fn);
-  napi_set_named_property(env, exports, "digestFd", fn);
-  napi_create_function(env, "digestPath", NAPI_AUTO_LENGTH, digest_path, NULL, &fn);
-  napi_set_named_property(env, exports, "digestPath", fn);
-  napi_create_function(env, "digestBuffer", NAPI_AUTO_LENGTH, digest_buffer, NULL, &fn);
-  napi_set_named_property(env, exports, "digestBuffer", fn);
-  napi_create_function(env, "shaCtxSize", NAPI_AUTO_LENGTH, sha_ctx_size, NULL, &fn);
-  napi_set_named_property(env, exports, "shaCtxSize", fn);
-  napi_create_function(env, "shaInit", NAPI_AUTO_LENGTH, sha_init, NULL, &fn);
-  napi_set_named_property(env, exports, "shaInit", fn);
-  napi_create_function(env, "shaUpdate", NAPI_AUTO_LENGTH, sha_update, NULL, &fn);
-  napi_set_named_property(env, exports, "shaUpdate", fn);
-  napi_create_function(env, "shaFinal", NAPI_AUTO_LENGTH, sha_final, NULL, &fn);
-  napi_set_named_property(env, exports, "shaFinal", fn);
-  return exports;
+  static const export_fn fns[] = {
+    {"hashBlocks", hash_blocks},
+    {"digestFd", digest_fd},
+    {"digestPath", digest_path},
+    {"digestBuffer", digest_buffer},
+    {"shaCtxSize", sha_ctx_size},
+    {"shaInit", sha_init},
+    {"shaUpdate", sha_update},
+    {"shaFinal", sha_final},
+  };
+  return export_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
