@@ -416,6 +416,11 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
   return report;
 }
 
+/** A point's or a peer's time for tables: "0.123 (0.120-0.131)", the median and the range. */
+export function secondsRange(p: { seconds: number; min: number; max: number }): string {
+  return `${p.seconds.toFixed(3)} (${p.min.toFixed(3)}-${p.max.toFixed(3)})`;
+}
+
 export function reportMarkdown(r: BenchReport): string {
   const lines = [
     '# veritree bench',
@@ -435,7 +440,6 @@ export function reportMarkdown(r: BenchReport): string {
     `Every figure below is the median of ${r.workloads[0]?.runs ?? 1} runs, the settings and peers of a workload run in turn (interleaved); the range is the fastest and slowest run. CPU s/GB is CPU time per GB of data: of the main thread, of the pool's workers, and of the other threads (libuv's, inflating and doing file I/O; the garbage collector's).`,
     ''
   );
-  const range = (p: { seconds: number; min: number; max: number }): string => `${p.seconds.toFixed(3)} (${p.min.toFixed(3)}-${p.max.toFixed(3)})`;
   for (const w of r.workloads) {
     lines.push(`## ${w.name}`, '', `${(w.bytes / 1e6).toFixed(1)} MB of data.`, '');
     lines.push(
@@ -444,7 +448,7 @@ export function reportMarkdown(r: BenchReport): string {
           jobs: p.jobs,
           'io-limit': p.ioLimit ?? '-',
           'MB/s': p.mbps,
-          'seconds, median (range)': range(p),
+          'seconds, median (range)': secondsRange(p),
           'vs jobs 1': p.mbps / ((w.points[0] as Point).mbps || 1),
           'CPU s/GB main': p.cpuPerGB?.main ?? '-',
           'CPU s/GB workers': p.cpuPerGB?.pool ?? '-',
@@ -460,7 +464,7 @@ export function reportMarkdown(r: BenchReport): string {
         ''
       );
     }
-    if (w.peers.length) lines.push(table(w.peers.map((p) => ({ peer: p.name, 'peer MB/s': p.mbps, 'seconds, median (range)': range(p), 'veritree (best jobs) / peer': p.ratio }))), '');
+    if (w.peers.length) lines.push(table(w.peers.map((p) => ({ peer: p.name, 'peer MB/s': p.mbps, 'seconds, median (range)': secondsRange(p), 'veritree (best jobs) / peer': p.ratio }))), '');
   }
   return lines.join('\n');
 }

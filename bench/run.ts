@@ -16,7 +16,7 @@ import { benchCheckout } from './checkout.bench.ts';
 import { benchCatLayer } from './catlayer.bench.ts';
 import { benchBulk } from './bulk.bench.ts';
 import { filesystemOf, hostFacts, table } from './lib.ts';
-import { runBench } from './report.ts';
+import { runBench, secondsRange } from './report.ts';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -59,7 +59,6 @@ if (want('shapes')) {
     mkdirSync(join(out, 'shapes'), { recursive: true });
     for (const f of ['report.json', 'report.md', 'scaling.svg']) copyFileSync(join(shapes, f), join(out, 'shapes', f));
   }
-  const range = (p: { seconds: number; min: number; max: number }): string => `${p.seconds.toFixed(3)} (${p.min.toFixed(3)}-${p.max.toFixed(3)})`;
   section(
     'synthetic images at jobs 1..cores',
     r.workloads.flatMap((w) =>
@@ -68,7 +67,7 @@ if (want('shapes')) {
         jobs: p.jobs,
         'io-limit': p.ioLimit ?? '-',
         'MB/s': p.mbps,
-        'seconds, median (range)': range(p),
+        'seconds, median (range)': secondsRange(p),
         'CPU s/GB main, workers, other': p.cpuPerGB ? `${p.cpuPerGB.main.toFixed(2)}, ${p.cpuPerGB.pool.toFixed(2)}, ${p.cpuPerGB.other.toFixed(2)}` : '-',
         'main thread alone feeds (MB/s)': w.mainThread && p.jobs === 1 && p.ioLimit === undefined ? w.mainThread.feedMBps : '-',
       }))
@@ -77,7 +76,7 @@ if (want('shapes')) {
   );
   section(
     'synthetic images: peers',
-    r.workloads.flatMap((w) => w.peers.map((p) => ({ workload: w.name, peer: p.name, 'peer seconds, median (range)': range(p), 'veritree (best jobs) / peer': p.ratio }))),
+    r.workloads.flatMap((w) => w.peers.map((p) => ({ workload: w.name, peer: p.name, 'peer seconds, median (range)': secondsRange(p), 'veritree (best jobs) / peer': p.ratio }))),
     ''
   );
 }

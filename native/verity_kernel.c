@@ -99,10 +99,6 @@ typedef struct {
   level_t levels[MAX_LEVELS];
 } tree_t;
 
-static void hash_one(int alg, const uint8_t *in, size_t len, uint8_t *out) {
-  sha_once(alg, in, len, out);
-}
-
 /* Appends a digest to level k; a full block of digests is hashed into level k + 1, and so on up. */
 static void tree_push(tree_t *t, int k, const uint8_t *digest) {
   uint8_t carry[SHA512_DIGEST_LENGTH];
@@ -113,7 +109,7 @@ static void tree_push(tree_t *t, int k, const uint8_t *digest) {
     l->len += t->ds;
     l->total++;
     if (l->len < BLOCK_SIZE) return;
-    hash_one(t->alg, l->buf, BLOCK_SIZE, carry);
+    sha_once(t->alg, l->buf, BLOCK_SIZE, carry);
     l->len = 0;
   }
 }
@@ -132,7 +128,7 @@ static void tree_root(tree_t *t, uint8_t *root) {
     if (l->len > 0) {
       uint8_t up[SHA512_DIGEST_LENGTH];
       memset(l->buf + l->len, 0, BLOCK_SIZE - l->len);
-      hash_one(t->alg, l->buf, BLOCK_SIZE, up);
+      sha_once(t->alg, l->buf, BLOCK_SIZE, up);
       l->len = 0;
       tree_push(t, k + 1, up);
     }
@@ -158,7 +154,8 @@ static void work_key_make(void) {
   work_key_ok = pthread_key_create(&work_key, free) == 0;
 }
 
-static work_t *thread_work(void) {
+/* This thread's work area, its tree emptied and set for `alg`; NULL when out of memory. */
+static work_t *thread_work(int alg) {
   pthread_once(&work_once, work_key_make);
   if (!work_key_ok) return NULL;
   work_t *w = pthread_getspecific(work_key);
@@ -174,87 +171,76 @@ static work_t *thread_work(void) {
     w->tree.levels[k].len = 0;
     w->tree.levels[k].total = 0;
   }
+  w->tree.alg = alg;
+  w->tree.ds = alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
   return w;
+}
+
+/* Hashes `n` whole blocks of `data` into the tree's first level. */
+static void push_blocks(tree_t *t, const uint8_t *data, size_t n) {
+  uint8_t d[SHA512_DIGEST_LENGTH];
+  for (size_t i = 0; i < n; i++) {
+    sha_once(t->alg, data + i * BLOCK_SIZE, BLOCK_SIZE, d);
+    tree_push(t, 0, d);
+  }
+}
+
+/* The last, partial block (0 < len < BLOCK_SIZE), zero-padded in `room` (a block; may be `data`). */
+static void push_tail(tree_t *t, const uint8_t *data, size_t len, uint8_t *room) {
+  if (room != data) memcpy(room, data, len);
+  memset(room + len, 0, BLOCK_SIZE - len);
+  push_blocks(t, room, 1);
+}
+
+/* The file's digest: the descriptor (version 1, the algorithm, 4 KiB blocks, the size, the root), hashed. */
+static void tree_digest(tree_t *t, uint64_t size, uint8_t *out) {
+  uint8_t desc[256];
+  memset(desc, 0, sizeof desc);
+  desc[0] = 1;
+  desc[1] = (uint8_t)t->alg;
+  desc[2] = 12;
+  for (int i = 0; i < 8; i++) desc[8 + i] = (uint8_t)(size >> (8 * i));
+  tree_root(t, desc + 16);
+  sha_once(t->alg, desc, sizeof desc, out);
 }
 
 /* Reads fd from offset 0 and writes its fs-verity digest to out; 0, or an errno. */
 static int digest_core(int alg, int fd, uint8_t *out, uint64_t *size_out) {
-  work_t *w = thread_work();
+  work_t *w = thread_work(alg);
   if (!w) return ENOMEM;
   tree_t *t = &w->tree;
   uint8_t *buf = w->buf;
-  t->alg = alg;
-  t->ds = alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
   uint64_t size = 0;
   size_t have = 0; /* bytes in buf not yet hashed (less than one block between reads) */
-  int err = 0;
   for (;;) {
     ssize_t n = pread(fd, buf + have, READ_BUF - have, (off_t)(size + have));
     if (n < 0) {
       if (errno == EINTR) continue;
-      err = errno;
-      break;
+      return errno;
     }
     if (n == 0) break;
     have += (size_t)n;
     size_t whole = have / BLOCK_SIZE;
-    for (size_t i = 0; i < whole; i++) {
-      uint8_t d[SHA512_DIGEST_LENGTH];
-      hash_one(t->alg, buf + i * BLOCK_SIZE, BLOCK_SIZE, d);
-      tree_push(t, 0, d);
-    }
+    push_blocks(t, buf, whole);
     size += whole * BLOCK_SIZE;
     have -= whole * BLOCK_SIZE;
     if (have) memmove(buf, buf + whole * BLOCK_SIZE, have);
   }
-  if (!err && have) {
-    uint8_t d[SHA512_DIGEST_LENGTH];
-    memset(buf + have, 0, BLOCK_SIZE - have);
-    hash_one(t->alg, buf, BLOCK_SIZE, d);
-    tree_push(t, 0, d);
-    size += have;
-  }
-  if (err) return err;
-  uint8_t desc[256];
-  memset(desc, 0, sizeof desc);
-  desc[0] = 1;
-  desc[1] = (uint8_t)alg;
-  desc[2] = 12;
-  for (int i = 0; i < 8; i++) desc[8 + i] = (uint8_t)(size >> (8 * i));
-  tree_root(t, desc + 16);
-  hash_one(alg, desc, sizeof desc, out);
+  if (have) push_tail(t, buf, have, buf);
+  size += have;
+  tree_digest(t, size, out);
   *size_out = size;
   return 0;
 }
 
 /* The fs-verity digest of bytes in memory: the same tree and descriptor as digest_core. */
 static int digest_mem(int alg, const uint8_t *data, size_t len, uint8_t *out) {
-  work_t *w = thread_work();
+  work_t *w = thread_work(alg);
   if (!w) return ENOMEM;
-  tree_t *t = &w->tree;
-  t->alg = alg;
-  t->ds = alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
   size_t whole = len / BLOCK_SIZE;
-  uint8_t d[SHA512_DIGEST_LENGTH];
-  for (size_t i = 0; i < whole; i++) {
-    hash_one(alg, data + i * BLOCK_SIZE, BLOCK_SIZE, d);
-    tree_push(t, 0, d);
-  }
-  size_t rest = len - whole * BLOCK_SIZE;
-  if (rest) {
-    memcpy(w->buf, data + whole * BLOCK_SIZE, rest);
-    memset(w->buf + rest, 0, BLOCK_SIZE - rest);
-    hash_one(alg, w->buf, BLOCK_SIZE, d);
-    tree_push(t, 0, d);
-  }
-  uint8_t desc[256];
-  memset(desc, 0, sizeof desc);
-  desc[0] = 1;
-  desc[1] = (uint8_t)alg;
-  desc[2] = 12;
-  for (int i = 0; i < 8; i++) desc[8 + i] = (uint8_t)((uint64_t)len >> (8 * i));
-  tree_root(t, desc + 16);
-  hash_one(alg, desc, sizeof desc, out);
+  push_blocks(&w->tree, data, whole);
+  if (len > whole * BLOCK_SIZE) push_tail(&w->tree, data + whole * BLOCK_SIZE, len - whole * BLOCK_SIZE, w->buf);
+  tree_digest(&w->tree, len, out);
   return 0;
 }
 

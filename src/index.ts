@@ -19,6 +19,7 @@ import type { DumpParseOptions } from './erofs/dump-parse.ts';
 import type { ImageOptions } from './erofs/writer.ts';
 import type { HashAlgorithm } from './verity/constants.ts';
 import { toHex, verityDigest } from './verity/index.ts';
+import { layerStreamName } from './store/layout.ts';
 
 export { VeritreeError, ERROR_CODES, isVeritreeError, type ErrorCode } from './errors.ts';
 export { VerityHasher, verityDigest, toHex, type HashImpl, type HashAlgorithm } from './verity/index.ts';
@@ -76,7 +77,7 @@ export function untagImage(repo: Repository, tag: string): Promise<boolean> {
 
 /** The layer tar with this diff_id (`sha256:<hex>` or hex), rebuilt byte for byte from its split stream, as it is read. */
 export async function* catLayer(repo: Repository, diffId: string): AsyncGenerator<Uint8Array> {
-  const [{ rebuildBytes }, { layerStreamName }] = await Promise.all([import('./store/rebuild.ts'), import('./store/layout.ts')]);
+  const { rebuildBytes } = await import('./store/rebuild.ts');
   yield* rebuildBytes(repo, await repo.readStreamBytes(layerStreamName(diffId.replace(/^sha256:/, ''))));
 }
 

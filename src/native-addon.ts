@@ -7,6 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { constants as osConstants } from 'node:os';
 
 export interface LoadedAddon<T> {
   addon: T | null;
@@ -33,4 +34,16 @@ export function loadAddon<T>(name: string): LoadedAddon<T> {
     }
   }
   return { addon: null, reason };
+}
+
+/** What an addon's call on a path (digestPath, readSmall) found instead of a result. */
+export type NativeFileFailure = { errno: string } | { notRegular: string };
+
+const ERRNO_NAME = new Map(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
+const KIND_OF_IFMT: Record<number, string> = { 1: 'a FIFO', 2: 'a device', 4: 'a directory', 6: 'a device', 10: 'a symbolic link', 12: 'a socket' };
+
+/** The addons' convention for a failed open or read: -errno, or -1000 - (S_IFMT >> 12) for a file that is not regular. */
+export function nativeFileFailure(r: number): NativeFileFailure {
+  if (r <= -1000) return { notRegular: KIND_OF_IFMT[-r - 1000] ?? 'not a regular file' };
+  return { errno: ERRNO_NAME.get(-r) ?? `errno ${-r}` };
 }

@@ -215,7 +215,7 @@ const COPY_BATCH_FILES = 48;
 const COPY_BATCH_BYTES = 8 << 20;
 
 function copyItem(n: TreeNode, object: string, dest: number): CopyItem {
-  return { object, size: n.size, dest, uid: n.uid, gid: n.gid, mode: n.mode, mtime: n.mtimeSec + n.mtimeNsec / 1e9 };
+  return { object, size: n.size, dest, ...metaOf(n) };
 }
 
 function linkIfSafe(ctx: Ctx, n: TreeNode, objectPath: string, dirFd: number, name: Buffer): boolean {

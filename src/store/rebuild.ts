@@ -17,10 +17,15 @@ const WHOLE_MAX = 1 << 20;
 
 type Opened = { kind: 'whole'; bytes: Buffer } | { kind: 'stream'; fh: FileHandle };
 
+/** How an object a stream names is called in messages. */
+function objectWhat(id: string): string {
+  return `object ${id} that the stream needs`;
+}
+
 /** Opens an object (never a symlink, never blocking); reads it whole when it is small. */
 async function openObject(repo: Repository, id: string): Promise<Opened> {
   // No symlink followed, no FIFO waited on: anything but a regular file is STORE_CORRUPT.
-  const { fh, size } = await openRegular(repo.objectPath(id), `object ${id} that the stream needs`);
+  const { fh, size } = await openRegular(repo.objectPath(id), objectWhat(id));
   if (size > WHOLE_MAX) return { kind: 'stream', fh };
   try {
     return { kind: 'whole', bytes: await readAll(fh, size) };
@@ -88,7 +93,7 @@ export async function* rebuildFrom(repo: Repository, chunks: AsyncIterable<Strea
     const read = readSmallRegular(
       b.map((x) => repo.objectPath(x.id)),
       WHOLE_MAX,
-      (i) => `object ${(b[i] as { id: string }).id} that the stream needs`
+      (i) => objectWhat((b[i] as { id: string }).id)
     );
     b.forEach((x, i) => {
       x.slot.opened = read

@@ -13,12 +13,11 @@
  * symlink and without blocking, then refusing anything that is not a regular file.
  * @module
  */
-import { constants as osConstants } from 'node:os';
 import { spawn } from 'node:child_process';
 import { closeSync, constants as fsc, fstatSync, openSync, writeSync, type Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError, type ErrorCode } from '../errors.ts';
-import { loadAddon } from '../native-addon.ts';
+import { loadAddon, nativeFileFailure } from '../native-addon.ts';
 
 interface StoreSysAddon {
   flock(fd: number, op: 1 | 2 | 3): boolean;
@@ -235,9 +234,6 @@ export function strayTmp(path: string): { size: number } | null {
   }
 }
 
-const ERRNO_NAME = new Map(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
-const KIND_OF_IFMT: Record<number, string> = { 1: 'a FIFO', 2: 'a device', 4: 'a directory', 6: 'a device', 10: 'a symbolic link', 12: 'a socket' };
-
 /** A file readSmallRegular left to the caller: larger than its `max`. */
 export const TOO_BIG = Symbol('too big');
 
@@ -255,9 +251,9 @@ export function readSmallRegular(paths: string[], max: number, what: (i: number)
       if (typeof r !== 'number') return r;
       const path = paths[i] as string;
       if (r === -2000) return TOO_BIG;
-      if (r <= -1000) return notRegularKind(KIND_OF_IFMT[-r - 1000] ?? 'not a regular file', path, what(i), code);
-      const name = ERRNO_NAME.get(-r) ?? `errno ${-r}`;
-      return openFailed(Object.assign(new Error(`${name}: ${path}`), { code: name }), path, what(i), code);
+      const f = nativeFileFailure(r);
+      if ('notRegular' in f) return notRegularKind(f.notRegular, path, what(i), code);
+      return openFailed(Object.assign(new Error(`${f.errno}: ${path}`), { code: f.errno }), path, what(i), code);
     })
   );
 }

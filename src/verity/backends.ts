@@ -8,7 +8,7 @@
  */
 import { hash as nodeHash } from 'node:crypto';
 import { sha256 as nobleSha256, sha512 as nobleSha512 } from '@noble/hashes/sha2.js';
-import { loadAddon } from '../native-addon.ts';
+import { loadAddon, nativeFileFailure, type NativeFileFailure } from '../native-addon.ts';
 import { BLOCK_SIZE, HASH_ALGORITHMS, type HashAlgorithm } from './constants.ts';
 
 export const HASH_IMPLS = ['auto', 'native', 'node', 'noble'] as const;
@@ -141,26 +141,20 @@ export function digestFdNative(impl: HashImpl, alg: HashAlgorithm, fd: number): 
   return { digest: out.subarray(0, HASH_ALGORITHMS[alg].digestSize), size };
 }
 
-/** What digestPathNative found instead of a digest. */
-export type PathDigestFailure = { errno: string } | { notRegular: 'a directory' | 'a FIFO' | 'a socket' | 'a device' | 'a symbolic link' | 'not a regular file' };
-
-const IFMT_KIND: Record<number, Extract<PathDigestFailure, { notRegular: unknown }>['notRegular']> = { 1: 'a FIFO', 2: 'a device', 4: 'a directory', 6: 'a device', 10: 'a symbolic link', 12: 'a socket' };
-const ERRNO_NAMES: Record<number, string> = { 2: 'ENOENT', 5: 'EIO', 13: 'EACCES', 20: 'ENOTDIR', 21: 'EISDIR', 24: 'EMFILE', 40: 'ELOOP' };
 
 /**
  * A file's fs-verity digest by path in one native call: open without following a symlink or
  * blocking, check it is a regular file, read, hash, close (fsck: no JavaScript per object but
  * the call). Null when the native kernel is not what `impl` resolves to.
  */
-export function digestPathNative(impl: HashImpl, alg: HashAlgorithm, path: string): { digest: Uint8Array; size: number } | PathDigestFailure | null {
+export function digestPathNative(impl: HashImpl, alg: HashAlgorithm, path: string): { digest: Uint8Array; size: number } | NativeFileFailure | null {
   if (resolveImpl(impl) !== 'native') return null;
   const k = loadNativeKernel();
   if (!k?.digestPath) return null;
   const out = new Uint8Array(64);
   const r = k.digestPath(HASH_ALGORITHMS[alg].id, path, out);
   if (r >= 0) return { digest: out.subarray(0, HASH_ALGORITHMS[alg].digestSize), size: r };
-  if (r <= -1000) return { notRegular: IFMT_KIND[-r - 1000] ?? 'not a regular file' };
-  return { errno: ERRNO_NAMES[-r] ?? `errno ${-r}` };
+  return nativeFileFailure(r);
 }
 
 /**

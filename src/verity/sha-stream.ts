@@ -56,12 +56,13 @@ class PooledSha256 implements ShaStream {
   /** The last update handed to the pool; each waits for the one before. */
   private chain: Promise<void> = Promise.resolve();
 
-  constructor(from: { ctx: Uint8Array; block: Uint8Array; used: number } | null) {
+  /** `from`: the state to continue from, and the bytes not yet sent (copy()). */
+  constructor(from: { ctx: Uint8Array; pending: Uint8Array } | null) {
     this.k = loadNativeKernel() as unknown as Kernel;
     if (from) {
       this.ctx = new Uint8Array(from.ctx);
-      this.block.set(from.block.subarray(0, from.used));
-      this.used = from.used;
+      this.block.set(from.pending);
+      this.used = from.pending.length;
     } else {
       this.ctx = new Uint8Array(this.k.shaCtxSize());
       this.k.shaInit(this.ctx);
@@ -101,8 +102,8 @@ class PooledSha256 implements ShaStream {
   async copy(): Promise<ShaStream> {
     // What has been seen now: the jobs sent so far, and the bytes not yet sent.
     const chain = this.chain;
-    const block = this.block.slice(0, this.used);
+    const pending = this.block.slice(0, this.used);
     await chain;
-    return new PooledSha256({ ctx: this.ctx, block, used: block.length });
+    return new PooledSha256({ ctx: this.ctx, pending });
   }
 }
