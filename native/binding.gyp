@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "verity_kernel",
-      "sources": ["verity_kernel.c"],
+      "sources": ["verity_kernel.c", "sha256_x2.c"],
       "cflags": ["-O3", "-Wall", "-Wno-deprecated-declarations"]
     },
     {

@@ -329,6 +329,209 @@ static napi_value js_read_small(napi_env env, napi_callback_info info) {
   return queue_promise_work(env, "veritree:readSmall", small_execute, small_complete, job, &job->deferred, &job->work);
 }
 
+/*
+ * assemble(objectsDir, refs: Uint8Array, digestSize, segs: Float64Array, arena: Uint8Array, start,
+ * out: Uint8Array, result: Float64Array(4), stop?: Int32Array): Promise<void>: one batch of a
+ * rebuilt split stream, laid out in `out` on libuv's thread pool. `refs` is the stream's table of
+ * object digests (digestSize bytes each). segs holds two numbers per segment: [0, length] is the
+ * next `length` bytes of `arena` (inline bytes), [1, i] is the object of digest i (objects/XX/rest,
+ * opened under objectsDir with no symlink followed and no open that blocks, a regular file). The
+ * first segment starts `start` bytes in (what an earlier batch wrote of it). The batch stops
+ * when `out` is full, mid-segment if need be. result gets [bytes written, whole segments done,
+ * bytes done of the next segment, 0] or, when an object cannot be used, [bytes written, its
+ * segment, 0, -errno or -1000 - its file type]. Rebuilding a layer reads tens of thousands of
+ * objects: the main thread then only decodes the stream, and no object crosses into JavaScript.
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref held[6]; /* refs, segs, arena, out, result, stop */
+  int nrefs;
+  char *dir;
+  const uint8_t *refs;
+  size_t ds, nrefs_table;
+  const double *segs;
+  size_t nsegs;
+  const uint8_t *arena;
+  size_t arena_len;
+  uint64_t start;
+  uint8_t *out;
+  size_t out_len;
+  double *result;
+  const int32_t *stop;
+} assemble_job;
+
+/* Reads [from, from + want) of an object into dst; the bytes read (fewer at its end), or -errno / -1000 - type. */
+static long long read_object_part(int dfd, const char *id, uint64_t from, uint8_t *dst, size_t want, uint64_t *size_out) {
+  int fd = openat(dfd, id, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return -(long long)errno;
+  struct stat st;
+  long long r;
+  if (fstat(fd, &st) != 0) r = -(long long)errno;
+  else if (!S_ISREG(st.st_mode)) r = -1000 - (long long)((st.st_mode & S_IFMT) >> 12);
+  else {
+    *size_out = (uint64_t)st.st_size;
+    size_t got = 0;
+    r = 0;
+    while (got < want) {
+      ssize_t n = pread(fd, dst + got, want - got, (off_t)(from + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        r = -(long long)errno;
+        break;
+      }
+      if (n == 0) break;
+      got += (size_t)n;
+    }
+    if (r == 0) r = (long long)got;
+  }
+  close(fd);
+  return r;
+}
+
+static void assemble_execute(napi_env env, void *data) {
+  (void)env;
+  assemble_job *job = data;
+  double *res = job->result;
+  res[0] = res[1] = res[2] = res[3] = 0;
+  int dfd = open(job->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    res[3] = -(double)errno;
+    return;
+  }
+  size_t used = 0, arena_at = 0;
+  uint64_t start = job->start;
+  size_t i = 0;
+  for (; i < job->nsegs && used < job->out_len; i++) {
+    if (job->stop && __atomic_load_n(job->stop, __ATOMIC_RELAXED)) break;
+    double kind = job->segs[2 * i], arg = job->segs[2 * i + 1];
+    size_t room = job->out_len - used;
+    if (kind == 0) {
+      size_t len = (size_t)arg;
+      size_t take = len - start < room ? len - (size_t)start : room;
+      memcpy(job->out + used, job->arena + arena_at + start, take);
+      used += take;
+      if (start + take < len) {
+        start += take;
+        break;
+      }
+      arena_at += len;
+    } else {
+      uint64_t size = 0;
+      /* objects/XX/rest from the digest: XX the first byte in hex, rest the others. */
+      static const char hex[] = "0123456789abcdef";
+      char id[2 * 64 + 2];
+      const uint8_t *d = job->refs + (size_t)arg * job->ds;
+      size_t o = 0;
+      for (size_t k = 0; k < job->ds; k++) {
+        id[o++] = hex[d[k] >> 4];
+        id[o++] = hex[d[k] & 15];
+        if (k == 0) id[o++] = '/';
+      }
+      id[o] = 0;
+      long long r = read_object_part(dfd, id, start, job->out + used, room, &size);
+      if (r < 0) {
+        res[3] = (double)r;
+        break;
+      }
+      used += (size_t)r;
+      /* Short of its size and the batch full: the rest in the next batch. */
+      if (start + (uint64_t)r < size && used == job->out_len) {
+        start += (uint64_t)r;
+        break;
+      }
+    }
+    start = 0;
+  }
+  close(dfd);
+  res[0] = (double)used;
+  res[1] = (double)i;
+  res[2] = (double)start;
+}
+
+static void assemble_free(napi_env env, assemble_job *job) {
+  for (int i = 0; i < job->nrefs; i++) napi_delete_reference(env, job->held[i]);
+  free(job->dir);
+  free(job);
+}
+
+static void assemble_complete(napi_env env, napi_status status, void *data) {
+  assemble_job *job = data;
+  if (status != napi_ok) reject_with_code(env, job->deferred, "EINTR", "assemble: cancelled");
+  else {
+    napi_value undef;
+    napi_get_undefined(env, &undef);
+    napi_resolve_deferred(env, job->deferred, undef);
+  }
+  napi_delete_async_work(env, job->work);
+  assemble_free(env, job);
+}
+
+/* A typed array of `want` held for the job. */
+static int hold_array(napi_env env, assemble_job *job, napi_value v, napi_typedarray_type want, void **data, size_t *len) {
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t offset;
+  bool is_ta = false;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta || napi_get_typedarray_info(env, v, &type, len, data, &ab, &offset) != napi_ok || type != want) return 0;
+  return napi_create_reference(env, v, 1, &job->held[job->nrefs++]) == napi_ok;
+}
+
+static napi_value js_assemble(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  const char *usage = "assemble(objectsDir, refs: Uint8Array, digestSize: 32 | 64, segs: Float64Array, arena: Uint8Array, start, out: Uint8Array, result: Float64Array(4), stop?: Int32Array)";
+  uint32_t ds;
+  double start;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 8 || napi_get_value_uint32(env, argv[2], &ds) != napi_ok || (ds != 32 && ds != 64) ||
+      napi_get_value_double(env, argv[5], &start) != napi_ok || start < 0 || start > 9007199254740991.0)
+    return throw_type(env, usage);
+  assemble_job *job = calloc(1, sizeof *job);
+  if (!job) return throw_errno(env, ENOMEM, "assemble");
+  job->start = (uint64_t)start;
+  job->ds = ds;
+  char buf[PATH_BUF];
+  size_t len;
+  int ok = napi_get_value_string_utf8(env, argv[0], buf, sizeof buf, &len) == napi_ok && len < sizeof buf - 1 && (job->dir = strdup(buf)) != NULL;
+  void *p;
+  size_t n;
+  if (ok && (ok = hold_array(env, job, argv[1], napi_uint8_array, &p, &n))) {
+    job->refs = p;
+    job->nrefs_table = n / ds;
+  }
+  if (ok && (ok = hold_array(env, job, argv[3], napi_float64_array, &p, &n))) {
+    job->segs = p;
+    job->nsegs = n / 2;
+  }
+  if (ok && (ok = hold_array(env, job, argv[4], napi_uint8_array, &p, &n))) {
+    job->arena = p;
+    job->arena_len = n;
+  }
+  if (ok && (ok = hold_array(env, job, argv[6], napi_uint8_array, &p, &n))) {
+    job->out = p;
+    job->out_len = n;
+  }
+  if (ok && (ok = hold_array(env, job, argv[7], napi_float64_array, &p, &n) && n >= 4)) job->result = p;
+  napi_valuetype t;
+  if (ok && (ok = napi_typeof(env, argv[8], &t) == napi_ok) && t != napi_undefined && t != napi_null) {
+    ok = hold_array(env, job, argv[8], napi_int32_array, &p, &n) && n >= 1;
+    job->stop = p;
+  }
+  /* Every inline segment must lie in the arena, every object index in ids. */
+  size_t arena_need = 0;
+  for (size_t i = 0; ok && i < job->nsegs; i++) {
+    double kind = job->segs[2 * i], arg = job->segs[2 * i + 1];
+    if (kind == 0 && arg >= 0 && arg == (double)(size_t)arg) arena_need += (size_t)arg;
+    else if (!(kind == 1 && arg >= 0 && arg < (double)job->nrefs_table && arg == (double)(size_t)arg)) ok = 0;
+  }
+  if (ok && arena_need > job->arena_len) ok = 0;
+  if (!ok) {
+    assemble_free(env, job);
+    return throw_type(env, usage);
+  }
+  return queue_promise_work(env, "veritree:assemble", assemble_execute, assemble_complete, job, &job->deferred, &job->work);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   static const export_fn fns[] = {
     {"flock", js_flock},
@@ -337,6 +540,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"measureVerity", js_measure_verity},
     {"syncfs", js_syncfs},
     {"readSmall", js_read_small},
+    {"assemble", js_assemble},
   };
   return export_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
 }

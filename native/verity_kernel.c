@@ -8,10 +8,13 @@
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 #include <node_api.h>
 #include "napi_async.h"
+#include "sha256_x2.h"
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,6 +40,42 @@ static void sha_once(int alg, const uint8_t *in, size_t len, uint8_t *out) {
     SHA512_Update(&c, in, len);
     SHA512_Final(out, &c);
   }
+}
+
+/* Two 4 KiB blocks at once where the CPU allows (sha256_x2.c); NULL: one at a time. Set at load. */
+static sha256_x2_fn sha256_pair;
+
+/*
+ * `n` whole 4096-byte blocks of `data` hashed, each digest to out + i * digest size: SHA-256
+ * blocks two at a time where the CPU can, the rest through OpenSSL.
+ */
+static void hash_block_run(int alg, const uint8_t *data, size_t n, uint8_t *out) {
+  size_t i = 0;
+  if (alg == 1 && sha256_pair)
+    for (; i + 2 <= n; i += 2)
+      sha256_pair(data + i * BLOCK_SIZE, data + (i + 1) * BLOCK_SIZE, out + i * SHA256_DIGEST_LENGTH, out + (i + 1) * SHA256_DIGEST_LENGTH);
+  size_t ds = alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
+  for (; i < n; i++) sha_once(alg, data + i * BLOCK_SIZE, BLOCK_SIZE, out + i * ds);
+}
+
+/* Checks the paired kernel against OpenSSL on blocks of varied bytes; a mismatch turns it off. */
+static void sha256_pair_init(void) {
+  const char *env = getenv("VERITREE_SHA_X2");
+  sha256_pair = env && strcmp(env, "0") == 0 ? NULL : sha256_x2_select();
+  if (!sha256_pair) return;
+  static uint8_t blocks[2 * BLOCK_SIZE];
+  uint32_t x = 2463534242u;
+  for (size_t i = 0; i < sizeof blocks; i++) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    blocks[i] = (uint8_t)x;
+  }
+  uint8_t got[2][SHA256_DIGEST_LENGTH], want[2][SHA256_DIGEST_LENGTH];
+  sha256_pair(blocks, blocks + BLOCK_SIZE, got[0], got[1]);
+  sha_once(1, blocks, BLOCK_SIZE, want[0]);
+  sha_once(1, blocks + BLOCK_SIZE, BLOCK_SIZE, want[1]);
+  if (memcmp(got, want, sizeof got) != 0) sha256_pair = NULL;
 }
 
 static napi_value throw_type(napi_env env, const char *msg) {
@@ -70,7 +109,7 @@ static napi_value hash_blocks(napi_env env, napi_callback_info info) {
   size_t ds = alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
   size_t blocks = in_len / BLOCK_SIZE;
   if (out_len < blocks * ds) return throw_type(env, "out is too small for the digests");
-  for (size_t i = 0; i < blocks; i++) sha_once((int)alg, in + i * BLOCK_SIZE, BLOCK_SIZE, out + i * ds);
+  hash_block_run((int)alg, in, blocks, out);
   napi_value result;
   napi_create_double(env, (double)blocks, &result);
   return result;
@@ -178,10 +217,12 @@ static work_t *thread_work(int alg) {
 
 /* Hashes `n` whole blocks of `data` into the tree's first level. */
 static void push_blocks(tree_t *t, const uint8_t *data, size_t n) {
-  uint8_t d[SHA512_DIGEST_LENGTH];
-  for (size_t i = 0; i < n; i++) {
-    sha_once(t->alg, data + i * BLOCK_SIZE, BLOCK_SIZE, d);
-    tree_push(t, 0, d);
+  uint8_t d[64 * SHA512_DIGEST_LENGTH];
+  size_t per = sizeof d / t->ds;
+  for (size_t i = 0; i < n; i += per) {
+    size_t k = n - i < per ? n - i : per;
+    hash_block_run(t->alg, data + i * BLOCK_SIZE, k, d);
+    for (size_t j = 0; j < k; j++) tree_push(t, 0, d + j * t->ds);
   }
 }
 
@@ -204,8 +245,12 @@ static void tree_digest(tree_t *t, uint64_t size, uint8_t *out) {
   sha_once(t->alg, desc, sizeof desc, out);
 }
 
-/* Reads fd from offset 0 and writes its fs-verity digest to out; 0, or an errno. */
-static int digest_core(int alg, int fd, uint8_t *out, uint64_t *size_out) {
+/*
+ * Reads fd from offset 0 and writes its fs-verity digest to out; 0, or an errno. `expect` is the
+ * size fstat gave (UINT64_MAX when unknown): a short read that ends there is the end of the file,
+ * which saves the final read that returns 0 (fsck's objects are mostly one read each).
+ */
+static int digest_core(int alg, int fd, uint8_t *out, uint64_t *size_out, uint64_t expect) {
   work_t *w = thread_work(alg);
   if (!w) return ENOMEM;
   tree_t *t = &w->tree;
@@ -219,12 +264,14 @@ static int digest_core(int alg, int fd, uint8_t *out, uint64_t *size_out) {
       return errno;
     }
     if (n == 0) break;
+    int at_end = (size_t)n < READ_BUF - have && size + have + (uint64_t)n == expect;
     have += (size_t)n;
     size_t whole = have / BLOCK_SIZE;
     push_blocks(t, buf, whole);
     size += whole * BLOCK_SIZE;
     have -= whole * BLOCK_SIZE;
     if (have) memmove(buf, buf + whole * BLOCK_SIZE, have);
+    if (at_end) break;
   }
   if (have) push_tail(t, buf, have, buf);
   size += have;
@@ -261,7 +308,7 @@ static napi_value digest_fd(napi_env env, napi_callback_info info) {
     return throw_type(env, "digestFd(alg: 1 | 2, fd, out: Uint8Array(64))");
   if (napi_get_value_int32(env, argv[1], &fd) != napi_ok || fd < 0) return throw_type(env, "fd must be a descriptor");
   uint64_t size = 0;
-  int err = digest_core((int)alg, fd, out, &size);
+  int err = digest_core((int)alg, fd, out, &size, UINT64_MAX);
   if (err) {
     napi_throw_error(env, "EIO", strerror(err));
     return NULL;
@@ -291,6 +338,26 @@ static napi_value digest_buffer(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * One file's digest by path: open (no symlink followed unless `follow`, never blocking), check it
+ * is a regular file, digest, close. The size, or -errno, or -1000 - the file type (S_IFMT >> 12).
+ */
+static double digest_object(int alg, const char *path, uint8_t *out, int follow) {
+  double ret;
+  int fd = open(path, O_RDONLY | (follow ? 0 : O_NOFOLLOW) | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return -(double)errno;
+  struct stat st;
+  if (fstat(fd, &st) != 0) ret = -(double)errno;
+  else if (!S_ISREG(st.st_mode)) ret = -1000.0 - (double)((st.st_mode & S_IFMT) >> 12);
+  else {
+    uint64_t size = 0;
+    int err = digest_core(alg, fd, out, &size, (uint64_t)st.st_size);
+    ret = err ? -(double)err : (double)size;
+  }
+  close(fd);
+  return ret;
+}
+
+/*
  * digestPath(alg, path, out): open (no symlink followed, never blocking), check it is a regular
  * file, digest, close: one call per object for fsck. Returns the size, or a negative number:
  * -errno when the open or a read failed, -1000 - the file type (S_IFMT >> 12) when it is not a
@@ -306,23 +373,477 @@ static napi_value digest_path(napi_env env, napi_callback_info info) {
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3 || !get_alg_out(env, argv, &alg, &out) ||
       napi_get_value_string_utf8(env, argv[1], path, sizeof path, &path_len) != napi_ok || path_len >= sizeof path - 1)
     return throw_type(env, "digestPath(alg: 1 | 2, path, out: Uint8Array(64))");
-  double ret;
-  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) ret = -(double)errno;
-  else {
-    struct stat st;
-    if (fstat(fd, &st) != 0) ret = -(double)errno;
-    else if (!S_ISREG(st.st_mode)) ret = -1000.0 - (double)((st.st_mode & S_IFMT) >> 12);
-    else {
-      uint64_t size = 0;
-      int err = digest_core((int)alg, fd, out, &size);
-      ret = err ? -(double)err : (double)size;
-    }
-    close(fd);
-  }
+  double ret = digest_object((int)alg, path, out, 0);
   napi_value result;
   napi_create_double(env, ret, &result);
   return result;
+}
+
+/*
+ * The same digests on libuv's thread pool, many per job: fsck and `digest` hash there instead of
+ * in worker threads, so a command starts hashing without booting a pool of JavaScript workers.
+ * A job's typed arrays are held by references until it settles; the caller does not touch them
+ * meanwhile. `stop` (an Int32Array the caller sets to 1 on abort) is read between files and
+ * reads: a job never outlives an interrupt by more than one read.
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref refs[3];
+  int nrefs;
+  int alg;
+  const int32_t *stop;
+  /* digestPaths */
+  int follow;
+  size_t count;
+  char **paths;
+  double *sizes;
+  uint8_t *digests;
+  /* digestRange */
+  char *path;
+  uint64_t offset, length;
+  uint8_t *level1;
+  double result;
+} pool_job;
+
+static int stopped(const pool_job *job) {
+  return job->stop != NULL && __atomic_load_n(job->stop, __ATOMIC_RELAXED) != 0;
+}
+
+static void pool_job_free(napi_env env, pool_job *job) {
+  for (int i = 0; i < job->nrefs; i++) napi_delete_reference(env, job->refs[i]);
+  if (job->paths) {
+    for (size_t i = 0; i < job->count; i++) free(job->paths[i]);
+    free(job->paths);
+  }
+  free(job->path);
+  napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+static void pool_complete(napi_env env, napi_status status, void *data) {
+  pool_job *job = data;
+  if (status != napi_ok) reject_with_code(env, job->deferred, "EINTR", "veritree hashing job cancelled");
+  else {
+    napi_value v;
+    napi_create_double(env, job->result, &v);
+    napi_resolve_deferred(env, job->deferred, v);
+  }
+  pool_job_free(env, job);
+}
+
+static void paths_execute(napi_env env, void *data) {
+  (void)env;
+  pool_job *job = data;
+  size_t ds = job->alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
+  size_t i = 0;
+  for (; i < job->count && !stopped(job); i++) job->sizes[i] = digest_object(job->alg, job->paths[i], job->digests + i * ds, job->follow);
+  job->result = (double)i;
+}
+
+/* Holds `v` (a typed array of `type`) for the job; its data and length out. */
+static int hold(napi_env env, pool_job *job, napi_value v, napi_typedarray_type want, void **data, size_t *len) {
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t offset;
+  bool is_ta = false;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta) return 0;
+  if (napi_get_typedarray_info(env, v, &type, len, data, &ab, &offset) != napi_ok || type != want) return 0;
+  return napi_create_reference(env, v, 1, &job->refs[job->nrefs++]) == napi_ok;
+}
+
+/* An optional stop flag: undefined/null, or an Int32Array of at least one element. */
+static int hold_stop(napi_env env, pool_job *job, napi_value v) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return 0;
+  if (t == napi_undefined || t == napi_null) return 1;
+  void *p;
+  size_t len;
+  if (!hold(env, job, v, napi_int32_array, &p, &len) || len < 1) return 0;
+  job->stop = p;
+  return 1;
+}
+
+static char *string_arg(napi_env env, napi_value v) {
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok || len >= 4095) return NULL;
+  char *s = malloc(len + 1);
+  if (s && napi_get_value_string_utf8(env, v, s, len + 1, &len) != napi_ok) {
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+/*
+ * digestPaths(alg, paths: string[], sizes: Float64Array(n), digests: Uint8Array(n * digest size),
+ * stop?: Int32Array, follow?: boolean): Promise<number>. Each file as digestPath does it (a
+ * symlink followed only with `follow`); sizes[i] gets the size or the negative code. Resolves to
+ * how many were done (fewer than n only when stopped).
+ */
+static napi_value digest_paths(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  const char *usage = "digestPaths(alg: 1 | 2, paths: string[], sizes: Float64Array(n), digests: Uint8Array(n * digest size), stop?: Int32Array, follow?: boolean)";
+  uint32_t alg, n;
+  bool is_array = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4 || napi_get_value_uint32(env, argv[0], &alg) != napi_ok || (alg != 1 && alg != 2) ||
+      napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[1], &n) != napi_ok)
+    return throw_type(env, usage);
+  pool_job *job = calloc(1, sizeof *job);
+  if (!job) return throw_type(env, "digestPaths: out of memory");
+  job->alg = (int)alg;
+  bool follow = false;
+  napi_get_value_bool(env, argv[5], &follow); /* undefined: false */
+  job->follow = follow;
+  size_t sizes_len, digests_len;
+  void *sizes, *digests;
+  size_t ds = alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
+  int ok = hold(env, job, argv[2], napi_float64_array, &sizes, &sizes_len) && sizes_len >= n && hold(env, job, argv[3], napi_uint8_array, &digests, &digests_len) &&
+           digests_len >= (size_t)n * ds && hold_stop(env, job, argv[4]);
+  if (ok) {
+    job->sizes = sizes;
+    job->digests = digests;
+    job->paths = calloc(n ? n : 1, sizeof(char *));
+    ok = job->paths != NULL;
+    for (uint32_t i = 0; ok && i < n; i++) {
+      napi_value e;
+      ok = napi_get_element(env, argv[1], i, &e) == napi_ok && (job->paths[i] = string_arg(env, e)) != NULL;
+      job->count = i + 1;
+    }
+  }
+  if (!ok) {
+    for (int i = 0; i < job->nrefs; i++) napi_delete_reference(env, job->refs[i]);
+    if (job->paths)
+      for (size_t i = 0; i < job->count; i++) free(job->paths[i]);
+    free(job->paths);
+    free(job);
+    return throw_type(env, usage);
+  }
+  job->count = n;
+  return queue_promise_work(env, "veritree:digestPaths", paths_execute, pool_complete, job, &job->deferred, &job->work);
+}
+
+/*
+ * A range of whole level-1 groups of a file (its offset a multiple of the group's span): every
+ * 4 KiB block hashed (the file's last one zero-padded), and each group of block digests hashed
+ * into `level1`; a last partial group is zero-padded, as src/verity/merkle.ts's RangeHasher does.
+ * The result: bytes read (less than the length when the file shrank), or -errno, or -1000 - type.
+ */
+static void range_execute(napi_env env, void *data) {
+  (void)env;
+  pool_job *job = data;
+  int fd = open(job->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    job->result = -(double)errno;
+    return;
+  }
+  struct stat st;
+  work_t *w = thread_work(job->alg);
+  if (fstat(fd, &st) != 0) job->result = -(double)errno;
+  else if (!S_ISREG(st.st_mode)) job->result = -1000.0 - (double)((st.st_mode & S_IFMT) >> 12);
+  else if (!w) job->result = -(double)ENOMEM;
+  else {
+    size_t ds = job->alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
+    uint8_t group[BLOCK_SIZE];
+    size_t in_group = 0, groups = 0;
+    uint64_t done = 0;
+    size_t have = 0;
+    int err = 0;
+    while (done + have < job->length && !stopped(job)) {
+      size_t want = READ_BUF - have;
+      if (want > job->length - done - have) want = (size_t)(job->length - done - have);
+      ssize_t n = pread(fd, w->buf + have, want, (off_t)(job->offset + done + have));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        err = errno;
+        break;
+      }
+      if (n == 0) break;
+      have += (size_t)n;
+      /* Whole blocks now; a partial one only at the end of the range (the file's end). */
+      size_t whole = have / BLOCK_SIZE;
+      int last = done + have == job->length && have % BLOCK_SIZE != 0;
+      if (last) {
+        memset(w->buf + have, 0, BLOCK_SIZE - have % BLOCK_SIZE);
+        whole++;
+      }
+      for (size_t b = 0; b < whole;) {
+        size_t k = (BLOCK_SIZE - in_group) / ds;
+        if (k > whole - b) k = whole - b;
+        hash_block_run(job->alg, w->buf + b * BLOCK_SIZE, k, group + in_group);
+        b += k;
+        in_group += k * ds;
+        if (in_group == BLOCK_SIZE) {
+          sha_once(job->alg, group, BLOCK_SIZE, job->level1 + groups++ * ds);
+          in_group = 0;
+        }
+      }
+      size_t used = last ? have : (have / BLOCK_SIZE) * BLOCK_SIZE;
+      done += used;
+      have -= used;
+      if (have) memmove(w->buf, w->buf + used, have);
+    }
+    if (in_group > 0) {
+      memset(group + in_group, 0, BLOCK_SIZE - in_group);
+      sha_once(job->alg, group, BLOCK_SIZE, job->level1 + groups * ds);
+    }
+    job->result = err ? -(double)err : stopped(job) ? -(double)ECANCELED : (double)(done + have);
+  }
+  close(fd);
+}
+
+/*
+ * digestRange(alg, path, offset, length, level1: Uint8Array, stop?: Int32Array): Promise<number>:
+ * see range_execute. `level1` holds one digest per started group of 128 (SHA-256) or 64 blocks.
+ */
+static napi_value digest_range(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  const char *usage = "digestRange(alg: 1 | 2, path, offset, length, level1: Uint8Array, stop?: Int32Array)";
+  uint32_t alg;
+  double offset, length;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5 || napi_get_value_uint32(env, argv[0], &alg) != napi_ok || (alg != 1 && alg != 2) ||
+      napi_get_value_double(env, argv[2], &offset) != napi_ok || napi_get_value_double(env, argv[3], &length) != napi_ok || offset < 0 || length < 0 ||
+      offset + length > 9007199254740991.0 || offset != (double)(uint64_t)offset || length != (double)(uint64_t)length)
+    return throw_type(env, usage);
+  pool_job *job = calloc(1, sizeof *job);
+  if (!job) return throw_type(env, "digestRange: out of memory");
+  job->alg = (int)alg;
+  job->offset = (uint64_t)offset;
+  job->length = (uint64_t)length;
+  size_t ds = alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
+  uint64_t blocks = (job->length + BLOCK_SIZE - 1) / BLOCK_SIZE;
+  uint64_t groups = (blocks + BLOCK_SIZE / ds - 1) / (BLOCK_SIZE / ds);
+  void *level1;
+  size_t level1_len;
+  job->path = string_arg(env, argv[1]);
+  if (!job->path || !hold(env, job, argv[4], napi_uint8_array, &level1, &level1_len) || level1_len < groups * ds || !hold_stop(env, job, argv[5])) {
+    for (int i = 0; i < job->nrefs; i++) napi_delete_reference(env, job->refs[i]);
+    free(job->path);
+    free(job);
+    return throw_type(env, usage);
+  }
+  job->level1 = level1;
+  return queue_promise_work(env, "veritree:digestRange", range_execute, pool_complete, job, &job->deferred, &job->work);
+}
+
+/*
+ * digestDir(alg, dir, prefix, nameLength, stop?): Promise<{ names, status, sizes, digests }>:
+ * fsck's check of one objects/XX folder in one job. Every entry but . and .. is listed, in
+ * readdir order: `names` joins them, each after the prefix, with '/' (bytes as latin1: an
+ * object's name there is its whole id), and for entry i:
+ *   status[i] 0: a regular file named like an object, whose digest is prefix + its name;
+ *             1: such a file whose digest is another (digests[i] has it);
+ *             2: not a candidate (wrong name, or not a regular file): the caller classifies it;
+ *             3: a candidate that could not be read: sizes[i] is -errno or -1000 - the type.
+ *   sizes[i]  the bytes hashed (status 0 and 1).
+ * A candidate is a name of `nameLength` lowercase hex digits that is a regular file (no symlink
+ * followed, no open that blocks). The folder is read through its descriptor: no path walked per
+ * object, and nothing per object crosses into JavaScript but its name.
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref stop_ref;
+  const int32_t *stop;
+  int alg;
+  char *dir;
+  char prefix[3];
+  size_t name_len;
+  int err;
+  char *names;
+  size_t names_len, names_cap;
+  uint8_t *status;
+  double *sizes;
+  uint8_t *digests;
+  size_t count, cap;
+} dir_job;
+
+static int dir_grow(dir_job *job, size_t name_len) {
+  size_t ds = job->alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
+  if (job->count == job->cap) {
+    size_t cap = job->cap ? job->cap * 2 : 256;
+    uint8_t *st = realloc(job->status, cap);
+    if (st) job->status = st;
+    double *sz = realloc(job->sizes, cap * sizeof(double));
+    if (sz) job->sizes = sz;
+    uint8_t *dg = realloc(job->digests, cap * ds);
+    if (dg) job->digests = dg;
+    if (!st || !sz || !dg) return 0;
+    job->cap = cap;
+  }
+  if (job->names_len + name_len + 3 > job->names_cap) {
+    size_t cap = (job->names_cap ? job->names_cap * 2 : 16384) + name_len + 3;
+    char *nm = realloc(job->names, cap);
+    if (!nm) return 0;
+    job->names = nm;
+    job->names_cap = cap;
+  }
+  return 1;
+}
+
+static int is_object_name(const char *name, size_t want) {
+  size_t i = 0;
+  for (; name[i]; i++)
+    if (i >= want || !((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f'))) return 0;
+  return i == want;
+}
+
+static void dir_entry(dir_job *job, int dfd, const struct dirent *e) {
+  size_t i = job->count++;
+  size_t ds = job->alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
+  size_t len = strlen(e->d_name);
+  if (job->names_len) job->names[job->names_len++] = '/';
+  memcpy(job->names + job->names_len, job->prefix, 2);
+  job->names_len += 2;
+  memcpy(job->names + job->names_len, e->d_name, len);
+  job->names_len += len;
+  job->sizes[i] = 0;
+  job->status[i] = 2;
+  if (!is_object_name(e->d_name, job->name_len)) return;
+  unsigned char type = e->d_type;
+  if (type == DT_UNKNOWN) {
+    struct stat st;
+    if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) type = DT_REG;
+  }
+  if (type != DT_REG) return;
+  uint8_t *digest = job->digests + i * ds;
+  double r;
+  int fd = openat(dfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) r = -(double)errno;
+  else {
+    struct stat st;
+    if (fstat(fd, &st) != 0) r = -(double)errno;
+    else if (!S_ISREG(st.st_mode)) r = -1000.0 - (double)((st.st_mode & S_IFMT) >> 12);
+    else {
+      uint64_t size = 0;
+      int err = digest_core(job->alg, fd, digest, &size, (uint64_t)st.st_size);
+      r = err ? -(double)err : (double)size;
+    }
+    close(fd);
+  }
+  job->sizes[i] = r;
+  if (r < 0) {
+    job->status[i] = 3;
+    return;
+  }
+  static const char hex[] = "0123456789abcdef";
+  int same = hex[digest[0] >> 4] == job->prefix[0] && hex[digest[0] & 15] == job->prefix[1];
+  for (size_t k = 1; same && k < ds; k++) same = hex[digest[k] >> 4] == e->d_name[2 * k - 2] && hex[digest[k] & 15] == e->d_name[2 * k - 1];
+  job->status[i] = same ? 0 : 1;
+}
+
+static void dir_execute(napi_env env, void *data) {
+  (void)env;
+  dir_job *job = data;
+  int dfd = open(job->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (dfd < 0) {
+    job->err = errno;
+    return;
+  }
+  DIR *d = fdopendir(dfd);
+  if (!d) {
+    job->err = errno;
+    close(dfd);
+    return;
+  }
+  for (;;) {
+    if (job->stop && __atomic_load_n(job->stop, __ATOMIC_RELAXED)) {
+      job->err = ECANCELED;
+      break;
+    }
+    errno = 0;
+    struct dirent *e = readdir(d);
+    if (!e) {
+      job->err = errno;
+      break;
+    }
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    if (!dir_grow(job, strlen(e->d_name))) {
+      job->err = ENOMEM;
+      break;
+    }
+    dir_entry(job, dirfd(d), e);
+  }
+  closedir(d);
+}
+
+static void dir_job_free(napi_env env, dir_job *job) {
+  if (job->stop_ref) napi_delete_reference(env, job->stop_ref);
+  free(job->dir);
+  free(job->names);
+  free(job->status);
+  free(job->sizes);
+  free(job->digests);
+  napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+static void dir_complete(napi_env env, napi_status status, void *data) {
+  dir_job *job = data;
+  size_t ds = job->alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
+  napi_value result, names, st_ab, st, sz_ab, sz, dg_ab, dg;
+  void *p;
+  if (status != napi_ok) reject_with_code(env, job->deferred, "EINTR", "digestDir: cancelled");
+  else if (job->err) {
+    const char *code = job->err == ECANCELED ? "ECANCELED" : job->err == ENOENT ? "ENOENT" : job->err == ENOTDIR ? "ENOTDIR" : job->err == ELOOP ? "ELOOP" : job->err == EACCES ? "EACCES" : job->err == ENOMEM ? "ENOMEM" : "EIO";
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s, listing '%.250s'", strerror(job->err), job->dir);
+    reject_with_code(env, job->deferred, code, msg);
+  } else if (napi_create_object(env, &result) != napi_ok || napi_create_string_latin1(env, job->names ? job->names : "", job->names_len, &names) != napi_ok ||
+             napi_create_arraybuffer(env, job->count, &p, &st_ab) != napi_ok || (memcpy(p, job->status, job->count), 0) ||
+             napi_create_typedarray(env, napi_uint8_array, job->count, st_ab, 0, &st) != napi_ok ||
+             napi_create_arraybuffer(env, job->count * sizeof(double), &p, &sz_ab) != napi_ok || (memcpy(p, job->sizes, job->count * sizeof(double)), 0) ||
+             napi_create_typedarray(env, napi_float64_array, job->count, sz_ab, 0, &sz) != napi_ok ||
+             napi_create_arraybuffer(env, job->count * ds, &p, &dg_ab) != napi_ok || (memcpy(p, job->digests, job->count * ds), 0) ||
+             napi_create_typedarray(env, napi_uint8_array, job->count * ds, dg_ab, 0, &dg) != napi_ok)
+    reject_with_code(env, job->deferred, "ENOMEM", "digestDir: out of memory");
+  else {
+    napi_set_named_property(env, result, "names", names);
+    napi_set_named_property(env, result, "status", st);
+    napi_set_named_property(env, result, "sizes", sz);
+    napi_set_named_property(env, result, "digests", dg);
+    napi_resolve_deferred(env, job->deferred, result);
+  }
+  dir_job_free(env, job);
+}
+
+static napi_value digest_dir(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  const char *usage = "digestDir(alg: 1 | 2, dir, prefix: two hex digits, nameLength, stop?: Int32Array)";
+  uint32_t alg, name_len;
+  char prefix[3];
+  size_t prefix_len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4 || napi_get_value_uint32(env, argv[0], &alg) != napi_ok || (alg != 1 && alg != 2) ||
+      napi_get_value_string_latin1(env, argv[2], prefix, sizeof prefix, &prefix_len) != napi_ok || prefix_len != 2 ||
+      napi_get_value_uint32(env, argv[3], &name_len) != napi_ok || name_len + 2 != 2 * (alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH))
+    return throw_type(env, usage);
+  dir_job *job = calloc(1, sizeof *job);
+  if (!job) return throw_type(env, "digestDir: out of memory");
+  job->alg = (int)alg;
+  job->name_len = name_len;
+  memcpy(job->prefix, prefix, 3);
+  job->dir = string_arg(env, argv[1]);
+  napi_valuetype t;
+  int ok = job->dir != NULL && napi_typeof(env, argv[4], &t) == napi_ok;
+  if (ok && t != napi_undefined && t != napi_null) {
+    napi_typedarray_type type;
+    napi_value ab;
+    size_t len, off;
+    void *p;
+    bool is_ta = false;
+    ok = napi_is_typedarray(env, argv[4], &is_ta) == napi_ok && is_ta && napi_get_typedarray_info(env, argv[4], &type, &len, &p, &ab, &off) == napi_ok &&
+         type == napi_int32_array && len >= 1 && napi_create_reference(env, argv[4], 1, &job->stop_ref) == napi_ok;
+    job->stop = p;
+  }
+  if (!ok) {
+    free(job->dir);
+    free(job);
+    return throw_type(env, usage);
+  }
+  return queue_promise_work(env, "veritree:digestDir", dir_execute, dir_complete, job, &job->deferred, &job->work);
 }
 
 
@@ -423,11 +944,15 @@ static napi_value sha_final(napi_env env, napi_callback_info info) {
 }
 
 static napi_value init(napi_env env, napi_value exports) {
+  sha256_pair_init();
   static const export_fn fns[] = {
     {"hashBlocks", hash_blocks},
     {"digestFd", digest_fd},
     {"digestPath", digest_path},
     {"digestBuffer", digest_buffer},
+    {"digestPaths", digest_paths},
+    {"digestRange", digest_range},
+    {"digestDir", digest_dir},
     {"shaCtxSize", sha_ctx_size},
     {"shaInit", sha_init},
     {"shaUpdate", sha_update},

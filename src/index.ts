@@ -20,6 +20,7 @@ import type { ImageOptions } from './erofs/writer.ts';
 import type { HashAlgorithm } from './verity/constants.ts';
 import { toHex, verityDigest } from './verity/index.ts';
 import { layerStreamName } from './store/layout.ts';
+import { ERROR_CODES, VeritreeError } from './errors.ts';
 
 export { VeritreeError, ERROR_CODES, isVeritreeError, type ErrorCode } from './errors.ts';
 export { VerityHasher, verityDigest, toHex, type HashImpl, type HashAlgorithm } from './verity/index.ts';
@@ -79,6 +80,22 @@ export function untagImage(repo: Repository, tag: string): Promise<boolean> {
 export async function* catLayer(repo: Repository, diffId: string): AsyncGenerator<Uint8Array> {
   const { rebuildBytes } = await import('./store/rebuild.ts');
   yield* rebuildBytes(repo, await repo.readStreamBytes(layerStreamName(diffId.replace(/^sha256:/, ''))));
+}
+
+/**
+ * The layer tar with this diff_id (`sha256:<hex>` or hex), rebuilt from its split stream and
+ * handed to `sink` in order, a piece of up to a few MiB at a time (the promise settles when the
+ * piece's memory may be reused), hashed on the way. The fast path of cat-layer: objects are read,
+ * hashed and written on libuv's thread pool, overlapped.
+ * @returns the bytes written
+ * @throws VeritreeError STORE_CORRUPT when the bytes do not hash to the diff_id (the sink has had them all: discard them)
+ */
+export async function writeLayer(repo: Repository, diffId: string, sink: (bytes: Uint8Array) => Promise<void>, opts: { signal?: AbortSignal } = {}): Promise<{ bytes: number }> {
+  const { rebuildHashed } = await import('./store/rebuild.ts');
+  const want = diffId.replace(/^sha256:/, '');
+  const r = await rebuildHashed(repo, await repo.readStreamBytes(layerStreamName(want)), { sink, signal: opts.signal });
+  if (r.sha256 !== want) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `rebuilt layer is sha256:${r.sha256}, not sha256:${want}: the store is damaged (run veritree fsck)`);
+  return { bytes: r.bytes };
 }
 
 /** Merges the tagged image's layers (OCI rules) and writes the tree to `dir`, new or empty (docs/merge.md). */

@@ -43,12 +43,15 @@ test('every back end and one worker give the same output as fsverity', { skip: N
     const got = veritree(['digest', '--hash-impl', impl, '--jobs', '1', ...small]);
     assert.equal(got.stdout, want, impl);
   }
+  // The native kernel in the worker pool too (more jobs than libuv has threads).
+  assert.equal(veritree(['digest', '--hash-impl', 'auto', '--jobs', '5', ...small]).stdout, want, 'auto, worker pool');
 });
 
 test('a large file is split across workers and still matches', { skip: NEED_FSVERITY }, () => {
   const big = files[files.length - 1] as string;
   const want = must('fsverity', ['digest', '--compact', big]);
-  for (const jobs of ['2', '3']) {
+  // Up to libuv's four threads the ranges hash there; five take the worker pool.
+  for (const jobs of ['2', '3', '5']) {
     const got = veritree(['digest', '--compact', '--jobs', jobs, big]);
     assert.equal(got.stdout, want, `jobs ${jobs}`);
   }

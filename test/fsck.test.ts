@@ -5,7 +5,7 @@ import { cpSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, sym
 import { join } from 'node:path';
 import { toHex, verityDigest } from '../src/index.ts';
 import { SplitStreamBuilder, readRefs } from '../src/store/splitstream.ts';
-import { cleanup, hasTool, randomBytesSeeded, tempDir, veritree } from './helpers.ts';
+import { cleanup, hasTool, randomBytesSeeded, run, tempDir, veritree } from './helpers.ts';
 import { mkcomposefs, type Mkcomposefs } from './fixtures/mkcomposefs.ts';
 import { buildImage, lines, readConfig, write } from './fixtures/oci.ts';
 import { assertLayersStored } from './fixtures/store-check.ts';
@@ -172,6 +172,42 @@ test('every kind of damage is found in one run, each with its type, and exit 1',
   assert.equal(text.status, 1);
   assert.match(text.stdout, /^object-digest-mismatch: /m);
   assert.match(text.stdout, new RegExp(`^${report.issues.length} problems: `, 'm'));
+});
+
+test('fsck hashing on libuv\'s thread pool and in the worker pool finds the same damage, in the same words', { skip: SKIP }, () => {
+  const repo = copyRepo();
+  const layers = streamNames(repo, 'oci-layer-');
+  const ids = layers.flatMap((l) => readRefs(readFileSync(objectPath(repo, streamObject(repo, l)))).objectRefs);
+  const [flip, link, fifo] = ids as [string, string, string];
+  const fp = objectPath(repo, flip);
+  const b = readFileSync(fp);
+  b.writeUInt8(b.readUInt8(0) ^ 1, 0);
+  writeFileSync(fp, b);
+  unlinkSync(objectPath(repo, link));
+  symlinkSync('/etc/passwd', objectPath(repo, link));
+  unlinkSync(objectPath(repo, fifo));
+  assert.equal(run('mkfifo', [objectPath(repo, fifo)]).status, 0);
+  const sub = join(repo, 'objects', flip.slice(0, 2));
+  writeFileSync(join(sub, 'not-an-object'), 'x');
+  writeFileSync(join(sub, Buffer.from([0x66, 0xff, 0x2e, 0x62, 0x69, 0x6e]).toString('latin1')), 'a name that is not UTF-8');
+  mkdirSync(join(sub, 'f'.repeat(62)));
+  const tmp = join(sub, '.tmp-1-00ff00ff00ff00ff');
+  writeFileSync(tmp, 'partial');
+  utimesSync(tmp, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
+  // --jobs 5 is more than libuv's four threads: fsck then hashes in the worker pool.
+  const runs = [[], ['--jobs', '5'], ['--jobs', '1']].map((extra) => fsckJson(repo, extra));
+  for (const r of runs) assert.equal(r.status, 1);
+  const [threads, pool, one] = runs.map((r) => r.report.issues) as [Issue[], Issue[], Issue[]];
+  assert.deepEqual(threads, pool);
+  assert.deepEqual(threads, one);
+  const at = (p: string): Issue[] => threads.filter((i) => i.path === p);
+  assert.equal(at(fp)[0]?.type, 'object-digest-mismatch');
+  assert.match(at(objectPath(repo, link))[0]?.detail ?? '', /symbolic link|not an object name/);
+  assert.ok(at(objectPath(repo, fifo)).length === 1, 'the FIFO is reported, never waited on');
+  assert.equal(at(join(sub, 'not-an-object'))[0]?.type, 'object-invalid-name');
+  assert.equal(at(join(sub, 'f'.repeat(62)))[0]?.type, 'object-invalid-name');
+  assert.equal(at(tmp)[0]?.type, 'stray-tmp');
+  assert.equal(threads.filter((i) => i.type === 'object-invalid-name').length, 5, JSON.stringify(threads));
 });
 
 test('--repair quarantines corrupt objects, drops what cannot be rebuilt, names the images; importing them again makes the store clean', { skip: SKIP }, async () => {

@@ -101,6 +101,28 @@ test('level-1 assembly (parallel ranges) equals the streaming digest at arity ed
   }
 });
 
+test('the native kernel hashes blocks two at a time (SHA extensions) exactly as one at a time, for any count; VERITREE_SHA_X2=0 turns it off', { skip: resolveImpl('auto') === 'native' ? false : 'skipped: native kernel not built' }, async () => {
+  const { loadNativeKernel } = await import('../src/verity/backends.ts');
+  const { createHash } = await import('node:crypto');
+  const { spawnSync } = await import('node:child_process');
+  const k = loadNativeKernel();
+  assert.ok(k);
+  const data = randomBytesSeeded(9 * 4096, 77);
+  const want = Buffer.concat(Array.from({ length: 9 }, (_, i) => createHash('sha256').update(data.subarray(i * 4096, (i + 1) * 4096)).digest()));
+  for (let n = 0; n <= 9; n++) {
+    const out = new Uint8Array(n * 32);
+    assert.equal(k.hashBlocks(1, data.subarray(0, n * 4096), out), n);
+    assert.deepEqual(Buffer.from(out), want.subarray(0, n * 32), `${n} blocks`);
+  }
+  // The same file digest with the paired kernel off, in a process of its own (it is chosen at load).
+  const file = randomBytesSeeded(3 * 128 * 4096 + 777, 78);
+  const script = `import('${new URL('../src/verity/index.ts', import.meta.url).href.replace(/\.ts$/, import.meta.url.endsWith('.ts') ? '.ts' : '.js')}').then((m) => process.stdout.write(m.toHex(m.verityDigest(require('fs').readFileSync(0), 'sha256', 'native'))))`;
+  const off = spawnSync(process.execPath, [...process.execArgv, '-e', script], { input: file, env: { ...process.env, VERITREE_SHA_X2: '0' }, encoding: 'utf8' });
+  assert.equal(off.status, 0, off.stderr);
+  assert.equal(off.stdout, toHex(verityDigest(file, 'sha256', 'native')));
+  assert.equal(off.stdout, toHex(verityDigest(file, 'sha256', 'node')));
+});
+
 test('misuse: update after digest and digest twice throw', () => {
   const h = new VerityHasher();
   h.digest();

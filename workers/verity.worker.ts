@@ -8,7 +8,7 @@ import { closeSync, constants as fsc, copyFileSync, fchmodSync, fchownSync, futi
 import { open, type FileHandle } from 'node:fs/promises';
 import { ERROR_CODES, describeFsError, errnoCode, isVeritreeError, type ErrorCode } from '../src/errors.ts';
 import { writeObjectSync } from '../src/store/objects.ts';
-import { measureVerity, notRegularKind, openFailed, openRegularSync, strayTmp, verityKnownAbsent } from '../src/store/sys.ts';
+import { measureVerity, objectFailureMessage, openRegularSync, strayTmp, verityKnownAbsent } from '../src/store/sys.ts';
 import { RangeHasher, toHex, verityDigest, VerityHasher } from '../src/verity/merkle.ts';
 import { digestFdNative, digestPathNative } from '../src/verity/backends.ts';
 import type { CopyBatchTask, Failure, TaskResults, VerityTask } from '../src/pipeline/protocol.ts';
@@ -104,9 +104,7 @@ function digestPathFast(path: string, task: VerityTask, dev: number): { id: stri
   if (r === null) return null;
   if ('digest' in r) return { id: toHex(r.digest), size: r.size };
   // The same words as the slow path's openRegularSync, for the same refusals.
-  if ('notRegular' in r) return { error: notRegularKind(r.notRegular, path, 'object').message };
-  if (r.errno === 'ELOOP' || r.errno === 'ENOENT') return { error: openFailed(Object.assign(new Error(r.errno), { code: r.errno }), path, 'object', ERROR_CODES.STORE_CORRUPT).message };
-  return { error: `reading object ${path}: ${r.errno}` };
+  return { error: objectFailureMessage(r, path) };
 }
 
 function verifyDir(task: Extract<VerityTask, { kind: 'verify-dir' }>): TaskResults['verify-dir'] {

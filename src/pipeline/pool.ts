@@ -26,21 +26,32 @@ export function poolSize(opts: PoolSizeOptions, cores: number = availableParalle
 
 export class VerityPool {
   readonly size: number;
-  private readonly piscina: Piscina;
+  private started: Piscina | null = null;
   private closed = false;
 
-  constructor(size: number) {
+  /**
+   * `lazy`: boot the workers on the first task, not now (fsck and `digest`, which may hash on
+   * libuv's pool instead and never need them). Otherwise they boot while the caller gets ready.
+   */
+  constructor(size: number, opts: { lazy?: boolean } = {}) {
     this.size = size;
-    this.piscina = new Piscina({
+    if (opts.lazy !== true) void this.piscina;
+  }
+
+  private get piscina(): Piscina {
+    if (this.started) return this.started;
+    if (this.closed) throw new VeritreeError(ERROR_CODES.INTERNAL, 'worker pool used after close');
+    this.started = new Piscina({
       filename: WORKER_URL,
-      minThreads: size,
-      maxThreads: size,
+      minThreads: this.size,
+      maxThreads: this.size,
       idleTimeout: 60_000,
       concurrentTasksPerWorker: 1,
     });
     // A worker that dies between tasks emits 'error' on the pool; without a listener it would
     // crash the process. The task in flight (if any) is rejected on its own.
-    this.piscina.on('error', () => undefined);
+    this.started.on('error', () => undefined);
+    return this.started;
   }
 
   /** Runs one task; `transfer` buffers are moved to the worker (their views become empty here). */
@@ -57,17 +68,17 @@ export class VerityPool {
   }
 
   get utilization(): number {
-    return this.piscina.utilization;
+    return this.started?.utilization ?? 0;
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.piscina.close();
+    await this.started?.close();
   }
 
   async destroy(): Promise<void> {
     this.closed = true;
-    await this.piscina.destroy();
+    await this.started?.destroy();
   }
 }

@@ -5,9 +5,11 @@
  * @module
  */
 import type { FileHandle } from 'node:fs/promises';
-import { openRegular, readAll, readSmallRegular, TOO_BIG } from './sys.ts';
+import { throwIfAborted } from '../errors.ts';
+import { createSha256Stream } from '../verity/sha-stream.ts';
+import { assembler, nativeOpenError, openRegular, readAll, readSmallRegular, TOO_BIG, type AssembledBatch } from './sys.ts';
 import type { Repository } from './repository.ts';
-import { readRefs, streamChunks, type StreamChunk } from './splitstream.ts';
+import { objectRefTable, readRefs, streamChunks, type StreamChunk } from './splitstream.ts';
 
 /** Objects opened ahead of the reader, and the most of one read whole into memory. */
 const READ_AHEAD = 32;
@@ -149,4 +151,169 @@ export async function* rebuildFrom(repo: Repository, chunks: AsyncIterable<Strea
 /** A split stream's bytes straight from its object's bytes, decoding the stream section as it goes. */
 export function rebuildBytes(repo: Repository, streamObject: Uint8Array): AsyncGenerator<Uint8Array> {
   return rebuildFrom(repo, streamChunks(streamObject), readRefs(streamObject).objectRefs);
+}
+
+export interface RebuildOptions {
+  /**
+   * Where the bytes go, in order, in pieces of up to a few MiB; the promise settles when the
+   * piece has been taken and its memory may be reused (written to a file or a pipe, say).
+   */
+  sink?: (bytes: Uint8Array) => Promise<void>;
+  signal?: AbortSignal | undefined;
+  /** Bytes rebuilt so far, after each piece. */
+  onBytes?: (bytes: number) => void;
+}
+
+/** Bytes of one batch laid out by the addon, and how many batches may be in flight at once. */
+const BATCH_BYTES = 8 << 20;
+const BATCHES = 3;
+
+/**
+ * A split stream's bytes rebuilt and hashed (SHA-256) on the way, for cat-layer and fsck --deep:
+ * the digest and the length. Where the addon has `assemble`, each batch of objects and inline
+ * bytes is laid out in one job on libuv's thread pool, hashed in place by another and handed to
+ * the sink while the next batch is read: the main thread only decodes the stream, and on two
+ * cores reading, hashing and writing overlap. Elsewhere: rebuildBytes, piece by piece.
+ */
+export async function rebuildHashed(repo: Repository, streamObject: Uint8Array, opts: RebuildOptions = {}): Promise<{ sha256: string; bytes: number }> {
+  const assemble = assembler();
+  if (assemble) return rebuildAssembled(repo, streamObject, assemble, opts);
+  const sha = createSha256Stream();
+  let bytes = 0;
+  // Most pieces are small (512-byte headers, small files): the sink gets them a MiB at a time.
+  const sink = opts.sink;
+  const out = Buffer.allocUnsafe(SINK_PIECE);
+  let used = 0;
+  for await (const chunk of rebuildBytes(repo, streamObject)) {
+    throwIfAborted(opts.signal);
+    sha.update(chunk);
+    bytes += chunk.length;
+    opts.onBytes?.(bytes);
+    if (!sink) continue;
+    if (used > 0 && (used + chunk.length > SINK_PIECE || chunk.length >= SINK_PIECE / 2)) {
+      await sink(out.subarray(0, used));
+      used = 0;
+    }
+    if (chunk.length >= SINK_PIECE / 2) await sink(chunk);
+    else {
+      out.set(chunk, used);
+      used += chunk.length;
+    }
+  }
+  if (sink && used > 0) await sink(out.subarray(0, used));
+  return { sha256: await sha.digestHex(), bytes };
+}
+
+const SINK_PIECE = 1 << 20;
+
+type Assemble = NonNullable<ReturnType<typeof assembler>>;
+
+async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, assemble: Assemble, opts: RebuildOptions): Promise<{ sha256: string; bytes: number }> {
+  const refs = readRefs(streamObject).objectRefs;
+  // The digests as the stream holds them: the addon names each object from its bytes.
+  const refTable = objectRefTable(streamObject);
+  const digestSize = refs.length > 0 ? refTable.length / refs.length : 32;
+  const it = streamChunks(streamObject)[Symbol.asyncIterator]();
+  const sha = createSha256Stream();
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const onAbort = (): void => void Atomics.store(stop, 0, 1);
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  // Chunks decoded, not yet laid out: the first starts `start` bytes in.
+  let queue: StreamChunk[] = [];
+  let head = 0;
+  let start = 0;
+  let ended = false;
+  // Batch buffers: one being filled, the others being hashed and written.
+  const free: Uint8Array[] = Array.from({ length: BATCHES }, () => new Uint8Array(BATCH_BYTES));
+  const waiting: ((b: Uint8Array) => void)[] = [];
+  const take = (): Promise<Uint8Array> => (free.length > 0 ? Promise.resolve(free.pop() as Uint8Array) : new Promise((resolve) => waiting.push(resolve)));
+  const give = (b: Uint8Array): void => {
+    const w = waiting.shift();
+    if (w) w(b);
+    else free.push(b);
+  };
+  let hashed: Promise<void> = Promise.resolve();
+  let sunk: Promise<void> = Promise.resolve();
+  // The first failure of a hash or a write, thrown at the next batch.
+  const failed: unknown[] = [];
+  let bytes = 0;
+  // Segments offered per batch: about twice what the last batch took (inline bytes are copied
+  // into the job's arena, and a batch that stops early would copy the rest again next time).
+  let offer = 256;
+  try {
+    for (;;) {
+      throwIfAborted(opts.signal);
+      if (failed.length > 0) throw failed[0];
+      while (!ended && queue.length - head < offer) {
+        const r = await it.next();
+        if (r.done) ended = true;
+        else queue.push(r.value);
+      }
+      if (head >= queue.length) break;
+      const out = await take();
+      if (failed.length > 0) throw failed[0];
+      const n = Math.min(offer, queue.length - head);
+      const segs = new Float64Array(2 * n);
+      let arenaBytes = 0;
+      for (let i = 0; i < n; i++) {
+        const c = queue[head + i] as StreamChunk;
+        if (c.kind === 'inline') {
+          segs[2 * i + 1] = c.bytes.length;
+          arenaBytes += c.bytes.length;
+        } else {
+          segs[2 * i] = 1;
+          segs[2 * i + 1] = c.index;
+        }
+      }
+      const arena = Buffer.allocUnsafe(arenaBytes);
+      for (let i = 0, at = 0; i < n; i++) {
+        const c = queue[head + i] as StreamChunk;
+        if (c.kind === 'inline') {
+          arena.set(c.bytes, at);
+          at += c.bytes.length;
+        }
+      }
+      let r: AssembledBatch;
+      try {
+        r = await assemble(repo.objectsDir, refTable, digestSize, segs, arena, start, out, stop);
+      } catch (e) {
+        give(out);
+        throw e;
+      }
+      throwIfAborted(opts.signal);
+      if (r.failure) {
+        give(out);
+        const c = queue[head + r.done] as Extract<StreamChunk, { kind: 'object' }>;
+        const id = refs[c.index] as string;
+        throw nativeOpenError(r.failure, repo.objectPath(id), objectWhat(id));
+      }
+      head += r.done;
+      start = r.partial;
+      offer = Math.min(4096, Math.max(256, r.done * 2));
+      if (head > 65536) {
+        queue = queue.slice(head);
+        head = 0;
+      }
+      bytes += r.used;
+      const piece = out.subarray(0, r.used);
+      const h = (hashed = sha.updateInPlace(piece));
+      const sink = opts.sink;
+      const w = sink ? (sunk = sunk.then(() => sink(piece))) : Promise.resolve();
+      Promise.all([h, w]).then(
+        () => give(out),
+        (e: unknown) => {
+          failed.push(e);
+          give(out);
+        }
+      );
+      opts.onBytes?.(bytes);
+    }
+    await Promise.all([hashed, sunk]);
+    return { sha256: await sha.digestHex(), bytes };
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    Atomics.store(stop, 0, 1);
+    await Promise.allSettled([hashed, sunk]);
+    await it.return?.(undefined);
+  }
 }

@@ -281,9 +281,18 @@ export function readHeader(bytes: Uint8Array): Header {
 }
 
 function digests(buf: Buffer, [a, b]: [number, number], ds: number): string[] {
-  const out: string[] = [];
-  for (let o = a; o < b; o += ds) out.push(buf.subarray(o, o + ds).toString('hex'));
+  // One hex string cut in pieces: a layer names tens of thousands of objects, and a Buffer and a
+  // string per digest cost more than the rest of reading the stream.
+  const hex = buf.toString('hex', a, b);
+  const out: string[] = new Array<string>((b - a) / ds);
+  for (let i = 0; i < out.length; i++) out[i] = hex.slice(i * ds * 2, (i + 1) * ds * 2);
   return out;
+}
+
+/** The object references as the stream holds them: the digests' bytes, one after another. */
+export function objectRefTable(bytes: Uint8Array): Uint8Array {
+  const [a, b] = readHeader(bytes).objectRefs;
+  return bytes.subarray(a, b);
 }
 
 /** Only the references (what fsck and gc need): no decompression of the stream section. */

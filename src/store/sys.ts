@@ -17,7 +17,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, constants as fsc, fstatSync, openSync, writeSync, type Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError, type ErrorCode } from '../errors.ts';
-import { loadAddon, nativeFileFailure } from '../native-addon.ts';
+import { loadAddon, nativeFileFailure, type NativeFileFailure } from '../native-addon.ts';
 
 interface StoreSysAddon {
   flock(fd: number, op: 1 | 2 | 3): boolean;
@@ -27,6 +27,8 @@ interface StoreSysAddon {
   syncfs(fd: number): Promise<void>;
   /** Older builds of the addon lack it. */
   readSmall?(paths: string[], max: number): Promise<(Buffer | number)[]>;
+  /** See native/store_sys.c; older builds lack it. */
+  assemble?(objectsDir: string, refs: Uint8Array, digestSize: number, segs: Float64Array, arena: Uint8Array, start: number, out: Uint8Array, result: Float64Array, stop?: Int32Array): Promise<void>;
 }
 
 let loaded: { addon: StoreSysAddon | null; reason: string } | undefined;
@@ -51,6 +53,22 @@ function notRegular(st: Stats, path: string, what: string, code: ErrorCode): Ver
 /** The refusal of a file that is `kind` ('a FIFO', 'a directory'...) where a regular file was expected. */
 export function notRegularKind(kind: string, path: string, what: string, code: ErrorCode = ERROR_CODES.STORE_CORRUPT): VeritreeError {
   return new VeritreeError(code, `${what} ${path} is ${kind}, not a regular file`, { path });
+}
+
+/**
+ * What the addon found instead of an object's digest or bytes, in the words the JavaScript paths
+ * use for the same refusal (openRegular's: a symlink, a missing object, not a regular file).
+ */
+export function objectFailureMessage(r: NativeFileFailure, path: string, what = 'object'): string {
+  if ('notRegular' in r) return notRegularKind(r.notRegular, path, what).message;
+  if (r.errno === 'ELOOP' || r.errno === 'ENOENT') return openFailed(Object.assign(new Error(r.errno), { code: r.errno }), path, what, ERROR_CODES.STORE_CORRUPT).message;
+  return `reading ${what} ${path}: ${r.errno}`;
+}
+
+/** The error openRegular would have thrown for what the addon found opening `path`. */
+export function nativeOpenError(f: NativeFileFailure, path: string, what: string, code: ErrorCode = ERROR_CODES.STORE_CORRUPT): VeritreeError {
+  if ('notRegular' in f) return notRegularKind(f.notRegular, path, what, code);
+  return openFailed(Object.assign(new Error(`${f.errno}: ${path}`), { code: f.errno }), path, what, code);
 }
 
 /** Why opening a file the store reads failed: a symlink (O_NOFOLLOW), a missing file, else an I/O error. */
@@ -191,6 +209,28 @@ export function measureVerity(fd: number, dev?: number): VerityMeasure {
 }
 
 /**
+ * Whether the filesystem of `dir` has no fs-verity (asked through the folder itself, once per
+ * filesystem): then a file's digest can only come from hashing it, and nothing needs asking per
+ * file. False when it has fs-verity, or the folder cannot be opened (the caller's own read says why).
+ */
+export function verityAbsentAt(dir: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  } catch {
+    return false;
+  }
+  try {
+    const dev = fstatSync(fd).dev;
+    return verityKnownAbsent(dev) || measureVerity(fd, dev).state === 'unsupported';
+  } catch {
+    return false;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
  * Enables fs-verity on an open read-only file. 'unsupported' when the filesystem (or the
  * kernel) has none; any other failure throws (a real error on a filesystem that has it).
  */
@@ -251,9 +291,31 @@ export function readSmallRegular(paths: string[], max: number, what: (i: number)
       if (typeof r !== 'number') return r;
       const path = paths[i] as string;
       if (r === -2000) return TOO_BIG;
-      const f = nativeFileFailure(r);
-      if ('notRegular' in f) return notRegularKind(f.notRegular, path, what(i), code);
-      return openFailed(Object.assign(new Error(`${f.errno}: ${path}`), { code: f.errno }), path, what(i), code);
+      return nativeOpenError(nativeFileFailure(r), path, what(i), code);
     })
   );
+}
+
+/** One batch of a rebuilt stream as the addon's assemble laid it out (see native/store_sys.c). */
+export interface AssembledBatch {
+  /** Bytes written to `out`. */
+  used: number;
+  /** Whole segments done. */
+  done: number;
+  /** Bytes done of the next segment. */
+  partial: number;
+  /** Why the object of segment `done` could not be read, or null. */
+  failure: NativeFileFailure | null;
+}
+
+/** The addon's assemble, or null where it did not build (the caller rebuilds chunk by chunk). */
+export function assembler(): ((objectsDir: string, refs: Uint8Array, digestSize: number, segs: Float64Array, arena: Uint8Array, start: number, out: Uint8Array, stop?: Int32Array) => Promise<AssembledBatch>) | null {
+  const sys = storeSys();
+  const assemble = sys?.assemble;
+  if (!assemble) return null;
+  return async (objectsDir, refs, digestSize, segs, arena, start, out, stop) => {
+    const r = new Float64Array(4);
+    await assemble.call(sys, objectsDir, refs, digestSize, segs, arena, start, out, r, stop);
+    return { used: r[0] as number, done: r[1] as number, partial: r[2] as number, failure: (r[3] as number) < 0 ? nativeFileFailure(r[3] as number) : null };
+  };
 }

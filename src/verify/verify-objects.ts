@@ -8,7 +8,9 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ERROR_CODES, VeritreeError, storeIoError, throwIfAborted } from '../errors.ts';
 import { TMP_PREFIX } from '../store/layout.ts';
-import { strayTmp } from '../store/sys.ts';
+import { objectFailureMessage, strayTmp, verityAbsentAt } from '../store/sys.ts';
+import { toHex } from '../verity/merkle.ts';
+import { threadpoolHasher, type ThreadpoolHasher } from '../verity/threadpool.ts';
 import { digestSize } from '../verity/constants.ts';
 import type { VerifyDirResult } from '../pipeline/protocol.ts';
 import type { Repository } from '../store/repository.ts';
@@ -19,10 +21,10 @@ import type { StoreIssue } from './issues.ts';
 export interface ObjectCheck {
   objects: number;
   bytes: number;
-  /** Every well-named object found (good or bad). */
-  present: string[];
+  /** Every well-named object found (good or bad); filled as each folder is done, while others hash. */
+  present: Set<string>;
   /** Objects whose content does not match their name, or that cannot be read. */
-  bad: string[];
+  bad: Set<string>;
   issues: StoreIssue[];
 }
 
@@ -43,7 +45,7 @@ export interface VerifyObjectsOptions {
 }
 
 export async function verifyObjects(repo: Repository, pool: VerityPool, opts: VerifyObjectsOptions): Promise<ObjectCheck> {
-  const out: ObjectCheck = { objects: 0, bytes: 0, present: [], bad: [], issues: [] };
+  const out: ObjectCheck = { objects: 0, bytes: 0, present: new Set(), bad: new Set(), issues: [] };
   const top = await readdir(repo.objectsDir, { withFileTypes: true }).catch((e: unknown) => {
     throw storeIoError(e, repo.objectsDir, 'listing objects');
   });
@@ -56,21 +58,64 @@ export async function verifyObjects(repo: Repository, pool: VerityPool, opts: Ve
     else out.issues.push({ type: 'object-invalid-name', path, detail: 'not an object name (objects/XX/<hex>)' });
   }
   let done = 0;
-  // One task per objects/XX folder: the worker lists and reads it; the signal is checked between
-  // folders rather than handed to each task (a listener per task otherwise).
-  const tasks = dirs.map(async (d) => {
-    throwIfAborted(opts.signal);
-    const dir = join(repo.objectsDir, d);
-    const r = await pool.run({ kind: 'verify-dir', dir, restLength, tmpPrefix: TMP_PREFIX, alg: repo.alg, impl: opts.impl });
-    if (!r.ok) throw new VeritreeError(r.code, r.message, { path: dir });
-    collect(out, d, dir, r);
-    done++;
-    opts.onProgress?.({ objectsDone: out.objects, objectsTotal: 0, bytesDone: out.bytes, bytesTotal: 0, dirsDone: done, dirsTotal: dirs.length });
-  });
-  const settled = await Promise.allSettled(tasks);
+  // Where the filesystem has no fs-verity and libuv has a thread per job, folders are hashed on
+  // libuv's thread pool (no workers to start); else one pool task per objects/XX folder, the
+  // worker listing and reading it. As many folders at once as the pool has threads.
+  const threads = threadpoolHasher(opts.impl, repo.alg);
+  const onThreads = threads !== null && pool.size <= threads.threads;
+  let next = 0;
+  const walk = async (): Promise<void> => {
+    while (next < dirs.length) {
+      throwIfAborted(opts.signal);
+      const d = dirs[next++] as string;
+      const dir = join(repo.objectsDir, d);
+      const r =
+        onThreads && verityAbsentAt(dir)
+          ? await verifyDirOnThreads(threads, dir, restLength, opts.signal)
+          : await pool.run({ kind: 'verify-dir', dir, restLength, tmpPrefix: TMP_PREFIX, alg: repo.alg, impl: opts.impl });
+      if (!r.ok) throw new VeritreeError(r.code, r.message, { path: dir });
+      collect(out, d, dir, r);
+      done++;
+      opts.onProgress?.({ objectsDone: out.objects, objectsTotal: 0, bytesDone: out.bytes, bytesTotal: 0, dirsDone: done, dirsTotal: dirs.length });
+    }
+  };
+  const settled = await Promise.allSettled(Array.from({ length: Math.min(pool.size, dirs.length) }, walk));
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) throw failed.reason instanceof VeritreeError ? failed.reason : new VeritreeError(ERROR_CODES.WORKER_FAILED, String(failed.reason), { cause: failed.reason });
   out.issues.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return out;
+}
+
+/**
+ * One objects/XX folder as the worker's verify-dir task checks it, in one job on libuv's thread
+ * pool: listed and hashed through the folder's descriptor, each digest compared there.
+ */
+async function verifyDirOnThreads(threads: ThreadpoolHasher, dir: string, restLength: number, signal: AbortSignal | undefined): Promise<VerifyDirResult & { ids: string[] }> {
+  const ids: string[] = [];
+  const out: VerifyDirResult & { ids: string[] } = { ok: true, names: [], ids, objects: 0, bytes: 0, bad: [], tmp: [], invalid: [] };
+  const entries = await threads.digestDir(dir, dir.slice(-2), restLength, signal).catch((e: unknown) => {
+    throwIfAborted(signal);
+    throw storeIoError(e, dir, 'listing objects');
+  });
+  for (const e of entries) {
+    if (e.kind === 'other') {
+      // Names are bytes (latin1 here); a message shows them as node:fs would.
+      const name = Buffer.from(e.id.slice(2), 'latin1').toString();
+      if (!name.startsWith(TMP_PREFIX)) out.invalid.push(name);
+      else {
+        const stray = strayTmp(`${dir}/${name}`);
+        if (stray) out.tmp.push({ name, size: stray.size });
+      }
+      continue;
+    }
+    ids.push(e.id);
+    out.objects++;
+    if (e.kind === 'unreadable') out.bad.push({ name: e.id.slice(2), error: objectFailureMessage(e, `${dir}/${e.id.slice(2)}`) });
+    else {
+      out.bytes += e.size;
+      if (e.kind === 'mismatch') out.bad.push({ name: e.id.slice(2), found: toHex(e.digest), size: e.size });
+    }
+  }
   return out;
 }
 
@@ -79,14 +124,16 @@ function noteTmp(out: ObjectCheck, path: string): void {
   if (stray) out.issues.push({ type: 'stray-tmp', path, detail: `temporary file left by an interrupted write (${stray.size} bytes)` });
 }
 
-function collect(out: ObjectCheck, d: string, dir: string, r: VerifyDirResult): void {
+/** A folder's result into the whole check; `ids` (XX + name) where they come whole, else made here. */
+function collect(out: ObjectCheck, d: string, dir: string, r: VerifyDirResult & { ids?: string[] }): void {
   out.objects += r.objects;
   out.bytes += r.bytes;
-  for (const n of r.names) out.present.push(d + n);
+  if (r.ids) for (const id of r.ids) out.present.add(id);
+  else for (const n of r.names) out.present.add(d + n);
   for (const b of r.bad) {
     const id = d + b.name;
     const path = join(dir, b.name);
-    out.bad.push(id);
+    out.bad.add(id);
     if (b.error !== undefined) out.issues.push({ type: 'object-unreadable', path, detail: b.error });
     else out.issues.push({ type: 'object-digest-mismatch', path, detail: `the content (${b.size} bytes) does not hash to the object's name`, expected: id, found: b.found });
   }

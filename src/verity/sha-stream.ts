@@ -13,6 +13,11 @@ const BLOCK = 1 << 20;
 
 export interface ShaStream {
   update(data: Uint8Array): void;
+  /**
+   * Hashes `data` where it lies, no copy: the caller leaves it untouched until the promise
+   * settles (a batch of a rebuilt layer, hashed while the next is read).
+   */
+  updateInPlace(data: Uint8Array): Promise<void>;
   /** The digest of everything updated so far (the stream is finished). */
   digestHex(): Promise<string>;
   /** An independent stream that has seen what this one has. */
@@ -34,6 +39,11 @@ class NodeSha256 implements ShaStream {
 
   update(data: Uint8Array): void {
     this.hash.update(data);
+  }
+
+  updateInPlace(data: Uint8Array): Promise<void> {
+    this.hash.update(data);
+    return Promise.resolve();
   }
 
   digestHex(): Promise<string> {
@@ -77,6 +87,15 @@ class PooledSha256 implements ShaStream {
       off += n;
       if (this.used === BLOCK) this.send();
     }
+  }
+
+  updateInPlace(data: Uint8Array): Promise<void> {
+    this.send();
+    const ctx = this.ctx;
+    const done = this.chain.then(() => this.k.shaUpdate(ctx, data));
+    this.chain = done;
+    this.chain.catch(() => undefined);
+    return done;
   }
 
   private send(): void {

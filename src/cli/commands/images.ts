@@ -1,14 +1,27 @@
 /** `veritree images` and `veritree cat-layer`: what the store holds, and a layer rebuilt. */
-import { createHash } from 'node:crypto';
-import { once } from 'node:events';
+import { fstatSync, write } from 'node:fs';
 import type { Command } from 'commander';
-import { catLayer, listImages, openRepository } from '../../index.ts';
+import { listImages, openRepository, writeLayer } from '../../index.ts';
 import { ERROR_CODES, VeritreeError } from '../../errors.ts';
 import { formatBytes } from '../output.ts';
 import { repoOption, resolveRepo } from '../repo-option.ts';
 import { layerStreamName } from '../../store/layout.ts';
 
-const OUT_BUFFER = 1 << 20;
+/**
+ * Where cat-layer's pieces go. A regular file is written with fs.write, on libuv's thread pool,
+ * each piece whole before the next (it overlaps with reading and hashing the next batch); a pipe
+ * or a terminal through process.stdout, the piece released once it has been flushed.
+ */
+function stdoutSink(): (b: Uint8Array) => Promise<void> {
+  if (fstatSync(1).isFile()) {
+    return async (b) => {
+      for (let off = 0; off < b.length; ) {
+        off += await new Promise<number>((resolve, reject) => write(1, b, off, b.length - off, null, (e, n) => (e ? reject(e) : resolve(n))));
+      }
+    };
+  }
+  return (b) => new Promise<void>((resolve, reject) => process.stdout.write(b, (e) => (e ? reject(e) : resolve())));
+}
 
 export function registerImages(program: Command): void {
   repoOption(program.command('images').description('list tags with their manifest, config and layers').option('--json', 'print one JSON array')).action(
@@ -34,7 +47,6 @@ export function registerImages(program: Command): void {
   ).action(async (diffId: string, o: { repo?: string }) => {
     if (process.stdout.isTTY) throw new VeritreeError(ERROR_CODES.USAGE, 'cat-layer writes a tar: redirect stdout to a file or a pipe');
     const repo = await openRepository(resolveRepo(o.repo));
-    const hash = createHash('sha256');
     let want = diffId.replace(/^sha256:/, '');
     if (!(await repo.hasStream(layerStreamName(want)))) {
       // The digest users meet first is the blob's (in the manifest, in registries): map it.
@@ -43,34 +55,6 @@ export function registerImages(program: Command): void {
       process.stderr.write(`veritree: sha256:${want} is the blob digest of layer ${hit.i + 1} of ${hit.im.tag}; its diff_id is ${hit.l.diffId}\n`);
       want = hit.l.diffId.replace(/^sha256:/, '');
     }
-    // A layer is mostly small pieces (512-byte headers, small files): one write per MiB, not
-    // one per piece (on a file, each is a system call on this thread).
-    let out = Buffer.allocUnsafe(OUT_BUFFER);
-    let used = 0;
-    const emit = async (b: Uint8Array): Promise<void> => {
-      hash.update(b);
-      if (!process.stdout.write(b)) await once(process.stdout, 'drain');
-    };
-    const flush = async (): Promise<void> => {
-      if (used === 0) return;
-      // A pipe may hold the buffer after write() returns: the next pieces go to a fresh one.
-      const full = out.subarray(0, used);
-      out = Buffer.allocUnsafe(OUT_BUFFER);
-      used = 0;
-      await emit(full);
-    };
-    for await (const chunk of catLayer(repo, want)) {
-      if (used + chunk.length > OUT_BUFFER || chunk.length >= OUT_BUFFER / 2) await flush();
-      if (chunk.length >= OUT_BUFFER / 2) await emit(chunk);
-      else {
-        out.set(chunk, used);
-        used += chunk.length;
-      }
-    }
-    await flush();
-    const got = hash.digest('hex');
-    if (got !== want) {
-      throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `rebuilt layer is sha256:${got}, not sha256:${want}: the store is damaged (run veritree fsck)`);
-    }
+    await writeLayer(repo, want, stdoutSink());
   });
 }

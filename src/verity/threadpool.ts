@@ -1,0 +1,136 @@
+/**
+ * fs-verity digests on libuv's thread pool, by the native kernel (native/verity_kernel.c's
+ * digestPaths and digestRange): many files, or one range of a big file, per job. fsck and
+ * `digest` hash here when the pool they would use is no larger than libuv's: no JavaScript
+ * workers to boot (each costs tens of milliseconds of CPU before its first digest), no message
+ * per task, no JavaScript per file. Without the kernel, or for more parallel jobs than libuv has
+ * threads, callers use the Piscina pool instead.
+ * @module
+ */
+import { throwIfAborted } from '../errors.ts';
+import { nativeFileFailure, type NativeFileFailure } from '../native-addon.ts';
+import { loadNativeKernel, resolveImpl, type HashImpl } from './backends.ts';
+import { HASH_ALGORITHMS, BLOCK_SIZE, type HashAlgorithm } from './constants.ts';
+
+interface KernelJobs {
+  digestPaths(alg: number, paths: string[], sizes: Float64Array, digests: Uint8Array, stop?: Int32Array, follow?: boolean): Promise<number>;
+  digestRange(alg: number, path: string, offset: number, length: number, level1: Uint8Array, stop?: Int32Array): Promise<number>;
+  digestDir(alg: number, dir: string, prefix: string, nameLength: number, stop?: Int32Array): Promise<RawDirDigests>;
+}
+
+interface RawDirDigests {
+  names: string;
+  status: Uint8Array;
+  sizes: Float64Array;
+  digests: Uint8Array;
+}
+
+/**
+ * One entry of an objects/XX folder as digestDir found it (see native/verity_kernel.c): `id` is
+ * XX + the entry's name (bytes as latin1), the object id when it is one.
+ */
+export type DirEntryDigest =
+  | { id: string; kind: 'match'; size: number }
+  | { id: string; kind: 'mismatch'; size: number; digest: Uint8Array }
+  /** Not a regular file named like an object: the caller decides what it is. */
+  | { id: string; kind: 'other' }
+  | ({ id: string; kind: 'unreadable' } & NativeFileFailure);
+
+export type PathDigest = { digest: Uint8Array; size: number } | NativeFileFailure;
+
+export interface ThreadpoolHasher {
+  /** libuv's pool size, fixed when the process started (UV_THREADPOOL_SIZE, else 4). */
+  readonly threads: number;
+  /** Each path opened without blocking (or following a symlink, unless `follow`), checked regular, digested, closed. */
+  digestPaths(paths: string[], opts?: { signal?: AbortSignal | undefined; follow?: boolean }): Promise<PathDigest[]>;
+  /**
+   * The level-1 digests of [offset, offset + length) of a file (offset a multiple of the level-1
+   * span): as RangeHasher.level1() gives them. A number instead: bytes read when the file was
+   * shorter, or a failure.
+   */
+  digestRange(path: string, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array | number | NativeFileFailure>;
+  /**
+   * Every entry of an object folder (objects/XX) in one job: each regular file named by
+   * `nameLength` hex digits hashed (no symlink followed, no open that blocks) and compared with
+   * XX + its name. Rejects with the errno's code when the folder cannot be listed.
+   */
+  digestDir(dir: string, prefix: string, nameLength: number, signal?: AbortSignal): Promise<DirEntryDigest[]>;
+}
+
+/** libuv reads UV_THREADPOOL_SIZE once, when its pool starts (before any module of ours runs). */
+export function libuvThreads(env: NodeJS.ProcessEnv = process.env): number {
+  const n = Number(env.UV_THREADPOOL_SIZE);
+  return Number.isInteger(n) && n >= 1 ? Math.min(n, 1024) : 4;
+}
+
+/** A flag the kernel reads between files and reads, set when `signal` aborts. */
+function stopFlag(signal: AbortSignal | undefined): { flag: Int32Array | undefined; done: () => void } {
+  if (!signal) return { flag: undefined, done: () => undefined };
+  const flag = new Int32Array(new SharedArrayBuffer(4));
+  const onAbort = (): void => void Atomics.store(flag, 0, 1);
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  return { flag, done: () => signal.removeEventListener('abort', onAbort) };
+}
+
+/** The hasher, or null when `impl` does not resolve to the native kernel or it lacks these calls. */
+export function threadpoolHasher(impl: HashImpl, alg: HashAlgorithm): ThreadpoolHasher | null {
+  if (resolveImpl(impl) !== 'native') return null;
+  const k = loadNativeKernel() as (Partial<KernelJobs> & object) | null;
+  if (!k?.digestPaths || !k.digestRange || !k.digestDir) return null;
+  const jobs = k as KernelJobs;
+  const { id, digestSize } = HASH_ALGORITHMS[alg];
+  return {
+    threads: libuvThreads(),
+    async digestPaths(paths, opts = {}) {
+      const sizes = new Float64Array(paths.length);
+      const digests = new Uint8Array(paths.length * digestSize);
+      const stop = stopFlag(opts.signal);
+      try {
+        await jobs.digestPaths(id, paths, sizes, digests, stop.flag, opts.follow === true);
+      } finally {
+        stop.done();
+      }
+      throwIfAborted(opts.signal);
+      return Array.from(sizes, (r, i): PathDigest => (r >= 0 ? { digest: digests.subarray(i * digestSize, (i + 1) * digestSize), size: r } : nativeFileFailure(r)));
+    },
+    async digestDir(dir, prefix, nameLength, signal) {
+      const stop = stopFlag(signal);
+      let r: RawDirDigests;
+      try {
+        r = await jobs.digestDir(id, dir, prefix, nameLength, stop.flag);
+      } finally {
+        stop.done();
+      }
+      // Split, not concatenated here: flat strings, cheap to hash into fsck's set of ids.
+      const ids = r.status.length === 0 ? [] : r.names.split('/');
+      return ids.map((id, i): DirEntryDigest => {
+        const size = r.sizes[i] as number;
+        switch (r.status[i]) {
+          case 0:
+            return { id, kind: 'match', size };
+          case 1:
+            return { id, kind: 'mismatch', size, digest: r.digests.subarray(i * digestSize, (i + 1) * digestSize) };
+          case 3:
+            return { id, kind: 'unreadable', ...nativeFileFailure(size) };
+          default:
+            return { id, kind: 'other' };
+        }
+      });
+    },
+    async digestRange(path, offset, length, signal) {
+      const perGroup = BLOCK_SIZE / digestSize;
+      const level1 = new Uint8Array(Math.ceil(Math.ceil(length / BLOCK_SIZE) / perGroup) * digestSize);
+      const stop = stopFlag(signal);
+      let r: number;
+      try {
+        r = await jobs.digestRange(id, path, offset, length, level1, stop.flag);
+      } finally {
+        stop.done();
+      }
+      throwIfAborted(signal);
+      if (r < 0) return nativeFileFailure(r);
+      return r === length ? level1 : r;
+    },
+  };
+}
