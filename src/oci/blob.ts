@@ -148,7 +148,9 @@ export class VerifyingStream extends Transform {
       cb(sizeMismatch(this.what, this.desc, `more than ${this.desc.size}`, this.path));
       return;
     }
-    this.hash.update(chunk);
+    // Hashed where it lies (no copy): the read stream gives each chunk a buffer of its own, and
+    // nothing downstream writes to it or transfers it (file contents are copied out of it).
+    void this.hash.updateInPlace(chunk);
     cb(null, chunk);
   }
 
