@@ -23,6 +23,49 @@ static inline napi_value queue_promise_work(napi_env env, const char *name_str, 
   return promise;
 }
 
+/*
+ * The typed arrays a job on the thread pool reads or writes, held by references until it
+ * settles (the caller leaves them alone meanwhile), and an optional stop flag: an Int32Array the
+ * caller sets to 1 to ask the job to end early, read between files and reads.
+ */
+#define HELD_MAX 8
+typedef struct {
+  napi_ref refs[HELD_MAX];
+  int n;
+} held_arrays;
+
+/* Holds `v` if it is a typed array of type `want`; its data and element count out. */
+static inline int hold_typed(napi_env env, held_arrays *h, napi_value v, napi_typedarray_type want, void **data, size_t *len) {
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t offset;
+  bool is_ta = false;
+  if (h->n >= HELD_MAX || napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta || napi_get_typedarray_info(env, v, &type, len, data, &ab, &offset) != napi_ok || type != want)
+    return 0;
+  return napi_create_reference(env, v, 1, &h->refs[h->n++]) == napi_ok;
+}
+
+/* An optional stop flag: undefined or null (none), or an Int32Array of at least one element. */
+static inline int hold_stop(napi_env env, held_arrays *h, napi_value v, const int32_t **stop) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return 0;
+  if (t == napi_undefined || t == napi_null) return 1;
+  void *p;
+  size_t len;
+  if (!hold_typed(env, h, v, napi_int32_array, &p, &len) || len < 1) return 0;
+  *stop = p;
+  return 1;
+}
+
+static inline int stop_asked(const int32_t *stop) {
+  return stop != NULL && __atomic_load_n(stop, __ATOMIC_RELAXED) != 0;
+}
+
+static inline void release_held(napi_env env, held_arrays *h) {
+  for (int i = 0; i < h->n; i++) napi_delete_reference(env, h->refs[i]);
+  h->n = 0;
+}
+
 /* An addon's exports: one function per name. */
 typedef struct {
   const char *name;

@@ -345,8 +345,7 @@ static napi_value js_read_small(napi_env env, napi_callback_info info) {
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
-  napi_ref held[6]; /* refs, segs, arena, out, result, stop */
-  int nrefs;
+  held_arrays held; /* refs, segs, arena, out, result, stop */
   char *dir;
   const uint8_t *refs;
   size_t ds, nrefs_table;
@@ -403,7 +402,7 @@ static void assemble_execute(napi_env env, void *data) {
   uint64_t start = job->start;
   size_t i = 0;
   for (; i < job->nsegs && used < job->out_len; i++) {
-    if (job->stop && __atomic_load_n(job->stop, __ATOMIC_RELAXED)) break;
+    if (stop_asked(job->stop)) break;
     double kind = job->segs[2 * i], arg = job->segs[2 * i + 1];
     size_t room = job->out_len - used;
     if (kind == 0) {
@@ -450,7 +449,7 @@ static void assemble_execute(napi_env env, void *data) {
 }
 
 static void assemble_free(napi_env env, assemble_job *job) {
-  for (int i = 0; i < job->nrefs; i++) napi_delete_reference(env, job->held[i]);
+  release_held(env, &job->held);
   free(job->dir);
   free(job);
 }
@@ -465,16 +464,6 @@ static void assemble_complete(napi_env env, napi_status status, void *data) {
   }
   napi_delete_async_work(env, job->work);
   assemble_free(env, job);
-}
-
-/* A typed array of `want` held for the job. */
-static int hold_array(napi_env env, assemble_job *job, napi_value v, napi_typedarray_type want, void **data, size_t *len) {
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t offset;
-  bool is_ta = false;
-  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta || napi_get_typedarray_info(env, v, &type, len, data, &ab, &offset) != napi_ok || type != want) return 0;
-  return napi_create_reference(env, v, 1, &job->held[job->nrefs++]) == napi_ok;
 }
 
 static napi_value js_assemble(napi_env env, napi_callback_info info) {
@@ -495,28 +484,24 @@ static napi_value js_assemble(napi_env env, napi_callback_info info) {
   int ok = napi_get_value_string_utf8(env, argv[0], buf, sizeof buf, &len) == napi_ok && len < sizeof buf - 1 && (job->dir = strdup(buf)) != NULL;
   void *p;
   size_t n;
-  if (ok && (ok = hold_array(env, job, argv[1], napi_uint8_array, &p, &n))) {
+  if (ok && (ok = hold_typed(env, &job->held, argv[1], napi_uint8_array, &p, &n))) {
     job->refs = p;
     job->nrefs_table = n / ds;
   }
-  if (ok && (ok = hold_array(env, job, argv[3], napi_float64_array, &p, &n))) {
+  if (ok && (ok = hold_typed(env, &job->held, argv[3], napi_float64_array, &p, &n))) {
     job->segs = p;
     job->nsegs = n / 2;
   }
-  if (ok && (ok = hold_array(env, job, argv[4], napi_uint8_array, &p, &n))) {
+  if (ok && (ok = hold_typed(env, &job->held, argv[4], napi_uint8_array, &p, &n))) {
     job->arena = p;
     job->arena_len = n;
   }
-  if (ok && (ok = hold_array(env, job, argv[6], napi_uint8_array, &p, &n))) {
+  if (ok && (ok = hold_typed(env, &job->held, argv[6], napi_uint8_array, &p, &n))) {
     job->out = p;
     job->out_len = n;
   }
-  if (ok && (ok = hold_array(env, job, argv[7], napi_float64_array, &p, &n) && n >= 4)) job->result = p;
-  napi_valuetype t;
-  if (ok && (ok = napi_typeof(env, argv[8], &t) == napi_ok) && t != napi_undefined && t != napi_null) {
-    ok = hold_array(env, job, argv[8], napi_int32_array, &p, &n) && n >= 1;
-    job->stop = p;
-  }
+  if (ok && (ok = hold_typed(env, &job->held, argv[7], napi_float64_array, &p, &n) && n >= 4)) job->result = p;
+  if (ok) ok = hold_stop(env, &job->held, argv[8], &job->stop);
   /* Every inline segment must lie in the arena, every object index in ids. */
   size_t arena_need = 0;
   for (size_t i = 0; ok && i < job->nsegs; i++) {

@@ -389,8 +389,7 @@ static napi_value digest_path(napi_env env, napi_callback_info info) {
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
-  napi_ref refs[3];
-  int nrefs;
+  held_arrays held;
   int alg;
   const int32_t *stop;
   /* digestPaths */
@@ -407,17 +406,18 @@ typedef struct {
 } pool_job;
 
 static int stopped(const pool_job *job) {
-  return job->stop != NULL && __atomic_load_n(job->stop, __ATOMIC_RELAXED) != 0;
+  return stop_asked(job->stop);
 }
 
+/* Frees a job, queued or not (work is NULL until it is). */
 static void pool_job_free(napi_env env, pool_job *job) {
-  for (int i = 0; i < job->nrefs; i++) napi_delete_reference(env, job->refs[i]);
+  release_held(env, &job->held);
   if (job->paths) {
     for (size_t i = 0; i < job->count; i++) free(job->paths[i]);
     free(job->paths);
   }
   free(job->path);
-  napi_delete_async_work(env, job->work);
+  if (job->work) napi_delete_async_work(env, job->work);
   free(job);
 }
 
@@ -439,29 +439,6 @@ static void paths_execute(napi_env env, void *data) {
   size_t i = 0;
   for (; i < job->count && !stopped(job); i++) job->sizes[i] = digest_object(job->alg, job->paths[i], job->digests + i * ds, job->follow);
   job->result = (double)i;
-}
-
-/* Holds `v` (a typed array of `type`) for the job; its data and length out. */
-static int hold(napi_env env, pool_job *job, napi_value v, napi_typedarray_type want, void **data, size_t *len) {
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t offset;
-  bool is_ta = false;
-  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta) return 0;
-  if (napi_get_typedarray_info(env, v, &type, len, data, &ab, &offset) != napi_ok || type != want) return 0;
-  return napi_create_reference(env, v, 1, &job->refs[job->nrefs++]) == napi_ok;
-}
-
-/* An optional stop flag: undefined/null, or an Int32Array of at least one element. */
-static int hold_stop(napi_env env, pool_job *job, napi_value v) {
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok) return 0;
-  if (t == napi_undefined || t == napi_null) return 1;
-  void *p;
-  size_t len;
-  if (!hold(env, job, v, napi_int32_array, &p, &len) || len < 1) return 0;
-  job->stop = p;
-  return 1;
 }
 
 static char *string_arg(napi_env env, napi_value v) {
@@ -499,8 +476,8 @@ static napi_value digest_paths(napi_env env, napi_callback_info info) {
   size_t sizes_len, digests_len;
   void *sizes, *digests;
   size_t ds = alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
-  int ok = hold(env, job, argv[2], napi_float64_array, &sizes, &sizes_len) && sizes_len >= n && hold(env, job, argv[3], napi_uint8_array, &digests, &digests_len) &&
-           digests_len >= (size_t)n * ds && hold_stop(env, job, argv[4]);
+  int ok = hold_typed(env, &job->held, argv[2], napi_float64_array, &sizes, &sizes_len) && sizes_len >= n &&
+           hold_typed(env, &job->held, argv[3], napi_uint8_array, &digests, &digests_len) && digests_len >= (size_t)n * ds && hold_stop(env, &job->held, argv[4], &job->stop);
   if (ok) {
     job->sizes = sizes;
     job->digests = digests;
@@ -513,11 +490,7 @@ static napi_value digest_paths(napi_env env, napi_callback_info info) {
     }
   }
   if (!ok) {
-    for (int i = 0; i < job->nrefs; i++) napi_delete_reference(env, job->refs[i]);
-    if (job->paths)
-      for (size_t i = 0; i < job->count; i++) free(job->paths[i]);
-    free(job->paths);
-    free(job);
+    pool_job_free(env, job);
     return throw_type(env, usage);
   }
   job->count = n;
@@ -618,10 +591,8 @@ static napi_value digest_range(napi_env env, napi_callback_info info) {
   void *level1;
   size_t level1_len;
   job->path = string_arg(env, argv[1]);
-  if (!job->path || !hold(env, job, argv[4], napi_uint8_array, &level1, &level1_len) || level1_len < groups * ds || !hold_stop(env, job, argv[5])) {
-    for (int i = 0; i < job->nrefs; i++) napi_delete_reference(env, job->refs[i]);
-    free(job->path);
-    free(job);
+  if (!job->path || !hold_typed(env, &job->held, argv[4], napi_uint8_array, &level1, &level1_len) || level1_len < groups * ds || !hold_stop(env, &job->held, argv[5], &job->stop)) {
+    pool_job_free(env, job);
     return throw_type(env, usage);
   }
   job->level1 = level1;
@@ -645,7 +616,7 @@ static napi_value digest_range(napi_env env, napi_callback_info info) {
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
-  napi_ref stop_ref;
+  held_arrays held;
   const int32_t *stop;
   int alg;
   char *dir;
@@ -749,7 +720,7 @@ static void dir_execute(napi_env env, void *data) {
     return;
   }
   for (;;) {
-    if (job->stop && __atomic_load_n(job->stop, __ATOMIC_RELAXED)) {
+    if (stop_asked(job->stop)) {
       job->err = ECANCELED;
       break;
     }
@@ -770,13 +741,13 @@ static void dir_execute(napi_env env, void *data) {
 }
 
 static void dir_job_free(napi_env env, dir_job *job) {
-  if (job->stop_ref) napi_delete_reference(env, job->stop_ref);
+  release_held(env, &job->held);
   free(job->dir);
   free(job->names);
   free(job->status);
   free(job->sizes);
   free(job->digests);
-  napi_delete_async_work(env, job->work);
+  if (job->work) napi_delete_async_work(env, job->work);
   free(job);
 }
 
@@ -826,21 +797,8 @@ static napi_value digest_dir(napi_env env, napi_callback_info info) {
   job->name_len = name_len;
   memcpy(job->prefix, prefix, 3);
   job->dir = string_arg(env, argv[1]);
-  napi_valuetype t;
-  int ok = job->dir != NULL && napi_typeof(env, argv[4], &t) == napi_ok;
-  if (ok && t != napi_undefined && t != napi_null) {
-    napi_typedarray_type type;
-    napi_value ab;
-    size_t len, off;
-    void *p;
-    bool is_ta = false;
-    ok = napi_is_typedarray(env, argv[4], &is_ta) == napi_ok && is_ta && napi_get_typedarray_info(env, argv[4], &type, &len, &p, &ab, &off) == napi_ok &&
-         type == napi_int32_array && len >= 1 && napi_create_reference(env, argv[4], 1, &job->stop_ref) == napi_ok;
-    job->stop = p;
-  }
-  if (!ok) {
-    free(job->dir);
-    free(job);
+  if (!job->dir || !hold_stop(env, &job->held, argv[4], &job->stop)) {
+    dir_job_free(env, job);
     return throw_type(env, usage);
   }
   return queue_promise_work(env, "veritree:digestDir", dir_execute, dir_complete, job, &job->deferred, &job->work);
