@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 
-const cli = resolve('dist/src/cli/main.js');
+const cli = resolve('dist/src/cli/veritree.cjs');
 const repo = '.veritree-example';
 const r = spawnSync(process.execPath, [cli, 'import', 'oci:example/oci:latest', 'example', '--repo', repo], { stdio: 'inherit' });
 if (r.status !== 0) process.exit(r.status ?? 1);

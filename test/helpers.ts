@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 /** The repository root (tests run compiled, from dist/test/). */
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+export const CLI = fileURLToPath(new URL('../src/cli/veritree.cjs', import.meta.url));
 export const SHARED = join(ROOT, '..', 'shared');
 
 export function hasTool(name: string): boolean {
