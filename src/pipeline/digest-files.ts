@@ -62,13 +62,15 @@ function engineFor(pool: VerityPool, impl: HashImpl, alg: HashAlgorithm): Engine
   let running = 0;
   const waiting: (() => void)[] = [];
   const slot = async <T>(fn: () => Promise<T>): Promise<T> => {
+    // A freed slot passes straight to the next waiter, so no newcomer can take it in between.
     if (running >= pool.size) await new Promise<void>((resolve) => waiting.push(resolve));
-    running++;
+    else running++;
     try {
       return await fn();
     } finally {
-      running--;
-      waiting.shift()?.();
+      const next = waiting.shift();
+      if (next) next();
+      else running--;
     }
   };
   return { pool, threads, slot };
