@@ -2,6 +2,7 @@
 #ifndef VERITREE_NAPI_ASYNC_H
 #define VERITREE_NAPI_ASYNC_H
 #include <node_api.h>
+#include <stdio.h>
 
 /* Rejects with an Error whose `code` is set, as node:fs errors are. */
 static inline void reject_with_code(napi_env env, napi_deferred deferred, const char *code_str, const char *msg) {
@@ -10,6 +11,23 @@ static inline void reject_with_code(napi_env env, napi_deferred deferred, const 
   napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
   napi_create_error(env, code, message, &error);
   napi_reject_deferred(env, deferred, error);
+}
+
+/*
+ * Settles a job's promise from its complete callback: rejected ("<what>: cancelled") when the job
+ * never ran, else resolved with `*value`, or with undefined when value is NULL.
+ */
+static inline void settle_job(napi_env env, napi_deferred deferred, napi_status status, const double *value, const char *what) {
+  if (status != napi_ok) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s: cancelled", what);
+    reject_with_code(env, deferred, "EINTR", msg);
+    return;
+  }
+  napi_value v;
+  if (value) napi_create_double(env, *value, &v);
+  else napi_get_undefined(env, &v);
+  napi_resolve_deferred(env, deferred, v);
 }
 
 /* Queues `execute` (thread pool) then `complete` (this thread) on `data`; returns the promise `complete` settles. */

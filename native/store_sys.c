@@ -456,12 +456,7 @@ static void assemble_free(napi_env env, assemble_job *job) {
 
 static void assemble_complete(napi_env env, napi_status status, void *data) {
   assemble_job *job = data;
-  if (status != napi_ok) reject_with_code(env, job->deferred, "EINTR", "assemble: cancelled");
-  else {
-    napi_value undef;
-    napi_get_undefined(env, &undef);
-    napi_resolve_deferred(env, job->deferred, undef);
-  }
+  settle_job(env, job->deferred, status, NULL, "assemble");
   napi_delete_async_work(env, job->work);
   assemble_free(env, job);
 }

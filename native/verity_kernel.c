@@ -423,12 +423,7 @@ static void pool_job_free(napi_env env, pool_job *job) {
 
 static void pool_complete(napi_env env, napi_status status, void *data) {
   pool_job *job = data;
-  if (status != napi_ok) reject_with_code(env, job->deferred, "EINTR", "veritree hashing job cancelled");
-  else {
-    napi_value v;
-    napi_create_double(env, job->result, &v);
-    napi_resolve_deferred(env, job->deferred, v);
-  }
+  settle_job(env, job->deferred, status, &job->result, job->paths ? "digestPaths" : "digestRange");
   pool_job_free(env, job);
 }
 
@@ -855,13 +850,7 @@ static void sha_complete(napi_env env, napi_status status, void *data) {
   sha_job *job = data;
   napi_delete_reference(env, job->ctx_ref);
   napi_delete_reference(env, job->data_ref);
-  if (status == napi_ok) {
-    napi_value undef;
-    napi_get_undefined(env, &undef);
-    napi_resolve_deferred(env, job->deferred, undef);
-  } else {
-    reject_with_code(env, job->deferred, "EINTR", "shaUpdate: cancelled");
-  }
+  settle_job(env, job->deferred, status, NULL, "shaUpdate");
   napi_delete_async_work(env, job->work);
   free(job);
 }
