@@ -72,11 +72,16 @@ before(() => {
 after(() => dir && cleanup(dir));
 
 test('SIGKILL at 21 moments of a multi-layer import: no corrupt object, no dangling reference, no tag for an incomplete image; a second import gives the clean result; gc removes the leftovers', { skip: SKIP, timeout: 600_000 }, async () => {
-  // How long a whole import takes here, so the kills spread over all of it.
-  const t0 = performance.now();
-  const probe = start(['import', `oci:${layout}:full`, '--repo', join(dir, 'probe'), '--no-progress']);
-  assert.equal((await probe.done).code, 0);
-  const total = performance.now() - t0;
+  // How long a whole import takes here, so the kills spread over all of it: the faster of two
+  // probes (one import's syncfs can wait on whatever else the machine has written meanwhile, and
+  // a slow probe would spread the kills past the end of the imports).
+  let total = Infinity;
+  for (const k of [0, 1]) {
+    const t0 = performance.now();
+    const probe = start(['import', `oci:${layout}:full`, '--repo', join(dir, `probe${k}`), '--no-progress']);
+    assert.equal((await probe.done).code, 0);
+    total = Math.min(total, performance.now() - t0);
+  }
   const wantObjects = objects(reference);
   const wantStreams = streams(reference);
   let killedMidway = 0;
