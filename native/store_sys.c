@@ -224,36 +224,54 @@ typedef struct {
   small_file *files;
 } small_job;
 
+/*
+ * Opens `path` (relative to dfd, or AT_FDCWD) as the store opens what it reads: no symlink
+ * followed, no open that blocks, a regular file only. The descriptor, its size in *size; or
+ * -errno, or -1000 - the file type (S_IFMT >> 12).
+ */
+static long long open_regular_at(int dfd, const char *path, uint64_t *size) {
+  int fd = openat(dfd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return -(long long)errno;
+  struct stat st;
+  long long r = fd;
+  if (fstat(fd, &st) != 0) r = -(long long)errno;
+  else if (!S_ISREG(st.st_mode)) r = -1000 - (long long)((st.st_mode & S_IFMT) >> 12);
+  else *size = (uint64_t)st.st_size;
+  if (r < 0) close(fd);
+  return r;
+}
+
+/*
+ * Reads [from, from + want) into dst: the bytes read, fewer when the file ends first (it shrank:
+ * what is there, the caller's digest check decides), or -errno.
+ */
+static long long pread_full(int fd, uint8_t *dst, size_t want, uint64_t from) {
+  size_t got = 0;
+  while (got < want) {
+    ssize_t n = pread(fd, dst + got, want - got, (off_t)(from + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -(long long)errno;
+    if (n == 0) break;
+    got += (size_t)n;
+  }
+  return (long long)got;
+}
+
 static void read_one(small_file *f, size_t max) {
-  int fd = open(f->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  uint64_t size = 0;
+  long long fd = open_regular_at(AT_FDCWD, f->path, &size);
   if (fd < 0) {
-    f->result = -errno;
+    f->result = (long)fd;
     return;
   }
-  struct stat st;
-  if (fstat(fd, &st) != 0) f->result = -errno;
-  else if (!S_ISREG(st.st_mode)) f->result = -1000 - (long)((st.st_mode & S_IFMT) >> 12);
-  else if ((uint64_t)st.st_size > max) f->result = READ_SMALL_TOO_BIG;
+  if (size > max) f->result = READ_SMALL_TOO_BIG;
+  else if (!(f->data = malloc(size ? (size_t)size : 1))) f->result = -ENOMEM;
   else {
-    size_t want = (size_t)st.st_size;
-    f->data = malloc(want ? want : 1);
-    if (!f->data) f->result = -ENOMEM;
-    else {
-      size_t got = 0;
-      while (got < want) {
-        ssize_t n = pread(fd, f->data + got, want - got, (off_t)got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-          f->result = -errno;
-          break;
-        }
-        if (n == 0) break; /* shrank: what is there, the caller's digest check decides */
-        got += (size_t)n;
-      }
-      f->len = got;
-    }
+    long long got = pread_full((int)fd, f->data, (size_t)size, 0);
+    if (got < 0) f->result = (long)got;
+    else f->len = (size_t)got;
   }
-  close(fd);
+  close((int)fd);
 }
 
 static void small_execute(napi_env env, void *data) {
@@ -362,29 +380,10 @@ typedef struct {
 
 /* Reads [from, from + want) of an object into dst; the bytes read (fewer at its end), or -errno / -1000 - type. */
 static long long read_object_part(int dfd, const char *id, uint64_t from, uint8_t *dst, size_t want, uint64_t *size_out) {
-  int fd = openat(dfd, id, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return -(long long)errno;
-  struct stat st;
-  long long r;
-  if (fstat(fd, &st) != 0) r = -(long long)errno;
-  else if (!S_ISREG(st.st_mode)) r = -1000 - (long long)((st.st_mode & S_IFMT) >> 12);
-  else {
-    *size_out = (uint64_t)st.st_size;
-    size_t got = 0;
-    r = 0;
-    while (got < want) {
-      ssize_t n = pread(fd, dst + got, want - got, (off_t)(from + got));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        r = -(long long)errno;
-        break;
-      }
-      if (n == 0) break;
-      got += (size_t)n;
-    }
-    if (r == 0) r = (long long)got;
-  }
-  close(fd);
+  long long fd = open_regular_at(dfd, id, size_out);
+  if (fd < 0) return fd;
+  long long r = pread_full((int)fd, dst, want, from);
+  close((int)fd);
   return r;
 }
 

@@ -36,6 +36,20 @@ export function loadAddon<T>(name: string): LoadedAddon<T> {
   return { addon: null, reason };
 }
 
+/**
+ * A stop flag for an addon's job on libuv's thread pool: an Int32Array the job reads between
+ * files and reads, set to 1 when `signal` aborts; `done` removes the listener. No flag without a
+ * signal.
+ */
+export function stopFlag(signal: AbortSignal | undefined): { flag: Int32Array | undefined; done: () => void } {
+  if (!signal) return { flag: undefined, done: () => undefined };
+  const flag = new Int32Array(new SharedArrayBuffer(4));
+  const onAbort = (): void => void Atomics.store(flag, 0, 1);
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  return { flag, done: () => signal.removeEventListener('abort', onAbort) };
+}
+
 /** What an addon's call on a path (digestPath, readSmall) found instead of a result. */
 export type NativeFileFailure = { errno: string } | { notRegular: string };
 

@@ -6,6 +6,8 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { throwIfAborted } from '../errors.ts';
+import { stopFlag } from '../native-addon.ts';
+import { digestSize } from '../verity/constants.ts';
 import { createSha256Stream } from '../verity/sha-stream.ts';
 import { assembler, nativeOpenError, openRegular, readAll, readSmallRegular, TOO_BIG, type AssembledBatch } from './sys.ts';
 import type { Repository } from './repository.ts';
@@ -209,15 +211,12 @@ const SINK_PIECE = 1 << 20;
 type Assemble = NonNullable<ReturnType<typeof assembler>>;
 
 async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, assemble: Assemble, opts: RebuildOptions): Promise<{ sha256: string; bytes: number }> {
-  const refs = readRefs(streamObject).objectRefs;
+  const { alg, objectRefs: refs } = readRefs(streamObject);
   // The digests as the stream holds them: the addon names each object from its bytes.
   const refTable = objectRefTable(streamObject);
-  const digestSize = refs.length > 0 ? refTable.length / refs.length : 32;
   const it = streamChunks(streamObject)[Symbol.asyncIterator]();
   const sha = createSha256Stream();
-  const stop = new Int32Array(new SharedArrayBuffer(4));
-  const onAbort = (): void => void Atomics.store(stop, 0, 1);
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const stop = stopFlag(opts.signal);
   // Chunks decoded, not yet laid out: the first starts `start` bytes in.
   let queue: StreamChunk[] = [];
   let head = 0;
@@ -275,7 +274,7 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
       }
       let r: AssembledBatch;
       try {
-        r = await assemble(repo.objectsDir, refTable, digestSize, segs, arena, start, out, stop);
+        r = await assemble(repo.objectsDir, refTable, digestSize(alg), segs, arena, start, out, stop.flag);
       } catch (e) {
         give(out);
         throw e;
@@ -311,8 +310,7 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
     await Promise.all([hashed, sunk]);
     return { sha256: await sha.digestHex(), bytes };
   } finally {
-    opts.signal?.removeEventListener('abort', onAbort);
-    Atomics.store(stop, 0, 1);
+    stop.done();
     await Promise.allSettled([hashed, sunk]);
     await it.return?.(undefined);
   }

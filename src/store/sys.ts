@@ -60,9 +60,9 @@ export function notRegularKind(kind: string, path: string, what: string, code: E
  * use for the same refusal (openRegular's: a symlink, a missing object, not a regular file).
  */
 export function objectFailureMessage(r: NativeFileFailure, path: string, what = 'object'): string {
-  if ('notRegular' in r) return notRegularKind(r.notRegular, path, what).message;
-  if (r.errno === 'ELOOP' || r.errno === 'ENOENT') return openFailed(Object.assign(new Error(r.errno), { code: r.errno }), path, what, ERROR_CODES.STORE_CORRUPT).message;
-  return `reading ${what} ${path}: ${r.errno}`;
+  // Any other errno was met reading, after the open: said as such, not as openRegular's I/O error.
+  if ('errno' in r && r.errno !== 'ELOOP' && r.errno !== 'ENOENT') return `reading ${what} ${path}: ${r.errno}`;
+  return nativeOpenError(r, path, what).message;
 }
 
 /** The error openRegular would have thrown for what the addon found opening `path`. */

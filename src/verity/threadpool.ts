@@ -8,7 +8,7 @@
  * @module
  */
 import { throwIfAborted } from '../errors.ts';
-import { nativeFileFailure, type NativeFileFailure } from '../native-addon.ts';
+import { nativeFileFailure, stopFlag, type NativeFileFailure } from '../native-addon.ts';
 import { loadNativeKernel, resolveImpl, type HashImpl } from './backends.ts';
 import { HASH_ALGORITHMS, BLOCK_SIZE, type HashAlgorithm } from './constants.ts';
 
@@ -61,16 +61,6 @@ export interface ThreadpoolHasher {
 export function libuvThreads(env: NodeJS.ProcessEnv = process.env): number {
   const n = Number(env.UV_THREADPOOL_SIZE);
   return Number.isInteger(n) && n >= 1 ? Math.min(n, 1024) : 4;
-}
-
-/** A flag the kernel reads between files and reads, set when `signal` aborts. */
-function stopFlag(signal: AbortSignal | undefined): { flag: Int32Array | undefined; done: () => void } {
-  if (!signal) return { flag: undefined, done: () => undefined };
-  const flag = new Int32Array(new SharedArrayBuffer(4));
-  const onAbort = (): void => void Atomics.store(flag, 0, 1);
-  if (signal.aborted) onAbort();
-  else signal.addEventListener('abort', onAbort, { once: true });
-  return { flag, done: () => signal.removeEventListener('abort', onAbort) };
 }
 
 /** The hasher, or null when `impl` does not resolve to the native kernel or it lacks these calls. */
