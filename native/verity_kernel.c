@@ -338,12 +338,12 @@ static napi_value digest_buffer(napi_env env, napi_callback_info info) {
 }
 
 /*
- * One file's digest by path: open (no symlink followed unless `follow`, never blocking), check it
- * is a regular file, digest, close. The size, or -errno, or -1000 - the file type (S_IFMT >> 12).
+ * One file's digest by path (relative to dfd, or AT_FDCWD): open (no symlink followed unless
+ * `follow`, never blocking), check it is a regular file, digest, close. The size, or -errno, or -1000 - the file type (S_IFMT >> 12).
  */
-static double digest_object(int alg, const char *path, uint8_t *out, int follow) {
+static double digest_object(int alg, int dfd, const char *path, uint8_t *out, int follow) {
   double ret;
-  int fd = open(path, O_RDONLY | (follow ? 0 : O_NOFOLLOW) | O_NONBLOCK | O_CLOEXEC);
+  int fd = openat(dfd, path, O_RDONLY | (follow ? 0 : O_NOFOLLOW) | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return -(double)errno;
   struct stat st;
   if (fstat(fd, &st) != 0) ret = -(double)errno;
@@ -373,7 +373,7 @@ static napi_value digest_path(napi_env env, napi_callback_info info) {
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3 || !get_alg_out(env, argv, &alg, &out) ||
       napi_get_value_string_utf8(env, argv[1], path, sizeof path, &path_len) != napi_ok || path_len >= sizeof path - 1)
     return throw_type(env, "digestPath(alg: 1 | 2, path, out: Uint8Array(64))");
-  double ret = digest_object((int)alg, path, out, 0);
+  double ret = digest_object((int)alg, AT_FDCWD, path, out, 0);
   napi_value result;
   napi_create_double(env, ret, &result);
   return result;
@@ -432,7 +432,7 @@ static void paths_execute(napi_env env, void *data) {
   pool_job *job = data;
   size_t ds = job->alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
   size_t i = 0;
-  for (; i < job->count && !stopped(job); i++) job->sizes[i] = digest_object(job->alg, job->paths[i], job->digests + i * ds, job->follow);
+  for (; i < job->count && !stopped(job); i++) job->sizes[i] = digest_object(job->alg, AT_FDCWD, job->paths[i], job->digests + i * ds, job->follow);
   job->result = (double)i;
 }
 
@@ -675,20 +675,7 @@ static void dir_entry(dir_job *job, int dfd, const struct dirent *e) {
   }
   if (type != DT_REG) return;
   uint8_t *digest = job->digests + i * ds;
-  double r;
-  int fd = openat(dfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) r = -(double)errno;
-  else {
-    struct stat st;
-    if (fstat(fd, &st) != 0) r = -(double)errno;
-    else if (!S_ISREG(st.st_mode)) r = -1000.0 - (double)((st.st_mode & S_IFMT) >> 12);
-    else {
-      uint64_t size = 0;
-      int err = digest_core(job->alg, fd, digest, &size, (uint64_t)st.st_size);
-      r = err ? -(double)err : (double)size;
-    }
-    close(fd);
-  }
+  double r = digest_object(job->alg, dfd, e->d_name, digest, 0);
   job->sizes[i] = r;
   if (r < 0) {
     job->status[i] = 3;
