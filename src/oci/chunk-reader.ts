@@ -1,6 +1,8 @@
 /**
  * Pulls exact byte counts out of an async stream of chunks without copying what it can hand out
  * as views. The tar splitter reads headers (512 bytes) and contents (any size) through it.
+ * Views stay valid after the next read: every source the splitter is given (a file's read
+ * stream, node:zlib, the zstd decoders) hands out a fresh buffer per chunk, never reused.
  * @module
  */
 export class ChunkReader {
@@ -27,6 +29,18 @@ export class ChunkReader {
       this.pos = 0;
     }
     return true;
+  }
+
+  /**
+   * The next `n` bytes as a view, when the chunk in hand holds them all; else null and nothing is
+   * consumed. The splitter's fast path: most headers and small files need no await and no copy.
+   */
+  view(n: number): Uint8Array | null {
+    if (this.cur.length - this.pos < n) return null;
+    const v = this.cur.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    this.offset += n;
+    return v;
   }
 
   /** Exactly `n` bytes (a copy), or fewer only at the end of the stream. */

@@ -30,6 +30,11 @@ export interface SplitSink {
   inline(bytes: Uint8Array): void | Promise<void>;
   /** A content to store as an object: consume `content` (exactly `entry.size` bytes) to its end. */
   external(entry: TarEntry, content: AsyncIterable<Uint8Array>): Promise<void>;
+  /**
+   * The same, for a content that lies whole in the chunk in hand: `bytes` is all of it, a view
+   * that stays valid (see ChunkReader). Without it, every content goes to `external`.
+   */
+  externalBytes?(entry: TarEntry, bytes: Uint8Array): void | Promise<void>;
   /** Every entry that is not a metadata record, before its content (fuzzing compares these). */
   entry?(entry: TarEntry): void;
   /** Small files' contents, inline (they are also passed here so callers can count them). */
@@ -56,20 +61,44 @@ function clean(p: string): string {
   return n === '.' ? '' : n.replace(/\/$/, '');
 }
 
-/** Tracks symlinks seen so far, to warn about entries that would be created beneath one. */
+interface LinkNode {
+  link: boolean;
+  kids: Map<string, LinkNode> | null;
+}
+
+/**
+ * Tracks symlinks seen so far, to warn about entries that would be created beneath one. A tree of
+ * path components, so that checking an entry costs one lookup per component: a path 10,000
+ * folders deep is not 10,000 prefixes hashed whole.
+ */
 class SymlinkWatch {
-  private readonly links = new Set<string>();
+  private readonly root: LinkNode = { link: false, kids: null };
 
   note(entry: TarEntry): string | null {
-    const p = clean(entry.path);
+    const parts = clean(entry.path).split('/');
+    let node: LinkNode | undefined = this.root;
     let hit: string | null = null;
-    const parts = p.split('/');
-    for (let i = 1; i < parts.length && !hit; i++) {
-      const prefix = parts.slice(0, i).join('/');
-      if (this.links.has(prefix)) hit = prefix;
+    for (let i = 0; i < parts.length - 1 && node; i++) {
+      node = node.kids?.get(parts[i] as string);
+      if (node?.link) {
+        hit = parts.slice(0, i + 1).join('/');
+        break;
+      }
     }
-    if (entry.typeflag === TYPE.symlink) this.links.add(p);
-    else this.links.delete(p);
+    if (entry.typeflag === TYPE.symlink) {
+      let at = this.root;
+      for (const part of parts) {
+        at.kids ??= new Map();
+        let next = at.kids.get(part);
+        if (!next) at.kids.set(part, (next = { link: false, kids: null }));
+        at = next;
+      }
+      at.link = true;
+    } else if (this.root.kids) {
+      let at: LinkNode | undefined = this.root;
+      for (let i = 0; i < parts.length && at; i++) at = at.kids?.get(parts[i] as string);
+      if (at) at.link = false;
+    }
     return hit;
   }
 }
@@ -92,6 +121,8 @@ export async function splitTar(source: AsyncIterable<Uint8Array>, sink: SplitSin
 }
 
 async function split(r: ChunkReader, sink: SplitSink): Promise<SplitStats> {
+  // Each step takes the synchronous path when the chunk in hand holds the bytes and the sink does
+  // not push back: a layer of 100,000 small files must not cost a promise per header and pad.
   const emit = async (b: Uint8Array): Promise<void> => {
     const p = sink.inline(b);
     if (p) await p;
@@ -103,18 +134,22 @@ async function split(r: ChunkReader, sink: SplitSink): Promise<SplitStats> {
   for (;;) {
     throwIfAborted(sink.signal);
     const at = r.offset;
-    const block = await r.exact(TAR_BLOCK);
-    if (block.length === 0) {
-      sink.warn('TAR_NO_END', 'layer tar ends without its end-of-archive blocks');
-      break;
+    let block = r.view(TAR_BLOCK);
+    if (block === null) {
+      block = await r.exact(TAR_BLOCK);
+      if (block.length === 0) {
+        sink.warn('TAR_NO_END', 'layer tar ends without its end-of-archive blocks');
+        break;
+      }
+      if (block.length < TAR_BLOCK) {
+        await emit(block);
+        if (!isZeroBlock(block)) throw truncated(`a header at offset ${at}`);
+        sink.warn('TAR_NO_END', 'layer tar ends inside its end-of-archive blocks');
+        break;
+      }
     }
-    if (block.length < TAR_BLOCK) {
-      await emit(block);
-      if (!isZeroBlock(block)) throw truncated(`a header at offset ${at}`);
-      sink.warn('TAR_NO_END', 'layer tar ends inside its end-of-archive blocks');
-      break;
-    }
-    await emit(block);
+    const pb = sink.inline(block);
+    if (pb) await pb;
     if (isZeroBlock(block)) {
       const rest = await r.rest(MAX_TRAILING_BYTES);
       if (rest === null) throw new VeritreeError(ERROR_CODES.TAR_LIMIT_EXCEEDED, `more than ${MAX_TRAILING_BYTES} bytes follow the end of the layer tar`);
@@ -128,7 +163,7 @@ async function split(r: ChunkReader, sink: SplitSink): Promise<SplitStats> {
     let size: number;
     if (rec.kind === 'meta') {
       size = rec.size;
-      const meta = await r.exact(size);
+      const meta = r.view(size) ?? (await r.exact(size));
       await emit(meta);
       if (meta.length < size) throw truncated(`a metadata record at offset ${at}`);
       records.meta(rec, meta);
@@ -146,11 +181,16 @@ async function split(r: ChunkReader, sink: SplitSink): Promise<SplitStats> {
       if (beneath !== null) sink.warn('TAR_BENEATH_SYMLINK', `entry ${quoted(entry.path)} at offset ${at} lies beneath the symlink ${quoted(beneath)}`);
 
       if (size > INLINE_MAX && (isRegularType(h.typeflag) || size > MAX_META_BYTES)) {
-        await storeExternal(r, sink, entry);
+        const whole = sink.externalBytes ? r.view(size) : null;
+        if (whole) {
+          const p = sink.externalBytes?.(entry, whole);
+          if (p) await p;
+        } else await storeExternal(r, sink, entry);
         stats.externalFiles++;
       } else {
-        const content = await r.exact(size);
-        await emit(content);
+        const content = r.view(size) ?? (await r.exact(size));
+        const pc = sink.inline(content);
+        if (pc) await pc;
         if (content.length < size) throw truncated(`the content of ${quoted(entry.path)} (${content.length} of ${size} bytes)`);
         if (isRegularType(h.typeflag)) {
           stats.inlineFiles++;
@@ -160,8 +200,9 @@ async function split(r: ChunkReader, sink: SplitSink): Promise<SplitStats> {
     }
     const pad = paddingOf(size);
     if (pad) {
-      const p = await r.exact(pad);
-      await emit(p);
+      const p = r.view(pad) ?? (await r.exact(pad));
+      const pp = sink.inline(p);
+      if (pp) await pp;
       if (p.length < pad) {
         sink.warn('TAR_UNPADDED', `the last entry of the layer tar is not padded to a 512-byte block`);
         break;

@@ -69,6 +69,24 @@ export class SmallFileBatcher {
     return { result: new Promise<PublishResult>((resolve, reject) => this.pending.push({ resolve, reject })) };
   }
 
+  /**
+   * Copies a whole content into the open batch at once, or returns null when it does not fit
+   * (then `add` it, which sends the full batch first). The fast path: no await for most files.
+   */
+  tryAdd(bytes: Uint8Array): Promise<PublishResult> | null {
+    const size = bytes.length;
+    if (size > BATCH_BYTES) throw new RangeError(`batcher: a ${size}-byte file does not fit a batch`);
+    if (this.buf && (this.off + size > this.buf.length || this.sizes.length >= BATCH_FILES)) return null;
+    if (!this.buf) {
+      this.buf = new Uint8Array(BATCH_BYTES);
+      this.off = 0;
+    }
+    this.buf.set(bytes, this.off);
+    this.off += size;
+    this.sizes.push(size);
+    return new Promise<PublishResult>((resolve, reject) => this.pending.push({ resolve, reject }));
+  }
+
   /** Whether files wait in a batch not yet sent. */
   get open(): boolean {
     return this.sizes.length > 0;

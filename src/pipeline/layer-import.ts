@@ -59,10 +59,15 @@ function withContext(e: unknown, what: string): unknown {
   return e;
 }
 
+async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield bytes;
+}
+
 async function fill(content: AsyncIterable<Uint8Array>, size: number): Promise<Uint8Array | null> {
   const buf = new Uint8Array(size);
   let got = 0;
   for await (const v of content) {
+    if (got + v.length > size) return null;
     buf.set(v, got);
     got += v.length;
   }
@@ -149,6 +154,46 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
     await batcher.flush();
     await feed.waitHeldBelow(MAX_HELD_INLINE / 2);
   };
+  const external = async (entry: TarEntry, content: AsyncIterable<Uint8Array>): Promise<void> => {
+    if (firstError) throw firstError;
+    if (entry.size > spoolThreshold) {
+      // A task slot, no bytes: the content goes to disk as it is read.
+      const lease = await ctx.budget.lease(0, local.signal);
+      let job: (() => Promise<PublishResult>) | null;
+      try {
+        job = await spool(ctx, entry, content);
+      } catch (e) {
+        lease.release();
+        throw e;
+      }
+      if (!job) lease.release();
+      else track(job().finally(lease.release));
+      return;
+    }
+    if (entry.size <= BATCH_ITEM_MAX) {
+      const added = await batcher.add(entry.size, content);
+      if (added) track(added.result);
+      return;
+    }
+    const lease = await ctx.budget.lease(entry.size, local.signal);
+    let buf: Uint8Array | null;
+    try {
+      buf = await fill(content, entry.size);
+    } catch (e) {
+      lease.release();
+      throw e;
+    }
+    if (!buf) {
+      lease.release();
+      return;
+    }
+    const task = { kind: 'store-buffer', target: ctx.repo.target, data: buf, alg: ctx.repo.alg, impl: ctx.impl } as const;
+    const run = ctx.pool.run(task, { transfer: [buf.buffer as ArrayBuffer] }).then((r) => {
+      if (!r.ok) throw new VeritreeError(r.code, `${r.message} (storing ${entry.path})`, { path: r.path });
+      return { id: r.id, size: r.size, written: r.written };
+    });
+    track(run.finally(lease.release));
+  };
   let inlined = 0;
   let lt: LayerTar | null = null;
   try {
@@ -165,46 +210,15 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
         smallFile: () => inlined++,
         entry: () => void entries++,
         warn: (code, message) => ctx.onWarning(layer, code, message),
-        external: async (entry, content) => {
+        externalBytes: (entry, bytes) => {
           if (firstError) throw firstError;
-          if (entry.size > spoolThreshold) {
-            // A task slot, no bytes: the content goes to disk as it is read.
-            const lease = await ctx.budget.lease(0, local.signal);
-            let job: (() => Promise<PublishResult>) | null;
-            try {
-              job = await spool(ctx, entry, content);
-            } catch (e) {
-              lease.release();
-              throw e;
-            }
-            if (!job) lease.release();
-            else track(job().finally(lease.release));
-            return;
-          }
-          if (entry.size <= BATCH_ITEM_MAX) {
-            const added = await batcher.add(entry.size, content);
-            if (added) track(added.result);
-            return;
-          }
-          const lease = await ctx.budget.lease(entry.size, local.signal);
-          let buf: Uint8Array | null;
-          try {
-            buf = await fill(content, entry.size);
-          } catch (e) {
-            lease.release();
-            throw e;
-          }
-          if (!buf) {
-            lease.release();
-            return;
-          }
-          const task = { kind: 'store-buffer', target: ctx.repo.target, data: buf, alg: ctx.repo.alg, impl: ctx.impl } as const;
-          const run = ctx.pool.run(task, { transfer: [buf.buffer as ArrayBuffer] }).then((r) => {
-            if (!r.ok) throw new VeritreeError(r.code, `${r.message} (storing ${entry.path})`, { path: r.path });
-            return { id: r.id, size: r.size, written: r.written };
-          });
-          track(run.finally(lease.release));
+          if (entry.size > BATCH_ITEM_MAX) return external(entry, once(bytes));
+          const added = batcher.tryAdd(bytes);
+          if (!added) return external(entry, once(bytes));
+          track(added);
+          return undefined;
         },
+        external,
         signal: local.signal,
       });
       await batcher.flush();

@@ -19,12 +19,21 @@ interface ObjectSlot {
 }
 type Slot = { kind: 'inline'; bytes: Uint8Array } | ObjectSlot;
 
+/**
+ * Held inline bytes are copied into shared chunks of this size, and consecutive ones extend one
+ * slot: a small buffer per header and padding would cost the garbage collector more than the
+ * whole copy (every typed array over 64 bytes is a separately tracked allocation).
+ */
+const ARENA_BYTES = 256 << 10;
+
 export class OrderedStreamFeed {
   private readonly builder: SplitStreamBuilder;
   /** A queue with a moving head: shift() on a long array is quadratic. */
   private slots: (Slot | undefined)[] = [];
   private head = 0;
   private held = 0;
+  private arena = new Uint8Array(0);
+  private arenaOff = 0;
   objectsWritten = 0;
   objectsPresent = 0;
 
@@ -44,8 +53,22 @@ export class OrderedStreamFeed {
       return;
     }
     // The caller's bytes may be a view of a buffer that is reused: keep a copy.
-    this.slots.push({ kind: 'inline', bytes: bytes.slice() });
     this.held += bytes.length;
+    if (bytes.length > ARENA_BYTES / 4) {
+      this.slots.push({ kind: 'inline', bytes: bytes.slice() });
+      return;
+    }
+    if (this.arena.length - this.arenaOff < bytes.length) {
+      this.arena = new Uint8Array(ARENA_BYTES);
+      this.arenaOff = 0;
+    }
+    const at = this.arenaOff;
+    this.arena.set(bytes, at);
+    this.arenaOff += bytes.length;
+    const last = this.slots[this.slots.length - 1];
+    if (last?.kind === 'inline' && last.bytes.buffer === this.arena.buffer && last.bytes.byteOffset + last.bytes.length === at) {
+      last.bytes = new Uint8Array(this.arena.buffer, last.bytes.byteOffset, last.bytes.length + bytes.length);
+    } else this.slots.push({ kind: 'inline', bytes: this.arena.subarray(at, at + bytes.length) });
   }
 
   object(result: Promise<PublishResult>): void {
