@@ -22,6 +22,7 @@ import type { ResolvedLayer } from '../src/oci/layout.ts';
 import { SmallFileBatcher } from '../src/pipeline/batcher.ts';
 import { OrderedStreamFeed } from '../src/pipeline/stream-feed.ts';
 import { ChunkReader } from '../src/oci/chunk-reader.ts';
+import { splitTar, type TarEntry } from '../src/oci/tar-split.ts';
 import { FRAME_RAW_BYTES, INLINE_RUN_MAX } from '../src/store/splitstream.ts';
 import type { PublishResult } from '../src/store/objects.ts';
 import { cleanup, prng, ROOT, tempDir } from './helpers.ts';
@@ -175,6 +176,65 @@ test('ChunkReader: exact, views and rest across chunk edges; close ends the sour
 });
 
 // ---- OrderedStreamFeed and the builder ---------------------------------------------------------
+
+function paxPath(path: string): Buffer {
+  const rec = (n: number): string => `${n} path=${path}\n`;
+  let len = rec(0).length;
+  while (rec(len).length !== len) len = rec(len).length;
+  const body = Buffer.from(rec(len), 'latin1');
+  return Buffer.concat([ustarHeader('././@PaxHeader', body.length, 'x'), body, Buffer.alloc((512 - (body.length % 512)) % 512)]);
+}
+
+async function* chunksOf(tar: Buffer, size: number): AsyncGenerator<Uint8Array> {
+  for (let off = 0; off < tar.length; off += size) yield new Uint8Array(tar.subarray(off, off + size));
+}
+
+test('splitTar: entries beneath a symlink are warned about, however deep, and every byte goes to exactly one side, in order, whatever the chunking', async () => {
+  const deep = Array.from({ length: 10_000 }, (_, i) => `d${i % 10}`).join('/');
+  const entries: Buffer[] = [
+    ustarHeader('a', 0, '2'),
+    ustarHeader('a/x', 0),
+    ustarHeader('b/c', 0),
+    ustarHeader('a', 0, '5'),
+    ustarHeader('a/y', 0),
+    ustarHeader('d/e', 0, '2'),
+    ustarHeader('d/e/f/g', 0),
+    ustarHeader('d0', 0, '2'),
+    paxPath(deep),
+    ustarHeader('placeholder', 0),
+    ustarHeader('small', 10),
+    Buffer.alloc(512, 7),
+    ustarHeader('big', 3000),
+    Buffer.alloc(3072, 9),
+  ];
+  const tar = Buffer.concat([...entries, Buffer.alloc(1024)]);
+  for (const chunk of [tar.length, 1 << 20, 4096, 700, 1]) {
+    const warnings: string[] = [];
+    const inline: Buffer[] = [];
+    const external: { path: string; bytes: Buffer }[] = [];
+    const withBytes = chunk !== 700;
+    await splitTar(chunksOf(tar, chunk), {
+      inline: (b) => void inline.push(Buffer.from(b)),
+      external: async (entry, content) => {
+        const parts: Buffer[] = [];
+        for await (const v of content) parts.push(Buffer.from(v));
+        external.push({ path: entry.path, bytes: Buffer.concat(parts) });
+      },
+      ...(withBytes ? { externalBytes: (entry: TarEntry, bytes: Uint8Array) => void external.push({ path: entry.path, bytes: Buffer.from(bytes) }) } : {}),
+      warn: (code, message) => void warnings.push(`${code} ${message.slice(0, 60)}`),
+    });
+    const beneath = warnings.filter((w) => w.startsWith('TAR_BENEATH_SYMLINK'));
+    assert.equal(beneath.length, 3, `chunk ${chunk}: ${beneath.join('\n')}`);
+    assert.match(beneath[0] as string, /"a\/x" .*/);
+    assert.match(beneath[1] as string, /"d\/e\/f\/g"/);
+    assert.match(beneath[2] as string, /"d0\/d1\/d2/);
+    assert.deepEqual(external.map((e) => [e.path, e.bytes.length, e.bytes[0]]), [['big', 3000, 9]], `chunk ${chunk}`);
+    // Inline and external bytes, put back in order, are the tar.
+    const bigAt = tar.indexOf(Buffer.alloc(3000, 9));
+    const joined = Buffer.concat(inline);
+    assert.ok(Buffer.concat([joined.subarray(0, bigAt), external[0]?.bytes as Buffer, joined.subarray(bigAt)]).equals(tar), `chunk ${chunk}: bytes round-trip`);
+  }
+});
 
 test('OrderedStreamFeed: bytes after an unfinished object wait, in order, and are counted', async () => {
   const builder = new SplitStreamBuilder('sha256', 'layer');
