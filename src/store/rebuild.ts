@@ -11,7 +11,7 @@ import { digestSize } from '../verity/constants.ts';
 import { createSha256Stream } from '../verity/sha-stream.ts';
 import { assembler, nativeOpenError, openRegular, readAll, readSmallRegular, TOO_BIG, type AssembledBatch } from './sys.ts';
 import type { Repository } from './repository.ts';
-import { objectRefTable, readRefs, streamChunks, type StreamChunk } from './splitstream.ts';
+import { objectRefTable, readRefs, streamChunkRuns, streamChunks, type StreamChunk } from './splitstream.ts';
 
 /** Objects opened ahead of the reader, and the most of one read whole into memory. */
 const READ_AHEAD = 32;
@@ -214,7 +214,7 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
   const { alg, objectRefs: refs } = readRefs(streamObject);
   // The digests as the stream holds them: the addon names each object from its bytes.
   const refTable = objectRefTable(streamObject);
-  const it = streamChunks(streamObject)[Symbol.asyncIterator]();
+  const it = streamChunkRuns(streamObject)[Symbol.asyncIterator]();
   const sha = createSha256Stream();
   const stop = stopFlag(opts.signal);
   // Chunks decoded, not yet laid out: the first starts `start` bytes in.
@@ -239,15 +239,18 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
   // Segments offered per batch: about twice what the last batch took (inline bytes are copied
   // into the job's arena, and a batch that stops early would copy the rest again next time).
   let offer = 256;
+  const decodeAhead = async (want: number): Promise<void> => {
+    while (!ended && queue.length - head < want) {
+      const r = await it.next();
+      if (r.done) ended = true;
+      else for (const c of r.value) queue.push(c);
+    }
+  };
   try {
     for (;;) {
       throwIfAborted(opts.signal);
       if (failed.length > 0) throw failed[0];
-      while (!ended && queue.length - head < offer) {
-        const r = await it.next();
-        if (r.done) ended = true;
-        else queue.push(r.value);
-      }
+      await decodeAhead(offer);
       if (head >= queue.length) break;
       const out = await take();
       if (failed.length > 0) throw failed[0];
@@ -274,7 +277,14 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
       }
       let r: AssembledBatch;
       try {
-        r = await assemble(repo.objectsDir, refTable, digestSize(alg), segs, arena, start, out, stop.flag);
+        const job = assemble(repo.objectsDir, refTable, digestSize(alg), segs, arena, start, out, stop.flag);
+        // While the job reads, decode what the next batch will need: the main thread's part
+        // then overlaps the reading instead of following it.
+        const ahead = decodeAhead(n + offer);
+        const settled = await Promise.allSettled([job, ahead]);
+        if (settled[1].status === 'rejected') throw settled[1].reason;
+        if (settled[0].status === 'rejected') throw settled[0].reason;
+        r = settled[0].value;
       } catch (e) {
         give(out);
         throw e;
