@@ -13,7 +13,7 @@ import { mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
-import { catLayer, fsck, importImage, openRepository, isVeritreeError } from '../src/index.ts';
+import { catLayer, fsck, importImage, openRepository, isVeritreeError, writeLayer } from '../src/index.ts';
 import { readSplitStream, SplitStreamBuilder } from '../src/store/splitstream.ts';
 import { VerityPool } from '../src/pipeline/pool.ts';
 import { Budget } from '../src/pipeline/budget.ts';
@@ -336,6 +336,14 @@ async function rebuiltMatches(repoPath: string, tars: Buffer[]): Promise<void> {
     const h = createHash('sha256');
     for await (const c of catLayer(repo, sha(tar))) h.update(c);
     assert.equal(h.digest('hex'), sha(tar), 'the layer rebuilds byte for byte');
+    // writeLayer: where the addon lays batches out, two read jobs at once, on another path.
+    const w = createHash('sha256');
+    let n = 0;
+    await writeLayer(repo, `sha256:${sha(tar)}`, async (b) => {
+      w.update(b);
+      n += b.length;
+    });
+    assert.deepEqual([w.digest('hex'), n], [sha(tar), tar.length], 'writeLayer gives the same bytes');
   }
 }
 
@@ -364,6 +372,22 @@ test('no deadlock: a small file, then a file larger than the byte budget with sp
     assert.equal(s.objectsWritten, 3);
     await rebuiltMatches(repoPath, [tar]);
   }
+});
+
+test('a layer rebuilds byte for byte when batches end inside big files and between thousands of small ones', { timeout: 120_000 }, async () => {
+  const root = scratch('veritree-pipe-');
+  const files: FileSpec[] = [];
+  for (let i = 0; i < 3000; i++) files.push({ name: `s/${i}`, size: 1 + ((i * 7919) % 20_000), seed: i });
+  files.splice(1000, 0, { name: 'big/a', size: (20 << 20) + 3, seed: 9001 });
+  files.splice(2000, 0, { name: 'big/b', size: 8 << 20, seed: 9002 });
+  files.push({ name: 'big/c', size: (9 << 20) - 1, seed: 9003 });
+  const tar = tarOf(files);
+  const layout = layoutOf(join(root, 'l'), [{ tar, gzip: false }]);
+  const repoPath = join(root, 'repo');
+  await importImage(await openRepository(repoPath, { create: true }), `oci:${layout}:t`, { jobs: 2 });
+  await rebuiltMatches(repoPath, [tar]);
+  const deep = await fsck(await openRepository(repoPath), { deep: true });
+  assert.equal(deep.ok, true);
 });
 
 test('no deadlock: one worker, four layers at once, each with small files (open batches hold no slot)', { timeout: 120_000 }, async () => {

@@ -210,6 +210,18 @@ const SINK_PIECE = 1 << 20;
 
 type Assemble = NonNullable<ReturnType<typeof assembler>>;
 
+/** Read jobs of the addon in flight at once: while one waits on the hash and the sink, another reads. */
+const READERS = 2;
+
+interface ReadJob {
+  /** The job's chunks: queue[from, to), the first `start` bytes into its first chunk. */
+  from: number;
+  to: number;
+  start: number;
+  out: Uint8Array;
+  result: Promise<AssembledBatch>;
+}
+
 async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, assemble: Assemble, opts: RebuildOptions): Promise<{ sha256: string; bytes: number }> {
   const { alg, objectRefs: refs } = readRefs(streamObject);
   // The digests as the stream holds them: the addon names each object from its bytes.
@@ -217,13 +229,14 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
   const it = streamChunkRuns(streamObject)[Symbol.asyncIterator]();
   const sha = createSha256Stream();
   const stop = stopFlag(opts.signal);
-  // Chunks decoded, not yet laid out: the first starts `start` bytes in.
+  // Chunks decoded and not yet laid out whole.
   let queue: StreamChunk[] = [];
-  let head = 0;
-  let start = 0;
+  // The next chunk no job has been given, and how far into it the last job got.
+  let next = 0;
+  let nextStart = 0;
   let ended = false;
-  // Batch buffers: one being filled, the others being hashed and written.
-  const free: Uint8Array[] = Array.from({ length: BATCHES }, () => new Uint8Array(BATCH_BYTES));
+  // Batch buffers: the ones being filled by read jobs, the others being hashed and written.
+  const free: Uint8Array[] = Array.from({ length: BATCHES + READERS - 1 }, () => new Uint8Array(BATCH_BYTES));
   const waiting: ((b: Uint8Array) => void)[] = [];
   const take = (): Promise<Uint8Array> => (free.length > 0 ? Promise.resolve(free.pop() as Uint8Array) : new Promise((resolve) => waiting.push(resolve)));
   const give = (b: Uint8Array): void => {
@@ -236,91 +249,113 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
   // The first failure of a hash or a write, thrown at the next batch.
   const failed: unknown[] = [];
   let bytes = 0;
-  // Segments offered per batch: about twice what the last batch took (inline bytes are copied
-  // into the job's arena, and a batch that stops early would copy the rest again next time).
+  // Segments offered per job: about twice what the last job took (inline bytes are copied into
+  // the job's arena, and a job that stops early leaves the rest to a job of its own).
   let offer = 256;
   const decodeAhead = async (want: number): Promise<void> => {
-    while (!ended && queue.length - head < want) {
+    while (!ended && queue.length - next < want) {
       const r = await it.next();
       if (r.done) ended = true;
       else for (const c of r.value) queue.push(c);
     }
   };
+  /** A read job for queue[from, to), its output in `out`. */
+  const start = (from: number, to: number, first: number, out: Uint8Array): ReadJob => {
+    const n = to - from;
+    const segs = new Float64Array(2 * n);
+    let arenaBytes = 0;
+    for (let i = 0; i < n; i++) {
+      const c = queue[from + i] as StreamChunk;
+      if (c.kind === 'inline') {
+        segs[2 * i + 1] = c.bytes.length;
+        arenaBytes += c.bytes.length;
+      } else {
+        segs[2 * i] = 1;
+        segs[2 * i + 1] = c.index;
+      }
+    }
+    const arena = Buffer.allocUnsafe(arenaBytes);
+    for (let i = 0, at = 0; i < n; i++) {
+      const c = queue[from + i] as StreamChunk;
+      if (c.kind === 'inline') {
+        arena.set(c.bytes, at);
+        at += c.bytes.length;
+      }
+    }
+    const result = assemble(repo.objectsDir, refTable, digestSize(alg), segs, arena, first, out, stop.flag);
+    result.catch(() => undefined);
+    return { from, to, start: first, out, result };
+  };
+  // Oldest first: outputs go to the hash and the sink in this order, which is the stream's.
+  const jobs: ReadJob[] = [];
   try {
     for (;;) {
       throwIfAborted(opts.signal);
       if (failed.length > 0) throw failed[0];
-      await decodeAhead(offer);
-      if (head >= queue.length) break;
-      const out = await take();
-      if (failed.length > 0) throw failed[0];
-      const n = Math.min(offer, queue.length - head);
-      const segs = new Float64Array(2 * n);
-      let arenaBytes = 0;
-      for (let i = 0; i < n; i++) {
-        const c = queue[head + i] as StreamChunk;
-        if (c.kind === 'inline') {
-          segs[2 * i + 1] = c.bytes.length;
-          arenaBytes += c.bytes.length;
-        } else {
-          segs[2 * i] = 1;
-          segs[2 * i + 1] = c.index;
-        }
+      // Keep READERS jobs reading: decode what they need, then hand each its chunks.
+      while (jobs.length < READERS) {
+        await decodeAhead(offer);
+        if (next >= queue.length) break;
+        const out = await take();
+        const to = next + Math.min(offer, queue.length - next);
+        jobs.push(start(next, to, nextStart, out));
+        next = to;
+        nextStart = 0;
       }
-      const arena = Buffer.allocUnsafe(arenaBytes);
-      for (let i = 0, at = 0; i < n; i++) {
-        const c = queue[head + i] as StreamChunk;
-        if (c.kind === 'inline') {
-          arena.set(c.bytes, at);
-          at += c.bytes.length;
-        }
+      const job = jobs.shift();
+      if (!job) break;
+      // While the jobs read, decode what the next ones will need.
+      const settled = await Promise.allSettled([job.result, decodeAhead(offer * READERS)]);
+      if (settled[1].status === 'rejected') {
+        give(job.out);
+        throw settled[1].reason;
       }
-      let r: AssembledBatch;
-      try {
-        const job = assemble(repo.objectsDir, refTable, digestSize(alg), segs, arena, start, out, stop.flag);
-        // While the job reads, decode what the next batch will need: the main thread's part
-        // then overlaps the reading instead of following it.
-        const ahead = decodeAhead(n + offer);
-        const settled = await Promise.allSettled([job, ahead]);
-        if (settled[1].status === 'rejected') throw settled[1].reason;
-        if (settled[0].status === 'rejected') throw settled[0].reason;
-        r = settled[0].value;
-      } catch (e) {
-        give(out);
-        throw e;
+      if (settled[0].status === 'rejected') {
+        give(job.out);
+        throw settled[0].reason;
       }
+      const r = settled[0].value;
       throwIfAborted(opts.signal);
       if (r.failure) {
-        give(out);
-        const c = queue[head + r.done] as Extract<StreamChunk, { kind: 'object' }>;
+        give(job.out);
+        const c = queue[job.from + r.done] as Extract<StreamChunk, { kind: 'object' }>;
         const id = refs[c.index] as string;
         throw nativeOpenError(r.failure, repo.objectPath(id), objectWhat(id));
       }
-      head += r.done;
-      start = r.partial;
+      // A job that ran out of room leaves the rest of its chunks to a job of their own, whose
+      // output comes before that of the jobs started after it.
+      if (job.from + r.done < job.to) jobs.unshift(start(job.from + r.done, job.to, r.partial, await take()));
       offer = Math.min(4096, Math.max(256, r.done * 2));
-      if (head > 65536) {
-        queue = queue.slice(head);
-        head = 0;
-      }
       bytes += r.used;
-      const piece = out.subarray(0, r.used);
+      const piece = job.out.subarray(0, r.used);
       const h = (hashed = sha.updateInPlace(piece));
       const sink = opts.sink;
       const w = sink ? (sunk = sunk.then(() => sink(piece))) : Promise.resolve();
       Promise.all([h, w]).then(
-        () => give(out),
+        () => give(job.out),
         (e: unknown) => {
           failed.push(e);
-          give(out);
+          give(job.out);
         }
       );
       opts.onBytes?.(bytes);
+      // Chunks every job is past are dropped from the queue.
+      let keep = next;
+      for (const j of jobs) keep = Math.min(keep, j.from);
+      if (keep > 65536) {
+        queue = queue.slice(keep);
+        for (const j of jobs) {
+          j.from -= keep;
+          j.to -= keep;
+        }
+        next -= keep;
+      }
     }
     await Promise.all([hashed, sunk]);
     return { sha256: await sha.digestHex(), bytes };
   } finally {
     stop.done();
+    await Promise.allSettled(jobs.map((j) => j.result));
     await Promise.allSettled([hashed, sunk]);
     await it.return?.(undefined);
   }
