@@ -39,8 +39,11 @@ export function paddingOf(size: number): number {
   return (TAR_BLOCK - (size % TAR_BLOCK)) % TAR_BLOCK;
 }
 
+/** The PAX records of an entry that had none: one shared empty map, not one per entry. */
+const NO_PAX: ReadonlyMap<string, Buffer> = new Map();
+
 export class TarRecords {
-  private pax = new Map<string, Buffer>();
+  private pax: ReadonlyMap<string, Buffer> = NO_PAX;
   private longName: string | null = null;
   private longLink: string | null = null;
 
@@ -74,7 +77,7 @@ export class TarRecords {
       header: h,
       pax: this.pax,
     };
-    this.pax = new Map();
+    this.pax = NO_PAX;
     this.longName = null;
     this.longLink = null;
     return { kind: 'entry', entry };

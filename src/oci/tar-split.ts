@@ -61,6 +61,18 @@ function clean(p: string): string {
   return n === '.' ? '' : n.replace(/\/$/, '');
 }
 
+/** A path with a leading or trailing slash, an empty component, or a `.` or `..` component. */
+const IRREGULAR = /^\/|\/$|\/\/|(^|\/)\.\.?(\/|$)/;
+
+/**
+ * The path's components once cleaned, and whether it points outside the root. Most paths are
+ * already clean (no `..`, no `//`, no leading slash): one split, no normalising.
+ */
+function pathFacts(p: string): { parts: string[]; unsafe: boolean } {
+  if (!IRREGULAR.test(p)) return { parts: p.split('/'), unsafe: false };
+  return { parts: clean(p).split('/'), unsafe: unsafePath(p) };
+}
+
 interface LinkNode {
   link: boolean;
   kids: Map<string, LinkNode> | null;
@@ -74,8 +86,8 @@ interface LinkNode {
 class SymlinkWatch {
   private readonly root: LinkNode = { link: false, kids: null };
 
-  note(entry: TarEntry): string | null {
-    const parts = clean(entry.path).split('/');
+  /** `parts`: the entry's cleaned path components (pathFacts). */
+  note(entry: TarEntry, parts: string[]): string | null {
     let node: LinkNode | undefined = this.root;
     let hit: string | null = null;
     for (let i = 0; i < parts.length - 1 && node; i++) {
@@ -176,8 +188,9 @@ async function split(r: ChunkReader, sink: SplitSink): Promise<SplitStats> {
       if (!KNOWN_TYPES.has(h.typeflag)) {
         sink.warn('TAR_UNKNOWN_TYPE', `entry ${quoted(entry.path)} at offset ${at} has the unknown type ${JSON.stringify(h.typeflag)}: kept in the layer's stream, left out of checkouts and dumps`);
       }
-      if (unsafePath(entry.path)) sink.warn('TAR_PATH_UNSAFE', `entry ${quoted(entry.path)} at offset ${at} points outside the image root`);
-      const beneath = watch.note(entry);
+      const facts = pathFacts(entry.path);
+      if (facts.unsafe) sink.warn('TAR_PATH_UNSAFE', `entry ${quoted(entry.path)} at offset ${at} points outside the image root`);
+      const beneath = watch.note(entry, facts.parts);
       if (beneath !== null) sink.warn('TAR_BENEATH_SYMLINK', `entry ${quoted(entry.path)} at offset ${at} lies beneath the symlink ${quoted(beneath)}`);
 
       if (size > INLINE_MAX && (isRegularType(h.typeflag) || size > MAX_META_BYTES)) {

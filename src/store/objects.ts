@@ -187,7 +187,10 @@ export class TmpObjectFile {
   publish(id: ObjectId, size: number): PublishResult {
     const final = objectPathIn(this.target.objectsDir, id);
     try {
-      const onDisk = fstatSync(this.fd).size;
+      // Every write was checked (writeAllSync), and an unnamed file has no name another process
+      // could open it by; a named tmp file could be truncated or written by anyone who can
+      // reach objects/, so its size on disk is asked for before it is named.
+      const onDisk = this.named === null ? this.written : fstatSync(this.fd).size;
       if (onDisk !== size || this.written !== size) {
         throw new VeritreeError(ERROR_CODES.STORE_IO, `object ${id}: ${onDisk} bytes on disk, ${this.written} written, expected ${size}`, { path: final, expected: String(size), found: String(onDisk) });
       }

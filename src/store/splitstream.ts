@@ -113,10 +113,12 @@ export class SplitStreamBuilder {
     this.named.push({ name, index: k });
   }
 
+  private readonly record = new Uint8Array(8);
+  private readonly recordView = new DataView(this.record.buffer);
+
   private appendRecord(v: bigint): void {
-    const rec = new Uint8Array(8);
-    new DataView(rec.buffer).setBigInt64(0, v, true);
-    this.appendRaw(rec);
+    this.recordView.setBigInt64(0, v, true);
+    this.appendRaw(this.record);
   }
 
   private appendRaw(bytes: Uint8Array): void {
