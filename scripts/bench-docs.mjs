@@ -32,7 +32,9 @@ const where = `\`${r.command}\` (${r.date?.slice(0, 10)}; ${host.cpu}, ${host.co
 const cli = (n) => find('veritree digest vs fsverity digest', (row) => row.command.startsWith(n));
 const vd = cli('veritree digest (jobs');
 const fv = cli('fsverity digest');
-const imp = (layer, n) => find('import', (row) => row.layer === layer && row.command.startsWith(n));
+const imp = (mb, layer, n) => find('import', (row) => row['tar MB'] === mb && row.layer === layer && row.command.startsWith(n));
+// Each layer size the run measured (a Debian-sized layer; in a full run, also 1.1 GB).
+const importSizes = [...new Set((r.import ?? []).map((row) => row['tar MB']))];
 const fsck = (n) => find('fsck', (row) => row.command.startsWith(n));
 const co = (n) => find('checkout', (row) => row.command.startsWith(n));
 const cat = (n) => find('cat-layer', (row) => row.command.startsWith(n));
@@ -42,16 +44,16 @@ const summary = [
   '| what | veritree | peer | ratio |',
   '|---|---|---|---|',
   `| \`veritree digest\` of a 1 GiB file vs \`fsverity digest\` | ${secs(vd)} | ${secs(fv)} | time ${x(vd?.['time vs fsverity digest'])} |`,
-  ...['plain tar', 'gzip'].flatMap((layer) => {
-    const v = imp(layer, 'veritree import (jobs');
-    const one = imp(layer, 'veritree import --jobs 1');
-    const os = imp(layer, 'ostree');
-    const mk = imp(layer, 'mkcomposefs');
+  ...importSizes.flatMap((mb) => ['plain tar', 'gzip'].flatMap((layer) => {
+    const v = imp(mb, layer, 'veritree import (jobs');
+    const one = imp(mb, layer, 'veritree import --jobs 1');
+    const os = imp(mb, layer, 'ostree');
+    const mk = imp(mb, layer, 'mkcomposefs');
     return [
       `| import, ${layer} layer of ${Math.round(v?.['tar MB'] ?? 0)} MB of /usr, vs \`ostree commit --tree=tar=\` | ${secs(v)} | ${secs(os)} | ${x(v?.['speed vs ostree'])} (\`--jobs 1\`: ${x(one?.['speed vs ostree'])}) |`,
-      ...(mk ? [`| import, ${layer} layer, vs \`mkcomposefs --digest-store\` of the tree unpacked | ${secs(v)} | ${secs(mk)} | ${x(v?.['speed vs mkcomposefs'])} |`] : []),
+      ...(mk ? [`| import, ${layer} layer of ${Math.round(mb)} MB, vs \`mkcomposefs --digest-store\` of the tree unpacked | ${secs(v)} | ${secs(mk)} | ${x(v?.['speed vs mkcomposefs'])} (\`--jobs 1\`: ${x(one?.['speed vs mkcomposefs'])}) |`] : []),
     ];
-  }),
+  })),
   `| \`fsck\` of that store vs \`find objects \\| xargs -P${host.cores} fsverity digest\` | ${secs(fsck('veritree fsck (jobs'))} | ${secs(fsck('find'))} | ${x(fsck('veritree fsck (jobs')?.['speed vs find|xargs fsverity'])} (objects only: ${x(fsck('veritree fsck --objects-only')?.['speed vs find|xargs fsverity'])}) |`,
   `| \`checkout\` (default: no object exposed to writes) vs \`umoci unpack\` | ${secs(co('veritree checkout (default'))} | ${secs(co('umoci'))} | ${x(co('veritree checkout (default')?.['speed vs umoci unpack'])} (\`--hardlink\`: ${x(co('veritree checkout --hardlink')?.['speed vs umoci unpack'])}) |`,
   `| \`cat-layer\` (rebuilt and checked against its diff_id) vs \`tar -c\` of the checked-out tree | ${secs(cat('veritree'))} | ${secs(cat('tar'))} | ${x(cat('veritree')?.['speed vs tar -c'])} |`,
