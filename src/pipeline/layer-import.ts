@@ -212,7 +212,8 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
         warn: (code, message) => ctx.onWarning(layer, code, message),
         externalBytes: (entry, bytes) => {
           if (firstError) throw firstError;
-          if (entry.size > BATCH_ITEM_MAX) return external(entry, once(bytes));
+          // Only what `external` would batch takes the fast path: spooling and single tasks are its.
+          if (entry.size > BATCH_ITEM_MAX || entry.size > spoolThreshold) return external(entry, once(bytes));
           const added = batcher.tryAdd(bytes);
           if (!added) return external(entry, once(bytes));
           track(added);
