@@ -75,7 +75,9 @@ class DiffIdStream extends Transform {
       cb(new VeritreeError(ERROR_CODES.TAR_LIMIT_EXCEEDED, `${this.what}: inflates more than ${this.limits.maxRatio} times its compressed size (a decompression bomb?)`));
       return;
     }
-    if (!this.sameAsBlob) this.hash.update(chunk);
+    // Hashed where it lies, as the blob is: each decoder output chunk is a buffer of its own
+    // (ChunkReader relies on the same), and nothing downstream writes to one.
+    if (!this.sameAsBlob) void this.hash.updateInPlace(chunk);
     cb(null, chunk);
   }
 
