@@ -120,7 +120,9 @@ function xattrAreaSize(nShared: number, unsharedBytes: number): number {
 function xattrCounts(node: CfsNode): { nShared: number; unshared: number } {
   let nShared = 0;
   let unshared = 0;
-  for (const x of node.xattrs) {
+  const xs = node.xattrs;
+  for (let i = 0; i < xs.length; i++) {
+    const x = xs[i] as Xattr;
     if (x.shared >= 0) nShared++;
     else unshared += xattrEntrySize(x);
   }
@@ -243,6 +245,22 @@ interface Layout {
   hasAcl: boolean;
 }
 
+/**
+ * An inode's xattrs by key, in place: an insertion sort (stable, as Array.prototype.sort), since
+ * an inode has a handful and sort() allocates a work copy per call, 64,000 calls for a distro tree.
+ */
+function sortXattrs(xs: Xattr[]): void {
+  for (let i = 1; i < xs.length; i++) {
+    const x = xs[i] as Xattr;
+    let j = i - 1;
+    while (j >= 0 && (xs[j] as Xattr).key > x.key) {
+      xs[j + 1] = xs[j] as Xattr;
+      j--;
+    }
+    xs[j + 1] = x;
+  }
+}
+
 /** lcfs_compute_tree: breadth-first order, sorted children, folder link counts, xattrs by key. */
 function computeTree(root: CfsNode, signal?: AbortSignal): Layout {
   const nodes: CfsNode[] = [root];
@@ -251,13 +269,13 @@ function computeTree(root: CfsNode, signal?: AbortSignal): Layout {
   for (let i = 0; i < nodes.length; i++) {
     if ((i & 4095) === 0) signal?.throwIfAborted();
     const node = nodes[i] as CfsNode;
-    if (node.isDir()) node.sorted = sortedEntries(node);
     if (node.isDir()) {
+      const kids = (node.sorted = sortedEntries(node));
       let n = 2;
-      for (const c of node.sorted) if (c.type === S_IFDIR) n++;
+      for (let k = 0; k < kids.length; k++) if ((kids[k] as CfsNode).type === S_IFDIR) n++;
       node.nlink = n;
     }
-    node.xattrs.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    if (node.xattrs.length > 1) sortXattrs(node.xattrs);
     if (mtimeCompare(node, min) < 0) {
       min.mtimeHi = node.mtimeHi;
       min.mtimeLo = node.mtimeLo;
@@ -265,7 +283,8 @@ function computeTree(root: CfsNode, signal?: AbortSignal): Layout {
     }
     node.inodeNum = i;
     if (node.getXattr('system.posix_acl_access') || node.getXattr('system.posix_acl_default')) hasAcl = true;
-    for (const c of node.sorted) if (c.linkTo === null) nodes.push(c);
+    const kids = node.sorted;
+    for (let k = 0; k < kids.length; k++) if ((kids[k] as CfsNode).linkTo === null) nodes.push(kids[k] as CfsNode);
   }
   return { nodes, min, hasAcl };
 }
@@ -540,7 +559,7 @@ function writeInode(out: Out, node: CfsNode, st: WriteState): void {
   // The area's size was laid out with the inode (placeInodes); written and checked against it below.
   const xattrSize = node.xattrSize;
   let nShared = 0;
-  for (const x of node.xattrs) if (x.shared >= 0) nShared++;
+  for (let i = 0; i < node.xattrs.length; i++) if ((node.xattrs[i] as Xattr).shared >= 0) nShared++;
   const icount = xattrSize === 0 ? 0 : (xattrSize - XATTR_HEADER) / 4 + 1;
   if (icount > 0xffff) throw refused(node, 'too many xattrs for one inode');
   let layout = node.tailSize > 0 ? LAYOUT_FLAT_INLINE : LAYOUT_FLAT_PLAIN;
