@@ -90,10 +90,19 @@ export async function* catLayer(repo: Repository, diffId: string): AsyncGenerato
  * @returns the bytes written
  * @throws VeritreeError STORE_CORRUPT when the bytes do not hash to the diff_id (the sink has had them all: discard them)
  */
-export async function writeLayer(repo: Repository, diffId: string, sink: (bytes: Uint8Array) => Promise<void>, opts: { signal?: AbortSignal } = {}): Promise<{ bytes: number }> {
-  const { rebuildHashed } = await import('./store/rebuild.ts');
+export async function writeLayer(
+  repo: Repository,
+  diffId: string,
+  sink: (bytes: Uint8Array) => Promise<void>,
+  opts: { signal?: AbortSignal; onBytes?: (done: number, total: number) => void } = {}
+): Promise<{ bytes: number }> {
+  const [{ rebuildHashed }, { readRefs }] = await Promise.all([import('./store/rebuild.ts'), import('./store/splitstream.ts')]);
   const want = diffId.replace(/^sha256:/, '');
-  const r = await rebuildHashed(repo, await repo.readStreamBytes(layerStreamName(want)), { sink, signal: opts.signal });
+  const stream = await repo.readStreamBytes(layerStreamName(want));
+  // The stream's header says how long the layer is: progress can be a fraction.
+  const total = Number(readRefs(stream).streamSize);
+  const onBytes = opts.onBytes;
+  const r = await rebuildHashed(repo, stream, { sink, signal: opts.signal, ...(onBytes ? { onBytes: (done: number) => onBytes(done, total) } : {}) });
   if (r.sha256 !== want) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `rebuilt layer is sha256:${r.sha256}, not sha256:${want}: the store is damaged (run veritree fsck)`);
   return { bytes: r.bytes };
 }

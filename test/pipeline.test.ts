@@ -339,11 +339,18 @@ async function rebuiltMatches(repoPath: string, tars: Buffer[]): Promise<void> {
     // writeLayer: where the addon lays batches out, two read jobs at once, on another path.
     const w = createHash('sha256');
     let n = 0;
-    await writeLayer(repo, `sha256:${sha(tar)}`, async (b) => {
-      w.update(b);
-      n += b.length;
-    });
+    let last = [0, 0];
+    await writeLayer(
+      repo,
+      `sha256:${sha(tar)}`,
+      async (b) => {
+        w.update(b);
+        n += b.length;
+      },
+      { onBytes: (done, total) => void (last = [done, total]) }
+    );
     assert.deepEqual([w.digest('hex'), n], [sha(tar), tar.length], 'writeLayer gives the same bytes');
+    assert.deepEqual(last, [tar.length, tar.length], 'progress ends at the whole layer, its total known up front');
   }
 }
 

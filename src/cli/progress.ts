@@ -9,7 +9,24 @@ import { formatBytes } from './output.ts';
 
 const BAR = 30;
 
-function bar(done: number, total: number): string {
+/** One line redrawn in place on stderr, at most 10 times a second; nothing when not `enabled`. */
+export function liveLine(enabled: boolean): { show(text: string): void; done(): void } {
+  let last = 0;
+  let shown = false;
+  return {
+    show(text) {
+      if (!enabled || performance.now() - last < 100) return;
+      last = performance.now();
+      shown = true;
+      process.stderr.write(`\r\x1b[K${text}`);
+    },
+    done() {
+      if (shown) process.stderr.write('\r\x1b[K');
+    },
+  };
+}
+
+export function bar(done: number, total: number): string {
   const f = total > 0 ? Math.min(1, done / total) : 1;
   const n = Math.round(f * BAR);
   return `[${'#'.repeat(n)}${'.'.repeat(BAR - n)}] ${(f * 100).toFixed(0).padStart(3)}%`;

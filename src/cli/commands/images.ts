@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { listImages, openRepository, writeLayer } from '../../index.ts';
 import { ERROR_CODES, VeritreeError } from '../../errors.ts';
 import { formatBytes } from '../output.ts';
+import { bar, liveLine } from '../progress.ts';
 import { repoOption, resolveRepo } from '../repo-option.ts';
 import { layerStreamName } from '../../store/layout.ts';
 
@@ -44,7 +45,8 @@ export function registerImages(program: Command): void {
       .command('cat-layer')
       .description("write a layer's tar, rebuilt byte for byte from the store, to stdout")
       .argument('<digest>', 'the layer\'s diff_id, or its blob digest as the manifest gives it (sha256:<hex> or <hex>)')
-  ).action(async (diffId: string, o: { repo?: string }) => {
+      .option('--no-progress', 'no live progress on stderr, even on a terminal')
+  ).action(async (diffId: string, o: { repo?: string; progress: boolean }) => {
     if (process.stdout.isTTY) throw new VeritreeError(ERROR_CODES.USAGE, 'cat-layer writes a tar: redirect stdout to a file or a pipe');
     const repo = await openRepository(resolveRepo(o.repo));
     let want = diffId.replace(/^sha256:/, '');
@@ -55,6 +57,13 @@ export function registerImages(program: Command): void {
       process.stderr.write(`veritree: sha256:${want} is the blob digest of layer ${hit.i + 1} of ${hit.im.tag}; its diff_id is ${hit.l.diffId}\n`);
       want = hit.l.diffId.replace(/^sha256:/, '');
     }
-    await writeLayer(repo, want, stdoutSink());
+    const line = liveLine(o.progress && process.stderr.isTTY === true);
+    try {
+      await writeLayer(repo, want, stdoutSink(), {
+        onBytes: (done, total) => line.show(`cat-layer: ${bar(done, total)} ${formatBytes(done)} / ${formatBytes(total)}, checked against its diff_id as it goes`),
+      });
+    } finally {
+      line.done();
+    }
   });
 }

@@ -4,6 +4,7 @@ import { fsck, gc, openRepository, repair, untagImage, type FsckReport, type GcR
 import { VeritreeError, ERROR_CODES } from '../../errors.ts';
 import { lockOptionsFrom } from '../../store/lock.ts';
 import { EXIT } from '../exit-codes.ts';
+import { liveLine } from '../progress.ts';
 import { formatBytes, warnNativeFallback } from '../output.ts';
 import { parseImpl, parsePositiveInt } from '../options.ts';
 import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
@@ -21,22 +22,6 @@ interface FsckCliOptions {
   hashImpl: HashImpl;
   progress: boolean;
   lockTimeout?: number;
-}
-
-function liveLine(enabled: boolean): { show(text: string): void; done(): void } {
-  let last = 0;
-  let shown = false;
-  return {
-    show(text) {
-      if (!enabled || performance.now() - last < 100) return;
-      last = performance.now();
-      shown = true;
-      process.stderr.write(`\r\x1b[K${text}`);
-    },
-    done() {
-      if (shown) process.stderr.write('\r\x1b[K');
-    },
-  };
 }
 
 function plural(n: number, word: string): string {
