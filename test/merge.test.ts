@@ -4,11 +4,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync, statSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { mergeLayers, normalisePath, type TreeNode } from '../src/merge/merge.ts';
+import { mergeLayers, normalisePath, sortedPaths, type TreeNode } from '../src/merge/merge.ts';
 import { parseDumpLine, formatDumpLine } from '../src/merge/dumpfile.ts';
 import { type LayerEntry } from '../src/merge/layer-entries.ts';
 import { dumpLines } from '../src/merge/dump.ts';
-import { SHARED, cleanup, hasTool, must, run, tempDir, veritree, randomBytesSeeded } from './helpers.ts';
+import { SHARED, cleanup, hasTool, must, prng, run, tempDir, veritree, randomBytesSeeded } from './helpers.ts';
 import { buildImage, hardlink, lines, replaceLayer, symlink, write } from './fixtures/oci.ts';
 import { tarOf } from './fixtures/tar.ts';
 import { withChecksum } from './fixtures/hostile-blobs.ts';
@@ -65,6 +65,50 @@ test('hostile entries are refused: climbing out, beneath a symlink or a file, ha
     tree.warnings.map((w) => w.path),
     ['../../etc/evil', 'x/passwd', 'f/under', 'link', 'self']
   );
+});
+
+test('a folder 10,000 deep merges and sorts in time linear in its entries (no walk from the root per entry, no whole-path comparisons)', { timeout: 120_000 }, () => {
+  const depth = 10_000;
+  const entries: LayerEntry[] = [];
+  let p = '';
+  for (let i = 0; i < depth; i++) {
+    p = p ? `${p}/d` : 'd';
+    entries.push(entry(p, 'dir'));
+    if (i % 1000 === 0) entries.push(entry(`${p}/f`), entry(`${p}/e-${i}`), entry(`${p}/f/under`));
+  }
+  // The deepest one implied by its file alone.
+  entries.push(entry(`${p}/x/y/z`));
+  const tree = mergeLayers([entries]);
+  assert.equal(tree.nodes.size, 1 + depth + 20 + 3);
+  assert.deepEqual(tree.warnings.map((w) => w.message).filter((m) => /"d.*\/f" above it is a file/.test(m)).length, 10, 'beneath a file: refused');
+  const order = sortedPaths(tree.nodes);
+  assert.equal(order.length, tree.nodes.size);
+  assert.equal(order[0], '');
+  const at = new Map(order.map((q, i) => [q, i]));
+  for (const q of order) if (q !== '') assert.ok((at.get(q.includes('/') ? q.slice(0, q.lastIndexOf('/')) : '') as number) < (at.get(q) as number), 'parents first');
+});
+
+test('sortedPaths: component by component in byte order, as sorting the split paths does', () => {
+  const rnd = prng(7);
+  const names = ['a', 'a-b', 'a.b', 'ab', 'a b', 'b', '\xff', 'z!', 'A'];
+  const nodes = new Map<string, TreeNode>([['', {} as TreeNode]]);
+  for (let i = 0; i < 400; i++) {
+    let q = '';
+    for (let d = 0; d < 1 + Math.floor(rnd() * 4); d++) {
+      q = q ? `${q}/${names[Math.floor(rnd() * names.length)]}` : (names[Math.floor(rnd() * names.length)] as string);
+      nodes.set(q, {} as TreeNode);
+    }
+  }
+  const bySplit = [...nodes.keys()].sort((a, b) => {
+    const pa = a.split('/');
+    const pb = b.split('/');
+    for (let i = 0; i < Math.min(pa.length, pb.length); i++) if (pa[i] !== pb[i]) return (pa[i] as string) < (pb[i] as string) ? -1 : 1;
+    return pa.length - pb.length;
+  });
+  assert.deepEqual(sortedPaths(nodes), bySplit);
+  // A map with a path whose folder is missing takes the comparator: the same order.
+  nodes.delete('a');
+  assert.deepEqual(sortedPaths(nodes), bySplit.filter((q) => q !== 'a'));
 });
 
 test('the dumpfile codec round-trips composefs-special.dump byte for byte', { skip: existsSync(join(SHARED, 'vectors/composefs-special.dump')) ? false : 'skipped: shared vectors not present' }, () => {

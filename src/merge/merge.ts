@@ -101,21 +101,36 @@ class Tree {
     for (const c of [...(this.children.get(path) ?? [])]) this.remove(c);
   }
 
-  /** Makes sure every ancestor of `path` is a directory; false when one is not. */
+  /**
+   * Makes sure every ancestor of `path` is a directory; false when one is not. Every node in the
+   * tree has folders all the way up (they are made here, and a folder replaced or removed takes
+   * what is beneath it along), so the walk stops at the nearest ancestor present: a layer's entries
+   * usually follow their folder, and one lookup of the parent is all they cost. Walking down from
+   * the root instead cost every entry of a folder N deep N prefixes hashed whole: cubic.
+   */
   ensureParents(path: string, layer: number): boolean {
-    const parts = path.split('/');
-    let cur = '';
-    for (let i = 0; i < parts.length - 1; i++) {
-      const next = cur === '' ? (parts[i] as string) : `${cur}/${parts[i]}`;
-      const n = this.nodes.get(next);
-      if (!n) {
-        // Layers may leave out parent directories; they are implied, as tar extraction does.
-        this.put({ ...rootNode(), path: next }, cur);
-      } else if (n.type !== 'dir') {
-        this.warnings.push({ layer, path, message: `refused: ${quoted(next)} above it is a ${n.type}, not a directory` });
-        return false;
+    // The missing ancestors, nearest first, up to the first present one.
+    const missing: string[] = [];
+    let at = path;
+    for (;;) {
+      const slash = at.lastIndexOf('/');
+      if (slash < 0) break; // the parent is the root, always a folder
+      at = at.slice(0, slash);
+      const n = this.nodes.get(at);
+      if (n) {
+        if (n.type !== 'dir') {
+          // Nothing is beneath a non-folder, so this is also the top-most one, as before.
+          this.warnings.push({ layer, path, message: `refused: ${quoted(at)} above it is a ${n.type}, not a directory` });
+          return false;
+        }
+        break;
       }
-      cur = next;
+      missing.push(at);
+    }
+    // Layers may leave out parent directories; they are implied, as tar extraction does.
+    for (let i = missing.length - 1; i >= 0; i--) {
+      const dir = missing[i] as string;
+      this.put({ ...rootNode(), path: dir }, parentOf(dir));
     }
     return true;
   }
@@ -267,14 +282,38 @@ export function mergeLayers(layers: Iterable<Iterable<LayerEntry>>, options: Mer
 
 /** Paths in an order where every directory comes before what is in it. */
 export function sortedPaths(nodes: Map<string, TreeNode>): string[] {
-  return [...nodes.keys()].sort((a, b) => {
-    const pa = a.split('/');
-    const pb = b.split('/');
-    for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
-      const x = pa[i] as string;
-      const y = pb[i] as string;
-      if (x !== y) return x < y ? -1 : 1;
-    }
-    return pa.length - pb.length;
-  });
+  // Component by component, in byte order: a walk of the tree, each folder's entries sorted by
+  // name, with a stack (a folder can be 10,000 deep). Sorting whole paths instead compared long
+  // common prefixes again and again.
+  const kids = new Map<string, { name: string; path: string }[]>();
+  for (const p of nodes.keys()) {
+    if (p === '') continue;
+    const at = p.lastIndexOf('/');
+    const parent = at < 0 ? '' : p.slice(0, at);
+    let list = kids.get(parent);
+    if (!list) kids.set(parent, (list = []));
+    list.push({ name: p.slice(at + 1), path: p });
+  }
+  const out: string[] = [];
+  const stack: string[] = [''];
+  for (let p = stack.pop(); p !== undefined; p = stack.pop()) {
+    if (p !== '' || nodes.has('')) out.push(p);
+    const list = kids.get(p);
+    if (!list) continue;
+    list.sort((x, y) => (x.name < y.name ? 1 : x.name > y.name ? -1 : 0));
+    for (const c of list) stack.push(c.path);
+  }
+  // A map with a path whose folder is not in it (no tree merge makes one): sort the whole paths.
+  if (out.length !== nodes.size) return [...nodes.keys()].sort(comparePaths);
+  return out;
+}
+
+/** Component-wise byte order of two paths: `/` sorts before every byte, the end before `/`. */
+function comparePaths(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  const x = i < a.length ? a.charCodeAt(i) : -2;
+  const y = i < b.length ? b.charCodeAt(i) : -2;
+  return (x === 47 ? -1 : x) - (y === 47 ? -1 : y);
 }
