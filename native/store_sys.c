@@ -17,6 +17,7 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include <linux/fsverity.h>
 
@@ -30,6 +31,7 @@ static napi_value throw_errno(napi_env env, int err, const char *what) {
     E(EEXIST) E(ENOENT) E(EACCES) E(EPERM) E(ENOSPC) E(EDQUOT) E(EROFS) E(EBADF) E(EINVAL)
     E(ENOTTY) E(EOPNOTSUPP) E(ENODATA) E(EISDIR) E(ENOTDIR) E(EXDEV) E(EIO) E(ETXTBSY)
     E(EMSGSIZE) E(EOVERFLOW) E(EFBIG) E(EINTR) E(ENAMETOOLONG) E(ELOOP) E(EMLINK) E(ENOMEM)
+    E(E2BIG) E(ERANGE)
 #undef E
     default: name = "EUNKNOWN";
   }
@@ -110,6 +112,47 @@ static napi_value js_link_fd(napi_env env, napi_callback_info info) {
   char src[64];
   snprintf(src, sizeof src, "/proc/self/fd/%d", fd);
   if (linkat(AT_FDCWD, src, AT_FDCWD, dest, AT_SYMLINK_FOLLOW) < 0) return throw_errno(env, errno, "linkat");
+  return make_bool(env, true);
+}
+
+/* A Buffer argument as bytes (no copy): data and length. */
+static int get_bytes(napi_env env, napi_value v, void **data, size_t *len) {
+  bool is_buf = false;
+  return napi_is_buffer(env, v, &is_buf) == napi_ok && is_buf && napi_get_buffer_info(env, v, data, len) == napi_ok;
+}
+
+/* setXattr(fd, entryName | null, key, value): sets one extended attribute, names and value as
+ * bytes (Buffers), exactly. With entryName null: on the inode `fd` refers to (an open file or
+ * folder, or an O_PATH handle of a device or FIFO), through its /proc link, which setxattr(2)
+ * resolves to that inode without opening it. With entryName: on the entry of that name in the
+ * folder `fd`, not following it (a symlink's own attributes), through lsetxattr(2). What
+ * setfattr(1) does with the same paths, without a process per attribute. */
+static napi_value js_set_xattr(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  int32_t fd;
+  char key[256];
+  void *value;
+  size_t value_len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 4 || !get_int(env, argv[0], &fd) ||
+      !get_path(env, argv[2], key, sizeof key) || !get_bytes(env, argv[3], &value, &value_len))
+    return throw_type(env, "setXattr(fd, entryName | null, key: Buffer, value: Buffer)");
+  napi_valuetype t;
+  if (napi_typeof(env, argv[1], &t) != napi_ok) return throw_type(env, "setXattr: entryName");
+  char path[PATH_BUF];
+  int n = snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  int r;
+  if (t == napi_null) {
+    do r = setxattr(path, key, value, value_len, 0); while (r < 0 && errno == EINTR);
+    if (r < 0) return throw_errno(env, errno, "setxattr");
+  } else {
+    char name[PATH_BUF];
+    if (!get_path(env, argv[1], name, sizeof name) || strchr(name, '/') != NULL || (size_t)n + 1 + strlen(name) >= sizeof path)
+      return throw_type(env, "setXattr: entryName must be one path component");
+    snprintf(path + n, sizeof path - (size_t)n, "/%s", name);
+    do r = lsetxattr(path, key, value, value_len, 0); while (r < 0 && errno == EINTR);
+    if (r < 0) return throw_errno(env, errno, "lsetxattr");
+  }
   return make_bool(env, true);
 }
 
@@ -520,6 +563,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"syncfs", js_syncfs},
     {"readSmall", js_read_small},
     {"assemble", js_assemble},
+    {"setXattr", js_set_xattr},
   };
   return export_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
 }

@@ -8,8 +8,8 @@ import { mergeLayers, normalisePath, sortedPaths, type TreeNode } from '../src/m
 import { parseDumpLine, formatDumpLine } from '../src/merge/dumpfile.ts';
 import { type LayerEntry } from '../src/merge/layer-entries.ts';
 import { dumpLines } from '../src/merge/dump.ts';
-import { SHARED, cleanup, hasTool, must, prng, run, tempDir, veritree, randomBytesSeeded } from './helpers.ts';
-import { buildImage, hardlink, lines, replaceLayer, symlink, write } from './fixtures/oci.ts';
+import { ROOT, SHARED, cleanup, hasTool, must, prng, run, tempDir, veritree, randomBytesSeeded } from './helpers.ts';
+import { LAYER_MEDIA, buildImage, hardlink, layoutFromBlobs, lines, replaceLayer, symlink, write } from './fixtures/oci.ts';
 import { tarOf } from './fixtures/tar.ts';
 import { withChecksum } from './fixtures/hostile-blobs.ts';
 
@@ -65,6 +65,54 @@ test('hostile entries are refused: climbing out, beneath a symlink or a file, ha
     tree.warnings.map((w) => w.path),
     ['../../etc/evil', 'x/passwd', 'f/under', 'link', 'self']
   );
+});
+
+test('checkout sets xattrs through the addon, exactly (a name that is not ASCII too), on files, folders, symlinks and FIFOs; setfattr where the addon is off', { skip: process.getuid?.() === 0 ? false : 'skipped: needs root (trusted.* xattrs, FIFOs)' }, () => {
+  const tarPath = join(dir, 'xattrs.tar');
+  // PAX SCHILY.xattr records, the way container builders write them; the name user.caf\xc3\xa9 is UTF-8 bytes.
+  must('python3', [
+    '-c',
+    `import tarfile, io, sys
+t = tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT)
+def add(name, kind, x, data=b'', link=''):
+    ti = tarfile.TarInfo(name); ti.type = kind; ti.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644; ti.linkname = link; ti.size = len(data)
+    ti.pax_headers = {'SCHILY.xattr.' + k: v for k, v in x.items()}
+    t.addfile(ti, io.BytesIO(data) if data else None)
+add('usr', tarfile.DIRTYPE, {'user.d': '1'})
+add('usr/f', tarfile.REGTYPE, {'user.a': 'x' * 300, 'user.caf\u00e9': '2'}, b'hello, world, more than 64 bytes of content to make this an object of the store')
+add('usr/l', tarfile.SYMTYPE, {'trusted.sl': '3'}, link='f')
+add('usr/p', tarfile.FIFOTYPE, {'trusted.p': '4'})
+t.close()`,
+    tarPath,
+  ]);
+  const tar = readFileSync(tarPath);
+  const layout = join(dir, 'xattrs-layout');
+  layoutFromBlobs(layout, 't', [{ blob: tar, mediaType: LAYER_MEDIA.none, diffId: `sha256:${createHash('sha256').update(tar).digest('hex')}` }]);
+  const repo = join(dir, 'xattrs-repo');
+  must(process.execPath, [join(ROOT, 'dist/src/cli/veritree.cjs'), 'import', `oci:${layout}:t`, '--repo', repo]);
+  const read = (root: string): string =>
+    must('python3', ['-c', 'import os,sys\nfor p in ["usr","usr/f","usr/l","usr/p"]:\n  q=os.path.join(sys.argv[1],p)\n  print(p, sorted((k.encode("utf-8","surrogateescape").hex(), os.getxattr(q,k,follow_symlinks=False).hex()) for k in os.listxattr(q,follow_symlinks=False) if not k.startswith("security.")))', root]);
+  const hex = (t: string): string => Buffer.from(t, 'utf8').toString('hex');
+  const out = join(dir, 'xattrs-native');
+  const r = veritree(['checkout', 't', out, '--repo', repo]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr.includes('not applied'), false, r.stderr);
+  assert.equal(
+    read(out),
+    [
+      `usr [('${hex('user.d')}', '${hex('1')}')]`,
+      `usr/f [('${hex('user.a')}', '${hex('x'.repeat(300))}'), ('${hex('user.café')}', '${hex('2')}')]`,
+      `usr/l [('${hex('trusted.sl')}', '${hex('3')}')]`,
+      `usr/p [('${hex('trusted.p')}', '${hex('4')}')]`,
+    ].join('\n') + '\n'
+  );
+  if (hasTool('setfattr')) {
+    const fallback = join(dir, 'xattrs-setfattr');
+    const f = veritree(['checkout', 't', fallback, '--repo', repo], { env: { VERITREE_DISABLE_NATIVE: 'store_sys' } });
+    assert.equal(f.status, 0, f.stderr);
+    assert.match(f.stderr, /xattr "user\.café" not applied: its name is not printable ASCII/);
+    assert.equal(read(fallback), read(out).replace(`, ('${hex('user.café')}', '${hex('2')}')`, ''));
+  }
 });
 
 test('a folder 10,000 deep merges and sorts in time linear in its entries (no walk from the root per entry, no whole-path comparisons)', { timeout: 120_000 }, () => {

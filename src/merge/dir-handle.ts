@@ -12,6 +12,7 @@
  * @module
  */
 import { spawnSync } from 'node:child_process';
+import { storeSys } from '../store/sys.ts';
 import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
@@ -141,11 +142,34 @@ export function applySymlinkMeta(dirFd: number, name: Buffer, meta: EntryMeta, o
 }
 
 /**
- * Sets extended attributes with setfattr(1), handed our descriptor as its fd 3: the entry
- * itself (a file, folder or device handle), or, for a symlink, its folder plus its name.
- * Returns the message of each attribute that could not be set.
+ * Sets extended attributes on the entry itself (a file, folder or device handle), or, for a
+ * symlink, on the entry `symlinkName` of the folder `fd`, not following it. Through the addon's
+ * setxattr(2) where it built (names and values as bytes, exactly), else setfattr(1), handed our
+ * descriptor as its fd 3, one process per attribute. Returns the message of each attribute that
+ * could not be set.
  */
 export function setXattrsVia(fd: number, symlinkName: Buffer | null, xattrs: Map<string, Buffer>): string[] {
+  const sys = storeSys();
+  if (sys?.setXattr) {
+    const failures: string[] = [];
+    for (const [k, v] of xattrs) {
+      try {
+        sys.setXattr(fd, symlinkName, Buffer.from(k, 'latin1'), v);
+      } catch (e) {
+        failures.push(`xattr ${JSON.stringify(Buffer.from(k, 'latin1').toString('utf8'))} not applied: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    return failures;
+  }
+  return setXattrsWithSetfattr(fd, symlinkName, xattrs);
+}
+
+/** Whether `setXattrsVia` can set attributes here: the addon, or setfattr on the PATH. */
+export function canSetXattrs(commandExists: (name: string) => boolean): boolean {
+  return storeSys()?.setXattr !== undefined || commandExists('setfattr');
+}
+
+function setXattrsWithSetfattr(fd: number, symlinkName: Buffer | null, xattrs: Map<string, Buffer>): string[] {
   const failures: string[] = [];
   const path = symlinkName ? Buffer.concat([Buffer.from('/proc/self/fd/3/'), symlinkName]).toString('latin1') : '/proc/self/fd/3';
   for (const [k, v] of xattrs) {

@@ -28,6 +28,8 @@ interface StoreSysAddon {
   /** Older builds of the addon lack it. */
   readSmall?(paths: string[], max: number): Promise<(Buffer | number)[]>;
   /** See native/store_sys.c; older builds lack it. */
+  /** See native/store_sys.c; older builds lack it. */
+  setXattr?(fd: number, entryName: Buffer | null, key: Buffer, value: Buffer): boolean;
   assemble?(objectsDir: string, refs: Uint8Array, digestSize: number, segs: Float64Array, arena: Uint8Array, start: number, out: Uint8Array, result: Float64Array, stop?: Int32Array): Promise<void>;
 }
 
