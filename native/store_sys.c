@@ -17,6 +17,7 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 #include <linux/fsverity.h>
@@ -153,6 +154,26 @@ static napi_value js_set_xattr(napi_env env, napi_callback_info info) {
     do r = lsetxattr(path, key, value, value_len, 0); while (r < 0 && errno == EINTR);
     if (r < 0) return throw_errno(env, errno, "lsetxattr");
   }
+  return make_bool(env, true);
+}
+
+/* mknodAt(dirFd, name, kind 1 fifo | 2 char | 3 block, major, minor): mknodat(2) of that name in
+ * the folder `dirFd`, mode 0600 (the caller sets the entry's own after its owner). EEXIST when
+ * the name is taken: it never replaces. */
+static napi_value js_mknod_at(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  int32_t dirfd, kind, major, minor;
+  char name[PATH_BUF];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5 || !get_int(env, argv[0], &dirfd) ||
+      !get_path(env, argv[1], name, sizeof name) || !get_int(env, argv[2], &kind) || !get_int(env, argv[3], &major) ||
+      !get_int(env, argv[4], &minor) || kind < 1 || kind > 3 || major < 0 || minor < 0 || strchr(name, '/') != NULL || name[0] == 0)
+    return throw_type(env, "mknodAt(dirFd, name: Buffer, kind 1|2|3, major, minor)");
+  mode_t type = kind == 1 ? S_IFIFO : kind == 2 ? S_IFCHR : S_IFBLK;
+  dev_t dev = kind == 1 ? 0 : makedev((unsigned)major, (unsigned)minor);
+  int r;
+  do r = mknodat(dirfd, name, type | 0600, dev); while (r < 0 && errno == EINTR);
+  if (r < 0) return throw_errno(env, errno, "mknodat");
   return make_bool(env, true);
 }
 
@@ -564,6 +585,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"readSmall", js_read_small},
     {"assemble", js_assemble},
     {"setXattr", js_set_xattr},
+    {"mknodAt", js_mknod_at},
   };
   return export_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
 }

@@ -67,7 +67,7 @@ test('hostile entries are refused: climbing out, beneath a symlink or a file, ha
   );
 });
 
-test('checkout sets xattrs through the addon, exactly (a name that is not ASCII too), on files, folders, symlinks and FIFOs; setfattr where the addon is off', { skip: process.getuid?.() === 0 ? false : 'skipped: needs root (trusted.* xattrs, FIFOs)' }, () => {
+test('checkout sets xattrs and makes FIFOs and devices through the addon, exactly (names that are not ASCII too); setfattr and mknod where the addon is off, with the same result', { skip: process.getuid?.() === 0 ? false : 'skipped: needs root (trusted.* xattrs, FIFOs)' }, () => {
   const tarPath = join(dir, 'xattrs.tar');
   // PAX SCHILY.xattr records, the way container builders write them; the name user.caf\xc3\xa9 is UTF-8 bytes.
   must('python3', [
@@ -82,6 +82,7 @@ add('usr', tarfile.DIRTYPE, {'user.d': '1'})
 add('usr/f', tarfile.REGTYPE, {'user.a': 'x' * 300, 'user.caf\u00e9': '2'}, b'hello, world, more than 64 bytes of content to make this an object of the store')
 add('usr/l', tarfile.SYMTYPE, {'trusted.sl': '3'}, link='f')
 add('usr/p', tarfile.FIFOTYPE, {'trusted.p': '4'})
+d = tarfile.TarInfo('usr/n\u00e9'); d.type = tarfile.CHRTYPE; d.devmajor = 1; d.devminor = 3; d.mode = 0o640; t.addfile(d)
 t.close()`,
     tarPath,
   ]);
@@ -93,6 +94,9 @@ t.close()`,
   const read = (root: string): string =>
     must('python3', ['-c', 'import os,sys\nfor p in ["usr","usr/f","usr/l","usr/p"]:\n  q=os.path.join(sys.argv[1],p)\n  print(p, sorted((k.encode("utf-8","surrogateescape").hex(), os.getxattr(q,k,follow_symlinks=False).hex()) for k in os.listxattr(q,follow_symlinks=False) if not k.startswith("security.")))', root]);
   const hex = (t: string): string => Buffer.from(t, 'utf8').toString('hex');
+  // The nodes mknod made: kind, device numbers and mode, under a name that is not ASCII.
+  const nodes = (root: string): string =>
+    must('python3', ['-c', 'import os,sys,stat\nfor p in ["usr/p","usr/n\\u00e9"]:\n  st=os.lstat(os.path.join(sys.argv[1],p))\n  print(p.encode().hex(), stat.S_ISFIFO(st.st_mode), stat.S_ISCHR(st.st_mode), os.major(st.st_rdev), os.minor(st.st_rdev), oct(st.st_mode & 0o7777))', root]);
   const out = join(dir, 'xattrs-native');
   const r = veritree(['checkout', 't', out, '--repo', repo]);
   assert.equal(r.status, 0, r.stderr);
@@ -106,12 +110,14 @@ t.close()`,
       `usr/p [('${hex('trusted.p')}', '${hex('4')}')]`,
     ].join('\n') + '\n'
   );
+  assert.equal(nodes(out), `${hex('usr/p')} True False 0 0 0o644\n${hex('usr/né')} False True 1 3 0o640\n`);
   if (hasTool('setfattr')) {
     const fallback = join(dir, 'xattrs-setfattr');
     const f = veritree(['checkout', 't', fallback, '--repo', repo], { env: { VERITREE_DISABLE_NATIVE: 'store_sys' } });
     assert.equal(f.status, 0, f.stderr);
     assert.match(f.stderr, /xattr "user\.café" not applied: its name is not printable ASCII/);
     assert.equal(read(fallback), read(out).replace(`, ('${hex('user.café')}', '${hex('2')}')`, ''));
+    assert.equal(nodes(fallback), nodes(out), 'mknod(1) makes the same nodes');
   }
 });
 

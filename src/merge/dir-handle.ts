@@ -77,11 +77,17 @@ export function linkAt(fromDirFd: number, fromName: Buffer, dirFd: number, name:
 }
 
 /**
- * mknod(1) in a child handed our descriptor of the folder as its fd 3, under an ASCII name of
- * our own (the child's argv is text, a layer's names are bytes), then hard-linked to its real
- * name (link never replaces) and the first name removed.
+ * A FIFO or device node named `name` in the folder `dirFd`, mode 0600, never replacing: the
+ * addon's mknodat(2) where it built; else mknod(1) in a child handed our descriptor of the folder
+ * as its fd 3, under an ASCII name of our own (the child's argv is text, a layer's names are
+ * bytes), then hard-linked to its real name (link never replaces) and the first name removed.
  */
 export function mknodAt(dirFd: number, name: Buffer, type: 'char' | 'block' | 'fifo', major: number, minor: number): void {
+  const sys = storeSys();
+  if (sys?.mknodAt) {
+    sys.mknodAt(dirFd, name, type === 'fifo' ? 1 : type === 'char' ? 2 : 3, major, minor);
+    return;
+  }
   const tmp = Buffer.from(`.veritree-mknod-${process.pid}-${randomBytes(6).toString('hex')}`);
   const path = `/proc/self/fd/3/${tmp.toString()}`;
   const args = type === 'fifo' ? ['-m', '600', path, 'p'] : ['-m', '600', path, type === 'char' ? 'c' : 'b', String(major), String(minor)];

@@ -30,6 +30,8 @@ interface StoreSysAddon {
   /** See native/store_sys.c; older builds lack it. */
   /** See native/store_sys.c; older builds lack it. */
   setXattr?(fd: number, entryName: Buffer | null, key: Buffer, value: Buffer): boolean;
+  /** See native/store_sys.c; older builds lack it. */
+  mknodAt?(dirFd: number, name: Buffer, kind: 1 | 2 | 3, major: number, minor: number): boolean;
   assemble?(objectsDir: string, refs: Uint8Array, digestSize: number, segs: Float64Array, arena: Uint8Array, start: number, out: Uint8Array, result: Float64Array, stop?: Int32Array): Promise<void>;
 }
 
