@@ -37,17 +37,22 @@ export function loadAddon<T>(name: string): LoadedAddon<T> {
 }
 
 /**
- * A stop flag for an addon's job on libuv's thread pool: an Int32Array the job reads between
- * files and reads, set to 1 when `signal` aborts; `done` removes the listener. No flag without a
- * signal.
+ * A stop flag for an addon's jobs on libuv's thread pool: an Int32Array the jobs read between
+ * files and reads, set to 1 when `signal` aborts, and by `done()`: the caller is leaving (it
+ * finished, or failed with jobs still reading), so whatever still runs stops at its next check.
  */
-export function stopFlag(signal: AbortSignal | undefined): { flag: Int32Array | undefined; done: () => void } {
-  if (!signal) return { flag: undefined, done: () => undefined };
+export function stopFlag(signal: AbortSignal | undefined): { flag: Int32Array; done: () => void } {
   const flag = new Int32Array(new SharedArrayBuffer(4));
-  const onAbort = (): void => void Atomics.store(flag, 0, 1);
-  if (signal.aborted) onAbort();
-  else signal.addEventListener('abort', onAbort, { once: true });
-  return { flag, done: () => signal.removeEventListener('abort', onAbort) };
+  const stop = (): void => void Atomics.store(flag, 0, 1);
+  if (signal?.aborted) stop();
+  else signal?.addEventListener('abort', stop, { once: true });
+  return {
+    flag,
+    done: () => {
+      signal?.removeEventListener('abort', stop);
+      stop();
+    },
+  };
 }
 
 /** What an addon's call on a path (digestPath, readSmall) found instead of a result. */
