@@ -116,6 +116,11 @@ static napi_value js_link_fd(napi_env env, napi_callback_info info) {
   return make_bool(env, true);
 }
 
+/* A name argument: one path component, not empty (no '/'), NUL-terminated into buf. */
+static int get_name(napi_env env, napi_value v, char *buf, size_t cap) {
+  return get_path(env, v, buf, cap) && buf[0] != 0 && strchr(buf, '/') == NULL;
+}
+
 /* A Buffer argument as bytes (no copy): data and length. */
 static int get_bytes(napi_env env, napi_value v, void **data, size_t *len) {
   bool is_buf = false;
@@ -148,7 +153,7 @@ static napi_value js_set_xattr(napi_env env, napi_callback_info info) {
     if (r < 0) return throw_errno(env, errno, "setxattr");
   } else {
     char name[PATH_BUF];
-    if (!get_path(env, argv[1], name, sizeof name) || strchr(name, '/') != NULL || (size_t)n + 1 + strlen(name) >= sizeof path)
+    if (!get_name(env, argv[1], name, sizeof name) || (size_t)n + 1 + strlen(name) >= sizeof path)
       return throw_type(env, "setXattr: entryName must be one path component");
     snprintf(path + n, sizeof path - (size_t)n, "/%s", name);
     do r = lsetxattr(path, key, value, value_len, 0); while (r < 0 && errno == EINTR);
@@ -166,8 +171,8 @@ static napi_value js_mknod_at(napi_env env, napi_callback_info info) {
   int32_t dirfd, kind, major, minor;
   char name[PATH_BUF];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5 || !get_int(env, argv[0], &dirfd) ||
-      !get_path(env, argv[1], name, sizeof name) || !get_int(env, argv[2], &kind) || !get_int(env, argv[3], &major) ||
-      !get_int(env, argv[4], &minor) || kind < 1 || kind > 3 || major < 0 || minor < 0 || strchr(name, '/') != NULL || name[0] == 0)
+      !get_name(env, argv[1], name, sizeof name) || !get_int(env, argv[2], &kind) || !get_int(env, argv[3], &major) ||
+      !get_int(env, argv[4], &minor) || kind < 1 || kind > 3 || major < 0 || minor < 0)
     return throw_type(env, "mknodAt(dirFd, name: Buffer, kind 1|2|3, major, minor)");
   mode_t type = kind == 1 ? S_IFIFO : kind == 2 ? S_IFCHR : S_IFBLK;
   dev_t dev = kind == 1 ? 0 : makedev((unsigned)major, (unsigned)minor);

@@ -96,11 +96,11 @@ export async function writeLayer(
   sink: (bytes: Uint8Array) => Promise<void>,
   opts: { signal?: AbortSignal; onBytes?: (done: number, total: number) => void } = {}
 ): Promise<{ bytes: number }> {
-  const [{ rebuildHashed }, { readRefs }] = await Promise.all([import('./store/rebuild.ts'), import('./store/splitstream.ts')]);
+  const [{ rebuildHashed }, { readHeader }] = await Promise.all([import('./store/rebuild.ts'), import('./store/splitstream.ts')]);
   const want = diffId.replace(/^sha256:/, '');
   const stream = await repo.readStreamBytes(layerStreamName(want));
   // The stream's header says how long the layer is: progress can be a fraction.
-  const total = Number(readRefs(stream).streamSize);
+  const total = Number(readHeader(stream).streamSize);
   const onBytes = opts.onBytes;
   const r = await rebuildHashed(repo, stream, { sink, signal: opts.signal, ...(onBytes ? { onBytes: (done: number) => onBytes(done, total) } : {}) });
   if (r.sha256 !== want) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `rebuilt layer is sha256:${r.sha256}, not sha256:${want}: the store is damaged (run veritree fsck)`);

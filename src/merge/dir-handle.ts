@@ -12,7 +12,6 @@
  * @module
  */
 import { spawnSync } from 'node:child_process';
-import { storeSys } from '../store/sys.ts';
 import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
@@ -33,6 +32,7 @@ import {
   utimesSync,
   type Stats,
 } from 'node:fs';
+import { storeSys } from '../store/sys.ts';
 
 /** O_PATH (Linux, the same value on every architecture Node runs on): a handle, not an open. */
 const O_PATH = 0o10000000;

@@ -45,17 +45,36 @@ export class SmallFileBatcher {
   }
 
   /**
-   * Copies one file's content into the current batch. Returns its result to come, or null when
-   * the content ended early (the tar is truncated: the caller's parser reports it).
+   * The open batch's buffer, when it has room for `size` more bytes and one more file; null when
+   * it is full (send it first). A batch is started when none is open.
    */
-  async add(size: number, content: AsyncIterable<Uint8Array>): Promise<{ result: Promise<PublishResult> } | null> {
+  private room(size: number): Uint8Array | null {
     if (size > BATCH_BYTES) throw new RangeError(`batcher: a ${size}-byte file does not fit a batch`);
-    if (this.buf && (this.off + size > this.buf.length || this.sizes.length >= BATCH_FILES)) await this.flush();
+    if (this.buf && (this.off + size > this.buf.length || this.sizes.length >= BATCH_FILES)) return null;
     if (!this.buf) {
       this.buf = new Uint8Array(BATCH_BYTES);
       this.off = 0;
     }
-    const buf = this.buf;
+    return this.buf;
+  }
+
+  /** Counts the `size` bytes just copied in as one more file of the batch: its result to come. */
+  private push(size: number): Promise<PublishResult> {
+    this.off += size;
+    this.sizes.push(size);
+    return new Promise<PublishResult>((resolve, reject) => this.pending.push({ resolve, reject }));
+  }
+
+  /**
+   * Copies one file's content into the current batch. Returns its result to come, or null when
+   * the content ended early (the tar is truncated: the caller's parser reports it).
+   */
+  async add(size: number, content: AsyncIterable<Uint8Array>): Promise<{ result: Promise<PublishResult> } | null> {
+    let buf = this.room(size);
+    if (!buf) {
+      await this.flush();
+      buf = this.room(size) as Uint8Array;
+    }
     let got = 0;
     for await (const v of content) {
       if (got + v.length > size) return null;
@@ -63,10 +82,8 @@ export class SmallFileBatcher {
       got += v.length;
     }
     if (got !== size) return null;
-    this.off += size;
-    this.sizes.push(size);
     // Wrapped in an object: an awaited promise of a promise would wait for the batch itself.
-    return { result: new Promise<PublishResult>((resolve, reject) => this.pending.push({ resolve, reject })) };
+    return { result: this.push(size) };
   }
 
   /**
@@ -74,17 +91,10 @@ export class SmallFileBatcher {
    * (then `add` it, which sends the full batch first). The fast path: no await for most files.
    */
   tryAdd(bytes: Uint8Array): Promise<PublishResult> | null {
-    const size = bytes.length;
-    if (size > BATCH_BYTES) throw new RangeError(`batcher: a ${size}-byte file does not fit a batch`);
-    if (this.buf && (this.off + size > this.buf.length || this.sizes.length >= BATCH_FILES)) return null;
-    if (!this.buf) {
-      this.buf = new Uint8Array(BATCH_BYTES);
-      this.off = 0;
-    }
-    this.buf.set(bytes, this.off);
-    this.off += size;
-    this.sizes.push(size);
-    return new Promise<PublishResult>((resolve, reject) => this.pending.push({ resolve, reject }));
+    const buf = this.room(bytes.length);
+    if (!buf) return null;
+    buf.set(bytes, this.off);
+    return this.push(bytes.length);
   }
 
   /** Whether files wait in a batch not yet sent. */

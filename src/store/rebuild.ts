@@ -214,10 +214,9 @@ type Assemble = NonNullable<ReturnType<typeof assembler>>;
 const READERS = 2;
 
 interface ReadJob {
-  /** The job's chunks: queue[from, to), the first `start` bytes into its first chunk. */
+  /** The job's chunks: queue[from, to). */
   from: number;
   to: number;
-  start: number;
   out: Uint8Array;
   result: Promise<AssembledBatch>;
 }
@@ -259,7 +258,7 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
       else for (const c of r.value) queue.push(c);
     }
   };
-  /** A read job for queue[from, to), its output in `out`. */
+  /** A read job for queue[from, to), starting `first` bytes into its first chunk; its output in `out`. */
   const start = (from: number, to: number, first: number, out: Uint8Array): ReadJob => {
     const n = to - from;
     const segs = new Float64Array(2 * n);
@@ -284,7 +283,7 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
     }
     const result = assemble(repo.objectsDir, refTable, digestSize(alg), segs, arena, first, out, stop.flag);
     result.catch(() => undefined);
-    return { from, to, start: first, out, result };
+    return { from, to, out, result };
   };
   // Oldest first: outputs go to the hash and the sink in this order, which is the stream's.
   const jobs: ReadJob[] = [];

@@ -28,11 +28,11 @@ interface StoreSysAddon {
   /** Older builds of the addon lack it. */
   readSmall?(paths: string[], max: number): Promise<(Buffer | number)[]>;
   /** See native/store_sys.c; older builds lack it. */
+  assemble?(objectsDir: string, refs: Uint8Array, digestSize: number, segs: Float64Array, arena: Uint8Array, start: number, out: Uint8Array, result: Float64Array, stop?: Int32Array): Promise<void>;
   /** See native/store_sys.c; older builds lack it. */
   setXattr?(fd: number, entryName: Buffer | null, key: Buffer, value: Buffer): boolean;
   /** See native/store_sys.c; older builds lack it. */
   mknodAt?(dirFd: number, name: Buffer, kind: 1 | 2 | 3, major: number, minor: number): boolean;
-  assemble?(objectsDir: string, refs: Uint8Array, digestSize: number, segs: Float64Array, arena: Uint8Array, start: number, out: Uint8Array, result: Float64Array, stop?: Int32Array): Promise<void>;
 }
 
 let loaded: { addon: StoreSysAddon | null; reason: string } | undefined;
