@@ -6,7 +6,8 @@
  * Every refusal names the line. Lines are read as they arrive: the input is never held whole.
  * @module
  */
-import { CfsNode, dumpError, INLINE_CONTENT_MAX, NAME_MAX, PATH_MAX, S_IFBLK, S_IFCHR, S_IFLNK, S_IFREG, MTIME_SPLIT, followLinks, validMode } from './node.ts';
+import { dumpError, INLINE_CONTENT_MAX, NAME_MAX, PATH_MAX, S_IFBLK, S_IFCHR, S_IFLNK, S_IFMT, S_IFREG, MTIME_SPLIT, validMode } from './node.ts';
+import { CfsTree, NONE } from './tree.ts';
 
 export interface DumpParseOptions {
   /** mkcomposefs's CFS_PARSE_STRICT: also refuse a missing final newline, a device number on a non-device, a symlink whose size is not its target's length or that has content. */
@@ -117,16 +118,16 @@ function sizeAt(text: string, s: number, e: number): number {
 }
 
 /** Seconds since the epoch as time_t (signed 64 bits), split into parts small enough to stay unboxed (see CfsNode.mtimeHi). */
-function secondsAt(text: string, s: number, e: number, node: CfsNode): void {
+function secondsAt(text: string, s: number, e: number, t: CfsTree, node: number): void {
   const n = digitsAt(text, s, e, 10);
   if (n >= 0) {
-    node.mtimeHi = Math.floor(n / MTIME_SPLIT);
-    node.mtimeLo = n % MTIME_SPLIT;
+    t.mtimeHi[node] = Math.floor(n / MTIME_SPLIT);
+    t.mtimeLo[node] = n % MTIME_SPLIT;
     return;
   }
   const v = BigInt.asIntN(64, parseU64(text.slice(s, e), 'mtime'));
-  node.mtimeHi = Number(v >> 24n);
-  node.mtimeLo = Number(v & 0xffffffn);
+  t.mtimeHi[node] = Number(v >> 24n);
+  t.mtimeLo[node] = Number(v & 0xffffffn);
 }
 
 /**
@@ -147,12 +148,13 @@ function scanFields(text: string, a: number, b: number, bounds: Int32Array): num
 }
 
 interface Pending {
-  node: CfsNode;
+  node: number;
   target: string | null;
 }
 
 class DumpTree {
-  root: CfsNode | null = null;
+  readonly tree = new CfsTree();
+  hasRoot = false;
   readonly links: Pending[] = [];
 
   private readonly strict: boolean;
@@ -162,40 +164,52 @@ class DumpTree {
   }
 
   /** Folders by their path as written (`/a/b`), so that a sorted dumpfile never walks from the root. */
-  private readonly dirs = new Map<string, CfsNode>();
+  private readonly dirs = new Map<string, number>();
+  /** The folder of the last line and its path: a sorted dumpfile names it again and again. */
+  private lastDir = NONE;
+  private lastDirPath = '';
 
-  private parentOf(path: string): { parent: CfsNode; name: string } | string {
+  /** The folder path's last name goes into, and where that name starts; or why there is none. */
+  private parentOf(path: string): number | string {
     const slash = path.lastIndexOf('/');
     if (slash >= 0 && slash < path.length - 1) {
-      const dir = this.dirs.get(path.slice(0, slash));
-      if (dir !== undefined) return { parent: dir, name: path.slice(slash + 1) };
+      if (this.lastDir !== NONE && slash === this.lastDirPath.length && path.startsWith(this.lastDirPath)) return this.lastDir;
+      const prefix = path.slice(0, slash);
+      const dir = this.dirs.get(prefix);
+      if (dir !== undefined) {
+        this.lastDir = dir;
+        this.lastDirPath = prefix;
+        return dir;
+      }
     }
     return this.walkToParent(path);
   }
 
   /** The folder a path's last name goes into, walking from the root (lookup_parent_path). */
-  private walkToParent(path: string): { parent: CfsNode; name: string } | string {
-    let node = this.root as CfsNode;
+  private walkToParent(path: string): number | string {
+    const t = this.tree;
+    let node = 0;
     const parts = path.split('/');
     let i = 0;
     while (i < parts.length - 1) {
       const part = parts[i++] as string;
       if (part === '') continue;
-      if (!node.isDir()) return `parent must be a directory for ${path}`;
-      const child = node.child(part);
-      if (child === undefined) return `parent directory missing for ${path}`;
+      if (!t.isDir(node)) return `parent must be a directory for ${path}`;
+      const child = t.child(node, part);
+      if (child === NONE) return `parent directory missing for ${path}`;
       node = child;
     }
-    if (!node.isDir()) return `parent must be a directory for ${path}`;
-    return { parent: node, name: parts[parts.length - 1] as string };
+    if (!t.isDir(node)) return `parent must be a directory for ${path}`;
+    return node;
   }
 
-  lookup(path: string): CfsNode | null {
-    let node = this.root as CfsNode;
+  lookup(path: string): number {
+    const t = this.tree;
+    let node = 0;
     for (const part of path.split('/')) {
       if (part === '') continue;
-      const child = node.child(part);
-      if (child === undefined) return null;
+      const child = t.child(node, part);
+      if (child === NONE) return NONE;
       node = child;
     }
     return node;
@@ -211,122 +225,121 @@ class DumpTree {
     }
     const f = this.bounds;
     const restAt = scanFields(text, a, b, f);
-    const s = (i: number): number => f[2 * i] as number;
-    const e = (i: number): number => f[2 * i + 1] as number;
-    const field = (i: number): string => text.slice(s(i), e(i));
-    const isDash = (i: number): boolean => e(i) - s(i) === 1 && text.charCodeAt(s(i)) === 45;
-    const path = cString(unescape(field(0)));
+    const path = cString(unescape(text.slice(f[0] as number, f[1] as number)));
     if (path === '') throw new SyntaxError('empty path');
-    const hardlink = e(2) > s(2) && text.charCodeAt(s(2)) === 64;
-    const mode = u32At(text, s(2) + (hardlink ? 1 : 0), e(2), 'mode', 8);
+    const modeS = f[4] as number;
+    const modeE = f[5] as number;
+    const hardlink = modeE > modeS && text.charCodeAt(modeS) === 64;
+    const mode = u32At(text, modeS + (hardlink ? 1 : 0), modeE, 'mode', 8);
     if (!validMode(mode)) throw new SyntaxError(`invalid mode ${mode.toString(8)}`);
-    const node = new CfsNode();
-    node.mode = mode;
-    node.line = lineNo;
+    const t = this.tree;
+    const node = t.add(mode, lineNo);
     this.place(path, node);
+    const payloadF = text.slice(f[16] as number, f[17] as number);
     if (hardlink) {
-      if (node.isDir()) throw new SyntaxError('directories cannot be hard-linked');
-      this.links.push({ node, target: isDash(8) ? null : cString(unescape(field(8))) });
+      if (t.isDir(node)) throw new SyntaxError('directories cannot be hard-linked');
+      this.links.push({ node, target: payloadF === '-' ? null : cString(unescape(payloadF)) });
       return;
     }
-    const size = sizeAt(text, s(1), e(1));
-    node.nlink = u32At(text, s(3), e(3), 'nlink');
-    node.uid = u32At(text, s(4), e(4), 'uid');
-    node.gid = u32At(text, s(5), e(5), 'gid');
-    const rdev = u32At(text, s(6), e(6), 'rdev');
+    const size = sizeAt(text, f[2] as number, f[3] as number);
+    t.nlink[node] = u32At(text, f[6] as number, f[7] as number, 'nlink');
+    t.uid[node] = u32At(text, f[8] as number, f[9] as number, 'uid');
+    t.gid[node] = u32At(text, f[10] as number, f[11] as number, 'gid');
+    const rdev = u32At(text, f[12] as number, f[13] as number, 'rdev');
+    const timeS = f[14] as number;
+    const timeE = f[15] as number;
     let dot = -1;
-    for (let i = s(7); i < e(7); i++) {
+    for (let i = timeS; i < timeE; i++) {
       if (text.charCodeAt(i) === 46) {
         dot = i;
         break;
       }
     }
     // "SEC.NSEC"; without a dot the nanoseconds are an empty field, refused as mkcomposefs does.
-    const nsec = dot < 0 ? u32At(text, e(7), e(7), 'mtime nanoseconds') : u32At(text, dot + 1, e(7), 'mtime nanoseconds');
-    const payloadF = field(8);
-    const contentF = field(9);
-    const digestF = field(10);
-    const rest = restAt < b ? text.slice(restAt, b) : '';
+    const nsec = dot < 0 ? u32At(text, timeE, timeE, 'mtime nanoseconds') : u32At(text, dot + 1, timeE, 'mtime nanoseconds');
+    const contentF = text.slice(f[18] as number, f[19] as number);
+    const digestF = text.slice(f[20] as number, f[21] as number);
     const payload = payloadF === '-' ? null : cString(unescape(payloadF));
     const content = contentF === '-' ? null : unescape(contentF);
     if (content !== null && content.length !== size) throw new SyntaxError(`content of ${content.length} bytes, but size ${size}`);
     const digest = digestF === '-' ? null : unescape(digestF);
-    const type = node.type;
-    if (type !== S_IFLNK) node.size = size;
-    if (type === S_IFCHR || type === S_IFBLK) node.rdev = rdev;
+    const type = mode & S_IFMT;
+    if (type !== S_IFLNK) t.size[node] = size;
+    if (type === S_IFCHR || type === S_IFBLK) t.rdev[node] = rdev;
     else if (this.strict && rdev !== 0) throw new SyntaxError('non-zero device number on a non-device');
-    secondsAt(text, s(7), dot < 0 ? e(7) : dot, node);
-    node.mtimeNsec = nsec;
+    secondsAt(text, timeS, dot < 0 ? timeE : dot, t, node);
+    t.mtimeNsec[node] = nsec;
     if (type === S_IFLNK) {
       if (payload === null || payload === '') throw new SyntaxError('a symlink needs a target');
       if (payload.length >= PATH_MAX) throw new SyntaxError(`symlink target of ${payload.length} bytes (under ${PATH_MAX})`);
-      node.payload = payload;
-      node.size = payload.length;
-      if (this.strict && size !== node.size) throw new SyntaxError(`symlink size ${size}, but its target has ${payload.length} bytes`);
+      t.payload[node] = payload;
+      t.size[node] = payload.length;
+      if (this.strict && size !== payload.length) throw new SyntaxError(`symlink size ${size}, but its target has ${payload.length} bytes`);
       if (this.strict && content !== null && content.length > 0) throw new SyntaxError('a symlink cannot have content');
     } else {
       if (payload !== null && payload.length >= PATH_MAX) throw new SyntaxError(`payload of ${payload.length} bytes (under ${PATH_MAX})`);
-      node.payload = payload;
+      t.payload[node] = payload;
       if (content !== null) {
         if (content.length > INLINE_CONTENT_MAX) throw new SyntaxError(`inline content of ${content.length} bytes (at most ${INLINE_CONTENT_MAX})`);
-        node.content = content.length > 0 ? content : null;
-        node.size = content.length;
+        t.content[node] = content.length > 0 ? content : null;
+        t.size[node] = content.length;
       }
     }
     if (digest !== null) {
       // mkcomposefs reads any string here and uses it only for a file kept outside the image;
       // there, what is not 64 hex digits would give an image of undefined bytes, so it is refused.
-      if (/^[0-9a-fA-F]{64}$/.test(digest)) node.digest = digestBytes(digest);
-      else if (type === S_IFREG && node.size > 0 && node.content === null) throw new SyntaxError(`digest ${JSON.stringify(digest)} is not 64 hex digits`);
+      if (/^[0-9a-fA-F]{64}$/.test(digest)) t.digest[node] = digestBytes(digest);
+      else if (type === S_IFREG && (t.size[node] as number) > 0 && t.content[node] === null) throw new SyntaxError(`digest ${JSON.stringify(digest)} is not 64 hex digits`);
     }
-    if (rest.length > 0xffff) throw new SyntaxError('too many xattrs');
-    for (let at = 0; at < rest.length; ) {
-      const sp = rest.indexOf(' ', at);
-      const end = sp < 0 ? rest.length : sp;
-      const x = rest.slice(at, end);
-      at = sp < 0 ? rest.length : sp + 1;
-      const eq = x.indexOf('=');
-      if (eq < 0) throw new SyntaxError(`missing = in xattr ${JSON.stringify(x)}`);
-      const why = node.setXattr(cString(unescape(x.slice(0, eq))), unescape(x.slice(eq + 1)));
+    if (b - restAt > 0xffff) throw new SyntaxError('too many xattrs');
+    for (let at = restAt; at < b; ) {
+      let end = text.indexOf(' ', at);
+      if (end < 0 || end > b) end = b;
+      const eq = text.indexOf('=', at);
+      if (eq < 0 || eq >= end) throw new SyntaxError(`missing = in xattr ${JSON.stringify(text.slice(at, end))}`);
+      const why = t.setXattr(node, cString(unescape(text.slice(at, eq))), unescape(text.slice(eq + 1, end)));
       if (why !== null) throw new SyntaxError(why);
+      at = end < b ? end + 1 : b;
     }
   }
 
-  private place(path: string, node: CfsNode): void {
+  private place(path: string, node: number): void {
+    const t = this.tree;
     if (path === '/') {
-      if (!node.isDir()) throw new SyntaxError('the root must be a directory');
-      if (this.root !== null) throw new SyntaxError('a second root');
-      this.root = node;
+      if (!t.isDir(node)) throw new SyntaxError('the root must be a directory');
+      if (this.hasRoot) throw new SyntaxError('a second root');
+      this.hasRoot = true;
       this.dirs.set('', node);
       return;
     }
-    if (this.root === null) throw new SyntaxError('the root (/) must come first');
-    const at = this.parentOf(path);
-    if (typeof at === 'string') throw new SyntaxError(at);
-    const { parent, name } = at;
+    if (!this.hasRoot) throw new SyntaxError('the root (/) must come first');
+    const parent = this.parentOf(path);
+    if (typeof parent === 'string') throw new SyntaxError(parent);
+    const name = path.slice(path.lastIndexOf('/') + 1);
     if (name === '.' || name === '..') throw new SyntaxError(`invalid . or .. in path ${path}`);
     if (name === '') throw new SyntaxError(`empty name in path ${path}`);
     if (name.length > NAME_MAX) throw new SyntaxError(`a name of ${name.length} bytes (at most ${NAME_MAX})`);
-    if (parent.child(name) !== undefined) throw new SyntaxError(`path ${path} already exists`);
-    parent.addChild(name, node);
+    if (t.child(parent, name) !== NONE) throw new SyntaxError(`path ${path} already exists`);
+    t.addChild(parent, name, node);
     // Only a folder's own path as written is remembered; the walk handles any other spelling.
-    if (node.isDir() && !path.includes('//') && path.startsWith('/') && !path.endsWith('/')) this.dirs.set(path, node);
+    if (t.isDir(node) && !path.includes('//') && path.startsWith('/') && !path.endsWith('/')) this.dirs.set(path, node);
   }
 
   /** tree_resolve_hardlinks: last line first, as mkcomposefs's list does. */
   resolveLinks(): void {
+    const t = this.tree;
     for (let i = this.links.length - 1; i >= 0; i--) {
       const { node, target } = this.links[i] as Pending;
-      if (target === null) throw dumpError(node.line, 'a hard link with no target path');
-      const t = this.lookup(target);
-      if (t === null) throw dumpError(node.line, `no target at ${target} for hard link`);
-      if (t === node) throw dumpError(node.line, `self-referential hard link ${target}`);
-      node.linkTo = t;
+      if (target === null) throw dumpError(t.line[node] as number, 'a hard link with no target path');
+      const to = this.lookup(target);
+      if (to === NONE) throw dumpError(t.line[node] as number, `no target at ${target} for hard link`);
+      if (to === node) throw dumpError(t.line[node] as number, `self-referential hard link ${target}`);
+      t.linkTo[node] = to;
     }
     for (const { node } of this.links) {
-      const end = followLinks(node);
-      if (end === null) throw dumpError(node.line, 'a cycle of hard links');
-      if (end.isDir()) throw dumpError(node.line, 'a hard link to a directory');
+      const end = t.followLinks(node);
+      if (end === NONE) throw dumpError(t.line[node] as number, 'a cycle of hard links');
+      if (t.isDir(end)) throw dumpError(t.line[node] as number, 'a hard link to a directory');
     }
   }
 }
@@ -335,7 +348,7 @@ class DumpTree {
  * Reads a dumpfile into a tree.
  * @throws VeritreeError DUMPFILE_INVALID naming the line
  */
-export async function parseDumpfile(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: DumpParseOptions = {}): Promise<CfsNode> {
+export async function parseDumpfile(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: DumpParseOptions = {}): Promise<CfsTree> {
   const tree = new DumpTree(opts.strict ?? false);
   let carry = '';
   let lineNo = 0;
@@ -366,7 +379,7 @@ export async function parseDumpfile(input: AsyncIterable<Uint8Array> | Iterable<
     if (opts.strict) throw dumpError(lineNo + 1, 'missing trailing newline');
     take(carry, 0, carry.length, carry.includes('\0'));
   }
-  if (tree.root === null) throw dumpError(0, 'no files in the dumpfile');
+  if (!tree.hasRoot) throw dumpError(0, 'no files in the dumpfile');
   tree.resolveLinks();
-  return tree.root;
+  return tree.tree;
 }

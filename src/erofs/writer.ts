@@ -11,13 +11,13 @@
  * whole blocks: folder blocks and file data that did not fit inline. docs/composefs-image.md has
  * the tables.
  *
- * The writer changes the tree it is given (overlay xattrs, `.` and `..`, the root's 256 whiteouts),
- * as libcomposefs does to its clone: build a fresh tree for each image.
+ * The writer changes the tree it is given (overlay xattrs, the root's 256 whiteouts, xattr order,
+ * folder link counts), as libcomposefs does to its clone: build a fresh tree for each image. What
+ * it works out per inode (order, place, sizes) it keeps in typed arrays by row, beside the tree.
  * @module
  */
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import {
-  CfsNode,
   MAX_NONINLINE_CHUNKS,
   S_IFBLK,
   S_IFCHR,
@@ -27,14 +27,13 @@ import {
   S_IFMT,
   S_IFREG,
   S_IFSOCK,
-  chunking,
+  chunkBits,
+  chunkCount,
   dumpError,
-  followLinks,
-  mtimeCompare,
   mtimeWords,
   validMode,
-  type Xattr,
 } from './node.ts';
+import { CfsTree, NONE } from './tree.ts';
 import { EROFS_MAGIC, LAYOUT_CHUNK_BASED, LAYOUT_FLAT_INLINE, LAYOUT_FLAT_PLAIN, SLOT, SUPER_OFFSET } from './format.ts';
 import { xxh32 } from './xxh32.ts';
 
@@ -78,277 +77,411 @@ const PREFIXES: [string, number][] = [
   ['security.', 6],
 ];
 
-const FILE_TYPE: Record<number, number> = { [S_IFREG]: 1, [S_IFDIR]: 2, [S_IFCHR]: 3, [S_IFBLK]: 4, [S_IFIFO]: 5, [S_IFSOCK]: 6, [S_IFLNK]: 7 };
+/** The dirent file type by `mode >> 12` (EROFS_FT_*; 0 for what is no type). */
+const FILE_TYPE = new Uint8Array(16);
+FILE_TYPE[S_IFREG >> 12] = 1;
+FILE_TYPE[S_IFDIR >> 12] = 2;
+FILE_TYPE[S_IFCHR >> 12] = 3;
+FILE_TYPE[S_IFBLK >> 12] = 4;
+FILE_TYPE[S_IFIFO >> 12] = 5;
+FILE_TYPE[S_IFSOCK >> 12] = 6;
+FILE_TYPE[S_IFLNK >> 12] = 7;
 
 /** A tree no image can hold, blamed on the node's dumpfile line where it has one. */
-function refused(node: CfsNode, why: string): VeritreeError {
-  return node.line > 0 ? dumpError(node.line, why) : new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, why);
-}
-
-/** Prefix index and suffix of each xattr name: names repeat across inodes, so each is split once. */
-const prefixes = new Map<string, { index: number; rest: string; bit: number }>();
-
-function prefixOf(key: string): { index: number; rest: string; bit: number } {
-  let p = prefixes.get(key);
-  if (p === undefined) {
-    let index = 0;
-    let rest = key;
-    for (const [prefix, i] of PREFIXES) {
-      if (key.startsWith(prefix)) {
-        index = i;
-        rest = key.slice(prefix.length);
-        break;
-      }
-    }
-    p = { index, rest, bit: xxh32(Buffer.from(rest, 'latin1'), (XATTR_FILTER_SEED + index) >>> 0) & 31 };
-    if (prefixes.size < 65536) prefixes.set(key, p);
-  }
-  return p;
+function refused(t: CfsTree, n: number, why: string): VeritreeError {
+  const line = t.line[n] as number;
+  return line > 0 ? dumpError(line, why) : new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, why);
 }
 
 const roundUp = (x: number, to: number): number => Math.ceil(x / to) * to;
 
-function xattrEntrySize(x: Xattr): number {
-  return roundUp(XATTR_ENTRY + prefixOf(x.key).rest.length + x.value.length, 4);
-}
-
-function xattrAreaSize(nShared: number, unsharedBytes: number): number {
-  if (nShared === 0 && unsharedBytes === 0) return 0;
-  return roundUp(XATTR_HEADER + nShared * 4 + unsharedBytes, 4);
-}
-
-function xattrCounts(node: CfsNode): { nShared: number; unshared: number } {
-  let nShared = 0;
-  let unshared = 0;
-  const xs = node.xattrs;
-  for (let i = 0; i < xs.length; i++) {
-    const x = xs[i] as Xattr;
-    if (x.shared >= 0) nShared++;
-    else unshared += xattrEntrySize(x);
-  }
-  return { nShared, unshared };
-}
-
+/** DOT and DOTDOT stand for `.` and `..` in a folder's entries (every other entry is a row). */
+const DOT = -2;
+const DOTDOT = -3;
 
 /** The version the image is written at: min, raised to 1 by a whiteout when max allows (lcfs_write_update_version). */
-function formatVersion(root: CfsNode, min: number, max: number): number {
+function formatVersion(t: CfsTree, min: number, max: number): number {
   if (min >= 1 || max < 1) return min;
-  const stack = [root];
-  while (stack.length > 0) {
-    const n = stack.pop() as CfsNode;
-    if (n.type === S_IFCHR && n.rdev === 0) return 1;
-    for (const c of n.childNodes()) if (c.linkTo === null) stack.push(c);
-  }
+  for (let n = 0; n < t.count; n++) if (t.linkTo[n] === NONE && t.type(n) === S_IFCHR && t.rdev[n] === 0) return 1;
   return min;
 }
 
-/** Escapes the tree's own overlay xattrs and adds the ones overlayfs reads (add_overlayfs_xattrs). */
-function addOverlayXattrs(node: CfsNode, version: number): void {
-  const set = (n: CfsNode, key: string, value: string): void => {
-    const why = n.setXattr(key, value);
-    if (why !== null) throw refused(n, why);
-  };
-  for (const x of node.xattrs) if (x.key.startsWith(OVERLAY)) x.key = ESCAPED + x.key.slice(OVERLAY.length);
-  const type = node.type;
-  if (type === S_IFREG && node.size > 0 && node.content === null) {
-    // version 0, length 36, flags 0, FS_VERITY_HASH_ALG_SHA256, the digest; empty when none is known
-    set(node, `${OVERLAY}metacopy`, node.digest === null ? '' : `\x00\x24\x00\x01${node.digest}`);
-    if (node.payload !== null && node.payload.length > 0) set(node, `${OVERLAY}redirect`, `/${node.payload}`);
+function setOrRefuse(t: CfsTree, n: number, key: number, value: string): void {
+  const why = t.setXattrOf(n, key, value);
+  if (why !== null) throw refused(t, n, why);
+}
+
+/** The ids of the xattr keys the writer adds, and each key's escaped id as it is found. */
+class OverlayKeys {
+  readonly metacopy: number;
+  readonly redirect: number;
+  readonly whiteout: number;
+  readonly userWhiteout: number;
+  readonly whiteouts: number;
+  readonly userWhiteouts: number;
+  readonly opaque: number;
+  readonly userOpaque: number;
+  readonly rootOpaque: number;
+  private readonly escaped: number[] = [];
+  constructor(t: CfsTree) {
+    // The tree's own keys first: their escaped forms are looked up for them alone.
+    const own = t.keys.length;
+    for (let k = 0; k < own; k++) {
+      const name = t.keys[k] as string;
+      this.escaped.push(name.startsWith(OVERLAY) ? t.keyId(ESCAPED + name.slice(OVERLAY.length)) : k);
+    }
+    this.metacopy = t.keyId(`${OVERLAY}metacopy`);
+    this.redirect = t.keyId(`${OVERLAY}redirect`);
+    this.whiteout = t.keyId(`${ESCAPED}whiteout`);
+    this.userWhiteout = t.keyId(`${USER_OVERLAY}whiteout`);
+    this.whiteouts = t.keyId(`${ESCAPED}whiteouts`);
+    this.userWhiteouts = t.keyId(`${USER_OVERLAY}whiteouts`);
+    this.opaque = t.keyId(`${ESCAPED}opaque`);
+    this.userOpaque = t.keyId(`${USER_OVERLAY}opaque`);
+    this.rootOpaque = t.keyId(`${OVERLAY}opaque`);
   }
-  if (type === S_IFCHR && node.rdev === 0) {
+  /** The key a tree's own key is written under (`trusted.overlay.X` escaped). */
+  escape(key: number): number {
+    return this.escaped[key] ?? key;
+  }
+}
+
+const METACOPY_NONE = '';
+const METACOPY_HEAD = '\x00\x24\x00\x01';
+
+/** Escapes the tree's own overlay xattrs and adds the ones overlayfs reads (add_overlayfs_xattrs). */
+function addOverlayXattrs(t: CfsTree, n: number, version: number, k: OverlayKeys): void {
+  for (let s = t.xHead[n] as number; s !== NONE; s = t.slotNext[s] as number) t.slotKey[s] = k.escape(t.slotKey[s] as number);
+  const type = t.type(n);
+  if (type === S_IFREG && (t.size[n] as number) > 0 && t.content[n] === null) {
+    // version 0, length 36, flags 0, FS_VERITY_HASH_ALG_SHA256, the digest; empty when none is known
+    const digest = t.digest[n] as string | null;
+    setOrRefuse(t, n, k.metacopy, digest === null ? METACOPY_NONE : METACOPY_HEAD + digest);
+    const payload = t.payload[n] as string | null;
+    if (payload !== null && payload.length > 0) setOrRefuse(t, n, k.redirect, `/${payload}`);
+  }
+  if (type === S_IFCHR && t.rdev[n] === 0) {
     // A whiteout in the tree is a file to overlayfs: written as an escaped whiteout, and its
     // folder marked as holding some.
-    const parent = node.parent as CfsNode;
-    node.size = 0;
-    node.mode = S_IFREG | (node.mode & ~S_IFMT);
-    set(node, `${ESCAPED}whiteout`, '');
-    set(node, `${USER_OVERLAY}whiteout`, '');
-    set(parent, `${ESCAPED}whiteouts`, '');
-    set(parent, `${USER_OVERLAY}whiteouts`, '');
+    const parent = t.parent[n] as number;
+    t.size[n] = 0;
+    t.mode[n] = S_IFREG | ((t.mode[n] as number) & ~S_IFMT);
+    setOrRefuse(t, n, k.whiteout, '');
+    setOrRefuse(t, n, k.userWhiteout, '');
+    setOrRefuse(t, parent, k.whiteouts, '');
+    setOrRefuse(t, parent, k.userWhiteouts, '');
     if (version >= 1) {
-      set(parent, `${ESCAPED}opaque`, 'x');
-      set(parent, `${USER_OVERLAY}opaque`, 'x');
+      setOrRefuse(t, parent, k.opaque, 'x');
+      setOrRefuse(t, parent, k.userOpaque, 'x');
     }
   }
 }
 
-function checkNode(node: CfsNode): void {
-  if (!validMode(node.mode)) throw refused(node, `invalid mode ${node.mode.toString(8)}`);
-  if (node.type === S_IFREG && node.size > 0 && node.content === null && chunking(node.size).count > MAX_NONINLINE_CHUNKS) {
-    throw refused(node, `a file of ${node.size} bytes is too big for a composefs image`);
+function checkNode(t: CfsTree, n: number): void {
+  const mode = t.mode[n] as number;
+  if (!validMode(mode)) throw refused(t, n, `invalid mode ${mode.toString(8)}`);
+  const size = t.size[n] as number;
+  if ((mode & S_IFMT) === S_IFREG && size > 0 && t.content[n] === null && chunkCount(size) > MAX_NONINLINE_CHUNKS) {
+    throw refused(t, n, `a file of ${size} bytes is too big for a composefs image`);
   }
 }
 
-/** rewrite_tree_for_erofs: overlay xattrs, `.` and `..`, the root opaque with 256 whiteouts. */
-function rewriteTree(root: CfsNode, version: number, signal?: AbortSignal): void {
-  const stack: CfsNode[] = [root];
-  for (let steps = 0; stack.length > 0; steps++) {
-    if ((steps & 4095) === 0) signal?.throwIfAborted();
-    const node = stack.pop() as CfsNode;
-    checkNode(node);
-    node.resetXattrBudget();
-    addOverlayXattrs(node, version);
-    if (!node.isDir()) continue;
-    // `.` and `..` are added when the folder is laid out (sortedEntries): no dumpfile has them.
-    for (const c of node.childNodes()) if (c.linkTo === null) stack.push(c);
+/**
+ * rewrite_tree_for_erofs: overlay xattrs, the root opaque with 256 whiteouts (`.` and `..` come
+ * when a folder is laid out: no dumpfile has them). Rows in order: a folder before what it holds.
+ */
+function rewriteTree(t: CfsTree, version: number, signal?: AbortSignal): void {
+  t.resetXattrBudgets();
+  const keys = new OverlayKeys(t);
+  const rows = t.count;
+  for (let n = 0; n < rows; n++) {
+    if ((n & 4095) === 0) signal?.throwIfAborted();
+    if (t.linkTo[n] !== NONE) continue;
+    checkNode(t, n);
+    addOverlayXattrs(t, n, version, keys);
   }
-  const why = root.setXattr(`${OVERLAY}opaque`, 'y');
-  if (why !== null) throw refused(root, why);
-  const selinux = root.getXattr('security.selinux');
+  setOrRefuse(t, 0, keys.rootOpaque, 'y');
+  const selinuxKey = t.knownKey('security.selinux');
+  const selinux = selinuxKey === NONE ? NONE : t.slotOf(0, selinuxKey);
   for (let i = 0; i < 256; i++) {
     const name = i.toString(16).padStart(2, '0');
-    if (root.child(name) !== undefined) continue;
-    const w = new CfsNode();
-    w.mode = S_IFCHR | 0o644;
-    w.uid = root.uid;
-    w.gid = root.gid;
-    w.mtimeHi = root.mtimeHi;
-    w.mtimeLo = root.mtimeLo;
-    w.mtimeNsec = root.mtimeNsec;
-    if (selinux) w.setXattr('security.selinux', selinux.value);
-    root.addChild(name, w);
+    if (t.child(0, name) !== NONE) continue;
+    const w = t.add(S_IFCHR | 0o644, 0);
+    t.uid[w] = t.uid[0] as number;
+    t.gid[w] = t.gid[0] as number;
+    t.mtimeHi[w] = t.mtimeHi[0] as number;
+    t.mtimeLo[w] = t.mtimeLo[0] as number;
+    t.mtimeNsec[w] = t.mtimeNsec[0] as number;
+    if (selinux !== NONE) t.setXattrOf(w, selinuxKey, t.slotValue[selinux] as string);
+    t.addChild(0, name, w);
   }
 }
 
-function linkTo(target: CfsNode): CfsNode {
-  const n = new CfsNode();
-  n.mode = 0;
-  n.linkTo = target;
-  return n;
+function entryName(t: CfsTree, e: number): string {
+  return e >= 0 ? (t.name[e] as string) : e === DOT ? '.' : '..';
 }
 
-/** A folder's entries in byte order, with `.` and `..` as hard links to itself and its parent. */
-function sortedEntries(node: CfsNode): CfsNode[] {
-  const kids = node.childNodes();
-  let inOrder = true;
-  for (let i = 1; i < kids.length && inOrder; i++) if ((kids[i - 1]?.name as string) > (kids[i]?.name as string)) inOrder = false;
-  // A dumpfile lists a folder's entries in order: sort only when it did not.
-  if (!inOrder) kids.sort((a, b) => ((a.name as string) < (b.name as string) ? -1 : 1));
-  for (const [name, target] of [['.', node], ['..', node.parent ?? node]] as const) {
-    const link = linkTo(target);
-    link.name = name;
+/** A folder's entries in byte order, with `.` and `..` (DOT, DOTDOT) in their places. */
+function sortedEntries(t: CfsTree, dir: number): number[] {
+  const kids = t.children(dir).slice();
+  if (!t.childrenSorted(dir)) {
+    let inOrder = true;
+    for (let i = 1; i < kids.length && inOrder; i++) if ((t.name[kids[i - 1] as number] as string) > (t.name[kids[i] as number] as string)) inOrder = false;
+    if (!inOrder) kids.sort((a, b) => ((t.name[a] as string) < (t.name[b] as string) ? -1 : 1));
+  }
+  for (const [name, e] of DOTS) {
     let lo = 0;
     let hi = kids.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if ((kids[mid]?.name as string) < name) lo = mid + 1;
+      if (entryName(t, kids[mid] as number) < name) lo = mid + 1;
       else hi = mid;
     }
-    kids.splice(lo, 0, link);
+    kids.splice(lo, 0, e);
   }
   return kids;
 }
 
-interface Layout {
-  nodes: CfsNode[];
-  min: { mtimeHi: number; mtimeLo: number; mtimeNsec: number };
-  hasAcl: boolean;
+const DOTS: readonly (readonly [string, number])[] = [['.', DOT], ['..', DOTDOT]];
+
+/** The scratch array sortXattrs reuses (an inode has a handful of xattrs). */
+const slotScratch: number[] = [];
+
+/** Relinks a node's xattr slots in key order (its keys are distinct: any sort gives the same order). */
+function sortXattrs(t: CfsTree, rank: Int32Array, n: number): void {
+  const xs = slotScratch;
+  xs.length = 0;
+  for (let s = t.xHead[n] as number; s !== NONE; s = t.slotNext[s] as number) {
+    const r = rank[t.slotKey[s] as number] as number;
+    let j = xs.length - 1;
+    xs.push(s);
+    while (j >= 0 && (rank[t.slotKey[xs[j] as number] as number] as number) > r) {
+      xs[j + 1] = xs[j] as number;
+      j--;
+    }
+    xs[j + 1] = s;
+  }
+  t.xHead[n] = xs[0] as number;
+  for (let i = 0; i < xs.length; i++) t.slotNext[xs[i] as number] = i + 1 < xs.length ? (xs[i + 1] as number) : NONE;
+}
+
+/** Per key id: its EROFS prefix index, the rest of its name, and its bit in the inode's xattr filter. */
+class KeyFacts {
+  readonly index: number[] = [];
+  readonly rest: string[] = [];
+  readonly bit: number[] = [];
+  /** Each key's place in byte order. */
+  readonly rank: Int32Array;
+  constructor(keys: readonly string[]) {
+    this.rank = new Int32Array(keys.length);
+    const byName = keys.map((_, i) => i).sort((a, b) => ((keys[a] as string) < (keys[b] as string) ? -1 : 1));
+    for (let r = 0; r < byName.length; r++) this.rank[byName[r] as number] = r;
+    for (const key of keys) {
+      let index = 0;
+      let rest = key;
+      for (const [prefix, i] of PREFIXES) {
+        if (key.startsWith(prefix)) {
+          index = i;
+          rest = key.slice(prefix.length);
+          break;
+        }
+      }
+      this.index.push(index);
+      this.rest.push(rest);
+      this.bit.push(xxh32(Buffer.from(rest, 'latin1'), (XATTR_FILTER_SEED + index) >>> 0) & 31);
+    }
+  }
 }
 
 /**
- * An inode's xattrs by key, in place: an insertion sort (stable, as Array.prototype.sort), since
- * an inode has a handful and sort() allocates a work copy per call, 64,000 calls for a distro tree.
+ * What the writer works out per row (lcfs_node_s's erofs_* fields), and the image-wide facts:
+ * breadth-first order, folder entries, shared xattrs.
  */
-function sortXattrs(xs: Xattr[]): void {
-  for (let i = 1; i < xs.length; i++) {
-    const x = xs[i] as Xattr;
-    let j = i - 1;
-    while (j >= 0 && (xs[j] as Xattr).key > x.key) {
-      xs[j + 1] = xs[j] as Xattr;
-      j--;
-    }
-    xs[j + 1] = x;
+class Layout {
+  readonly t: CfsTree;
+  /** Rows in inode order (breadth first from the root). */
+  readonly order: number[] = [0];
+  /** Per folder row, its sorted entries; empty for others. */
+  readonly entries: number[][];
+  readonly inodeNum: Int32Array;
+  readonly nid: Float64Array;
+  readonly ipad: Int32Array;
+  readonly xattrSize: Int32Array;
+  readonly nShared: Int32Array;
+  readonly isize: Int32Array;
+  readonly nBlocks: Float64Array;
+  readonly tailSize: Int32Array;
+  readonly compact: Uint8Array;
+  /** Per slot: its offset in the shared area, or -1 when written in the inode. */
+  readonly slotShared: Int32Array;
+  readonly keys: KeyFacts;
+  minHi: number;
+  minLo: number;
+  minNsec: number;
+  hasAcl = false;
+  /** The shared area: its xattrs (as slots that hold them) and size. */
+  sharedSlots: number[] = [];
+  sharedSize = 0;
+
+  constructor(t: CfsTree) {
+    this.t = t;
+    const rows = t.count;
+    this.entries = new Array<number[]>(rows).fill(NO_ENTRIES);
+    this.inodeNum = new Int32Array(rows);
+    this.nid = new Float64Array(rows);
+    this.ipad = new Int32Array(rows);
+    this.xattrSize = new Int32Array(rows);
+    this.nShared = new Int32Array(rows);
+    this.isize = new Int32Array(rows);
+    this.nBlocks = new Float64Array(rows);
+    this.tailSize = new Int32Array(rows);
+    this.compact = new Uint8Array(rows);
+    this.slotShared = new Int32Array(t.slotKey.length).fill(-1);
+    this.keys = new KeyFacts(t.keys);
+    this.minHi = t.mtimeHi[0] as number;
+    this.minLo = t.mtimeLo[0] as number;
+    this.minNsec = t.mtimeNsec[0] as number;
+  }
+
+  isMinMtime(n: number): boolean {
+    const t = this.t;
+    return t.mtimeHi[n] === this.minHi && t.mtimeLo[n] === this.minLo && t.mtimeNsec[n] === this.minNsec;
+  }
+
+  /** The row an entry of folder `dir` names. */
+  target(dir: number, e: number): number {
+    if (e === DOT) return dir;
+    if (e === DOTDOT) return this.t.parent[dir] === NONE ? dir : (this.t.parent[dir] as number);
+    return this.t.followLinks(e);
+  }
+
+  /** The size of one xattr entry as written (header, name's rest, value; 4-aligned). */
+  entrySize(slot: number): number {
+    const t = this.t;
+    return roundUp(XATTR_ENTRY + (this.keys.rest[t.slotKey[slot] as number] as string).length + (t.slotValue[slot] as string).length, 4);
   }
 }
+
+const NO_ENTRIES: number[] = [];
 
 /** lcfs_compute_tree: breadth-first order, sorted children, folder link counts, xattrs by key. */
-function computeTree(root: CfsNode, signal?: AbortSignal): Layout {
-  const nodes: CfsNode[] = [root];
-  const min = { mtimeHi: root.mtimeHi, mtimeLo: root.mtimeLo, mtimeNsec: root.mtimeNsec };
-  let hasAcl = false;
-  for (let i = 0; i < nodes.length; i++) {
+function computeTree(l: Layout, signal?: AbortSignal): void {
+  const t = l.t;
+  const order = l.order;
+  const aclAccess = t.knownKey('system.posix_acl_access');
+  const aclDefault = t.knownKey('system.posix_acl_default');
+  const rank = l.keys.rank;
+  for (let i = 0; i < order.length; i++) {
     if ((i & 4095) === 0) signal?.throwIfAborted();
-    const node = nodes[i] as CfsNode;
-    if (node.isDir()) {
-      const kids = (node.sorted = sortedEntries(node));
-      let n = 2;
-      for (let k = 0; k < kids.length; k++) if ((kids[k] as CfsNode).type === S_IFDIR) n++;
-      node.nlink = n;
+    const n = order[i] as number;
+    if (t.isDir(n)) {
+      const kids = sortedEntries(t, n);
+      l.entries[n] = kids;
+      let links = 2;
+      for (let k = 0; k < kids.length; k++) {
+        const e = kids[k] as number;
+        if (e >= 0 && t.isDir(e)) links++;
+      }
+      t.nlink[n] = links;
     }
-    if (node.xattrs.length > 1) sortXattrs(node.xattrs);
-    if (mtimeCompare(node, min) < 0) {
-      min.mtimeHi = node.mtimeHi;
-      min.mtimeLo = node.mtimeLo;
-      min.mtimeNsec = node.mtimeNsec;
+    if ((t.xCount[n] as number) > 1) sortXattrs(t, rank, n);
+    const hi = t.mtimeHi[n] as number;
+    const lo = t.mtimeLo[n] as number;
+    const ns = t.mtimeNsec[n] as number;
+    if (hi < l.minHi || (hi === l.minHi && (lo < l.minLo || (lo === l.minLo && ns < l.minNsec)))) {
+      l.minHi = hi;
+      l.minLo = lo;
+      l.minNsec = ns;
     }
-    node.inodeNum = i;
-    if (node.getXattr('system.posix_acl_access') || node.getXattr('system.posix_acl_default')) hasAcl = true;
-    const kids = node.sorted;
-    for (let k = 0; k < kids.length; k++) if ((kids[k] as CfsNode).linkTo === null) nodes.push(kids[k] as CfsNode);
+    l.inodeNum[n] = i;
+    if (!l.hasAcl && (t.xCount[n] as number) > 0 && ((aclAccess !== NONE && t.slotOf(n, aclAccess) !== NONE) || (aclDefault !== NONE && t.slotOf(n, aclDefault) !== NONE))) l.hasAcl = true;
+    const kids = l.entries[n] as number[];
+    for (let k = 0; k < kids.length; k++) {
+      const e = kids[k] as number;
+      if (e >= 0 && t.linkTo[e] === NONE) order.push(e);
+    }
   }
-  return { nodes, min, hasAcl };
 }
 
-interface Shared {
-  list: Xattr[];
-  size: number;
-}
-
-/** Xattrs (key and value) used by more than one inode go to the shared area, in a canonical order. */
-function computeSharedXattrs(nodes: CfsNode[]): Shared {
-  // key → value (as a latin1 string) → use count; only the shared ones are then sorted.
-  const byKey = new Map<string, Map<string, { x: Xattr; count: number; offset: number }>>();
-  const entryOf = (x: Xattr): { x: Xattr; count: number; offset: number } => {
-    let values = byKey.get(x.key);
-    if (values === undefined) byKey.set(x.key, (values = new Map()));
-    let e = values.get(x.value);
-    if (e === undefined) values.set(x.value, (e = { x, count: 0, offset: -1 }));
-    return e;
-  };
-  const perNode: { x: Xattr; count: number; offset: number }[][] = [];
-  for (const n of nodes) {
-    const es = n.xattrs.map(entryOf);
-    for (const e of es) e.count++;
-    perNode.push(es);
+/**
+ * Xattrs (key and value) used by more than one inode go to the shared area, in a canonical order;
+ * an inode refers to at most MAX_SHARED_PER_INODE of them and holds the rest itself. Also sizes
+ * each inode's xattr area.
+ */
+function computeSharedXattrs(l: Layout): void {
+  const t = l.t;
+  // Each distinct (key, value) is a pair: its use count decides whether it is shared.
+  const pairOf = new Int32Array(t.slotKey.length);
+  const byKey: (Map<string, number> | undefined)[] = [];
+  const pairSlot: number[] = [];
+  const pairCount: number[] = [];
+  const order = l.order;
+  for (let i = 0; i < order.length; i++) {
+    for (let s = t.xHead[order[i] as number] as number; s !== NONE; s = t.slotNext[s] as number) {
+      const key = t.slotKey[s] as number;
+      let values = byKey[key];
+      if (values === undefined) byKey[key] = values = new Map();
+      const value = t.slotValue[s] as string;
+      let pair = values.get(value);
+      if (pair === undefined) {
+        pair = pairSlot.length;
+        values.set(value, pair);
+        pairSlot.push(s);
+        pairCount.push(0);
+      }
+      pairCount[pair] = (pairCount[pair] as number) + 1;
+      pairOf[s] = pair;
+    }
   }
-  const sharedEntries: { x: Xattr; count: number; offset: number }[] = [];
-  for (const values of byKey.values()) for (const e of values.values()) if (e.count > 1) sharedEntries.push(e);
-  sharedEntries.sort((a, b) => {
-    if (a.x.key !== b.x.key) return a.x.key < b.x.key ? 1 : -1;
-    if (a.x.value.length !== b.x.value.length) return b.x.value.length - a.x.value.length;
-    return a.x.value < b.x.value ? 1 : a.x.value > b.x.value ? -1 : 0;
+  const shared: number[] = [];
+  for (let p = 0; p < pairSlot.length; p++) if ((pairCount[p] as number) > 1) shared.push(p);
+  const keyOf = (p: number): string => t.keys[t.slotKey[pairSlot[p] as number] as number] as string;
+  const valueOf = (p: number): string => t.slotValue[pairSlot[p] as number] as string;
+  shared.sort((a, b) => {
+    const ka = keyOf(a);
+    const kb = keyOf(b);
+    if (ka !== kb) return ka < kb ? 1 : -1;
+    const va = valueOf(a);
+    const vb = valueOf(b);
+    if (va.length !== vb.length) return vb.length - va.length;
+    return va < vb ? 1 : va > vb ? -1 : 0;
   });
-  const list: Xattr[] = [];
+  const pairOffset = new Int32Array(pairSlot.length).fill(-1);
   let offset = 0;
-  for (const e of sharedEntries) {
-    e.offset = offset;
-    list.push(e.x);
-    offset += xattrEntrySize(e.x);
+  for (const p of shared) {
+    pairOffset[p] = offset;
+    const s = pairSlot[p] as number;
+    l.sharedSlots.push(s);
+    offset += l.entrySize(s);
   }
-  for (let i = 0; i < nodes.length; i++) {
-    const n = nodes[i] as CfsNode;
-    const es = perNode[i] as { offset: number }[];
+  l.sharedSize = offset;
+  for (let i = 0; i < order.length; i++) {
+    const n = order[i] as number;
+    if (t.xHead[n] === NONE) continue;
     let nShared = 0;
-    for (let j = 0; j < n.xattrs.length; j++) {
-      const x = n.xattrs[j] as Xattr;
-      const e = es[j] as { offset: number };
-      if (e.offset >= 0 && nShared < MAX_SHARED_PER_INODE) {
-        x.shared = e.offset;
+    let unshared = 0;
+    for (let s = t.xHead[n] as number; s !== NONE; s = t.slotNext[s] as number) {
+      const at = pairOffset[pairOf[s] as number] as number;
+      if (at >= 0 && nShared < MAX_SHARED_PER_INODE) {
+        l.slotShared[s] = at;
         nShared++;
       } else {
-        x.shared = -1;
+        unshared += l.entrySize(s);
       }
     }
+    l.nShared[n] = nShared;
+    l.xattrSize[n] = roundUp(XATTR_HEADER + nShared * 4 + unshared, 4);
   }
-  return { list, size: offset };
 }
 
 /** Folder data: whole blocks of dirents, and a tail kept inline when it is at most half a block. */
-function dirSize(node: CfsNode): void {
+function dirSize(l: Layout, n: number): void {
+  const t = l.t;
   let blocks = 0;
   let used = 0;
-  for (const c of node.sorted) {
-    const len = DIRENT_SIZE + (c.name as string).length;
+  const kids = l.entries[n] as number[];
+  for (let i = 0; i < kids.length; i++) {
+    const len = DIRENT_SIZE + entryName(t, kids[i] as number).length;
     if (used + len > BLOCK) {
       blocks++;
       used = 0;
@@ -359,59 +492,65 @@ function dirSize(node: CfsNode): void {
     blocks++;
     used = 0;
   }
-  node.nBlocks = blocks;
-  node.tailSize = used;
+  l.nBlocks[n] = blocks;
+  l.tailSize[n] = used;
 }
 
-function inodeDataSize(node: CfsNode): void {
-  const type = node.type;
-  node.nBlocks = 0;
-  node.tailSize = 0;
-  if (type === S_IFDIR) dirSize(node);
-  else if (type === S_IFLNK) node.tailSize = (node.payload as string).length;
-  else if (type === S_IFREG && node.size > 0) {
-    if (node.content !== null) {
-      const size = node.content.length;
-      node.nBlocks = Math.floor(size / BLOCK);
-      node.tailSize = size % BLOCK;
-      if (node.tailSize > BLOCK / 2) {
-        node.nBlocks++;
-        node.tailSize = 0;
+function inodeDataSize(l: Layout, n: number): void {
+  const t = l.t;
+  const type = t.type(n);
+  l.nBlocks[n] = 0;
+  l.tailSize[n] = 0;
+  if (type === S_IFDIR) dirSize(l, n);
+  else if (type === S_IFLNK) l.tailSize[n] = (t.payload[n] as string).length;
+  else if (type === S_IFREG && (t.size[n] as number) > 0) {
+    const content = t.content[n] as string | null;
+    if (content !== null) {
+      const size = content.length;
+      let blocks = Math.floor(size / BLOCK);
+      let tail = size % BLOCK;
+      if (tail > BLOCK / 2) {
+        blocks++;
+        tail = 0;
       }
+      l.nBlocks[n] = blocks;
+      l.tailSize[n] = tail;
     } else {
-      node.tailSize = chunking(node.size).count * 4;
+      l.tailSize[n] = chunkCount(t.size[n] as number) * 4;
     }
   }
 }
 
-function fitsCompact(node: CfsNode, layout: Layout): boolean {
-  if (mtimeCompare(node, layout.min) !== 0) return false;
-  if (node.nlink > 0xffff || node.uid > 0xffff || node.gid > 0xffff) return false;
-  const size = node.type === S_IFDIR ? node.nBlocks * BLOCK + node.tailSize : node.size;
+function fitsCompact(l: Layout, n: number): boolean {
+  const t = l.t;
+  if (!l.isMinMtime(n)) return false;
+  if ((t.nlink[n] as number) > 0xffff || (t.uid[n] as number) > 0xffff || (t.gid[n] as number) > 0xffff) return false;
+  const size = t.type(n) === S_IFDIR ? (l.nBlocks[n] as number) * BLOCK + (l.tailSize[n] as number) : (t.size[n] as number);
   return size <= 0xffffffff;
 }
 
 /** Padding before an inode so that its tail does not straddle a block (or the tail goes to a block). */
-function tailPadding(node: CfsNode, pos: number, inodeSize: number, xattrSize: number): number {
+function tailPadding(l: Layout, n: number, pos: number, inodeSize: number, xattrSize: number): number {
   const nonTail = inodeSize + xattrSize;
-  const total = nonTail + node.tailSize;
-  if (node.type === S_IFLNK) {
+  const tailSize = l.tailSize[n] as number;
+  const total = nonTail + tailSize;
+  if (l.t.type(n) === S_IFLNK) {
     // A symlink's target stays with its inode in one block, or goes to a block of its own.
     const startBlock = Math.floor(pos / BLOCK);
     const endBlock = Math.floor((pos + total - 1) / BLOCK);
     if (Math.floor(total / BLOCK) > 0) {
-      node.nBlocks++;
-      node.tailSize = 0;
+      l.nBlocks[n] = (l.nBlocks[n] as number) + 1;
+      l.tailSize[n] = 0;
     }
     return startBlock !== endBlock ? roundUp(pos, BLOCK) - pos : 0;
   }
   let remainder = BLOCK - ((pos + nonTail) % BLOCK);
-  if (remainder < node.tailSize) {
+  if (remainder < tailSize) {
     const pad = roundUp(remainder, SLOT);
     remainder = BLOCK - ((pos + nonTail + pad) % BLOCK);
-    if (node.tailSize <= remainder) return pad;
-    node.nBlocks++;
-    node.tailSize = 0;
+    if (tailSize <= remainder) return pad;
+    l.nBlocks[n] = (l.nBlocks[n] as number) + 1;
+    l.tailSize[n] = 0;
     return roundUp(pos, BLOCK) - pos;
   }
   return 0;
@@ -423,35 +562,39 @@ interface Placement {
 }
 
 /** compute_erofs_inodes: where each inode goes, its padding, nid and block count. */
-function placeInodes(layout: Layout): Placement {
+function placeInodes(l: Layout): Placement {
   let pos = SUPER_OFFSET + SUPER_SIZE;
   const metaStart = Math.floor(pos / BLOCK) * BLOCK;
   let dataBlocks = 0;
-  for (const node of layout.nodes) {
-    inodeDataSize(node);
-    node.compact = fitsCompact(node, layout);
-    const inodeSize = node.compact ? COMPACT_SIZE : EXTENDED_SIZE;
-    const { nShared, unshared } = xattrCounts(node);
-    node.xattrSize = xattrAreaSize(nShared, unshared);
+  const order = l.order;
+  for (let i = 0; i < order.length; i++) {
+    const n = order[i] as number;
+    inodeDataSize(l, n);
+    const compact = fitsCompact(l, n);
+    l.compact[n] = compact ? 1 : 0;
+    const inodeSize = compact ? COMPACT_SIZE : EXTENDED_SIZE;
+    const xattrSize = l.xattrSize[n] as number;
     const before = pos;
     pos = roundUp(pos, SLOT);
-    node.ipad = pos - before;
-    const extra = tailPadding(node, pos, inodeSize, node.xattrSize);
-    node.ipad += extra;
+    let ipad = pos - before;
+    const extra = tailPadding(l, n, pos, inodeSize, xattrSize);
+    ipad += extra;
     pos += extra;
-    node.isize = inodeSize + node.xattrSize + node.tailSize;
-    dataBlocks += node.nBlocks;
-    node.nid = (pos - metaStart) / SLOT;
-    if (node.ipad >= BLOCK) throw internal(`inode padding of ${node.ipad} bytes`);
-    pos += node.isize;
+    l.ipad[n] = ipad;
+    const isize = inodeSize + xattrSize + (l.tailSize[n] as number);
+    l.isize[n] = isize;
+    dataBlocks += l.nBlocks[n] as number;
+    l.nid[n] = (pos - metaStart) / SLOT;
+    if (ipad >= BLOCK) throw internal(`inode padding of ${ipad} bytes`);
+    pos += isize;
   }
   return { inodesEnd: roundUp(pos, SLOT), dataBlocks };
 }
 
 /** A little-endian u64 from a number below 2^53. */
-function writeU64(b: Buffer, v: number, at: number): void {
-  b.writeUInt32LE(v % 2 ** 32, at);
-  b.writeUInt32LE(Math.floor(v / 2 ** 32), at + 4);
+function writeU64(v: DataView, x: number, at: number): void {
+  v.setUint32(at, x % 2 ** 32, true);
+  v.setUint32(at + 4, Math.floor(x / 2 ** 32), true);
 }
 
 function internal(why: string): VeritreeError {
@@ -462,8 +605,11 @@ function internal(why: string): VeritreeError {
 class Out {
   pos = 0;
   readonly b: Buffer;
+  /** Little-endian numbers go through a DataView: the optimiser inlines its stores. */
+  readonly v: DataView;
   constructor(b: Buffer) {
     this.b = b;
+    this.v = new DataView(b.buffer, b.byteOffset, b.length);
   }
   pad(n: number): void {
     this.pos += n;
@@ -473,7 +619,7 @@ class Out {
   }
   text(s: string): void {
     // Most strings here are a name or a short value: a loop beats the native call's set-up.
-    if (s.length > 48) {
+    if (s.length > 256) {
       this.pos += this.b.write(s, this.pos, 'latin1');
       return;
     }
@@ -484,62 +630,69 @@ class Out {
   }
 }
 
-function writeXattr(out: Out, x: Xattr): void {
-  const { index, rest } = prefixOf(x.key);
+function writeXattr(out: Out, l: Layout, slot: number): void {
+  const key = l.t.slotKey[slot] as number;
+  const rest = l.keys.rest[key] as string;
+  const value = l.t.slotValue[slot] as string;
   out.b[out.pos] = rest.length;
-  out.b[out.pos + 1] = index;
-  out.b.writeUInt16LE(x.value.length, out.pos + 2);
+  out.b[out.pos + 1] = l.keys.index[key] as number;
+  out.v.setUint16(out.pos + 2, value.length, true);
   out.pos += 4;
   out.text(rest);
-  out.text(x.value);
+  out.text(value);
   out.align(4);
 }
 
-function xattrFilter(node: CfsNode): number {
+function xattrFilter(l: Layout, n: number): number {
+  const t = l.t;
   let bits = 0;
-  for (const x of node.xattrs) bits |= 1 << prefixOf(x.key).bit;
+  for (let s = t.xHead[n] as number; s !== NONE; s = t.slotNext[s] as number) bits |= 1 << (l.keys.bit[t.slotKey[s] as number] as number);
   return ~bits >>> 0;
 }
 
 /** One run of dirents: the entries, then their names, then padding to `align`. */
-function writeDirents(out: Out, node: CfsNode, first: number, count: number, align: number): void {
+function writeDirents(out: Out, l: Layout, dir: number, first: number, count: number, align: number): void {
+  const t = l.t;
+  const kids = l.entries[dir] as number[];
+  const b = out.b;
+  const v = out.v;
   let nameoff = count * DIRENT_SIZE;
   for (let i = first; i < first + count; i++) {
-    const child = node.sorted[i] as CfsNode;
-    const target = followLinks(child) as CfsNode;
-    writeU64(out.b, target.nid, out.pos);
-    out.b.writeUInt16LE(nameoff & 0xffff, out.pos + 8);
-    out.b[out.pos + 10] = FILE_TYPE[target.type] ?? 0;
+    const e = kids[i] as number;
+    const target = l.target(dir, e);
+    writeU64(v, l.nid[target] as number, out.pos);
+    v.setUint16(out.pos + 8, nameoff & 0xffff, true);
+    b[out.pos + 10] = FILE_TYPE[t.type(target) >> 12] as number;
     out.pos += DIRENT_SIZE;
-    nameoff += (child.name as string).length;
+    nameoff += entryName(t, e).length;
   }
-  for (let i = first; i < first + count; i++) out.text(node.sorted[i]?.name as string);
+  for (let i = first; i < first + count; i++) out.text(entryName(t, kids[i] as number));
   out.align(align);
 }
 
 /** write_erofs_dentries: the whole blocks (into the data area) or the inline tail. */
-function writeDentries(out: Out, node: CfsNode, blocks: boolean, tail: boolean): void {
+function writeDentries(out: Out, l: Layout, dir: number, blocks: boolean, tail: boolean): void {
   let used = 0;
   let written = 0;
   let first = 0;
-  const kids = node.sorted;
+  const kids = l.entries[dir] as number[];
   for (let i = 0; i < kids.length; i++) {
-    const len = DIRENT_SIZE + (kids[i]?.name as string).length;
+    const len = DIRENT_SIZE + entryName(l.t, kids[i] as number).length;
     if (used + len > BLOCK) {
-      if (blocks) writeDirents(out, node, first, i - first, BLOCK);
+      if (blocks) writeDirents(out, l, dir, first, i - first, BLOCK);
       written++;
       used = 0;
       first = i;
     }
     used += len;
   }
-  if (written < node.nBlocks) {
-    if (blocks) writeDirents(out, node, first, kids.length - first, BLOCK);
+  if (written < (l.nBlocks[dir] as number)) {
+    if (blocks) writeDirents(out, l, dir, first, kids.length - first, BLOCK);
     written++;
     used = 0;
     first = kids.length;
   }
-  if (tail && used > 0) writeDirents(out, node, first, kids.length - first, 1);
+  if (tail && used > 0) writeDirents(out, l, dir, first, kids.length - first, 1);
 }
 
 function writeNullChunks(out: Out, count: number): void {
@@ -552,100 +705,110 @@ interface WriteState {
   inodesEnd: number;
 }
 
-function writeInode(out: Out, node: CfsNode, st: WriteState): void {
+function writeInode(out: Out, l: Layout, n: number, st: WriteState): void {
+  const t = l.t;
   const start = out.pos;
-  out.pad(node.ipad);
-  const type = node.type;
+  out.pad(l.ipad[n] as number);
+  const type = t.type(n);
   // The area's size was laid out with the inode (placeInodes); written and checked against it below.
-  const xattrSize = node.xattrSize;
-  let nShared = 0;
-  for (let i = 0; i < node.xattrs.length; i++) if ((node.xattrs[i] as Xattr).shared >= 0) nShared++;
+  const xattrSize = l.xattrSize[n] as number;
+  const nBlocks = l.nBlocks[n] as number;
+  const tailSize = l.tailSize[n] as number;
+  const compact = l.compact[n] === 1;
   const icount = xattrSize === 0 ? 0 : (xattrSize - XATTR_HEADER) / 4 + 1;
-  if (icount > 0xffff) throw refused(node, 'too many xattrs for one inode');
-  let layout = node.tailSize > 0 ? LAYOUT_FLAT_INLINE : LAYOUT_FLAT_PLAIN;
+  if (icount > 0xffff) throw refused(t, n, 'too many xattrs for one inode');
+  let layout = tailSize > 0 ? LAYOUT_FLAT_INLINE : LAYOUT_FLAT_PLAIN;
   let size: number;
-  let chunkCount = 0;
+  let chunks = 0;
   let chunkFormat = 0;
-  if (type === S_IFDIR) size = node.nBlocks * BLOCK + node.tailSize;
+  const content = t.content[n] as string | null;
+  if (type === S_IFDIR) size = nBlocks * BLOCK + tailSize;
   else if (type === S_IFREG) {
-    size = node.size;
-    if (size > 0 && node.content === null) {
-      const c = chunking(size);
-      chunkCount = c.count;
+    size = t.size[n] as number;
+    if (size > 0 && content === null) {
+      const bits = chunkBits(size);
+      chunks = chunkCount(size);
       layout = LAYOUT_CHUNK_BASED;
-      chunkFormat = c.bits - BLOCK_BITS;
+      chunkFormat = bits - BLOCK_BITS;
     }
-  } else if (type === S_IFLNK) size = node.nBlocks === 0 ? node.tailSize : node.size;
+  } else if (type === S_IFLNK) size = nBlocks === 0 ? tailSize : (t.size[n] as number);
   else size = 0;
-  const format = (layout << 1) | (node.compact ? 0 : 1);
+  const format = (layout << 1) | (compact ? 0 : 1);
   const b = out.b;
+  const v = out.v;
   const at = out.pos;
-  b.writeUInt16LE(format, at);
-  b.writeUInt16LE(icount, at + 2);
-  b.writeUInt16LE(node.mode & 0xffff, at + 4);
+  const mode = t.mode[n] as number;
+  v.setUint16(at, format, true);
+  v.setUint16(at + 2, icount, true);
+  v.setUint16(at + 4, mode & 0xffff, true);
   // i_u (offset 16): a block address, a device number, or the chunk format over the address's low half.
   let blkaddr = -1;
-  if ((type === S_IFDIR || type === S_IFREG || type === S_IFLNK) && node.nBlocks > 0) {
+  if ((type === S_IFDIR || type === S_IFREG || type === S_IFLNK) && nBlocks > 0) {
     blkaddr = st.dataEnd / BLOCK;
-    st.dataEnd += BLOCK * node.nBlocks;
+    st.dataEnd += BLOCK * nBlocks;
   }
-  if (blkaddr >= 0) b.writeUInt32LE(blkaddr >>> 0, at + 16);
-  if (type === S_IFCHR || type === S_IFBLK) b.writeUInt32LE(node.rdev >>> 0, at + 16);
-  if (layout === LAYOUT_CHUNK_BASED) b.writeUInt16LE(chunkFormat, at + 16);
-  b.writeUInt32LE(node.inodeNum >>> 0, at + 20);
-  if (node.compact) {
-    b.writeUInt16LE(node.nlink, at + 6);
-    b.writeUInt32LE(size, at + 8);
-    b.writeUInt16LE(node.uid, at + 24);
-    b.writeUInt16LE(node.gid, at + 26);
+  if (blkaddr >= 0) v.setUint32(at + 16, blkaddr >>> 0, true);
+  if (type === S_IFCHR || type === S_IFBLK) v.setUint32(at + 16, (t.rdev[n] as number) >>> 0, true);
+  if (layout === LAYOUT_CHUNK_BASED) v.setUint16(at + 16, chunkFormat, true);
+  v.setUint32(at + 20, (l.inodeNum[n] as number) >>> 0, true);
+  const nlink = t.nlink[n] as number;
+  if (compact) {
+    v.setUint16(at + 6, nlink, true);
+    v.setUint32(at + 8, size, true);
+    v.setUint16(at + 24, t.uid[n] as number, true);
+    v.setUint16(at + 26, t.gid[n] as number, true);
     out.pos += COMPACT_SIZE;
   } else {
-    writeU64(b, size, at + 8);
-    b.writeUInt32LE(node.uid >>> 0, at + 24);
-    b.writeUInt32LE(node.gid >>> 0, at + 28);
-    const [lo, hi] = mtimeWords(node.mtimeHi, node.mtimeLo);
-    b.writeUInt32LE(lo, at + 32);
-    b.writeUInt32LE(hi, at + 36);
-    b.writeUInt32LE(node.mtimeNsec >>> 0, at + 40);
-    b.writeUInt32LE(node.nlink >>> 0, at + 44);
+    writeU64(v, size, at + 8);
+    v.setUint32(at + 24, (t.uid[n] as number) >>> 0, true);
+    v.setUint32(at + 28, (t.gid[n] as number) >>> 0, true);
+    const [lo, hi] = mtimeWords(t.mtimeHi[n] as number, t.mtimeLo[n] as number);
+    v.setUint32(at + 32, lo, true);
+    v.setUint32(at + 36, hi, true);
+    v.setUint32(at + 40, (t.mtimeNsec[n] as number) >>> 0, true);
+    v.setUint32(at + 44, nlink >>> 0, true);
     out.pos += EXTENDED_SIZE;
   }
   if (xattrSize > 0) {
     const xstart = out.pos;
-    b.writeUInt32LE(xattrFilter(node), out.pos);
-    b[out.pos + 4] = nShared;
+    v.setUint32(out.pos, xattrFilter(l, n), true);
+    b[out.pos + 4] = l.nShared[n] as number;
     out.pos += XATTR_HEADER;
-    for (const x of node.xattrs) {
-      if (x.shared < 0) continue;
-      b.writeUInt32LE(((st.inodesEnd % BLOCK) + x.shared) / 4, out.pos);
+    const head = t.xHead[n] as number;
+    for (let s = head; s !== NONE; s = t.slotNext[s] as number) {
+      const shared = l.slotShared[s] as number;
+      if (shared < 0) continue;
+      v.setUint32(out.pos, ((st.inodesEnd % BLOCK) + shared) / 4, true);
       out.pos += 4;
     }
-    for (const x of node.xattrs) if (x.shared < 0) writeXattr(out, x);
-    if (out.pos - xstart !== node.xattrSize) throw internal('xattr area size');
+    for (let s = head; s !== NONE; s = t.slotNext[s] as number) if ((l.slotShared[s] as number) < 0) writeXattr(out, l, s);
+    if (out.pos - xstart !== xattrSize) throw internal('xattr area size');
   }
-  if (type === S_IFDIR) writeDentries(out, node, false, true);
+  if (type === S_IFDIR) writeDentries(out, l, n, false, true);
   else if (type === S_IFLNK) {
-    if (node.nBlocks === 0) out.text(node.payload as string);
-  } else if (type === S_IFREG && node.tailSize > 0) {
-    if (node.content !== null) out.text(node.content.slice(node.content.length - node.tailSize));
-    else writeNullChunks(out, chunkCount);
+    if (nBlocks === 0) out.text(t.payload[n] as string);
+  } else if (type === S_IFREG && tailSize > 0) {
+    if (content !== null) out.text(content.slice(content.length - tailSize));
+    else writeNullChunks(out, chunks);
   }
-  if (out.pos - start !== node.isize + node.ipad) throw internal(`inode ${node.inodeNum} size`);
+  if (out.pos - start !== (l.isize[n] as number) + (l.ipad[n] as number)) throw internal(`inode ${l.inodeNum[n]} size`);
 }
 
 /** write_erofs_file_content: what did not fit inline, one block (as libcomposefs writes it). */
-function writeFileBlocks(out: Out, node: CfsNode): void {
-  if (node.nBlocks === 0) return;
-  const type = node.type;
+function writeFileBlocks(out: Out, l: Layout, n: number): void {
+  if (l.nBlocks[n] === 0) return;
+  const t = l.t;
+  const type = t.type(n);
   if (type === S_IFREG) {
-    if (node.content === null) {
+    const content = t.content[n] as string | null;
+    if (content === null) {
       writeNullChunks(out, 1024);
       return;
     }
-    out.text(node.content.slice(0, BLOCK));
+    out.text(content.slice(0, BLOCK));
     out.align(BLOCK);
   } else if (type === S_IFLNK) {
-    out.text((node.payload as string).slice(0, BLOCK));
+    out.text((t.payload[n] as string).slice(0, BLOCK));
     out.align(BLOCK);
   }
 }
@@ -658,58 +821,62 @@ export interface ComposefsImage {
 }
 
 /**
- * Writes the image of `root` (a tree from parseDumpfile or the store; consumed).
+ * Writes the image of a tree (from parseDumpfile; consumed).
  * @throws VeritreeError DUMPFILE_INVALID for a tree no composefs image can hold
  */
-export function writeComposefsImage(root: CfsNode, opts: ImageOptions = {}): ComposefsImage {
+export function writeComposefsImage(tree: CfsTree, opts: ImageOptions = {}): ComposefsImage {
   const min = opts.minVersion ?? 0;
   let max = opts.maxVersion ?? FORMAT_VERSION_MAX;
   if (min < 0 || min > FORMAT_VERSION_MAX || max > FORMAT_VERSION_MAX) {
     throw new VeritreeError(ERROR_CODES.USAGE, `format versions go from 0 to ${FORMAT_VERSION_MAX}`);
   }
   if (max < min) max = min;
-  const version = formatVersion(root, min, max);
-  rewriteTree(root, version, opts.signal);
-  const layout = computeTree(root, opts.signal);
-  const shared = computeSharedXattrs(layout.nodes);
-  const { inodesEnd, dataBlocks } = placeInodes(layout);
-  const dataStart = roundUp(inodesEnd + shared.size, BLOCK);
+  if (tree.count === 0 || !tree.isDir(0)) throw new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, 'dumpfile: the root must be a directory');
+  const version = formatVersion(tree, min, max);
+  rewriteTree(tree, version, opts.signal);
+  const l = new Layout(tree);
+  computeTree(l, opts.signal);
+  computeSharedXattrs(l);
+  const { inodesEnd, dataBlocks } = placeInodes(l);
+  const dataStart = roundUp(inodesEnd + l.sharedSize, BLOCK);
   const total = dataStart + dataBlocks * BLOCK;
-  if (root.nid >= 0xffff) throw refused(root, 'the root inode lies too far into the image');
+  if ((l.nid[0] as number) >= 0xffff) throw refused(tree, 0, 'the root inode lies too far into the image');
   const out = new Out(Buffer.alloc(total));
   const b = out.b;
   b.writeUInt32LE(COMPOSEFS_MAGIC, 0);
   b.writeUInt32LE(COMPOSEFS_HEADER_VERSION, 4);
-  b.writeUInt32LE(layout.hasAcl ? FLAG_HAS_ACL : 0, 8);
+  b.writeUInt32LE(l.hasAcl ? FLAG_HAS_ACL : 0, 8);
   b.writeUInt32LE(version, 12);
   const sb = SUPER_OFFSET;
   b.writeUInt32LE(EROFS_MAGIC, sb);
   b.writeUInt32LE(FEATURE_COMPAT_MTIME | FEATURE_COMPAT_XATTR_FILTER, sb + 8);
   b[sb + 12] = BLOCK_BITS;
-  b.writeUInt16LE(root.nid, sb + 14);
-  writeU64(b, layout.nodes.length, sb + 16);
-  const [lo, hi] = mtimeWords(layout.min.mtimeHi, layout.min.mtimeLo);
+  b.writeUInt16LE(l.nid[0] as number, sb + 14);
+  writeU64(out.v, l.order.length, sb + 16);
+  const [lo, hi] = mtimeWords(l.minHi, l.minLo);
   b.writeUInt32LE(lo, sb + 24);
   b.writeUInt32LE(hi, sb + 28);
-  b.writeUInt32LE(layout.min.mtimeNsec >>> 0, sb + 32);
+  b.writeUInt32LE(l.minNsec >>> 0, sb + 32);
   b.writeUInt32LE((dataStart / BLOCK + dataBlocks) >>> 0, sb + 36);
   b.writeUInt32LE(Math.floor((SUPER_OFFSET + SUPER_SIZE) / BLOCK), sb + 40);
   b.writeUInt32LE(Math.floor(inodesEnd / BLOCK), sb + 44);
   out.pos = SUPER_OFFSET + SUPER_SIZE;
   const st: WriteState = { dataEnd: dataStart, inodesEnd };
-  for (let i = 0; i < layout.nodes.length; i++) {
+  const order = l.order;
+  for (let i = 0; i < order.length; i++) {
     if ((i & 4095) === 0) opts.signal?.throwIfAborted();
-    writeInode(out, layout.nodes[i] as CfsNode, st);
+    writeInode(out, l, order[i] as number, st);
   }
   out.align(SLOT);
   if (out.pos !== inodesEnd) throw internal('end of inodes');
-  for (const x of shared.list) writeXattr(out, x);
+  for (const s of l.sharedSlots) writeXattr(out, l, s);
   out.align(BLOCK);
   if (out.pos !== dataStart) throw internal('start of data blocks');
-  for (const node of layout.nodes) {
-    if (node.type === S_IFDIR) writeDentries(out, node, true, false);
-    writeFileBlocks(out, node);
+  for (let i = 0; i < order.length; i++) {
+    const n = order[i] as number;
+    if (tree.type(n) === S_IFDIR) writeDentries(out, l, n, true, false);
+    writeFileBlocks(out, l, n);
   }
   if (out.pos !== total || st.dataEnd !== total) throw internal(`image ends at ${out.pos}, expected ${total}`);
-  return { bytes: b, version, inodes: layout.nodes.length };
+  return { bytes: b, version, inodes: order.length };
 }
