@@ -131,8 +131,17 @@ export async function dumpImage(repo: Repository, tag: string, onWarning?: (path
  * out, byte for byte as mkcomposefs 1.0.8 writes it, with its fs-verity digest (hex).
  * @throws VeritreeError DUMPFILE_INVALID naming the line at fault
  */
-export async function mkfsFromDumpfile(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: DumpParseOptions & ImageOptions = {}): Promise<{ bytes: Buffer; digest: string; version: number; inodes: number }> {
+export async function mkfsFromDumpfile(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: DumpParseOptions & ImageOptions = {}): Promise<{ bytes: Buffer; readonly digest: string; version: number; inodes: number }> {
   const [{ parseDumpfile }, { writeComposefsImage }] = await Promise.all([import('./erofs/dump-parse.ts'), import('./erofs/writer.ts')]);
   const img = writeComposefsImage(await parseDumpfile(input, opts), opts);
-  return { bytes: img.bytes, digest: toHex(verityDigest(img.bytes, 'sha256')), version: img.version, inodes: img.inodes };
+  let digest: string | undefined;
+  // Worked out when first read: `mkfs` without --print-digest never needs it.
+  return {
+    bytes: img.bytes,
+    get digest(): string {
+      return (digest ??= toHex(verityDigest(img.bytes, 'sha256')));
+    },
+    version: img.version,
+    inodes: img.inodes,
+  };
 }

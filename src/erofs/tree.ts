@@ -156,18 +156,23 @@ export class CfsTree {
     return this.setXattrOf(n, this.keyId(key), value);
   }
 
-  /** setXattr by key id (a key already checked). */
-  setXattrOf(n: number, id: number, value: string): string | null {
-    if (value.length > 0xffff) return `xattr value of ${value.length} bytes (at most 65535)`;
+  /**
+   * setXattr by key id (a key already checked). `prefixLength`: the value is held without its
+   * first bytes, the same for every value of this key, which the writer adds back (a redirect is
+   * `/` and the payload: kept as the payload, with no string made per file).
+   */
+  setXattrOf(n: number, id: number, value: string, prefixLength = 0): string | null {
+    const length = prefixLength + value.length;
+    if (length > 0xffff) return `xattr value of ${length} bytes (at most 65535)`;
     const keyLength = (this.keys[id] as string).length;
     let slot = this.xHead[n] === NONE ? NONE : this.slotOf(n, id);
     let count = this.xCount[n] as number;
     let budget = this.xBudget[n] as number;
     if (slot !== NONE) {
       count--;
-      budget = count > 0 ? budget - (7 + keyLength + (this.slotValue[slot] as string).length) : 0;
+      budget = count > 0 ? budget - (7 + keyLength + prefixLength + (this.slotValue[slot] as string).length) : 0;
     }
-    let entry = 7 + keyLength + value.length;
+    let entry = 7 + keyLength + length;
     if (count === 0) entry += 12;
     // The budget is a size_t in libcomposefs and can be driven below zero (see CfsTree.resetXattrBudgets):
     // a negative sum is a huge unsigned one, and refused as it is there.

@@ -106,8 +106,8 @@ function formatVersion(t: CfsTree, min: number, max: number): number {
   return min;
 }
 
-function setOrRefuse(t: CfsTree, n: number, key: number, value: string): void {
-  const why = t.setXattrOf(n, key, value);
+function setOrRefuse(t: CfsTree, n: number, key: number, value: string, prefixLength = 0): void {
+  const why = t.setXattrOf(n, key, value, prefixLength);
   if (why !== null) throw refused(t, n, why);
 }
 
@@ -147,6 +147,8 @@ class OverlayKeys {
 }
 
 const METACOPY_NONE = '';
+/** A redirect is this and the payload; its slots hold the payload alone (see CfsTree.setXattrOf). */
+const REDIRECT_PREFIX = '/';
 const METACOPY_HEAD = '\x00\x24\x00\x01';
 
 /** Escapes the tree's own overlay xattrs and adds the ones overlayfs reads (add_overlayfs_xattrs). */
@@ -158,7 +160,7 @@ function addOverlayXattrs(t: CfsTree, n: number, version: number, k: OverlayKeys
     const digest = t.digest[n] as string | null;
     setOrRefuse(t, n, k.metacopy, digest === null ? METACOPY_NONE : METACOPY_HEAD + digest);
     const payload = t.payload[n] as string | null;
-    if (payload !== null && payload.length > 0) setOrRefuse(t, n, k.redirect, `/${payload}`);
+    if (payload !== null && payload.length > 0) setOrRefuse(t, n, k.redirect, payload, REDIRECT_PREFIX.length);
   }
   if (type === S_IFCHR && t.rdev[n] === 0) {
     // A whiteout in the tree is a file to overlayfs: written as an escaped whiteout, and its
@@ -190,7 +192,7 @@ function checkNode(t: CfsTree, n: number): void {
  * rewrite_tree_for_erofs: overlay xattrs, the root opaque with 256 whiteouts (`.` and `..` come
  * when a folder is laid out: no dumpfile has them). Rows in order: a folder before what it holds.
  */
-function rewriteTree(t: CfsTree, version: number, signal?: AbortSignal): void {
+function rewriteTree(t: CfsTree, version: number, signal?: AbortSignal): OverlayKeys {
   t.resetXattrBudgets();
   const keys = new OverlayKeys(t);
   const rows = t.count;
@@ -215,34 +217,44 @@ function rewriteTree(t: CfsTree, version: number, signal?: AbortSignal): void {
     if (selinux !== NONE) t.setXattrOf(w, selinuxKey, t.slotValue[selinux] as string);
     t.addChild(0, name, w);
   }
+  return keys;
 }
 
 function entryName(t: CfsTree, e: number): string {
   return e >= 0 ? (t.name[e] as string) : e === DOT ? '.' : '..';
 }
 
+/** Where `name` would go among `kids` (sorted by name): the first entry not below it. */
+function lowerBound(t: CfsTree, kids: readonly number[], name: string): number {
+  let lo = 0;
+  let hi = kids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((t.name[kids[mid] as number] as string) < name) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** A folder's entries in byte order, with `.` and `..` (DOT, DOTDOT) in their places. */
 function sortedEntries(t: CfsTree, dir: number): number[] {
-  const kids = t.children(dir).slice();
+  let kids = t.children(dir);
   if (!t.childrenSorted(dir)) {
     let inOrder = true;
     for (let i = 1; i < kids.length && inOrder; i++) if ((t.name[kids[i - 1] as number] as string) > (t.name[kids[i] as number] as string)) inOrder = false;
-    if (!inOrder) kids.sort((a, b) => ((t.name[a] as string) < (t.name[b] as string) ? -1 : 1));
+    if (!inOrder) kids = kids.slice().sort((a, b) => ((t.name[a] as string) < (t.name[b] as string) ? -1 : 1));
   }
-  for (const [name, e] of DOTS) {
-    let lo = 0;
-    let hi = kids.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (entryName(t, kids[mid] as number) < name) lo = mid + 1;
-      else hi = mid;
-    }
-    kids.splice(lo, 0, e);
-  }
-  return kids;
+  // No child is named `.` or `..`, so each goes before the first name above it.
+  const dot = lowerBound(t, kids, '.');
+  const dotdot = lowerBound(t, kids, '..');
+  const out: number[] = [];
+  for (let i = 0; i < dot; i++) out.push(kids[i] as number);
+  out.push(DOT);
+  for (let i = dot; i < dotdot; i++) out.push(kids[i] as number);
+  out.push(DOTDOT);
+  for (let i = dotdot; i < kids.length; i++) out.push(kids[i] as number);
+  return out;
 }
-
-const DOTS: readonly (readonly [string, number])[] = [['.', DOT], ['..', DOTDOT]];
 
 /** The scratch array sortXattrs reuses (an inode has a handful of xattrs). */
 const slotScratch: number[] = [];
@@ -270,6 +282,8 @@ class KeyFacts {
   readonly index: number[] = [];
   readonly rest: string[] = [];
   readonly bit: number[] = [];
+  /** What each value of a key is written after (held without it): REDIRECT_PREFIX for redirects. */
+  readonly valuePrefix: string[] = [];
   /** Each key's place in byte order. */
   readonly rank: Int32Array;
   constructor(keys: readonly string[]) {
@@ -288,6 +302,7 @@ class KeyFacts {
       }
       this.index.push(index);
       this.rest.push(rest);
+      this.valuePrefix.push('');
       this.bit.push(xxh32(Buffer.from(rest, 'latin1'), (XATTR_FILTER_SEED + index) >>> 0) & 31);
     }
   }
@@ -323,7 +338,7 @@ class Layout {
   sharedSlots: number[] = [];
   sharedSize = 0;
 
-  constructor(t: CfsTree) {
+  constructor(t: CfsTree, overlay: OverlayKeys) {
     this.t = t;
     const rows = t.count;
     this.entries = new Array<number[]>(rows).fill(NO_ENTRIES);
@@ -338,6 +353,7 @@ class Layout {
     this.compact = new Uint8Array(rows);
     this.slotShared = new Int32Array(t.slotKey.length).fill(-1);
     this.keys = new KeyFacts(t.keys);
+    this.keys.valuePrefix[overlay.redirect] = REDIRECT_PREFIX;
     this.minHi = t.mtimeHi[0] as number;
     this.minLo = t.mtimeLo[0] as number;
     this.minNsec = t.mtimeNsec[0] as number;
@@ -358,7 +374,8 @@ class Layout {
   /** The size of one xattr entry as written (header, name's rest, value; 4-aligned). */
   entrySize(slot: number): number {
     const t = this.t;
-    return roundUp(XATTR_ENTRY + (this.keys.rest[t.slotKey[slot] as number] as string).length + (t.slotValue[slot] as string).length, 4);
+    const key = t.slotKey[slot] as number;
+    return roundUp(XATTR_ENTRY + (this.keys.rest[key] as string).length + (this.keys.valuePrefix[key] as string).length + (t.slotValue[slot] as string).length, 4);
   }
 }
 
@@ -403,19 +420,89 @@ function computeTree(l: Layout, signal?: AbortSignal): void {
   }
 }
 
+/** Each slot's pair (a distinct key and value), each pair's first slot, and its use count. */
+interface Pairs {
+  pairOf: Int32Array;
+  pairSlot: Int32Array;
+  pairCount: Int32Array;
+  pairs: number;
+}
+
+function newPairs(slots: number): Pairs {
+  return { pairOf: new Int32Array(slots), pairSlot: new Int32Array(slots), pairCount: new Int32Array(slots), pairs: 0 };
+}
+
+/** A hash of a value from its length and at most 24 of its bytes: a redirect is tens of bytes, and V8's maps hash every one. */
+function sampleHash(seed: number, key: number, v: string): number {
+  let h = Math.imul(seed ^ key, 0x01000193);
+  const n = v.length;
+  h = Math.imul(h ^ n, 0x01000193);
+  if (n <= 24) {
+    for (let i = 0; i < n; i++) h = Math.imul(h ^ v.charCodeAt(i), 0x01000193);
+  } else {
+    for (let i = 0; i < 12; i++) h = Math.imul(h ^ v.charCodeAt(i), 0x01000193);
+    for (let i = n - 12; i < n; i++) h = Math.imul(h ^ v.charCodeAt(i), 0x01000193);
+  }
+  return h;
+}
+
 /**
- * Xattrs (key and value) used by more than one inode go to the shared area, in a canonical order;
- * an inode refers to at most MAX_SHARED_PER_INODE of them and holds the rest itself. Also sizes
- * each inode's xattr area.
+ * The pairs, through an open-addressed table on sampleHash. Values that share their sampled
+ * bytes (made so, or by chance) make long probes and whole-string comparisons: past a bound of
+ * a few times the input's size, @returns null and the caller counts with maps instead.
  */
-function computeSharedXattrs(l: Layout): void {
-  const t = l.t;
-  // Each distinct (key, value) is a pair: its use count decides whether it is shared.
-  const pairOf = new Int32Array(t.slotKey.length);
+function pairsBySample(t: CfsTree, order: readonly number[]): Pairs | null {
+  const slots = t.slotCount;
+  let size = 16;
+  while (size < 2 * slots) size *= 2;
+  const mask = size - 1;
+  const table = new Int32Array(size).fill(NONE);
+  const hashOf = new Int32Array(slots);
+  const p = newPairs(slots);
+  let probes = 8 * slots + 64;
+  let compared = 64 * slots + 4096;
+  const seed = (Math.random() * 2 ** 32) | 0;
+  for (let i = 0; i < order.length; i++) {
+    for (let s = t.xHead[order[i] as number] as number; s !== NONE; s = t.slotNext[s] as number) {
+      const key = t.slotKey[s] as number;
+      const value = t.slotValue[s] as string;
+      const h = sampleHash(seed, key, value);
+      let at = h & mask;
+      for (;;) {
+        const pair = table[at] as number;
+        if (pair === NONE) {
+          const id = p.pairs++;
+          table[at] = id;
+          hashOf[id] = h;
+          p.pairSlot[id] = s;
+          p.pairCount[id] = 1;
+          p.pairOf[s] = id;
+          break;
+        }
+        if (hashOf[pair] === h) {
+          const first = p.pairSlot[pair] as number;
+          if (t.slotKey[first] === key) {
+            compared -= value.length;
+            if (compared < 0) return null;
+            if (t.slotValue[first] === value) {
+              p.pairCount[pair] = (p.pairCount[pair] as number) + 1;
+              p.pairOf[s] = pair;
+              break;
+            }
+          }
+        }
+        if (--probes < 0) return null;
+        at = (at + 1) & mask;
+      }
+    }
+  }
+  return p;
+}
+
+/** The pairs, through V8's maps (whose hash is seeded per process): the bounded fallback. */
+function pairsByMap(t: CfsTree, order: readonly number[]): Pairs {
+  const p = newPairs(t.slotCount);
   const byKey: (Map<string, number> | undefined)[] = [];
-  const pairSlot: number[] = [];
-  const pairCount: number[] = [];
-  const order = l.order;
   for (let i = 0; i < order.length; i++) {
     for (let s = t.xHead[order[i] as number] as number; s !== NONE; s = t.slotNext[s] as number) {
       const key = t.slotKey[s] as number;
@@ -424,17 +511,28 @@ function computeSharedXattrs(l: Layout): void {
       const value = t.slotValue[s] as string;
       let pair = values.get(value);
       if (pair === undefined) {
-        pair = pairSlot.length;
+        pair = p.pairs++;
         values.set(value, pair);
-        pairSlot.push(s);
-        pairCount.push(0);
+        p.pairSlot[pair] = s;
       }
-      pairCount[pair] = (pairCount[pair] as number) + 1;
-      pairOf[s] = pair;
+      p.pairCount[pair] = (p.pairCount[pair] as number) + 1;
+      p.pairOf[s] = pair;
     }
   }
+  return p;
+}
+
+/**
+ * Xattrs (key and value) used by more than one inode go to the shared area, in a canonical order;
+ * an inode refers to at most MAX_SHARED_PER_INODE of them and holds the rest itself. Also sizes
+ * each inode's xattr area.
+ */
+function computeSharedXattrs(l: Layout): void {
+  const t = l.t;
+  const order = l.order;
+  const { pairOf, pairSlot, pairCount, pairs } = pairsBySample(t, order) ?? pairsByMap(t, order);
   const shared: number[] = [];
-  for (let p = 0; p < pairSlot.length; p++) if ((pairCount[p] as number) > 1) shared.push(p);
+  for (let p = 0; p < pairs; p++) if ((pairCount[p] as number) > 1) shared.push(p);
   const keyOf = (p: number): string => t.keys[t.slotKey[pairSlot[p] as number] as number] as string;
   const valueOf = (p: number): string => t.slotValue[pairSlot[p] as number] as string;
   shared.sort((a, b) => {
@@ -446,7 +544,7 @@ function computeSharedXattrs(l: Layout): void {
     if (va.length !== vb.length) return vb.length - va.length;
     return va < vb ? 1 : va > vb ? -1 : 0;
   });
-  const pairOffset = new Int32Array(pairSlot.length).fill(-1);
+  const pairOffset = new Int32Array(pairs).fill(-1);
   let offset = 0;
   for (const p of shared) {
     pairOffset[p] = offset;
@@ -633,12 +731,14 @@ class Out {
 function writeXattr(out: Out, l: Layout, slot: number): void {
   const key = l.t.slotKey[slot] as number;
   const rest = l.keys.rest[key] as string;
+  const prefix = l.keys.valuePrefix[key] as string;
   const value = l.t.slotValue[slot] as string;
   out.b[out.pos] = rest.length;
   out.b[out.pos + 1] = l.keys.index[key] as number;
-  out.v.setUint16(out.pos + 2, value.length, true);
+  out.v.setUint16(out.pos + 2, prefix.length + value.length, true);
   out.pos += 4;
   out.text(rest);
+  if (prefix.length > 0) out.text(prefix);
   out.text(value);
   out.align(4);
 }
@@ -696,8 +796,11 @@ function writeDentries(out: Out, l: Layout, dir: number, blocks: boolean, tail: 
 }
 
 function writeNullChunks(out: Out, count: number): void {
-  out.b.fill(0xff, out.pos, out.pos + count * 4);
-  out.pos += count * 4;
+  const end = out.pos + count * 4;
+  // Most files have a chunk or two: a loop beats the native fill's set-up.
+  if (count <= 16) for (let i = out.pos; i < end; i++) out.b[i] = 0xff;
+  else out.b.fill(0xff, out.pos, end);
+  out.pos = end;
 }
 
 interface WriteState {
@@ -833,8 +936,8 @@ export function writeComposefsImage(tree: CfsTree, opts: ImageOptions = {}): Com
   if (max < min) max = min;
   if (tree.count === 0 || !tree.isDir(0)) throw new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, 'dumpfile: the root must be a directory');
   const version = formatVersion(tree, min, max);
-  rewriteTree(tree, version, opts.signal);
-  const l = new Layout(tree);
+  const overlay = rewriteTree(tree, version, opts.signal);
+  const l = new Layout(tree, overlay);
   computeTree(l, opts.signal);
   computeSharedXattrs(l);
   const { inodesEnd, dataBlocks } = placeInodes(l);
