@@ -122,3 +122,21 @@ test('cat-layer takes a blob digest too, and says which diff_id it is', () => {
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /no layer with the diff_id or blob digest/);
 });
+
+test('each command module registers the commands the program looks it up by, and the whole program has them all in order', async () => {
+  const { COMMAND_MODULES, buildProgram } = await import('../src/cli/program.ts');
+  const { Command } = await import('commander');
+  for (const [names, load] of COMMAND_MODULES) {
+    const p = new Command('veritree');
+    (await load())(p);
+    assert.deepEqual(p.commands.map((c) => c.name()), [...names]);
+  }
+  const all = await buildProgram(['node', 'veritree']);
+  assert.deepEqual(all.commands.map((c) => c.name()), COMMAND_MODULES.flatMap(([names]) => [...names]));
+  // Named first, a command comes with its module's siblings only, and its help is the same text.
+  const one = await buildProgram(['node', 'veritree', 'mkfs']);
+  assert.deepEqual(one.commands.map((c) => c.name()), ['mkfs', 'image', 'mount', 'umount']);
+  const helpOf = (p: typeof all): string => (p.commands.find((c) => c.name() === 'mkfs') as typeof all).helpInformation();
+  assert.equal(helpOf(one), helpOf(all));
+  assert.match(veritree(['mkfs', '--help']).stdout, /^Usage: veritree mkfs \[options\] <dumpfile> \[image\]/);
+});

@@ -8,14 +8,24 @@ import { readFileSync } from 'node:fs';
 import { isVeritreeError } from '../errors.ts';
 import { EXIT, exitStatusFor } from './exit-codes.ts';
 import { globalRepoOption } from './repo-option.ts';
-import { registerDigest } from './commands/digest.ts';
-import { registerInit } from './commands/init.ts';
-import { registerImport } from './commands/import.ts';
-import { registerImages } from './commands/images.ts';
-import { registerVerify } from './commands/verify.ts';
-import { registerMerge } from './commands/merge.ts';
-import { registerBench } from './commands/bench.ts';
-import { registerComposefs } from './commands/composefs.ts';
+
+type Register = (program: Command) => void;
+
+/**
+ * The command modules, each with the commands it registers, in the order --help lists them.
+ * Loaded on demand: all of them (and what they import) cost about 30 ms at every start, more
+ * than a small command's whole work. test/cli.test.ts holds the names to what each registers.
+ */
+export const COMMAND_MODULES: readonly (readonly [readonly string[], () => Promise<Register>])[] = [
+  [['digest'], async () => (await import('./commands/digest.ts')).registerDigest],
+  [['init'], async () => (await import('./commands/init.ts')).registerInit],
+  [['import'], async () => (await import('./commands/import.ts')).registerImport],
+  [['images', 'cat-layer'], async () => (await import('./commands/images.ts')).registerImages],
+  [['fsck', 'gc', 'untag'], async () => (await import('./commands/verify.ts')).registerVerify],
+  [['checkout', 'dump'], async () => (await import('./commands/merge.ts')).registerMerge],
+  [['mkfs', 'image', 'mount', 'umount'], async () => (await import('./commands/composefs.ts')).registerComposefs],
+  [['bench'], async () => (await import('./commands/bench.ts')).registerBench],
+];
 
 function version(): string {
   for (const rel of ['../../package.json', '../../../package.json']) {
@@ -28,27 +38,26 @@ function version(): string {
   return 'unknown';
 }
 
-export function buildProgram(): Command {
+/**
+ * The program, with every command, or with just the one `argv` names first (and its module's
+ * siblings): its options, help and errors are the same either way.
+ */
+export async function buildProgram(argv: readonly string[] = []): Promise<Command> {
   const program = new Command('veritree')
     .description('Import OCI image layers into a composefs-style store named by fs-verity digests, and verify it.')
     .version(version())
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   globalRepoOption(program);
-  registerDigest(program);
-  registerInit(program);
-  registerImport(program);
-  registerImages(program);
-  registerVerify(program);
-  registerMerge(program);
-  registerComposefs(program);
-  registerBench(program);
+  const first = argv[2];
+  const named = COMMAND_MODULES.find(([names]) => first !== undefined && names.includes(first));
+  for (const [, load] of named ? [named] : COMMAND_MODULES) (await load())(program);
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
   try {
-    await buildProgram().parseAsync(argv);
+    await (await buildProgram(argv)).parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
   } catch (e) {
     if (e instanceof CommanderError) {
