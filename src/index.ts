@@ -132,8 +132,8 @@ export async function dumpImage(repo: Repository, tag: string, onWarning?: (path
  * @throws VeritreeError DUMPFILE_INVALID naming the line at fault
  */
 export async function mkfsFromDumpfile(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: DumpParseOptions & ImageOptions = {}): Promise<{ bytes: Buffer; readonly digest: string; version: number; inodes: number }> {
-  const [{ parseDumpfile }, { writeComposefsImage }] = await Promise.all([import('./erofs/dump-parse.ts'), import('./erofs/writer.ts')]);
-  const img = writeComposefsImage(await parseDumpfile(input, opts), opts);
+  const { imageOfDumpfile } = await import('./erofs/mkfs.ts');
+  const img = await imageOfDumpfile(input, opts);
   let digest: string | undefined;
   // Worked out when first read: `mkfs` without --print-digest never needs it.
   return {

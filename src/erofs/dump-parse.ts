@@ -147,6 +147,11 @@ function scanFields(text: string, a: number, b: number, bounds: Int32Array): num
   return at;
 }
 
+/** Whether text[s, e) is `-`, a field's "none". */
+function isDash(text: string, s: number, e: number): boolean {
+  return e - s === 1 && text.charCodeAt(s) === 45;
+}
+
 interface Pending {
   node: number;
   target: string | null;
@@ -169,20 +174,39 @@ class DumpTree {
   private lastDir = NONE;
   private lastDirPath = '';
 
-  /** The folder path's last name goes into, and where that name starts; or why there is none. */
-  private parentOf(path: string): number | string {
-    const slash = path.lastIndexOf('/');
-    if (slash >= 0 && slash < path.length - 1) {
-      if (this.lastDir !== NONE && slash === this.lastDirPath.length && path.startsWith(this.lastDirPath)) return this.lastDir;
-      const prefix = path.slice(0, slash);
-      const dir = this.dirs.get(prefix);
-      if (dir !== undefined) {
-        this.lastDir = dir;
-        this.lastDirPath = prefix;
-        return dir;
-      }
+  /** The text the backslash below was looked for in, and where the next one lies from `bsFrom` on (-1: none). */
+  private bsText = '';
+  private bsFrom = 0;
+  private bsAt = -1;
+
+  /** Whether text[s, e) holds a backslash; asked in increasing `s` over a text, it scans each byte once. */
+  private hasEscape(text: string, s: number, e: number): boolean {
+    if (text !== this.bsText || s < this.bsFrom || (this.bsAt >= 0 && this.bsAt < s)) {
+      this.bsText = text;
+      this.bsFrom = s;
+      this.bsAt = text.indexOf('\\', s);
     }
-    return this.walkToParent(path);
+    return this.bsAt >= 0 && this.bsAt < e;
+  }
+
+  /** A byte-string field, unescaped and cut at a NUL as mkcomposefs reads it; a plain one is cut from the text as it is. */
+  private bytesField(text: string, s: number, e: number, nul: boolean): string {
+    return nul || this.hasEscape(text, s, e) ? cString(unescape(text.slice(s, e))) : text.slice(s, e);
+  }
+
+  /**
+   * The folder of a plain path text[s, e) (no escape, no NUL, a slash before its last name):
+   * the last line's folder when the path continues it, else the folder map's; NONE when neither
+   * knows it (the caller walks from the root).
+   */
+  private knownParent(text: string, s: number, slash: number): number {
+    if (this.lastDir !== NONE && slash - s === this.lastDirPath.length && text.startsWith(this.lastDirPath, s)) return this.lastDir;
+    const prefix = text.slice(s, slash);
+    const dir = this.dirs.get(prefix);
+    if (dir === undefined) return NONE;
+    this.lastDir = dir;
+    this.lastDirPath = prefix;
+    return dir;
   }
 
   /** The folder a path's last name goes into, walking from the root (lookup_parent_path). */
@@ -225,8 +249,9 @@ class DumpTree {
     }
     const f = this.bounds;
     const restAt = scanFields(text, a, b, f);
-    const path = cString(unescape(text.slice(f[0] as number, f[1] as number)));
-    if (path === '') throw new SyntaxError('empty path');
+    const pathS = f[0] as number;
+    const pathE = f[1] as number;
+    if (pathE === pathS) throw new SyntaxError('empty path');
     const modeS = f[4] as number;
     const modeE = f[5] as number;
     const hardlink = modeE > modeS && text.charCodeAt(modeS) === 64;
@@ -234,11 +259,13 @@ class DumpTree {
     if (!validMode(mode)) throw new SyntaxError(`invalid mode ${mode.toString(8)}`);
     const t = this.tree;
     const node = t.add(mode, lineNo);
-    this.place(path, node);
-    const payloadF = text.slice(f[16] as number, f[17] as number);
+    this.placeField(text, pathS, pathE, node, nul);
+    const payloadS = f[16] as number;
+    const payloadE = f[17] as number;
+    const payloadDash = isDash(text, payloadS, payloadE);
     if (hardlink) {
       if (t.isDir(node)) throw new SyntaxError('directories cannot be hard-linked');
-      this.links.push({ node, target: payloadF === '-' ? null : cString(unescape(payloadF)) });
+      this.links.push({ node, target: payloadDash ? null : this.bytesField(text, payloadS, payloadE, nul) });
       return;
     }
     const size = sizeAt(text, f[2] as number, f[3] as number);
@@ -257,12 +284,14 @@ class DumpTree {
     }
     // "SEC.NSEC"; without a dot the nanoseconds are an empty field, refused as mkcomposefs does.
     const nsec = dot < 0 ? u32At(text, timeE, timeE, 'mtime nanoseconds') : u32At(text, dot + 1, timeE, 'mtime nanoseconds');
-    const contentF = text.slice(f[18] as number, f[19] as number);
-    const digestF = text.slice(f[20] as number, f[21] as number);
-    const payload = payloadF === '-' ? null : cString(unescape(payloadF));
-    const content = contentF === '-' ? null : unescape(contentF);
+    const contentS = f[18] as number;
+    const contentE = f[19] as number;
+    const digestS = f[20] as number;
+    const digestE = f[21] as number;
+    const payload = payloadDash ? null : this.bytesField(text, payloadS, payloadE, nul);
+    const content = isDash(text, contentS, contentE) ? null : unescape(text.slice(contentS, contentE));
     if (content !== null && content.length !== size) throw new SyntaxError(`content of ${content.length} bytes, but size ${size}`);
-    const digest = digestF === '-' ? null : unescape(digestF);
+    const digest = isDash(text, digestS, digestE) ? null : unescape(text.slice(digestS, digestE));
     const type = mode & S_IFMT;
     if (type !== S_IFLNK) t.size[node] = size;
     if (type === S_IFCHR || type === S_IFBLK) t.rdev[node] = rdev;
@@ -303,8 +332,39 @@ class DumpTree {
     }
   }
 
+  /** Places the node of path field text[s, e): in place when the path is plain and its folder known, else by place(). */
+  private placeField(text: string, s: number, e: number, node: number, nul: boolean): void {
+    if (this.hasRoot && !nul && !this.hasEscape(text, s, e)) {
+      const slash = text.lastIndexOf('/', e - 1);
+      // A name after the slash, and a folder before it that is not the root (`/x` is rare enough).
+      if (slash > s && slash < e - 1) {
+        const parent = this.knownParent(text, s, slash);
+        if (parent !== NONE) {
+          this.attach(parent, text.slice(slash + 1, e), node, text, s, e);
+          return;
+        }
+      }
+    }
+    this.place(this.bytesField(text, s, e, nul), node);
+  }
+
+  /** Adds `node` to `parent` under `name`, with mkcomposefs's checks; text[s, e) is its path as written. */
+  private attach(parent: number, name: string, node: number, text: string, s: number, e: number): void {
+    const t = this.tree;
+    if (name === '.' || name === '..') throw new SyntaxError(`invalid . or .. in path ${text.slice(s, e)}`);
+    if (name === '') throw new SyntaxError(`empty name in path ${text.slice(s, e)}`);
+    if (name.length > NAME_MAX) throw new SyntaxError(`a name of ${name.length} bytes (at most ${NAME_MAX})`);
+    if (!t.addNewChild(parent, name, node)) throw new SyntaxError(`path ${text.slice(s, e)} already exists`);
+    // Only a folder's own path as written is remembered; the walk handles any other spelling.
+    if (t.isDir(node)) {
+      const path = text.slice(s, e);
+      if (!path.includes('//') && path.startsWith('/') && !path.endsWith('/')) this.dirs.set(path, node);
+    }
+  }
+
   private place(path: string, node: number): void {
     const t = this.tree;
+    if (path === '') throw new SyntaxError('empty path');
     if (path === '/') {
       if (!t.isDir(node)) throw new SyntaxError('the root must be a directory');
       if (this.hasRoot) throw new SyntaxError('a second root');
@@ -313,16 +373,9 @@ class DumpTree {
       return;
     }
     if (!this.hasRoot) throw new SyntaxError('the root (/) must come first');
-    const parent = this.parentOf(path);
+    const parent = this.walkToParent(path);
     if (typeof parent === 'string') throw new SyntaxError(parent);
-    const name = path.slice(path.lastIndexOf('/') + 1);
-    if (name === '.' || name === '..') throw new SyntaxError(`invalid . or .. in path ${path}`);
-    if (name === '') throw new SyntaxError(`empty name in path ${path}`);
-    if (name.length > NAME_MAX) throw new SyntaxError(`a name of ${name.length} bytes (at most ${NAME_MAX})`);
-    if (t.child(parent, name) !== NONE) throw new SyntaxError(`path ${path} already exists`);
-    t.addChild(parent, name, node);
-    // Only a folder's own path as written is remembered; the walk handles any other spelling.
-    if (t.isDir(node) && !path.includes('//') && path.startsWith('/') && !path.endsWith('/')) this.dirs.set(path, node);
+    this.attach(parent, path.slice(path.lastIndexOf('/') + 1), node, path, 0, path.length);
   }
 
   /** tree_resolve_hardlinks: last line first, as mkcomposefs's list does. */
@@ -352,32 +405,29 @@ export async function parseDumpfile(input: AsyncIterable<Uint8Array> | Iterable<
   const tree = new DumpTree(opts.strict ?? false);
   let carry = '';
   let lineNo = 0;
-  const take = (text: string, a: number, b: number, nul: boolean): void => {
-    lineNo++;
-    try {
-      tree.addLine(text, a, b, lineNo, nul);
-    } catch (e) {
-      if (e instanceof SyntaxError) throw dumpError(lineNo, e.message);
-      throw e;
+  try {
+    for await (const chunk of input) {
+      opts.signal?.throwIfAborted();
+      const text = carry + Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length).toString('latin1');
+      const nul = text.includes('\0');
+      let at = 0;
+      for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', at)) {
+        tree.addLine(text, at, nl, ++lineNo, nul);
+        at = nl + 1;
+      }
+      carry = text.slice(at);
+      // No valid line comes near this (a path, a 5000-byte content and 64 KiB of xattrs, all
+      // escaped four times over): a longer one is refused before it is held whole.
+      if (carry.length > MAX_LINE) throw dumpError(lineNo + 1, `a line longer than ${MAX_LINE} bytes`);
     }
-  };
-  for await (const chunk of input) {
-    opts.signal?.throwIfAborted();
-    const text = carry + Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length).toString('latin1');
-    const nul = text.includes('\0');
-    let at = 0;
-    for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', at)) {
-      take(text, at, nl, nul);
-      at = nl + 1;
+    if (carry.length > 0) {
+      if (opts.strict) throw dumpError(lineNo + 1, 'missing trailing newline');
+      tree.addLine(carry, 0, carry.length, ++lineNo, carry.includes('\0'));
     }
-    carry = text.slice(at);
-    // No valid line comes near this (a path, a 5000-byte content and 64 KiB of xattrs, all
-    // escaped four times over): a longer one is refused before it is held whole.
-    if (carry.length > MAX_LINE) throw dumpError(lineNo + 1, `a line longer than ${MAX_LINE} bytes`);
-  }
-  if (carry.length > 0) {
-    if (opts.strict) throw dumpError(lineNo + 1, 'missing trailing newline');
-    take(carry, 0, carry.length, carry.includes('\0'));
+  } catch (e) {
+    // addLine says what is wrong with the line; the line number is put here, once.
+    if (e instanceof SyntaxError) throw dumpError(lineNo, e.message);
+    throw e;
   }
   if (!tree.hasRoot) throw dumpError(0, 'no files in the dumpfile');
   tree.resolveLinks();

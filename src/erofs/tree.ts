@@ -205,10 +205,11 @@ export class CfsTree {
     this.xBudget.fill(0);
   }
 
-  /** Adds n to folder dir under `name`; the caller has checked the name and that it is new. */
-  addChild(dir: number, name: string, n: number): void {
-    this.name[n] = name;
-    this.parent[n] = dir;
+  /**
+   * Adds n to folder dir under `name` (a name the caller has checked) unless dir has a child of
+   * that name; @returns whether it was added.
+   */
+  addNewChild(dir: number, name: string, n: number): boolean {
     let li = this.kidList[dir] as number;
     if (li === NONE) {
       li = this.lists.length;
@@ -217,12 +218,25 @@ export class CfsTree {
       this.kidList[dir] = li;
     }
     const list = this.lists[li] as number[];
-    if (this.listSorted[li] === true && list.length > 0 && name <= (this.name[list[list.length - 1] as number] as string)) {
+    if (this.listSorted[li] === true) {
+      // In order (a dumpfile's usual case), a name past the last one is new: one comparison.
+      if (list.length === 0 || name > (this.name[list[list.length - 1] as number] as string)) {
+        this.name[n] = name;
+        this.parent[n] = dir;
+        list.push(n);
+        return true;
+      }
+      if (this.child(dir, name) !== NONE) return false;
       this.listSorted[li] = false;
       this.byName.set(dir, new Map(list.map((k) => [this.name[k] as string, k])));
     }
+    const index = this.byName.get(dir) as Map<string, number>;
+    if (index.has(name)) return false;
+    index.set(name, n);
+    this.name[n] = name;
+    this.parent[n] = dir;
     list.push(n);
-    this.byName.get(dir)?.set(name, n);
+    return true;
   }
 
   /** The child of folder dir named `name`, or NONE. */

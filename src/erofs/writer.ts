@@ -215,7 +215,7 @@ function rewriteTree(t: CfsTree, version: number, signal?: AbortSignal): Overlay
     t.mtimeLo[w] = t.mtimeLo[0] as number;
     t.mtimeNsec[w] = t.mtimeNsec[0] as number;
     if (selinux !== NONE) t.setXattrOf(w, selinuxKey, t.slotValue[selinux] as string);
-    t.addChild(0, name, w);
+    t.addNewChild(0, name, w);
   }
   return keys;
 }
@@ -261,6 +261,17 @@ const slotScratch: number[] = [];
 
 /** Relinks a node's xattr slots in key order (its keys are distinct: any sort gives the same order). */
 function sortXattrs(t: CfsTree, rank: Int32Array, n: number): void {
+  const first = t.xHead[n] as number;
+  const second = t.slotNext[first] as number;
+  if (t.slotNext[second] === NONE) {
+    // Two (a file's metacopy and redirect): at most a swap.
+    if ((rank[t.slotKey[first] as number] as number) > (rank[t.slotKey[second] as number] as number)) {
+      t.xHead[n] = second;
+      t.slotNext[second] = first;
+      t.slotNext[first] = NONE;
+    }
+    return;
+  }
   const xs = slotScratch;
   xs.length = 0;
   for (let s = t.xHead[n] as number; s !== NONE; s = t.slotNext[s] as number) {

@@ -1,8 +1,11 @@
-/** `veritree mkfs`, `image`, `mount` and `umount`: composefs EROFS images. */
+/**
+ * `veritree mkfs`, `image`, `mount` and `umount`: composefs EROFS images. Each action loads what
+ * it uses: mkfs is a job of a few hundred milliseconds, and the library's entry (with the hash
+ * back ends it re-exports) would add a tenth to it.
+ */
 import { createReadStream } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
-import { mkfsFromDumpfile, mountImage, openRepository, unmountImage, writeStoreImage } from '../../index.ts';
 import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
 import { shown } from '../../oci/names.ts';
 import { interruptSignal } from '../signals.ts';
@@ -37,7 +40,8 @@ export function registerComposefs(program: Command): void {
       if (o.printDigestOnly && image !== undefined) throw new InvalidArgumentError('--print-digest-only writes no image: drop the image path');
       // Read in big pieces: a distro's dumpfile is megabytes, and each piece costs a turn of the event loop.
       const input = dumpfile === '-' ? process.stdin : createReadStream(dumpfile, { highWaterMark: 1 << 20 });
-      const r = await mkfsFromDumpfile(input, {
+      const { imageOfDumpfile } = await import('../../erofs/mkfs.ts');
+      const r = await imageOfDumpfile(input, {
         strict: o.strict === true,
         signal: interruptSignal(),
         ...(o.minVersion !== undefined ? { minVersion: o.minVersion } : {}),
@@ -52,7 +56,10 @@ export function registerComposefs(program: Command): void {
         await writeFile(tmp, r.bytes, { mode: 0o644 });
         await rename(tmp, image);
       }
-      if (o.printDigest || o.printDigestOnly) process.stdout.write(`${r.digest}\n`);
+      if (o.printDigest || o.printDigestOnly) {
+        const { toHex, verityDigest } = await import('../../verity/index.ts');
+        process.stdout.write(`${toHex(verityDigest(r.bytes, 'sha256'))}\n`);
+      }
     });
 
   repoOption(lockTimeoutOption(
@@ -63,6 +70,7 @@ export function registerComposefs(program: Command): void {
       .option('--json', 'print the report as one JSON object')
       .addHelpText('after', "\nThe image is what mkcomposefs --from-file writes for `veritree dump IMAGE`. Running it again\nwrites nothing. Then: veritree mount IMAGE DIR (or cfsctl oci mount).")
   )).action(async (tag: string, o: { repo?: string; json?: boolean; lockTimeout?: number }) => {
+    const { openRepository, writeStoreImage } = await import('../../index.ts');
     const repo = await openRepository(resolveRepo(o.repo));
     const r = await writeStoreImage(repo, tag, {
       signal: interruptSignal(),
@@ -82,6 +90,7 @@ export function registerComposefs(program: Command): void {
       .argument('<dir>', 'an existing folder')
       .addHelpText('after', "\nThe image's digest is checked before it is mounted. erofs on a loop device, then overlayfs with\nthe image as lower layer and objects/ as data-only layer (metacopy=on, redirect_dir=on,\nverity=require where the store requires fs-verity), as mount.composefs does.\nUndo with: veritree umount DIR (or umount DIR).")
   ).action(async (image: string, dir: string, o: { repo?: string }) => {
+    const { openRepository, mountImage } = await import('../../index.ts');
     const repo = await openRepository(resolveRepo(o.repo));
     const r = await mountImage(repo, image, dir);
     process.stderr.write(`veritree: mounted composefs image ${r.image} at ${dir}${r.verity ? ' (verity=require)' : ''}\n`);
@@ -91,7 +100,8 @@ export function registerComposefs(program: Command): void {
     .command('umount')
     .description('unmount a composefs image mounted by veritree mount')
     .argument('<dir>', 'the mount point')
-    .action((dir: string) => {
+    .action(async (dir: string) => {
+      const { unmountImage } = await import('../../erofs/mount.ts');
       unmountImage(dir);
     });
 }
