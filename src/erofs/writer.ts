@@ -473,10 +473,23 @@ function pairsBySample(t: CfsTree, order: readonly number[]): Pairs | null {
   let probes = 8 * slots + 64;
   let compared = 64 * slots + 4096;
   const seed = (Math.random() * 2 ** 32) | 0;
+  // Each key's empty value, the commonest (a metacopy without a digest, a whiteout), by key: no hashing.
+  const emptyPair = new Int32Array(t.keys.length).fill(NONE);
   for (let i = 0; i < order.length; i++) {
     for (let s = t.xHead[order[i] as number] as number; s !== NONE; s = t.slotNext[s] as number) {
       const key = t.slotKey[s] as number;
       const value = t.slotValue[s] as string;
+      if (value.length === 0) {
+        let id = emptyPair[key] as number;
+        if (id === NONE) {
+          id = p.pairs++;
+          emptyPair[key] = id;
+          p.pairSlot[id] = s;
+        }
+        p.pairCount[id] = (p.pairCount[id] as number) + 1;
+        p.pairOf[s] = id;
+        continue;
+      }
       const h = sampleHash(seed, key, value);
       let at = h & mask;
       for (;;) {
@@ -544,12 +557,13 @@ function computeSharedXattrs(l: Layout): void {
   const { pairOf, pairSlot, pairCount, pairs } = pairsBySample(t, order) ?? pairsByMap(t, order);
   const shared: number[] = [];
   for (let p = 0; p < pairs; p++) if ((pairCount[p] as number) > 1) shared.push(p);
-  const keyOf = (p: number): string => t.keys[t.slotKey[pairSlot[p] as number] as number] as string;
+  const rank = l.keys.rank;
+  const rankOf = (p: number): number => rank[t.slotKey[pairSlot[p] as number] as number] as number;
   const valueOf = (p: number): string => t.slotValue[pairSlot[p] as number] as string;
   shared.sort((a, b) => {
-    const ka = keyOf(a);
-    const kb = keyOf(b);
-    if (ka !== kb) return ka < kb ? 1 : -1;
+    const ka = rankOf(a);
+    const kb = rankOf(b);
+    if (ka !== kb) return kb - ka;
     const va = valueOf(a);
     const vb = valueOf(b);
     if (va.length !== vb.length) return vb.length - va.length;
