@@ -233,6 +233,22 @@ test('xattr values made to look alike (same length, same first and last bytes) g
   assert.ok((await imageOf(dump)).equals(readFileSync(out)));
 });
 
+test('a dumpfile read in pieces of any size, into one buffer the reader refills, gives the image it gives whole', async () => {
+  const dump = Buffer.from(randomDump(7), 'latin1');
+  const whole = writeComposefsImage(await parseDumpfile([dump])).bytes;
+  for (const size of [1, 3, 7, 64, 4096]) {
+    const scratch = Buffer.alloc(size);
+    // Each piece is handed over in the same buffer, overwritten by the next one.
+    const pieces = function* (): Generator<Uint8Array> {
+      for (let at = 0; at < dump.length; at += size) {
+        const n = dump.copy(scratch, 0, at, at + size);
+        yield scratch.subarray(0, n);
+      }
+    };
+    assert.ok(writeComposefsImage(await parseDumpfile(pieces())).bytes.equals(whole), `pieces of ${size} bytes`);
+  }
+});
+
 function pick3(seed: number): [number, number] | null {
   return seed % 3 === 0 ? [0, 0] : seed % 3 === 1 ? null : [1, 1];
 }

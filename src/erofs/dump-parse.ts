@@ -404,18 +404,24 @@ class DumpTree {
 export async function parseDumpfile(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: DumpParseOptions = {}): Promise<CfsTree> {
   const tree = new DumpTree(opts.strict ?? false);
   let carry = '';
+  let carryBytes: Uint8Array | null = null;
   let lineNo = 0;
   try {
     for await (const chunk of input) {
       opts.signal?.throwIfAborted();
-      const text = carry + Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length).toString('latin1');
+      // The unfinished line goes before the new bytes as bytes: one flat string is decoded,
+      // where a string sum would be copied again inside V8 on the first search.
+      const bytes: Uint8Array = carryBytes === null ? chunk : Buffer.concat([carryBytes, chunk]);
+      const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1');
       const nul = text.includes('\0');
       let at = 0;
       for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', at)) {
         tree.addLine(text, at, nl, ++lineNo, nul);
         at = nl + 1;
       }
-      carry = text.slice(at);
+      // A copy: the caller may fill the same buffer with its next chunk.
+      carryBytes = at < bytes.length ? new Uint8Array(bytes.subarray(at)) : null;
+      carry = at < text.length ? text.slice(at) : '';
       // No valid line comes near this (a path, a 5000-byte content and 64 KiB of xattrs, all
       // escaped four times over): a longer one is refused before it is held whole.
       if (carry.length > MAX_LINE) throw dumpError(lineNo + 1, `a line longer than ${MAX_LINE} bytes`);
