@@ -249,6 +249,44 @@ test('a dumpfile read in pieces of any size, into one buffer the reader refills,
   }
 });
 
+test('odd paths (double and trailing slashes, relative, . and .., escaped slashes and NULs, duplicates, missing or non-folder parents): mkcomposefs\'s refusals and bytes', async (t) => {
+  // The reader places plain paths of a folder it has seen straight from the line, and everything
+  // else by walking from the root: each of these must land where mkcomposefs puts it, or be
+  // refused where it refuses.
+  if (typeof oracle === 'string') return t.skip(oracle);
+  const m = oracle;
+  const base = ['/ 4096 40755 2 0 0 0 0.0 - - -', '/d 4096 40755 2 0 0 0 0.0 - - -', '/d/e 4096 40755 2 0 0 0 0.0 - - -', '/f 0 100644 1 0 0 0 0.0 - - -'];
+  const file = (path: string): string => `${path} 0 100644 1 0 0 0 0.0 - - -`;
+  const variants: string[][] = [
+    [file('/d//x')], [file('d/x')], [file('/d/./x')], [file('/d/e/../x')], [file('/d/x/')], [file('/d/\\x2fx')],
+    [file('/d/x\\x00y')], [file('/d/e')], [file('/f/x')], [file('/missing/x')], [file('/d/x'), file('/d/a'), file('/d/x')],
+    [file('/d/y'), file('/d/e/x'), file('/d/z'), file('/d/e/w')], [file(`/d/${'n'.repeat(256)}`)], [file(`/d/${'n'.repeat(255)}`)],
+    [file('//x')], [file('/x')], [file('/d/..')], [file('/d/\\x2e')], [file('/./x')], [file('/d/e/')],
+    [file('/d/x'), '/d/h 0 @100644 1 0 0 0 0.0 /d//x - -'], [file('/d/x'), '/d/h 0 @100644 1 0 0 0 0.0 d/e/../x - -'],
+    ['/d/e2 4096 40755 2 0 0 0 0.0 - - -', file('/d/e2/x'), file('/d//e2/y'), file('/d/e2//z')],
+  ];
+  let refusals = 0;
+  for (const [i, lines] of variants.entries()) {
+    const dump = [...base, ...lines].join('\n') + '\n';
+    const input = join(dir, `odd-${i}.dump`);
+    const out = join(dir, `odd-${i}.cfs`);
+    writeFileSync(input, dump, 'latin1');
+    let refusedBy: string | null = null;
+    try {
+      m.run(['--from-file', input, out]);
+    } catch (e) {
+      refusedBy = (e as Error).message;
+    }
+    if (refusedBy !== null) {
+      await assert.rejects(imageOf(dump), /dumpfile line \d+: /, `${lines.join(' | ')}: mkcomposefs refused (${refusedBy.trim()}), veritree did not`);
+      refusals++;
+    } else {
+      assert.ok((await imageOf(dump)).equals(readFileSync(out)), `${lines.join(' | ')}: images differ`);
+    }
+  }
+  assert.ok(refusals > 3 && refusals < variants.length - 3, `${refusals} of ${variants.length} refused: both kinds are exercised`);
+});
+
 function pick3(seed: number): [number, number] | null {
   return seed % 3 === 0 ? [0, 0] : seed % 3 === 1 ? null : [1, 1];
 }
