@@ -2,11 +2,12 @@
  * The tree a composefs image is written from, with the field widths and rules of libcomposefs's
  * lcfs_node_s (so that the writer gives the same bytes as mkcomposefs).
  *
- * A node is a row number, its fields are columns (plain arrays of numbers and strings), and its
- * xattrs are slots of one shared table: a distro tree has 60,000 nodes, and one object per node
- * (with its own map of children and list of xattrs) made the collector, not the layout, the
+ * A node is a row number, its fields are columns (typed arrays for numbers, arrays for strings),
+ * and its xattrs are slots of one shared table: a distro tree has 60,000 nodes, and one object per
+ * node (with its own map of children and list of xattrs) made the collector, not the layout, the
  * writer's largest cost. Row 0 is the root. A hard-link name is a row of its own whose `linkTo`
- * names the row it links to.
+ * names the row it links to. The reader and the writer read and write the columns directly; a
+ * typed column is replaced by a larger copy as rows are added, so hold the tree, not a column.
  *
  * Names, keys, symlink targets, payloads and contents are byte strings held as latin1 JS strings
  * (one char per byte, see oci/names.ts): JS string order is then byte order, which is strcmp's
