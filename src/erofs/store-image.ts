@@ -52,8 +52,21 @@ export async function composefsImageOf(repo: Repository, diffIds: string[], opts
   }
   const tree = await layersTree(repo, diffIds, 'composefs');
   for (const w of tree.warnings) opts.onWarning?.(w.path, w.message);
+  // Lines go to the reader in pieces of about 1 MiB: a piece per line would cost the reader a
+  // decode and a turn of its loop for each of tens of thousands of entries.
   const lines = (function* (): Generator<Buffer> {
-    for (const line of dumpLines(tree)) yield Buffer.from(`${line}\n`, 'latin1');
+    let batch: string[] = [];
+    let size = 0;
+    for (const line of dumpLines(tree)) {
+      batch.push(line);
+      size += line.length + 1;
+      if (size >= 1 << 20) {
+        yield Buffer.from(`${batch.join('\n')}\n`, 'latin1');
+        batch = [];
+        size = 0;
+      }
+    }
+    if (batch.length > 0) yield Buffer.from(`${batch.join('\n')}\n`, 'latin1');
   })();
   const root = await parseDumpfile(lines, opts.signal ? { signal: opts.signal } : {});
   return writeComposefsImage(root, opts.signal ? { signal: opts.signal } : {});
