@@ -27,13 +27,23 @@ export interface DumpRecord {
 
 const SHORT: Record<number, string> = { 0x5c: '\\\\', 0x0a: '\\n', 0x0d: '\\r', 0x09: '\\t' };
 
+/** Whether byte c is written escaped: a space, a control, not ASCII, a backslash, `=` in a key. */
+function escaped(c: number, escapeEq: boolean): boolean {
+  return c <= 0x20 || c >= 0x7f || c === 0x5c || (escapeEq && c === 0x3d);
+}
+
 function escape(b: Buffer, escapeEq: boolean): string {
   if (b.length === 1 && b[0] === 0x2d) return '\\x2d';
-  let out = '';
-  for (const c of b) {
+  // Most names and values need no escape: they go out as they are, in one decode.
+  let plain = 0;
+  while (plain < b.length && !escaped(b[plain] as number, escapeEq)) plain++;
+  if (plain === b.length) return b.toString('latin1');
+  let out = b.toString('latin1', 0, plain);
+  for (let i = plain; i < b.length; i++) {
+    const c = b[i] as number;
     const short = SHORT[c];
     if (short) out += short;
-    else if (c <= 0x20 || c >= 0x7f || (escapeEq && c === 0x3d)) out += `\\x${c.toString(16).padStart(2, '0')}`;
+    else if (escaped(c, escapeEq)) out += `\\x${c.toString(16).padStart(2, '0')}`;
     else out += String.fromCharCode(c);
   }
   return out;
