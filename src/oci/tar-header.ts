@@ -114,15 +114,19 @@ export function isZeroBlock(b: Uint8Array): boolean {
   return true;
 }
 
+/** The header's sum with its checksum field as spaces, unsigned or (old tars) signed bytes. */
 function checksumOk(b: Uint8Array, stored: number): boolean {
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < TAR_BLOCK; i++) {
-    const v = i >= 148 && i < 156 ? 0x20 : (b[i] ?? 0);
+  let unsigned = 8 * 0x20;
+  let high = 0;
+  const end = Math.min(b.length, TAR_BLOCK);
+  for (let i = 0; i < end; i++) {
+    if (i === 148) i = 156;
+    const v = b[i] as number;
     unsigned += v;
-    signed += v > 127 ? v - 256 : v;
+    high += v >> 7;
   }
-  return stored === unsigned || stored === signed;
+  // A byte over 127 counts 256 less when signed.
+  return stored === unsigned || stored === unsigned - 256 * high;
 }
 
 /** Decodes one header block. @throws VeritreeError TAR_CORRUPT (bad checksum, bad numbers) */
