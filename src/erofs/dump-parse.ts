@@ -373,7 +373,10 @@ class DumpTree {
       return;
     }
     if (!this.hasRoot) throw new SyntaxError('the root (/) must come first');
-    const parent = this.walkToParent(path);
+    // A folder's path as written (escaped names too) is in the map: no walk from the root.
+    const slash = path.lastIndexOf('/');
+    const known = slash >= 0 && slash < path.length - 1 ? this.dirs.get(path.slice(0, slash)) : undefined;
+    const parent = known ?? this.walkToParent(path);
     if (typeof parent === 'string') throw new SyntaxError(parent);
     this.attach(parent, path.slice(path.lastIndexOf('/') + 1), node, path, 0, path.length);
   }
