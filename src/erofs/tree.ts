@@ -248,14 +248,20 @@ export class CfsTree {
     if (this.listSorted[li] !== true) return (this.byName.get(dir) as Map<string, number>).get(name) ?? NONE;
     // In order: the common question (is a name past the last one new?) costs one comparison.
     if (list.length === 0 || name > (this.name[list[list.length - 1] as number] as string)) return NONE;
+    const lo = this.lowerBound(list, name);
+    return lo < list.length && this.name[list[lo] as number] === name ? (list[lo] as number) : NONE;
+  }
+
+  /** Where `name` would go among `rows` (sorted by name): the first row whose name is not below it. */
+  lowerBound(rows: readonly number[], name: string): number {
     let lo = 0;
-    let hi = list.length;
+    let hi = rows.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if ((this.name[list[mid] as number] as string) < name) lo = mid + 1;
+      if ((this.name[rows[mid] as number] as string) < name) lo = mid + 1;
       else hi = mid;
     }
-    return lo < list.length && this.name[list[lo] as number] === name ? (list[lo] as number) : NONE;
+    return lo;
   }
 
   /** A folder's children in the order added (the tree's own list: do not change it). */

@@ -224,18 +224,6 @@ function entryName(t: CfsTree, e: number): string {
   return e >= 0 ? (t.name[e] as string) : e === DOT ? '.' : '..';
 }
 
-/** Where `name` would go among `kids` (sorted by name): the first entry not below it. */
-function lowerBound(t: CfsTree, kids: readonly number[], name: string): number {
-  let lo = 0;
-  let hi = kids.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((t.name[kids[mid] as number] as string) < name) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
 /** A folder's entries in byte order, with `.` and `..` (DOT, DOTDOT) in their places. */
 function sortedEntries(t: CfsTree, dir: number): number[] {
   let kids = t.children(dir);
@@ -245,8 +233,8 @@ function sortedEntries(t: CfsTree, dir: number): number[] {
     if (!inOrder) kids = kids.slice().sort((a, b) => ((t.name[a] as string) < (t.name[b] as string) ? -1 : 1));
   }
   // No child is named `.` or `..`, so each goes before the first name above it.
-  const dot = lowerBound(t, kids, '.');
-  const dotdot = lowerBound(t, kids, '..');
+  const dot = t.lowerBound(kids, '.');
+  const dotdot = t.lowerBound(kids, '..');
   const out: number[] = [];
   for (let i = 0; i < dot; i++) out.push(kids[i] as number);
   out.push(DOT);
@@ -362,7 +350,7 @@ class Layout {
     this.nBlocks = new Float64Array(rows);
     this.tailSize = new Int32Array(rows);
     this.compact = new Uint8Array(rows);
-    this.slotShared = new Int32Array(t.slotKey.length).fill(-1);
+    this.slotShared = new Int32Array(t.slotCount).fill(-1);
     this.keys = new KeyFacts(t.keys);
     this.keys.valuePrefix[overlay.redirect] = REDIRECT_PREFIX;
     this.minHi = t.mtimeHi[0] as number;
