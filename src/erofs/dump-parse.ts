@@ -406,7 +406,6 @@ class DumpTree {
  */
 export async function parseDumpfile(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: DumpParseOptions = {}): Promise<CfsTree> {
   const tree = new DumpTree(opts.strict ?? false);
-  let carry = '';
   let carryBytes: Uint8Array | null = null;
   let lineNo = 0;
   try {
@@ -424,14 +423,14 @@ export async function parseDumpfile(input: AsyncIterable<Uint8Array> | Iterable<
       }
       // A copy: the caller may fill the same buffer with its next chunk.
       carryBytes = at < bytes.length ? new Uint8Array(bytes.subarray(at)) : null;
-      carry = at < text.length ? text.slice(at) : '';
       // No valid line comes near this (a path, a 5000-byte content and 64 KiB of xattrs, all
       // escaped four times over): a longer one is refused before it is held whole.
-      if (carry.length > MAX_LINE) throw dumpError(lineNo + 1, `a line longer than ${MAX_LINE} bytes`);
+      if (carryBytes !== null && carryBytes.length > MAX_LINE) throw dumpError(lineNo + 1, `a line longer than ${MAX_LINE} bytes`);
     }
-    if (carry.length > 0) {
+    if (carryBytes !== null) {
       if (opts.strict) throw dumpError(lineNo + 1, 'missing trailing newline');
-      tree.addLine(carry, 0, carry.length, ++lineNo, carry.includes('\0'));
+      const last = Buffer.from(carryBytes.buffer, carryBytes.byteOffset, carryBytes.length).toString('latin1');
+      tree.addLine(last, 0, last.length, ++lineNo, last.includes('\0'));
     }
   } catch (e) {
     // addLine says what is wrong with the line; the line number is put here, once.
