@@ -311,3 +311,69 @@ test('a store made by mkcomposefs --digest-store is verified', { skip: typeof or
   assert.equal(f.status, 0, JSON.stringify(f.report.issues));
   assert.equal(f.report.objects, 2);
 });
+
+test('object folders hashed in lanes on libuv\'s thread pool: each handed over once, with the digests the file digest gives; an unlistable folder comes back with its code while the rest are checked; a stop ends it', async (t) => {
+  const { threadpoolHasher } = await import('../src/verity/threadpool.ts');
+  const threads = threadpoolHasher('auto', 'sha256');
+  if (!threads) return t.skip('skipped: the native kernel is not built');
+  const objects = join(tempDir('veritree-lanes-'), 'objects');
+  const expected = new Map<string, string>();
+  const prefixes: string[] = [];
+  for (let p = 0; p < 40; p++) {
+    const xx = p.toString(16).padStart(2, '0');
+    prefixes.push(xx);
+    mkdirSync(join(objects, xx), { recursive: true });
+    for (let k = 0; k < 3; k++) {
+      const data = randomBytesSeeded(1 + ((p * 7 + k * 4093) % 70_000), p * 3 + k);
+      // Named by the folder, not by its digest: every file is a mismatch whose digest is checked.
+      const name = (k.toString(16) + p.toString(16)).padEnd(62, '0');
+      writeFileSync(join(objects, xx, name), data);
+      expected.set(xx + name, toHex(verityDigest(data)));
+    }
+  }
+  prefixes.push('fe'); // no such folder
+  const seen: string[] = [];
+  const failures: string[] = [];
+  await threads.digestDirs(objects, prefixes, 62, 3, (xx, r) => {
+    seen.push(xx);
+    if ('code' in r) return void failures.push(`${xx} ${r.code}`);
+    for (const e of r.entries()) {
+      assert.equal(e.kind, 'mismatch', e.id);
+      if (e.kind === 'mismatch') assert.equal(toHex(e.digest), expected.get(e.id), e.id);
+      expected.delete(e.id);
+    }
+  });
+  assert.deepEqual(seen.sort(), [...prefixes].sort(), 'every folder handed over exactly once');
+  assert.deepEqual(failures, ['fe ENOENT']);
+  assert.equal(expected.size, 0, 'every file digested');
+  // More lanes than folders, and a stop asked before the start: nothing is handed over, and it settles.
+  const ac = new AbortController();
+  ac.abort();
+  const none: string[] = [];
+  await threads.digestDirs(objects, ['00', '01'], 62, 8, (xx) => none.push(xx), ac.signal);
+  assert.deepEqual(none, []);
+  cleanup(join(objects, '..'));
+});
+
+test('fsck stops when its signal is aborted in the middle of the objects, and says so', async () => {
+  const { Repository } = await import('../src/store/repository.ts');
+  const { fsck } = await import('../src/index.ts');
+  const root = join(tempDir('veritree-fsck-abort-'), 'repo');
+  const repo = await Repository.init(root);
+  for (let p = 0; p < 64; p++) {
+    const data = randomBytesSeeded(5000 + p, p);
+    const id = toHex(verityDigest(data));
+    mkdirSync(join(root, 'objects', id.slice(0, 2)), { recursive: true });
+    writeFileSync(join(root, 'objects', id.slice(0, 2), id.slice(2)), data);
+  }
+  const clean = await fsck(repo, { objectsOnly: true });
+  assert.equal(clean.ok, true);
+  assert.equal(clean.objects, 64);
+  const ac = new AbortController();
+  let calls = 0;
+  await assert.rejects(
+    fsck(repo, { objectsOnly: true, signal: ac.signal, onProgress: () => (++calls === 1 ? ac.abort() : undefined) }),
+    (e: Error & { code?: string }) => e.code === 'ABORTED',
+  );
+  cleanup(join(root, '..'));
+});

@@ -10,7 +10,7 @@ import { ERROR_CODES, VeritreeError, storeIoError, throwIfAborted } from '../err
 import { TMP_PREFIX } from '../store/layout.ts';
 import { objectFailureMessage, strayTmp, verityAbsentAt } from '../store/sys.ts';
 import { toHex } from '../verity/merkle.ts';
-import { threadpoolHasher, type ThreadpoolHasher } from '../verity/threadpool.ts';
+import { threadpoolHasher, type DirEntryDigest, type ThreadpoolHasher } from '../verity/threadpool.ts';
 import { digestSize } from '../verity/constants.ts';
 import type { VerifyDirResult } from '../pipeline/protocol.ts';
 import type { Repository } from '../store/repository.ts';
@@ -58,28 +58,33 @@ export async function verifyObjects(repo: Repository, pool: VerityPool, opts: Ve
     else out.issues.push({ type: 'object-invalid-name', path, detail: 'not an object name (objects/XX/<hex>)' });
   }
   let done = 0;
+  const progress = (): void => {
+    done++;
+    opts.onProgress?.({ objectsDone: out.objects, objectsTotal: 0, bytesDone: out.bytes, bytesTotal: 0, dirsDone: done, dirsTotal: dirs.length });
+  };
   // Where the filesystem has no fs-verity and libuv has a thread per job, folders are hashed on
   // libuv's thread pool (no workers to start); else one pool task per objects/XX folder, the
   // worker listing and reading it. As many folders at once as the pool has threads.
   const threads = threadpoolHasher(opts.impl, repo.alg);
-  const onThreads = threads !== null && pool.size <= threads.threads;
+  const onThreads = threads !== null && pool.size <= threads.threads ? new Set(dirs.filter((d) => verityAbsentAt(join(repo.objectsDir, d)))) : new Set<string>();
+  if (threads && onThreads.size > 0) await verifyDirsOnThreads(threads, repo.objectsDir, [...onThreads], restLength, pool.size, opts.signal, (d, dir, r) => {
+    collect(out, d, dir, r);
+    progress();
+  });
   let next = 0;
+  const rest = onThreads.size === 0 ? dirs : dirs.filter((d) => !onThreads.has(d));
   const walk = async (): Promise<void> => {
-    while (next < dirs.length) {
+    while (next < rest.length) {
       throwIfAborted(opts.signal);
-      const d = dirs[next++] as string;
+      const d = rest[next++] as string;
       const dir = join(repo.objectsDir, d);
-      const r =
-        onThreads && verityAbsentAt(dir)
-          ? await verifyDirOnThreads(threads, dir, restLength, opts.signal)
-          : await pool.run({ kind: 'verify-dir', dir, restLength, tmpPrefix: TMP_PREFIX, alg: repo.alg, impl: opts.impl });
+      const r = await pool.run({ kind: 'verify-dir', dir, restLength, tmpPrefix: TMP_PREFIX, alg: repo.alg, impl: opts.impl });
       if (!r.ok) throw new VeritreeError(r.code, r.message, { path: dir });
       collect(out, d, dir, r);
-      done++;
-      opts.onProgress?.({ objectsDone: out.objects, objectsTotal: 0, bytesDone: out.bytes, bytesTotal: 0, dirsDone: done, dirsTotal: dirs.length });
+      progress();
     }
   };
-  const settled = await Promise.allSettled(Array.from({ length: Math.min(pool.size, dirs.length) }, walk));
+  const settled = await Promise.allSettled(Array.from({ length: Math.min(pool.size, rest.length) }, walk));
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) throw failed.reason instanceof VeritreeError ? failed.reason : new VeritreeError(ERROR_CODES.WORKER_FAILED, String(failed.reason), { cause: failed.reason });
   out.issues.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
@@ -87,16 +92,43 @@ export async function verifyObjects(repo: Repository, pool: VerityPool, opts: Ve
 }
 
 /**
- * One objects/XX folder as the worker's verify-dir task checks it, in one job on libuv's thread
- * pool: listed and hashed through the folder's descriptor, each digest compared there.
+ * objects/XX folders as the worker's verify-dir task checks them, in `lanes` jobs on libuv's
+ * thread pool: each folder listed and hashed through its descriptor, each digest compared there,
+ * and its result judged here (`judged`) while the jobs hash the next. The first folder that
+ * cannot be listed stops the jobs and is thrown.
  */
-async function verifyDirOnThreads(threads: ThreadpoolHasher, dir: string, restLength: number, signal: AbortSignal | undefined): Promise<VerifyDirResult & { ids: string[] }> {
+async function verifyDirsOnThreads(
+  threads: ThreadpoolHasher,
+  objectsDir: string,
+  prefixes: string[],
+  restLength: number,
+  lanes: number,
+  signal: AbortSignal | undefined,
+  judged: (d: string, dir: string, r: VerifyDirResult & { ids: string[] }) => void,
+): Promise<void> {
+  const stop = new AbortController();
+  let failure: unknown = null;
+  let handed = 0;
+  await threads.digestDirs(objectsDir, prefixes, restLength, lanes, (d, r) => {
+    handed++;
+    if (failure !== null) return;
+    const dir = join(objectsDir, d);
+    try {
+      if ('code' in r) throw storeIoError(Object.assign(new Error(r.message), { code: r.code }), dir, 'listing objects');
+      judged(d, dir, dirResult(dir, r.entries()));
+    } catch (e) {
+      failure = e;
+      stop.abort();
+    }
+  }, signal ? AbortSignal.any([signal, stop.signal]) : stop.signal);
+  throwIfAborted(signal);
+  if (failure !== null) throw failure;
+  if (handed !== prefixes.length) throw new VeritreeError(ERROR_CODES.WORKER_FAILED, `fsck: ${prefixes.length - handed} of ${prefixes.length} object folders were not checked`, { path: objectsDir });
+}
+
+function dirResult(dir: string, entries: DirEntryDigest[]): VerifyDirResult & { ids: string[] } {
   const ids: string[] = [];
   const out: VerifyDirResult & { ids: string[] } = { ok: true, names: [], ids, objects: 0, bytes: 0, bad: [], tmp: [], invalid: [] };
-  const entries = await threads.digestDir(dir, dir.slice(-2), restLength, signal).catch((e: unknown) => {
-    throwIfAborted(signal);
-    throw storeIoError(e, dir, 'listing objects');
-  });
   for (const e of entries) {
     if (e.kind === 'other') {
       // Names are bytes (latin1 here); a message shows them as node:fs would.

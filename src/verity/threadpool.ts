@@ -15,8 +15,11 @@ import { HASH_ALGORITHMS, BLOCK_SIZE, type HashAlgorithm } from './constants.ts'
 interface KernelJobs {
   digestPaths(alg: number, paths: string[], sizes: Float64Array, digests: Uint8Array, stop?: Int32Array, follow?: boolean): Promise<number>;
   digestRange(alg: number, path: string, offset: number, length: number, level1: Uint8Array, stop?: Int32Array): Promise<number>;
-  digestDir(alg: number, dir: string, prefix: string, nameLength: number, stop?: Int32Array): Promise<RawDirDigests>;
+  digestDirs(alg: number, objectsDir: string, prefixes: string, nameLength: number, lanes: number, onFolder: RawFolderCallback, stop?: Int32Array): Promise<void>;
 }
+
+/** A folder's result as native/verity_kernel.c's digestDirs hands it over: see there. */
+type RawFolderCallback = (index: number, code: string | null, text: string, status?: Uint8Array, sizes?: Float64Array, digests?: Uint8Array) => void;
 
 interface RawDirDigests {
   names: string;
@@ -26,7 +29,7 @@ interface RawDirDigests {
 }
 
 /**
- * One entry of an objects/XX folder as digestDir found it (see native/verity_kernel.c): `id` is
+ * One entry of an objects/XX folder as digestDirs found it (see native/verity_kernel.c): `id` is
  * XX + the entry's name (bytes as latin1), the object id when it is one.
  */
 export type DirEntryDigest =
@@ -35,6 +38,20 @@ export type DirEntryDigest =
   /** Not a regular file named like an object: the caller decides what it is. */
   | { id: string; kind: 'other' }
   | ({ id: string; kind: 'unreadable' } & NativeFileFailure);
+
+/**
+ * A folder's digests as the native job left them. `entries()` reads them out: JavaScript work,
+ * which a caller does after it has queued its next job, so that the thread hashes meanwhile.
+ */
+export interface DirDigests {
+  entries(): DirEntryDigest[];
+}
+
+/** A folder digestDirs could not list: the errno's code (ENOENT, ECANCELED after a stop, ...) and why. */
+export interface DirListingFailure {
+  code: string;
+  message: string;
+}
 
 export type PathDigest = { digest: Uint8Array; size: number } | NativeFileFailure;
 
@@ -50,11 +67,14 @@ export interface ThreadpoolHasher {
    */
   digestRange(path: string, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array | number | NativeFileFailure>;
   /**
-   * Every entry of an object folder (objects/XX) in one job: each regular file named by
-   * `nameLength` hex digits hashed (no symlink followed, no open that blocks) and compared with
-   * XX + its name. Rejects with the errno's code when the folder cannot be listed.
+   * Every entry of the object folders `objectsDir/XX` (XX from `prefixes`), in `lanes` jobs that
+   * each take the next folder when done with the last: each regular file named by `nameLength`
+   * hex digits hashed (no symlink followed, no open that blocks) and compared with XX + its name.
+   * `onFolder` gets each folder as it is done, on the main thread, while the jobs go on; a folder
+   * that cannot be listed comes with the errno's code instead. Settles when all are handed over
+   * (those after a stop asked by the signal are not).
    */
-  digestDir(dir: string, prefix: string, nameLength: number, signal?: AbortSignal): Promise<DirEntryDigest[]>;
+  digestDirs(objectsDir: string, prefixes: readonly string[], nameLength: number, lanes: number, onFolder: (prefix: string, r: DirDigests | DirListingFailure) => void, signal?: AbortSignal): Promise<void>;
 }
 
 /** libuv reads UV_THREADPOOL_SIZE once, when its pool starts (before any module of ours runs). */
@@ -67,7 +87,7 @@ export function libuvThreads(env: NodeJS.ProcessEnv = process.env): number {
 export function threadpoolHasher(impl: HashImpl, alg: HashAlgorithm): ThreadpoolHasher | null {
   if (resolveImpl(impl) !== 'native') return null;
   const k = loadNativeKernel() as (Partial<KernelJobs> & object) | null;
-  if (!k?.digestPaths || !k.digestRange || !k.digestDir) return null;
+  if (!k?.digestPaths || !k.digestRange || !k.digestDirs) return null;
   const jobs = k as KernelJobs;
   const { id, digestSize } = HASH_ALGORITHMS[alg];
   return {
@@ -84,29 +104,18 @@ export function threadpoolHasher(impl: HashImpl, alg: HashAlgorithm): Threadpool
       throwIfAborted(opts.signal);
       return Array.from(sizes, (r, i): PathDigest => (r >= 0 ? { digest: digests.subarray(i * digestSize, (i + 1) * digestSize), size: r } : nativeFileFailure(r)));
     },
-    async digestDir(dir, prefix, nameLength, signal) {
+    async digestDirs(objectsDir, prefixes, nameLength, lanes, onFolder, signal) {
+      if (prefixes.length === 0) return;
       const stop = stopFlag(signal);
-      let r: RawDirDigests;
       try {
-        r = await jobs.digestDir(id, dir, prefix, nameLength, stop.flag);
+        await jobs.digestDirs(id, objectsDir, prefixes.join(''), nameLength, lanes, (index, code, text, status, sizes, digests) => {
+          const prefix = prefixes[index] as string;
+          if (code !== null || !status || !sizes || !digests) onFolder(prefix, { code: code ?? 'EIO', message: text });
+          else onFolder(prefix, { entries: () => dirEntries({ names: text, status, sizes, digests }, digestSize) });
+        }, stop.flag);
       } finally {
         stop.done();
       }
-      // Split, not concatenated here: flat strings, cheap to hash into fsck's set of ids.
-      const ids = r.status.length === 0 ? [] : r.names.split('/');
-      return ids.map((id, i): DirEntryDigest => {
-        const size = r.sizes[i] as number;
-        switch (r.status[i]) {
-          case 0:
-            return { id, kind: 'match', size };
-          case 1:
-            return { id, kind: 'mismatch', size, digest: r.digests.subarray(i * digestSize, (i + 1) * digestSize) };
-          case 3:
-            return { id, kind: 'unreadable', ...nativeFileFailure(size) };
-          default:
-            return { id, kind: 'other' };
-        }
-      });
     },
     async digestRange(path, offset, length, signal) {
       const perGroup = BLOCK_SIZE / digestSize;
@@ -123,4 +132,22 @@ export function threadpoolHasher(impl: HashImpl, alg: HashAlgorithm): Threadpool
       return r === length ? level1 : r;
     },
   };
+}
+
+function dirEntries(r: RawDirDigests, digestSize: number): DirEntryDigest[] {
+  // Split, not concatenated here: flat strings, cheap to hash into fsck's set of ids.
+  const ids = r.status.length === 0 ? [] : r.names.split('/');
+  return ids.map((id, i): DirEntryDigest => {
+    const size = r.sizes[i] as number;
+    switch (r.status[i]) {
+      case 0:
+        return { id, kind: 'match', size };
+      case 1:
+        return { id, kind: 'mismatch', size, digest: r.digests.subarray(i * digestSize, (i + 1) * digestSize) };
+      case 3:
+        return { id, kind: 'unreadable', ...nativeFileFailure(size) };
+      default:
+        return { id, kind: 'other' };
+    }
+  });
 }
