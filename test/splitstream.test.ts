@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SplitStreamBuilder, readSplitStream, readRefs } from '../src/store/splitstream.ts';
+import { SegmentSource, SplitStreamBuilder, readSplitStream, readRefs, streamChunkRuns } from '../src/store/splitstream.ts';
 import { rawZstdFrame, zstdDecompress } from '../src/codec/zstd.ts';
 import { randomBytesSeeded } from './helpers.ts';
 
@@ -66,5 +66,88 @@ test('raw zstd frames (the fallback writer) decode with a real zstd decoder', ()
   for (const size of [0, 1, 131071, 131072, 300000]) {
     const data = randomBytesSeeded(size, size);
     assert.deepEqual(Buffer.from(zstdDecompress(rawZstdFrame(data), 1 << 20)), data);
+  }
+});
+
+/** A stream's records flattened: inline bytes merged between objects, objects by index. */
+function flatten(items: (Uint8Array | number)[]): (string | number)[] {
+  const out: (string | number)[] = [];
+  for (const it of items) {
+    if (typeof it === 'number') out.push(it);
+    else if (typeof out[out.length - 1] === 'string') out[out.length - 1] += Buffer.from(it).toString('latin1');
+    else out.push(Buffer.from(it).toString('latin1'));
+  }
+  return out.filter((x) => x !== '');
+}
+
+async function segmentItems(bytes: Uint8Array, max: number, arenaMax: number): Promise<(Uint8Array | number)[]> {
+  const src = new SegmentSource(bytes);
+  const items: (Uint8Array | number)[] = [];
+  for (let run = await src.next(max, arenaMax); run; run = await src.next(max, arenaMax)) {
+    assert.ok(run.n <= max && run.arena.length <= arenaMax, `a run of ${run.n} segments and ${run.arena.length} inline bytes`);
+    let at = 0;
+    for (let i = 0; i < run.n; i++) {
+      const [kind, arg] = [run.segs[2 * i] as number, run.segs[2 * i + 1] as number];
+      if (kind === 1) items.push(arg);
+      else {
+        items.push(run.arena.subarray(at, at + arg));
+        at += arg;
+      }
+    }
+    assert.equal(at, run.arena.length, 'the arena holds exactly the run\'s inline bytes');
+  }
+  return items;
+}
+
+/** `good` with its stream section replaced by `records`, as one raw zstd frame. */
+function withSection(good: Uint8Array, records: Uint8Array): Buffer {
+  const head = Buffer.from(good);
+  const stA = Number(head.readBigUInt64LE(32 + 32));
+  const section = Buffer.from(rawZstdFrame(records));
+  const out = Buffer.concat([head.subarray(0, stA), section]);
+  out.writeBigUInt64LE(BigInt(stA + section.length), 32 + 40);
+  return out;
+}
+
+function record(v: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigInt64LE(BigInt(v));
+  return b;
+}
+
+test('the segments cat-layer lays out are the stream\'s chunks: in order, cut at any run size, across decoder pieces, with the same refusals', async () => {
+  const digests = Array.from({ length: 50 }, (_, i) => i.toString(16).padStart(2, '0').repeat(32));
+  const b = new SplitStreamBuilder('sha256', 'layer');
+  for (let i = 0; i < 3000; i++) {
+    // Odd sizes, a few over a decoder piece (128 KiB), so records fall across piece boundaries.
+    const size = i % 97 === 5 ? 140_001 + i : (i * 7919) % 1531;
+    if (size > 0) b.addInline(randomBytesSeeded(size, i));
+    b.addObject(digests[(i * 31) % digests.length] as string, 4096);
+  }
+  const bytes = b.finish();
+  const chunks: (Uint8Array | number)[] = [];
+  for await (const run of streamChunkRuns(bytes)) for (const c of run) chunks.push(c.kind === 'inline' ? c.bytes : c.index);
+  const want = flatten(chunks);
+  for (const [max, arenaMax] of [[1, 65536], [3, 1000], [256, 8 << 20], [40, 4099]]) {
+    assert.deepEqual(flatten(await segmentItems(bytes, max as number, arenaMax as number)), want, `runs of ${max} segments, ${arenaMax} inline bytes`);
+  }
+  // Refusals, in streamChunkRuns's words.
+  const good = new SplitStreamBuilder('sha256', 'layer');
+  good.addObject(A, 10);
+  const base = good.finish();
+  const bad: [Buffer, RegExp][] = [
+    [withSection(base, record(1)), /chunk names object 1 of 1/],
+    [withSection(base, Buffer.concat([record(0), record(-3).subarray(0, 5)])), /ends inside a chunk header/],
+    [withSection(base, Buffer.concat([record(-10), Buffer.from('12345')])), /runs 5 bytes past the section/],
+    [withSection(base, record(-(2 ** 31) * 4)), /inline chunk of/],
+  ];
+  for (const [stream, why] of bad) {
+    await assert.rejects(segmentItems(stream, 16, 1 << 20), (e: Error & { code?: string }) => e.code === 'STORE_CORRUPT' && why.test(e.message));
+    await assert.rejects(
+      (async () => {
+        for await (const run of streamChunkRuns(stream)) void run;
+      })(),
+      why
+    );
   }
 });

@@ -11,7 +11,7 @@ import { digestSize } from '../verity/constants.ts';
 import { createSha256Stream } from '../verity/sha-stream.ts';
 import { assembler, nativeOpenError, openRegular, readAll, readSmallRegular, TOO_BIG, type AssembledBatch } from './sys.ts';
 import type { Repository } from './repository.ts';
-import { objectRefTable, readRefs, streamChunkRuns, streamChunks, type StreamChunk } from './splitstream.ts';
+import { objectRefTable, readHeader, readRefs, SegmentSource, streamChunks, type SegmentRun, type StreamChunk } from './splitstream.ts';
 
 /** Objects opened ahead of the reader, and the most of one read whole into memory. */
 const READ_AHEAD = 32;
@@ -214,26 +214,26 @@ type Assemble = NonNullable<ReturnType<typeof assembler>>;
 const READERS = 2;
 
 interface ReadJob {
-  /** The job's chunks: queue[from, to). */
-  from: number;
-  to: number;
+  /** The job's segments (the rest of a run, for a job that takes over where one stopped). */
+  run: SegmentRun;
   out: Uint8Array;
   result: Promise<AssembledBatch>;
 }
 
+/** The segments a job left: those after `done`, their inline bytes after those of the first `done`. */
+function restOf(run: SegmentRun, done: number): SegmentRun {
+  let skip = 0;
+  for (let i = 0; i < done; i++) if (run.segs[2 * i] === 0) skip += run.segs[2 * i + 1] as number;
+  return { segs: run.segs.subarray(2 * done), n: run.n - done, arena: run.arena.subarray(skip) };
+}
+
 async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, assemble: Assemble, opts: RebuildOptions): Promise<{ sha256: string; bytes: number }> {
-  const { alg, objectRefs: refs } = readRefs(streamObject);
+  const ds = digestSize(readHeader(streamObject).alg);
   // The digests as the stream holds them: the addon names each object from its bytes.
   const refTable = objectRefTable(streamObject);
-  const it = streamChunkRuns(streamObject)[Symbol.asyncIterator]();
+  const source = new SegmentSource(streamObject);
   const sha = createSha256Stream();
   const stop = stopFlag(opts.signal);
-  // Chunks decoded and not yet laid out whole.
-  let queue: StreamChunk[] = [];
-  // The next chunk no job has been given, and how far into it the last job got.
-  let next = 0;
-  let nextStart = 0;
-  let ended = false;
   // Batch buffers: the ones being filled by read jobs, the others being hashed and written.
   const free: Uint8Array[] = Array.from({ length: BATCHES + READERS - 1 }, () => new Uint8Array(BATCH_BYTES));
   const waiting: ((b: Uint8Array) => void)[] = [];
@@ -248,42 +248,21 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
   // The first failure of a hash or a write, thrown at the next batch.
   const failed: unknown[] = [];
   let bytes = 0;
-  // Segments offered per job: about twice what the last job took (inline bytes are copied into
-  // the job's arena, and a job that stops early leaves the rest to a job of its own).
+  // Segments offered per job: about twice what the last job took (a job that stops early leaves
+  // the rest to a job of its own). Inline bytes beyond a batch's worth wait for the next run.
   let offer = 256;
-  const decodeAhead = async (want: number): Promise<void> => {
-    while (!ended && queue.length - next < want) {
-      const r = await it.next();
-      if (r.done) ended = true;
-      else for (const c of r.value) queue.push(c);
-    }
+  // The next run, decoded while the jobs read.
+  let ahead: Promise<SegmentRun | null> | null = null;
+  let ended = false;
+  const nextRun = (): Promise<SegmentRun | null> => {
+    const p = ahead ?? source.next(offer, BATCH_BYTES);
+    ahead = null;
+    return p;
   };
-  /** A read job for queue[from, to), starting `first` bytes into its first chunk; its output in `out`. */
-  const start = (from: number, to: number, first: number, out: Uint8Array): ReadJob => {
-    const n = to - from;
-    const segs = new Float64Array(2 * n);
-    let arenaBytes = 0;
-    for (let i = 0; i < n; i++) {
-      const c = queue[from + i] as StreamChunk;
-      if (c.kind === 'inline') {
-        segs[2 * i + 1] = c.bytes.length;
-        arenaBytes += c.bytes.length;
-      } else {
-        segs[2 * i] = 1;
-        segs[2 * i + 1] = c.index;
-      }
-    }
-    const arena = Buffer.allocUnsafe(arenaBytes);
-    for (let i = 0, at = 0; i < n; i++) {
-      const c = queue[from + i] as StreamChunk;
-      if (c.kind === 'inline') {
-        arena.set(c.bytes, at);
-        at += c.bytes.length;
-      }
-    }
-    const result = assemble(repo.objectsDir, refTable, digestSize(alg), segs, arena, first, out, stop.flag);
+  const start = (run: SegmentRun, first: number, out: Uint8Array): ReadJob => {
+    const result = assemble(repo.objectsDir, refTable, ds, run.segs.subarray(0, 2 * run.n), run.arena, first, out, stop.flag);
     result.catch(() => undefined);
-    return { from, to, out, result };
+    return { run, out, result };
   };
   // Oldest first: outputs go to the hash and the sink in this order, which is the stream's.
   const jobs: ReadJob[] = [];
@@ -291,39 +270,36 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
     for (;;) {
       throwIfAborted(opts.signal);
       if (failed.length > 0) throw failed[0];
-      // Keep READERS jobs reading: decode what they need, then hand each its chunks.
-      while (jobs.length < READERS) {
-        await decodeAhead(offer);
-        if (next >= queue.length) break;
-        const out = await take();
-        const to = next + Math.min(offer, queue.length - next);
-        jobs.push(start(next, to, nextStart, out));
-        next = to;
-        nextStart = 0;
+      // Keep READERS jobs reading.
+      while (jobs.length < READERS && !ended) {
+        const run = await nextRun();
+        if (run === null) ended = true;
+        else jobs.push(start(run, 0, await take()));
       }
       const job = jobs.shift();
       if (!job) break;
-      // While the jobs read, decode what the next ones will need.
-      const settled = await Promise.allSettled([job.result, decodeAhead(offer * READERS)]);
-      if (settled[1].status === 'rejected') {
-        give(job.out);
-        throw settled[1].reason;
+      // While the jobs read, decode what the next one will need.
+      if (!ended && ahead === null) {
+        ahead = source.next(offer, BATCH_BYTES);
+        ahead.catch(() => undefined);
       }
-      if (settled[0].status === 'rejected') {
+      let r: AssembledBatch;
+      try {
+        r = await job.result;
+      } catch (e) {
         give(job.out);
-        throw settled[0].reason;
+        throw e;
       }
-      const r = settled[0].value;
       throwIfAborted(opts.signal);
       if (r.failure) {
         give(job.out);
-        const c = queue[job.from + r.done] as Extract<StreamChunk, { kind: 'object' }>;
-        const id = refs[c.index] as string;
+        const i = job.run.segs[2 * r.done + 1] as number;
+        const id = Buffer.from(refTable.buffer, refTable.byteOffset + i * ds, ds).toString('hex');
         throw nativeOpenError(r.failure, repo.objectPath(id), objectWhat(id));
       }
-      // A job that ran out of room leaves the rest of its chunks to a job of their own, whose
+      // A job that ran out of room leaves the rest of its segments to a job of their own, whose
       // output comes before that of the jobs started after it.
-      if (job.from + r.done < job.to) jobs.unshift(start(job.from + r.done, job.to, r.partial, await take()));
+      if (r.done < job.run.n) jobs.unshift(start(restOf(job.run, r.done), r.partial, await take()));
       offer = Math.min(4096, Math.max(256, r.done * 2));
       bytes += r.used;
       const piece = job.out.subarray(0, r.used);
@@ -338,24 +314,13 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
         }
       );
       opts.onBytes?.(bytes);
-      // Chunks every job is past are dropped from the queue.
-      let keep = next;
-      for (const j of jobs) keep = Math.min(keep, j.from);
-      if (keep > 65536) {
-        queue = queue.slice(keep);
-        for (const j of jobs) {
-          j.from -= keep;
-          j.to -= keep;
-        }
-        next -= keep;
-      }
     }
     await Promise.all([hashed, sunk]);
     return { sha256: await sha.digestHex(), bytes };
   } finally {
     stop.done();
     await Promise.allSettled(jobs.map((j) => j.result));
-    await Promise.allSettled([hashed, sunk]);
-    await it.return?.(undefined);
+    await Promise.allSettled([hashed, sunk, ahead ?? Promise.resolve()]);
+    await source.close();
   }
 }

@@ -379,6 +379,146 @@ export async function* streamChunks(bytes: Uint8Array): AsyncGenerator<StreamChu
   for await (const run of streamChunkRuns(bytes)) yield* run;
 }
 
+/** Segments of a rebuilt stream as the addon's assemble takes them (native/store_sys.c). */
+export interface SegmentRun {
+  /** Two numbers a segment: [0, length] the next `length` bytes of `arena`, [1, i] object ref i. */
+  segs: Float64Array;
+  /** Segments in `segs`. */
+  n: number;
+  /** The inline bytes of the run's segments, in order. */
+  arena: Uint8Array;
+}
+
+/**
+ * The stream section's records, decoded piece by piece, straight into runs of segments: no object
+ * per chunk (a layer of 50,000 files has over 100,000 of them, and cat-layer spent more of the
+ * main thread on making and collecting them than on anything else). Consecutive inline records
+ * share one segment. The same checks as streamChunkRuns, in the same words.
+ */
+export class SegmentSource {
+  private readonly pieces: AsyncIterator<Uint8Array>;
+  private readonly refCount: number;
+  private piece: Uint8Array = new Uint8Array(0);
+  private view = new DataView(this.piece.buffer);
+  private at = 0;
+  private readonly head = new Uint8Array(8);
+  private readonly headView = new DataView(this.head.buffer);
+  private headLen = 0;
+  private inlineLeft = 0;
+  private total = 0;
+  private ended = false;
+
+  constructor(bytes: Uint8Array) {
+    const h = readHeader(bytes);
+    this.refCount = (h.objectRefs[1] - h.objectRefs[0]) / HASH_ALGORITHMS[h.alg].digestSize;
+    const section = bytes.subarray(h.stream[0], h.stream[1]);
+    async function* once(): AsyncGenerator<Uint8Array> {
+      if (section.length > 0) yield section;
+    }
+    try {
+      this.pieces = zstdDecodePieces(once());
+    } catch (e) {
+      throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, 'split stream: stream section does not decompress', { cause: e });
+    }
+  }
+
+  /**
+   * Up to `max` segments and `arenaMax` inline bytes (a record is cut where a run ends, and goes
+   * on in the next); null when the section is done.
+   * @throws VeritreeError STORE_CORRUPT
+   */
+  async next(max: number, arenaMax: number): Promise<SegmentRun | null> {
+    const segs = new Float64Array(2 * max);
+    let arena = Buffer.allocUnsafe(Math.min(arenaMax, 64 << 10));
+    let n = 0;
+    let used = 0;
+    // Whether the last segment is inline, and so takes the next inline bytes too.
+    let inlineOpen = false;
+    while (true) {
+      if (this.at === this.piece.length && !(await this.refill())) break;
+      const piece = this.piece;
+      if (this.inlineLeft > 0) {
+        if (!inlineOpen && n === max) break;
+        const k = Math.min(this.inlineLeft, piece.length - this.at, arenaMax - used);
+        if (k === 0) break;
+        if (used + k > arena.length) {
+          const bigger = Buffer.allocUnsafe(Math.min(arenaMax, Math.max(2 * arena.length, used + k)));
+          bigger.set(arena.subarray(0, used));
+          arena = bigger;
+        }
+        arena.set(piece.subarray(this.at, this.at + k), used);
+        used += k;
+        this.at += k;
+        this.inlineLeft -= k;
+        if (inlineOpen) segs[2 * n - 1] = (segs[2 * n - 1] as number) + k;
+        else {
+          segs[2 * n] = 0;
+          segs[2 * n + 1] = k;
+          n++;
+          inlineOpen = true;
+        }
+        continue;
+      }
+      if (n === max) break;
+      let v: number;
+      // A 64-bit record as a double: exact below 2^53, and anything beyond fails the checks
+      // below however it rounds (no ref table or section is that big).
+      if (this.headLen === 0 && piece.length - this.at >= 8) {
+        v = this.view.getInt32(this.at + 4, true) * 4294967296 + this.view.getUint32(this.at, true);
+        this.at += 8;
+      } else {
+        const k = Math.min(8 - this.headLen, piece.length - this.at);
+        this.head.set(piece.subarray(this.at, this.at + k), this.headLen);
+        this.headLen += k;
+        this.at += k;
+        if (this.headLen < 8) continue;
+        this.headLen = 0;
+        v = this.headView.getInt32(4, true) * 4294967296 + this.headView.getUint32(0, true);
+      }
+      if (v < 0) {
+        if (-v > MAX_STREAM_SECTION) throw corrupt(`inline chunk of ${-v} bytes`);
+        this.inlineLeft = -v;
+      } else {
+        if (v >= this.refCount) throw corrupt(`chunk names object ${v} of ${this.refCount}`);
+        segs[2 * n] = 1;
+        segs[2 * n + 1] = v;
+        n++;
+        inlineOpen = false;
+      }
+    }
+    return n === 0 ? null : { segs, n, arena: arena.subarray(0, used) };
+  }
+
+  /** The next decoded piece; false at the end of the section (checked to end on a record). */
+  private async refill(): Promise<boolean> {
+    if (this.ended) return false;
+    let r: IteratorResult<Uint8Array>;
+    try {
+      r = await this.pieces.next();
+    } catch (e) {
+      if (e instanceof VeritreeError) throw e;
+      throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `split stream: stream section does not decompress (${e instanceof Error ? e.message : String(e)})`, { cause: e });
+    }
+    if (r.done) {
+      this.ended = true;
+      if (this.headLen !== 0) throw corrupt('stream section ends inside a chunk header');
+      if (this.inlineLeft !== 0) throw corrupt(`an inline chunk runs ${this.inlineLeft} bytes past the section`);
+      return false;
+    }
+    this.total += r.value.length;
+    if (this.total > MAX_STREAM_SECTION) throw corrupt(`stream section inflates past ${MAX_STREAM_SECTION} bytes`);
+    this.piece = r.value;
+    this.view = new DataView(r.value.buffer, r.value.byteOffset, r.value.length);
+    this.at = 0;
+    return true;
+  }
+
+  /** Lets the decoder go (a rebuild that stopped early). */
+  async close(): Promise<void> {
+    await this.pieces.return?.(undefined);
+  }
+}
+
 /**
  * streamChunks, a decoder output buffer's worth of chunks at a time: one await per run of
  * chunks instead of one per chunk (a layer of 100,000 files has 200,000 of them).
