@@ -4,7 +4,7 @@
  * @module
  */
 import { availableParallelism } from 'node:os';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import type { TaskResults, VerityTask } from './protocol.ts';
 
@@ -27,37 +27,43 @@ export function poolSize(opts: PoolSizeOptions, cores: number = availableParalle
 export class VerityPool {
   readonly size: number;
   private started: Piscina | null = null;
+  private starting: Promise<Piscina> | null = null;
   private closed = false;
 
   /**
    * `lazy`: boot the workers on the first task, not now (fsck and `digest`, which may hash on
    * libuv's pool instead and never need them). Otherwise they boot while the caller gets ready.
+   * piscina itself is loaded then too: a command that never runs a task does not pay for it.
    */
   constructor(size: number, opts: { lazy?: boolean } = {}) {
     this.size = size;
-    if (opts.lazy !== true) void this.piscina;
+    if (opts.lazy !== true) this.piscina().catch(() => undefined);
   }
 
-  private get piscina(): Piscina {
-    if (this.started) return this.started;
-    if (this.closed) throw new VeritreeError(ERROR_CODES.INTERNAL, 'worker pool used after close');
-    this.started = new Piscina({
-      filename: WORKER_URL,
-      minThreads: this.size,
-      maxThreads: this.size,
-      idleTimeout: 60_000,
-      concurrentTasksPerWorker: 1,
+  private piscina(): Promise<Piscina> {
+    if (this.closed) return Promise.reject(new VeritreeError(ERROR_CODES.INTERNAL, 'worker pool used after close'));
+    this.starting ??= import('piscina').then(({ Piscina }) => {
+      const pool = new Piscina({
+        filename: WORKER_URL,
+        minThreads: this.size,
+        maxThreads: this.size,
+        idleTimeout: 60_000,
+        concurrentTasksPerWorker: 1,
+      });
+      // A worker that dies between tasks emits 'error' on the pool; without a listener it would
+      // crash the process. The task in flight (if any) is rejected on its own.
+      pool.on('error', () => undefined);
+      this.started = pool;
+      return pool;
     });
-    // A worker that dies between tasks emits 'error' on the pool; without a listener it would
-    // crash the process. The task in flight (if any) is rejected on its own.
-    this.started.on('error', () => undefined);
-    return this.started;
+    return this.starting;
   }
 
   /** Runs one task; `transfer` buffers are moved to the worker (their views become empty here). */
   async run<T extends VerityTask>(task: T, opts: { transfer?: ArrayBuffer[]; signal?: AbortSignal } = {}): Promise<TaskResults[T['kind']]> {
+    const pool = await this.piscina();
     try {
-      return (await this.piscina.run(task, {
+      return (await pool.run(task, {
         ...(opts.transfer ? { transferList: opts.transfer } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
       })) as TaskResults[T['kind']];
@@ -74,11 +80,17 @@ export class VerityPool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.started?.close();
+    await (await this.settledStart())?.close();
   }
 
   async destroy(): Promise<void> {
     this.closed = true;
-    await this.started?.destroy();
+    await (await this.settledStart())?.destroy();
+  }
+
+  /** The pool, once a start under way has finished; null when none was started (or it failed). */
+  private async settledStart(): Promise<Piscina | null> {
+    if (this.starting) await this.starting.catch(() => undefined);
+    return this.started;
   }
 }
