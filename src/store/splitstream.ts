@@ -393,7 +393,8 @@ export interface SegmentRun {
  * The stream section's records, decoded piece by piece, straight into runs of segments: no object
  * per chunk (a layer of 50,000 files has over 100,000 of them, and cat-layer spent more of the
  * main thread on making and collecting them than on anything else). Consecutive inline records
- * share one segment. The same checks as streamChunkRuns, in the same words.
+ * share one segment. streamChunkRuns reads through it too. Named refs are checked as readRefs
+ * checks them, though a rebuild does not use them.
  */
 export class SegmentSource {
   private readonly pieces: AsyncIterator<Uint8Array>;
@@ -410,7 +411,9 @@ export class SegmentSource {
 
   constructor(bytes: Uint8Array) {
     const h = readHeader(bytes);
-    this.refCount = (h.objectRefs[1] - h.objectRefs[0]) / HASH_ALGORITHMS[h.alg].digestSize;
+    const ds = HASH_ALGORITHMS[h.alg].digestSize;
+    this.refCount = (h.objectRefs[1] - h.objectRefs[0]) / ds;
+    parseNamed(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).subarray(h.namedRefs[0], h.namedRefs[1]), (h.streamRefs[1] - h.streamRefs[0]) / ds);
     const section = bytes.subarray(h.stream[0], h.stream[1]);
     async function* once(): AsyncGenerator<Uint8Array> {
       if (section.length > 0) yield section;
@@ -519,68 +522,32 @@ export class SegmentSource {
   }
 }
 
+/** Chunks a run of streamChunkRuns holds at most, and inline bytes. */
+const CHUNK_RUN = 4096;
+const CHUNK_RUN_BYTES = 1 << 20;
+
 /**
- * streamChunks, a decoder output buffer's worth of chunks at a time: one await per run of
- * chunks instead of one per chunk (a layer of 100,000 files has 200,000 of them).
+ * streamChunks, a run of chunks at a time: one await per run instead of one per chunk (a layer
+ * of 100,000 files has 200,000 of them). The records are read by SegmentSource; an inline chunk
+ * may come in pieces, and consecutive ones as one.
  * @throws VeritreeError STORE_CORRUPT
  */
 export async function* streamChunkRuns(bytes: Uint8Array): AsyncGenerator<StreamChunk[]> {
-  const refs = readRefs(bytes);
-  const refCount = refs.objectRefs.length;
-  const h = readHeader(bytes);
-  const section = bytes.subarray(h.stream[0], h.stream[1]);
-  if (section.length === 0) return;
-  const head = new Uint8Array(8);
-  const headView = new DataView(head.buffer);
-  let headLen = 0;
-  let inlineLeft = 0;
-  let total = 0;
-  async function* once(): AsyncGenerator<Uint8Array> {
-    yield section;
-  }
-  let pieces: AsyncGenerator<Uint8Array>;
+  const source = new SegmentSource(bytes);
   try {
-    pieces = zstdDecodePieces(once());
-  } catch (e) {
-    throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, 'split stream: stream section does not decompress', { cause: e });
-  }
-  try {
-    for await (const piece of pieces) {
-      total += piece.length;
-      if (total > MAX_STREAM_SECTION) throw corrupt(`stream section inflates past ${MAX_STREAM_SECTION} bytes`);
-      const run: StreamChunk[] = [];
-      let o = 0;
-      while (o < piece.length) {
-        if (inlineLeft > 0) {
-          const n = Math.min(inlineLeft, piece.length - o);
-          run.push({ kind: 'inline', bytes: piece.subarray(o, o + n) });
-          inlineLeft -= n;
-          o += n;
-          continue;
-        }
-        const n = Math.min(8 - headLen, piece.length - o);
-        head.set(piece.subarray(o, o + n), headLen);
-        headLen += n;
-        o += n;
-        if (headLen < 8) break;
-        headLen = 0;
-        // A 64-bit record as a double: exact below 2^53, and anything beyond fails the checks
-        // below however it rounds (no ref table or section is that big).
-        const v = headView.getInt32(4, true) * 4294967296 + headView.getUint32(0, true);
-        if (v < 0) {
-          if (-v > MAX_STREAM_SECTION) throw corrupt(`inline chunk of ${-v} bytes`);
-          inlineLeft = -v;
-        } else {
-          if (v >= refCount) throw corrupt(`chunk names object ${v} of ${refCount}`);
-          run.push({ kind: 'object', index: v });
+    for (let run = await source.next(CHUNK_RUN, CHUNK_RUN_BYTES); run; run = await source.next(CHUNK_RUN, CHUNK_RUN_BYTES)) {
+      const chunks: StreamChunk[] = [];
+      for (let i = 0, at = 0; i < run.n; i++) {
+        const arg = run.segs[2 * i + 1] as number;
+        if (run.segs[2 * i] === 1) chunks.push({ kind: 'object', index: arg });
+        else {
+          chunks.push({ kind: 'inline', bytes: run.arena.subarray(at, at + arg) });
+          at += arg;
         }
       }
-      if (run.length > 0) yield run;
+      yield chunks;
     }
-  } catch (e) {
-    if (e instanceof VeritreeError) throw e;
-    throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `split stream: stream section does not decompress (${e instanceof Error ? e.message : String(e)})`, { cause: e });
+  } finally {
+    await source.close();
   }
-  if (headLen !== 0) throw corrupt('stream section ends inside a chunk header');
-  if (inlineLeft !== 0) throw corrupt(`an inline chunk runs ${inlineLeft} bytes past the section`);
 }
