@@ -4,9 +4,17 @@
  * @module
  */
 import { availableParallelism } from 'node:os';
+import { createRequire } from 'node:module';
 import type { Piscina } from 'piscina';
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import type { TaskResults, VerityTask } from './protocol.ts';
+
+/**
+ * piscina, loaded when a pool first starts, not with this module: fsck, `digest` and cat-layer,
+ * which hash on libuv's threads, never pay for it. Loaded synchronously (its CommonJS build), so
+ * that an import's workers start booting at once, as with a static import.
+ */
+const loadPiscina = (): typeof import('piscina') => createRequire(import.meta.url)('piscina') as typeof import('piscina');
 
 // piscina loads a CommonJS entry that import()s the ES module worker (see that file for why).
 // From source (.ts under a loader) it is the .cts file; compiled, dist/workers/*.cjs.
@@ -27,43 +35,38 @@ export function poolSize(opts: PoolSizeOptions, cores: number = availableParalle
 export class VerityPool {
   readonly size: number;
   private started: Piscina | null = null;
-  private starting: Promise<Piscina> | null = null;
   private closed = false;
 
   /**
    * `lazy`: boot the workers on the first task, not now (fsck and `digest`, which may hash on
    * libuv's pool instead and never need them). Otherwise they boot while the caller gets ready.
-   * piscina itself is loaded then too: a command that never runs a task does not pay for it.
    */
   constructor(size: number, opts: { lazy?: boolean } = {}) {
     this.size = size;
-    if (opts.lazy !== true) this.piscina().catch(() => undefined);
+    if (opts.lazy !== true) void this.piscina;
   }
 
-  private piscina(): Promise<Piscina> {
-    if (this.closed) return Promise.reject(new VeritreeError(ERROR_CODES.INTERNAL, 'worker pool used after close'));
-    this.starting ??= import('piscina').then(({ Piscina }) => {
-      const pool = new Piscina({
-        filename: WORKER_URL,
-        minThreads: this.size,
-        maxThreads: this.size,
-        idleTimeout: 60_000,
-        concurrentTasksPerWorker: 1,
-      });
-      // A worker that dies between tasks emits 'error' on the pool; without a listener it would
-      // crash the process. The task in flight (if any) is rejected on its own.
-      pool.on('error', () => undefined);
-      this.started = pool;
-      return pool;
+  private get piscina(): Piscina {
+    if (this.started) return this.started;
+    if (this.closed) throw new VeritreeError(ERROR_CODES.INTERNAL, 'worker pool used after close');
+    const { Piscina: Pool } = loadPiscina();
+    this.started = new Pool({
+      filename: WORKER_URL,
+      minThreads: this.size,
+      maxThreads: this.size,
+      idleTimeout: 60_000,
+      concurrentTasksPerWorker: 1,
     });
-    return this.starting;
+    // A worker that dies between tasks emits 'error' on the pool; without a listener it would
+    // crash the process. The task in flight (if any) is rejected on its own.
+    this.started.on('error', () => undefined);
+    return this.started;
   }
 
   /** Runs one task; `transfer` buffers are moved to the worker (their views become empty here). */
   async run<T extends VerityTask>(task: T, opts: { transfer?: ArrayBuffer[]; signal?: AbortSignal } = {}): Promise<TaskResults[T['kind']]> {
-    const pool = await this.piscina();
     try {
-      return (await pool.run(task, {
+      return (await this.piscina.run(task, {
         ...(opts.transfer ? { transferList: opts.transfer } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
       })) as TaskResults[T['kind']];
@@ -80,17 +83,11 @@ export class VerityPool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await (await this.settledStart())?.close();
+    await this.started?.close();
   }
 
   async destroy(): Promise<void> {
     this.closed = true;
-    await (await this.settledStart())?.destroy();
-  }
-
-  /** The pool, once a start under way has finished; null when none was started (or it failed). */
-  private async settledStart(): Promise<Piscina | null> {
-    if (this.starting) await this.starting.catch(() => undefined);
-    return this.started;
+    await this.started?.destroy();
   }
 }
