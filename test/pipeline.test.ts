@@ -9,7 +9,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readlinkSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
@@ -456,6 +456,17 @@ function openFds(): number {
   return readdirSync('/proc/self/fd').length;
 }
 
+/** What each open descriptor is (a failure names the ones that are new). */
+function fdTargets(): string[] {
+  return readdirSync('/proc/self/fd').map((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      return `${fd}: closed`;
+    }
+  });
+}
+
 test('100 failing imports in one process leave no file descriptor open', { timeout: 300_000 }, async () => {
   const root = scratch('veritree-fds-');
   // Blobs of 4 MiB that fail near their start: the read stops with most of the blob unread.
@@ -480,10 +491,15 @@ test('100 failing imports in one process leave no file descriptor open', { timeo
   const pool = new VerityPool(2);
   const codes = new Set<string>();
   try {
-    // one run first, so that lazily opened handles (the pool, the addon) are there before counting
+    // one run first, so that lazily opened handles (the pool, the addon) are there before counting;
+    // and a task on every worker at once, so that none is still booting (a worker's event loop
+    // opens descriptors of its own: on a loaded host, after the count began).
     await importImage(repo, `oci:${l1}:t`, { pool }).catch(() => undefined);
+    await Promise.all(Array.from({ length: pool.size }, () => pool.run({ kind: 'thread-id', holdMs: 50, alg: 'sha256', impl: 'auto' })));
     const before = openFds();
+    const beforeList = fdTargets();
     let most = before;
+    let mostList: string[] = [];
     for (let i = 0; i < 100; i++) {
       const l = [l1, l2, l3][i % 3] as string;
       await assert.rejects(importImage(repo, `oci:${l}:t`, { pool }), (e: unknown) => {
@@ -491,10 +507,11 @@ test('100 failing imports in one process leave no file descriptor open', { timeo
         return isVeritreeError(e);
       });
       // Counted at once: a descriptor left to the garbage collector is a leak too.
-      most = Math.max(most, openFds());
+      const now = openFds();
+      if (now > most) [most, mostList] = [now, fdTargets()];
     }
     assert.deepEqual([...codes].sort(), ['OCI_DIGEST_MISMATCH', 'TAR_CORRUPT', 'TAR_UNSUPPORTED']);
-    assert.equal(most, before, 'no failure left a descriptor open');
+    assert.equal(most, before, `no failure left a descriptor open (new: ${mostList.filter((t) => !beforeList.includes(t)).join(', ')})`);
   } finally {
     await pool.close();
   }
