@@ -378,7 +378,7 @@ class DumpTree {
     const known = slash >= 0 && slash < path.length - 1 ? this.dirs.get(path.slice(0, slash)) : undefined;
     const parent = known ?? this.walkToParent(path);
     if (typeof parent === 'string') throw new SyntaxError(parent);
-    this.attach(parent, path.slice(path.lastIndexOf('/') + 1), node, path, 0, path.length);
+    this.attach(parent, path.slice(slash + 1), node, path, 0, path.length);
   }
 
   /** tree_resolve_hardlinks: last line first, as mkcomposefs's list does. */

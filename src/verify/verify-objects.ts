@@ -66,13 +66,17 @@ export async function verifyObjects(repo: Repository, pool: VerityPool, opts: Ve
   // libuv's thread pool (no workers to start); else one pool task per objects/XX folder, the
   // worker listing and reading it. As many folders at once as the pool has threads.
   const threads = threadpoolHasher(opts.impl, repo.alg);
-  const onThreads = threads !== null && pool.size <= threads.threads ? new Set(dirs.filter((d) => verityAbsentAt(join(repo.objectsDir, d)))) : new Set<string>();
-  if (threads && onThreads.size > 0) await verifyDirsOnThreads(threads, repo.objectsDir, [...onThreads], restLength, pool.size, opts.signal, (d, dir, r) => {
-    collect(out, d, dir, r);
-    progress();
-  });
+  const onThreads: string[] = [];
+  const rest: string[] = [];
+  const threadsFit = threads !== null && pool.size <= threads.threads;
+  for (const d of dirs) (threadsFit && verityAbsentAt(join(repo.objectsDir, d)) ? onThreads : rest).push(d);
+  if (threads && onThreads.length > 0) {
+    await verifyDirsOnThreads(threads, repo.objectsDir, onThreads, restLength, pool.size, opts.signal, (d, dir, r) => {
+      collect(out, d, dir, r);
+      progress();
+    });
+  }
   let next = 0;
-  const rest = onThreads.size === 0 ? dirs : dirs.filter((d) => !onThreads.has(d));
   const walk = async (): Promise<void> => {
     while (next < rest.length) {
       throwIfAborted(opts.signal);
@@ -114,8 +118,8 @@ async function verifyDirsOnThreads(
     if (failure !== null) return;
     const dir = join(objectsDir, d);
     try {
-      if ('code' in r) throw storeIoError(Object.assign(new Error(r.message), { code: r.code }), dir, 'listing objects');
-      judged(d, dir, dirResult(dir, r.entries()));
+      if (!Array.isArray(r)) throw storeIoError(Object.assign(new Error(r.message), { code: r.code }), dir, 'listing objects');
+      judged(d, dir, dirResult(dir, r));
     } catch (e) {
       failure = e;
       stop.abort();

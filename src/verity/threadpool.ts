@@ -39,14 +39,6 @@ export type DirEntryDigest =
   | { id: string; kind: 'other' }
   | ({ id: string; kind: 'unreadable' } & NativeFileFailure);
 
-/**
- * A folder's digests as the native job left them. `entries()` reads them out: JavaScript work,
- * which a caller does after it has queued its next job, so that the thread hashes meanwhile.
- */
-export interface DirDigests {
-  entries(): DirEntryDigest[];
-}
-
 /** A folder digestDirs could not list: the errno's code (ENOENT, ECANCELED after a stop, ...) and why. */
 export interface DirListingFailure {
   code: string;
@@ -74,7 +66,7 @@ export interface ThreadpoolHasher {
    * that cannot be listed comes with the errno's code instead. Settles when all are handed over
    * (those after a stop asked by the signal are not).
    */
-  digestDirs(objectsDir: string, prefixes: readonly string[], nameLength: number, lanes: number, onFolder: (prefix: string, r: DirDigests | DirListingFailure) => void, signal?: AbortSignal): Promise<void>;
+  digestDirs(objectsDir: string, prefixes: readonly string[], nameLength: number, lanes: number, onFolder: (prefix: string, r: DirEntryDigest[] | DirListingFailure) => void, signal?: AbortSignal): Promise<void>;
 }
 
 /** libuv reads UV_THREADPOOL_SIZE once, when its pool starts (before any module of ours runs). */
@@ -111,7 +103,7 @@ export function threadpoolHasher(impl: HashImpl, alg: HashAlgorithm): Threadpool
         await jobs.digestDirs(id, objectsDir, prefixes.join(''), nameLength, lanes, (index, code, text, status, sizes, digests) => {
           const prefix = prefixes[index] as string;
           if (code !== null || !status || !sizes || !digests) onFolder(prefix, { code: code ?? 'EIO', message: text });
-          else onFolder(prefix, { entries: () => dirEntries({ names: text, status, sizes, digests }, digestSize) });
+          else onFolder(prefix, dirEntries({ names: text, status, sizes, digests }, digestSize));
         }, stop.flag);
       } finally {
         stop.done();
