@@ -117,6 +117,45 @@ for (const mode of ['native', 'fallback'] as const) {
   });
 }
 
+for (const mode of ['native', 'fallback'] as const) {
+  test(`a publish refused for want of fs-verity closes each descriptor once, and leaves nothing behind (${mode})`, async (t) => {
+    const repo = await Repository.init(join(newDir(), 'repo'));
+    const objectsUrl = pathToFileURL(join(ROOT, 'dist/src/store/objects.js')).href;
+    const data = Buffer.alloc(5000, 7);
+    // A second close of a number is how one pool worker closes another's object mid-write (the
+    // number was reused in between): CI once saw "ENOENT: open '/proc/self/fd/32'" from that.
+    // The child counts every closeSync the store makes, and every one the kernel refused.
+    const script = `
+      import fs from 'node:fs';
+      import { syncBuiltinESMExports } from 'node:module';
+      const real = fs.closeSync, closes = [], refused = [];
+      fs.closeSync = (fd) => {
+        closes.push(fd);
+        try { real(fd); } catch (e) { refused.push(fd + ': ' + e.code); throw e; }
+      };
+      syncBuiltinESMExports();
+      const { TmpObjectFile } = await import(${JSON.stringify(objectsUrl)});
+      const t = new TmpObjectFile({ ...${JSON.stringify(repo.target)}, verity: 'require' });
+      t.writeSync(Buffer.alloc(5000, 7));
+      let code = null;
+      try { t.publish(${JSON.stringify(toHex(verityDigest(data)))}, 5000); } catch (e) { code = e.code; }
+      t.discard();
+      console.log(JSON.stringify({ code, closes, refused }));`;
+    const env = { ...process.env, ...(mode === 'fallback' ? { VERITREE_DISABLE_NATIVE: 'store_sys' } : {}) };
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env });
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { code: string | null; closes: number[]; refused: string[] };
+    if (out.code === null) {
+      t.skip('skipped: this filesystem has fs-verity, so the publish succeeds');
+      return;
+    }
+    assert.equal(out.code, 'STORE_VERITY_REQUIRED');
+    assert.deepEqual(out.refused, [], 'no close the kernel refused (EBADF: closed before)');
+    assert.equal(new Set(out.closes).size, out.closes.length, `each descriptor closed once: ${out.closes.join(', ')}`);
+    assert.deepEqual(await entries(repo), [], 'no object and no tmp file left');
+  });
+}
+
 test('streams and tags are symlinks in the composefs layout', async () => {
   const repo = await Repository.init(join(newDir(), 'repo'));
   const data = randomBytesSeeded(100, 3);

@@ -77,11 +77,19 @@ const madeDirs = new Set<string>();
  * Turns the complete file open at `fd` (for writing) into a read-only descriptor with fs-verity
  * enabled when the policy wants it: the kernel refuses to enable it while a writable descriptor
  * is open. Returns the descriptor to link from (the same one when nothing was done).
+ *
+ * It owns `fd` from the call on: when it throws, neither `fd` nor the read-only one is open. A
+ * caller that closed `fd` again would close whatever file another thread had opened under that
+ * number since (a pool worker's object being written, which then goes on writing elsewhere).
  */
 function sealVerity(fd: number, procPath: string, t: ObjectTarget): number {
   if (t.verity === 'try' && noVerity.has(t.objectsDir)) return fd;
-  const ro = openSync(procPath, fsc.O_RDONLY);
-  closeSync(fd);
+  let ro: number;
+  try {
+    ro = openSync(procPath, fsc.O_RDONLY);
+  } finally {
+    closeSync(fd);
+  }
   try {
     if (enableVerity(ro, t.alg) === 'unsupported') {
       if (t.verity === 'require') throw verityMissing(t.objectsDir);
@@ -195,13 +203,13 @@ export class TmpObjectFile {
         throw new VeritreeError(ERROR_CODES.STORE_IO, `object ${id}: ${onDisk} bytes on disk, ${this.written} written, expected ${size}`, { path: final, expected: String(size), found: String(onDisk) });
       }
       const sys = storeSys();
-      const sealed = sealVerity(this.fd, this.named ?? this.readPath, this.target);
-      if (sealed !== this.fd) {
-        this.fd = sealed;
-        // the named fallback's flock went with the writable descriptor: take it again
-        if (this.named) sys?.flock(sealed, 2);
-      }
-      const fd = this.fd;
+      const writable = this.fd;
+      // sealVerity owns the descriptor now, whether it returns or throws (see there)
+      this.fd = -1;
+      const fd = sealVerity(writable, this.named ?? this.readPath, this.target);
+      this.fd = fd;
+      // the named fallback's flock went with the writable descriptor: take it again
+      if (fd !== writable && this.named) sys?.flock(fd, 2);
       const linked =
         this.named === null
           ? nameObject(() => sys?.linkFd(fd, final), final)
@@ -218,10 +226,14 @@ export class TmpObjectFile {
   discard(): void {
     if (this.closed) return;
     this.closed = true;
-    try {
-      closeSync(this.fd);
-    } catch {
-      // already closed by a failed seal
+    // -1: sealVerity failed and closed it already (never close a number twice: see there)
+    if (this.fd >= 0) {
+      try {
+        closeSync(this.fd);
+      } catch {
+        // a close that reports an error has still released the number; the caller's own error
+        // (discard runs on failure paths) is the one worth reporting
+      }
     }
     if (this.named) {
       try {
