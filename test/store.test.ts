@@ -1,13 +1,14 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readdirSync, readlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { verityDigest, toHex, VeritreeError } from '../src/index.ts';
 import { Repository } from '../src/store/repository.ts';
 import { VerityPool } from '../src/pipeline/pool.ts';
-import { writeObject } from '../src/store/objects.ts';
+import { writeBatchSync, writeObject, writeObjectSync } from '../src/store/objects.ts';
+import { storeBatchNative } from '../src/verity/backends.ts';
 import type { ObjectEntry } from '../src/store/repository.ts';
 import { storeSys } from '../src/store/sys.ts';
 import { ROOT, cleanup, hasTool, randomBytesSeeded, tempDir, veritree } from './helpers.ts';
@@ -259,4 +260,48 @@ test('a pool that outlives its repository: importing again into a re-created rep
   } finally {
     await pool.close();
   }
+});
+
+test('a batch of small files: one native call stores them where it can; a file it cannot store, and those after it, go the JavaScript path, which reports it', async (t) => {
+  const repo = await Repository.init(join(newDir(), 'repo'));
+  const target = repo.target;
+  // The first object shows each worker what the filesystem does (fs-verity, O_TMPFILE).
+  writeObjectSync(target, toHex(verityDigest(Buffer.from('first'))), Buffer.from('first'));
+  const files: Uint8Array[] = [0, 1, 65, 4095, 4096, 4097, 70_000, 200_000].map((n, i) => randomBytesSeeded(n, 100 + i));
+  files.push(files[3] as Uint8Array); // the same content twice in one batch
+  const pack = (fs: Uint8Array[]): { data: Uint8Array; sizes: Uint32Array } => ({ data: Buffer.concat(fs), sizes: Uint32Array.from(fs, (f) => f.length) });
+  const { data, sizes } = pack(files);
+  const ids = files.map((f) => toHex(verityDigest(f)));
+
+  const before = ids.map((id) => existsSync(repo.objectPath(id))); // a new repository may hold the empty object
+  const first = writeBatchSync(target, data, sizes, 'auto');
+  assert.deepEqual(first.map((r) => r.id), ids);
+  assert.deepEqual(first.map((r) => r.size), files.map((f) => f.length));
+  assert.deepEqual(first.map((r) => r.written), ids.map((id, i) => !before[i] && ids.indexOf(id) === i));
+  files.forEach((f, i) => assert.deepEqual(readFileSync(repo.objectPath(ids[i] as string)), Buffer.from(f)));
+  assert.deepEqual(readdirSync(join(repo.root, 'objects')).filter((n) => !/^[0-9a-f]{2}$/.test(n)), [], 'nothing but object folders');
+
+  const digests = new Uint8Array(files.length * 32);
+  const written = new Uint8Array(files.length);
+  const native = storeBatchNative('auto', 'sha256', target.objectsDir, data, sizes, digests, written);
+  if (native === null || storeSys() === null) {
+    t.diagnostic('skipped the native half: the native modules did not build');
+    return;
+  }
+  // All present now: the native call finds each at its size and writes nothing.
+  assert.equal(native, files.length);
+  assert.deepEqual([...written], files.map(() => 0));
+  assert.deepEqual(files.map((_, i) => toHex(digests.subarray(i * 32, (i + 1) * 32))), ids);
+
+  // A name taken by an object of another size: the native call stops there; the JavaScript path
+  // reports it, and stores nothing after it.
+  const more = [randomBytesSeeded(5000, 7), randomBytesSeeded(6000, 8), randomBytesSeeded(7000, 9)];
+  const moreIds = more.map((f) => toHex(verityDigest(f)));
+  mkdirSync(dirname(repo.objectPath(moreIds[1] as string)), { recursive: true });
+  writeFileSync(repo.objectPath(moreIds[1] as string), 'short');
+  const b = pack(more);
+  assert.equal(storeBatchNative('auto', 'sha256', target.objectsDir, b.data, b.sizes, new Uint8Array(96), new Uint8Array(3)), 1);
+  assert.throws(() => writeBatchSync(target, b.data, b.sizes, 'auto'), /present with 5 bytes, expected 6000/);
+  assert.deepEqual(readFileSync(repo.objectPath(moreIds[0] as string)), Buffer.from(more[0] as Uint8Array));
+  assert.equal(existsSync(repo.objectPath(moreIds[2] as string)), false);
 });

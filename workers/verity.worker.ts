@@ -7,7 +7,7 @@
 import { closeSync, constants as fsc, copyFileSync, fchmodSync, fchownSync, futimesSync, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { ERROR_CODES, describeFsError, errnoCode, isVeritreeError, type ErrorCode } from '../src/errors.ts';
-import { writeObjectSync } from '../src/store/objects.ts';
+import { writeBatchSync, type PublishResult } from '../src/store/objects.ts';
 import { measureVerity, objectFailureMessage, openRegularSync, strayTmp, verityKnownAbsent } from '../src/store/sys.ts';
 import { RangeHasher, toHex, verityDigest, VerityHasher } from '../src/verity/merkle.ts';
 import { digestFdNative, digestPathNative } from '../src/verity/backends.ts';
@@ -211,10 +211,8 @@ export default async function verityWorker(task: VerityTask): Promise<TaskResult
         return await digestFile(task.path, task);
       case 'digest-range':
         return await digestRange(task);
-      case 'store-buffer': {
-        const id = toHex(verityDigest(task.data, task.alg, task.impl));
-        return { ok: true, ...writeObjectSync(task.target, id, task.data) };
-      }
+      case 'store-buffer':
+        return { ok: true, ...(writeBatchSync(task.target, task.data, Uint32Array.of(task.data.length), task.impl)[0] as PublishResult) };
       case 'verify-dir':
         return verifyDir(task);
       case 'copy-batch':
@@ -225,16 +223,8 @@ export default async function verityWorker(task: VerityTask): Promise<TaskResult
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, task.holdMs);
         return { ok: true, tid };
       }
-      case 'store-batch': {
-        const items = [];
-        let off = 0;
-        for (const size of task.sizes) {
-          const data = task.data.subarray(off, off + size);
-          off += size;
-          items.push(writeObjectSync(task.target, toHex(verityDigest(data, task.alg, task.impl)), data));
-        }
-        return { ok: true, items };
-      }
+      case 'store-batch':
+        return { ok: true, items: writeBatchSync(task.target, task.data, Uint32Array.from(task.sizes), task.impl) };
     }
   } catch (e) {
     return failure(e, path);

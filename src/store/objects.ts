@@ -21,7 +21,9 @@ import { write as writeCb } from 'node:fs';
 import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
-import type { HashAlgorithm } from '../verity/constants.ts';
+import { storeBatchNative, type HashImpl } from '../verity/backends.ts';
+import { HASH_ALGORITHMS, type HashAlgorithm } from '../verity/constants.ts';
+import { toHex, verityDigest } from '../verity/merkle.ts';
 import { objectPathIn, TMP_PREFIX, type ObjectId } from './layout.ts';
 import { enableVerity, storeSys, writeAllSync } from './sys.ts';
 
@@ -275,4 +277,34 @@ export function writeObjectSync(target: ObjectTarget, id: ObjectId, data: Uint8A
 /** writeObjectSync for the main thread (streams, configs, manifests: few and small). */
 export async function writeObject(target: ObjectTarget, id: ObjectId, data: Uint8Array): Promise<PublishResult> {
   return writeObjectSync(target, id, data);
+}
+
+/**
+ * Stores small files given back to back in `data` (`sizes` says where each ends): a worker's
+ * batch. Where the filesystem is known to have no fs-verity to enable and takes O_TMPFILE, one
+ * native call digests, writes and names them all, with no JavaScript per file; the file it cannot
+ * finish (an error, or a name taken by an object of another size) and those after it go through
+ * verityDigest and writeObjectSync, which report the failure. Until the first object has shown
+ * what the filesystem does, every file takes that path.
+ */
+export function writeBatchSync(target: ObjectTarget, data: Uint8Array, sizes: Uint32Array, impl: HashImpl): PublishResult[] {
+  const n = sizes.length;
+  const items: PublishResult[] = [];
+  let done = 0;
+  if (target.verity === 'try' && noVerity.has(target.objectsDir) && !noTmpfile.has(target.objectsDir) && storeSys()) {
+    const ds = HASH_ALGORITHMS[target.alg].digestSize;
+    const digests = new Uint8Array(n * ds);
+    const written = new Uint8Array(n);
+    done = storeBatchNative(impl, target.alg, target.objectsDir, data, sizes, digests, written) ?? 0;
+    for (let i = 0; i < done; i++) items.push({ id: toHex(digests.subarray(i * ds, (i + 1) * ds)), size: sizes[i] as number, written: written[i] === 1 });
+  }
+  let off = 0;
+  for (let i = 0; i < done; i++) off += sizes[i] as number;
+  for (let i = done; i < n; i++) {
+    const size = sizes[i] as number;
+    const bytes = data.subarray(off, off + size);
+    off += size;
+    items.push(writeObjectSync(target, toHex(verityDigest(bytes, target.alg, impl)), bytes));
+  }
+  return items;
 }

@@ -33,6 +33,8 @@ interface NativeKernel {
   digestPath?(alg: number, path: string, out: Uint8Array): number;
   /** The fs-verity digest of bytes in memory, tree and descriptor in one call. */
   digestBuffer?(alg: number, data: Uint8Array, out: Uint8Array): void;
+  /** Digests, writes and names small files as objects (see storeBatchNative): how many, from the first, were stored. */
+  storeBatch?(alg: number, objectsDir: string, data: Uint8Array, sizes: Uint32Array, digests: Uint8Array, written: Uint8Array): number;
   /** A plain SHA-256 stream, updated on libuv's thread pool (sha-stream.ts). */
   shaCtxSize?(): number;
   shaInit?(ctx: Uint8Array): void;
@@ -169,6 +171,22 @@ export function digestBufferNative(impl: HashImpl, alg: HashAlgorithm, data: Uin
   const out = new Uint8Array(64);
   k.digestBuffer(HASH_ALGORITHMS[alg].id, data, out);
   return out.subarray(0, HASH_ALGORITHMS[alg].digestSize);
+}
+
+/**
+ * Stores files given back to back in `data` as objects under `objectsDir` in one native call:
+ * each one's digest, an unnamed file written whole and named by linkat(2), on a filesystem the
+ * caller knows has no fs-verity to enable. `digests` (digest size each) and `written` (1 when
+ * written, 0 when present) are filled for the files it stored: how many, from the first; it
+ * stops at the first it cannot finish as the JavaScript path would, for that path to store it and
+ * report what went wrong. Null when the native kernel is not what `impl` resolves to, or is an
+ * older build without the call.
+ */
+export function storeBatchNative(impl: HashImpl, alg: HashAlgorithm, objectsDir: string, data: Uint8Array, sizes: Uint32Array, digests: Uint8Array, written: Uint8Array): number | null {
+  if (resolveImpl(impl) !== 'native') return null;
+  const k = loadNativeKernel();
+  if (!k?.storeBatch) return null;
+  return k.storeBatch(HASH_ALGORITHMS[alg].id, objectsDir, data, sizes, digests, written);
 }
 
 export function resolveImpl(impl: HashImpl): ConcreteHashImpl {
