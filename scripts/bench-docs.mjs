@@ -27,8 +27,8 @@ const secs = (row) => (row ? `${row['seconds, median (range)']} s` : 'n/a');
 
 const host = r.host ?? {};
 // bench/import.bench.ts runs the small layer's imports 5 times in a full run (they are short and noisy).
-const smallImport = !r.quick && (r.import ?? []).some((row) => row['tar MB'] < 200);
-const where = `\`${r.command}\` (${r.date?.slice(0, 10)}; ${host.cpu}, ${host.cores} cores, Node ${host.node}; work directory ${r.workDir ?? 'on tmpfs'}; medians of ${r.runs ?? 3} interleaved runs${smallImport ? ', 5 for the imports of the 139 MB layer' : ''}, range in brackets)`;
+const smallImport = r.quick ? undefined : (r.import ?? []).find((row) => row['tar MB'] < 200);
+const where = `\`${r.command}\` (${r.date?.slice(0, 10)}; ${host.cpu}, ${host.cores} cores, Node ${host.node}; work directory ${r.workDir ?? 'on tmpfs'}; medians of ${r.runs ?? 3} interleaved runs${smallImport ? `, 5 for the imports of the ${Math.round(smallImport['tar MB'])} MB layer` : ''}, range in brackets)`;
 
 // README: one line per claim, each a ratio against a peer measured in the same run.
 const cli = (n) => find('veritree digest vs fsverity digest', (row) => row.command.startsWith(n));
