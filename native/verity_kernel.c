@@ -435,7 +435,7 @@ static napi_value store_batch(napi_env env, napi_callback_info info) {
   napi_value argv[6];
   uint32_t alg;
   char dir[4096];
-  size_t dir_len, data_len, sizes_bytes, dig_len, wr_len;
+  size_t dir_len, data_len, n, dig_len, wr_len;
   uint8_t *data, *digests, *written;
   void *sizes_p;
   napi_typedarray_type st;
@@ -445,10 +445,9 @@ static napi_value store_batch(napi_env env, napi_callback_info info) {
   const char *usage = "storeBatch(alg: 1 | 2, objectsDir: string, data: Uint8Array, sizes: Uint32Array, digests: Uint8Array(n * digest size), written: Uint8Array(n))";
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 6 || napi_get_value_uint32(env, argv[0], &alg) != napi_ok || (alg != 1 && alg != 2) ||
       napi_get_value_string_utf8(env, argv[1], dir, sizeof dir, &dir_len) != napi_ok || dir_len >= sizeof dir - 1 || !get_bytes(env, argv[2], &data, &data_len) ||
-      napi_is_typedarray(env, argv[3], &is_ta) != napi_ok || !is_ta || napi_get_typedarray_info(env, argv[3], &st, &sizes_bytes, &sizes_p, &ab, &aoff) != napi_ok ||
+      napi_is_typedarray(env, argv[3], &is_ta) != napi_ok || !is_ta || napi_get_typedarray_info(env, argv[3], &st, &n, &sizes_p, &ab, &aoff) != napi_ok ||
       st != napi_uint32_array || !get_bytes(env, argv[4], &digests, &dig_len) || !get_bytes(env, argv[5], &written, &wr_len))
     return throw_type(env, usage);
-  size_t n = sizes_bytes; /* napi reports the element count */
   const uint32_t *sizes = sizes_p;
   size_t ds = alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
   if (dig_len < n * ds || wr_len < n) return throw_type(env, usage);
