@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <node_api.h>
 #include "napi_async.h"
+#include "object_name.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -485,17 +486,8 @@ static void assemble_execute(napi_env env, void *data) {
       arena_at += len;
     } else {
       uint64_t size = 0;
-      /* objects/XX/rest from the digest: XX the first byte in hex, rest the others. */
-      static const char hex[] = "0123456789abcdef";
-      char id[2 * 64 + 2];
-      const uint8_t *d = job->refs + (size_t)arg * job->ds;
-      size_t o = 0;
-      for (size_t k = 0; k < job->ds; k++) {
-        id[o++] = hex[d[k] >> 4];
-        id[o++] = hex[d[k] & 15];
-        if (k == 0) id[o++] = '/';
-      }
-      id[o] = 0;
+      char id[OBJECT_NAME_MAX];
+      object_name(job->refs + (size_t)arg * job->ds, job->ds, id);
       long long r = read_object_part(dfd, id, start, job->out + used, room, &size);
       if (r < 0) {
         res[3] = (double)r;

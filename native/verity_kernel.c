@@ -10,6 +10,7 @@
 #include <node_api.h>
 #include "napi_async.h"
 #include "sha256_x2.h"
+#include "object_name.h"
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <errno.h>
@@ -368,23 +369,21 @@ static int write_full(int fd, const uint8_t *p, size_t len) {
   return 0;
 }
 
+/* Whether `name` is a regular file of `len` bytes (not followed if a symlink): the object, whose
+ * name is the digest of its bytes. */
+static int present_at(int objfd, const char *name, size_t len) {
+  struct stat st;
+  return fstatat(objfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == len;
+}
+
 /* 0: stored (written 1) or found present at the right size (written 0); else an errno (or
  * EEXIST for a present object of another size): the caller's JavaScript path takes over. */
 static int store_one(int alg, int objfd, const uint8_t *data, size_t len, uint8_t *digest, uint8_t *written) {
-  static const char hex[] = "0123456789abcdef";
   int err = digest_mem(alg, data, len, digest);
   if (err) return err;
-  size_t ds = alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH;
-  char name[2 * SHA512_DIGEST_LENGTH + 2];
-  char *q = name;
-  for (size_t i = 0; i < ds; i++) {
-    *q++ = hex[digest[i] >> 4];
-    *q++ = hex[digest[i] & 15];
-    if (i == 0) *q++ = '/';
-  }
-  *q = 0;
-  struct stat st;
-  if (len > PRESENT_CHECK_MIN && fstatat(objfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == len) {
+  char name[OBJECT_NAME_MAX];
+  object_name(digest, alg == 1 ? SHA256_DIGEST_LENGTH : SHA512_DIGEST_LENGTH, name);
+  if (len > PRESENT_CHECK_MIN && present_at(objfd, name, len)) {
     *written = 0;
     return 0;
   }
@@ -402,8 +401,7 @@ static int store_one(int alg, int objfd, const uint8_t *data, size_t len, uint8_
       }
       err = errno;
       if (err == EEXIST) {
-        /* present: the same bytes when it is a regular file of this size (its name is their digest) */
-        if (fstatat(objfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == len) {
+        if (present_at(objfd, name, len)) {
           err = 0;
           *written = 0;
         }

@@ -291,15 +291,18 @@ export function writeBatchSync(target: ObjectTarget, data: Uint8Array, sizes: Ui
   const n = sizes.length;
   const items: PublishResult[] = [];
   let done = 0;
+  let off = 0;
   if (target.verity === 'try' && noVerity.has(target.objectsDir) && !noTmpfile.has(target.objectsDir) && storeSys()) {
     const ds = HASH_ALGORITHMS[target.alg].digestSize;
     const digests = new Uint8Array(n * ds);
     const written = new Uint8Array(n);
     done = storeBatchNative(impl, target.alg, target.objectsDir, data, sizes, digests, written) ?? 0;
-    for (let i = 0; i < done; i++) items.push({ id: toHex(digests.subarray(i * ds, (i + 1) * ds)), size: sizes[i] as number, written: written[i] === 1 });
+    for (let i = 0; i < done; i++) {
+      const size = sizes[i] as number;
+      items.push({ id: toHex(digests.subarray(i * ds, (i + 1) * ds)), size, written: written[i] === 1 });
+      off += size;
+    }
   }
-  let off = 0;
-  for (let i = 0; i < done; i++) off += sizes[i] as number;
   for (let i = done; i < n; i++) {
     const size = sizes[i] as number;
     const bytes = data.subarray(off, off + size);
