@@ -20,7 +20,7 @@ import { Budget } from '../src/pipeline/budget.ts';
 import { LayerScheduler } from '../src/pipeline/import.ts';
 import type { ResolvedLayer } from '../src/oci/layout.ts';
 import { SmallFileBatcher } from '../src/pipeline/batcher.ts';
-import { OrderedStreamFeed } from '../src/pipeline/stream-feed.ts';
+import { OrderedStreamFeed, type ObjectSink } from '../src/pipeline/stream-feed.ts';
 import { ChunkReader } from '../src/oci/chunk-reader.ts';
 import { splitTar, type TarEntry } from '../src/oci/tar-split.ts';
 import { FRAME_RAW_BYTES, INLINE_RUN_MAX } from '../src/store/splitstream.ts';
@@ -111,13 +111,30 @@ async function* once(b: Uint8Array): AsyncGenerator<Uint8Array> {
   yield b;
 }
 
+/** Result places for a batcher, each backed by a promise the test can await: one per file taken. */
+function resultPlaces(): { newResult: () => ObjectSink; results: Promise<PublishResult>[] } {
+  const results: Promise<PublishResult>[] = [];
+  return {
+    results,
+    newResult: () => {
+      let sink!: ObjectSink;
+      const p = new Promise<PublishResult>((resolve, reject) => (sink = { resolve, reject }));
+      p.catch(() => undefined);
+      results.push(p);
+      return sink;
+    },
+  };
+}
+
 test('SmallFileBatcher: an open batch holds no budget; flush leases its bytes until the pool is done', async () => {
   const calls: { sizes: number[] }[] = [];
   const budget = new Budget(1 << 20, 1);
-  const batcher = new SmallFileBatcher({ pool: fakePool(calls), budget, target: {} as never, alg: 'sha256', impl: 'node', signal: new AbortController().signal });
-  const a = await batcher.add(100, once(new Uint8Array(100)));
-  const b = await batcher.add(200, once(new Uint8Array(200)));
-  assert.ok(a && b);
+  const places = resultPlaces();
+  const batcher = new SmallFileBatcher({ pool: fakePool(calls), budget, target: {} as never, alg: 'sha256', impl: 'node', signal: new AbortController().signal, newResult: places.newResult });
+  assert.equal(await batcher.add(100, once(new Uint8Array(100))), true);
+  assert.equal(await batcher.add(200, once(new Uint8Array(200))), true);
+  assert.equal(await batcher.add(300, once(new Uint8Array(299))), false, 'a content that ends early is not taken');
+  assert.equal(places.results.length, 2, 'a place is asked for only for a file taken');
   assert.equal(budget.inFlightTasks, 0, 'an idle open batch is not in flight');
   // With the only task slot taken by someone else, the layer can still read on.
   const other = await budget.lease(10);
@@ -126,7 +143,7 @@ test('SmallFileBatcher: an open batch holds no budget; flush leases its bytes un
   assert.equal(calls.length, 0, 'the batch waits for room');
   other.release();
   await flushed;
-  const [ra, rb] = await Promise.all([a.result, b.result]);
+  const [ra, rb] = (await Promise.all(places.results)) as [PublishResult, PublishResult];
   assert.equal(ra.size, 100);
   assert.equal(rb.size, 200);
   assert.deepEqual(calls[0]?.sizes, [100, 200]);
@@ -136,10 +153,11 @@ test('SmallFileBatcher: an open batch holds no budget; flush leases its bytes un
 
 test('SmallFileBatcher: discard rejects the files of a batch never sent', async () => {
   const budget = new Budget(1 << 20, 4);
-  const batcher = new SmallFileBatcher({ pool: fakePool([]), budget, target: {} as never, alg: 'sha256', impl: 'node', signal: new AbortController().signal });
-  const a = await batcher.add(10, once(new Uint8Array(10)));
+  const places = resultPlaces();
+  const batcher = new SmallFileBatcher({ pool: fakePool([]), budget, target: {} as never, alg: 'sha256', impl: 'node', signal: new AbortController().signal, newResult: places.newResult });
+  assert.equal(batcher.tryAdd(new Uint8Array(10)), true);
   batcher.discard(new Error('layer failed'));
-  await assert.rejects(a?.result as Promise<PublishResult>, /layer failed/);
+  await assert.rejects(places.results[0] as Promise<PublishResult>, /layer failed/);
   assert.equal(batcher.open, false);
 });
 
@@ -264,6 +282,49 @@ test('OrderedStreamFeed: a failed object is reported by finish(), and settleAll(
   feed.inline(Buffer.from('x'));
   await feed.settleAll();
   await assert.rejects(feed.finish(), /worker died/);
+});
+
+test('OrderedStreamFeed: places settled out of order reach the stream in tar order; a failure is heard as it happens', async () => {
+  const builder = new SplitStreamBuilder('sha256', 'layer');
+  const failures: unknown[] = [];
+  const feed = new OrderedStreamFeed(builder, (e) => failures.push(e));
+  const places: ObjectSink[] = [];
+  for (let i = 0; i < 5; i++) {
+    feed.inline(Buffer.from(`h${i}`));
+    places.push(feed.pendingObject());
+  }
+  feed.inline(Buffer.from('end'));
+  const id = (i: number): string => String(i).repeat(64);
+  // The last ones first: nothing may move until the first is done.
+  for (const i of [4, 3, 2, 1]) places[i]?.resolve({ id: id(i), size: 10 + i, written: i % 2 === 0 });
+  assert.equal(feed.heldBytes, 2 * 5 + 3 - 2, 'all but the first header wait behind object 0');
+  const done = feed.finish();
+  places[0]?.resolve({ id: id(0), size: 10, written: true });
+  places[0]?.reject(new Error('a second outcome is ignored'));
+  await done;
+  assert.equal(feed.heldBytes, 0);
+  assert.equal(failures.length, 0);
+  assert.equal(feed.objectsWritten, 3);
+  assert.equal(feed.objectsPresent, 2);
+  const s = readSplitStream(builder.finish());
+  assert.deepEqual(
+    s.chunks.map((c) => (c.kind === 'inline' ? Buffer.from(c.bytes).toString() : `#${c.index}`)),
+    ['h0', '#0', 'h1', '#1', 'h2', '#2', 'h3', '#3', 'h4', '#4', 'end']
+  );
+
+  // A failure: heard at once (the layer stops reading), thrown by finish(); settleAll waits for the rest.
+  const feed2 = new OrderedStreamFeed(new SplitStreamBuilder('sha256', 'layer'), (e) => failures.push(e));
+  const a = feed2.pendingObject();
+  const b = feed2.pendingObject();
+  b.reject(new Error('disk full'));
+  assert.equal(failures.length, 1);
+  let settled = false;
+  const all = feed2.settleAll().then(() => (settled = true));
+  await tick();
+  assert.equal(settled, false, 'settleAll waits for the object still being stored');
+  a.resolve({ id: id(1), size: 1, written: true });
+  await all;
+  await assert.rejects(feed2.finish(), /disk full/);
 });
 
 test('SplitStreamBuilder: 200,000 inline records and objects over many frames round-trip', () => {

@@ -163,6 +163,41 @@ for (const mode of ['native', 'fallback'] as const) {
   });
 }
 
+test('a close of the written file that fails (EIO on close) leaves no descriptor open and no object named', async () => {
+  const repo = await Repository.init(join(newDir(), 'repo'));
+  const objectsUrl = pathToFileURL(join(ROOT, 'dist/src/store/objects.js')).href;
+  const data = Buffer.alloc(5000, 9);
+  // Some filesystems (NFS, FUSE) report a failed write-back only at close: the descriptor is gone
+  // then, and the read-only one opened to seal the file must not be left behind.
+  const script = `
+    import fs from 'node:fs';
+    import { syncBuiltinESMExports } from 'node:module';
+    const { TmpObjectFile } = await import(${JSON.stringify(objectsUrl)});
+    const t = new TmpObjectFile(${JSON.stringify(repo.target)});
+    t.writeSync(Buffer.alloc(5000, 9));
+    const writable = t.fd, realOpen = fs.openSync, realClose = fs.closeSync, live = new Set([writable]);
+    fs.openSync = (...a) => { const fd = realOpen(...a); live.add(fd); return fd; };
+    fs.closeSync = (fd) => {
+      live.delete(fd);
+      realClose(fd);
+      if (fd === writable) throw Object.assign(new Error('EIO: i/o error, close'), { code: 'EIO' });
+    };
+    syncBuiltinESMExports();
+    let code = null;
+    try { t.publish(${JSON.stringify(toHex(verityDigest(data)))}, 5000); } catch (e) { code = e.code ?? e.message; }
+    fs.openSync = realOpen;
+    fs.closeSync = realClose;
+    syncBuiltinESMExports();
+    t.discard();
+    console.log(JSON.stringify({ code, left: [...live] }));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { code: string | null; left: number[] };
+  assert.notEqual(out.code, null, 'the publish fails');
+  assert.deepEqual(out.left, [], 'the read-only descriptor was closed too');
+  assert.deepEqual(await entries(repo), [], 'no object and no tmp file left');
+});
+
 test('streams and tags are symlinks in the composefs layout', async () => {
   const repo = await Repository.init(join(newDir(), 'repo'));
   const data = randomBytesSeeded(100, 3);

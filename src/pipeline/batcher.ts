@@ -7,10 +7,11 @@
  * @module
  */
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
-import type { ObjectTarget, PublishResult } from '../store/objects.ts';
+import type { ObjectTarget } from '../store/objects.ts';
 import type { HashImpl } from '../verity/backends.ts';
 import type { HashAlgorithm } from '../verity/constants.ts';
 import type { Budget, Lease } from './budget.ts';
+import type { ObjectSink } from './stream-feed.ts';
 import type { VerityPool } from './pool.ts';
 
 export const BATCH_BYTES = 1 << 20;
@@ -18,16 +19,13 @@ export const BATCH_FILES = 128;
 /** Files up to this size are batched; larger ones are a task of their own. */
 export const BATCH_ITEM_MAX = 256 << 10;
 
-interface Pending {
-  resolve(r: PublishResult): void;
-  reject(e: unknown): void;
-}
 
 export class SmallFileBatcher {
   private buf: Uint8Array | null = null;
   private off = 0;
   private sizes: number[] = [];
-  private pending: Pending[] = [];
+  private pending: ObjectSink[] = [];
+  private readonly newResult: () => ObjectSink;
   private readonly pool: VerityPool;
   private readonly budget: Budget;
   private readonly target: ObjectTarget;
@@ -35,7 +33,12 @@ export class SmallFileBatcher {
   private readonly impl: HashImpl;
   private readonly signal: AbortSignal;
 
-  constructor(opts: { pool: VerityPool; budget: Budget; target: ObjectTarget; alg: HashAlgorithm; impl: HashImpl; signal: AbortSignal }) {
+  /**
+   * `newResult` gives each file, as it is taken into a batch, the place its outcome goes (the
+   * layer's stream feed): results are delivered there, not through a promise per file.
+   */
+  constructor(opts: { pool: VerityPool; budget: Budget; target: ObjectTarget; alg: HashAlgorithm; impl: HashImpl; signal: AbortSignal; newResult: () => ObjectSink }) {
+    this.newResult = opts.newResult;
     this.pool = opts.pool;
     this.budget = opts.budget;
     this.target = opts.target;
@@ -58,18 +61,19 @@ export class SmallFileBatcher {
     return this.buf;
   }
 
-  /** Counts the `size` bytes just copied in as one more file of the batch: its result to come. */
-  private push(size: number): Promise<PublishResult> {
+  /** Counts the `size` bytes just copied in as one more file of the batch. */
+  private push(size: number): void {
     this.off += size;
     this.sizes.push(size);
-    return new Promise<PublishResult>((resolve, reject) => this.pending.push({ resolve, reject }));
+    this.pending.push(this.newResult());
   }
 
   /**
-   * Copies one file's content into the current batch. Returns its result to come, or null when
-   * the content ended early (the tar is truncated: the caller's parser reports it).
+   * Copies one file's content into the current batch: true when taken, false (and no result
+   * place asked for) when the content ended early (the tar is truncated: the caller's parser
+   * reports it).
    */
-  async add(size: number, content: AsyncIterable<Uint8Array>): Promise<{ result: Promise<PublishResult> } | null> {
+  async add(size: number, content: AsyncIterable<Uint8Array>): Promise<boolean> {
     let buf = this.room(size);
     if (!buf) {
       await this.flush();
@@ -77,24 +81,25 @@ export class SmallFileBatcher {
     }
     let got = 0;
     for await (const v of content) {
-      if (got + v.length > size) return null;
+      if (got + v.length > size) return false;
       buf.set(v, this.off + got);
       got += v.length;
     }
-    if (got !== size) return null;
-    // Wrapped in an object: an awaited promise of a promise would wait for the batch itself.
-    return { result: this.push(size) };
+    if (got !== size) return false;
+    this.push(size);
+    return true;
   }
 
   /**
-   * Copies a whole content into the open batch at once, or returns null when it does not fit
+   * Copies a whole content into the open batch at once, or returns false when it does not fit
    * (then `add` it, which sends the full batch first). The fast path: no await for most files.
    */
-  tryAdd(bytes: Uint8Array): Promise<PublishResult> | null {
+  tryAdd(bytes: Uint8Array): boolean {
     const buf = this.room(bytes.length);
-    if (!buf) return null;
+    if (!buf) return false;
     buf.set(bytes, this.off);
-    return this.push(bytes.length);
+    this.push(bytes.length);
+    return true;
   }
 
   /** Whether files wait in a batch not yet sent. */
@@ -131,8 +136,8 @@ export class SmallFileBatcher {
         if (!r.ok) throw new VeritreeError(r.code, r.message, { path: r.path });
         for (let i = 0; i < pending.length; i++) {
           const item = r.items[i];
-          if (item) (pending[i] as Pending).resolve(item);
-          else (pending[i] as Pending).reject(new VeritreeError(ERROR_CODES.WORKER_FAILED, `batch: the worker returned ${r.items.length} results for ${pending.length} files`));
+          if (item) (pending[i] as ObjectSink).resolve(item);
+          else (pending[i] as ObjectSink).reject(new VeritreeError(ERROR_CODES.WORKER_FAILED, `batch: the worker returned ${r.items.length} results for ${pending.length} files`));
         }
       })
       .catch((e: unknown) => {

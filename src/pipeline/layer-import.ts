@@ -132,23 +132,21 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
   if (await ctx.repo.hasStream(name)) return present;
 
   const builder = new SplitStreamBuilder(ctx.repo.alg, 'layer');
-  const feed = new OrderedStreamFeed(builder);
   let firstError: unknown = null;
   const local = new AbortController();
+  // The first object that fails stops the layer: its reader and every task still waiting.
+  const feed = new OrderedStreamFeed(builder, (e) => {
+    firstError ??= e;
+    local.abort();
+  });
   const abortAll = (): void => local.abort(ctx.signal.reason);
   if (ctx.signal.aborted) abortAll();
   else ctx.signal.addEventListener('abort', abortAll, { once: true });
-  const track = (p: Promise<PublishResult>): void => {
-    p.catch((e: unknown) => {
-      firstError ??= e;
-      local.abort();
-    });
-    feed.object(p);
-  };
+  const track = (p: Promise<PublishResult>): void => feed.object(p);
   // A file above the byte budget is spooled, never held: the budget is a bound, not a hint.
   const spoolThreshold = Math.min(ctx.spoolThreshold, ctx.budget.maxBytes);
 
-  const batcher = new SmallFileBatcher({ pool: ctx.pool, budget: ctx.budget, target: ctx.repo.target, alg: ctx.repo.alg, impl: ctx.impl, signal: local.signal });
+  const batcher = new SmallFileBatcher({ pool: ctx.pool, budget: ctx.budget, target: ctx.repo.target, alg: ctx.repo.alg, impl: ctx.impl, signal: local.signal, newResult: () => feed.pendingObject() });
   const relieve = async (): Promise<void> => {
     // The oldest unfinished object may sit in the open batch: send it, then wait for it.
     await batcher.flush();
@@ -171,8 +169,7 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
       return;
     }
     if (entry.size <= BATCH_ITEM_MAX) {
-      const added = await batcher.add(entry.size, content);
-      if (added) track(added.result);
+      await batcher.add(entry.size, content);
       return;
     }
     const lease = await ctx.budget.lease(entry.size, local.signal);
@@ -214,10 +211,7 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
           if (firstError) throw firstError;
           // Only what `external` would batch takes the fast path: spooling and single tasks are its.
           if (entry.size > BATCH_ITEM_MAX || entry.size > spoolThreshold) return external(entry, once(bytes));
-          const added = batcher.tryAdd(bytes);
-          if (!added) return external(entry, once(bytes));
-          track(added);
-          return undefined;
+          return batcher.tryAdd(bytes) ? undefined : external(entry, once(bytes));
         },
         external,
         signal: local.signal,

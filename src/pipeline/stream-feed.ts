@@ -10,12 +10,40 @@
 import type { PublishResult } from '../store/objects.ts';
 import type { SplitStreamBuilder } from '../store/splitstream.ts';
 
-interface ObjectSlot {
-  kind: 'object';
-  state: 'pending' | 'done' | 'failed';
-  result?: PublishResult;
-  error?: unknown;
-  settled: Promise<void>;
+/**
+ * Where one object's outcome goes: a batch's results are delivered straight to these, with no
+ * promise per file (a layer of a million small files would otherwise make three promises and
+ * their closures per file on the main thread, which is the import's ceiling on a big host).
+ */
+export interface ObjectSink {
+  resolve(r: PublishResult): void;
+  reject(e: unknown): void;
+}
+
+class ObjectSlot implements ObjectSink {
+  readonly kind = 'object';
+  state: 'pending' | 'done' | 'failed' = 'pending';
+  result: PublishResult | null = null;
+  error: unknown = null;
+  private readonly feed: OrderedStreamFeed;
+
+  constructor(feed: OrderedStreamFeed) {
+    this.feed = feed;
+  }
+
+  resolve(r: PublishResult): void {
+    if (this.state !== 'pending') return;
+    this.state = 'done';
+    this.result = r;
+    this.feed.onSettled(this, null);
+  }
+
+  reject(e: unknown): void {
+    if (this.state !== 'pending') return;
+    this.state = 'failed';
+    this.error = e;
+    this.feed.onSettled(this, e);
+  }
 }
 type Slot = { kind: 'inline'; bytes: Uint8Array } | ObjectSlot;
 
@@ -34,11 +62,19 @@ export class OrderedStreamFeed {
   private held = 0;
   private arena = new Uint8Array(0);
   private arenaOff = 0;
+  /** Objects not yet settled, wherever they stand in the queue. */
+  private unsettled = 0;
+  /** Settles at the next object's outcome: what every waiter below waits on. */
+  private next: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private readonly onFailure: (e: unknown) => void;
   objectsWritten = 0;
   objectsPresent = 0;
 
-  constructor(builder: SplitStreamBuilder) {
+  /** `onFailure` hears of each object that fails, as it fails (the layer stops reading then). */
+  constructor(builder: SplitStreamBuilder, onFailure: (e: unknown) => void = () => undefined) {
     this.builder = builder;
+    this.onFailure = onFailure;
   }
 
   /** Inline bytes waiting behind an unfinished object. */
@@ -71,24 +107,40 @@ export class OrderedStreamFeed {
     } else this.slots.push({ kind: 'inline', bytes: this.arena.subarray(at, at + bytes.length) });
   }
 
-  object(result: Promise<PublishResult>): void {
-    const slot: ObjectSlot = {
-      kind: 'object',
-      state: 'pending',
-      settled: result.then(
-        (r) => {
-          slot.state = 'done';
-          slot.result = r;
-          this.drain();
-        },
-        (e: unknown) => {
-          slot.state = 'failed';
-          slot.error = e;
-        }
-      ),
-    };
+  /** The next object's place in the stream, settled by whoever stores it. */
+  pendingObject(): ObjectSink {
+    const slot = new ObjectSlot(this);
     this.slots.push(slot);
-    this.drain();
+    this.unsettled++;
+    return slot;
+  }
+
+  /** The next object's place, settled by a promise (a task of its own). */
+  object(result: Promise<PublishResult>): void {
+    const slot = this.pendingObject();
+    result.then(
+      (r) => slot.resolve(r),
+      (e: unknown) => slot.reject(e)
+    );
+  }
+
+  /** @internal An object's outcome: the stream moves on when it was the oldest; waiters wake. */
+  onSettled(slot: ObjectSlot, error: unknown): void {
+    this.unsettled--;
+    if (slot.state === 'failed') this.onFailure(error);
+    else if (this.slots[this.head] === slot) this.drain();
+    const wake = this.wake;
+    if (wake) {
+      this.next = null;
+      this.wake = null;
+      wake();
+    }
+  }
+
+  /** Settles when the next object settles. */
+  private changed(): Promise<void> {
+    this.next ??= new Promise<void>((resolve) => (this.wake = resolve));
+    return this.next;
   }
 
   private drain(): void {
@@ -106,6 +158,7 @@ export class OrderedStreamFeed {
           return;
         }
         const r = s.result as PublishResult;
+        s.result = null;
         this.builder.addObject(r.id, r.size);
         if (r.written) this.objectsWritten++;
         else this.objectsPresent++;
@@ -127,25 +180,19 @@ export class OrderedStreamFeed {
   /** Waits until no more than `limit` inline bytes are held. @throws the error of an object that failed */
   async waitHeldBelow(limit: number): Promise<void> {
     while (this.held > limit) {
-      const s = this.oldest();
-      if (!s) return;
-      await s.settled;
+      if (!this.oldest()) return;
+      await this.changed();
     }
     this.oldest();
   }
 
   /** Waits for every object, in order. @throws the error of the first object that failed */
   async finish(): Promise<void> {
-    for (;;) {
-      const s = this.oldest();
-      if (!s) return;
-      await s.settled;
-    }
+    while (this.oldest()) await this.changed();
   }
 
   /** Waits until no object is still being stored, whatever their outcome (the failure path). */
   async settleAll(): Promise<void> {
-    const slots = this.slots.slice(this.head);
-    for (const s of slots) if (s?.kind === 'object') await s.settled;
+    while (this.unsettled > 0) await this.changed();
   }
 }

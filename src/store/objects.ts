@@ -89,8 +89,17 @@ function sealVerity(fd: number, procPath: string, t: ObjectTarget): number {
   let ro: number;
   try {
     ro = openSync(procPath, fsc.O_RDONLY);
-  } finally {
+  } catch (e) {
     closeSync(fd);
+    throw e;
+  }
+  try {
+    // A close that fails (EIO from a filesystem that writes back on close) must not leave the
+    // read-only descriptor behind.
+    closeSync(fd);
+  } catch (e) {
+    closeSync(ro);
+    throw e;
   }
   try {
     if (enableVerity(ro, t.alg) === 'unsupported') {
