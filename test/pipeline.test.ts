@@ -20,6 +20,7 @@ import { Budget } from '../src/pipeline/budget.ts';
 import { LayerScheduler } from '../src/pipeline/import.ts';
 import type { ResolvedLayer } from '../src/oci/layout.ts';
 import { SmallFileBatcher } from '../src/pipeline/batcher.ts';
+import { decodeHeader } from '../src/oci/tar-header.ts';
 import { OrderedStreamFeed, type ObjectSink } from '../src/pipeline/stream-feed.ts';
 import { ChunkReader } from '../src/oci/chunk-reader.ts';
 import { splitTar, type TarEntry } from '../src/oci/tar-split.ts';
@@ -159,6 +160,30 @@ test('SmallFileBatcher: discard rejects the files of a batch never sent', async 
   batcher.discard(new Error('layer failed'));
   await assert.rejects(places.results[0] as Promise<PublishResult>, /layer failed/);
   assert.equal(batcher.open, false);
+});
+
+// ---- tar headers ------------------------------------------------------------------------------
+
+test('decodeHeader: the checksum as unsigned bytes (POSIX) or signed ones (old tars), and nothing else', () => {
+  const header = (sumOf: (b: Buffer) => number, delta = 0): Buffer => {
+    const b = Buffer.alloc(512);
+    b.write('caf\xe9-\xff\x80/file', 0, 'latin1'); // three bytes over 127 in the name
+    b.write('0000644\0', 100);
+    b.write('00000000012\0', 124);
+    b[156] = 0x30;
+    b.write('ustar\x0000', 257, 'latin1');
+    b.fill(0x20, 148, 156);
+    b.write(`${(sumOf(b) + delta).toString(8).padStart(6, '0')}\0 `, 148);
+    return b;
+  };
+  const unsigned = (b: Buffer): number => b.reduce((a, v) => a + v, 0);
+  const signed = (b: Buffer): number => b.reduce((a, v) => a + (v > 127 ? v - 256 : v), 0);
+  assert.equal(decodeHeader(header(unsigned), 0).size, 10);
+  assert.equal(decodeHeader(header(signed), 0).size, 10);
+  assert.notEqual(unsigned(header(unsigned)), signed(header(unsigned)), 'the two sums differ for this header');
+  for (const delta of [1, -1, 256, -256, 3 * 256]) {
+    assert.throws(() => decodeHeader(header(unsigned, delta), 512), /offset 512: bad header checksum/);
+  }
 });
 
 // ---- ChunkReader -----------------------------------------------------------------------------

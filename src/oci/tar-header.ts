@@ -116,17 +116,18 @@ export function isZeroBlock(b: Uint8Array): boolean {
 
 /** The header's sum with its checksum field as spaces, unsigned or (old tars) signed bytes. */
 function checksumOk(b: Uint8Array, stored: number): boolean {
-  let unsigned = 8 * 0x20;
-  let high = 0;
+  // Two plain loops around the field (one test per byte less), and the signed sum only for the
+  // rare header the unsigned one does not match: this runs once per tar entry on the main thread.
   const end = Math.min(b.length, TAR_BLOCK);
-  for (let i = 0; i < end; i++) {
-    if (i === 148) i = 156;
-    const v = b[i] as number;
-    unsigned += v;
-    high += v >> 7;
-  }
+  let unsigned = 8 * 0x20;
+  for (let i = 0; i < 148 && i < end; i++) unsigned += b[i] as number;
+  for (let i = 156; i < end; i++) unsigned += b[i] as number;
+  if (stored === unsigned) return true;
   // A byte over 127 counts 256 less when signed.
-  return stored === unsigned || stored === unsigned - 256 * high;
+  let high = 0;
+  for (let i = 0; i < 148 && i < end; i++) high += (b[i] as number) >> 7;
+  for (let i = 156; i < end; i++) high += (b[i] as number) >> 7;
+  return stored === unsigned - 256 * high;
 }
 
 /** Decodes one header block. @throws VeritreeError TAR_CORRUPT (bad checksum, bad numbers) */
