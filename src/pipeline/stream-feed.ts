@@ -45,6 +45,7 @@ class ObjectSlot implements ObjectSink {
     this.feed.onSettled(this, e);
   }
 }
+
 type Slot = { kind: 'inline'; bytes: Uint8Array } | ObjectSlot;
 
 /**
