@@ -7,7 +7,7 @@
  * @module
  */
 import { hash as nodeHash } from 'node:crypto';
-import { sha256 as nobleSha256, sha512 as nobleSha512 } from '@noble/hashes/sha2.js';
+import { createRequire } from 'node:module';
 import { loadAddon, nativeFileFailure, type NativeFileFailure } from '../native-addon.ts';
 import { BLOCK_SIZE, HASH_ALGORITHMS, type HashAlgorithm } from './constants.ts';
 
@@ -89,8 +89,20 @@ function nodeBackend(alg: HashAlgorithm): ShaBackend {
   };
 }
 
+type NobleSha2 = typeof import('@noble/hashes/sha2.js');
+
+/**
+ * @noble/hashes, loaded when first asked for: it is the tests' oracle and the last fallback, and
+ * parsing it cost every command, and every pool worker, 12-16 ms at start (require of an ES
+ * module, which Node >= 20.19 does synchronously).
+ */
+function nobleSha2(): NobleSha2 {
+  return createRequire(import.meta.url)('@noble/hashes/sha2.js') as NobleSha2;
+}
+
 function nobleBackend(alg: HashAlgorithm): ShaBackend {
-  const fn = alg === 'sha256' ? nobleSha256 : nobleSha512;
+  const noble = nobleSha2();
+  const fn = alg === 'sha256' ? noble.sha256 : noble.sha512;
   const ds = HASH_ALGORITHMS[alg].digestSize;
   return {
     impl: 'noble',
