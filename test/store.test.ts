@@ -118,40 +118,60 @@ for (const mode of ['native', 'fallback'] as const) {
   });
 }
 
+interface WatchedPublish {
+  /** The error code of the publish, null when it succeeded. */
+  code: string | null;
+  /** Closes of a number that was not open then, or that the kernel refused. */
+  wrong: string[];
+  /** Descriptors opened (or written) and never closed. */
+  left: number[];
+}
+
+/**
+ * Publishes `data` from a TmpObjectFile in a child process that watches every openSync and
+ * closeSync from the file's first write to its discard (module loading, before, opens and closes
+ * files of its own on Node 22 and later). `closeFault` is the body of a function of `fd` and
+ * `written` (the file's writable descriptor) run after each real close: it may throw to act out a
+ * close that fails.
+ */
+function publishWatched(repo: Repository, data: Buffer, opts: { verity?: 'require'; closeFault?: string; env?: NodeJS.ProcessEnv }): WatchedPublish {
+  const objectsUrl = pathToFileURL(join(ROOT, 'dist/src/store/objects.js')).href;
+  const target = { ...repo.target, ...(opts.verity ? { verity: opts.verity } : {}) };
+  const script = `
+    import fs from 'node:fs';
+    import { syncBuiltinESMExports } from 'node:module';
+    const { TmpObjectFile } = await import(${JSON.stringify(objectsUrl)});
+    const t = new TmpObjectFile(${JSON.stringify(target)});
+    t.writeSync(Buffer.from(${JSON.stringify(data.toString('base64'))}, 'base64'));
+    const written = t.fd, realOpen = fs.openSync, realClose = fs.closeSync, live = new Set([written]), wrong = [];
+    const fault = (fd, written) => { ${opts.closeFault ?? ''} };
+    fs.openSync = (...a) => { const fd = realOpen(...a); live.add(fd); return fd; };
+    fs.closeSync = (fd) => {
+      if (!live.delete(fd)) wrong.push(fd + ': not open');
+      try { realClose(fd); } catch (e) { wrong.push(fd + ': ' + e.code); throw e; }
+      fault(fd, written);
+    };
+    syncBuiltinESMExports();
+    let code = null;
+    try { t.publish(${JSON.stringify(toHex(verityDigest(data)))}, ${data.length}); } catch (e) { code = e.code ?? e.message; }
+    t.discard();
+    fs.openSync = realOpen;
+    fs.closeSync = realClose;
+    syncBuiltinESMExports();
+    console.log(JSON.stringify({ code, wrong, left: [...live] }));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: opts.env ?? process.env });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as WatchedPublish;
+}
+
 for (const mode of ['native', 'fallback'] as const) {
   test(`a publish refused for want of fs-verity closes each descriptor once, and leaves nothing behind (${mode})`, async (t) => {
     const repo = await Repository.init(join(newDir(), 'repo'));
-    const objectsUrl = pathToFileURL(join(ROOT, 'dist/src/store/objects.js')).href;
-    const data = Buffer.alloc(5000, 7);
     // A second close of a number is how one pool worker closes another's object mid-write (the
     // number was reused in between): CI once saw "ENOENT: open '/proc/self/fd/32'" from that.
-    // The child watches every openSync and closeSync from the file's first write to its discard
-    // (module loading, before, opens and closes files of its own on Node 22 and later): each
-    // close must be of a number open at that moment, and the kernel must refuse none.
-    const script = `
-      import fs from 'node:fs';
-      import { syncBuiltinESMExports } from 'node:module';
-      const { TmpObjectFile } = await import(${JSON.stringify(objectsUrl)});
-      const t = new TmpObjectFile({ ...${JSON.stringify(repo.target)}, verity: 'require' });
-      t.writeSync(Buffer.alloc(5000, 7));
-      const realOpen = fs.openSync, realClose = fs.closeSync, live = new Set([t.fd]), wrong = [];
-      fs.openSync = (...a) => { const fd = realOpen(...a); live.add(fd); return fd; };
-      fs.closeSync = (fd) => {
-        if (!live.delete(fd)) wrong.push(fd + ': not open');
-        try { realClose(fd); } catch (e) { wrong.push(fd + ': ' + e.code); throw e; }
-      };
-      syncBuiltinESMExports();
-      let code = null;
-      try { t.publish(${JSON.stringify(toHex(verityDigest(data)))}, 5000); } catch (e) { code = e.code; }
-      t.discard();
-      fs.openSync = realOpen;
-      fs.closeSync = realClose;
-      syncBuiltinESMExports();
-      console.log(JSON.stringify({ code, wrong, left: [...live] }));`;
+    // Each close must be of a number open at that moment, and the kernel must refuse none.
     const env = { ...process.env, ...(mode === 'fallback' ? { VERITREE_DISABLE_NATIVE: 'store_sys' } : {}) };
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env });
-    assert.equal(r.status, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as { code: string | null; wrong: string[]; left: number[] };
+    const out = publishWatched(repo, Buffer.alloc(5000, 7), { verity: 'require', env });
     if (out.code === null) {
       t.skip('skipped: this filesystem has fs-verity, so the publish succeeds');
       return;
@@ -165,34 +185,10 @@ for (const mode of ['native', 'fallback'] as const) {
 
 test('a close of the written file that fails (EIO on close) leaves no descriptor open and no object named', async () => {
   const repo = await Repository.init(join(newDir(), 'repo'));
-  const objectsUrl = pathToFileURL(join(ROOT, 'dist/src/store/objects.js')).href;
-  const data = Buffer.alloc(5000, 9);
   // Some filesystems (NFS, FUSE) report a failed write-back only at close: the descriptor is gone
   // then, and the read-only one opened to seal the file must not be left behind.
-  const script = `
-    import fs from 'node:fs';
-    import { syncBuiltinESMExports } from 'node:module';
-    const { TmpObjectFile } = await import(${JSON.stringify(objectsUrl)});
-    const t = new TmpObjectFile(${JSON.stringify(repo.target)});
-    t.writeSync(Buffer.alloc(5000, 9));
-    const writable = t.fd, realOpen = fs.openSync, realClose = fs.closeSync, live = new Set([writable]);
-    fs.openSync = (...a) => { const fd = realOpen(...a); live.add(fd); return fd; };
-    fs.closeSync = (fd) => {
-      live.delete(fd);
-      realClose(fd);
-      if (fd === writable) throw Object.assign(new Error('EIO: i/o error, close'), { code: 'EIO' });
-    };
-    syncBuiltinESMExports();
-    let code = null;
-    try { t.publish(${JSON.stringify(toHex(verityDigest(data)))}, 5000); } catch (e) { code = e.code ?? e.message; }
-    fs.openSync = realOpen;
-    fs.closeSync = realClose;
-    syncBuiltinESMExports();
-    t.discard();
-    console.log(JSON.stringify({ code, left: [...live] }));`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  const out = JSON.parse(r.stdout) as { code: string | null; left: number[] };
+  const closeFault = `if (fd === written) throw Object.assign(new Error('EIO: i/o error, close'), { code: 'EIO' });`;
+  const out = publishWatched(repo, Buffer.alloc(5000, 9), { closeFault });
   assert.notEqual(out.code, null, 'the publish fails');
   assert.deepEqual(out.left, [], 'the read-only descriptor was closed too');
   assert.deepEqual(await entries(repo), [], 'no object and no tmp file left');

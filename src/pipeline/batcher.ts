@@ -19,7 +19,6 @@ export const BATCH_FILES = 128;
 /** Files up to this size are batched; larger ones are a task of their own. */
 export const BATCH_ITEM_MAX = 256 << 10;
 
-
 export class SmallFileBatcher {
   private buf: Uint8Array | null = null;
   private off = 0;

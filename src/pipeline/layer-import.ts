@@ -142,7 +142,6 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
   const abortAll = (): void => local.abort(ctx.signal.reason);
   if (ctx.signal.aborted) abortAll();
   else ctx.signal.addEventListener('abort', abortAll, { once: true });
-  const track = (p: Promise<PublishResult>): void => feed.object(p);
   // A file above the byte budget is spooled, never held: the budget is a bound, not a hint.
   const spoolThreshold = Math.min(ctx.spoolThreshold, ctx.budget.maxBytes);
 
@@ -165,7 +164,7 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
         throw e;
       }
       if (!job) lease.release();
-      else track(job().finally(lease.release));
+      else feed.object(job().finally(lease.release));
       return;
     }
     if (entry.size <= BATCH_ITEM_MAX) {
@@ -189,7 +188,7 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
       if (!r.ok) throw new VeritreeError(r.code, `${r.message} (storing ${entry.path})`, { path: r.path });
       return { id: r.id, size: r.size, written: r.written };
     });
-    track(run.finally(lease.release));
+    feed.object(run.finally(lease.release));
   };
   let inlined = 0;
   let lt: LayerTar | null = null;

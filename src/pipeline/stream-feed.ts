@@ -35,14 +35,14 @@ class ObjectSlot implements ObjectSink {
     if (this.state !== 'pending') return;
     this.state = 'done';
     this.result = r;
-    this.feed.onSettled(this, null);
+    this.feed.onSettled(this);
   }
 
   reject(e: unknown): void {
     if (this.state !== 'pending') return;
     this.state = 'failed';
     this.error = e;
-    this.feed.onSettled(this, e);
+    this.feed.onSettled(this);
   }
 }
 
@@ -126,9 +126,9 @@ export class OrderedStreamFeed {
   }
 
   /** @internal An object's outcome: the stream moves on when it was the oldest; waiters wake. */
-  onSettled(slot: ObjectSlot, error: unknown): void {
+  onSettled(slot: ObjectSlot): void {
     this.unsettled--;
-    if (slot.state === 'failed') this.onFailure(error);
+    if (slot.state === 'failed') this.onFailure(slot.error);
     else if (this.slots[this.head] === slot) this.drain();
     const wake = this.wake;
     if (wake) {
