@@ -9,6 +9,7 @@
 #include <node_api.h>
 #include "napi_async.h"
 #include "object_name.h"
+#include "link_tmpfile.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -101,8 +102,8 @@ static napi_value js_flock(napi_env env, napi_callback_info info) {
   return throw_errno(env, errno, "flock");
 }
 
-/* linkFd(fd, path): gives the open file `fd` the name `path` (EEXIST if taken; never replaces).
- * Through /proc/self/fd with AT_SYMLINK_FOLLOW, which needs no capability (AT_EMPTY_PATH would). */
+/* linkFd(fd, path): gives the open file `fd` the name `path` (EEXIST if taken; never replaces),
+ * see link_tmpfile.h. */
 static napi_value js_link_fd(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -111,9 +112,8 @@ static napi_value js_link_fd(napi_env env, napi_callback_info info) {
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || !get_int(env, argv[0], &fd) ||
       !get_path(env, argv[1], dest, sizeof dest))
     return throw_type(env, "linkFd(fd, path)");
-  char src[64];
-  snprintf(src, sizeof src, "/proc/self/fd/%d", fd);
-  if (linkat(AT_FDCWD, src, AT_FDCWD, dest, AT_SYMLINK_FOLLOW) < 0) return throw_errno(env, errno, "linkat");
+  int err = link_tmpfile(fd, AT_FDCWD, dest);
+  if (err) return throw_errno(env, err, "linkat");
   return make_bool(env, true);
 }
 

@@ -11,6 +11,7 @@
 #include "napi_async.h"
 #include "sha256_x2.h"
 #include "object_name.h"
+#include "link_tmpfile.h"
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <errno.h>
@@ -345,7 +346,7 @@ static napi_value digest_buffer(napi_env env, napi_callback_info info) {
  * mostly its own JavaScript and the optimising compiler's work on it, not the kernel's).
  *
  * Only the common case is done here: an unnamed file (O_TMPFILE) in objects/, written whole,
- * named by linkat(2) through /proc/self/fd (what TmpObjectFile and linkFd do), on a filesystem
+ * named by linkat(2) (link_tmpfile.h: what TmpObjectFile and linkFd do), on a filesystem
  * the caller already knows has no fs-verity to enable. The first file this path cannot finish as
  * the JavaScript path would (an errno anywhere, O_TMPFILE refused, a name taken by an object of
  * another size) stops the batch there, its unnamed file closed (so it vanishes): the caller
@@ -391,15 +392,12 @@ static int store_one(int alg, int objfd, const uint8_t *data, size_t len, uint8_
   if (fd < 0) return errno;
   err = write_full(fd, data, len);
   if (!err) {
-    char src[64];
-    snprintf(src, sizeof src, "/proc/self/fd/%d", fd);
     for (int retried = 0;; retried = 1) {
-      if (linkat(AT_FDCWD, src, objfd, name, AT_SYMLINK_FOLLOW) == 0) {
-        err = 0;
+      err = link_tmpfile(fd, objfd, name);
+      if (err == 0) {
         *written = 1;
         break;
       }
-      err = errno;
       if (err == EEXIST) {
         if (present_at(objfd, name, len)) {
           err = 0;

@@ -11,7 +11,10 @@ import { writeBatchSync, writeObject, writeObjectSync } from '../src/store/objec
 import { storeBatchNative } from '../src/verity/backends.ts';
 import type { ObjectEntry } from '../src/store/repository.ts';
 import { storeSys } from '../src/store/sys.ts';
+import { createHash } from 'node:crypto';
 import { ROOT, cleanup, hasTool, randomBytesSeeded, tempDir, veritree } from './helpers.ts';
+import { LAYER_MEDIA, layoutFromBlobs } from './fixtures/oci.ts';
+import { tarOf } from './fixtures/tar.ts';
 
 const dirs: string[] = [];
 function newDir(): string {
@@ -192,6 +195,30 @@ test('a close of the written file that fails (EIO on close) leaves no descriptor
   assert.notEqual(out.code, null, 'the publish fails');
   assert.deepEqual(out.left, [], 'the read-only descriptor was closed too');
   assert.deepEqual(await entries(repo), [], 'no object and no tmp file left');
+});
+
+test('an object is named by a link of its descriptor (AT_EMPTY_PATH) or, where that is refused, of its /proc/self/fd link: the same store either way', async () => {
+  const d = newDir();
+  const layout = join(d, 'oci');
+  // Small files (stored a batch per native call) and one over the batch limit (a task of its
+  // own, named through linkFd), each folder objects/XX made by whichever link comes first.
+  const contents = [...Array.from({ length: 40 }, (_, i) => `file ${i}\n`.repeat(100 + i)), 'big\n'.repeat(100_000)];
+  const tar = await tarOf(contents.map((content, i) => ({ name: `f${i}`, content })));
+  layoutFromBlobs(layout, 't', [{ blob: tar, mediaType: LAYER_MEDIA.none, diffId: `sha256:${createHash('sha256').update(tar).digest('hex')}` }]);
+  const expected = contents.map((c) => toHex(verityDigest(Buffer.from(c)))).sort();
+  const stores: string[][] = [];
+  // VERITREE_LINK_VIA_PROC: the way of a kernel before 6.10 for a user without CAP_DAC_READ_SEARCH.
+  for (const env of [{}, { VERITREE_LINK_VIA_PROC: '1' }]) {
+    const repo = join(d, `repo-${stores.length}`);
+    const imported = veritree(['import', '--repo', repo, `oci:${layout}:t`], { env: { ...process.env, ...env } });
+    assert.equal(imported.status, 0, imported.stderr);
+    const fsck = veritree(['fsck', '--repo', repo]);
+    assert.equal(fsck.status, 0, fsck.stdout + fsck.stderr);
+    const objects = await entries(await Repository.open(repo));
+    stores.push(objects.map((e) => (e.kind === 'object' ? e.id : `${e.kind}: ${e.path}`)).sort());
+  }
+  for (const id of expected) assert.ok(stores[0]?.includes(id), `object ${id} of a file is in the store`);
+  assert.deepEqual(stores[1], stores[0]);
 });
 
 test('streams and tags are symlinks in the composefs layout', async () => {
