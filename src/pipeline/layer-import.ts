@@ -64,7 +64,8 @@ async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
 }
 
 async function fill(content: AsyncIterable<Uint8Array>, size: number): Promise<Uint8Array | null> {
-  const buf = new Uint8Array(size);
+  // Not zeroed: it is returned only when every byte was copied in.
+  const buf = Buffer.allocUnsafeSlow(size);
   let got = 0;
   for await (const v of content) {
     if (got + v.length > size) return null;

@@ -96,7 +96,7 @@ export class OrderedStreamFeed {
       return;
     }
     if (this.arena.length - this.arenaOff < bytes.length) {
-      this.arena = new Uint8Array(ARENA_BYTES);
+      this.arena = Buffer.allocUnsafeSlow(ARENA_BYTES); // only what is copied in is read
       this.arenaOff = 0;
     }
     const at = this.arenaOff;
