@@ -19,16 +19,20 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-/* 0: not known yet; 1: AT_EMPTY_PATH works here; -1: it is refused here. */
-static volatile int link_empty_path_state = 0;
+/* 0: not known yet; 1: AT_EMPTY_PATH works here; -1: it is refused here. Read and written with
+ * relaxed atomics: pool workers are threads of one process. */
+static int link_empty_path_state = 0;
 
 /* 0, or the errno of the link (EEXIST when `name` is taken: never replaced). */
 static inline int link_tmpfile(int fd, int dirfd, const char *name) {
-  int state = link_empty_path_state;
-  if (state == 0 && getenv("VERITREE_LINK_VIA_PROC") != NULL) state = link_empty_path_state = -1;
+  int state = __atomic_load_n(&link_empty_path_state, __ATOMIC_RELAXED);
+  if (state == 0 && getenv("VERITREE_LINK_VIA_PROC") != NULL) {
+    state = -1;
+    __atomic_store_n(&link_empty_path_state, -1, __ATOMIC_RELAXED);
+  }
   if (state >= 0) {
     if (linkat(fd, "", dirfd, name, AT_EMPTY_PATH) == 0) {
-      if (state == 0) link_empty_path_state = 1;
+      if (state == 0) __atomic_store_n(&link_empty_path_state, 1, __ATOMIC_RELAXED);
       return 0;
     }
     int err = errno;
@@ -37,7 +41,7 @@ static inline int link_tmpfile(int fd, int dirfd, const char *name) {
   char src[64];
   snprintf(src, sizeof src, "/proc/self/fd/%d", fd);
   if (linkat(AT_FDCWD, src, dirfd, name, AT_SYMLINK_FOLLOW) == 0) {
-    if (state == 0) link_empty_path_state = -1;
+    if (state == 0) __atomic_store_n(&link_empty_path_state, -1, __ATOMIC_RELAXED);
     return 0;
   }
   return errno;
