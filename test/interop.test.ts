@@ -9,7 +9,6 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkcomposefs, type Mkcomposefs } from './fixtures/mkcomposefs.ts';
 import { join } from 'node:path';
@@ -19,13 +18,12 @@ import { readSplitStream, SplitStreamBuilder } from '../src/store/splitstream.ts
 import { writeObject } from '../src/store/objects.ts';
 import { toOldHeaderLayout } from '../src/store/splitstream.ts';
 import { cleanup, tempDir, veritree } from './helpers.ts';
-import { LAYER_MEDIA, layoutFromBlobs } from './fixtures/oci.ts';
+import { plainLayerLayout } from './fixtures/oci.ts';
 
 const dirs: string[] = [];
 /** mkcomposefs (built from ../shared/tools where it is not installed): real EROFS images. */
 const oracle = mkcomposefs();
 after(() => dirs.forEach(cleanup));
-const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 async function tarOf(files: Record<string, string>): Promise<Buffer> {
   const pack = tarStream.pack();
@@ -42,7 +40,7 @@ async function tarOf(files: Record<string, string>): Promise<Buffer> {
 async function layout(root: string, name: string, files: Record<string, string>): Promise<string> {
   const tar = await tarOf(files);
   const l = join(root, name);
-  layoutFromBlobs(l, 't', [{ blob: tar, mediaType: LAYER_MEDIA.none, diffId: `sha256:${sha(tar)}` }]);
+  plainLayerLayout(l, 't', tar);
   return l;
 }
 

@@ -9,7 +9,7 @@ import { parseDumpLine, formatDumpLine } from '../src/merge/dumpfile.ts';
 import { type LayerEntry } from '../src/merge/layer-entries.ts';
 import { dumpLines } from '../src/merge/dump.ts';
 import { ROOT, SHARED, cleanup, hasTool, must, prng, run, tempDir, veritree, randomBytesSeeded } from './helpers.ts';
-import { LAYER_MEDIA, buildImage, hardlink, layoutFromBlobs, lines, replaceLayer, symlink, write } from './fixtures/oci.ts';
+import { buildImage, hardlink, lines, plainLayerLayout, replaceLayer, symlink, write } from './fixtures/oci.ts';
 import { tarOf } from './fixtures/tar.ts';
 import { withChecksum } from './fixtures/hostile-blobs.ts';
 
@@ -88,7 +88,7 @@ t.close()`,
   ]);
   const tar = readFileSync(tarPath);
   const layout = join(dir, 'xattrs-layout');
-  layoutFromBlobs(layout, 't', [{ blob: tar, mediaType: LAYER_MEDIA.none, diffId: `sha256:${createHash('sha256').update(tar).digest('hex')}` }]);
+  plainLayerLayout(layout, 't', tar);
   const repo = join(dir, 'xattrs-repo');
   must(process.execPath, [join(ROOT, 'dist/src/cli/veritree.cjs'), 'import', `oci:${layout}:t`, '--repo', repo]);
   const read = (root: string): string =>

@@ -27,7 +27,7 @@ import { splitTar, type TarEntry } from '../src/oci/tar-split.ts';
 import { FRAME_RAW_BYTES, INLINE_RUN_MAX } from '../src/store/splitstream.ts';
 import type { PublishResult } from '../src/store/objects.ts';
 import { cleanup, prng, ROOT, tempDir } from './helpers.ts';
-import { LAYER_MEDIA, blobFile, layoutFromBlobs } from './fixtures/oci.ts';
+import { LAYER_MEDIA, blobFile, layoutFromBlobs, plainLayerLayout } from './fixtures/oci.ts';
 import { ustarHeader, writeEmptyFilesTar, zstdZeroFileBomb } from './fixtures/hostile-blobs.ts';
 
 const dirs: string[] = [];
@@ -560,7 +560,7 @@ test('100 failing imports in one process leave no file descriptor open', { timeo
   const good = tarOf(files);
   // 1: a blob damaged in its first header (the digest check names it, not the tar error)
   const l1 = join(root, 'damaged');
-  layoutFromBlobs(l1, 't', [{ blob: good, mediaType: LAYER_MEDIA.none, diffId: `sha256:${sha(good)}` }]);
+  plainLayerLayout(l1, 't', good);
   const damaged = Buffer.from(good);
   damaged.writeUInt8(damaged.readUInt8(10) ^ 0xff, 10);
   writeFileSync(blobFile(l1, `sha256:${sha(good)}`), damaged);
@@ -572,7 +572,7 @@ test('100 failing imports in one process leave no file descriptor open', { timeo
   const cut = (512 + (64 << 10)) * 2;
   const sparse = Buffer.concat([good.subarray(0, cut), ustarHeader('holes', 0, 'S'), good.subarray(cut)]);
   const l3 = join(root, 'sparse');
-  layoutFromBlobs(l3, 't', [{ blob: sparse, mediaType: LAYER_MEDIA.none, diffId: `sha256:${sha(sparse)}` }]);
+  plainLayerLayout(l3, 't', sparse);
   const repo = await openRepository(join(root, 'repo'), { create: true });
   const pool = new VerityPool(2);
   const codes = new Set<string>();

@@ -16,7 +16,7 @@ import { mergeLayers } from '../src/merge/merge.ts';
 import { type LayerEntry } from '../src/merge/layer-entries.ts';
 import { dumpLines } from '../src/merge/dump.ts';
 import { cleanup, ROOT, tempDir, veritree } from './helpers.ts';
-import { blobFile, LAYER_MEDIA, layoutFromBlobs } from './fixtures/oci.ts';
+import { blobFile, LAYER_MEDIA, layoutFromBlobs, plainLayerLayout } from './fixtures/oci.ts';
 
 const dirs: string[] = [];
 after(() => dirs.forEach(cleanup));
@@ -48,7 +48,7 @@ async function packed(entries: { name: string; type?: 'directory' | 'file' | 'li
 async function smallStore(root: string): Promise<string> {
   const tar = await packed([{ name: 'etc/hostname', body: 'a file long enough to be stored as an object of its own\n' }]);
   const layout = join(root, 'layout');
-  layoutFromBlobs(layout, 't', [{ blob: tar, mediaType: LAYER_MEDIA.none, diffId: `sha256:${sha(tar)}` }]);
+  plainLayerLayout(layout, 't', tar);
   const repoPath = join(root, 'repo');
   const repo = await openRepository(repoPath, { create: true });
   await importImage(repo, `oci:${layout}:t`, { tag: 't' });
@@ -120,7 +120,7 @@ test('a folder 7,000 deep removed by a whiteout: merge, dump and checkout', { ti
 /** A one-layer image of `tar`, imported and checked out; returns the checkout folder. */
 async function importAndCheckout(root: string, tar: Buffer): Promise<string> {
   const layout = join(root, 'layout');
-  layoutFromBlobs(layout, 't', [{ blob: tar, mediaType: LAYER_MEDIA.none, diffId: `sha256:${sha(tar)}` }]);
+  plainLayerLayout(layout, 't', tar);
   const repoPath = join(root, 'repo');
   await importImage(await openRepository(repoPath, { create: true }), `oci:${layout}:t`, { tag: 't' });
   const out = join(root, 'co');
