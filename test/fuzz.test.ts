@@ -13,7 +13,7 @@ import { SplitStreamBuilder, readSplitStream } from '../src/store/splitstream.ts
 import { parseDumpLine, formatDumpLine, type DumpRecord } from '../src/merge/dumpfile.ts';
 import { mergeLayers } from '../src/merge/merge.ts';
 import { type LayerEntry } from '../src/merge/layer-entries.ts';
-import { splitTar } from '../src/oci/tar-split.ts';
+import { splitTar, type SplitSink, type TarEntry } from '../src/oci/tar-split.ts';
 import { withChecksum } from './fixtures/hostile-blobs.ts';
 
 const RUNS = Number(process.env.VERITREE_FUZZ_RUNS ?? 200);
@@ -197,29 +197,68 @@ async function oracleEntries(tar: Buffer): Promise<string[]> {
 
 const TYPE_NAMES: Record<string, string> = { '0': 'file', '\0': 'file', '1': 'link', '2': 'symlink', '5': 'directory' };
 
-test('property: rich layers (PAX records, long names and links, links, folders, inline runs) split exactly and classify as tar-stream does', async () => {
+/**
+ * A sink that pushes back now and then: every `every`-th call returns a promise that settles a
+ * task later, and, when it has `externalBytes`, whole contents go there. Any call made while a
+ * returned promise is still pending breaks the splitter's contract and fails the property.
+ */
+function pushbackSink(parts: Buffer[], seen: string[] | null, every: number, whole: boolean): SplitSink {
+  let calls = 0;
+  let pending = false;
+  const maybeWait = (): Promise<void> | undefined => {
+    assert.equal(pending, false, 'the sink was called while its last promise was pending');
+    if (every === 0 || ++calls % every !== 0) return undefined;
+    pending = true;
+    return new Promise<void>((resolve) =>
+      setImmediate(() => {
+        pending = false;
+        resolve();
+      })
+    );
+  };
+  return {
+    inline: (b) => {
+      const p = maybeWait();
+      parts.push(Buffer.from(b));
+      return p;
+    },
+    external: async (_e, content) => {
+      await maybeWait();
+      for await (const c of content) parts.push(Buffer.from(c));
+    },
+    ...(whole
+      ? {
+          externalBytes: (_e: TarEntry, b: Uint8Array) => {
+            const p = maybeWait();
+            parts.push(Buffer.from(b));
+            return p;
+          },
+        }
+      : {}),
+    entry: (e) => {
+      assert.equal(pending, false, 'the sink was called while its last promise was pending');
+      if (!seen) return;
+      const name = Buffer.from(e.path, 'latin1').toString('utf8');
+      const link = Buffer.from(e.linkpath, 'latin1').toString('utf8');
+      seen.push(`${TYPE_NAMES[e.typeflag] ?? e.typeflag}|${name}|${e.typeflag === '1' || e.typeflag === '2' || e.typeflag === '5' ? 0 : e.size}|${link}`);
+    },
+    warn: () => undefined,
+  };
+}
+
+test('property: rich layers (PAX records, long names and links, links, folders, inline runs) split exactly and classify as tar-stream does, whatever the chunking and however the sink pushes back', async () => {
   await fc.assert(
-    fc.asyncProperty(fc.array(genEntry, { maxLength: 25 }), fc.integer({ min: 1, max: 5000 }), async (entries, chunk) => {
+    fc.asyncProperty(fc.array(genEntry, { maxLength: 25 }), fc.integer({ min: 1, max: 5000 }), fc.integer({ min: 0, max: 5 }), fc.boolean(), async (entries, chunk, every, whole) => {
       const tar = await richTar(entries);
       const seen: string[] = [];
       const parts: Buffer[] = [];
       async function* chunks(): AsyncGenerator<Uint8Array> {
         for (let o = 0; o < tar.length; o += chunk) yield tar.subarray(o, o + chunk);
       }
-      await splitTar(chunks(), {
-        inline: (b) => void parts.push(Buffer.from(b)),
-        external: async (_e, content) => {
-          for await (const c of content) parts.push(Buffer.from(c));
-        },
-        entry: (e) => {
-          const name = Buffer.from(e.path, 'latin1').toString('utf8');
-          const link = Buffer.from(e.linkpath, 'latin1').toString('utf8');
-          seen.push(`${TYPE_NAMES[e.typeflag] ?? e.typeflag}|${name}|${e.typeflag === '1' || e.typeflag === '2' || e.typeflag === '5' ? 0 : e.size}|${link}`);
-        },
-        warn: () => undefined,
-      });
+      const stats = await splitTar(chunks(), pushbackSink(parts, seen, every, whole));
       assert.deepEqual(Buffer.concat(parts), tar, 'every byte accounted for, in order');
       assert.deepEqual(seen, await oracleEntries(tar));
+      assert.equal(stats.tarBytes, tar.length);
     }),
     { numRuns: RUNS, seed: 4242 }
   );

@@ -8,7 +8,7 @@
 import { ERROR_CODES, VeritreeError, interrupted, isVeritreeError, storeIoError } from '../errors.ts';
 import type { ResolvedLayer } from '../oci/layout.ts';
 import { layerWhat, openLayerTar, type LayerLimits, type LayerTar } from '../oci/layer-stream.ts';
-import { splitTar, type TarEntry, type TarWarningCode } from '../oci/tar-split.ts';
+import { splitTar, type SplitSink, type TarEntry, type TarWarningCode } from '../oci/tar-split.ts';
 import { layerStreamName } from '../store/layout.ts';
 import { TmpObjectFile, writeObject, type PublishResult } from '../store/objects.ts';
 import type { Repository } from '../store/repository.ts';
@@ -125,38 +125,64 @@ export function presentLayer(layer: ResolvedLayer): LayerResult {
 /** Inline bytes a layer may hold behind an object still being stored before its reader waits. */
 export const MAX_HELD_INLINE = 16 << 20;
 
-export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layoutDir: string): Promise<LayerResult> {
-  const what = layerWhat(layer);
-  const present = presentLayer(layer);
-  const name = present.stream;
-  const base = { index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, stream: name };
-  if (await ctx.repo.hasStream(name)) return present;
+/**
+ * Where the splitter sends a layer's bytes: inline bytes to the stream feed, small files into
+ * batches, the rest to tasks of their own or to spool files. A class, not an object of closures:
+ * the splitter's loop then calls the same methods for every layer, and V8 does not throw away its
+ * optimised code each time a new layer's closures show up ("wrong call target").
+ */
+class LayerSink implements SplitSink {
+  inlined = 0;
+  entries = 0;
+  /** The first object that failed: the layer stops at its next entry. */
+  failure: unknown = null;
+  readonly signal: AbortSignal;
+  private readonly ctx: LayerContext;
+  private readonly layer: ResolvedLayer;
+  private readonly feed: OrderedStreamFeed;
+  private readonly batcher: SmallFileBatcher;
+  /** A file above the byte budget is spooled, never held: the budget is a bound, not a hint. */
+  private readonly spoolThreshold: number;
 
-  const builder = new SplitStreamBuilder(ctx.repo.alg, 'layer');
-  let firstError: unknown = null;
-  const local = new AbortController();
-  // The first object that fails stops the layer: its reader and every task still waiting.
-  const feed = new OrderedStreamFeed(builder, (e) => {
-    firstError ??= e;
-    local.abort();
-  });
-  const abortAll = (): void => local.abort(ctx.signal.reason);
-  if (ctx.signal.aborted) abortAll();
-  else ctx.signal.addEventListener('abort', abortAll, { once: true });
-  // A file above the byte budget is spooled, never held: the budget is a bound, not a hint.
-  const spoolThreshold = Math.min(ctx.spoolThreshold, ctx.budget.maxBytes);
+  constructor(ctx: LayerContext, layer: ResolvedLayer, feed: OrderedStreamFeed, batcher: SmallFileBatcher, signal: AbortSignal) {
+    this.ctx = ctx;
+    this.layer = layer;
+    this.feed = feed;
+    this.batcher = batcher;
+    this.signal = signal;
+    this.spoolThreshold = Math.min(ctx.spoolThreshold, ctx.budget.maxBytes);
+  }
 
-  const batcher = new SmallFileBatcher({ pool: ctx.pool, budget: ctx.budget, target: ctx.repo.target, alg: ctx.repo.alg, impl: ctx.impl, signal: local.signal, newResult: () => feed.pendingObject() });
-  const relieve = async (): Promise<void> => {
-    // The oldest unfinished object may sit in the open batch: send it, then wait for it.
-    await batcher.flush();
-    await feed.waitHeldBelow(MAX_HELD_INLINE / 2);
-  };
-  const external = async (entry: TarEntry, content: AsyncIterable<Uint8Array>): Promise<void> => {
-    if (firstError) throw firstError;
-    if (entry.size > spoolThreshold) {
+  inline(bytes: Uint8Array): Promise<void> | undefined {
+    this.feed.inline(bytes);
+    return this.feed.heldBytes > MAX_HELD_INLINE ? this.relieve() : undefined;
+  }
+
+  smallFile(): void {
+    this.inlined++;
+  }
+
+  entry(): void {
+    this.entries++;
+  }
+
+  warn(code: TarWarningCode, message: string): void {
+    this.ctx.onWarning(this.layer, code, message);
+  }
+
+  externalBytes(entry: TarEntry, bytes: Uint8Array): Promise<void> | undefined {
+    if (this.failure) throw this.failure;
+    // Only what `external` would batch takes the fast path: spooling and single tasks are its.
+    if (entry.size > BATCH_ITEM_MAX || entry.size > this.spoolThreshold) return this.external(entry, once(bytes));
+    return this.batcher.tryAdd(bytes) ? undefined : this.external(entry, once(bytes));
+  }
+
+  async external(entry: TarEntry, content: AsyncIterable<Uint8Array>): Promise<void> {
+    if (this.failure) throw this.failure;
+    const { ctx, feed } = this;
+    if (entry.size > this.spoolThreshold) {
       // A task slot, no bytes: the content goes to disk as it is read.
-      const lease = await ctx.budget.lease(0, local.signal);
+      const lease = await ctx.budget.lease(0, this.signal);
       let job: (() => Promise<PublishResult>) | null;
       try {
         job = await spool(ctx, entry, content);
@@ -169,10 +195,10 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
       return;
     }
     if (entry.size <= BATCH_ITEM_MAX) {
-      await batcher.add(entry.size, content);
+      await this.batcher.add(entry.size, content);
       return;
     }
-    const lease = await ctx.budget.lease(entry.size, local.signal);
+    const lease = await ctx.budget.lease(entry.size, this.signal);
     let buf: Uint8Array | null;
     try {
       buf = await fill(content, entry.size);
@@ -190,49 +216,58 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
       return { id: r.id, size: r.size, written: r.written };
     });
     feed.object(run.finally(lease.release));
-  };
-  let inlined = 0;
+  }
+
+  /** Too many inline bytes wait: the oldest unfinished object may sit in the open batch, so send it, then wait for it. */
+  private async relieve(): Promise<void> {
+    await this.batcher.flush();
+    await this.feed.waitHeldBelow(MAX_HELD_INLINE / 2);
+  }
+}
+
+export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layoutDir: string): Promise<LayerResult> {
+  const what = layerWhat(layer);
+  const present = presentLayer(layer);
+  const name = present.stream;
+  const base = { index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, stream: name };
+  if (await ctx.repo.hasStream(name)) return present;
+
+  const builder = new SplitStreamBuilder(ctx.repo.alg, 'layer');
+  const local = new AbortController();
+  // The first object that fails stops the layer: its reader and every task still waiting.
+  const feed = new OrderedStreamFeed(builder, (e) => {
+    sink.failure ??= e;
+    local.abort();
+  });
+  const abortAll = (): void => local.abort(ctx.signal.reason);
+  if (ctx.signal.aborted) abortAll();
+  else ctx.signal.addEventListener('abort', abortAll, { once: true });
+  const batcher = new SmallFileBatcher({ pool: ctx.pool, budget: ctx.budget, target: ctx.repo.target, alg: ctx.repo.alg, impl: ctx.impl, signal: local.signal, newResult: () => feed.pendingObject() });
+  const sink = new LayerSink(ctx, layer, feed, batcher, local.signal);
   let lt: LayerTar | null = null;
   try {
     lt = await openLayerTar(layoutDir, layer, ctx.limits, local.signal);
     const tar = lt;
-    let entries = 0;
-    const progress = setInterval(() => ctx.onBytes(layer, tar.compressedBytes(), tar.tarBytes(), entries), 100);
+    const progress = setInterval(() => ctx.onBytes(layer, tar.compressedBytes(), tar.tarBytes(), sink.entries), 100);
     try {
-      await splitTar(tar.tar, {
-        inline: (bytes) => {
-          feed.inline(bytes);
-          return feed.heldBytes > MAX_HELD_INLINE ? relieve() : undefined;
-        },
-        smallFile: () => inlined++,
-        entry: () => void entries++,
-        warn: (code, message) => ctx.onWarning(layer, code, message),
-        externalBytes: (entry, bytes) => {
-          if (firstError) throw firstError;
-          // Only what `external` would batch takes the fast path: spooling and single tasks are its.
-          if (entry.size > BATCH_ITEM_MAX || entry.size > spoolThreshold) return external(entry, once(bytes));
-          return batcher.tryAdd(bytes) ? undefined : external(entry, once(bytes));
-        },
-        external,
-        signal: local.signal,
-      });
+      await splitTar(tar.tar, sink);
       await batcher.flush();
       await tar.done;
     } finally {
       clearInterval(progress);
-      ctx.onBytes(layer, tar.compressedBytes(), tar.tarBytes(), entries);
+      ctx.onBytes(layer, tar.compressedBytes(), tar.tarBytes(), sink.entries);
     }
     ctx.onFinishing?.(layer);
     tar.checkDiffId();
     await feed.finish();
-    if (firstError) throw firstError;
-    return { ...base, ...(await publishLayer(ctx, name, builder, feed)), inlined, tarBytes: tar.tarBytes(), compressedBytes: tar.compressedBytes(), blobOpens: 1 };
+    if (sink.failure) throw sink.failure;
+    return { ...base, ...(await publishLayer(ctx, name, builder, feed)), inlined: sink.inlined, tarBytes: tar.tarBytes(), compressedBytes: tar.compressedBytes(), blobOpens: 1 };
   } catch (e) {
     batcher.discard(e);
     lt?.close();
     // Let every task in flight settle before reporting: no worker may still write when we return.
     await feed.settleAll();
-    const err = ctx.signal.aborted ? interrupted(ctx.signal) : (firstError ?? e);
+    const err = ctx.signal.aborted ? interrupted(ctx.signal) : (sink.failure ?? e);
     throw withContext(await rootCause(lt, err, ctx.signal), what);
   } finally {
     ctx.signal.removeEventListener('abort', abortAll);
