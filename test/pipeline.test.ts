@@ -20,6 +20,7 @@ import { Budget } from '../src/pipeline/budget.ts';
 import { LayerScheduler } from '../src/pipeline/import.ts';
 import type { ResolvedLayer } from '../src/oci/layout.ts';
 import { SmallFileBatcher } from '../src/pipeline/batcher.ts';
+import { bufferBytesFor, giveBack, idleBufferBytes, takeBuffer } from '../src/pipeline/buffers.ts';
 import { decodeHeader } from '../src/oci/tar-header.ts';
 import { OrderedStreamFeed, type ObjectSink } from '../src/pipeline/stream-feed.ts';
 import { ChunkReader } from '../src/oci/chunk-reader.ts';
@@ -467,20 +468,51 @@ test('no deadlock: a small file, then a file larger than the byte budget with sp
   }
 });
 
-test('a layer rebuilds byte for byte when batches end inside big files and between thousands of small ones', { timeout: 120_000 }, async () => {
+test('a layer rebuilds byte for byte when batches end inside big files and between thousands of small ones, also from buffers reused', { timeout: 120_000 }, async () => {
   const root = scratch('veritree-pipe-');
   const files: FileSpec[] = [];
   for (let i = 0; i < 3000; i++) files.push({ name: `s/${i}`, size: 1 + ((i * 7919) % 20_000), seed: i });
   files.splice(1000, 0, { name: 'big/a', size: (20 << 20) + 3, seed: 9001 });
   files.splice(2000, 0, { name: 'big/b', size: 8 << 20, seed: 9002 });
   files.push({ name: 'big/c', size: (9 << 20) - 1, seed: 9003 });
+  // Files of 300 KiB to 3 MiB are held in buffers of 1, 2 and 4 MiB that come back for reuse.
+  for (const [i, size] of [300 << 10, (1 << 20) + 1, 3 << 20].entries()) files.splice(500 + i * 700, 0, { name: `mid/${i}`, size, seed: 9100 + i });
   const tar = tarOf(files);
   const layout = layoutOf(join(root, 'l'), [{ tar, gzip: false }]);
-  const repoPath = join(root, 'repo');
-  await importImage(await openRepository(repoPath, { create: true }), `oci:${layout}:t`, { jobs: 2 });
-  await rebuiltMatches(repoPath, [tar]);
-  const deep = await fsck(await openRepository(repoPath), { deep: true });
-  assert.equal(deep.ok, true);
+  // Twice, into two stores: the second import writes into buffers the first one's workers gave back.
+  for (const name of ['repo', 'again']) {
+    const repoPath = join(root, name);
+    await importImage(await openRepository(repoPath, { create: true }), `oci:${layout}:t`, { jobs: 2 });
+    assert.ok(idleBufferBytes() >= 1 << 20, 'the workers gave the batch buffers back');
+    await rebuiltMatches(repoPath, [tar]);
+    const deep = await fsck(await openRepository(repoPath), { deep: true });
+    assert.equal(deep.ok, true);
+  }
+});
+
+test('reusable buffers: a size class per power of two from 1 MiB to 16 MiB; only whole, unshared buffers of a class are kept, up to 32 MiB', () => {
+  assert.equal(bufferBytesFor(1), 1 << 20);
+  assert.equal(bufferBytesFor((1 << 20) + 1), 2 << 20);
+  assert.equal(bufferBytesFor(16 << 20), 16 << 20);
+  assert.equal(bufferBytesFor((16 << 20) + 1), (16 << 20) + 1, 'above the largest class: its own size');
+  const a = takeBuffer(5000);
+  assert.equal(a.length, 5000);
+  assert.equal(a.buffer.byteLength, 1 << 20);
+  const before = idleBufferBytes();
+  giveBack(a);
+  assert.equal(idleBufferBytes(), before + (1 << 20));
+  const b = takeBuffer(100);
+  assert.equal(b.buffer, a.buffer, 'the buffer given back is the next one taken');
+  assert.equal(idleBufferBytes(), before);
+  // Not ours: Node's shared small-buffer pool, a shared buffer, an odd size, a buffer above the classes.
+  giveBack(Buffer.from('x'));
+  giveBack(new Uint8Array(new SharedArrayBuffer(1 << 20)));
+  giveBack(new Uint8Array(3 << 20));
+  giveBack(takeBuffer((16 << 20) + 1));
+  assert.equal(idleBufferBytes(), before);
+  const many = Array.from({ length: 40 }, () => takeBuffer());
+  for (const m of many) giveBack(m);
+  assert.ok(idleBufferBytes() <= 32 << 20, 'idle buffers are capped');
 });
 
 test('no deadlock: one worker, four layers at once, each with small files (open batches hold no slot)', { timeout: 120_000 }, async () => {

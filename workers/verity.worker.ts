@@ -11,6 +11,7 @@ import { writeBatchSync, type PublishResult } from '../src/store/objects.ts';
 import { measureVerity, objectFailureMessage, openRegularSync, strayTmp, verityKnownAbsent } from '../src/store/sys.ts';
 import { RangeHasher, toHex, verityDigest, VerityHasher } from '../src/verity/merkle.ts';
 import { digestFdNative, digestPathNative } from '../src/verity/backends.ts';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
 import type { CopyBatchTask, Failure, TaskResults, VerityTask } from '../src/pipeline/protocol.ts';
 
 const READ_CHUNK = 1 << 20;
@@ -203,6 +204,16 @@ function copyBatch(task: CopyBatchTask): TaskResults['copy-batch'] {
   return { ok: true };
 }
 
+/**
+ * The result, with the task's buffer riding back to the main thread, moved (not copied), for the
+ * next batch to be written into (src/pipeline/buffers.ts). piscina transfers what a returned
+ * object names under its `transferable` symbol when the object went through `move`.
+ */
+function givingBack<R extends object>(data: Uint8Array, result: R): R {
+  // piscina hands the main thread the value, with the transferable moved; the type says neither.
+  return move({ [transferableSymbol]: data.buffer, [valueSymbol]: { ...result, data } }) as unknown as R;
+}
+
 export default async function verityWorker(task: VerityTask): Promise<TaskResults[VerityTask['kind']]> {
   const path = 'path' in task ? task.path : undefined;
   try {
@@ -212,7 +223,7 @@ export default async function verityWorker(task: VerityTask): Promise<TaskResult
       case 'digest-range':
         return await digestRange(task);
       case 'store-buffer':
-        return { ok: true, ...(writeBatchSync(task.target, task.data, Uint32Array.of(task.data.length), task.impl)[0] as PublishResult) };
+        return givingBack(task.data, { ok: true, ...(writeBatchSync(task.target, task.data, Uint32Array.of(task.data.length), task.impl)[0] as PublishResult) });
       case 'verify-dir':
         return verifyDir(task);
       case 'copy-batch':
@@ -224,7 +235,7 @@ export default async function verityWorker(task: VerityTask): Promise<TaskResult
         return { ok: true, tid };
       }
       case 'store-batch':
-        return { ok: true, items: writeBatchSync(task.target, task.data, Uint32Array.from(task.sizes), task.impl) };
+        return givingBack(task.data, { ok: true, items: writeBatchSync(task.target, task.data, Uint32Array.from(task.sizes), task.impl) });
     }
   } catch (e) {
     return failure(e, path);

@@ -13,8 +13,9 @@ import type { HashAlgorithm } from '../verity/constants.ts';
 import type { Budget, Lease } from './budget.ts';
 import type { ObjectSink } from './stream-feed.ts';
 import type { VerityPool } from './pool.ts';
+import { REUSABLE_BYTES, giveBack, takeBuffer } from './buffers.ts';
 
-export const BATCH_BYTES = 1 << 20;
+export const BATCH_BYTES = REUSABLE_BYTES;
 export const BATCH_FILES = 128;
 /** Files up to this size are batched; larger ones are a task of their own. */
 export const BATCH_ITEM_MAX = 256 << 10;
@@ -56,7 +57,7 @@ export class SmallFileBatcher {
     if (!this.buf) {
       // Not zeroed: only the bytes copied in are ever sent. A zeroed 1 MiB per batch cost the
       // main thread more than the copying (a memset, and the kernel clearing fresh pages).
-      this.buf = Buffer.allocUnsafeSlow(BATCH_BYTES);
+      this.buf = takeBuffer();
       this.off = 0;
     }
     return this.buf;
@@ -129,12 +130,17 @@ export class SmallFileBatcher {
       for (const p of pending) p.reject(e);
       throw e;
     }
-    const data = used < buf.length / 2 ? copyOf(buf, used) : buf.subarray(0, used);
+    let data = buf.subarray(0, used);
+    if (used < buf.length / 2) {
+      data = copyOf(buf, used);
+      giveBack(buf);
+    }
     const task = { kind: 'store-batch', target: this.target, data, sizes, alg: this.alg, impl: this.impl } as const;
     this.pool
       .run(task, { transfer: [data.buffer as ArrayBuffer] })
       .then((r) => {
         if (!r.ok) throw new VeritreeError(r.code, r.message, { path: r.path });
+        giveBack(r.data);
         for (let i = 0; i < pending.length; i++) {
           const item = r.items[i];
           if (item) (pending[i] as ObjectSink).resolve(item);
@@ -150,6 +156,7 @@ export class SmallFileBatcher {
   /** Drops a batch not yet sent (the layer failed): its files' results reject with `reason`. */
   discard(reason: unknown): void {
     const pending = this.pending;
+    if (this.buf) giveBack(this.buf);
     this.buf = null;
     this.sizes = [];
     this.pending = [];

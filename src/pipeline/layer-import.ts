@@ -20,6 +20,7 @@ import { BATCH_ITEM_MAX, SmallFileBatcher } from './batcher.ts';
 import { digestLargeFile, SPLIT_THRESHOLD_BYTES } from './digest-files.ts';
 import type { VerityPool } from './pool.ts';
 import { OrderedStreamFeed } from './stream-feed.ts';
+import { bufferBytesFor, giveBack, takeBuffer } from './buffers.ts';
 
 export interface LayerContext {
   repo: Repository;
@@ -65,7 +66,7 @@ async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
 
 async function fill(content: AsyncIterable<Uint8Array>, size: number): Promise<Uint8Array | null> {
   // Not zeroed: it is returned only when every byte was copied in.
-  const buf = Buffer.allocUnsafeSlow(size);
+  const buf = takeBuffer(size);
   let got = 0;
   for await (const v of content) {
     if (got + v.length > size) return null;
@@ -198,7 +199,8 @@ class LayerSink implements SplitSink {
       await this.batcher.add(entry.size, content);
       return;
     }
-    const lease = await ctx.budget.lease(entry.size, this.signal);
+    // The buffer's whole size class counts: the budget bounds memory, not file sizes.
+    const lease = await ctx.budget.lease(bufferBytesFor(entry.size), this.signal);
     let buf: Uint8Array | null;
     try {
       buf = await fill(content, entry.size);
@@ -213,6 +215,7 @@ class LayerSink implements SplitSink {
     const task = { kind: 'store-buffer', target: ctx.repo.target, data: buf, alg: ctx.repo.alg, impl: ctx.impl } as const;
     const run = ctx.pool.run(task, { transfer: [buf.buffer as ArrayBuffer] }).then((r) => {
       if (!r.ok) throw new VeritreeError(r.code, `${r.message} (storing ${entry.path})`, { path: r.path });
+      giveBack(r.data);
       return { id: r.id, size: r.size, written: r.written };
     });
     feed.object(run.finally(lease.release));

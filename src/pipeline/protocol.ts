@@ -116,8 +116,9 @@ export interface Failure {
 
 export type DigestResult = { ok: true; id: string; size: number } | Failure;
 export type RangeResult = { ok: true; level1: Uint8Array } | Failure;
-export type StoreResult = { ok: true; id: string; size: number; written: boolean } | Failure;
-export type StoreBatchResult = { ok: true; items: { id: string; size: number; written: boolean }[] } | Failure;
+/** `data`: the task's buffer, given back (transferred) for the next task to reuse (buffers.ts). */
+export type StoreResult = { ok: true; id: string; size: number; written: boolean; data?: Uint8Array } | Failure;
+export type StoreBatchResult = { ok: true; items: { id: string; size: number; written: boolean }[]; data?: Uint8Array } | Failure;
 
 export interface TaskResults {
   'digest-file': DigestResult;
