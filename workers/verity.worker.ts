@@ -6,12 +6,13 @@
  */
 import { closeSync, constants as fsc, copyFileSync, fchmodSync, fchownSync, futimesSync, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { ERROR_CODES, describeFsError, errnoCode, isVeritreeError, type ErrorCode } from '../src/errors.ts';
 import { writeBatchSync, type PublishResult } from '../src/store/objects.ts';
 import { measureVerity, objectFailureMessage, openRegularSync, strayTmp, verityKnownAbsent } from '../src/store/sys.ts';
 import { RangeHasher, toHex, verityDigest, VerityHasher } from '../src/verity/merkle.ts';
 import { digestFdNative, digestPathNative } from '../src/verity/backends.ts';
-import { move, transferableSymbol, valueSymbol } from 'piscina';
 import type { CopyBatchTask, Failure, TaskResults, VerityTask } from '../src/pipeline/protocol.ts';
 
 const READ_CHUNK = 1 << 20;
@@ -205,13 +206,32 @@ function copyBatch(task: CopyBatchTask): TaskResults['copy-batch'] {
 }
 
 /**
+ * piscina's markers for a returned value whose buffers it moves to the main thread rather than
+ * copies (what its `move()` sets). Read from piscina's own module, which its worker loaded on
+ * this thread before this one: importing piscina whole here cost every worker about 17 ms of its
+ * start. Null if a piscina version has them elsewhere: results then travel without the buffer.
+ */
+const moveMarks = ((): { kMovable: symbol; kTransferable: symbol; kValue: symbol } | null => {
+  try {
+    const require = createRequire(import.meta.url);
+    const m = require(join(dirname(require.resolve('piscina')), 'symbols.js')) as Record<string, unknown>;
+    const { kMovable, kTransferable, kValue } = m;
+    return typeof kMovable === 'symbol' && typeof kTransferable === 'symbol' && typeof kValue === 'symbol' ? { kMovable, kTransferable, kValue } : null;
+  } catch {
+    return null;
+  }
+})();
+
+/**
  * The result, with the task's buffer riding back to the main thread, moved (not copied), for the
- * next batch to be written into (src/pipeline/buffers.ts). piscina transfers what a returned
- * object names under its `transferable` symbol when the object went through `move`.
+ * next batch to be written into (src/pipeline/buffers.ts).
  */
 function givingBack<R extends object>(data: Uint8Array, result: R): R {
-  // piscina hands the main thread the value, with the transferable moved; the type says neither.
-  return move({ [transferableSymbol]: data.buffer, [valueSymbol]: { ...result, data } }) as unknown as R;
+  if (!moveMarks) return result;
+  const carrier = { [moveMarks.kTransferable]: data.buffer, [moveMarks.kValue]: { ...result, data } };
+  Object.defineProperty(carrier, moveMarks.kMovable, { value: true, enumerable: false, configurable: true, writable: true });
+  // piscina hands the main thread the value, with the buffer moved; the type says neither.
+  return carrier as unknown as R;
 }
 
 export default async function verityWorker(task: VerityTask): Promise<TaskResults[VerityTask['kind']]> {

@@ -3,6 +3,8 @@ import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { importImages, openRepository, writeStoreImage, type ImportJob, type ImportSummary, type ImportFailure, type BulkImportReport } from '../../index.ts';
 import { discoverLayouts, applyTagTemplate } from '../../oci/discover.ts';
+import { defaultIoLimit } from '../../pipeline/io-limit.ts';
+import { poolSize, takeEarly } from '../../pipeline/pool.ts';
 import { ERROR_CODES, VeritreeError, isVeritreeError } from '../../errors.ts';
 import type { HashImpl } from '../../verity/backends.ts';
 import { exitStatusFor } from '../exit-codes.ts';
@@ -110,10 +112,13 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
     if (jobs.length === 0) throw new VeritreeError(ERROR_CODES.USAGE, 'nothing to import: give oci:DIR[:REF] sources or --all DIR');
     const single = jobs.length === 1 && !o.all;
     const repo = await openRepository(resolveRepo(o.repo), { create: true, requireVerity: o.requireVerity === true });
+    // The workers main.ts started booting, when they are as many as this import wants.
+    const pool = takeEarly(poolSize({ jobs: o.jobs, ioLimit: o.ioLimit ?? (await defaultIoLimit(repo.root)) }));
     const view = o.progress && !o.json && process.stderr.isTTY ? new ImportProgressView(process.stderr) : null;
     let report: BulkImportReport;
     try {
       report = await importImages(repo, jobs, {
+        pool: pool ?? undefined,
         platform: o.platform,
         jobs: o.jobs,
         ioLimit: o.ioLimit,
@@ -131,6 +136,7 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
       });
     } finally {
       view?.clear();
+      await pool?.close();
     }
     const images = new Map<string, string>();
     let imageFailure: VeritreeError | null = null;
