@@ -97,10 +97,9 @@ export class VerityPool {
  * boot here (an isolate, Node's bootstrap, the worker's modules), and the import command spent
  * about 100 ms loading its modules and reading the layout before it made its pool, one after the
  * other. The CLI starts this one first thing for `import`; the command takes it if the size
- * it settles on is the same, and whatever is not taken is stopped at exit. Measured on 2 cores
- * (CLI wall time, medians of 11-15 interleaved runs): the example image 294 -> 269 ms, a 132 MB
- * layer 839 -> 729 ms; an import with nothing to do (the image already there) pays about 50 ms,
- * the workers' start competing with the main thread for the two cores.
+ * it settles on is the same, and whatever is not taken is stopped at exit. An import with nothing
+ * to do (the image already there) pays for it, about 50 ms on 2 cores, where the workers' start
+ * competes with the main thread (docs/performance.md, session 14).
  */
 let early: VerityPool | null = null;
 
@@ -108,12 +107,12 @@ export function bootEarly(size: number): void {
   early ??= new VerityPool(size);
 }
 
-/** The early pool when it has `size` workers (it is the caller's now); else null, and it is closed. */
+/** The early pool when it has `size` workers (it is the caller's now); else null, and it is stopped. */
 export function takeEarly(size: number): VerityPool | null {
   const p = early;
   early = null;
   if (p && p.size === size) return p;
-  void p?.destroy();
+  p?.destroy().catch(() => undefined);
   return null;
 }
 
