@@ -180,8 +180,6 @@ async function split(r: ChunkReader, sink: SplitSink): Promise<SplitStats> {
  */
 type Phase = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9;
 
-const EMPTY = new Uint8Array(0);
-
 class Splitter {
   private phase: Phase = 0 /* header */;
   readonly stats: SplitStats = { entries: 0, externalFiles: 0, inlineFiles: 0, tarBytes: 0 };
@@ -272,10 +270,13 @@ class Splitter {
           break;
         case 7 /* pad */: {
           const n = paddingOf(this.size);
-          const pad = n === 0 ? EMPTY : r.view(n);
+          if (n === 0) {
+            this.phase = 0 /* header */;
+            break;
+          }
+          const pad = r.view(n);
           if (pad === null) return;
           this.phase = 0 /* header */;
-          if (n === 0) break;
           const p = sink.inline(pad);
           if (p) return p;
           break;

@@ -40,7 +40,8 @@ export function giveBack(view: Uint8Array | undefined): void {
   if (!view) return;
   const ab = view.buffer;
   const bytes = ab.byteLength;
-  if (!(ab instanceof ArrayBuffer) || bytes > MAX_CLASS || bytes < REUSABLE_BYTES || bytes !== bufferBytesFor(bytes) || idle + bytes > MAX_IDLE) return;
+  // A size class is its own bufferBytesFor; anything smaller or between classes is not.
+  if (!(ab instanceof ArrayBuffer) || bytes > MAX_CLASS || bytes !== bufferBytesFor(bytes) || idle + bytes > MAX_IDLE) return;
   let list = free.get(bytes);
   if (!list) free.set(bytes, (list = []));
   list.push(ab);

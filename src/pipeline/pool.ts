@@ -107,12 +107,17 @@ export function bootEarly(size: number): void {
   early ??= new VerityPool(size);
 }
 
-/** The early pool when it has `size` workers (it is the caller's now); else null, and it is stopped. */
-export function takeEarly(size: number): VerityPool | null {
+/**
+ * The early pool when it has as many workers as `size` says (it is the caller's now); else null,
+ * and it is stopped. `size` is asked only when there is an early pool: without one, the caller's
+ * import works out its own size, and would do it twice.
+ */
+export async function takeEarly(size: () => Promise<number>): Promise<VerityPool | null> {
   const p = early;
   early = null;
-  if (p && p.size === size) return p;
-  p?.destroy().catch(() => undefined);
+  if (!p) return null;
+  if (p.size === (await size())) return p;
+  p.destroy().catch(() => undefined);
   return null;
 }
 

@@ -113,7 +113,7 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
     const single = jobs.length === 1 && !o.all;
     const repo = await openRepository(resolveRepo(o.repo), { create: true, requireVerity: o.requireVerity === true });
     // The workers main.ts started booting, when they are as many as this import wants.
-    const pool = takeEarly(poolSize({ jobs: o.jobs, ioLimit: o.ioLimit ?? (await defaultIoLimit(repo.root)) }));
+    const pool = await takeEarly(async () => poolSize({ jobs: o.jobs, ioLimit: o.ioLimit ?? (await defaultIoLimit(repo.root)) }));
     const view = o.progress && !o.json && process.stderr.isTTY ? new ImportProgressView(process.stderr) : null;
     let report: BulkImportReport;
     try {
