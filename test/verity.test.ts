@@ -173,3 +173,75 @@ test('the SHA-256 stream: a copy() asked for while digestHex() is pending still 
     assert.equal(await (await copied).digestHex(), want, `round ${round}`);
   }
 });
+
+test('the SHA-256 stream says when more than a bound is still to hash, and waiting brings it back under (same digest)', async () => {
+  const { createSha256Stream } = await import('../src/verity/sha-stream.ts');
+  const { createHash } = await import('node:crypto');
+  const MiB = 1 << 20;
+  const chunks = Array.from({ length: 48 }, (_, i) => randomBytesSeeded(MiB, 1000 + i));
+  const want = createHash('sha256');
+  const s = createSha256Stream();
+  let waited = 0;
+  for (const c of chunks) {
+    want.update(c);
+    void s.updateInPlace(c);
+    const behind = s.backlogAbove(4 * MiB);
+    if (behind) {
+      waited++;
+      await behind;
+      assert.equal(s.backlogAbove(4 * MiB), null, 'settled, yet still more than the bound behind');
+    }
+  }
+  // Handed over synchronously, 48 MiB outruns any thread: on the pool the caller must have waited.
+  if (resolveImpl('auto') === 'native') assert.ok(waited > 0, 'never asked to wait');
+  assert.equal(await s.digestHex(), want.digest('hex'));
+});
+
+test('a verifying stream takes no more input while its hash is over the bound behind, and passes each chunk on at once', async () => {
+  const { passBehindHash } = await import('../src/oci/blob.ts');
+  const { HASH_BACKLOG_BYTES } = await import('../src/verity/sha-stream.ts');
+  const { Transform, Readable } = await import('node:stream');
+  const MiB = 1 << 20;
+  // A hash that finishes only when told: its backlog is what the test says.
+  let backlog = 0;
+  let release: (() => void) | null = null;
+  const hash = {
+    update: () => undefined,
+    updateInPlace: (d: Uint8Array) => {
+      backlog += d.length;
+      return Promise.resolve();
+    },
+    backlogAbove: (max: number) => (backlog <= max ? null : new Promise<void>((r) => (release = r))),
+    digestHex: () => Promise.resolve(''),
+    copy: () => Promise.reject(new Error('unused')),
+  };
+  const t = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      void hash.updateInPlace(chunk);
+      passBehindHash(this, hash, chunk, cb);
+    },
+  });
+  let produced = 0;
+  const src = new Readable({
+    read() {
+      this.push(produced++ < 64 ? Buffer.alloc(MiB) : null);
+    },
+  });
+  let passed = 0;
+  t.on('data', (c: Buffer) => (passed += c.length));
+  src.pipe(t);
+  for (let step = 0; step < 20; step++) await new Promise((r) => setImmediate(r));
+  // Stopped just past the bound, and what it took went on downstream.
+  assert.equal(backlog, HASH_BACKLOG_BYTES + MiB);
+  assert.equal(passed, backlog);
+  assert.ok(produced < 64, `read ${produced} chunks ahead of the hash`);
+  // The hash catches up: the stream takes input again and runs to the end.
+  const ended = new Promise((r) => t.on('end', r));
+  const pump = setInterval(() => {
+    backlog = 0;
+    release?.();
+  }, 1);
+  await ended;
+  clearInterval(pump);
+  assert.equal(passed, 64 * MiB);
+});

@@ -4,7 +4,7 @@
  * @module
  */
 import { createHash } from 'node:crypto';
-import { createSha256Stream, type ShaStream } from '../verity/sha-stream.ts';
+import { createSha256Stream, HASH_BACKLOG_BYTES, type ShaStream } from '../verity/sha-stream.ts';
 import { constants as fsc } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -125,6 +125,17 @@ export function parseJson<T>(buf: Buffer, what: string, path?: string): T {
 /** The most of a blob's rest hashed after a failure to tell whether the blob itself is damaged. */
 export const MAX_REMAINDER_CHECK = 256 << 20;
 
+/**
+ * Hands `chunk` on at once, but takes the next only when the hash is at most HASH_BACKLOG_BYTES
+ * behind: a read faster than the hash must wait for it, not queue the blob in memory.
+ */
+export function passBehindHash(stream: Transform, hash: ShaStream, chunk: Buffer, cb: TransformCallback): void {
+  stream.push(chunk);
+  const wait = hash.backlogAbove(HASH_BACKLOG_BYTES);
+  if (wait) void wait.then(() => cb());
+  else cb();
+}
+
 /** Passes bytes through, hashing and counting them; fails at the first byte past the size, and at the end on any mismatch. */
 export class VerifyingStream extends Transform {
   private readonly hash: ShaStream = createSha256Stream();
@@ -151,7 +162,7 @@ export class VerifyingStream extends Transform {
     // Hashed where it lies (no copy): the read stream gives each chunk a buffer of its own, and
     // nothing downstream writes to it or transfers it (file contents are copied out of it).
     void this.hash.updateInPlace(chunk);
-    cb(null, chunk);
+    passBehindHash(this, this.hash, chunk, cb);
   }
 
   /**
@@ -186,6 +197,8 @@ export class VerifyingStream extends Transform {
         if (bytesRead === 0) return sizeMismatch(this.what, this.desc, pos, this.path);
         hash.update(buf.subarray(0, bytesRead));
         pos += bytesRead;
+        const behind = hash.backlogAbove(HASH_BACKLOG_BYTES);
+        if (behind) await behind;
       }
     } finally {
       await fh.close();

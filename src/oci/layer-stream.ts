@@ -10,7 +10,7 @@ import { pipeline, Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { createZstdDecoder } from '../codec/zstd.ts';
 import { ERROR_CODES, VeritreeError, interrupted } from '../errors.ts';
-import { digestHex, openVerifiedBlob, type VerifyingStream } from './blob.ts';
+import { digestHex, openVerifiedBlob, passBehindHash, type VerifyingStream } from './blob.ts';
 import type { ResolvedLayer } from './layout.ts';
 import { sniffCompression, type Compression } from './media-types.ts';
 
@@ -77,8 +77,12 @@ class DiffIdStream extends Transform {
     }
     // Hashed where it lies, as the blob is: each decoder output chunk is a buffer of its own
     // (ChunkReader relies on the same), and nothing downstream writes to one.
-    if (!this.sameAsBlob) void this.hash.updateInPlace(chunk);
-    cb(null, chunk);
+    if (this.sameAsBlob) {
+      cb(null, chunk);
+      return;
+    }
+    void this.hash.updateInPlace(chunk);
+    passBehindHash(this, this.hash, chunk, cb);
   }
 
   override _flush(cb: TransformCallback): void {

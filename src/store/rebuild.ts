@@ -8,7 +8,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { throwIfAborted } from '../errors.ts';
 import { stopFlag } from '../native-addon.ts';
 import { digestSize } from '../verity/constants.ts';
-import { createSha256Stream } from '../verity/sha-stream.ts';
+import { createSha256Stream, HASH_BACKLOG_BYTES } from '../verity/sha-stream.ts';
 import { assembler, nativeOpenError, openRegular, readAll, readSmallRegular, TOO_BIG, type AssembledBatch } from './sys.ts';
 import type { Repository } from './repository.ts';
 import { objectRefTable, readHeader, readRefs, SegmentSource, streamChunks, type SegmentRun, type StreamChunk } from './splitstream.ts';
@@ -189,6 +189,8 @@ export async function rebuildHashed(repo: Repository, streamObject: Uint8Array, 
   for await (const chunk of rebuildBytes(repo, streamObject)) {
     throwIfAborted(opts.signal);
     sha.update(chunk);
+    const behind = sha.backlogAbove(HASH_BACKLOG_BYTES);
+    if (behind) await behind;
     bytes += chunk.length;
     opts.onBytes?.(bytes);
     if (!sink) continue;

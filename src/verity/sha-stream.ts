@@ -4,12 +4,19 @@
  * which splits the tar, does not spend a core-second per GB on it. The bytes are copied into
  * blocks of 1 MiB that this object owns (the caller may reuse its buffer at once), and the blocks
  * are hashed one after another, in order. Without the kernel: node:crypto, on the calling thread.
+ *
+ * Nothing here waits for the pool: a caller that feeds bytes faster than one thread hashes them
+ * asks `backlogAbove` and waits when it must. Without that, a cached blob read at 1 GB/s while
+ * the pool was busy kept 660 MiB of chunks queued for the hash (the 2 GiB file of memory.test).
  * @module
  */
 import { createHash, type Hash } from 'node:crypto';
 import { loadNativeKernel } from './backends.ts';
 
 const BLOCK = 1 << 20;
+
+/** How far a stream's readers let the hash fall behind: enough for the pool's hiccups, no more. */
+export const HASH_BACKLOG_BYTES = 16 << 20;
 
 export interface ShaStream {
   update(data: Uint8Array): void;
@@ -18,6 +25,11 @@ export interface ShaStream {
    * settles (a batch of a rebuilt layer, hashed while the next is read).
    */
   updateInPlace(data: Uint8Array): Promise<void>;
+  /**
+   * Null when at most `maxBytes` handed over are still to be hashed; else a promise that settles
+   * (never rejects: a failed job fails the digest) once that holds again.
+   */
+  backlogAbove(maxBytes: number): Promise<void> | null;
   /** The digest of everything updated so far (the stream is finished). */
   digestHex(): Promise<string>;
   /** An independent stream that has seen what this one has. */
@@ -29,6 +41,8 @@ export function createSha256Stream(): ShaStream {
   if (k?.shaCtxSize && k.shaInit && k.shaUpdate && k.shaFinal) return new PooledSha256(null);
   return new NodeSha256(createHash('sha256'));
 }
+
+function ignore(): void {}
 
 class NodeSha256 implements ShaStream {
   private readonly hash: Hash;
@@ -44,6 +58,10 @@ class NodeSha256 implements ShaStream {
   updateInPlace(data: Uint8Array): Promise<void> {
     this.hash.update(data);
     return Promise.resolve();
+  }
+
+  backlogAbove(): null {
+    return null;
   }
 
   digestHex(): Promise<string> {
@@ -65,6 +83,9 @@ class PooledSha256 implements ShaStream {
   private used = 0;
   /** The last update handed to the pool; each waits for the one before. */
   private chain: Promise<void> = Promise.resolve();
+  /** The jobs not yet settled, oldest first (they settle in that order), and their bytes. */
+  private readonly queue: { done: Promise<void>; bytes: number }[] = [];
+  private queued = 0;
 
   /** `from`: the state to continue from, and the bytes not yet sent (copy()). */
   constructor(from: { ctx: Uint8Array; pending: Uint8Array } | null) {
@@ -91,11 +112,18 @@ class PooledSha256 implements ShaStream {
 
   updateInPlace(data: Uint8Array): Promise<void> {
     this.send();
-    const ctx = this.ctx;
-    const done = this.chain.then(() => this.k.shaUpdate(ctx, data));
-    this.chain = done;
-    this.chain.catch(() => undefined);
-    return done;
+    return this.enqueue(data);
+  }
+
+  backlogAbove(maxBytes: number): Promise<void> | null {
+    if (this.queued <= maxBytes) return null;
+    // The jobs run in order: once the first whose end leaves at most maxBytes behind it settles.
+    let rest = this.queued;
+    for (const job of this.queue) {
+      rest -= job.bytes;
+      if (rest <= maxBytes) return job.done.then(ignore, ignore);
+    }
+    return this.chain.then(ignore, ignore);
   }
 
   private send(): void {
@@ -104,9 +132,22 @@ class PooledSha256 implements ShaStream {
     // The block now belongs to the job; the next bytes go to a fresh one.
     this.block = Buffer.allocUnsafeSlow(BLOCK);
     this.used = 0;
+    void this.enqueue(full);
+  }
+
+  private enqueue(data: Uint8Array): Promise<void> {
     const ctx = this.ctx;
-    this.chain = this.chain.then(() => this.k.shaUpdate(ctx, full));
-    this.chain.catch(() => undefined);
+    const done = this.chain.then(() => this.k.shaUpdate(ctx, data));
+    const job = { done, bytes: data.length };
+    this.chain = done;
+    this.queue.push(job);
+    this.queued += job.bytes;
+    const settled = (): void => {
+      this.queue.shift();
+      this.queued -= job.bytes;
+    };
+    done.then(settled, settled);
+    return done;
   }
 
   async digestHex(): Promise<string> {
