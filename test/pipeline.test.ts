@@ -695,10 +695,10 @@ test('LayerScheduler: largest first, at most `limit` at once, each diff_id read 
   });
   const layer = (id: string, size: number): ResolvedLayer => ({ index: 0, diffId: id, descriptor: { mediaType: 'x', digest: id, size }, compression: 'none' }) as unknown as ResolvedLayer;
   sched.plan([
-    { layer: layer('small', 10), layoutDir: '', image: 0 },
-    { layer: layer('big', 1000), layoutDir: '', image: 0 },
-    { layer: layer('mid', 100), layoutDir: '', image: 1 },
-    { layer: layer('big', 1000), layoutDir: '', image: 1 },
+    { layer: layer('small', 10), layout: '', image: 0 },
+    { layer: layer('big', 1000), layout: '', image: 0 },
+    { layer: layer('mid', 100), layout: '', image: 1 },
+    { layer: layer('big', 1000), layout: '', image: 1 },
   ]);
   await tick();
   assert.deepEqual(started, ['big', 'mid'], 'the two largest start first; the shared one once');

@@ -5,12 +5,10 @@
  */
 import { createHash } from 'node:crypto';
 import { createSha256Stream, HASH_BACKLOG_BYTES, type ShaStream } from '../verity/sha-stream.ts';
-import { constants as fsc } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
-import { Transform, type TransformCallback } from 'node:stream';
-import { ERROR_CODES, VeritreeError, errnoCode, throwIfAborted } from '../errors.ts';
-import { describeKind } from '../store/sys.ts';
+import type { FileHandle } from 'node:fs/promises';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { ERROR_CODES, VeritreeError, throwIfAborted } from '../errors.ts';
+import { missing, openInLayout, type LayoutLocation, type LayoutRegion } from './layout-files.ts';
 
 export interface Descriptor {
   mediaType: string;
@@ -31,8 +29,9 @@ export function digestHex(d: string, what: string): string {
   return m[1];
 }
 
-export function blobPath(layoutDir: string, digest: string, what: string): string {
-  return join(layoutDir, 'blobs', 'sha256', digestHex(digest, what));
+/** The blob's name in its layout: blobs/sha256/HEX. */
+export function blobName(digest: string, what: string): string {
+  return `blobs/sha256/${digestHex(digest, what)}`;
 }
 
 export function assertDescriptor(d: unknown, what: string): asserts d is Descriptor {
@@ -40,31 +39,6 @@ export function assertDescriptor(d: unknown, what: string): asserts d is Descrip
   if (!o || typeof o !== 'object' || typeof o.digest !== 'string' || typeof o.size !== 'number' || !Number.isSafeInteger(o.size) || o.size < 0 || typeof o.mediaType !== 'string') {
     throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${what}: not a valid descriptor (needs mediaType, digest, size)`);
   }
-}
-
-function missing(path: string, what: string, e: unknown): VeritreeError {
-  if (errnoCode(e) === 'ENOENT') return new VeritreeError(ERROR_CODES.OCI_BLOB_MISSING, `${what}: blob ${path} is missing`, { path, cause: e });
-  return new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${what}: cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`, { path, cause: e });
-}
-
-/**
- * Opens a file of the layout without ever blocking (O_NONBLOCK: a FIFO opens at once) and
- * refuses anything that is not a regular file: a FIFO, a device (/dev/zero), a folder. A symlink
- * to a regular file is followed: its bytes are checked against the digest like any other.
- */
-export async function openLayoutFile(path: string, what: string): Promise<FileHandle> {
-  let fh: FileHandle;
-  try {
-    fh = await open(path, fsc.O_RDONLY | fsc.O_NONBLOCK);
-  } catch (e) {
-    throw missing(path, what, e);
-  }
-  const st = await fh.stat();
-  if (!st.isFile()) {
-    await fh.close();
-    throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${what}: ${path} is ${describeKind(st)}, not a regular file`, { path });
-  }
-  return fh;
 }
 
 function mismatch(what: string, d: Descriptor, foundHex: string, path: string): VeritreeError {
@@ -84,18 +58,22 @@ function sizeMismatch(what: string, d: Descriptor, found: number | string, path:
 }
 
 /** A whole small blob, checked against its descriptor. */
-export async function readVerifiedBlob(layoutDir: string, d: Descriptor, what: string, max = MAX_JSON_BLOB): Promise<Buffer> {
-  const path = blobPath(layoutDir, d.digest, what);
-  if (d.size > max) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${what}: ${d.size} bytes is over the ${max}-byte limit for JSON blobs`, { path });
+export async function readVerifiedBlob(layout: LayoutLocation, d: Descriptor, what: string, max = MAX_JSON_BLOB): Promise<Buffer> {
+  const name = blobName(d.digest, what);
+  if (d.size > max) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${what}: ${d.size} bytes is over the ${max}-byte limit for JSON blobs`, { path: name });
   let buf: Buffer;
+  let path = name;
   try {
-    const fh = await openLayoutFile(path, what);
+    const region = await openInLayout(layout, name, what);
+    const { fh, start } = region;
+    path = region.path;
     try {
       // Read one byte more than promised, to tell "exact" from "longer" without reading a huge file.
-      buf = Buffer.alloc(d.size + 1);
+      buf = Buffer.alloc(Math.min(d.size + 1, region.bound ?? Infinity));
       let got = 0;
       for (;;) {
-        const { bytesRead } = await fh.read(buf, got, buf.length - got, got);
+        if (got === buf.length) break;
+        const { bytesRead } = await fh.read(buf, got, buf.length - got, start + got);
         if (bytesRead === 0) break;
         got += bytesRead;
         if (got === buf.length) break;
@@ -141,15 +119,17 @@ export class VerifyingStream extends Transform {
   private readonly hash: ShaStream = createSha256Stream();
   private readonly desc: Descriptor;
   private readonly what: string;
+  private readonly layout: LayoutLocation;
   private readonly path: string;
   bytes = 0;
   /** The blob's SHA-256, once it has been read to the end. */
   digestHexFound = '';
 
-  constructor(desc: Descriptor, what: string, path: string) {
+  constructor(desc: Descriptor, what: string, layout: LayoutLocation, path: string) {
     super();
     this.desc = desc;
     this.what = what;
+    this.layout = layout;
     this.path = path;
   }
 
@@ -181,19 +161,20 @@ export class VerifyingStream extends Transform {
     // Where the stream stopped and its hash there, taken together.
     const from = this.bytes;
     const hash = await this.hash.copy();
-    let fh: FileHandle;
+    let region: LayoutRegion;
     try {
-      fh = await openLayoutFile(this.path, this.what);
+      region = await openInLayout(this.layout, blobName(this.desc.digest, this.what), this.what);
     } catch (e) {
       return e instanceof VeritreeError ? e : missing(this.path, this.what, e);
     }
+    const { fh, start } = region;
     try {
-      const st = await fh.stat();
-      if (st.size !== this.desc.size) return sizeMismatch(this.what, this.desc, st.size, this.path);
+      const size = region.bound ?? (await fh.stat()).size;
+      if (size !== this.desc.size) return sizeMismatch(this.what, this.desc, size, this.path);
       const buf = Buffer.allocUnsafe(1 << 20);
       for (let pos = from; pos < this.desc.size; ) {
         throwIfAborted(signal);
-        const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, this.desc.size - pos), pos);
+        const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, this.desc.size - pos), start + pos);
         if (bytesRead === 0) return sizeMismatch(this.what, this.desc, pos, this.path);
         hash.update(buf.subarray(0, bytesRead));
         pos += bytesRead;
@@ -222,18 +203,30 @@ export class VerifyingStream extends Transform {
 
 /**
  * The blob's bytes as a stream, plus the verifier that checks them (and counts them for progress).
- * A blob whose size on disk is not the descriptor's is refused before a byte is read.
+ * A blob whose size on disk is not the descriptor's is refused before a byte is read. The caller
+ * closes the region's descriptor through the stream (destroy) or after it ends.
  */
-export async function openVerifiedBlob(layoutDir: string, d: Descriptor, what: string): Promise<{ fh: FileHandle; stream: NodeJS.ReadableStream & { destroy(e?: Error): void }; verifier: VerifyingStream; path: string }> {
-  const path = blobPath(layoutDir, d.digest, what);
-  const fh = await openLayoutFile(path, what);
+export async function openVerifiedBlob(layout: LayoutLocation, d: Descriptor, what: string): Promise<{ region: LayoutRegion; stream: NodeJS.ReadableStream & { destroy(e?: Error): void }; verifier: VerifyingStream }> {
+  const region = await openInLayout(layout, blobName(d.digest, what), what);
+  const { fh, path, start, bound } = region;
   try {
-    const st = await fh.stat();
-    if (st.size !== d.size) throw sizeMismatch(what, d, st.size, path);
+    const size = bound ?? (await fh.stat()).size;
+    if (size !== d.size) throw sizeMismatch(what, d, size, path);
   } catch (e) {
     await fh.close();
     throw e;
   }
-  const stream = fh.createReadStream({ highWaterMark: 1 << 20, start: 0 });
-  return { fh, stream, verifier: new VerifyingStream(d, what, path), path };
+  // An archive's entry ends where the next one's header begins: read to the entry's end only.
+  const stream =
+    bound === 0
+      ? emptyOver(fh)
+      : fh.createReadStream({ highWaterMark: 1 << 20, start, ...(bound === null ? {} : { end: start + bound - 1 }) });
+  return { region, stream, verifier: new VerifyingStream(d, what, layout, path) };
+}
+
+/** No bytes, closing `fh` when done, as a read stream would (a read stream cannot read none). */
+function emptyOver(fh: FileHandle): Readable {
+  const r = Readable.from([]);
+  r.once('close', () => void fh.close().catch(() => undefined));
+  return r;
 }

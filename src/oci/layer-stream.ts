@@ -5,7 +5,7 @@
  * @module
  */
 import { createSha256Stream } from '../verity/sha-stream.ts';
-import type { FileHandle } from 'node:fs/promises';
+import type { LayoutLocation, LayoutRegion } from './layout-files.ts';
 import { pipeline, Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { createZstdDecoder } from '../codec/zstd.ts';
@@ -32,9 +32,9 @@ export function layerWhat(layer: ResolvedLayer): string {
   return `layer ${layer.index + 1} (${layer.descriptor.digest})`;
 }
 
-async function sniff(fh: FileHandle): Promise<Compression | null> {
-  const head = new Uint8Array(4);
-  const { bytesRead } = await fh.read(head, 0, 4, 0);
+async function sniff({ fh, start, bound }: LayoutRegion): Promise<Compression | null> {
+  const head = new Uint8Array(Math.min(4, bound ?? 4));
+  const { bytesRead } = head.length === 0 ? { bytesRead: 0 } : await fh.read(head, 0, head.length, start);
   return bytesRead === 0 ? null : sniffCompression(head.subarray(0, bytesRead));
 }
 
@@ -116,12 +116,12 @@ export interface LayerTar {
   close(): void;
 }
 
-export async function openLayerTar(layoutDir: string, layer: ResolvedLayer, limits: LayerLimits = DEFAULT_LAYER_LIMITS, signal?: AbortSignal): Promise<LayerTar> {
+export async function openLayerTar(layout: LayoutLocation, layer: ResolvedLayer, limits: LayerLimits = DEFAULT_LAYER_LIMITS, signal?: AbortSignal): Promise<LayerTar> {
   const what = layerWhat(layer);
-  const { fh, stream, verifier } = await openVerifiedBlob(layoutDir, layer.descriptor, what);
+  const { region, stream, verifier } = await openVerifiedBlob(layout, layer.descriptor, what);
   let found: Compression | null;
   try {
-    found = await sniff(fh);
+    found = await sniff(region);
   } catch (e) {
     stream.destroy();
     throw e;

@@ -1,12 +1,14 @@
 /**
- * Resolving `oci:DIR[:REF]` to one image: the layout's index.json, nested indexes (the host's
+ * Resolving `oci:DIR[:REF]` or `oci-archive:FILE[:REF]` to one image: the layout's index.json, nested indexes (the host's
  * platform, or --platform), the manifest and the config, each verified against its descriptor.
  * @module
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ERROR_CODES, VeritreeError, errnoCode } from '../errors.ts';
-import { MAX_JSON_BLOB, assertDescriptor, digestHex, openLayoutFile, parseJson, readVerifiedBlob, type Descriptor } from './blob.ts';
+import { scanOciArchive } from './archive.ts';
+import { MAX_JSON_BLOB, assertDescriptor, digestHex, parseJson, readVerifiedBlob, type Descriptor } from './blob.ts';
+import { layoutShown, openInLayout, type LayoutLocation } from './layout-files.ts';
 import { readAll } from '../store/sys.ts';
 import { isConfigType, isIndexType, isManifestType, layerCompression, type Compression } from './media-types.ts';
 
@@ -17,7 +19,9 @@ const MAX_INDEX_DEPTH = 8;
 export const MAX_LAYERS = 500;
 
 export interface OciSource {
-  dir: string;
+  /** The layout's folder, or with `archive`, the tar file that holds it. */
+  path: string;
+  archive: boolean;
   ref: string | undefined;
 }
 
@@ -49,7 +53,7 @@ export interface ResolvedLayer {
 }
 
 export interface ResolvedImage {
-  layoutDir: string;
+  layout: LayoutLocation;
   /** The REF asked for, else the chosen image's ref.name annotation. */
   ref: string | undefined;
   manifestDescriptor: Descriptor;
@@ -63,14 +67,17 @@ interface IndexJson {
   manifests?: unknown[];
 }
 
-/** `oci:DIR[:REF]`. The path ends at the first ':' after the prefix, as in skopeo. */
+/** `oci:DIR[:REF]` or `oci-archive:FILE[:REF]`. The path ends at the first ':' after the prefix, as in skopeo. */
 export function parseSource(spec: string): OciSource {
-  if (!spec.startsWith('oci:') || spec.length === 4) {
-    throw new VeritreeError(ERROR_CODES.USAGE, `source ${JSON.stringify(spec)}: expected oci:DIR[:REF]`);
+  const archive = spec.startsWith('oci-archive:');
+  const prefix = archive ? 'oci-archive:' : 'oci:';
+  if (!spec.startsWith(prefix) || spec.length === prefix.length) {
+    throw new VeritreeError(ERROR_CODES.USAGE, `source ${JSON.stringify(spec)}: expected oci:DIR[:REF] or oci-archive:FILE[:REF]`);
   }
-  const rest = spec.slice(4);
+  const rest = spec.slice(prefix.length);
   const colon = rest.indexOf(':');
-  return colon < 0 ? { dir: rest, ref: undefined } : { dir: rest.slice(0, colon), ref: rest.slice(colon + 1) || undefined };
+  const path = colon < 0 ? rest : rest.slice(0, colon);
+  return { path, archive, ref: colon < 0 ? undefined : rest.slice(colon + 1) || undefined };
 }
 
 const ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64', loong64: 'loong64' };
@@ -91,12 +98,12 @@ function platformString(p: Descriptor['platform']): string {
 }
 
 /** A JSON file of the layout: a regular file (never a FIFO), its size checked before it is read. */
-async function readSmallLayoutFile(path: string, what: string): Promise<Buffer> {
-  const fh = await openLayoutFile(path, what);
+async function readSmallLayoutFile(layout: LayoutLocation, name: string): Promise<Buffer> {
+  const { fh, path, start, bound } = await openInLayout(layout, name, name);
   try {
-    const { size } = await fh.stat();
+    const size = bound ?? (await fh.stat()).size;
     if (size > MAX_JSON_BLOB) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${path}: ${size} bytes is over the ${MAX_JSON_BLOB}-byte limit for JSON`, { path });
-    return await readAll(fh, size);
+    return await readAll(fh, size, start);
   } catch (e) {
     if (e instanceof VeritreeError) throw e;
     throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${path} cannot be read: ${e instanceof Error ? e.message : String(e)}`, { path, cause: e });
@@ -105,12 +112,14 @@ async function readSmallLayoutFile(path: string, what: string): Promise<Buffer> 
   }
 }
 
-async function readIndexJson(dir: string): Promise<IndexJson> {
-  const layoutFile = join(dir, 'oci-layout');
+async function readIndexJson(layout: LayoutLocation): Promise<IndexJson> {
+  const dir = layoutShown(layout);
+  const layoutFile = typeof layout === 'string' ? join(dir, 'oci-layout') : `${dir}:oci-layout`;
   let text: string;
   try {
-    text = (await readSmallLayoutFile(layoutFile, 'oci-layout')).toString('utf8');
+    text = (await readSmallLayoutFile(layout, 'oci-layout')).toString('utf8');
   } catch (e) {
+    if (typeof layout !== 'string') throw e;
     const folder = await stat(dir).catch(() => null);
     if (!folder) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${dir}: no such folder`, { path: dir, cause: e });
     if (!folder.isDirectory()) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${dir} is not a folder (an OCI image layout is a folder)`, { path: dir, cause: e });
@@ -118,8 +127,8 @@ async function readIndexJson(dir: string): Promise<IndexJson> {
     throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${dir} is not an OCI image layout: it ${why}`, { path: dir, cause: e });
   }
   parseJson(Buffer.from(text), `${layoutFile}`, layoutFile);
-  const indexPath = join(dir, 'index.json');
-  const raw = await readSmallLayoutFile(indexPath, 'index.json');
+  const indexPath = typeof layout === 'string' ? join(dir, 'index.json') : `${dir}:index.json`;
+  const raw = await readSmallLayoutFile(layout, 'index.json');
   const index = parseJson<IndexJson>(raw, indexPath, indexPath);
   if (!index || typeof index !== 'object' || !Array.isArray(index.manifests)) {
     throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${indexPath} has no "manifests" array`, { path: indexPath });
@@ -142,7 +151,7 @@ function pickByPlatform(cands: Descriptor[], want: Platform, what: string): Desc
   return chosen;
 }
 
-async function descend(dir: string, d: Descriptor, platform: Platform, seen: Set<string>, depth: number): Promise<Descriptor> {
+async function descend(dir: LayoutLocation, d: Descriptor, platform: Platform, seen: Set<string>, depth: number): Promise<Descriptor> {
   if (!isIndexType(d.mediaType)) return d;
   if (seen.has(d.digest)) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `image index ${d.digest} refers back to itself`);
   if (depth >= MAX_INDEX_DEPTH) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `image indexes nest deeper than ${MAX_INDEX_DEPTH}`);
@@ -157,9 +166,11 @@ async function descend(dir: string, d: Descriptor, platform: Platform, seen: Set
 }
 
 /** Resolves the source to one verified manifest and config. @throws VeritreeError OCI_* */
-export async function resolveImage(src: OciSource, opts: { platform?: Platform | undefined } = {}): Promise<ResolvedImage> {
+export async function resolveImage(src: OciSource, opts: { platform?: Platform | undefined; signal?: AbortSignal | undefined } = {}): Promise<ResolvedImage> {
   const platform = opts.platform ?? hostPlatform();
-  const index = await readIndexJson(src.dir);
+  const layout: LayoutLocation = src.archive ? await scanOciArchive(src.path, opts.signal) : src.path;
+  const shownAs = src.path;
+  const index = await readIndexJson(layout);
   const all = (index.manifests ?? []).map((m, i) => {
     assertDescriptor(m, `index.json entry ${i}`);
     return m;
@@ -169,21 +180,21 @@ export async function resolveImage(src: OciSource, opts: { platform?: Platform |
   if (src.ref !== undefined) {
     cands = all.filter((d) => d.annotations?.[REF_ANNOTATION] === src.ref);
     if (cands.length === 0) {
-      throw new VeritreeError(ERROR_CODES.OCI_REF_NOT_FOUND, `${src.dir} has no image named ${JSON.stringify(src.ref)} (refs: ${refs.join(', ') || 'none'})`);
+      throw new VeritreeError(ERROR_CODES.OCI_REF_NOT_FOUND, `${shownAs} has no image named ${JSON.stringify(src.ref)} (refs: ${refs.join(', ') || 'none'})`);
     }
   } else if (all.length !== 1) {
     throw new VeritreeError(
       ERROR_CODES.OCI_REF_NOT_FOUND,
-      all.length === 0 ? `${src.dir} holds no image` : `${src.dir} holds ${all.length} images: name one as oci:${src.dir}:REF (refs: ${refs.join(', ') || 'none'})`
+      all.length === 0 ? `${shownAs} holds no image` : `${shownAs} holds ${all.length} images: name one as ${src.archive ? 'oci-archive' : 'oci'}:${shownAs}:REF (refs: ${refs.join(', ') || 'none'})`
     );
   }
-  const top = cands.length === 1 ? (cands[0] as Descriptor) : pickByPlatform(cands, platform, `${src.dir}:${src.ref ?? ''}`);
-  const manifestDescriptor = await descend(src.dir, top, platform, new Set(), 0);
+  const top = cands.length === 1 ? (cands[0] as Descriptor) : pickByPlatform(cands, platform, `${shownAs}:${src.ref ?? ''}`);
+  const manifestDescriptor = await descend(layout, top, platform, new Set(), 0);
   if (manifestDescriptor.mediaType && !isManifestType(manifestDescriptor.mediaType)) {
     throw new VeritreeError(ERROR_CODES.OCI_MEDIA_TYPE_UNSUPPORTED, `manifest ${manifestDescriptor.digest}: unsupported media type ${manifestDescriptor.mediaType}`);
   }
   const mwhat = `manifest ${manifestDescriptor.digest}`;
-  const manifestBytes = await readVerifiedBlob(src.dir, manifestDescriptor, mwhat);
+  const manifestBytes = await readVerifiedBlob(layout, manifestDescriptor, mwhat);
   const manifest = parseJson<ImageManifest>(manifestBytes, mwhat);
   assertDescriptor(manifest.config, `${mwhat} config`);
   if (!Array.isArray(manifest.layers)) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${mwhat} has no "layers" array`);
@@ -194,7 +205,7 @@ export async function resolveImage(src: OciSource, opts: { platform?: Platform |
     throw new VeritreeError(ERROR_CODES.OCI_MEDIA_TYPE_UNSUPPORTED, `${mwhat}: unsupported config media type ${manifest.config.mediaType}`);
   }
   const cwhat = `config ${manifest.config.digest}`;
-  const configBytes = await readVerifiedBlob(src.dir, manifest.config, cwhat);
+  const configBytes = await readVerifiedBlob(layout, manifest.config, cwhat);
   const config = parseJson<ImageConfig>(configBytes, cwhat);
   const diffIds = config.rootfs?.diff_ids;
   if (!Array.isArray(diffIds) || diffIds.length !== manifest.layers.length) {
@@ -215,5 +226,5 @@ export async function resolveImage(src: OciSource, opts: { platform?: Platform |
     return { descriptor: l, compression, diffId, index: i };
   });
   const ref = src.ref ?? top.annotations?.[REF_ANNOTATION];
-  return { layoutDir: src.dir, ref, manifestDescriptor, manifestBytes, configDescriptor: manifest.config, configBytes, layers };
+  return { layout, ref, manifestDescriptor, manifestBytes, configDescriptor: manifest.config, configBytes, layers };
 }

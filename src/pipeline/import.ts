@@ -9,9 +9,9 @@
  * @module
  */
 import { availableParallelism } from 'node:os';
-import { basename, resolve } from 'node:path';
 import { ERROR_CODES, VeritreeError, isVeritreeError, type ErrorCode } from '../errors.ts';
 import { digestHex } from '../oci/blob.ts';
+import { layoutLabel, type LayoutLocation } from '../oci/layout-files.ts';
 import { parsePlatform, parseSource, resolveImage, type ResolvedImage, type ResolvedLayer } from '../oci/layout.ts';
 import { DEFAULT_LAYER_LIMITS, type LayerLimits } from '../oci/layer-stream.ts';
 import type { TarWarningCode } from '../oci/tar-split.ts';
@@ -168,7 +168,7 @@ async function writeJsonStream(repo: Repository, impl: HashImpl, kind: 'config' 
 }
 
 function defaultTag(image: ResolvedImage): string {
-  return image.ref ?? basename(resolve(image.layoutDir));
+  return image.ref ?? layoutLabel(image.layout);
 }
 
 function failure(source: string, tag: string | undefined, e: unknown): ImportFailure {
@@ -185,25 +185,25 @@ export class LayerScheduler {
   private readonly flights = new Map<string, Promise<LayerResult>>();
   /** Which image's request reads each layer (the first to plan it). */
   private readonly owners = new Map<string, number>();
-  private readonly queue: { layer: ResolvedLayer; layoutDir: string; image: number; start: () => void }[] = [];
+  private readonly queue: { layer: ResolvedLayer; layout: LayoutLocation; image: number; start: () => void }[] = [];
   private running = 0;
   readonly blobOpens: Record<string, number> = {};
   private readonly limit: number;
-  private readonly run: (layer: ResolvedLayer, layoutDir: string, image: number) => Promise<LayerResult>;
+  private readonly run: (layer: ResolvedLayer, layout: LayoutLocation, image: number) => Promise<LayerResult>;
 
-  constructor(limit: number, run: (layer: ResolvedLayer, layoutDir: string, image: number) => Promise<LayerResult>) {
+  constructor(limit: number, run: (layer: ResolvedLayer, layout: LayoutLocation, image: number) => Promise<LayerResult>) {
     this.limit = limit;
     this.run = run;
   }
 
   /** Queues every layer of every image before any starts, so that the order is largest first. */
-  plan(items: { layer: ResolvedLayer; layoutDir: string; image: number }[]): void {
+  plan(items: { layer: ResolvedLayer; layout: LayoutLocation; image: number }[]): void {
     const sorted = [...items].sort((a, b) => b.layer.descriptor.size - a.layer.descriptor.size);
     for (const it of sorted) {
       if (this.flights.has(it.layer.diffId)) continue;
       let start!: () => void;
       const gate = new Promise<void>((r) => (start = r));
-      const p = gate.then(() => this.run(it.layer, it.layoutDir, it.image)).then((r) => {
+      const p = gate.then(() => this.run(it.layer, it.layout, it.image)).then((r) => {
         this.blobOpens[it.layer.diffId] = (this.blobOpens[it.layer.diffId] ?? 0) + r.blobOpens;
         return r;
       });
@@ -268,7 +268,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
       try {
         // Before any work: a tag that cannot be stored must not cost a whole import first.
         if (job.tag !== undefined) validateTag(job.tag);
-        const image = await resolveImage(parseSource(job.source), { platform });
+        const image = await resolveImage(parseSource(job.source), { platform, signal: controller.signal });
         validateTag(job.tag ?? defaultTag(image));
         prepared.push({ index: i, source: job.source, tag: job.tag ?? defaultTag(image), image, warnings: [], started: performance.now(), retaggedFrom: null });
       } catch (e) {
@@ -308,7 +308,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
         onBytes: () => undefined,
         onWarning: () => undefined,
       };
-      const scheduler = new LayerScheduler(options.layerConcurrency ?? LAYER_CONCURRENCY, async (layer, layoutDir, image) => {
+      const scheduler = new LayerScheduler(options.layerConcurrency ?? LAYER_CONCURRENCY, async (layer, layout, image) => {
         if (controller.signal.aborted) throw aborted();
         const owner = pending.find((p) => p.index === image) as Prepared;
         options.onProgress?.({ type: 'layer-start', image, index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, size: layer.descriptor.size });
@@ -322,11 +322,11 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
             options.onWarning?.({ ...w, image });
           },
         };
-        const r = await importLayer(layerCtx, layer, layoutDir);
+        const r = await importLayer(layerCtx, layer, layout);
         options.onProgress?.({ type: 'layer-done', image, index: layer.index, status: r.status, size: layer.descriptor.size });
         return r;
       });
-      scheduler.plan(pending.flatMap((p) => p.image.layers.map((layer) => ({ layer, layoutDir: p.image.layoutDir, image: p.index }))));
+      scheduler.plan(pending.flatMap((p) => p.image.layers.map((layer) => ({ layer, layout: p.image.layout, image: p.index }))));
       controller.signal.addEventListener('abort', () => scheduler.cancelPending(), { once: true });
       await Promise.all(
         pending.map(async (p) => {

@@ -6,6 +6,7 @@
  * @module
  */
 import { ERROR_CODES, VeritreeError, interrupted, isVeritreeError, storeIoError } from '../errors.ts';
+import type { LayoutLocation } from '../oci/layout-files.ts';
 import type { ResolvedLayer } from '../oci/layout.ts';
 import { layerWhat, openLayerTar, type LayerLimits, type LayerTar } from '../oci/layer-stream.ts';
 import { splitTar, type SplitSink, type TarEntry, type TarWarningCode } from '../oci/tar-split.ts';
@@ -228,7 +229,7 @@ class LayerSink implements SplitSink {
   }
 }
 
-export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layoutDir: string): Promise<LayerResult> {
+export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layout: LayoutLocation): Promise<LayerResult> {
   const what = layerWhat(layer);
   const present = presentLayer(layer);
   const name = present.stream;
@@ -249,7 +250,7 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
   const sink = new LayerSink(ctx, layer, feed, batcher, local.signal);
   let lt: LayerTar | null = null;
   try {
-    lt = await openLayerTar(layoutDir, layer, ctx.limits, local.signal);
+    lt = await openLayerTar(layout, layer, ctx.limits, local.signal);
     const tar = lt;
     const progress = setInterval(() => ctx.onBytes(layer, tar.compressedBytes(), tar.tarBytes(), sink.entries), 100);
     try {

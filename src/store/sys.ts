@@ -121,11 +121,11 @@ export function openRegularSync(path: string, what: string, code: ErrorCode = ER
 }
 
 /** The first `size` bytes of an open file (fewer if it is shorter now): one buffer, no re-open. */
-export async function readAll(fh: FileHandle, size: number): Promise<Buffer> {
+export async function readAll(fh: FileHandle, size: number, start = 0): Promise<Buffer> {
   const buf = Buffer.allocUnsafe(size);
   let got = 0;
   while (got < size) {
-    const { bytesRead } = await fh.read(buf, got, size - got, got);
+    const { bytesRead } = await fh.read(buf, got, size - got, start + got);
     if (bytesRead === 0) break;
     got += bytesRead;
   }

@@ -1,6 +1,6 @@
 /** `veritree import`: OCI images from local layouts into the repository, one or many per run. */
 import type { Command } from 'commander';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { importImages, openRepository, writeStoreImage, type ImportJob, type ImportSummary, type ImportFailure, type BulkImportReport } from '../../index.ts';
 import { discoverLayouts, applyTagTemplate } from '../../oci/discover.ts';
 import { defaultIoLimit } from '../../pipeline/io-limit.ts';
@@ -52,17 +52,24 @@ function printTotal(r: BulkImportReport): void {
   );
 }
 
+/** `oci:` or `oci-archive:`, the two transports veritree reads. */
+function isSource(a: string | undefined): boolean {
+  return a !== undefined && (a.startsWith('oci:') || a.startsWith('oci-archive:'));
+}
+
 /** `SOURCE NAME` (one image with a tag) or `SOURCE...` (each tagged by its REF). */
 function jobsFromArgs(args: string[]): ImportJob[] {
-  const named = args.length === 2 && args[0]?.startsWith('oci:') === true;
+  const named = args.length === 2 && isSource(args[0]);
   for (const a of named ? [] : args) {
-    // A layout given without its oci: prefix (the commonest slip): say what was meant.
-    if (!a.startsWith('oci:') && (existsSync(a) || existsSync(a.slice(0, a.lastIndexOf(':'))))) {
-      throw new VeritreeError(ERROR_CODES.USAGE, `source ${JSON.stringify(a)}: did you mean oci:${a}?`);
+    // A layout given without its prefix (the commonest slip): say what was meant.
+    if (!isSource(a) && (existsSync(a) || existsSync(a.slice(0, a.lastIndexOf(':'))))) {
+      const file = statSync(existsSync(a) ? a : a.slice(0, a.lastIndexOf(':'))).isFile();
+      throw new VeritreeError(ERROR_CODES.USAGE, `source ${JSON.stringify(a)}: did you mean ${file ? 'oci-archive' : 'oci'}:${a}?`);
     }
   }
-  if (args.length === 2 && args[0]?.startsWith('oci:') && !args[1]?.startsWith('oci:')) return [{ source: args[0], tag: args[1] }];
-  for (const a of args) if (!a.startsWith('oci:')) throw new VeritreeError(ERROR_CODES.USAGE, `source ${JSON.stringify(a)}: expected oci:DIR[:REF] (a NAME goes only after a single source)`);
+  const [first, second] = args;
+  if (args.length === 2 && first !== undefined && second !== undefined && isSource(first) && !isSource(second)) return [{ source: first, tag: second }];
+  for (const a of args) if (!isSource(a)) throw new VeritreeError(ERROR_CODES.USAGE, `source ${JSON.stringify(a)}: expected oci:DIR[:REF] or oci-archive:FILE[:REF] (a NAME goes only after a single source)`);
   return args.map((source) => ({ source }));
 }
 
@@ -77,8 +84,8 @@ export function registerImport(program: Command): void {
   lockTimeoutOption(repoOption(
     program
       .command('import')
-      .description('import OCI image layouts (what skopeo copy ... oci:DIR, umoci or buildah write) into the repository')
-      .argument('[sources...]', 'oci:DIR[:REF] ...; REF selects by org.opencontainers.image.ref.name and may be left out when a layout holds one image. After a single source, a NAME for its tag.')
+      .description('import OCI image layouts (what skopeo copy ... oci:DIR, umoci or buildah write), or tars of them (oci-archive:FILE, as podman save --format oci-archive writes), into the repository')
+      .argument('[sources...]', 'oci:DIR[:REF] or oci-archive:FILE[:REF] ...; REF selects by org.opencontainers.image.ref.name and may be left out when a layout holds one image. After a single source, a NAME for its tag.')
       .option('--all <dir>', 'also import every tagged image of every OCI layout under DIR (any depth)')
       .option('--tag-template <t>', 'tags for --all images: {layout} is the layout path relative to DIR, {ref} the ref name', '{layout}:{ref}')
       .option('--fail-fast', 'stop the whole run at the first failed image (default: import the others, exit non-zero)')
@@ -109,7 +116,7 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
       for (const s of found.skipped) process.stderr.write(`veritree: warning: ${s.layout}: ${s.why}\n`);
       for (const img of found.images) jobs.push({ source: `oci:${img.layout}${img.ref ? `:${img.ref}` : ''}`, tag: img.ref ? applyTagTemplate(o.tagTemplate, img) : undefined });
     }
-    if (jobs.length === 0) throw new VeritreeError(ERROR_CODES.USAGE, 'nothing to import: give oci:DIR[:REF] sources or --all DIR');
+    if (jobs.length === 0) throw new VeritreeError(ERROR_CODES.USAGE, 'nothing to import: give oci:DIR[:REF] or oci-archive:FILE[:REF] sources, or --all DIR');
     const single = jobs.length === 1 && !o.all;
     const repo = await openRepository(resolveRepo(o.repo), { create: true, requireVerity: o.requireVerity === true });
     // The workers main.ts started booting, when they are as many as this import wants.

@@ -1,0 +1,96 @@
+/**
+ * The files of an OCI image layout, wherever the layout lies: a folder (`oci:DIR`), or one tar of
+ * it (`oci-archive:FILE`), read in place. Either way a file is opened as a region: a descriptor,
+ * where the file starts in it, and how long it is. Everything above reads regions, so the blob
+ * checks are the same code for both.
+ * @module
+ */
+import { constants as fsc } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { ERROR_CODES, VeritreeError, errnoCode } from '../errors.ts';
+import { describeKind } from '../store/sys.ts';
+import type { OciArchive } from './archive.ts';
+
+/** A folder (its path), or an archive scanned by `scanOciArchive`. */
+export type LayoutLocation = string | OciArchive;
+
+export interface LayoutRegion {
+  fh: FileHandle;
+  /** For messages: the file, or `ARCHIVE:NAME` for a file inside an archive. */
+  path: string;
+  start: number;
+  /**
+   * The file's length, when it is fixed: an archive's entry ends where the next begins. Null for a
+   * folder's file, which is read to its end, so that a file longer than its descriptor is caught
+   * at the first extra byte however it grew.
+   */
+  bound: number | null;
+}
+
+/** A short name for the layout: the folder's, or the archive's without `.tar`. */
+export function layoutLabel(layout: LayoutLocation): string {
+  return typeof layout === 'string' ? basename(resolve(layout)) : basename(layout.path).replace(/\.tar$/, '');
+}
+
+/** How the layout is shown in messages. */
+export function layoutShown(layout: LayoutLocation): string {
+  return typeof layout === 'string' ? layout : layout.path;
+}
+
+export function missing(path: string, what: string, e: unknown): VeritreeError {
+  if (errnoCode(e) === 'ENOENT') return new VeritreeError(ERROR_CODES.OCI_BLOB_MISSING, `${what}: blob ${path} is missing`, { path, cause: e });
+  return new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${what}: cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`, { path, cause: e });
+}
+
+/**
+ * Opens a file of the layout without ever blocking (O_NONBLOCK: a FIFO opens at once) and
+ * refuses anything that is not a regular file: a FIFO, a device (/dev/zero), a folder. A symlink
+ * to a regular file is followed: its bytes are checked against the digest like any other.
+ */
+export async function openLayoutFile(path: string, what: string): Promise<FileHandle> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, fsc.O_RDONLY | fsc.O_NONBLOCK);
+  } catch (e) {
+    throw missing(path, what, e);
+  }
+  const st = await fh.stat();
+  if (!st.isFile()) {
+    await fh.close();
+    throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${what}: ${path} is ${describeKind(st)}, not a regular file`, { path });
+  }
+  return fh;
+}
+
+/**
+ * Opens `name` ('oci-layout', 'index.json', 'blobs/sha256/HEX') of the layout. The caller closes
+ * the descriptor.
+ * @throws VeritreeError OCI_BLOB_MISSING (no such file), OCI_LAYOUT_INVALID (not a regular file;
+ *   an archive changed since it was scanned)
+ */
+export async function openInLayout(layout: LayoutLocation, name: string, what: string): Promise<LayoutRegion> {
+  if (typeof layout === 'string') {
+    const path = join(layout, name);
+    return { fh: await openLayoutFile(path, what), path, start: 0, bound: null };
+  }
+  const path = `${layout.path}:${name}`;
+  const entry = layout.entries.get(name);
+  if (!entry) {
+    const enoent = Object.assign(new Error(`no ${name} in the archive`), { code: 'ENOENT' });
+    throw missing(path, what, enoent);
+  }
+  const fh = await openLayoutFile(layout.path, what);
+  try {
+    // The offsets are the scan's: a file replaced or rewritten since would be read at random.
+    const st = await fh.stat();
+    const was = layout.identity;
+    if (st.dev !== was.dev || st.ino !== was.ino || st.size !== was.size || st.mtimeMs !== was.mtimeMs) {
+      throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${what}: ${layout.path} changed while it was being imported`, { path: layout.path });
+    }
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+  return { fh, path, start: entry.start, bound: entry.size };
+}
