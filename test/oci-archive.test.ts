@@ -138,6 +138,7 @@ test('a compressed, truncated or ambiguous archive is refused, saying what is wr
   const noIndex = entries.filter((e) => e.name !== 'index.json');
   await expectFailure(`oci-archive:${archiveFile(await pack([...noIndex, { name: 'index.json', type: 'symlink', linkname: '/etc/passwd' }]))}`, /"index.json" at offset \d+ is not a regular file \(tar type "2"\)/);
   await expectFailure(`oci-archive:${archiveFile(await pack(entries.filter((e) => e.name !== 'oci-layout')))}`, /is not an OCI archive: it has no oci-layout file/);
+  await expectFailure(`oci-archive:${archiveFile(await pack(entries.filter((e) => e.name !== 'index.json')))}`, /is not an OCI archive: it has no index.json file/);
 });
 
 test("a blob of the archive that is damaged or missing fails as a folder's would; hostile names are never used as paths", async () => {

@@ -112,7 +112,7 @@ export async function scanOciArchive(path: string, signal?: AbortSignal): Promis
       }
       pos = start + size + paddingOf(size);
     }
-    if (!entries.has('oci-layout')) throw invalid(path, 'it has no oci-layout file');
+    for (const name of ['oci-layout', 'index.json']) if (!entries.has(name)) throw invalid(path, `it has no ${name} file`);
     return new OciArchive(path, entries, { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs });
   } finally {
     await fh.close();

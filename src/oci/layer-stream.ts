@@ -5,12 +5,12 @@
  * @module
  */
 import { createSha256Stream } from '../verity/sha-stream.ts';
-import type { LayoutLocation, LayoutRegion } from './layout-files.ts';
 import { pipeline, Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { createZstdDecoder } from '../codec/zstd.ts';
 import { ERROR_CODES, VeritreeError, interrupted } from '../errors.ts';
 import { digestHex, openVerifiedBlob, passBehindHash, type VerifyingStream } from './blob.ts';
+import type { LayoutLocation, LayoutRegion } from './layout-files.ts';
 import type { ResolvedLayer } from './layout.ts';
 import { sniffCompression, type Compression } from './media-types.ts';
 

@@ -76,10 +76,8 @@ export async function openInLayout(layout: LayoutLocation, name: string, what: s
   }
   const path = `${layout.path}:${name}`;
   const entry = layout.entries.get(name);
-  if (!entry) {
-    const enoent = Object.assign(new Error(`no ${name} in the archive`), { code: 'ENOENT' });
-    throw missing(path, what, enoent);
-  }
+  // The scan made sure of oci-layout and index.json: what can be missing here is a blob.
+  if (!entry) throw new VeritreeError(ERROR_CODES.OCI_BLOB_MISSING, `${what}: blob ${path} is missing`, { path });
   const fh = await openLayoutFile(layout.path, what);
   try {
     // The offsets are the scan's: a file replaced or rewritten since would be read at random.
