@@ -11,8 +11,8 @@
  * extract is not a question to answer for the user.
  * @module
  */
-import type { FileHandle } from 'node:fs/promises';
 import { ERROR_CODES, VeritreeError, throwIfAborted } from '../errors.ts';
+import { readAll } from '../store/sys.ts';
 import { openLayoutFile } from './layout-files.ts';
 import { sniffCompression } from './media-types.ts';
 import { quoted } from './names.ts';
@@ -48,16 +48,6 @@ function invalid(path: string, why: string, cause?: unknown): VeritreeError {
   return new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${path} is not an OCI archive: ${why}`, { path, cause });
 }
 
-async function readAt(fh: FileHandle, buf: Uint8Array, pos: number): Promise<number> {
-  let got = 0;
-  while (got < buf.length) {
-    const { bytesRead } = await fh.read(buf, got, buf.length - got, pos + got);
-    if (bytesRead === 0) break;
-    got += bytesRead;
-  }
-  return got;
-}
-
 /**
  * Finds the layout's files in the archive at `path`.
  * @throws VeritreeError OCI_LAYOUT_INVALID (not a plain tar, truncated, a layout name that is not
@@ -69,10 +59,10 @@ export async function scanOciArchive(path: string, signal?: AbortSignal): Promis
     const st = await fh.stat();
     const entries = new Map<string, ArchiveEntry>();
     const records = new TarRecords();
-    const block = new Uint8Array(TAR_BLOCK);
     for (let pos = 0; ; ) {
       throwIfAborted(signal);
-      const got = await readAt(fh, block, pos);
+      const block = await readAll(fh, TAR_BLOCK, pos);
+      const got = block.length;
       if (got === 0 && pos > 0) break; // the end-of-archive blocks are optional in practice
       if (got < TAR_BLOCK) throw invalid(path, `truncated: a header at offset ${pos} has ${got} of ${TAR_BLOCK} bytes`);
       if (pos === 0) {
@@ -90,8 +80,7 @@ export async function scanOciArchive(path: string, signal?: AbortSignal): Promis
       const start = pos + TAR_BLOCK;
       if (start + size > st.size) throw invalid(path, `truncated: the entry at offset ${pos} claims ${size} bytes, past the archive's end (${st.size} bytes)`);
       if (rec.kind === 'meta') {
-        const content = new Uint8Array(size);
-        await readAt(fh, content, start);
+        const content = await readAll(fh, size, start);
         try {
           records.meta(rec, content);
         } catch (e) {

@@ -8,7 +8,8 @@ import { createSha256Stream, HASH_BACKLOG_BYTES, type ShaStream } from '../verit
 import type { FileHandle } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { ERROR_CODES, VeritreeError, throwIfAborted } from '../errors.ts';
-import { missing, openInLayout, type LayoutLocation, type LayoutRegion } from './layout-files.ts';
+import { readAll } from '../store/sys.ts';
+import { missing, openInLayout, regionSize, type LayoutLocation, type LayoutRegion } from './layout-files.ts';
 
 export interface Descriptor {
   mediaType: string;
@@ -69,17 +70,9 @@ export async function readVerifiedBlob(layout: LayoutLocation, d: Descriptor, wh
     path = region.path;
     try {
       // Read one byte more than promised, to tell "exact" from "longer" without reading a huge file.
-      buf = Buffer.alloc(Math.min(d.size + 1, region.bound ?? Infinity));
-      let got = 0;
-      for (;;) {
-        if (got === buf.length) break;
-        const { bytesRead } = await fh.read(buf, got, buf.length - got, start + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-        if (got === buf.length) break;
-      }
+      buf = await readAll(fh, Math.min(d.size + 1, region.bound ?? Infinity), start);
+      const got = buf.length;
       if (got !== d.size) throw sizeMismatch(what, d, got > d.size ? `more than ${d.size}` : got, path);
-      buf = buf.subarray(0, got);
     } finally {
       await fh.close();
     }
@@ -169,7 +162,7 @@ export class VerifyingStream extends Transform {
     }
     const { fh, start } = region;
     try {
-      const size = region.bound ?? (await fh.stat()).size;
+      const size = await regionSize(region);
       if (size !== this.desc.size) return sizeMismatch(this.what, this.desc, size, this.path);
       const buf = Buffer.allocUnsafe(1 << 20);
       for (let pos = from; pos < this.desc.size; ) {
@@ -210,7 +203,7 @@ export async function openVerifiedBlob(layout: LayoutLocation, d: Descriptor, wh
   const region = await openInLayout(layout, blobName(d.digest, what), what);
   const { fh, path, start, bound } = region;
   try {
-    const size = bound ?? (await fh.stat()).size;
+    const size = await regionSize(region);
     if (size !== d.size) throw sizeMismatch(what, d, size, path);
   } catch (e) {
     await fh.close();

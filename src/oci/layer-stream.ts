@@ -9,6 +9,7 @@ import { pipeline, Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { createZstdDecoder } from '../codec/zstd.ts';
 import { ERROR_CODES, VeritreeError, interrupted } from '../errors.ts';
+import { readAll } from '../store/sys.ts';
 import { digestHex, openVerifiedBlob, passBehindHash, type VerifyingStream } from './blob.ts';
 import type { LayoutLocation, LayoutRegion } from './layout-files.ts';
 import type { ResolvedLayer } from './layout.ts';
@@ -33,9 +34,8 @@ export function layerWhat(layer: ResolvedLayer): string {
 }
 
 async function sniff({ fh, start, bound }: LayoutRegion): Promise<Compression | null> {
-  const head = new Uint8Array(Math.min(4, bound ?? 4));
-  const { bytesRead } = head.length === 0 ? { bytesRead: 0 } : await fh.read(head, 0, head.length, start);
-  return bytesRead === 0 ? null : sniffCompression(head.subarray(0, bytesRead));
+  const head = await readAll(fh, Math.min(4, bound ?? 4), start);
+  return head.length === 0 ? null : sniffCompression(head);
 }
 
 /** Hashes and counts the tar bytes, enforcing the limits. */

@@ -28,18 +28,22 @@ export interface LayoutRegion {
   bound: number | null;
 }
 
+/** The region's length: its bound, or for a folder's file, its size now. */
+export async function regionSize(region: LayoutRegion): Promise<number> {
+  return region.bound ?? (await region.fh.stat()).size;
+}
+
 /** A short name for the layout: the folder's, or the archive's without `.tar`. */
 export function layoutLabel(layout: LayoutLocation): string {
   return typeof layout === 'string' ? basename(resolve(layout)) : basename(layout.path).replace(/\.tar$/, '');
 }
 
-/** How the layout is shown in messages. */
-export function layoutShown(layout: LayoutLocation): string {
-  return typeof layout === 'string' ? layout : layout.path;
+function blobMissing(path: string, what: string, cause?: unknown): VeritreeError {
+  return new VeritreeError(ERROR_CODES.OCI_BLOB_MISSING, `${what}: blob ${path} is missing`, { path, cause });
 }
 
 export function missing(path: string, what: string, e: unknown): VeritreeError {
-  if (errnoCode(e) === 'ENOENT') return new VeritreeError(ERROR_CODES.OCI_BLOB_MISSING, `${what}: blob ${path} is missing`, { path, cause: e });
+  if (errnoCode(e) === 'ENOENT') return blobMissing(path, what, e);
   return new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${what}: cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`, { path, cause: e });
 }
 
@@ -77,7 +81,7 @@ export async function openInLayout(layout: LayoutLocation, name: string, what: s
   const path = `${layout.path}:${name}`;
   const entry = layout.entries.get(name);
   // The scan made sure of oci-layout and index.json: what can be missing here is a blob.
-  if (!entry) throw new VeritreeError(ERROR_CODES.OCI_BLOB_MISSING, `${what}: blob ${path} is missing`, { path });
+  if (!entry) throw blobMissing(path, what);
   const fh = await openLayoutFile(layout.path, what);
   try {
     // The offsets are the scan's: a file replaced or rewritten since would be read at random.

@@ -4,11 +4,10 @@
  * @module
  */
 import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { ERROR_CODES, VeritreeError, errnoCode } from '../errors.ts';
 import { scanOciArchive } from './archive.ts';
 import { MAX_JSON_BLOB, assertDescriptor, digestHex, parseJson, readVerifiedBlob, type Descriptor } from './blob.ts';
-import { layoutShown, openInLayout, type LayoutLocation } from './layout-files.ts';
+import { openInLayout, regionSize, type LayoutLocation } from './layout-files.ts';
 import { readAll } from '../store/sys.ts';
 import { isConfigType, isIndexType, isManifestType, layerCompression, type Compression } from './media-types.ts';
 
@@ -97,13 +96,17 @@ function platformString(p: Descriptor['platform']): string {
   return p ? [p.os, p.architecture, p.variant].filter(Boolean).join('/') : 'unspecified';
 }
 
-/** A JSON file of the layout: a regular file (never a FIFO), its size checked before it is read. */
-async function readSmallLayoutFile(layout: LayoutLocation, name: string): Promise<Buffer> {
-  const { fh, path, start, bound } = await openInLayout(layout, name, name);
+/**
+ * A JSON file of the layout: a regular file (never a FIFO), its size checked before it is read.
+ * With the path that names it in messages.
+ */
+async function readSmallLayoutFile(layout: LayoutLocation, name: string): Promise<{ bytes: Buffer; path: string }> {
+  const region = await openInLayout(layout, name, name);
+  const { fh, path, start } = region;
   try {
-    const size = bound ?? (await fh.stat()).size;
+    const size = await regionSize(region);
     if (size > MAX_JSON_BLOB) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${path}: ${size} bytes is over the ${MAX_JSON_BLOB}-byte limit for JSON`, { path });
-    return await readAll(fh, size, start);
+    return { bytes: await readAll(fh, size, start), path };
   } catch (e) {
     if (e instanceof VeritreeError) throw e;
     throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${path} cannot be read: ${e instanceof Error ? e.message : String(e)}`, { path, cause: e });
@@ -113,22 +116,21 @@ async function readSmallLayoutFile(layout: LayoutLocation, name: string): Promis
 }
 
 async function readIndexJson(layout: LayoutLocation): Promise<IndexJson> {
-  const dir = layoutShown(layout);
-  const layoutFile = typeof layout === 'string' ? join(dir, 'oci-layout') : `${dir}:oci-layout`;
-  let text: string;
+  let layoutFile: { bytes: Buffer; path: string };
   try {
-    text = (await readSmallLayoutFile(layout, 'oci-layout')).toString('utf8');
+    layoutFile = await readSmallLayoutFile(layout, 'oci-layout');
   } catch (e) {
+    // An archive's scan has already said what is wrong with it; a folder is told here.
     if (typeof layout !== 'string') throw e;
+    const dir = layout;
     const folder = await stat(dir).catch(() => null);
     if (!folder) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${dir}: no such folder`, { path: dir, cause: e });
     if (!folder.isDirectory()) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${dir} is not a folder (an OCI image layout is a folder)`, { path: dir, cause: e });
     const why = errnoCode(e instanceof VeritreeError ? e.cause : e) === 'ENOENT' ? 'has no oci-layout file' : `cannot be read (${e instanceof Error ? e.message : String(e)})`;
     throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${dir} is not an OCI image layout: it ${why}`, { path: dir, cause: e });
   }
-  parseJson(Buffer.from(text), `${layoutFile}`, layoutFile);
-  const indexPath = typeof layout === 'string' ? join(dir, 'index.json') : `${dir}:index.json`;
-  const raw = await readSmallLayoutFile(layout, 'index.json');
+  parseJson(layoutFile.bytes, layoutFile.path, layoutFile.path);
+  const { bytes: raw, path: indexPath } = await readSmallLayoutFile(layout, 'index.json');
   const index = parseJson<IndexJson>(raw, indexPath, indexPath);
   if (!index || typeof index !== 'object' || !Array.isArray(index.manifests)) {
     throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${indexPath} has no "manifests" array`, { path: indexPath });
@@ -169,7 +171,6 @@ async function descend(dir: LayoutLocation, d: Descriptor, platform: Platform, s
 export async function resolveImage(src: OciSource, opts: { platform?: Platform | undefined; signal?: AbortSignal | undefined } = {}): Promise<ResolvedImage> {
   const platform = opts.platform ?? hostPlatform();
   const layout: LayoutLocation = src.archive ? await scanOciArchive(src.path, opts.signal) : src.path;
-  const shownAs = src.path;
   const index = await readIndexJson(layout);
   const all = (index.manifests ?? []).map((m, i) => {
     assertDescriptor(m, `index.json entry ${i}`);
@@ -180,15 +181,15 @@ export async function resolveImage(src: OciSource, opts: { platform?: Platform |
   if (src.ref !== undefined) {
     cands = all.filter((d) => d.annotations?.[REF_ANNOTATION] === src.ref);
     if (cands.length === 0) {
-      throw new VeritreeError(ERROR_CODES.OCI_REF_NOT_FOUND, `${shownAs} has no image named ${JSON.stringify(src.ref)} (refs: ${refs.join(', ') || 'none'})`);
+      throw new VeritreeError(ERROR_CODES.OCI_REF_NOT_FOUND, `${src.path} has no image named ${JSON.stringify(src.ref)} (refs: ${refs.join(', ') || 'none'})`);
     }
   } else if (all.length !== 1) {
     throw new VeritreeError(
       ERROR_CODES.OCI_REF_NOT_FOUND,
-      all.length === 0 ? `${shownAs} holds no image` : `${shownAs} holds ${all.length} images: name one as ${src.archive ? 'oci-archive' : 'oci'}:${shownAs}:REF (refs: ${refs.join(', ') || 'none'})`
+      all.length === 0 ? `${src.path} holds no image` : `${src.path} holds ${all.length} images: name one as ${src.archive ? 'oci-archive' : 'oci'}:${src.path}:REF (refs: ${refs.join(', ') || 'none'})`
     );
   }
-  const top = cands.length === 1 ? (cands[0] as Descriptor) : pickByPlatform(cands, platform, `${shownAs}:${src.ref ?? ''}`);
+  const top = cands.length === 1 ? (cands[0] as Descriptor) : pickByPlatform(cands, platform, `${src.path}:${src.ref ?? ''}`);
   const manifestDescriptor = await descend(layout, top, platform, new Set(), 0);
   if (manifestDescriptor.mediaType && !isManifestType(manifestDescriptor.mediaType)) {
     throw new VeritreeError(ERROR_CODES.OCI_MEDIA_TYPE_UNSUPPORTED, `manifest ${manifestDescriptor.digest}: unsupported media type ${manifestDescriptor.mediaType}`);

@@ -61,10 +61,12 @@ function isSource(a: string | undefined): boolean {
 function jobsFromArgs(args: string[]): ImportJob[] {
   const named = args.length === 2 && isSource(args[0]);
   for (const a of named ? [] : args) {
+    if (isSource(a)) continue;
     // A layout given without its prefix (the commonest slip): say what was meant.
-    if (!isSource(a) && (existsSync(a) || existsSync(a.slice(0, a.lastIndexOf(':'))))) {
-      const file = statSync(existsSync(a) ? a : a.slice(0, a.lastIndexOf(':'))).isFile();
-      throw new VeritreeError(ERROR_CODES.USAGE, `source ${JSON.stringify(a)}: did you mean ${file ? 'oci-archive' : 'oci'}:${a}?`);
+    const given = [a, a.slice(0, a.lastIndexOf(':'))].find((p) => existsSync(p));
+    if (given !== undefined) {
+      const prefix = statSync(given).isFile() ? 'oci-archive' : 'oci';
+      throw new VeritreeError(ERROR_CODES.USAGE, `source ${JSON.stringify(a)}: did you mean ${prefix}:${a}?`);
     }
   }
   const [first, second] = args;
