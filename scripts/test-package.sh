@@ -10,12 +10,12 @@ here=$(pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-run_jobs() { # $1: the folder of an install
-  local bin="$1/node_modules/.bin/veritree" repo="$1/repo"
+run_jobs() { # $1: the folder of an install; $2, $3: its veritree command and package folder
+  local bin="${2:-$1/node_modules/.bin/veritree}" pkg="${3:-$1/node_modules/veritree}" repo="$1/repo"
   # Where this checkout's addons built, the install's must have too (a file missing from the
   # package would otherwise fall back to JavaScript without a word).
   for addon in verity_kernel store_sys; do
-    if [ -f "$here/native/build/Release/$addon.node" ] && [ ! -f "$1/node_modules/veritree/native/build/Release/$addon.node" ]; then
+    if [ -f "$here/native/build/Release/$addon.node" ] && [ ! -f "$pkg/native/build/Release/$addon.node" ]; then
       echo "the native addon $addon was not built in $1"; return 1
     fi
   done
@@ -40,3 +40,11 @@ mkdir -p "$work/from-git"
 node --input-type=module -e "import('$work/from-git/node_modules/veritree/dist/src/index.js').then((m) => { if (typeof m.importImage !== 'function') process.exit(1); })"
 run_jobs "$work/from-git"
 echo "ok: import('veritree') resolves, and import, fsck and bench --quick run, from a git install"
+
+# The README's global install, line for line: npm 11 cannot install -g from git in one step.
+echo "== npm pack git+..., npm install -g ./veritree-0.1.0.tgz"
+mkdir -p "$work/global"
+(cd "$work/global" && npm pack --silent "git+file://$here" > /dev/null 2>&1 &&
+  npm install -g --prefix "$work/global/prefix" --no-audit --no-fund ./veritree-0.1.0.tgz > /dev/null 2>&1)
+run_jobs "$work/global" "$work/global/prefix/bin/veritree" "$work/global/prefix/lib/node_modules/veritree"
+echo "ok: import, fsck and bench --quick from a global install of a package packed from git"
