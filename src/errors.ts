@@ -110,7 +110,11 @@ export function describeFsError(e: unknown): string {
 
 /** The error of a stop asked for by an AbortSignal (Ctrl-C, a timeout, --fail-fast). */
 export function interrupted(signal?: AbortSignal): VeritreeError {
-  return new VeritreeError(ERROR_CODES.ABORTED, 'interrupted', signal ? { cause: signal.reason } : {});
+  const reason: unknown = signal?.reason;
+  // The caller's own reason is kept as the cause and named in the message; the DOMException
+  // that abort() makes without one says nothing more than "interrupted".
+  const own = reason instanceof Error && reason.name !== 'AbortError' && reason.message !== '' ? `: ${reason.message}` : '';
+  return new VeritreeError(ERROR_CODES.ABORTED, `interrupted${own}`, signal ? { cause: reason } : {});
 }
 
 /** Throws `interrupted` when `signal` has fired: the one check every loop makes. */

@@ -78,3 +78,22 @@ test('a round trip with the documented names only: import, list, rebuild, checko
     cleanup(dir);
   }
 });
+
+test("an abort keeps the caller's reason: code ABORTED, the reason as cause and in the message", async () => {
+  const { openRepository, importImage, isVeritreeError, ERROR_CODES } = lib;
+  const dir = tempDir('veritree-lib-abort-');
+  try {
+    const repo = await openRepository(join(dir, 'repo'), { create: true });
+    const reason = new Error('shutdown');
+    const ac = new AbortController();
+    ac.abort(reason);
+    await assert.rejects(importImage(repo, `oci:${join(ROOT, 'example', 'oci')}:latest`, { signal: ac.signal }), (e: unknown) => {
+      assert.ok(isVeritreeError(e) && e.code === ERROR_CODES.ABORTED, String(e));
+      assert.equal(e.cause, reason);
+      assert.equal(e.message, 'interrupted: shutdown');
+      return true;
+    });
+  } finally {
+    cleanup(dir);
+  }
+});

@@ -18,7 +18,8 @@ export function installInterruptHandlers(): void {
       process.exit(130);
     }
     if (c.signal.aborted) process.kill(process.pid, sig === 'SIGINT' ? 'SIGKILL' : sig);
-    c.abort(new Error(sig));
+    // An AbortError: the CLI says "interrupted" alone, as for any stop it asked for.
+    c.abort(new DOMException(sig, 'AbortError'));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);

@@ -250,9 +250,9 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
   const jobs = jobsIn.map((j) => (typeof j === 'string' ? { source: j } : j));
   const impl = options.hashImpl ?? 'auto';
   const controller = new AbortController();
-  const onOuterAbort = (): void => controller.abort();
+  const onOuterAbort = (): void => controller.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
-  if (options.signal?.aborted) controller.abort();
+  if (options.signal?.aborted) controller.abort(options.signal.reason);
   const aborted = (): VeritreeError => new VeritreeError(ERROR_CODES.ABORTED, 'interrupted');
 
   // Up front: a repository we cannot write to fails the run before any image is read.
