@@ -77,9 +77,10 @@ export function registerComposefs(program: Command): void {
       onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`),
       ...lockWaitOptions(o.lockTimeout),
     });
+    // The digest alone on stdout (what scripts take); on a terminal, what was done beside it.
     if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
+    else if (process.stdout.isTTY) process.stdout.write(`${r.image}  ${tag}: ${r.written ? 'written' : 'already in the store'} (${r.inodes} inodes, ${r.bytes} bytes, format ${r.version})\n`);
     else process.stdout.write(`${r.image}\n`);
-    if (!o.json) process.stderr.write(`veritree: ${tag}: composefs image ${r.written ? 'written' : 'already in the store'} (${r.inodes} inodes, ${r.bytes} bytes, format ${r.version})\n`);
   });
 
   repoOption(
@@ -88,12 +89,20 @@ export function registerComposefs(program: Command): void {
       .description("mount a composefs image read-only at DIR, its files served from the store's objects (needs root)")
       .argument('<image>', 'a tag (its composefs image, from veritree image) or an image digest under images/')
       .argument('<dir>', 'an existing folder')
-      .addHelpText('after', "\nThe image's digest is checked before it is mounted. erofs on a loop device, then overlayfs with\nthe image as lower layer and objects/ as data-only layer (metacopy=on, redirect_dir=on,\nverity=require where the store requires fs-verity), as mount.composefs does.\nUndo with: veritree umount DIR (or umount DIR).")
+      .addHelpText('after', "\nA tag without a composefs image gets one written first (as veritree image does). The image's\ndigest is checked before it is mounted. erofs on a loop device, then overlayfs with\nthe image as lower layer and objects/ as data-only layer (metacopy=on, redirect_dir=on,\nverity=require where the store requires fs-verity), as mount.composefs does.\nUndo with: veritree umount DIR (or umount DIR).")
   ).action(async (image: string, dir: string, o: { repo?: string }) => {
-    const { openRepository, mountImage } = await import('../../index.ts');
+    const { openRepository, mountImage, writeStoreImage } = await import('../../index.ts');
     const repo = await openRepository(resolveRepo(o.repo));
+    if (!/^[0-9a-f]{64}$/.test(image)) {
+      // The composefs image is derived data: a tag without one gets it built first, and says so.
+      const { storedImageOf } = await import('../../erofs/store-image.ts');
+      if ((await storedImageOf(repo, image)) === null) {
+        process.stderr.write(`veritree: ${image} has no composefs image yet: writing it (veritree image ${image})\n`);
+        await writeStoreImage(repo, image, { signal: interruptSignal(), onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`) });
+      }
+    }
     const r = await mountImage(repo, image, dir);
-    process.stderr.write(`veritree: mounted composefs image ${r.image} at ${dir}${r.verity ? ' (verity=require)' : ''}\n`);
+    process.stdout.write(`mounted composefs image ${r.image} at ${dir}${r.verity ? ' (verity=require)' : ' (insecure: objects are not checked by the kernel)'}\n`);
   });
 
   program
