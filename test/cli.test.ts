@@ -20,6 +20,11 @@ test('--repo is accepted before the command as well as after it', () => {
   assert.equal(before.status, 0, before.stderr);
   assert.equal(before.stdout, after_.stdout);
   assert.match(before.stdout, /^ex$/m);
+  // Each layer labelled: the blob digest with its size and type, then the diff_id.
+  const im = (JSON.parse(veritree(['images', '--repo', repo, '--json']).stdout) as { layers: { digest: string; diffId: string }[] }[])[0];
+  const l1 = im?.layers[0];
+  assert.ok(l1);
+  assert.match(before.stdout, new RegExp(`^  layer 1  blob ${l1.digest}  \\S+ \\S+ \\S+\n {11}diff_id ${l1.diffId}$`, 'm'));
   assert.equal(veritree(['--repo', repo, 'fsck']).status, 0);
 });
 

@@ -34,7 +34,11 @@ export function registerImages(program: Command): void {
       }
       for (const im of images) {
         process.stdout.write(`${im.tag}\n  manifest ${im.manifest}\n  config   ${im.config}\n`);
-        for (const [i, l] of im.layers.entries()) process.stdout.write(`  layer ${i + 1}  ${l.diffId}  (${formatBytes(l.size)} ${l.mediaType.split('.').pop()})\n`);
+        // Labelled as skopeo inspect names them: the blob's digest (what the manifest and
+        // registries show), then the diff_id (the uncompressed tar's, which the store is keyed by).
+        for (const [i, l] of im.layers.entries()) {
+          process.stdout.write(`  layer ${i + 1}  blob ${l.digest}  ${formatBytes(l.size)} ${l.mediaType.split('.').pop()}\n           diff_id ${l.diffId}\n`);
+        }
       }
       if (images.length === 0) process.stderr.write('no images\n');
     }
