@@ -23,6 +23,7 @@ export const COMMAND_MODULES: readonly (readonly [readonly string[], () => Promi
   [['images', 'cat-layer'], async () => (await import('./commands/images.ts')).registerImages],
   [['fsck', 'gc', 'untag'], async () => (await import('./commands/verify.ts')).registerVerify],
   [['checkout', 'dump'], async () => (await import('./commands/merge.ts')).registerMerge],
+  [['ls', 'cat', 'diff'], async () => (await import('./commands/browse.ts')).registerBrowse],
   [['export'], async () => (await import('./commands/export.ts')).registerExport],
   [['mkfs', 'image', 'mount', 'umount'], async () => (await import('./commands/composefs.ts')).registerComposefs],
   [['bench'], async () => (await import('./commands/bench.ts')).registerBench],

@@ -309,7 +309,7 @@ export function sortedPaths(nodes: Map<string, TreeNode>): string[] {
 }
 
 /** Component-wise byte order of two paths: `/` sorts before every byte, the end before `/`. */
-function comparePaths(a: string, b: string): number {
+export function comparePaths(a: string, b: string): number {
   const n = Math.min(a.length, b.length);
   let i = 0;
   while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
