@@ -5,8 +5,10 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanup, ROOT, run, tempDir, veritree } from './helpers.ts';
+import { plainLayerLayout } from './fixtures/oci.ts';
+import { cleanup, must, ROOT, run, tempDir, veritree } from './helpers.ts';
 
 const dir = tempDir('veritree-cli-');
 after(() => cleanup(dir));
@@ -62,6 +64,36 @@ test('a tag moved to another image is said so, in text and in --json', () => {
   const moved = veritree(['import', `oci:${example}:latest`, 'x', '--repo', repo]);
   assert.equal(moved.status, 0, moved.stderr);
   assert.match(moved.stdout, /tag +x moved here from /);
+});
+
+test("a tag derived from a REF never silently moves off another image; a NAME or --force moves it", () => {
+  const repo = join(dir, 'r4b');
+  // A second image whose ref is also `latest`.
+  const src = join(dir, 'other-src');
+  mkdirSync(src, { recursive: true });
+  writeFileSync(join(src, 'hello'), 'another image\n');
+  must('tar', ['-C', src, '-cf', join(dir, 'other.tar'), 'hello']);
+  const other = join(dir, 'other-layout');
+  plainLayerLayout(other, 'latest', readFileSync(join(dir, 'other.tar')));
+  assert.equal(veritree(['import', `oci:${example}:latest`, '--repo', repo]).status, 0);
+  const before = veritree(['images', '--repo', repo, '--json']).stdout;
+  const refused = veritree(['import', `oci:${other}:latest`, '--repo', repo]);
+  assert.equal(refused.status, 2, refused.stderr);
+  assert.match(refused.stderr, /tag "latest" already names another image \(sha256:[0-9a-f]{64}\): give this image a NAME of its own, or --force/);
+  assert.equal(veritree(['images', '--repo', repo, '--json']).stdout, before, 'the tag still names the first image');
+  // In one run: two sources deriving the same tag; the second is refused, the first imported.
+  const repo2 = join(dir, 'r4c');
+  const both = veritree(['import', `oci:${example}:latest`, `oci:${other}:latest`, '--repo', repo2]);
+  assert.equal(both.status, 2, both.stderr);
+  assert.match(both.stderr, /tag "latest" is taken by another image of this run/);
+  // The same image again under its derived tag is fine; a NAME or --force moves the tag.
+  assert.equal(veritree(['import', `oci:${example}:latest`, '--repo', repo]).status, 0);
+  const forced = veritree(['import', `oci:${other}:latest`, '--force', '--repo', repo]);
+  assert.equal(forced.status, 0, forced.stderr);
+  assert.match(forced.stdout, /tag +latest moved here from /);
+  const named = veritree(['import', `oci:${example}:latest`, 'latest', '--repo', repo]);
+  assert.equal(named.status, 0, named.stderr);
+  assert.match(named.stdout, /tag +latest moved here from /);
 });
 
 test('the checkout summary adds up', () => {

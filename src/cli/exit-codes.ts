@@ -18,6 +18,7 @@ export function exitStatusFor(code: ErrorCode): number {
   switch (code) {
     case ERROR_CODES.USAGE:
     case ERROR_CODES.TAG_INVALID:
+    case ERROR_CODES.TAG_IN_USE:
       return EXIT.USAGE;
     case ERROR_CODES.ABORTED:
       return EXIT.INTERRUPTED;

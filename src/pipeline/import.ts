@@ -58,6 +58,8 @@ export interface ImportWarning {
 export interface ImportOptions extends LockWaitOptions {
   /** The tag to create (default: the REF of the source, else the layout folder's name). */
   tag?: string | undefined;
+  /** Whether the tag may move off another image (default: when `tag` is given; see ImportJob). */
+  moveTag?: boolean | undefined;
   /** `os/arch[/variant]`; default: the host's. */
   platform?: string | undefined;
   jobs?: number | undefined;
@@ -117,9 +119,16 @@ export type ImageResult = ImportSummary | ImportFailure;
 export interface ImportJob {
   source: string;
   tag?: string | undefined;
+  /**
+   * Whether the tag may be moved off another image. Default: yes for a tag given here, no for
+   * one derived from the source's REF (a second `latest` must not silently take the first's).
+   */
+  moveTag?: boolean | undefined;
 }
 
-export interface BulkImportOptions extends Omit<ImportOptions, 'tag'> {
+export interface BulkImportOptions extends Omit<ImportOptions, 'tag' | 'moveTag'> {
+  /** Every job's tag may move off another image (a job's own `moveTag` still decides for it). */
+  moveTags?: boolean | undefined;
   /** Stop everything at the first failed image. */
   failFast?: boolean | undefined;
 }
@@ -264,13 +273,27 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
     const results: ImageResult[] = new Array<ImageResult>(jobs.length);
     const prepared: Prepared[] = [];
     const platform = options.platform ? parsePlatform(options.platform) : undefined;
+    // What each tag names now, and the tags this run gives out: a derived tag may neither move
+    // off another image nor be given twice in one run.
+    const held = new Map((await repo.listTags()).map((t) => [t.tag, t.stream]));
+    const givenOut = new Map<string, string>();
     for (const [i, job] of jobs.entries()) {
       try {
         // Before any work: a tag that cannot be stored must not cost a whole import first.
         if (job.tag !== undefined) validateTag(job.tag);
         const image = await resolveImage(parseSource(job.source), { platform, signal: controller.signal });
-        validateTag(job.tag ?? defaultTag(image));
-        prepared.push({ index: i, source: job.source, tag: job.tag ?? defaultTag(image), image, warnings: [], started: performance.now(), retaggedFrom: null });
+        const tag = job.tag ?? defaultTag(image);
+        validateTag(tag);
+        const stream = manifestStreamName(digestHex(image.manifestDescriptor.digest, 'manifest'));
+        if (!(job.moveTag ?? (job.tag !== undefined || options.moveTags === true))) {
+          const other = givenOut.get(tag) ?? held.get(tag);
+          if (other !== undefined && other !== stream) {
+            const what = other.startsWith(STREAM_PREFIX.manifest) ? `sha256:${other.slice(STREAM_PREFIX.manifest.length)}` : other;
+            throw new VeritreeError(ERROR_CODES.TAG_IN_USE, `tag ${JSON.stringify(tag)} ${givenOut.has(tag) ? 'is taken by another image of this run' : 'already names another image'} (${what}): give this image a NAME of its own, or --force to move the tag`);
+          }
+        }
+        givenOut.set(tag, stream);
+        prepared.push({ index: i, source: job.source, tag, image, warnings: [], started: performance.now(), retaggedFrom: null });
       } catch (e) {
         results[i] = failure(job.source, job.tag, e);
         if (options.failFast) controller.abort();
@@ -441,8 +464,8 @@ function report(images: ImageResult[], blobOpens: Record<string, number>, starte
 
 /** Imports one image. @throws VeritreeError (the image's error) */
 export async function importImage(repo: Repository, source: string, options: ImportOptions = {}): Promise<ImportSummary> {
-  const { tag, ...rest } = options;
-  const r = await importImages(repo, [{ source, tag }], { ...rest, failFast: true });
+  const { tag, moveTag, ...rest } = options;
+  const r = await importImages(repo, [{ source, tag, moveTag }], { ...rest, failFast: true });
   const one = r.images[0] as ImageResult;
   if (!one.ok) throw one.error;
   return one;

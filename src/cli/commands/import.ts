@@ -29,6 +29,7 @@ interface ImportCliOptions {
   lockTimeout?: number;
   requireVerity?: boolean;
   image?: boolean;
+  force?: boolean;
 }
 
 export function printSummary(s: ImportSummary): void {
@@ -90,6 +91,7 @@ export function registerImport(program: Command): void {
       .argument('[sources...]', 'oci:DIR[:REF] or oci-archive:FILE[:REF] ...; REF selects by org.opencontainers.image.ref.name and may be left out when a layout holds one image. After a single source, a NAME for its tag.')
       .option('--all <dir>', 'also import every tagged image of every OCI layout under DIR (any depth)')
       .option('--tag-template <t>', 'tags for --all images: {layout} is the layout path relative to DIR, {ref} the ref name', '{layout}:{ref}')
+      .option('--force', 'let a tag derived from a REF (or from --tag-template) move off another image; a NAME given for one source always may')
       .option('--fail-fast', 'stop the whole run at the first failed image (default: import the others, exit non-zero)')
       .option('--platform <os/arch[/variant]>', "which image of a multi-platform index (default: the host's)")
       .option('-j, --jobs <n>', 'worker threads (default: min(cores, --io-limit))', parsePositiveInt)
@@ -116,7 +118,8 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
     if (o.all) {
       const found = await discoverLayouts(o.all);
       for (const s of found.skipped) process.stderr.write(`veritree: warning: ${s.layout}: ${s.why}\n`);
-      for (const img of found.images) jobs.push({ source: `oci:${img.layout}${img.ref ? `:${img.ref}` : ''}`, tag: img.ref ? applyTagTemplate(o.tagTemplate, img) : undefined });
+      // Derived tags, as a REF's is: moving one off another image takes --force.
+      for (const img of found.images) jobs.push({ source: `oci:${img.layout}${img.ref ? `:${img.ref}` : ''}`, tag: img.ref ? applyTagTemplate(o.tagTemplate, img) : undefined, moveTag: o.force === true });
     }
     if (jobs.length === 0) throw new VeritreeError(ERROR_CODES.USAGE, 'nothing to import: give oci:DIR[:REF] or oci-archive:FILE[:REF] sources, or --all DIR');
     const single = jobs.length === 1 && !o.all;
@@ -133,6 +136,7 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
         ioLimit: o.ioLimit,
         hashImpl: o.hashImpl,
         failFast: o.failFast,
+        moveTags: o.force === true,
         limits: o.maxLayerSize ? { maxLayerSize: o.maxLayerSize } : undefined,
         signal: interruptSignal(),
         ...lockWaitOptions(o.lockTimeout),
