@@ -409,6 +409,9 @@ test('veritree mount: the mounted image is the checkout, byte for byte; umount u
     assert.equal(u.status, 0, u.stderr);
   }
   assert.deepEqual(readdirSync(mnt), []);
+  const again = veritree(['umount', mnt]);
+  assert.equal(again.status, 2, 'a second umount is a usage error, not a system failure');
+  assert.match(again.stderr, /nothing is mounted there/);
   cleanup(mnt);
 });
 

@@ -278,7 +278,7 @@ test('gc after untag removes exactly the objects only that image used; the other
   assert.equal(fsckJson(repo, ['--deep']).status, 0);
   const again = JSON.parse(veritree(['gc', '--repo', repo, '--json']).stdout) as { objectsRemoved: number; streamsRemoved: string[]; tmpRemoved: number };
   assert.deepEqual([again.objectsRemoved, again.streamsRemoved.length, again.tmpRemoved], [0, 0, 0], 'nothing to do, nothing removed');
-  assert.equal(veritree(['untag', 'nope', '--repo', repo]).status, 2);
+  assert.equal(veritree(['untag', 'nope', '--repo', repo]).status, 4, 'a missing tag is TAG_NOT_FOUND, not a usage error');
 });
 
 test('gc removes stray tmp files; an objects-only store (no meta.json) is checked as objects alone', { skip: SKIP }, () => {

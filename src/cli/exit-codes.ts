@@ -23,6 +23,7 @@ export function exitStatusFor(code: ErrorCode): number {
     case ERROR_CODES.ABORTED:
       return EXIT.INTERRUPTED;
     case ERROR_CODES.STORE_NOT_FOUND:
+    case ERROR_CODES.TAG_NOT_FOUND:
     case ERROR_CODES.STORE_IO:
     case ERROR_CODES.STORE_NO_SPACE:
     case ERROR_CODES.STORE_CORRUPT:

@@ -11,7 +11,7 @@
  * @module
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
@@ -60,7 +60,7 @@ export async function imageIdOf(repo: Repository, name: string): Promise<string>
     try {
       statSync(repo.imagePath(name));
     } catch {
-      throw new VeritreeError(ERROR_CODES.USAGE, `no image ${name} under ${join(repo.root, 'images')}`);
+      throw new VeritreeError(ERROR_CODES.TAG_NOT_FOUND, `no image ${name} under ${join(repo.root, 'images')}`);
     }
     return name;
   }
@@ -101,7 +101,24 @@ export async function mountImage(repo: Repository, name: string, dir: string): P
   return { image: id, dir, verity };
 }
 
-/** Unmounts what mountImage mounted at `dir`. */
+/** Whether `dir` is a mount point (its path is a mount point in /proc/self/mountinfo). */
+function isMountPoint(dir: string): boolean {
+  let real: string;
+  try {
+    real = realpathSync(dir);
+  } catch {
+    return false;
+  }
+  // Field 5 is the mount point, with space, tab, newline and backslash escaped as \ooo.
+  const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => unescape(l.split(' ')[4] ?? '') === real);
+}
+
+/**
+ * Unmounts what mountImage mounted at `dir`.
+ * @throws VeritreeError USAGE when nothing is mounted there (a second umount), MOUNT_FAILED when umount fails
+ */
 export function unmountImage(dir: string): void {
+  if (!isMountPoint(dir)) throw new VeritreeError(ERROR_CODES.USAGE, `${dir}: nothing is mounted there`);
   run('umount', [dir]);
 }

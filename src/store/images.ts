@@ -68,7 +68,7 @@ export interface TaggedImage {
  */
 export async function taggedImage(repo: Repository, tag: string): Promise<TaggedImage> {
   const t = (await repo.listTags()).find((x) => x.tag === tag);
-  if (!t) throw new VeritreeError(ERROR_CODES.USAGE, `no image tagged ${JSON.stringify(tag)} in ${repo.root} (see veritree images)`);
+  if (!t) throw new VeritreeError(ERROR_CODES.TAG_NOT_FOUND, `no image tagged ${JSON.stringify(tag)} in ${repo.root} (see veritree images)`);
   if (!t.stream.startsWith(STREAM_PREFIX.manifest)) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `tag ${tag} does not name a manifest stream`);
   const m = await readManifest(repo, t.stream);
   if (m.diffIds === null) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `${m.configStream} is not a JSON stream`);

@@ -132,7 +132,7 @@ export function registerVerify(program: Command): void {
   repoOption(program.command('untag').description('remove a tag; what only it kept alive goes at the next gc').argument('<name>', 'the tag')).action(
     async (name: string, o: { repo?: string }) => {
       const repo = await openRepository(resolveRepo(o.repo));
-      if (!(await untagImage(repo, name))) throw new VeritreeError(ERROR_CODES.USAGE, `no tag ${JSON.stringify(name)} in ${repo.root}`);
+      if (!(await untagImage(repo, name))) throw new VeritreeError(ERROR_CODES.TAG_NOT_FOUND, `no tag ${JSON.stringify(name)} in ${repo.root} (see veritree images)`);
       process.stdout.write(`untagged ${name}\n`);
     }
   );
