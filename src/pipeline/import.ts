@@ -305,6 +305,9 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
     const poolJobs = options.pool?.size ?? poolSize({ jobs: options.jobs, ioLimit: options.ioLimit ?? (await defaultIoLimit(repo.root)) }, availableParallelism());
     const pending: Prepared[] = [];
     for (const p of prepared) {
+      // Each image's time runs from here, not from when it was resolved: resolving the run's
+      // other images is not its time.
+      p.started = performance.now();
       options.onProgress?.({ type: 'image', image: p.index, totalBytes: p.image.layers.reduce((n, l) => n + l.descriptor.size, 0), layers: p.image.layers.length, manifest: p.image.manifestDescriptor.digest });
       // A whole image already in the store: only its tag is (re)written. Whole means every
       // stream the manifest names is there too (a gc killed part-way, or a repair, can leave a

@@ -40,7 +40,9 @@ export function printSummary(s: ImportSummary): void {
     `  layers    ${s.layersImported} imported, ${s.layersPresent} already present`,
     `  objects   ${s.objectsWritten} written, ${s.objectsPresent} already present, ${s.inlined} small files inlined`,
     `  bytes     ${formatBytes(s.tarBytes)} of layer tar (${formatBytes(s.compressedBytes)} compressed)`,
-    `  time      ${s.seconds.toFixed(2)} s, ${s.mbPerSecond.toFixed(1)} MB/s, ${s.jobs} worker${s.jobs === 1 ? '' : 's'}`,
+    s.tarBytes > 0
+      ? `  time      ${s.seconds.toFixed(2)} s, ${s.mbPerSecond.toFixed(1)} MB/s, ${s.jobs} worker${s.jobs === 1 ? '' : 's'}`
+      : `  time      ${s.seconds.toFixed(2)} s, no layer read`,
     ...(s.retaggedFrom ? [`  tag       ${s.tag} moved here from ${s.retaggedFrom}`] : []),
   ];
   process.stdout.write(lines.join('\n') + '\n');
