@@ -22,6 +22,7 @@ export const COMMAND_MODULES: readonly (readonly [readonly string[], () => Promi
   [['import'], async () => (await import('./commands/import.ts')).registerImport],
   [['images', 'cat-layer'], async () => (await import('./commands/images.ts')).registerImages],
   [['fsck', 'gc', 'untag'], async () => (await import('./commands/verify.ts')).registerVerify],
+  [['prune'], async () => (await import('./commands/prune.ts')).registerPrune],
   [['checkout', 'dump'], async () => (await import('./commands/merge.ts')).registerMerge],
   [['ls', 'cat', 'diff'], async () => (await import('./commands/browse.ts')).registerBrowse],
   [['export'], async () => (await import('./commands/export.ts')).registerExport],

@@ -47,7 +47,7 @@ function printRepair(r: RepairReport): void {
   for (const t of r.tagsRemoved) process.stdout.write(`removed tag ${t.tag}: import it again (manifest ${t.manifest})\n`);
 }
 
-function printGc(r: GcReport): void {
+export function printGc(r: GcReport): void {
   const verb = r.dryRun ? 'would remove' : 'removed';
   process.stdout.write(
     `${verb} ${r.objectsRemoved} objects (${formatBytes(r.bytesFreed)}), ${r.streamsRemoved.length} stream links, ${r.imagesRemoved.length ? `${r.imagesRemoved.length} image links, ` : ''}${r.tmpRemoved} tmp files; kept ${r.objectsKept} objects reachable from ${r.roots} roots\n`
