@@ -28,9 +28,10 @@ export const COMMAND_MODULES: readonly (readonly [readonly string[], () => Promi
   [['export'], async () => (await import('./commands/export.ts')).registerExport],
   [['mkfs', 'image', 'mount', 'umount'], async () => (await import('./commands/composefs.ts')).registerComposefs],
   [['bench'], async () => (await import('./commands/bench.ts')).registerBench],
+  [['completion'], async () => (await import('./commands/completion.ts')).registerCompletion],
 ];
 
-function version(): string {
+export function version(): string {
   for (const rel of ['../../package.json', '../../../package.json']) {
     try {
       return (JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { version: string }).version;
