@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * veritree's library: every name here is documented, with an example, in the README ("Library");
  * test/library.test.ts holds this list to that table and uses nothing else. The CLI (src/cli/) is

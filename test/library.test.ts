@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import * as lib from '../src/index.ts';
 import { ROOT, cleanup, tempDir } from './helpers.ts';
@@ -93,6 +94,25 @@ test("an abort keeps the caller's reason: code ABORTED, the reason as cause and 
       assert.equal(e.message, 'interrupted: shutdown');
       return true;
     });
+  } finally {
+    cleanup(dir);
+  }
+});
+
+test('the declarations compile in a TypeScript consumer with no "types" setting (they reference @types/node)', () => {
+  const dir = tempDir('veritree-lib-ts-');
+  try {
+    mkdirSync(join(dir, 'node_modules'));
+    symlinkSync(ROOT, join(dir, 'node_modules', 'veritree'));
+    symlinkSync(join(ROOT, 'node_modules', '@types'), join(dir, 'node_modules', '@types'));
+    writeFileSync(join(dir, 'package.json'), '{"name":"consumer","type":"module"}');
+    writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { target: 'es2022', module: 'nodenext', moduleResolution: 'nodenext', strict: true, noEmit: true, skipLibCheck: false } }));
+    writeFileSync(
+      join(dir, 'a.ts'),
+      "import { openRepository, importImage, isVeritreeError } from 'veritree';\nconst repo = await openRepository('/nonexistent', { create: true });\ntry { await importImage(repo, 'oci:/x', { signal: new AbortController().signal }); } catch (e) { if (isVeritreeError(e)) console.log(e.code); }\n"
+    );
+    const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
   } finally {
     cleanup(dir);
   }
