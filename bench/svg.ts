@@ -1,6 +1,8 @@
 /**
- * scaling.svg: throughput against jobs, one line per workload, with the limit drawn (OpenSSL
- * SHA-256 over one buffer, times the cores). Plain SVG, no script, so any browser shows it.
+ * scaling.svg: throughput against jobs, one line per workload, with the limit drawn: the fastest
+ * one-core SHA-256 rate measured (OpenSSL over one buffer, or veritree's own back ends), times
+ * min(jobs, cores), so the limit rises with the jobs as the lines do. Every label sits in the
+ * legend, beside the plot, never over a line. Plain SVG, no script, so any browser shows it.
  * MB/s is on a log axis: imports (tens of MB/s) and digests (thousands) share one chart, and a
  * line's slope reads as a speed-up whatever its height.
  */
@@ -15,12 +17,13 @@ function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/"/g, '&quot;');
 }
 
-export function scalingSvg(series: Series[], limit: { mbps: number; label: string }, title: string): string {
+export function scalingSvg(series: Series[], limit: { oneCoreMBps: number; cores: number; label: string }, title: string): string {
   const W = 920;
   const H = 500;
   const m = { l: 70, r: 290, t: 40, b: 50 };
   const maxJobs = Math.max(2, ...series.flatMap((s) => s.points.map((p) => p.jobs)));
-  const values = [limit.mbps, ...series.flatMap((s) => s.points.map((p) => p.mbps))].filter((v) => v > 0);
+  const limitAt = (j: number): number => limit.oneCoreMBps * Math.min(j, limit.cores);
+  const values = [limitAt(1), limitAt(maxJobs), ...series.flatMap((s) => s.points.map((p) => p.mbps))].filter((v) => v > 0);
   const lo = Math.floor(Math.log10(Math.min(...values)));
   const hi = Math.max(lo + 1, Math.ceil(Math.log10(Math.max(...values) * 1.1)));
   const x = (j: number): number => m.l + ((Math.log2(j) / Math.log2(maxJobs)) * (W - m.l - m.r));
@@ -44,9 +47,12 @@ export function scalingSvg(series: Series[], limit: { mbps: number; label: strin
     out.push(`<line x1="${m.l - 4}" y1="${y(v).toFixed(1)}" x2="${W - m.r}" y2="${y(v).toFixed(1)}" stroke="${major ? '#bbb' : '#eee'}"/>`);
     out.push(`<text x="${m.l - 8}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end"${major ? '' : ' fill="#888"'}>${v >= 1 ? v.toFixed(0) : v.toPrecision(1)}</text>`);
   }
+  // The limit at every jobs value on the axis (a path, not a polyline: the lines are the data).
+  const limitPts = jobsTicks.map((j) => `${x(j).toFixed(1)},${y(limitAt(j)).toFixed(1)}`);
+  const legendLimitY = m.t + 20 + series.length * 22;
   out.push(
-    `<g class="limit" data-mbps="${limit.mbps.toFixed(1)}"><line x1="${m.l}" y1="${y(limit.mbps)}" x2="${W - m.r}" y2="${y(limit.mbps)}" stroke="#555" stroke-dasharray="6 4"/>`,
-    `<text x="${W - m.r - 6}" y="${y(limit.mbps) - 6}" text-anchor="end" fill="#555">${esc(limit.label)}</text></g>`
+    `<g class="limit" data-mbps="${limitAt(maxJobs).toFixed(1)}"><path d="M${limitPts.join(' L')}" fill="none" stroke="#555" stroke-width="1.5" stroke-dasharray="6 4"/>`,
+    `<line x1="${W - m.r + 8}" y1="${legendLimitY}" x2="${W - m.r + 30}" y2="${legendLimitY}" stroke="#555" stroke-width="1.5" stroke-dasharray="6 4"/><text x="${W - m.r + 36}" y="${legendLimitY + 4}" fill="#555">${esc(limit.label)}</text></g>`
   );
   series.forEach((s, i) => {
     const color = PALETTE[i % PALETTE.length] as string;

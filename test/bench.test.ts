@@ -62,3 +62,25 @@ test('scaling.svg opens in headless Chromium and shows one series per workload a
   assert.equal(shot.status, 0, shot.stderr);
   assert.ok(existsSync(png) && statSync(png).size > 5000, 'a screenshot with something drawn');
 });
+
+test('scaling.svg: the limit rises with min(jobs, cores), and every label sits beside the plot, none over a line', async () => {
+  const { scalingSvg } = await import('../bench/svg.ts');
+  const svg = scalingSvg(
+    [
+      { name: 'digest', points: [{ jobs: 1, mbps: 900 }, { jobs: 2, mbps: 1700 }, { jobs: 4, mbps: 1800 }] },
+      { name: 'import', points: [{ jobs: 1, mbps: 200 }, { jobs: 2, mbps: 350 }, { jobs: 4, mbps: 360 }] },
+    ],
+    { oneCoreMBps: 1000, cores: 2, label: 'limit' },
+    'test'
+  );
+  const path = /<g class="limit"[^>]*><path d="M([^"]+)"/.exec(svg)?.[1];
+  assert.ok(path);
+  const ys = path.split(' L').map((p) => Number(p.split(',')[1]));
+  assert.equal(ys.length, 3, 'one point per jobs value');
+  assert.ok((ys[0] as number) > (ys[1] as number), 'the limit rises from 1 to 2 jobs (y grows downwards)');
+  assert.equal(ys[1], ys[2], 'and is flat past the cores');
+  // The plot ends at x = 920 - 290; every text but the axes' ticks and titles starts right of it.
+  const plotRight = 920 - 290;
+  for (const m of svg.matchAll(/<text x="([\d.]+)" y="[\d.]+"(?: fill="#555")?>(digest|import|limit)<\/text>/g)) assert.ok(Number(m[1]) > plotRight, `label ${m[2]} at x=${m[1]}`);
+  assert.equal([...svg.matchAll(/>(digest|import|limit)<\/text>/g)].length, 3, 'each series and the limit labelled once');
+});
