@@ -17,13 +17,13 @@ import {
   TAGS_DIR,
   TMP_PREFIX,
   escapeTag,
-  isObjectId,
-  objectIdFromLink,
   objectRelPath,
   unescapeTag,
   validateTag,
   type ObjectId,
 } from './layout.ts';
+import { entryObject, listRefs, type RefEntry } from './links.ts';
+import { toHex, verityDigest } from '../verity/index.ts';
 import { acquireLock, type LockOptions, type RepoLock } from './lock.ts';
 import { TmpObjectFile, type ObjectTarget, type VerityPolicy } from './objects.ts';
 import { measureVerity, openRegular, readAll, readRegular, syncFs } from './sys.ts';
@@ -167,6 +167,16 @@ async function makeFolders(path: string, mode = 0o755): Promise<void> {
   }
 }
 
+/** readlink(2), null only when there is no such entry (ENOENT). */
+async function readLinkOrNull(path: string): Promise<string | null> {
+  try {
+    return await readlink(path);
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') return null;
+    throw storeIoError(e, path, 'reading a link');
+  }
+}
+
 export class Repository {
   readonly root: string;
   readonly alg: HashAlgorithm;
@@ -228,7 +238,13 @@ export class Repository {
       return new Repository(abs, parsed.alg, true, meta.verity || requireVerity ? 'require' : 'try', parsed.readOnlyBecause);
     }
     if (opts.create) return Repository.init(abs, opts.hash ?? 'sha256', requireVerity);
-    const objects = await stat(join(abs, OBJECTS_DIR)).catch(() => null);
+    let objects: Stats | null = null;
+    try {
+      objects = await stat(join(abs, OBJECTS_DIR));
+    } catch (e) {
+      // Only "not there" means no repository; EACCES or EIO is said as itself.
+      if (errnoCode(e) !== 'ENOENT' && errnoCode(e) !== 'ENOTDIR') throw storeIoError(e, abs, 'opening the repository');
+    }
     if (objects?.isDirectory()) return new Repository(abs, opts.hash ?? 'sha256', false, requireVerity ? 'require' : 'try');
     throw new VeritreeError(
       ERROR_CODES.STORE_NOT_FOUND,
@@ -277,6 +293,7 @@ export class Repository {
       return p;
     };
     if (!this.syncRunning) return start();
+    // The running sync's failure is its own callers' to see; the queued ones run their own.
     const queued = this.syncRunning
       .catch(() => undefined)
       .then(() => {
@@ -306,40 +323,54 @@ export class Repository {
     }
   }
 
-  /** The object id a stream symlink points to, or null when the stream does not exist. */
+  /**
+   * The object id a stream symlink points to (links.ts: only the form composefs-rs writes), or
+   * null when the stream does not exist. @throws VeritreeError STORE_CORRUPT for any other link
+   */
   async streamObject(name: string): Promise<ObjectId | null> {
-    let target: string;
-    try {
-      target = await readlink(this.streamPath(name));
-    } catch (e) {
-      if (errnoCode(e) === 'ENOENT') return null;
-      throw storeIoError(e, this.streamPath(name), 'reading a stream link');
-    }
-    const id = objectIdFromLink(target) ?? '';
-    if (!isObjectId(id, this.alg)) {
-      throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `stream ${name} points to ${target}, not an object`, {
-        path: this.streamPath(name),
-      });
-    }
-    return id;
+    return entryObject(this, STREAMS_DIR, name);
   }
 
+  /**
+   * Whether the stream exists and its object is there. A link that is not sound, or an error
+   * other than ENOENT, is thrown: an import must not take damage for "absent" and write around it.
+   */
   async hasStream(name: string): Promise<boolean> {
-    const id = await this.streamObject(name).catch(() => null);
+    const id = await this.streamObject(name);
     if (!id) return false;
-    return (await stat(this.objectPath(id)).catch(() => null)) !== null;
+    try {
+      await stat(this.objectPath(id));
+      return true;
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') return false;
+      throw storeIoError(e, this.objectPath(id), 'looking up an object');
+    }
   }
 
-  /** An object's bytes; a symlink, FIFO or anything but a regular file is STORE_CORRUPT. */
-  async readObject(id: ObjectId): Promise<Buffer> {
-    return readRegular(this.objectPath(id), `object ${id}`);
+  /**
+   * A stream, image, config or manifest object's bytes, used only once they hash (fs-verity
+   * digest, the repository's algorithm) to the id they were asked for: the one verified read
+   * every command goes through. `namedBy` says who named the object, for the error.
+   * @throws VeritreeError STORE_CORRUPT when the object is not a regular file or its digest is not its name
+   */
+  async readObject(id: ObjectId, namedBy?: string): Promise<Buffer> {
+    const bytes = await readRegular(this.objectPath(id), `object ${id}`);
+    const found = toHex(verityDigest(bytes, this.alg));
+    if (found !== id) {
+      throw new VeritreeError(
+        ERROR_CODES.STORE_CORRUPT,
+        `object ${id}${namedBy ? ` (named by ${namedBy})` : ''} is damaged: its fs-verity digest is ${found}; run veritree fsck`,
+        { path: this.objectPath(id) }
+      );
+    }
+    return bytes;
   }
 
-  /** Reads the split-stream object behind a stream name. */
+  /** Reads (verified) the split-stream object behind a stream name. */
   async readStreamBytes(name: string): Promise<Buffer> {
     const id = await this.streamObject(name);
     if (!id) throw new VeritreeError(ERROR_CODES.STORE_NOT_FOUND, `no stream ${name} in ${this.root}`, { path: this.streamPath(name) });
-    return this.readObject(id);
+    return this.readObject(id, `streams/${name}`);
   }
 
   /**
@@ -362,7 +393,7 @@ export class Repository {
   /** images/<hex> → the image's object, as composefs-rs's write_image links it. @returns whether the link is new */
   async linkImage(id: ObjectId): Promise<boolean> {
     const path = join(this.root, IMAGES_DIR, id);
-    const existed = (await readlink(path).catch(() => null)) !== null;
+    const existed = (await readLinkOrNull(path)) !== null;
     await this.atomicSymlink(join('..', objectRelPath(id)), path, true);
     return !existed;
   }
@@ -378,7 +409,7 @@ export class Repository {
    */
   async setTag(tag: string, streamName: string): Promise<string | null> {
     const path = this.tagPath(tag);
-    const before = await readlink(path).catch(() => null);
+    const before = await readLinkOrNull(path);
     await this.atomicSymlink(join('..', '..', streamName), path, true);
     const was = before?.split('/').pop() ?? null;
     return was !== null && was !== streamName ? was : null;
@@ -394,16 +425,21 @@ export class Repository {
     }
   }
 
-  /** Tags and the stream each one names. */
+  /**
+   * Tags and the stream each one names, each followed by the one resolver (links.ts) as gc
+   * follows it. @throws VeritreeError STORE_CORRUPT naming the first tag that does not resolve
+   */
   async listTags(): Promise<{ tag: string; stream: string }[]> {
-    const dir = join(this.root, TAGS_DIR);
-    const names = await readdir(dir).catch(() => [] as string[]);
-    const out: { tag: string; stream: string }[] = [];
-    for (const n of names.sort()) {
-      const target = await readlink(join(dir, n)).catch(() => null);
-      if (target) out.push({ tag: unescapeTag(n), stream: target.split('/').pop() ?? target });
-    }
-    return out;
+    return (await this.tagRefs()).map((t) => {
+      if (t.error) throw t.error;
+      return { tag: t.tag, stream: t.ref.entry };
+    });
+  }
+
+  /** Every tag link, resolved or with why not (a caller that wants one tag is not stopped by another). */
+  async tagRefs(): Promise<(RefEntry & { tag: string })[]> {
+    const prefix = `${TAGS_DIR}/`;
+    return (await listRefs(this, STREAMS_DIR, 'oci')).map((r) => ({ ...r, tag: unescapeTag(r.link.slice(prefix.length)) }));
   }
 
   /**
@@ -449,11 +485,12 @@ export class Repository {
       } catch (e) {
         if (errnoCode(e) !== 'EEXIST') throw e;
       }
-      if (!replace || (await readlink(path).catch(() => null)) === target) return;
+      if (!replace || (await readLinkOrNull(path)) === target) return;
       tmp = join(this.root, STREAMS_DIR, `${STREAM_TMP_PREFIX}${process.pid}-${Math.random().toString(36).slice(2)}`);
       await symlink(target, tmp);
       await rename(tmp, path);
     } catch (e) {
+      // The link's own error is the one to report; a tmp link left behind is removed by gc.
       if (tmp) await rm(tmp, { force: true }).catch(() => undefined);
       throw storeIoError(e, path, 'publishing a link');
     }
