@@ -304,11 +304,8 @@ export class Repository {
     return queued;
   }
 
-  /**
-   * Fails with "<repo> is not writable" (or no space) unless a new object could be written:
-   * an unnamed file is made in objects/ and dropped (a named one in the fallback, removed).
-   */
-  assertWritable(): void {
+  /** STORE_UNSUPPORTED when meta.json opened the repository read-only (Repository.readOnlyBecause). */
+  assertNotReadOnly(): void {
     if (this.readOnlyBecause.length > 0) {
       throw new VeritreeError(
         ERROR_CODES.STORE_UNSUPPORTED,
@@ -316,6 +313,14 @@ export class Repository {
         { path: this.root }
       );
     }
+  }
+
+  /**
+   * Fails with "<repo> is not writable" (or no space) unless a new object could be written:
+   * an unnamed file is made in objects/ and dropped (a named one in the fallback, removed).
+   */
+  assertWritable(): void {
+    this.assertNotReadOnly();
     try {
       new TmpObjectFile(this.target).discard();
     } catch (e) {
@@ -415,7 +420,9 @@ export class Repository {
     return was !== null && was !== streamName ? was : null;
   }
 
+  /** @throws VeritreeError STORE_UNSUPPORTED in a repository opened read-only */
   async removeTag(tag: string): Promise<boolean> {
+    this.assertNotReadOnly();
     try {
       await unlink(this.tagPath(tag));
       return true;
