@@ -12,7 +12,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { cleanup, hasTool, must, tempDir } from './helpers.ts';
@@ -23,6 +23,7 @@ import { gc, isVeritreeError } from '../src/index.ts';
 const RUNS = Number(process.env.VERITREE_FUZZ_RUNS ?? 30);
 const SKIP = hasTool('umoci') ? false : 'skipped: umoci not installed';
 let dir = '';
+let scratch = '';
 let store: GcStore;
 /** Objects gc reads (stream and image objects), and every object. */
 let readable: string[] = [];
@@ -38,9 +39,14 @@ before(async () => {
   readable = [...new Set([...streams.map((s) => streamObjectId(store.repo, s)), store.images.a, store.images.c])].sort();
   all = [...objectIds(store.repo)].sort();
   roots = rootLinks(store.repo);
+  // Each run copies the store: in memory where there is a tmpfs, so disk load does not set the pace.
+  scratch = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/veritree-gc-fuzz-') : dir;
 });
 
-after(() => cleanup(dir));
+after(() => {
+  cleanup(dir);
+  if (scratch !== dir) cleanup(scratch);
+});
 
 type Damage =
   | { kind: 'flip'; readable: boolean; pick: number; at: number; bit: number }
@@ -118,7 +124,7 @@ test('property: after random damage, gc refuses with nothing removed, or every u
   const outcomes = { refused: 0, ran: 0 };
   await fc.assert(
     fc.asyncProperty(fc.array(damageArb, { minLength: 1, maxLength: 3 }), async (damages) => {
-      const repo = copyStore(store.repo, join(dir, `run${run++ % 2}`));
+      const repo = copyStore(store.repo, join(scratch, `run${run++ % 2}`));
       const done = damages.map((d) => apply(repo, d));
       const dead = new Set(done.flatMap((x) => (x.deadRoot ? [x.deadRoot] : [])));
       const damaged = new Set(done.flatMap((x) => (x.object ? [x.object] : [])));
