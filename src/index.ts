@@ -14,6 +14,7 @@
  * @module
  */
 import type { Repository, OpenOptions } from './store/repository.ts';
+import type { LockWaitOptions } from './store/lock.ts';
 import type { CheckoutOptions, CheckoutReport } from './merge/checkout.ts';
 import type { MergeRules } from './merge/merge.ts';
 import type { DumpParseOptions } from './erofs/dump-parse.ts';
@@ -72,9 +73,22 @@ export async function initRepository(root: string, opts: { hash?: HashAlgorithm;
   return Repository.init(root, opts.hash ?? 'sha256', opts.requireVerity ?? false);
 }
 
-/** Removes a tag; what only it kept alive goes at the next gc. @returns false when there was no such tag */
-export function untagImage(repo: Repository, tag: string): Promise<boolean> {
-  return repo.removeTag(tag);
+/**
+ * Removes a tag; what only it kept alive goes at the next gc. Holds the shared repository lock
+ * (as import does when it moves a tag), so it waits for a gc or repair, never racing its mark.
+ * @returns false when there was no such tag
+ * @throws VeritreeError STORE_UNSUPPORTED in a repository opened read-only, STORE_LOCKED past the lock timeout
+ */
+export async function untagImage(repo: Repository, tag: string, opts: LockWaitOptions = {}): Promise<boolean> {
+  repo.tagPath(tag);
+  repo.assertWritable();
+  const { lockOptionsFrom } = await import('./store/lock.ts');
+  const lock = await repo.lockShared(lockOptionsFrom(opts));
+  try {
+    return await repo.removeTag(tag);
+  } finally {
+    await lock.release();
+  }
 }
 
 /** The layer tar with this diff_id (`sha256:<hex>` or hex), rebuilt byte for byte from its split stream, as it is read. */
@@ -120,11 +134,17 @@ export async function checkoutImage(repo: Repository, tag: string, dir: string, 
  * The tagged image's merged tree as composefs dumpfile lines (no trailing newlines), built by
  * composefs-rs's rules unless `rules` says `oci` (the tree checkout writes; docs/merge.md).
  */
-export async function dumpImage(repo: Repository, tag: string, onWarning?: (path: string, message: string) => void, rules: MergeRules = 'composefs'): Promise<string[]> {
-  const [{ imageTree }, { dumpLines }] = await Promise.all([import('./merge/image-tree.ts'), import('./merge/dump.ts')]);
-  const tree = await imageTree(repo, tag, rules);
-  for (const w of tree.warnings) onWarning?.(w.path, w.message);
-  return [...dumpLines(tree)];
+export async function dumpImage(repo: Repository, tag: string, onWarning?: (path: string, message: string) => void, rules: MergeRules = 'composefs', opts: LockWaitOptions = {}): Promise<string[]> {
+  const [{ imageTree }, { dumpLines }, { lockOptionsFrom }] = await Promise.all([import('./merge/image-tree.ts'), import('./merge/dump.ts'), import('./store/lock.ts')]);
+  // Shared: no gc or repair removes the streams and objects being read.
+  const lock = await repo.lockShared(lockOptionsFrom(opts));
+  try {
+    const tree = await imageTree(repo, tag, rules);
+    for (const w of tree.warnings) onWarning?.(w.path, w.message);
+    return [...dumpLines(tree)];
+  } finally {
+    await lock.release();
+  }
 }
 
 /**

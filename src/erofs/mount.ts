@@ -11,11 +11,13 @@
  * @module
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, realpathSync, rmdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import type { Repository } from '../store/repository.ts';
+import { entryObject } from '../store/links.ts';
+import { IMAGES_DIR } from '../store/layout.ts';
 import { toHex, verityDigest } from '../verity/index.ts';
 
 export interface MountReport {
@@ -57,11 +59,8 @@ function checkLayerPath(p: string): void {
 /** The image id for a tag (its config's composefs.image) or for an id under images/. */
 export async function imageIdOf(repo: Repository, name: string): Promise<string> {
   if (/^[0-9a-f]{64}$/.test(name)) {
-    try {
-      statSync(repo.imagePath(name));
-    } catch {
-      throw new VeritreeError(ERROR_CODES.TAG_NOT_FOUND, `no image ${name} under ${join(repo.root, 'images')}`);
-    }
+    // images/<hex> is followed by the one resolver: only the link composefs-rs writes is an image.
+    if ((await entryObject(repo, IMAGES_DIR, name)) === null) throw new VeritreeError(ERROR_CODES.TAG_NOT_FOUND, `no image ${name} under ${join(repo.root, 'images')}`);
     return name;
   }
   // The writer's module is loaded only here: `umount` needs none of it.

@@ -1,6 +1,7 @@
 /**
  * Image records as the store keeps them: a tag names a manifest stream, whose named refs name the
- * config stream and each layer stream (by diff_id). Reading them touches no blob.
+ * config stream and each layer stream (by diff_id). Reading them touches no blob; every stream
+ * and JSON object is read verified (Repository.readObject).
  * @module
  */
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
@@ -21,16 +22,16 @@ interface ManifestJson {
 }
 
 /** The JSON a config or manifest stream holds as its one object; null when it is not that shape. */
-async function jsonOf<T>(repo: Repository, s: SplitStream): Promise<T | null> {
+async function jsonOf<T>(repo: Repository, s: SplitStream, name: string): Promise<T | null> {
   const first = s.chunks[0];
   if (s.chunks.length !== 1 || first?.kind !== 'object') return null;
-  return JSON.parse((await repo.readObject(s.objectRefs[first.index] as string)).toString('utf8')) as T;
+  return JSON.parse((await repo.readObject(s.objectRefs[first.index] as string, `streams/${name}`)).toString('utf8')) as T;
 }
 
 /** A config or manifest stream and its JSON. @throws VeritreeError STORE_CORRUPT when it holds no single JSON object */
 export async function readJsonStream<T>(repo: Repository, name: string): Promise<{ stream: SplitStream; json: T }> {
   const stream = readSplitStream(await repo.readStreamBytes(name));
-  const json = await jsonOf<T>(repo, stream);
+  const json = await jsonOf<T>(repo, stream, name);
   if (json === null) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `${name} is not a JSON stream`);
   return { stream, json };
 }
@@ -50,7 +51,7 @@ async function readManifest(repo: Repository, name: string): Promise<ManifestRea
   const configDigest = configRef?.name.slice('config:'.length) ?? json.config?.digest ?? '';
   // Named refs are sorted by name, not by layer order: the order comes from the config JSON.
   const configStream = `${STREAM_PREFIX.config}${configDigest.replace(/^sha256:/, '')}`;
-  const config = await jsonOf<{ rootfs?: { diff_ids?: string[] } }>(repo, readSplitStream(await repo.readStreamBytes(configStream)));
+  const config = await jsonOf<{ rootfs?: { diff_ids?: string[] } }>(repo, readSplitStream(await repo.readStreamBytes(configStream)), configStream);
   return { stream, json, configDigest, configStream, diffIds: config === null ? null : (config.rootfs?.diff_ids ?? []) };
 }
 
@@ -64,10 +65,13 @@ export interface TaggedImage {
 
 /**
  * Follows a tag to its manifest and config streams.
- * @throws VeritreeError USAGE when no such tag, STORE_CORRUPT when it names no manifest stream or the config holds no JSON
+ * @throws VeritreeError TAG_NOT_FOUND when no such tag, STORE_CORRUPT when it names no manifest stream or the config holds no JSON
  */
 export async function taggedImage(repo: Repository, tag: string): Promise<TaggedImage> {
-  const t = (await repo.listTags()).find((x) => x.tag === tag);
+  // Only this tag's link need be sound; it is followed as gc follows it (store/links.ts).
+  const found = (await repo.tagRefs()).find((x) => x.tag === tag);
+  if (found?.error) throw found.error;
+  const t = found?.ref ? { stream: found.ref.entry } : undefined;
   if (!t) throw new VeritreeError(ERROR_CODES.TAG_NOT_FOUND, `no image tagged ${JSON.stringify(tag)} in ${repo.root} (see veritree images)`);
   if (!t.stream.startsWith(STREAM_PREFIX.manifest)) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `tag ${tag} does not name a manifest stream`);
   const m = await readManifest(repo, t.stream);
@@ -75,7 +79,10 @@ export async function taggedImage(repo: Repository, tag: string): Promise<Tagged
   return { manifestStream: t.stream, manifest: m.stream, configStream: m.configStream, diffIds: m.diffIds };
 }
 
-/** Every tagged image: its tag, manifest and config digests, and layers (blob digest, diff_id, size, media type). Reads streams only, no blob. */
+/**
+ * Every tagged image: its tag, manifest and config digests, and layers (blob digest, diff_id, size, media type). Reads streams only, no blob.
+ * @throws VeritreeError STORE_CORRUPT when a tag does not resolve (as gc would refuse it) or a stream is damaged
+ */
 export async function listImages(repo: Repository): Promise<ImageRecord[]> {
   const out: ImageRecord[] = [];
   for (const { tag, stream } of await repo.listTags()) {

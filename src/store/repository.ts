@@ -6,8 +6,8 @@
  */
 import { mkdir, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { statSync, type Stats } from 'node:fs';
-import { ERROR_CODES, VeritreeError, errnoCode, isVeritreeError, storeIoError } from '../errors.ts';
+import type { Stats } from 'node:fs';
+import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
 import { assertHashAlgorithm, digestSize, type HashAlgorithm } from '../verity/constants.ts';
 import {
   IMAGES_DIR,
@@ -17,79 +17,20 @@ import {
   TAGS_DIR,
   TMP_PREFIX,
   escapeTag,
-  isObjectId,
-  objectIdFromLink,
   objectRelPath,
   unescapeTag,
   validateTag,
   type ObjectId,
 } from './layout.ts';
+import { entryObject, listRefs, type RefEntry } from './links.ts';
+import { toHex, verityDigest } from '../verity/index.ts';
 import { acquireLock, type LockOptions, type RepoLock } from './lock.ts';
 import { TmpObjectFile, type ObjectTarget, type VerityPolicy } from './objects.ts';
-import { measureVerity, openRegular, readAll, readRegular, syncFs } from './sys.ts';
-
-/** meta.json as composefs-rs writes it (RepoMetadata: version, algorithm, feature flags). */
-export interface RepoMeta {
-  version: 1;
-  algorithm: string;
-  features: { compatible: string[]; 'read-only-compatible': string[]; incompatible: string[] };
-}
-
-/** Feature flags this version understands (composefs-rs defines none yet either). */
-const KNOWN_FEATURES = { compatible: [] as string[], readOnly: [] as string[], incompatible: [] as string[] };
-
-const ALGORITHM_NAMES: Record<HashAlgorithm, string> = {
-  sha256: 'fsverity-sha256-12',
-  sha512: 'fsverity-sha512-12',
-};
+import { readRegular, syncFs } from './sys.ts';
+import { metaJson, parseMeta, readMeta, statSyncOrNull } from './meta.ts';
 
 export { defaultRepoPath } from './layout.ts';
-
-interface ParsedMeta {
-  alg: HashAlgorithm;
-  /** Unknown read-only-compatible features: the repository may be read, not written. */
-  readOnlyBecause: string[];
-}
-
-/**
- * composefs-rs's rules (RepoMetadata::check_compatible): a version past 1, or an incompatible
- * feature we do not know, refuses the repository; an unknown read-only-compatible feature opens
- * it read-only; unknown compatible features are ignored.
- */
-function parseMeta(text: string, path: string): ParsedMeta {
-  let meta: Partial<RepoMeta> & { features?: Record<string, unknown> };
-  try {
-    meta = JSON.parse(text) as typeof meta;
-  } catch (e) {
-    throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `${path} is not JSON`, { path, cause: e });
-  }
-  if (typeof meta.version === 'number' && meta.version > 1) {
-    throw new VeritreeError(ERROR_CODES.STORE_UNSUPPORTED, `${path}: repository format version ${meta.version} is newer than this veritree understands (1)`, { path });
-  }
-  const entry = Object.entries(ALGORITHM_NAMES).find(([, name]) => name === meta.algorithm);
-  if (meta.version !== 1 || !entry) {
-    throw new VeritreeError(
-      ERROR_CODES.STORE_CORRUPT,
-      `${path}: unsupported repository (version ${String(meta.version)}, algorithm ${String(meta.algorithm)})`,
-      { path }
-    );
-  }
-  const list = (k: string): string[] => {
-    const v = meta.features?.[k];
-    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
-  };
-  const incompatible = list('incompatible').filter((f) => !KNOWN_FEATURES.incompatible.includes(f));
-  if (incompatible.length > 0) {
-    throw new VeritreeError(ERROR_CODES.STORE_UNSUPPORTED, `${path}: the repository requires features this veritree does not know: ${incompatible.join(', ')}`, { path });
-  }
-  return { alg: entry[0] as HashAlgorithm, readOnlyBecause: list('read-only-compatible').filter((f) => !KNOWN_FEATURES.readOnly.includes(f)) };
-}
-
-/** meta.json's bytes for a new repository, as composefs-rs writes them (pretty JSON, newline). */
-export function metaJson(hash: HashAlgorithm): string {
-  const meta: RepoMeta = { version: 1, algorithm: ALGORITHM_NAMES[hash], features: { compatible: [], 'read-only-compatible': [], incompatible: [] } };
-  return JSON.stringify(meta, null, 2) + '\n';
-}
+export { metaJson, type RepoMeta } from './meta.ts';
 
 export type ObjectEntry = { kind: 'object'; path: string; id: ObjectId } | { kind: 'tmp' | 'invalid'; path: string };
 
@@ -104,52 +45,10 @@ export interface OpenOptions {
   requireVerity?: boolean;
 }
 
-const META_MAX_BYTES = 1 << 20;
 
 /** A tag's replacement link before it is renamed into place (streams/ holds it: same filesystem). */
 export const STREAM_TMP_PREFIX = '.tmp-link-';
 
-/** meta.json's text and whether the file itself has fs-verity (null when it does not exist). */
-async function readMeta(metaPath: string): Promise<{ text: string; verity: boolean } | null> {
-  let opened;
-  try {
-    opened = await openRegular(metaPath, 'meta.json');
-  } catch (e) {
-    const code = isVeritreeError(e) ? errnoCode(e.cause) : errnoCode(e);
-    if (code === 'ENOENT') return null;
-    if (code === 'ENOTDIR') throw notAFolder(dirname(metaPath), e);
-    throw e;
-  }
-  const { fh, size } = opened;
-  try {
-    if (size > META_MAX_BYTES) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `meta.json ${metaPath} is ${size} bytes, more than the ${META_MAX_BYTES} allowed`, { path: metaPath });
-    const verity = measureVerity(fh.fd).state === 'enabled';
-    return { text: (await readAll(fh, size)).toString('utf8'), verity };
-  } catch (e) {
-    throw storeIoError(e, metaPath, 'reading meta.json');
-  } finally {
-    await fh.close();
-  }
-}
-
-/** `--repo` naming a file, or a path through one: say so, not ENOTDIR. */
-function notAFolder(root: string, cause: unknown): VeritreeError {
-  let p = root;
-  for (let up = dirname(p); up !== p; p = up, up = dirname(p)) {
-    const st = statSyncOrNull(p);
-    if (st && !st.isDirectory()) return new VeritreeError(ERROR_CODES.STORE_NOT_FOUND, `${root}: ${p === root ? 'it' : p} is a file, not a repository folder`, { path: root, cause });
-    if (st) break;
-  }
-  return new VeritreeError(ERROR_CODES.STORE_NOT_FOUND, `${root}: not a folder`, { path: root, cause });
-}
-
-function statSyncOrNull(p: string): Stats | null {
-  try {
-    return statSync(p);
-  } catch {
-    return null;
-  }
-}
 
 /**
  * mkdir -p, with the real reason when it fails: Node's recursive mkdir reports ENOENT for the
@@ -164,6 +63,16 @@ async function makeFolders(path: string, mode = 0o755): Promise<void> {
     while (dirname(first) !== first && !statSyncOrNull(dirname(first))) first = dirname(first);
     await mkdir(first);
     throw e;
+  }
+}
+
+/** readlink(2), null only when there is no such entry (ENOENT). */
+async function readLinkOrNull(path: string): Promise<string | null> {
+  try {
+    return await readlink(path);
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') return null;
+    throw storeIoError(e, path, 'reading a link');
   }
 }
 
@@ -228,7 +137,13 @@ export class Repository {
       return new Repository(abs, parsed.alg, true, meta.verity || requireVerity ? 'require' : 'try', parsed.readOnlyBecause);
     }
     if (opts.create) return Repository.init(abs, opts.hash ?? 'sha256', requireVerity);
-    const objects = await stat(join(abs, OBJECTS_DIR)).catch(() => null);
+    let objects: Stats | null = null;
+    try {
+      objects = await stat(join(abs, OBJECTS_DIR));
+    } catch (e) {
+      // Only "not there" means no repository; EACCES or EIO is said as itself.
+      if (errnoCode(e) !== 'ENOENT' && errnoCode(e) !== 'ENOTDIR') throw storeIoError(e, abs, 'opening the repository');
+    }
     if (objects?.isDirectory()) return new Repository(abs, opts.hash ?? 'sha256', false, requireVerity ? 'require' : 'try');
     throw new VeritreeError(
       ERROR_CODES.STORE_NOT_FOUND,
@@ -277,6 +192,7 @@ export class Repository {
       return p;
     };
     if (!this.syncRunning) return start();
+    // The running sync's failure is its own callers' to see; the queued ones run their own.
     const queued = this.syncRunning
       .catch(() => undefined)
       .then(() => {
@@ -287,11 +203,8 @@ export class Repository {
     return queued;
   }
 
-  /**
-   * Fails with "<repo> is not writable" (or no space) unless a new object could be written:
-   * an unnamed file is made in objects/ and dropped (a named one in the fallback, removed).
-   */
-  assertWritable(): void {
+  /** STORE_UNSUPPORTED when meta.json opened the repository read-only (Repository.readOnlyBecause). */
+  assertNotReadOnly(): void {
     if (this.readOnlyBecause.length > 0) {
       throw new VeritreeError(
         ERROR_CODES.STORE_UNSUPPORTED,
@@ -299,6 +212,14 @@ export class Repository {
         { path: this.root }
       );
     }
+  }
+
+  /**
+   * Fails with "<repo> is not writable" (or no space) unless a new object could be written:
+   * an unnamed file is made in objects/ and dropped (a named one in the fallback, removed).
+   */
+  assertWritable(): void {
+    this.assertNotReadOnly();
     try {
       new TmpObjectFile(this.target).discard();
     } catch (e) {
@@ -306,40 +227,54 @@ export class Repository {
     }
   }
 
-  /** The object id a stream symlink points to, or null when the stream does not exist. */
+  /**
+   * The object id a stream symlink points to (links.ts: only the form composefs-rs writes), or
+   * null when the stream does not exist. @throws VeritreeError STORE_CORRUPT for any other link
+   */
   async streamObject(name: string): Promise<ObjectId | null> {
-    let target: string;
-    try {
-      target = await readlink(this.streamPath(name));
-    } catch (e) {
-      if (errnoCode(e) === 'ENOENT') return null;
-      throw storeIoError(e, this.streamPath(name), 'reading a stream link');
-    }
-    const id = objectIdFromLink(target) ?? '';
-    if (!isObjectId(id, this.alg)) {
-      throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `stream ${name} points to ${target}, not an object`, {
-        path: this.streamPath(name),
-      });
-    }
-    return id;
+    return entryObject(this, STREAMS_DIR, name);
   }
 
+  /**
+   * Whether the stream exists and its object is there. A link that is not sound, or an error
+   * other than ENOENT, is thrown: an import must not take damage for "absent" and write around it.
+   */
   async hasStream(name: string): Promise<boolean> {
-    const id = await this.streamObject(name).catch(() => null);
+    const id = await this.streamObject(name);
     if (!id) return false;
-    return (await stat(this.objectPath(id)).catch(() => null)) !== null;
+    try {
+      await stat(this.objectPath(id));
+      return true;
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') return false;
+      throw storeIoError(e, this.objectPath(id), 'looking up an object');
+    }
   }
 
-  /** An object's bytes; a symlink, FIFO or anything but a regular file is STORE_CORRUPT. */
-  async readObject(id: ObjectId): Promise<Buffer> {
-    return readRegular(this.objectPath(id), `object ${id}`);
+  /**
+   * A stream, image, config or manifest object's bytes, used only once they hash (fs-verity
+   * digest, the repository's algorithm) to the id they were asked for: the one verified read
+   * every command goes through. `namedBy` says who named the object, for the error.
+   * @throws VeritreeError STORE_CORRUPT when the object is not a regular file or its digest is not its name
+   */
+  async readObject(id: ObjectId, namedBy?: string): Promise<Buffer> {
+    const bytes = await readRegular(this.objectPath(id), `object ${id}`);
+    const found = toHex(verityDigest(bytes, this.alg));
+    if (found !== id) {
+      throw new VeritreeError(
+        ERROR_CODES.STORE_CORRUPT,
+        `object ${id}${namedBy ? ` (named by ${namedBy})` : ''} is damaged: its fs-verity digest is ${found}; run veritree fsck`,
+        { path: this.objectPath(id) }
+      );
+    }
+    return bytes;
   }
 
-  /** Reads the split-stream object behind a stream name. */
+  /** Reads (verified) the split-stream object behind a stream name. */
   async readStreamBytes(name: string): Promise<Buffer> {
     const id = await this.streamObject(name);
     if (!id) throw new VeritreeError(ERROR_CODES.STORE_NOT_FOUND, `no stream ${name} in ${this.root}`, { path: this.streamPath(name) });
-    return this.readObject(id);
+    return this.readObject(id, `streams/${name}`);
   }
 
   /**
@@ -362,7 +297,7 @@ export class Repository {
   /** images/<hex> → the image's object, as composefs-rs's write_image links it. @returns whether the link is new */
   async linkImage(id: ObjectId): Promise<boolean> {
     const path = join(this.root, IMAGES_DIR, id);
-    const existed = (await readlink(path).catch(() => null)) !== null;
+    const existed = (await readLinkOrNull(path)) !== null;
     await this.atomicSymlink(join('..', objectRelPath(id)), path, true);
     return !existed;
   }
@@ -378,13 +313,15 @@ export class Repository {
    */
   async setTag(tag: string, streamName: string): Promise<string | null> {
     const path = this.tagPath(tag);
-    const before = await readlink(path).catch(() => null);
+    const before = await readLinkOrNull(path);
     await this.atomicSymlink(join('..', '..', streamName), path, true);
     const was = before?.split('/').pop() ?? null;
     return was !== null && was !== streamName ? was : null;
   }
 
+  /** @throws VeritreeError STORE_UNSUPPORTED in a repository opened read-only */
   async removeTag(tag: string): Promise<boolean> {
+    this.assertNotReadOnly();
     try {
       await unlink(this.tagPath(tag));
       return true;
@@ -394,16 +331,21 @@ export class Repository {
     }
   }
 
-  /** Tags and the stream each one names. */
+  /**
+   * Tags and the stream each one names, each followed by the one resolver (links.ts) as gc
+   * follows it. @throws VeritreeError STORE_CORRUPT naming the first tag that does not resolve
+   */
   async listTags(): Promise<{ tag: string; stream: string }[]> {
-    const dir = join(this.root, TAGS_DIR);
-    const names = await readdir(dir).catch(() => [] as string[]);
-    const out: { tag: string; stream: string }[] = [];
-    for (const n of names.sort()) {
-      const target = await readlink(join(dir, n)).catch(() => null);
-      if (target) out.push({ tag: unescapeTag(n), stream: target.split('/').pop() ?? target });
-    }
-    return out;
+    return (await this.tagRefs()).map((t) => {
+      if (t.error) throw t.error;
+      return { tag: t.tag, stream: t.ref.entry };
+    });
+  }
+
+  /** Every tag link, resolved or with why not (a caller that wants one tag is not stopped by another). */
+  async tagRefs(): Promise<(RefEntry & { tag: string })[]> {
+    const prefix = `${TAGS_DIR}/`;
+    return (await listRefs(this, STREAMS_DIR, 'oci')).map((r) => ({ ...r, tag: unescapeTag(r.link.slice(prefix.length)) }));
   }
 
   /**
@@ -449,11 +391,12 @@ export class Repository {
       } catch (e) {
         if (errnoCode(e) !== 'EEXIST') throw e;
       }
-      if (!replace || (await readlink(path).catch(() => null)) === target) return;
+      if (!replace || (await readLinkOrNull(path)) === target) return;
       tmp = join(this.root, STREAMS_DIR, `${STREAM_TMP_PREFIX}${process.pid}-${Math.random().toString(36).slice(2)}`);
       await symlink(target, tmp);
       await rename(tmp, path);
     } catch (e) {
+      // The link's own error is the one to report; a tmp link left behind is removed by gc.
       if (tmp) await rm(tmp, { force: true }).catch(() => undefined);
       throw storeIoError(e, path, 'publishing a link');
     }

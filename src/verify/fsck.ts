@@ -6,13 +6,14 @@
  * @module
  */
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readlink, stat } from 'node:fs/promises';
+import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { lockOptionsFrom, type LockWaitOptions, type RepoLock } from '../store/lock.ts';
 import { ERROR_CODES, isVeritreeError, throwIfAborted } from '../errors.ts';
 import { composefsImageObjects } from '../erofs/reader.ts';
-import { IMAGES_DIR, STREAM_PREFIX, TAGS_DIR, classifyNamedRef, isObjectId, objectIdFromLink } from '../store/layout.ts';
+import { listRefs } from '../store/links.ts';
+import { IMAGES_DIR, STREAM_PREFIX, STREAMS_DIR, TAGS_DIR, classifyNamedRef, isObjectId, objectIdFromLink } from '../store/layout.ts';
 import { rebuildHashed } from '../store/rebuild.ts';
 import type { Repository } from '../store/repository.ts';
 import { readRefs, readSplitStream } from '../store/splitstream.ts';
@@ -284,21 +285,22 @@ async function checkImages(ctx: Ctx, signal: AbortSignal | undefined): Promise<n
   return names.length;
 }
 
+/**
+ * Every root link (streams/refs/, images/refs/), followed by the one resolver gc uses
+ * (store/links.ts): a root gc would refuse is reported here. @returns the number of tags
+ */
 async function checkTags(ctx: Ctx): Promise<number> {
-  const dir = join(ctx.repo.root, TAGS_DIR);
-  const names = (await readdir(dir).catch(() => [] as string[])).sort();
-  for (const n of names) {
-    const path = join(dir, n);
-    const target = await readlink(path).catch(() => null);
-    const resolved = await stat(path).catch(() => null);
-    if (target === null || resolved === null) {
-      ctx.issues.push({ type: 'broken-symlink', path, detail: `tag ${n} points to ${target ?? '(not a link)'}, which does not resolve`, found: target ?? undefined });
-      continue;
+  let tags = 0;
+  for (const category of [STREAMS_DIR, IMAGES_DIR] as const) {
+    for (const r of await listRefs(ctx.repo, category)) {
+      const path = join(ctx.repo.root, r.link);
+      const isTag = r.link.startsWith(`${TAGS_DIR}/`);
+      if (isTag) tags++;
+      if (r.error) ctx.issues.push({ type: 'broken-symlink', path, detail: r.error.message.replace(/; run veritree fsck$/, '') });
+      else if (isTag && !r.ref.entry.startsWith(STREAM_PREFIX.manifest)) ctx.issues.push({ type: 'tag-not-manifest', path, detail: `tag ${r.link.slice(TAGS_DIR.length + 1)} points to ${r.ref.entry}, not a manifest stream`, found: r.ref.entry });
     }
-    const stream = target.split('/').pop() ?? '';
-    if (!stream.startsWith(STREAM_PREFIX.manifest)) ctx.issues.push({ type: 'tag-not-manifest', path, detail: `tag ${n} points to ${stream}, not a manifest stream`, found: stream });
   }
-  return names.length;
+  return tags;
 }
 
 async function rebuildLayers(ctx: Ctx, signal: AbortSignal | undefined, onRebuild: FsckOptions['onRebuild']): Promise<number> {

@@ -6,9 +6,10 @@
  * @module
  */
 import { lstat, readdir, readlink, rm, stat, unlink } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
-import { ERROR_CODES, VeritreeError, isVeritreeError, storeIoError, throwIfAborted } from '../errors.ts';
+import { dirname, join } from 'node:path';
+import { ERROR_CODES, VeritreeError, errnoCode, isVeritreeError, storeIoError, throwIfAborted } from '../errors.ts';
 import { IMAGES_DIR, STREAM_PREFIX, STREAMS_DIR, classifyNamedRef, objectIdFromLink } from '../store/layout.ts';
+import { listRefs, type ResolvedRef } from '../store/links.ts';
 import { composefsImageObjects } from '../erofs/reader.ts';
 import { lockOptionsFrom, type LockWaitOptions } from '../store/lock.ts';
 import { STREAM_TMP_PREFIX, type Repository } from '../store/repository.ts';
@@ -37,19 +38,6 @@ export interface GcReport {
   seconds: number;
 }
 
-/** Every symlink below `dir`, walked with an explicit stack (no recursion over depth). */
-async function linksUnder(dir: string, out: string[]): Promise<void> {
-  const stack = [dir];
-  for (let d = stack.pop(); d !== undefined; d = stack.pop()) {
-    const entries = await readdir(d, { withFileTypes: true }).catch(() => []);
-    for (const e of entries) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) stack.push(p);
-      else if (e.isSymbolicLink()) out.push(p);
-    }
-  }
-}
-
 /** Stream links in the order gc may remove them: whatever names others before what it names. */
 function removalRank(name: string): number {
   if (name.startsWith(STREAM_PREFIX.manifest)) return 0;
@@ -58,29 +46,52 @@ function removalRank(name: string): number {
   return 2;
 }
 
-/** The object a link resolves to (through a tag's stream link, if need be). */
-async function resolveToObject(link: string): Promise<string | null> {
-  let p = link;
-  for (let hops = 0; hops < 4; hops++) {
-    const target = await readlink(p).catch(() => null);
-    if (target === null) return null;
-    const id = objectIdFromLink(target);
-    if (id) return id;
-    p = join(p, '..', target);
+/**
+ * Every root (each link under streams/refs/ and images/refs/), followed by the one resolver
+ * (store/links.ts) every other command uses: a root gc cannot follow stops it, since whatever
+ * that root keeps would otherwise be swept.
+ */
+async function rootsOf(repo: Repository, category: typeof STREAMS_DIR | typeof IMAGES_DIR, signal: AbortSignal | undefined): Promise<ResolvedRef[]> {
+  const found = await listRefs(repo, category, undefined, signal);
+  const bad = found.filter((r) => r.error);
+  if (bad.length > 0) {
+    const shown = bad.slice(0, 3).map((r) => r.error?.message.replace(/; run veritree fsck$/, '')).join('; ');
+    throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `gc stopped, nothing removed: ${bad.length} root link(s) cannot be followed: ${shown}${bad.length > 3 ? '; ...' : ''}; run veritree fsck`, { path: join(repo.root, bad[0]?.link ?? category) });
   }
-  return null;
+  return found.flatMap((r) => (r.ref ? [r.ref] : []));
 }
 
-/** resolveToObject for every link, 64 at a time: a store with 100,000 tags is not 100,000 waits in a row. */
-async function resolveAll(links: string[], signal: AbortSignal | undefined): Promise<(string | null)[]> {
-  const out: (string | null)[] = new Array<string | null>(links.length).fill(null);
-  for (let i = 0; i < links.length; i += 64) {
-    throwIfAborted(signal);
-    const slice = links.slice(i, i + 64);
-    const ids = await Promise.all(slice.map(resolveToObject));
-    for (let k = 0; k < ids.length; k++) out[i + k] = ids[k] ?? null;
+/** readdir of a folder gc sweeps: absent is empty, any other error stops gc. */
+async function namesIn(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') return [];
+    throw storeIoError(e, dir, 'listing a folder');
   }
-  return out;
+}
+
+/** Whether `path` is a symlink; any error but its absence stops gc. */
+async function isLink(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isSymbolicLink();
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') return false;
+    throw storeIoError(e, path, 'looking at a link');
+  }
+}
+
+/** The object a stream or image link names in the form composefs-rs writes; null when it is not such a link or absent. */
+async function linkedObject(path: string): Promise<string | null> {
+  let target: string;
+  try {
+    target = await readlink(path);
+  } catch (e) {
+    // Gone (ENOENT) or not a link (EINVAL): it names no object.
+    if (errnoCode(e) === 'ENOENT' || errnoCode(e) === 'EINVAL') return null;
+    throw storeIoError(e, path, 'reading a link');
+  }
+  return objectIdFromLink(target, true);
 }
 
 /** What Repository.atomicSymlink leaves if killed (`.tmp-link-*`), or older versions did (`<name>.tmp-<pid>-<rand>`). */
@@ -91,33 +102,31 @@ function isStreamTmp(name: string): boolean {
 /**
  * Removes what no tag keeps alive: marks from every tag (streams/refs) and image ref (images/refs)
  * through manifests, configs, layers and composefs images to objects, then sweeps unmarked
- * streams (manifests first), image links, objects and stray tmp files. Fails closed: a reachable
- * stream or image that cannot be read stops it before anything is removed (STORE_CORRUPT). Holds
+ * streams (manifests first), image links, objects and stray tmp files. Fails closed: a root link
+ * it cannot follow, an error reading a folder of roots, or a reachable stream or image that
+ * cannot be read or does not hash to its name stops it before anything is removed (STORE_CORRUPT). Holds
  * the exclusive repository lock. `dryRun` reports without removing.
  */
 export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcReport> {
   const started = performance.now();
   const lock = await repo.lockExclusive(lockOptionsFrom(opts));
   try {
-    const streamRoots: string[] = [];
-    const imageRoots: string[] = [];
-    await linksUnder(join(repo.root, STREAMS_DIR, 'refs'), streamRoots);
-    await linksUnder(join(repo.root, IMAGES_DIR, 'refs'), imageRoots);
+    const streamRoots = await rootsOf(repo, STREAMS_DIR, opts.signal);
+    const imageRoots = await rootsOf(repo, IMAGES_DIR, opts.signal);
     const marked = new Set<string>();
     const queue: { id: string; root: string; known?: boolean }[] = [];
     // A composefs image keeps itself and every object its files name (read below).
     const images: { id: string; from: string }[] = [];
-    for (const [i, id] of (await resolveAll(imageRoots, opts.signal)).entries()) {
-      if (id && !marked.has(id)) {
-        marked.add(id);
-        images.push({ id, from: relative(repo.root, imageRoots[i] as string) });
+    for (const r of imageRoots) {
+      if (!marked.has(r.id)) {
+        marked.add(r.id);
+        images.push({ id: r.id, from: r.link });
       }
     }
-    const streamIds = await resolveAll(streamRoots, opts.signal);
-    for (const [i, id] of streamIds.entries()) {
-      if (id && !marked.has(id)) {
-        marked.add(id);
-        queue.push({ id, root: streamRoots[i] as string });
+    for (const r of streamRoots) {
+      if (!marked.has(r.id)) {
+        marked.add(r.id);
+        queue.push({ id: r.id, root: r.link });
       }
     }
     // Every stream reachable from a root keeps its objects and, through stream refs, other
@@ -133,14 +142,14 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
       opts.onProgress?.({ phase: 'mark', done, total: done + queue.length });
       let refs;
       try {
-        refs = readRefs(await repo.readObject(id));
+        refs = readRefs(await repo.readObject(id, `a stream reachable from ${root}`));
       } catch (e) {
         if (!known) {
-          opaque.push(`object ${id} (named by a ref veritree does not know, reachable from ${relative(repo.root, root)})`);
+          opaque.push(`object ${id} (named by a ref veritree does not know, reachable from ${root})`);
           continue;
         }
         const why = e instanceof Error ? e.message : String(e);
-        throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `gc stopped, nothing removed: stream object ${id} (reachable from ${relative(repo.root, root)}) cannot be read: ${why}; run veritree fsck --repair`, { path: repo.objectPath(id), cause: e });
+        throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `gc stopped, nothing removed: stream object ${id} (reachable from ${root}) cannot be read: ${why}; run veritree fsck --repair`, { path: repo.objectPath(id), cause: e });
       }
       for (const o of refs.objectRefs) marked.add(o);
       const kindOf = new Map<number, ReturnType<typeof classifyNamedRef>['kind']>();
@@ -149,7 +158,7 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
         if (marked.has(s)) continue;
         marked.add(s);
         const kind = kindOf.get(i);
-        if (kind === 'image') images.push({ id: s, from: `a composefs.image ref of a stream reachable from ${relative(repo.root, root)}` });
+        if (kind === 'image') images.push({ id: s, from: `a composefs.image ref of a stream reachable from ${root}` });
         else queue.push({ id: s, root, known: kind !== 'unknown' });
       }
     }
@@ -158,7 +167,7 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
     for (const im of images) {
       throwIfAborted(opts.signal);
       try {
-        for (const o of composefsImageObjects(await repo.readObject(im.id), opts.signal).objects) marked.add(o);
+        for (const o of composefsImageObjects(await repo.readObject(im.id, im.from), opts.signal).objects) marked.add(o);
       } catch (e) {
         if (isVeritreeError(e) && e.code === ERROR_CODES.ABORTED) throw e;
         const why = e instanceof Error ? e.message : String(e);
@@ -178,7 +187,7 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
     // Stream links first: a link must never outlive its object. Manifests before the configs
     // and layers they name, so a gc killed part-way never leaves an image that looks whole.
     const streamsDir = join(repo.root, STREAMS_DIR);
-    const names = (await readdir(streamsDir).catch(() => [] as string[])).filter((n) => n !== 'refs');
+    const names = (await namesIn(streamsDir)).filter((n) => n !== 'refs');
     names.sort((a, b) => removalRank(a) - removalRank(b) || (a < b ? -1 : a > b ? 1 : 0));
     let rank = 0;
     for (const name of names) {
@@ -192,9 +201,9 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
         if (!report.dryRun) await rm(p, { force: true });
         continue;
       }
-      const st = await lstat(p).catch(() => null);
-      if (!st?.isSymbolicLink()) continue;
-      const id = objectIdFromLink((await readlink(p).catch(() => '')) ?? '');
+      // Not a link (a folder, a file): not gc's to judge; fsck reports it.
+      if (!(await isLink(p))) continue;
+      const id = await linkedObject(p);
       if (id && marked.has(id)) continue;
       report.streamsRemoved.push(name);
       if (!report.dryRun) await unlink(p).catch((e: unknown) => {
@@ -203,10 +212,11 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
     }
     // images/<hex> links whose image is not kept go with it (composefs-rs prunes them too).
     const imagesDir = join(repo.root, IMAGES_DIR);
-    for (const name of await readdir(imagesDir).catch(() => [] as string[])) {
+    for (const name of await namesIn(imagesDir)) {
       if (name === 'refs') continue;
       const p = join(imagesDir, name);
-      const id = objectIdFromLink((await readlink(p).catch(() => '')) ?? '');
+      if (!(await isLink(p))) continue;
+      const id = await linkedObject(p);
       if (id && marked.has(id)) continue;
       report.imagesRemoved.push(name);
       if (!report.dryRun) await unlink(p).catch((e: unknown) => {
@@ -215,7 +225,7 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
     }
     if (!report.dryRun && (report.streamsRemoved.length > 0 || report.imagesRemoved.length > 0)) await repo.sync();
     let swept = 0;
-    const folders = (await readdir(repo.objectsDir).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{2}$/.test(n)).length;
+    const folders = (await namesIn(repo.objectsDir)).filter((n) => /^[0-9a-f]{2}$/.test(n)).length;
     let folder = '';
     let foldersDone = 0;
     for await (const e of repo.walkObjects()) {
@@ -232,9 +242,11 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
           report.objectsKept++;
           continue;
         }
-        const st = await stat(e.path).catch(() => null);
+        const st = await stat(e.path).catch((err: unknown) => {
+          throw storeIoError(err, e.path, 'looking at an object');
+        });
         report.objectsRemoved++;
-        report.bytesFreed += st?.size ?? 0;
+        report.bytesFreed += st.size;
         if (!report.dryRun) await unlink(e.path).catch((err: unknown) => {
           throw storeIoError(err, e.path, 'removing an object');
         });

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { checkoutImage, dumpImage, openRepository, type MergeRules } from '../../index.ts';
-import { repoOption, resolveRepo } from '../repo-option.ts';
+import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
 import { shown } from '../../oci/names.ts';
 import { interruptSignal } from '../signals.ts';
 
@@ -47,7 +47,7 @@ are refused with a warning.`
     }
   });
 
-  repoOption(
+  lockTimeoutOption(repoOption(
     program
       .command('dump')
       .description("print the image's merged tree as a composefs dumpfile (for mkcomposefs --from-file)")
@@ -55,10 +55,10 @@ are refused with a warning.`
       .option('-o, --output <file>', 'write to FILE instead of stdout')
       .addOption(new Option('--rules <rules>', "how the layers make the tree: composefs (composefs-rs's, for the same image digest) or oci (the tree checkout writes)").choices(['composefs', 'oci']).default('composefs'))
       .addHelpText('after', '\nThen: mkcomposefs --from-file DUMP image.cfs, and mount it with the store\'s objects/ as basedir.\nThe two rule sets differ in the root folder, /run, sub-second mtimes, whiteout order and hard\nlinks to non-regular files (docs/merge.md).')
-  ).action(async (image: string, o: { repo?: string; output?: string; rules: MergeRules }) => {
+  )).action(async (image: string, o: { repo?: string; output?: string; rules: MergeRules; lockTimeout?: number }) => {
     const repo = await openRepository(resolveRepo(o.repo));
     const out = o.output ? createWriteStream(o.output) : process.stdout;
-    for (const line of await dumpImage(repo, image, (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`), o.rules)) {
+    for (const line of await dumpImage(repo, image, (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`), o.rules, { signal: interruptSignal(), ...lockWaitOptions(o.lockTimeout) })) {
       if (!out.write(line + '\n')) await once(out, 'drain');
     }
     if (o.output) {

@@ -129,10 +129,10 @@ export function registerVerify(program: Command): void {
     else printGc(report);
   });
 
-  repoOption(program.command('untag').description('remove a tag; what only it kept alive goes at the next gc').argument('<name>', 'the tag')).action(
-    async (name: string, o: { repo?: string }) => {
+  lockTimeoutOption(repoOption(program.command('untag').description('remove a tag; what only it kept alive goes at the next gc').argument('<name>', 'the tag'))).action(
+    async (name: string, o: { repo?: string; lockTimeout?: number }) => {
       const repo = await openRepository(resolveRepo(o.repo));
-      if (!(await untagImage(repo, name))) throw new VeritreeError(ERROR_CODES.TAG_NOT_FOUND, `no tag ${JSON.stringify(name)} in ${repo.root} (see veritree images)`);
+      if (!(await untagImage(repo, name, { signal: interruptSignal(), ...lockWaitOptions(o.lockTimeout) }))) throw new VeritreeError(ERROR_CODES.TAG_NOT_FOUND, `no tag ${JSON.stringify(name)} in ${repo.root} (see veritree images)`);
       process.stdout.write(`untagged ${name}\n`);
     }
   );
