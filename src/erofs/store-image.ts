@@ -118,49 +118,55 @@ async function put(repo: Repository, bytes: Uint8Array): Promise<string> {
  * A run that finds itself past step 2 (the config link already the new one) does step 3 only.
  */
 export async function writeStoreImage(repo: Repository, tag: string, opts: StoreImageOptions = {}): Promise<StoreImageReport> {
-  const started = performance.now();
   repo.assertWritable();
   const lock = await repo.lockShared(lockOptionsFrom(opts));
   try {
-    // The tag is followed once: the image, the config and the manifest rewritten are all of it.
-    const t = await taggedImage(repo, tag);
-    const img = await composefsImageOf(repo, t.diffIds, opts);
-    const id = toHex(verityDigest(img.bytes, repo.alg));
-    let written = (await writeObject(repo.target, id, img.bytes)).written;
-    const configName = t.configStream;
-    const linkedConfig = await repo.streamObject(configName);
-    if (linkedConfig === null) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `the tag ${tag} names config stream ${configName}, which is missing; run veritree fsck`, { path: repo.streamPath(configName) });
-    const config = readSplitStream(await repo.readStreamBytes(configName));
-    const configBytes = rebuilt(config, 'config', [...namedRefsOf(config).filter(([n]) => n !== IMAGE_REF), [IMAGE_REF, id]]);
-    const configId = await put(repo, configBytes);
-    const manifestId = await put(repo, rebuilt(t.manifest, 'manifest', withConfig(t.manifest, configId)));
-    const linkedManifest = await repo.streamObject(t.manifestStream);
-    const relinkConfig = linkedConfig !== configId;
-    const holdsBoth = relinkConfig ? await put(repo, rebuilt(t.manifest, 'manifest', withConfig(t.manifest, linkedConfig), [configId])) : null;
-    const step = async (s: StoreImageStep): Promise<void> => {
-      await repo.sync();
-      opts.afterStep?.(s);
-    };
-    if (written || holdsBoth !== null || linkedManifest !== manifestId) await step('objects');
-    if (await repo.linkImage(id)) {
-      written = true;
-      await step('image-link');
-    }
-    if (holdsBoth !== null) {
-      await repo.replaceStream(t.manifestStream, holdsBoth);
-      await step('manifest-holds-both');
-      await repo.replaceStream(configName, configId);
-      await step('config');
-    }
-    if (linkedManifest !== manifestId || holdsBoth !== null) {
-      await repo.replaceStream(t.manifestStream, manifestId);
-      written = true;
-      await step('manifest');
-    }
-    return { tag, image: id, written, bytes: img.bytes.length, inodes: img.inodes, version: img.version, seconds: (performance.now() - started) / 1000 };
+    return await writeStoreImageLocked(repo, tag, opts);
   } finally {
     await lock.release();
   }
+}
+
+/** writeStoreImage for a caller that holds the repository lock already (fsck --repair). */
+export async function writeStoreImageLocked(repo: Repository, tag: string, opts: StoreImageOptions = {}): Promise<StoreImageReport> {
+  const started = performance.now();
+  repo.assertWritable();
+  // The tag is followed once: the image, the config and the manifest rewritten are all of it.
+  const t = await taggedImage(repo, tag);
+  const img = await composefsImageOf(repo, t.diffIds, opts);
+  const id = toHex(verityDigest(img.bytes, repo.alg));
+  let written = (await writeObject(repo.target, id, img.bytes)).written;
+  const configName = t.configStream;
+  const linkedConfig = await repo.streamObject(configName);
+  if (linkedConfig === null) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `the tag ${tag} names config stream ${configName}, which is missing; run veritree fsck`, { path: repo.streamPath(configName) });
+  const config = readSplitStream(await repo.readStreamBytes(configName));
+  const configBytes = rebuilt(config, 'config', [...namedRefsOf(config).filter(([n]) => n !== IMAGE_REF), [IMAGE_REF, id]]);
+  const configId = await put(repo, configBytes);
+  const manifestId = await put(repo, rebuilt(t.manifest, 'manifest', withConfig(t.manifest, configId)));
+  const linkedManifest = await repo.streamObject(t.manifestStream);
+  const relinkConfig = linkedConfig !== configId;
+  const holdsBoth = relinkConfig ? await put(repo, rebuilt(t.manifest, 'manifest', withConfig(t.manifest, linkedConfig), [configId])) : null;
+  const step = async (s: StoreImageStep): Promise<void> => {
+    await repo.sync();
+    opts.afterStep?.(s);
+  };
+  if (written || holdsBoth !== null || linkedManifest !== manifestId) await step('objects');
+  if (await repo.linkImage(id)) {
+    written = true;
+    await step('image-link');
+  }
+  if (holdsBoth !== null) {
+    await repo.replaceStream(t.manifestStream, holdsBoth);
+    await step('manifest-holds-both');
+    await repo.replaceStream(configName, configId);
+    await step('config');
+  }
+  if (linkedManifest !== manifestId || holdsBoth !== null) {
+    await repo.replaceStream(t.manifestStream, manifestId);
+    written = true;
+    await step('manifest');
+  }
+  return { tag, image: id, written, bytes: img.bytes.length, inodes: img.inodes, version: img.version, seconds: (performance.now() - started) / 1000 };
 }
 
 /** The image the tag's config names (`composefs.image`), or null when none was written. */

@@ -196,11 +196,14 @@ async function checkStreams(ctx: Ctx, signal: AbortSignal | undefined): Promise<
       ctx.bad.add(id);
       continue;
     }
+    const images = new Set(refs.namedRefs.filter((r) => classifyNamedRef(r.name).kind === 'image').map((r) => refs.streamRefs[r.index]));
     for (const list of [refs.objectRefs, refs.streamRefs]) {
       for (const ref of list) {
         // A layer names tens of thousands of objects: no promise for the ones the walk found.
         if (ctx.present.has(ref)) continue;
-        if (!(await presentNow(ctx, ref))) ctx.issues.push({ type: 'missing-object', path, detail: `stream ${name} needs object ${ref}, which is missing`, expected: ref });
+        if (await presentNow(ctx, ref)) continue;
+        const detail = images.has(ref) ? `stream ${name} names its composefs image ${ref}, which is missing: veritree fsck --repair writes it again` : `stream ${name} needs object ${ref}, which is missing`;
+        ctx.issues.push({ type: 'missing-object', path, detail, expected: ref });
       }
     }
     const expectType = name.startsWith(STREAM_PREFIX.layer) ? 'layer' : name.startsWith(STREAM_PREFIX.config) ? 'config' : name.startsWith(STREAM_PREFIX.manifest) ? 'manifest' : null;
