@@ -74,3 +74,25 @@ test('fsck --repair: a missing composefs image is written again; its dangling im
   repairConverges(root);
   assert.equal(existsSync(join(root, 'images', stray)), false);
 });
+
+test('fsck --repair: an object an image names is quarantined; one repair leaves no image naming it, and importing again restores all', { skip: importable }, async () => {
+  const root = copy('content');
+  const { composefsImageObjects } = await import('../src/erofs/reader.ts');
+  const victim = [...composefsImageObjects(readFileSync(objectPath(root, image))).objects].sort()[0] as string;
+  const obj = objectPath(root, victim);
+  const b = readFileSync(obj);
+  b[0] = (b[0] ?? 0) ^ 1;
+  chmodSync(obj, 0o644);
+  writeFileSync(obj, b);
+  const fix = veritree(['fsck', '--repair', '--repo', root]);
+  assert.equal(fix.status, 1, fix.stdout + fix.stderr);
+  // A layer lost an object: the tag cannot stand, and says to import again.
+  assert.match(fix.stdout, /removed tag ex: import it again/);
+  assert.match(fix.stdout, new RegExp(`removed image link images/${image}`));
+  const again = veritree(['fsck', '--repo', root]);
+  assert.equal(again.status, 0, `one repair is enough: ${again.stdout}`);
+  assert.equal(veritree(['gc', '--repo', root]).status, 0);
+  assert.equal(veritree(['import', `oci:${join(ROOT, 'example', 'oci')}:latest`, 'ex', '--repo', root]).status, 0);
+  assert.equal(veritree(['image', 'ex', '--repo', root]).stdout.trim(), image);
+  assert.equal(veritree(['fsck', '--repo', root]).status, 0);
+});

@@ -2,14 +2,15 @@
  * fsck --repair for composefs images. A tag whose layers are whole but whose config names an
  * image object that is gone (quarantined as damaged, or deleted) gets its image written again,
  * as `veritree image TAG` writes it: the image is a function of the layers. Then every
- * images/<hex> link whose object is gone, or which fsck found damaged or naming a missing
- * object, is removed, unless images/refs/ names it (a root veritree cannot rebuild). So after a
- * repair neither fsck nor gc trips over an image again.
+ * images/<hex> link whose image is gone, misnamed, unreadable, or names an object that is gone
+ * (judged after the quarantine), is removed, unless images/refs/ names it (a root veritree
+ * cannot rebuild). So after one repair neither fsck nor gc trips over an image again.
  * @module
  */
 import { readdir, readlink, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ERROR_CODES, errnoCode, isVeritreeError, storeIoError, throwIfAborted } from '../errors.ts';
+import { composefsImageObjects } from '../erofs/reader.ts';
 import { taggedImage } from '../store/images.ts';
 import { IMAGES_DIR, TAGS_DIR, objectIdFromLink, unescapeTag } from '../store/layout.ts';
 import type { Repository } from '../store/repository.ts';
@@ -61,6 +62,23 @@ async function namedImage(repo: Repository, tag: string): Promise<string | null>
   }
 }
 
+/**
+ * Whether image `id` is there and every object it names is (judged now, after the quarantine:
+ * an object fsck found damaged was present when fsck looked, and is gone now).
+ */
+async function imageWhole(repo: Repository, id: string, signal?: AbortSignal): Promise<boolean> {
+  if (!(await present(repo, id))) return false;
+  let objects: Set<string>;
+  try {
+    objects = composefsImageObjects(await repo.readObject(id), signal).objects;
+  } catch (e) {
+    if (!isVeritreeError(e) || e.code === ERROR_CODES.ABORTED) throw e;
+    return false;
+  }
+  for (const o of objects) if (!(await present(repo, o))) return false;
+  return true;
+}
+
 /** Runs after the streams and tags that cannot be rebuilt are gone; the caller holds the exclusive lock. */
 export async function repairImages(repo: Repository, issues: StoreIssue[], signal?: AbortSignal): Promise<ImageRepair> {
   const out: ImageRepair = { imagesRewritten: [], imagesNotRewritten: [], imageLinksRemoved: [] };
@@ -100,7 +118,7 @@ export async function repairImages(repo: Repository, issues: StoreIssue[], signa
       throw storeIoError(e, path, 'reading an image link');
     });
     const id = objectIdFromLink(target);
-    if (id !== null && (await present(repo, id)) && !reported.has(path)) continue;
+    if (id === name && !reported.has(path) && (await imageWhole(repo, id, signal))) continue;
     try {
       await unlink(path);
     } catch (e) {
