@@ -75,7 +75,10 @@ async function imageWhole(repo: Repository, id: string, signal?: AbortSignal): P
     if (!isVeritreeError(e) || e.code === ERROR_CODES.ABORTED) throw e;
     return false;
   }
-  for (const o of objects) if (!(await present(repo, o))) return false;
+  for (const o of objects) {
+    throwIfAborted(signal);
+    if (!(await present(repo, o))) return false;
+  }
   return true;
 }
 
@@ -100,6 +103,7 @@ export async function repairImages(repo: Repository, issues: StoreIssue[], signa
   const dir = join(repo.root, IMAGES_DIR);
   const named = new Set<string>();
   for (const r of await entries(join(dir, 'refs'))) {
+    throwIfAborted(signal);
     const target = await readlink(join(dir, 'refs', r)).catch((e: unknown) => {
       // Something under images/refs/ that is not a link names nothing.
       if (errnoCode(e) === 'EINVAL') return '';
