@@ -10,6 +10,7 @@
 #include "napi_async.h"
 #include "object_name.h"
 #include "link_tmpfile.h"
+#include "errno_name.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -28,16 +29,7 @@
 
 static napi_value throw_errno(napi_env env, int err, const char *what) {
   char msg[256];
-  const char *name = NULL;
-  switch (err) {
-#define E(x) case x: name = #x; break;
-    E(EEXIST) E(ENOENT) E(EACCES) E(EPERM) E(ENOSPC) E(EDQUOT) E(EROFS) E(EBADF) E(EINVAL)
-    E(ENOTTY) E(EOPNOTSUPP) E(ENODATA) E(EISDIR) E(ENOTDIR) E(EXDEV) E(EIO) E(ETXTBSY)
-    E(EMSGSIZE) E(EOVERFLOW) E(EFBIG) E(EINTR) E(ENAMETOOLONG) E(ELOOP) E(EMLINK) E(ENOMEM)
-    E(E2BIG) E(ERANGE)
-#undef E
-    default: name = "EUNKNOWN";
-  }
+  const char *name = errno_name(err);
   snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
   napi_value code, message, error;
   napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
@@ -250,7 +242,7 @@ static void sync_complete(napi_env env, napi_status status, void *data) {
     int err = status == napi_ok ? job->err : EINTR;
     char msg[128];
     snprintf(msg, sizeof msg, "syncfs: %s", strerror(err));
-    reject_with_code(env, job->deferred, err == ENOSPC ? "ENOSPC" : err == EDQUOT ? "EDQUOT" : err == EIO ? "EIO" : "EUNKNOWN", msg);
+    reject_with_code(env, job->deferred, errno_name(err), msg);
   }
   napi_delete_async_work(env, job->work);
   free(job);
@@ -489,6 +481,8 @@ static void assemble_execute(napi_env env, void *data) {
       char id[OBJECT_NAME_MAX];
       object_name(job->refs + (size_t)arg * job->ds, job->ds, id);
       long long r = read_object_part(dfd, id, start, job->out + used, room, &size);
+      /* A batch that starts inside an object that is not that long: it changed since. */
+      if (r >= 0 && start > 0 && start >= size) r = -ERANGE;
       if (r < 0) {
         res[3] = (double)r;
         break;
@@ -565,6 +559,9 @@ static napi_value js_assemble(napi_env env, napi_callback_info info) {
     else if (!(kind == 1 && arg >= 0 && arg < (double)job->nrefs_table && arg == (double)(size_t)arg)) ok = 0;
   }
   if (ok && arena_need > job->arena_len) ok = 0;
+  /* `start` is how far an earlier batch got into the first segment: inside it, or 0. An object's
+     size is known only once it is open (assemble_execute checks it there). */
+  if (ok && job->start > 0 && (job->nsegs == 0 || (job->segs[0] == 0 && job->start >= (uint64_t)job->segs[1]))) ok = 0;
   if (!ok) {
     assemble_free(env, job);
     return throw_type(env, usage);

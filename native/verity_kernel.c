@@ -12,6 +12,7 @@
 #include "sha256_x2.h"
 #include "object_name.h"
 #include "link_tmpfile.h"
+#include "errno_name.h"
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <errno.h>
@@ -61,7 +62,12 @@ static void hash_block_run(int alg, const uint8_t *data, size_t n, uint8_t *out)
   for (; i < n; i++) sha_once(alg, data + i * BLOCK_SIZE, BLOCK_SIZE, out + i * ds);
 }
 
-/* Checks the paired kernel against OpenSSL on blocks of varied bytes; a mismatch turns it off. */
+/*
+ * Checks the paired kernel against OpenSSL on blocks of varied bytes; a mismatch turns it off.
+ * Run once per process (pthread_once): the addon's init runs again in each worker thread that
+ * loads it, and those threads hash with sha256_pair while another would be setting it.
+ */
+static pthread_once_t sha256_pair_once = PTHREAD_ONCE_INIT;
 static void sha256_pair_init(void) {
   const char *env = getenv("VERITREE_SHA_X2");
   sha256_pair = env && strcmp(env, "0") == 0 ? NULL : sha256_x2_select();
@@ -313,7 +319,7 @@ static napi_value digest_fd(napi_env env, napi_callback_info info) {
   uint64_t size = 0;
   int err = digest_core((int)alg, fd, out, &size, UINT64_MAX);
   if (err) {
-    napi_throw_error(env, "EIO", strerror(err));
+    napi_throw_error(env, errno_name(err), strerror(err));
     return NULL;
   }
   napi_value result;
@@ -332,7 +338,7 @@ static napi_value digest_buffer(napi_env env, napi_callback_info info) {
     return throw_type(env, "digestBuffer(alg: 1 | 2, data: Uint8Array, out: Uint8Array(64))");
   int err = digest_mem((int)alg, data, len, out);
   if (err) {
-    napi_throw_error(env, "ENOMEM", strerror(err));
+    napi_throw_error(env, errno_name(err), strerror(err));
     return NULL;
   }
   napi_value undef;
@@ -452,9 +458,10 @@ static napi_value store_batch(napi_env env, napi_callback_info info) {
   if (total > data_len) return throw_type(env, "storeBatch: the sizes add up to more than data");
   int objfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (objfd < 0) {
+    int err = errno;
     char msg[128];
-    snprintf(msg, sizeof msg, "storeBatch: opening objects/: %s", strerror(errno));
-    napi_throw_error(env, "EIO", msg);
+    snprintf(msg, sizeof msg, "storeBatch: opening objects/: %s", strerror(err));
+    napi_throw_error(env, errno_name(err), msg);
     return NULL;
   }
   size_t i = 0, off = 0;
@@ -925,17 +932,6 @@ static void lane_complete(napi_env env, napi_status status, void *data) {
   dirs_job_unref(env, job);
 }
 
-static const char *errno_code(int err) {
-  switch (err) {
-    case ECANCELED: return "ECANCELED";
-    case ENOENT: return "ENOENT";
-    case ENOTDIR: return "ENOTDIR";
-    case ELOOP: return "ELOOP";
-    case EACCES: return "EACCES";
-    case ENOMEM: return "ENOMEM";
-    default: return "EIO";
-  }
-}
 
 /* On the main thread: one folder's result to onFolder (env is NULL when the function is being torn down). */
 static void folder_to_js(napi_env env, napi_value js_cb, void *context, void *data) {
@@ -953,7 +949,7 @@ static void folder_to_js(napi_env env, napi_value js_cb, void *context, void *da
   if (r->err) {
     char msg[300];
     snprintf(msg, sizeof msg, "%s, listing '%.200s/%s'", strerror(r->err), job->root, r->prefix);
-    napi_create_string_utf8(env, errno_code(r->err), NAPI_AUTO_LENGTH, &argv[1]);
+    napi_create_string_utf8(env, errno_name(r->err), NAPI_AUTO_LENGTH, &argv[1]);
     napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &argv[2]);
     argv[3] = argv[4] = argv[5] = undefined;
   } else if (napi_get_null(env, &argv[1]) != napi_ok || napi_create_string_latin1(env, r->names ? r->names : "", r->names_len, &argv[2]) != napi_ok ||
@@ -1130,7 +1126,7 @@ static napi_value sha_final(napi_env env, napi_callback_info info) {
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  sha256_pair_init();
+  pthread_once(&sha256_pair_once, sha256_pair_init);
   static const export_fn fns[] = {
     {"hashBlocks", hash_blocks},
     {"digestFd", digest_fd},

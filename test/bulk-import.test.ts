@@ -3,8 +3,12 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { cleanup, hasTool, randomBytesSeeded, tempDir, veritree } from './helpers.ts';
-import { blobFile, buildImage, lines, readConfig, readManifest, skopeoCopy, write } from './fixtures/oci.ts';
+import { LAYER_MEDIA, blobFile, buildImage, layoutFromBlobs, lines, readConfig, readManifest, skopeoCopy, write } from './fixtures/oci.ts';
+import { ustarHeader } from './fixtures/hostile-blobs.ts';
+import { importImages, initRepository } from '../src/index.ts';
 import { assertConsistent, assertLayersStored, tags } from './fixtures/store-check.ts';
 
 const missing = ['umoci', 'skopeo', 'fsverity'].filter((t) => !hasTool(t));
@@ -93,4 +97,43 @@ test('several sources on the command line, a tag template, and --fail-fast', { s
   const lines = ff.stdout.trim().split('\n').map((l) => JSON.parse(l) as Line);
   assert.ok(lines.some((l) => l.code === 'OCI_DIGEST_MISMATCH'));
   assert.equal(veritree(['import', `oci:${a}:base`, 'oops', 'extra', '--repo', repo]).status, 2, 'a NAME goes only after one source');
+});
+
+/** An uncompressed tar of one file. */
+function oneFileTar(name: string, content: Buffer): Buffer {
+  const pad = Buffer.alloc((512 - (content.length % 512)) % 512);
+  return Buffer.concat([ustarHeader(name, content.length), content, pad, Buffer.alloc(1024)]);
+}
+
+test('a layout whose config merely claims a good image\'s diff_id fails alone, in either order and with --all', async () => {
+  const root = tempDir('veritree-claim-');
+  try {
+    const goodTar = oneFileTar('good.txt', Buffer.from(lines(20, 'good')));
+    const diffId = `sha256:${createHash('sha256').update(goodTar).digest('hex')}`;
+    const folder = join(root, 'layouts');
+    const good = join(folder, 'good');
+    const bad = join(folder, 'liar');
+    layoutFromBlobs(good, 't', [{ blob: gzipSync(goodTar), mediaType: LAYER_MEDIA.gzip, diffId }]);
+    // A bigger blob (so it is read first) of other content, claiming the good layer's diff_id.
+    layoutFromBlobs(bad, 't', [{ blob: gzipSync(oneFileTar('evil.bin', randomBytesSeeded(200_000, 7))), mediaType: LAYER_MEDIA.gzip, diffId }]);
+    for (const order of [[bad, good], [good, bad]]) {
+      const repo = await initRepository(join(root, `repo-${order[0] === bad ? 'bad-first' : 'good-first'}`));
+      const r = await importImages(repo, order.map((l) => ({ source: `oci:${l}:t`, tag: l === good ? 'good' : 'liar' })));
+      const byTag = new Map(r.images.map((i) => [i.tag, i]));
+      assert.equal(byTag.get('good')?.ok, true, `the good image imports (${order.map((l) => (l === good ? 'good' : 'bad')).join(', ')}): ${JSON.stringify(byTag.get('good'))}`);
+      const liar = byTag.get('liar');
+      assert.ok(liar && !liar.ok);
+      assert.equal(liar.code, 'OCI_DIFF_ID_MISMATCH', liar.message);
+      await assertLayersStored(repo.root, [diffId]);
+      await assertConsistent(repo.root);
+    }
+    const cli = veritree(['import', '--all', folder, '--repo', join(root, 'repo-all'), '--json']);
+    assert.equal(cli.status, 3, cli.stderr);
+    const out = cli.stdout.trim().split('\n').map((l) => JSON.parse(l) as Line);
+    out.pop();
+    assert.deepEqual(out.filter((l) => l.ok).map((l) => l.tag), ['good:t']);
+    assert.deepEqual(out.filter((l) => !l.ok).map((l) => l.code), ['OCI_DIFF_ID_MISMATCH']);
+  } finally {
+    cleanup(root);
+  }
 });

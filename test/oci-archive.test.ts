@@ -141,6 +141,27 @@ test('a compressed, truncated or ambiguous archive is refused, saying what is wr
   await expectFailure(`oci-archive:${archiveFile(await pack(entries.filter((e) => e.name !== 'index.json')))}`, /is not an OCI archive: it has no index.json file/);
 });
 
+test('a layout name spelled another way counts as that name: a second copy is refused however it is spelled', async () => {
+  const entries = exampleEntries();
+  const index = entries.find((e) => e.name === 'index.json') as Entry;
+  const blob = entries.find((e) => /^blobs\/sha256\/[0-9a-f]{64}$/.test(e.name)) as Entry;
+  const hex = blob.name.slice('blobs/sha256/'.length);
+  // A second index.json naming nothing: tar and skopeo would extract it over the first.
+  const other = Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [] }));
+  for (const name of ['.//index.json', 'blobs/../index.json', '/index.json', './/./index.json']) {
+    await expectFailure(`oci-archive:${archiveFile(await pack([...entries, { name, content: other }]))}`, new RegExp(`holds "index.json" twice \\(as "index.json" and "${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"\\)`));
+  }
+  for (const name of [`./blobs//sha256/${hex}`, `blobs/sha256/./${hex}`, `blobs/x/../sha256/${hex}`]) {
+    await expectFailure(`oci-archive:${archiveFile(await pack([...entries, { name, content: blob.content as Buffer }]))}`, new RegExp(`holds "blobs/sha256/${hex}" twice`));
+  }
+  // Spelled oddly but once, it is that file: the image imports.
+  const odd = entries.map((e) => (e === index ? { ...e, name: './/index.json' } : e === blob ? { ...e, name: `blobs/./sha256//${hex}` } : e));
+  assert.deepEqual(tags(importOk(`oci-archive:${archiveFile(await pack(odd))}:latest`)), ['latest']);
+  // A name that climbs above the archive's top is not a layout name: skipped as before.
+  const scan = await scanOciArchive(archiveFile(await pack([...entries, { name: '../index.json', content: other }, { name: 'blobs/../../index.json', content: other }])));
+  assert.equal(scan.entries.get('index.json')?.size, (index.content as Buffer).length);
+});
+
 test("a blob of the archive that is damaged or missing fails as a folder's would; hostile names are never used as paths", async () => {
   const entries = exampleEntries();
   const manifest = JSON.parse(readFileSync(join(EXAMPLE, 'blobs', 'sha256', (JSON.parse(readFileSync(join(EXAMPLE, 'index.json'), 'utf8')) as { manifests: { digest: string }[] }).manifests[0]?.digest.slice(7) as string), 'utf8')) as { layers: { digest: string }[] };

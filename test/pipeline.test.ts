@@ -13,7 +13,7 @@ import { mkdirSync, readdirSync, readlinkSync, renameSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
-import { catLayer, fsck, importImage, openRepository, isVeritreeError, writeLayer } from '../src/index.ts';
+import { catLayer, fsck, importImage, openRepository, isVeritreeError, writeLayer, VeritreeError, ERROR_CODES } from '../src/index.ts';
 import { readSplitStream, SplitStreamBuilder } from '../src/store/splitstream.ts';
 import { VerityPool } from '../src/pipeline/pool.ts';
 import { Budget } from '../src/pipeline/budget.ts';
@@ -702,18 +702,43 @@ test('LayerScheduler: largest first, at most `limit` at once, each diff_id read 
   ]);
   await tick();
   assert.deepEqual(started, ['big', 'mid'], 'the two largest start first; the shared one once');
-  const twice = [sched.request('big'), sched.request('big')];
-  assert.equal(twice[0], twice[1], 'both images get the one flight');
+  const twice = [sched.request('big', 0), sched.request('big', 1)];
   (release.get('big') as () => void)();
-  await twice[0];
+  const [a, b] = await Promise.all(twice);
+  assert.equal(a?.result, b?.result, 'both images get the one flight');
+  assert.deepEqual([a?.read, b?.read], [true, false], 'the first to plan it read its blob');
   await tick();
   assert.deepEqual(started, ['big', 'mid', 'small']);
   (release.get('mid') as () => void)();
   (release.get('small') as () => void)();
-  await Promise.all(['big', 'mid', 'small'].map((d) => sched.request(d)));
+  await Promise.all([sched.request('big', 1), sched.request('mid', 1), sched.request('small', 0)]);
   assert.equal(most, 2);
   assert.deepEqual(sched.blobOpens, { big: 1, mid: 1, small: 1 });
-  assert.equal(sched.ownerOf('big'), 0);
+});
+
+test('LayerScheduler: when one image\'s blob fails a shared diff_id, each other image reads its own blob once', async () => {
+  const reads: string[] = [];
+  const sched = new LayerScheduler(4, async (layer, _layout, image) => {
+    reads.push(`${layer.descriptor.digest}@${image}`);
+    await tick();
+    if (layer.descriptor.digest.startsWith('bad')) throw new VeritreeError(ERROR_CODES.OCI_DIFF_ID_MISMATCH, `blob ${layer.descriptor.digest} is not ${layer.diffId}`);
+    return { index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, stream: '', status: 'imported', objectsWritten: 0, objectsPresent: 0, inlined: 0, tarBytes: 0, compressedBytes: 0, blobOpens: 1 };
+  });
+  const claim = (digest: string, size: number): ResolvedLayer => ({ index: 0, diffId: 'shared', descriptor: { mediaType: 'x', digest, size }, compression: 'none' }) as unknown as ResolvedLayer;
+  // Image 0's blob is the largest, so it is read first, and it fails; 1 and 2 have good blobs, 3 a bad one.
+  sched.plan([
+    { layer: claim('bad-0', 900), layout: '', image: 0 },
+    { layer: claim('good-1', 100), layout: '', image: 1 },
+    { layer: claim('good-2', 100), layout: '', image: 2 },
+    { layer: claim('bad-3', 100), layout: '', image: 3 },
+  ]);
+  const out = await Promise.allSettled([0, 1, 2, 3].map((i) => sched.request('shared', i)));
+  assert.equal(out[0]?.status, 'rejected', 'the bad blob fails its own image');
+  assert.match(String((out[0] as PromiseRejectedResult).reason), /bad-0/);
+  for (const i of [1, 2, 3]) assert.equal(out[i]?.status, 'fulfilled', `image ${i} is served by a good blob`);
+  assert.equal((out[1] as PromiseFulfilledResult<{ read: boolean }>).value.read, true, 'image 1 read its own blob');
+  assert.equal((out[2] as PromiseFulfilledResult<{ read: boolean }>).value.read, false, 'image 2 took image 1\'s verified result');
+  assert.deepEqual(reads, ['bad-0@0', 'good-1@1'], 'one fallback read, not one per waiting image');
 });
 
 // ---- a full disk -------------------------------------------------------------------------------

@@ -6,15 +6,20 @@
  * `metacopy=on,redirect_dir=on`, and `verity=require` when the store's objects carry fs-verity.
  * The image's own mount is then detached: overlayfs holds it, and it goes when DIR is unmounted.
  *
- * Before anything is mounted the image's bytes are hashed and must equal its name, so a damaged
- * or swapped image is refused rather than served.
+ * The image is opened once (O_NOFOLLOW, a regular file), its bytes are hashed from that
+ * descriptor and must equal its name, and the loop device is set up from the same open file
+ * (`losetup` reads it as /dev/fd/3): a file renamed over objects/XX/<id> after the open is never
+ * what gets mounted. The loop device is detached once erofs is mounted (the kernel then frees it
+ * when erofs lets go: autoclear) and at once on every failure. The repository's shared lock is
+ * held throughout, so gc and repair cannot delete the image or its objects meanwhile.
  * @module
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, realpathSync, rmdirSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, mkdtempSync, openSync, readFileSync, realpathSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import { ERROR_CODES, VeritreeError, storeIoError } from '../errors.ts';
+import { lockOptionsFrom, type LockWaitOptions } from '../store/lock.ts';
 import type { Repository } from '../store/repository.ts';
 import { entryObject } from '../store/links.ts';
 import { IMAGES_DIR } from '../store/layout.ts';
@@ -30,10 +35,14 @@ function fail(why: string, path?: string): VeritreeError {
   return new VeritreeError(ERROR_CODES.MOUNT_FAILED, why, path === undefined ? {} : { path });
 }
 
-function run(cmd: string, args: string[]): void {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs a command; `fd3` is passed to it as its descriptor 3. Returns its stdout. */
+function run(cmd: string, args: string[], fd3?: number): string {
+  const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe'];
+  if (fd3 !== undefined) stdio.push(fd3);
+  const r = spawnSync(cmd, args, { encoding: 'utf8', stdio });
   if (r.error) throw fail(`${cmd} could not run: ${r.error.message}`);
   if (r.status !== 0) throw fail(`${cmd} ${args.join(' ')}: ${(r.stderr || r.stdout).trim() || `exit ${r.status}`}`);
+  return r.stdout;
 }
 
 /** Why this process cannot mount, or null. */
@@ -70,17 +79,60 @@ export async function imageIdOf(repo: Repository, name: string): Promise<string>
   return id;
 }
 
+export interface MountOptions extends LockWaitOptions {
+  /** Test seam: called once the image is hashed, before its loop device is set up. */
+  afterHash?: (path: string) => void;
+}
+
+/** Opens an image object for reading: no symlink, no FIFO wait, a regular file. */
+function openImage(path: string): number {
+  let fd: number;
+  try {
+    fd = openSync(path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  } catch (e) {
+    throw storeIoError(e, path, 'opening the composefs image');
+  }
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `composefs image ${path} is not a regular file; run veritree fsck`, { path });
+  }
+  return fd;
+}
+
 /**
- * Mounts the image (a tag or an image id) read-only at `dir`.
+ * Mounts the image (a tag or an image id) read-only at `dir`, under the repository's shared lock.
  * @throws VeritreeError MOUNT_FAILED when not root, the kernel lacks erofs or overlay, or mount fails; STORE_CORRUPT when the image's digest is not its name
  */
-export async function mountImage(repo: Repository, name: string, dir: string): Promise<MountReport> {
+export async function mountImage(repo: Repository, name: string, dir: string, options: MountOptions = {}): Promise<MountReport> {
   const why = mountUnavailable();
   if (why !== null) throw fail(why);
-  const id = await imageIdOf(repo, name);
-  const bytes = await repo.readObject(id);
+  const lock = await repo.lockShared(lockOptionsFrom(options));
+  try {
+    const id = await imageIdOf(repo, name);
+    const path = repo.objectPath(id);
+    const fd = openImage(path);
+    try {
+      return mountFrom(repo, id, fd, dir, options);
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    await lock.release();
+  }
+}
+
+/** Hashes the open image `fd`, then mounts that same open file. */
+function mountFrom(repo: Repository, id: string, fd: number, dir: string, options: MountOptions): MountReport {
+  const path = repo.objectPath(id);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(fd);
+  } catch (e) {
+    throw storeIoError(e, path, 'reading the composefs image');
+  }
   const found = toHex(verityDigest(bytes, repo.alg));
-  if (found !== id) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `composefs image ${id} is damaged: its fs-verity digest is ${found}; run veritree fsck`, { path: repo.objectPath(id) });
+  if (found !== id) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `composefs image ${id} is damaged: its fs-verity digest is ${found}; run veritree fsck`, { path });
+  options.afterHash?.(path);
   const hasAcl = bytes.length >= 12 && (bytes.readUInt32LE(8) & 1) === 1;
   const verity = repo.verity === 'require';
   checkLayerPath(repo.objectsDir);
@@ -88,7 +140,21 @@ export async function mountImage(repo: Repository, name: string, dir: string): P
   const at = mkdtempSync(join(tmpdir(), '.veritree-erofs-'));
   checkLayerPath(at);
   try {
-    run('mount', ['-t', 'erofs', '-o', `ro,loop${hasAcl ? '' : ',noacl'}`, repo.objectPath(id), at]);
+    const loop = run('losetup', ['--find', '--show', '--read-only', '/dev/fd/3'], fd).trim();
+    if (!/^\/dev\/loop\d+$/.test(loop)) throw fail(`losetup named no loop device: ${JSON.stringify(loop)}`);
+    try {
+      run('mount', ['-t', 'erofs', '-o', `ro${hasAcl ? '' : ',noacl'}`, loop, at]);
+    } catch (e) {
+      spawnSync('losetup', ['--detach', loop], { stdio: 'ignore' });
+      throw e;
+    }
+    try {
+      // While erofs holds it, the kernel only marks the device to go with that mount (autoclear).
+      run('losetup', ['--detach', loop]);
+    } catch (e) {
+      run('umount', ['-l', at]);
+      throw e;
+    }
     try {
       run('mount', ['-t', 'overlay', 'composefs', '-o', `ro,metacopy=on,redirect_dir=on,lowerdir=${at}::${repo.objectsDir}${verity ? ',verity=require' : ''}`, dir]);
     } finally {

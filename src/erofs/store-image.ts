@@ -7,6 +7,7 @@
  * - the config stream gets the named ref `composefs.image` → the image object (so gc keeps it
  *   while the config is reachable), and the manifest stream is rewritten to name the new config
  *   stream. Stream names do not change, so the tag keeps naming the same manifest stream.
+ *   The two links are re-pointed in an order a crash cannot break (writeStoreImage).
  *
  * The image is written from the tree `veritree dump` prints (composefs-rs's merge rules), read
  * back through the same dumpfile reader `mkfs` uses: the image is by construction what
@@ -30,6 +31,8 @@ export const IMAGE_REF = 'composefs.image';
 
 export interface StoreImageOptions extends LockWaitOptions {
   onWarning?: (path: string, message: string) => void;
+  /** Test seam: called after each durable step (a throw here is a crash at that point). */
+  afterStep?: (step: StoreImageStep) => void;
 }
 
 export interface StoreImageReport {
@@ -72,12 +75,14 @@ export async function composefsImageOf(repo: Repository, diffIds: string[], opts
   return writeComposefsImage(root, opts.signal ? { signal: opts.signal } : {});
 }
 
-function rebuilt(old: SplitStream, kind: 'config' | 'manifest', refs: [string, string][]): Uint8Array {
+/** `old`'s one JSON object with these named refs (sorted by name) and unnamed stream refs. */
+function rebuilt(old: SplitStream, kind: 'config' | 'manifest', refs: [string, string][], extra: string[] = []): Uint8Array {
   const b = new SplitStreamBuilder(old.alg, kind);
   const first = old.chunks[0];
   if (old.chunks.length !== 1 || first?.kind !== 'object') throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `the ${kind} stream does not hold one JSON object`);
   b.addObject(old.objectRefs[first.index] as string, old.streamSize);
   for (const [name, id] of refs.sort(([a], [b2]) => (a < b2 ? -1 : a > b2 ? 1 : 0))) b.addNamedRef(name, id);
+  for (const id of extra) b.addStreamRef(id);
   return b.finish();
 }
 
@@ -85,51 +90,83 @@ function namedRefsOf(s: SplitStream): [string, string][] {
   return s.namedRefs.map((r) => [r.name, s.streamRefs[r.index] as string]);
 }
 
+/** The named refs of a manifest with its `config:` ref naming `configId`. */
+function withConfig(manifest: SplitStream, configId: string): [string, string][] {
+  return namedRefsOf(manifest).map(([n, v]): [string, string] => (n.startsWith('config:') ? [n, configId] : [n, v]));
+}
+
+/** Where writeStoreImage is: each step is done and durable when this is called (a test seam). */
+export type StoreImageStep = 'objects' | 'image-link' | 'manifest-holds-both' | 'config' | 'manifest';
+
+async function put(repo: Repository, bytes: Uint8Array): Promise<string> {
+  const id = toHex(verityDigest(bytes, repo.alg));
+  await writeObject(repo.target, id, bytes);
+  return id;
+}
+
 /**
  * Writes the tagged image's composefs image into the store (see the module comment). Running it
- * again finds everything in place and writes nothing.
+ * again finds everything in place and writes nothing; run after a crash, it finishes the relinks.
+ *
+ * The config and manifest links cannot change together, so they change in three steps, each
+ * made durable before the next, and each leaving a store fsck accepts and gc keeps whole:
+ * 1. the manifest link → a manifest naming the current config stream object as `config:` and
+ *    the new one as an unnamed stream ref (so gc keeps both);
+ * 2. the config link → the new config stream object (fsck accepts a config link that is such
+ *    an unnamed ref holding the same JSON);
+ * 3. the manifest link → the final manifest, naming only the new config.
+ * A run that finds itself past step 2 (the config link already the new one) does step 3 only.
  */
 export async function writeStoreImage(repo: Repository, tag: string, opts: StoreImageOptions = {}): Promise<StoreImageReport> {
-  const started = performance.now();
   repo.assertWritable();
   const lock = await repo.lockShared(lockOptionsFrom(opts));
   try {
-    // The tag is followed once: the image, the config and the manifest rewritten are all of it.
-    const t = await taggedImage(repo, tag);
-    const img = await composefsImageOf(repo, t.diffIds, opts);
-    const id = toHex(verityDigest(img.bytes, repo.alg));
-    let written = (await writeObject(repo.target, id, img.bytes)).written;
-    const configName = t.configStream;
-    const config = readSplitStream(await repo.readStreamBytes(configName));
-    const configRefs = namedRefsOf(config);
-    const current = configRefs.find(([n]) => n === IMAGE_REF)?.[1];
-    // Every object first (the image, the rewritten config and manifest streams), made durable by
-    // one syncfs; then the names. The config link is re-pointed before the manifest's: a crash
-    // between them leaves the old manifest naming the old config stream object, which gc has
-    // not collected.
-    let relink: { configId: string; manifestId: string } | null = null;
-    if (current !== id) {
-      const configBytes = rebuilt(config, 'config', [...configRefs.filter(([n]) => n !== IMAGE_REF), [IMAGE_REF, id]]);
-      const configId = toHex(verityDigest(configBytes, repo.alg));
-      await writeObject(repo.target, configId, configBytes);
-      const manifestRefs = namedRefsOf(t.manifest).map(([n, v]): [string, string] => (n.startsWith('config:') ? [n, configId] : [n, v]));
-      const manifestBytes = rebuilt(t.manifest, 'manifest', manifestRefs);
-      const manifestId = toHex(verityDigest(manifestBytes, repo.alg));
-      await writeObject(repo.target, manifestId, manifestBytes);
-      relink = { configId, manifestId };
-    }
-    if (written || relink) await repo.sync();
-    if (await repo.linkImage(id)) written = true;
-    if (relink) {
-      await repo.replaceStream(configName, relink.configId);
-      await repo.replaceStream(t.manifestStream, relink.manifestId);
-      written = true;
-    }
-    if (written) await repo.sync();
-    return { tag, image: id, written, bytes: img.bytes.length, inodes: img.inodes, version: img.version, seconds: (performance.now() - started) / 1000 };
+    return await writeStoreImageLocked(repo, tag, opts);
   } finally {
     await lock.release();
   }
+}
+
+/** writeStoreImage for a caller that holds the repository lock already (fsck --repair). */
+export async function writeStoreImageLocked(repo: Repository, tag: string, opts: StoreImageOptions = {}): Promise<StoreImageReport> {
+  const started = performance.now();
+  repo.assertWritable();
+  // The tag is followed once: the image, the config and the manifest rewritten are all of it.
+  const t = await taggedImage(repo, tag);
+  const img = await composefsImageOf(repo, t.diffIds, opts);
+  const id = toHex(verityDigest(img.bytes, repo.alg));
+  let written = (await writeObject(repo.target, id, img.bytes)).written;
+  const configName = t.configStream;
+  const linkedConfig = await repo.streamObject(configName);
+  if (linkedConfig === null) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `the tag ${tag} names config stream ${configName}, which is missing; run veritree fsck`, { path: repo.streamPath(configName) });
+  const config = readSplitStream(await repo.readStreamBytes(configName));
+  const configBytes = rebuilt(config, 'config', [...namedRefsOf(config).filter(([n]) => n !== IMAGE_REF), [IMAGE_REF, id]]);
+  const configId = await put(repo, configBytes);
+  const manifestId = await put(repo, rebuilt(t.manifest, 'manifest', withConfig(t.manifest, configId)));
+  const linkedManifest = await repo.streamObject(t.manifestStream);
+  const relinkConfig = linkedConfig !== configId;
+  const holdsBoth = relinkConfig ? await put(repo, rebuilt(t.manifest, 'manifest', withConfig(t.manifest, linkedConfig), [configId])) : null;
+  const step = async (s: StoreImageStep): Promise<void> => {
+    await repo.sync();
+    opts.afterStep?.(s);
+  };
+  if (written || holdsBoth !== null || linkedManifest !== manifestId) await step('objects');
+  if (await repo.linkImage(id)) {
+    written = true;
+    await step('image-link');
+  }
+  if (holdsBoth !== null) {
+    await repo.replaceStream(t.manifestStream, holdsBoth);
+    await step('manifest-holds-both');
+    await repo.replaceStream(configName, configId);
+    await step('config');
+  }
+  if (linkedManifest !== manifestId || holdsBoth !== null) {
+    await repo.replaceStream(t.manifestStream, manifestId);
+    written = true;
+    await step('manifest');
+  }
+  return { tag, image: id, written, bytes: img.bytes.length, inodes: img.inodes, version: img.version, seconds: (performance.now() - started) / 1000 };
 }
 
 /** The image the tag's config names (`composefs.image`), or null when none was written. */

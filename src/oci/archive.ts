@@ -5,10 +5,12 @@
  * then read as ranges of the archive and verified exactly as a folder's are. Nothing is extracted:
  * skopeo unpacks the whole archive into a temporary folder first, which costs a copy of every blob.
  *
- * Only the names a layout has are looked up (`oci-layout`, `index.json`, `blobs/sha256/HEX`, a
- * leading `./` allowed); other entries are skipped, and no name is ever used as a path. One of
- * those names that is not a regular file, or that appears twice, is refused: which copy tar would
- * extract is not a question to answer for the user.
+ * Only the names a layout has are looked up (`oci-layout`, `index.json`, `blobs/sha256/HEX`);
+ * other entries are skipped, and no name is ever used as a path. A name counts as the layout name
+ * it normalises to, as tar would extract it (`./`, `//`, `/.`, a leading `/` and `x/..` resolved:
+ * `.//index.json` and `blobs/../index.json` are `index.json`); one that climbs above the archive's
+ * top is skipped. A layout name that is not a regular file, or that appears twice however spelled,
+ * is refused: which copy tar would extract is not a question to answer for the user.
  * @module
  */
 import { ERROR_CODES, VeritreeError, throwIfAborted } from '../errors.ts';
@@ -44,6 +46,17 @@ export class OciArchive {
 
 const LAYOUT_NAME = /^(?:oci-layout|index\.json|blobs\/sha256\/[0-9a-f]{64})$/;
 
+/** The name an entry extracts to inside the archive's top folder, or null when it climbs out. */
+export function normaliseName(raw: string): string | null {
+  const parts: string[] = [];
+  for (const p of raw.split('/')) {
+    if (p === '' || p === '.') continue;
+    if (p !== '..') parts.push(p);
+    else if (parts.pop() === undefined) return null;
+  }
+  return parts.join('/');
+}
+
 function invalid(path: string, why: string, cause?: unknown): VeritreeError {
   return new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${path} is not an OCI archive: ${why}`, { path, cause });
 }
@@ -58,6 +71,8 @@ export async function scanOciArchive(path: string, signal?: AbortSignal): Promis
   try {
     const st = await fh.stat();
     const entries = new Map<string, ArchiveEntry>();
+    /** Each layout name as the archive spells it, to say which two entries clash. */
+    const spelled = new Map<string, string>();
     const records = new TarRecords();
     for (let pos = 0; ; ) {
       throwIfAborted(signal);
@@ -87,14 +102,15 @@ export async function scanOciArchive(path: string, signal?: AbortSignal): Promis
           throw invalid(path, e instanceof Error ? e.message : String(e), e);
         }
       } else {
-        let name = rec.entry.path;
-        while (name.startsWith('./')) name = name.slice(2);
-        if (LAYOUT_NAME.test(name)) {
+        const name = normaliseName(rec.entry.path);
+        if (name !== null && LAYOUT_NAME.test(name)) {
           const t = rec.entry.typeflag;
           if (t !== TYPE.file && t !== TYPE.oldFile && t !== TYPE.contiguous) {
             throw invalid(path, `${quoted(rec.entry.path)} at offset ${pos} is not a regular file (tar type ${quoted(t)})`);
           }
-          if (entries.has(name)) throw invalid(path, `it holds ${quoted(name)} twice`);
+          const first = spelled.get(name);
+          if (first !== undefined) throw invalid(path, `it holds ${quoted(name)} twice${first === rec.entry.path ? '' : ` (as ${quoted(first)} and ${quoted(rec.entry.path)})`}`);
+          spelled.set(name, rec.entry.path);
           if (entries.size >= MAX_ARCHIVE_FILES) throw invalid(path, `it holds more than ${MAX_ARCHIVE_FILES} layout files`);
           entries.set(name, { start, size });
         }

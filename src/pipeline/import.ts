@@ -2,8 +2,9 @@
  * Importing OCI images. `importImages` takes any number of sources and runs them over one pool
  * and one layer scheduler: layers of every image are imported together, largest first, a few at
  * a time, and a layer that several images share (the same diff_id) is read, verified and split
- * exactly once, whichever image asks first; the others wait for that result (and, if it fails,
- * fail with the same error). Each image is published (config and manifest streams, then the tag)
+ * once, whichever image asks first; the others wait for that result. If it fails, each other
+ * image falls back to reading its own blob for that layer (a layer fails for an image only from
+ * that image's own blob). Each image is published (config and manifest streams, then the tag)
  * as soon as its own layers are done. A broken image does not stop the others unless `failFast`.
  * `importImage` is the one-image case. See docs/guarantees.md for what is published when.
  * @module
@@ -186,15 +187,34 @@ function failure(source: string, tag: string | undefined, e: unknown): ImportFai
   return { ok: false, source, tag, code, message: e instanceof Error ? e.message : String(e), error: e };
 }
 
+interface LayerClaim {
+  layer: ResolvedLayer;
+  layout: LayoutLocation;
+  image: number;
+}
+
+/** A layer's result for one image, and whether that image's own blob was read for it. */
+export interface LayerOutcome {
+  result: LayerResult;
+  read: boolean;
+}
+
+function isAbort(e: unknown): boolean {
+  return isVeritreeError(e) && e.code === ERROR_CODES.ABORTED;
+}
+
 /**
- * Runs layers largest first, a few at a time, each diff_id once. `request` returns the one
- * promise for a layer's result, whichever image asks.
+ * Runs layers largest first, a few at a time, each diff_id once while that works. `request`
+ * gives an image the layer's result, whichever image's blob was read. A layer fails for an
+ * image only from that image's own blob: when another image's blob fails, each image waiting on
+ * that diff_id reads its own blob once (one at a time per diff_id, so a success serves the rest).
  */
 export class LayerScheduler {
-  private readonly flights = new Map<string, Promise<LayerResult>>();
-  /** Which image's request reads each layer (the first to plan it). */
-  private readonly owners = new Map<string, number>();
-  private readonly queue: { layer: ResolvedLayer; layout: LayoutLocation; image: number; start: () => void }[] = [];
+  /** The latest attempt at each diff_id, and which image's blob it reads. */
+  private readonly flights = new Map<string, { result: Promise<LayerResult>; image: number }>();
+  /** What each image says about each diff_id: its own blob, to fall back on. */
+  private readonly claims = new Map<string, Map<number, LayerClaim>>();
+  private readonly queue: { start: () => void }[] = [];
   private running = 0;
   readonly blobOpens: Record<string, number> = {};
   private readonly limit: number;
@@ -206,24 +226,37 @@ export class LayerScheduler {
   }
 
   /** Queues every layer of every image before any starts, so that the order is largest first. */
-  plan(items: { layer: ResolvedLayer; layout: LayoutLocation; image: number }[]): void {
+  plan(items: LayerClaim[]): void {
     const sorted = [...items].sort((a, b) => b.layer.descriptor.size - a.layer.descriptor.size);
     for (const it of sorted) {
+      const byImage = this.claims.get(it.layer.diffId) ?? new Map<number, LayerClaim>();
+      if (!byImage.has(it.image)) byImage.set(it.image, it);
+      this.claims.set(it.layer.diffId, byImage);
       if (this.flights.has(it.layer.diffId)) continue;
-      let start!: () => void;
-      const gate = new Promise<void>((r) => (start = r));
-      const p = gate.then(() => this.run(it.layer, it.layout, it.image)).then((r) => {
-        this.blobOpens[it.layer.diffId] = (this.blobOpens[it.layer.diffId] ?? 0) + r.blobOpens;
-        return r;
-      });
-      p.catch(() => undefined).finally(() => {
-        this.running--;
-        this.pump();
-      });
-      this.flights.set(it.layer.diffId, p);
-      this.owners.set(it.layer.diffId, it.image);
-      this.queue.push({ ...it, start });
+      this.flights.set(it.layer.diffId, { result: this.enqueue(it), image: it.image });
     }
+    this.pump();
+  }
+
+  /** One read of `it`'s blob, started when a slot is free. */
+  private enqueue(it: LayerClaim): Promise<LayerResult> {
+    let start!: () => void;
+    const gate = new Promise<void>((r) => (start = r));
+    const p = gate.then(() => this.run(it.layer, it.layout, it.image)).then((r) => {
+      this.blobOpens[it.layer.diffId] = (this.blobOpens[it.layer.diffId] ?? 0) + r.blobOpens;
+      return r;
+    });
+    // Only the slot is freed here; the outcome goes to request().
+    p.then(
+      () => this.done(),
+      () => this.done()
+    );
+    this.queue.push({ start });
+    return p;
+  }
+
+  private done(): void {
+    this.running--;
     this.pump();
   }
 
@@ -242,14 +275,29 @@ export class LayerScheduler {
     }
   }
 
-  ownerOf(diffId: string): number | undefined {
-    return this.owners.get(diffId);
-  }
-
-  request(diffId: string): Promise<LayerResult> {
-    const p = this.flights.get(diffId);
-    if (!p) throw new Error(`layer ${diffId} was not planned`);
-    return p;
+  /**
+   * The layer `diffId` for `image`. Each turn of the loop either ends or moves to a newer attempt,
+   * and each image starts at most one, so it ends; an abort ends it at the next failure.
+   */
+  async request(diffId: string, image: number): Promise<LayerOutcome> {
+    let flight = this.flights.get(diffId);
+    if (!flight) throw new VeritreeError(ERROR_CODES.INTERNAL, `layer ${diffId} was not planned`);
+    for (;;) {
+      try {
+        return { result: await flight.result, read: flight.image === image };
+      } catch (e) {
+        const own = this.claims.get(diffId)?.get(image);
+        if (flight.image === image || isAbort(e) || own === undefined) throw e;
+        const latest = this.flights.get(diffId) as { result: Promise<LayerResult>; image: number };
+        if (latest !== flight) {
+          flight = latest;
+          continue;
+        }
+        flight = { result: this.enqueue(own), image };
+        this.flights.set(diffId, flight);
+        this.pump();
+      }
+    }
   }
 }
 
@@ -357,13 +405,10 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
       await Promise.all(
         pending.map(async (p) => {
           try {
-            const layers = await Promise.all(p.image.layers.map((l) => scheduler.request(l.diffId)));
+            const layers = await Promise.all(p.image.layers.map((l) => scheduler.request(l.diffId, p.index)));
             if (controller.signal.aborted) throw aborted();
             // A layer another image read carries that image's counters: here it is "present".
-            const mine = layers.map((r, i): LayerResult => {
-              const own = p.image.layers[i] as ResolvedLayer;
-              return scheduler.ownerOf(own.diffId) === p.index ? r : presentLayer(own);
-            });
+            const mine = layers.map((o, i): LayerResult => (o.read ? o.result : presentLayer(p.image.layers[i] as ResolvedLayer)));
             options.onProgress?.({ type: 'image-publishing', image: p.index });
             await publishImage(repo, impl, p.image, mine);
             p.retaggedFrom = await repo.setTag(p.tag, manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')));

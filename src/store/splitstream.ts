@@ -113,6 +113,14 @@ export class SplitStreamBuilder {
     this.named.push({ name, index: k });
   }
 
+  /**
+   * A stream ref no name gives a meaning to: gc keeps the object (and reads it as a stream), fsck
+   * checks that it exists. `veritree image` holds the config stream it is about to link this way.
+   */
+  addStreamRef(streamObjectId: string): void {
+    if (!this.streamIndex.has(streamObjectId)) this.streamIndex.set(streamObjectId, this.streamIndex.size);
+  }
+
   private readonly record = new Uint8Array(8);
   private readonly recordView = new DataView(this.record.buffer);
 

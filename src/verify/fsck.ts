@@ -16,7 +16,7 @@ import { listRefs } from '../store/links.ts';
 import { IMAGES_DIR, STREAM_PREFIX, STREAMS_DIR, TAGS_DIR, classifyNamedRef, isObjectId, objectIdFromLink } from '../store/layout.ts';
 import { rebuildHashed } from '../store/rebuild.ts';
 import type { Repository } from '../store/repository.ts';
-import { readRefs, readSplitStream } from '../store/splitstream.ts';
+import { readRefs, readSplitStream, type SplitStream } from '../store/splitstream.ts';
 import type { HashImpl } from '../verity/backends.ts';
 import { defaultIoLimit } from '../pipeline/io-limit.ts';
 import { poolSize, VerityPool } from '../pipeline/pool.ts';
@@ -197,11 +197,14 @@ async function checkStreams(ctx: Ctx, signal: AbortSignal | undefined): Promise<
       ctx.bad.add(id);
       continue;
     }
+    const images = new Set(refs.namedRefs.filter((r) => classifyNamedRef(r.name).kind === 'image').map((r) => refs.streamRefs[r.index]));
     for (const list of [refs.objectRefs, refs.streamRefs]) {
       for (const ref of list) {
         // A layer names tens of thousands of objects: no promise for the ones the walk found.
         if (ctx.present.has(ref)) continue;
-        if (!(await presentNow(ctx, ref))) ctx.issues.push({ type: 'missing-object', path, detail: `stream ${name} needs object ${ref}, which is missing`, expected: ref });
+        if (await presentNow(ctx, ref)) continue;
+        const detail = images.has(ref) ? `stream ${name} names its composefs image ${ref}, which is missing: veritree fsck --repair writes it again` : `stream ${name} needs object ${ref}, which is missing`;
+        ctx.issues.push({ type: 'missing-object', path, detail, expected: ref });
       }
     }
     const expectType = name.startsWith(STREAM_PREFIX.layer) ? 'layer' : name.startsWith(STREAM_PREFIX.config) ? 'config' : name.startsWith(STREAM_PREFIX.manifest) ? 'manifest' : null;
@@ -247,7 +250,29 @@ async function checkJson(ctx: Ctx, name: string, bytes: Buffer, kind: 'config' |
     }
     const linked = await ctx.repo.streamObject(what.stream).catch(() => null);
     if (linked === null) ctx.issues.push({ type: 'missing-stream', path, detail: `${name} names ${ref.name}, but there is no stream ${what.stream}`, expected: what.stream });
-    else if (linked !== target) ctx.issues.push({ type: 'missing-stream', path, detail: `${name} names ${ref.name} as object ${target}, but ${what.stream} is ${linked}`, expected: target, found: linked });
+    else if (linked !== target && !(what.kind === 'config' && (await imageRelinkPending(ctx, s, target, linked)))) {
+      ctx.issues.push({ type: 'missing-stream', path, detail: `${name} names ${ref.name} as object ${target}, but ${what.stream} is ${linked}`, expected: target, found: linked });
+    }
+  }
+}
+
+/**
+ * Whether a manifest whose `config:` ref names `named` while the config link names `linked` is
+ * a `veritree image` between its relinks (store-image.ts): the manifest also holds `linked` as
+ * an unnamed stream ref, and both are config streams of the same JSON object. The next
+ * `veritree image` finishes it; until then both objects are kept and either reads the same.
+ */
+async function imageRelinkPending(ctx: Ctx, manifest: SplitStream, named: string, linked: string): Promise<boolean> {
+  const index = manifest.streamRefs.indexOf(linked);
+  if (index < 0 || manifest.namedRefs.some((r) => r.index === index)) return false;
+  if (!usable(ctx, named) || !usable(ctx, linked)) return false;
+  try {
+    const [a, b] = [readSplitStream(await ctx.repo.readObject(named)), readSplitStream(await ctx.repo.readObject(linked))];
+    const json = (x: SplitStream): string | undefined => (x.chunks.length === 1 && x.chunks[0]?.kind === 'object' ? x.objectRefs[x.chunks[0].index] : undefined);
+    return a.contentType === 'config' && b.contentType === 'config' && json(a) !== undefined && json(a) === json(b);
+  } catch (e) {
+    if (isVeritreeError(e) && e.code === ERROR_CODES.ABORTED) throw e;
+    return false;
   }
 }
 

@@ -3,6 +3,7 @@
  * a quarantine folder inside the repository, never deleted; stream links and tags that can no
  * longer be rebuilt are removed; the images whose tags went are named, to be imported again.
  * Importing them again restores a clean store (the missing objects and streams are rewritten).
+ * A composefs image that went is written again from its tag's layers (repair-images.ts).
  * @module
  */
 import { mkdir, readdir, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
@@ -12,10 +13,11 @@ import { STREAM_PREFIX, STREAMS_DIR, TAGS_DIR, classifyNamedRef, objectIdFromLin
 import type { Repository } from '../store/repository.ts';
 import { readRefs } from '../store/splitstream.ts';
 import type { FsckReport } from './fsck.ts';
+import { repairImages, type ImageRepair } from './repair-images.ts';
 
 export const QUARANTINE_DIR = 'quarantine';
 
-export interface RepairReport {
+export interface RepairReport extends ImageRepair {
   quarantine: string | null;
   quarantined: string[];
   streamsRemoved: string[];
@@ -35,7 +37,7 @@ export async function repair(repo: Repository, report: FsckReport, opts: { lockH
   const lock = opts.lockHeld ? null : await repo.lockExclusive();
   try {
     repo.assertWritable();
-    const out: RepairReport = { quarantine: null, quarantined: [], streamsRemoved: [], tagsRemoved: [], tmpRemoved: 0 };
+    const out: RepairReport = { quarantine: null, quarantined: [], streamsRemoved: [], tagsRemoved: [], tmpRemoved: 0, imagesRewritten: [], imagesNotRewritten: [], imageLinksRemoved: [] };
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const qdir = join(repo.root, QUARANTINE_DIR, stamp);
     // 64 at a time: a badly damaged store is 100,000s of entries, each one system call.
@@ -67,6 +69,7 @@ export async function repair(repo: Repository, report: FsckReport, opts: { lockH
     const streamBad = new Set(report.issues.filter((i) => STREAM_BAD.has(i.type)).map((i) => i.path));
     await dropBrokenStreams(repo, streamBad, out);
     await dropBrokenTags(repo, out);
+    Object.assign(out, await repairImages(repo, report.issues, opts.signal));
     return out;
   } finally {
     await lock?.release();
