@@ -4,7 +4,7 @@
  * write and close is awaited before a task returns: nothing may be left pending.
  * Module top level only imports (piscina masks load errors).
  */
-import { closeSync, constants as fsc, copyFileSync, fchmodSync, fchownSync, futimesSync, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants as fsc, copyFileSync, fchmodSync, fchownSync, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -13,6 +13,7 @@ import { writeBatchSync, type PublishResult } from '../src/store/objects.ts';
 import { measureVerity, objectFailureMessage, openRegularSync, strayTmp, verityKnownAbsent } from '../src/store/sys.ts';
 import { RangeHasher, toHex, verityDigest, VerityHasher } from '../src/verity/merkle.ts';
 import { digestFdNative, digestPathNative } from '../src/verity/backends.ts';
+import { setTimesFd } from '../src/merge/dir-handle.ts';
 import type { CopyBatchTask, Failure, TaskResults, VerityTask } from '../src/pipeline/protocol.ts';
 
 const READ_CHUNK = 1 << 20;
@@ -197,7 +198,7 @@ function copyBatch(task: CopyBatchTask): TaskResults['copy-batch'] {
       if (!task.finish) continue;
       if (task.chown) fchownSync(it.dest, it.uid, it.gid);
       fchmodSync(it.dest, it.mode);
-      futimesSync(it.dest, it.mtime, it.mtime);
+      setTimesFd(it.dest, it.mtimeSec, it.mtimeNsec);
     } catch (e) {
       return { ...failure(e, it.object), index: i };
     }

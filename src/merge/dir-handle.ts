@@ -118,7 +118,36 @@ export interface EntryMeta {
   uid: number;
   gid: number;
   mode: number;
-  mtime: number;
+  /** Whole seconds since 1970 (negative before), and the nanoseconds past them (0..999,999,999). */
+  mtimeSec: number;
+  mtimeNsec: number;
+}
+
+/** Whether times are set exactly here (the addon's utimensat), or only to what Node's calls keep. */
+export function exactTimes(): boolean {
+  return storeSys()?.setTimes !== undefined;
+}
+
+/** What Node's futimes/utimes keep of a time: microseconds, and milliseconds before 1970 (a Date). */
+function nodeTime(sec: number, nsec: number): number | Date {
+  // A negative number becomes the current time in Node (fs toUnixTimestamp); a Date does not.
+  return sec < 0 ? new Date(sec * 1000 + Math.floor(nsec / 1e6)) : sec + nsec / 1e9;
+}
+
+/**
+ * atime and mtime of the entry open at `fd` (a file, a folder, or an O_PATH handle), to the
+ * nanosecond and before 1970 through the addon; where it did not build, Node's calls, which
+ * keep microseconds (milliseconds before 1970): `exactTimes()` says which.
+ */
+export function setTimesFd(fd: number, sec: number, nsec: number, viaProc = false): void {
+  const sys = storeSys();
+  if (sys?.setTimes) {
+    sys.setTimes(fd, null, sec, nsec);
+    return;
+  }
+  const t = nodeTime(sec, nsec);
+  if (viaProc) utimesSync(procFd(fd), t, t);
+  else futimesSync(fd, t, t);
 }
 
 /**
@@ -134,17 +163,21 @@ export function chownVia(fd: number, meta: EntryMeta, viaProc: boolean): void {
 export function modeAndTimesVia(fd: number, meta: EntryMeta, viaProc: boolean): void {
   if (viaProc) {
     chmodSync(procFd(fd), meta.mode);
-    utimesSync(procFd(fd), meta.mtime, meta.mtime);
   } else {
     fchmodSync(fd, meta.mode);
-    futimesSync(fd, meta.mtime, meta.mtime);
   }
+  setTimesFd(fd, meta.mtimeSec, meta.mtimeNsec, viaProc);
 }
 
 /** A symlink's owner and times, by name in its folder (neither call follows the link). */
 export function applySymlinkMeta(dirFd: number, name: Buffer, meta: EntryMeta, owner: boolean): void {
   if (owner) lchownSync(at(dirFd, name), meta.uid, meta.gid);
-  lutimesSync(at(dirFd, name), meta.mtime, meta.mtime);
+  const sys = storeSys();
+  if (sys?.setTimes) sys.setTimes(dirFd, name, meta.mtimeSec, meta.mtimeNsec);
+  else {
+    const t = nodeTime(meta.mtimeSec, meta.mtimeNsec);
+    lutimesSync(at(dirFd, name), t, t);
+  }
 }
 
 /**

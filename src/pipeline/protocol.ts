@@ -80,8 +80,9 @@ export interface CopyItem {
   uid: number;
   gid: number;
   mode: number;
-  /** Seconds, fractional. */
-  mtime: number;
+  /** Whole seconds (negative before 1970) and nanoseconds past them. */
+  mtimeSec: number;
+  mtimeNsec: number;
 }
 
 /**

@@ -1,0 +1,184 @@
+/** Checkout: hard links in every placement, exact times, deep trees, verified objects, the lock. */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { closeSync, constants as fsc, existsSync, fstatSync, lstatSync, openSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tarStream from 'tar-stream';
+import { cleanup, run, tempDir, veritree } from './helpers.ts';
+import { LAYER_MEDIA, layoutFromBlobs } from './fixtures/oci.ts';
+import { parseDumpLine } from '../src/merge/dumpfile.ts';
+
+let dir = '';
+before(() => {
+  dir = tempDir('veritree-checkout-');
+});
+after(() => cleanup(dir));
+
+export interface Ent {
+  name: string;
+  type?: 'file' | 'link' | 'directory' | 'symlink';
+  linkname?: string;
+  content?: string | Buffer;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  /** PAX extended header records (mtime with nanoseconds, SCHILY.xattr.*). */
+  pax?: Record<string, string>;
+}
+
+export async function tarWith(entries: Ent[]): Promise<Buffer> {
+  const pack = tarStream.pack();
+  for (const e of entries) {
+    const base = { name: e.name, mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644), uid: e.uid ?? 0, gid: e.gid ?? 0, mtime: new Date(1_000_000_000_000), ...(e.pax ? { pax: e.pax } : {}) };
+    if (e.type === 'link' || e.type === 'symlink') pack.entry({ ...base, type: e.type, linkname: e.linkname ?? '' });
+    else if (e.type === 'directory') pack.entry({ ...base, type: 'directory' });
+    else pack.entry(base, e.content ?? '');
+  }
+  pack.finalize();
+  const parts: Buffer[] = [];
+  for await (const c of pack) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+/** A layout of image `ref` whose plain layers are these tars, bottom first. */
+export function layoutOf(layout: string, ref: string, tars: Buffer[]): void {
+  layoutFromBlobs(
+    layout,
+    ref,
+    tars.map((t) => ({ blob: t, mediaType: LAYER_MEDIA.none, diffId: `sha256:${createHash('sha256').update(t).digest('hex')}` }))
+  );
+}
+
+/** Content big enough to be stored as an object (not inline in the stream), distinct per tag. */
+function big(tag: string): string {
+  return `${tag}\n`.repeat(1200);
+}
+
+const MODES = [[], ['--copy'], ['--hardlink']] as const;
+
+test('hard links in every placement (same folder, sibling, above, below, sorting first, across layers, target replaced or whited out) in all three modes', async () => {
+  const l1 = await tarWith([
+    { name: 'a/', type: 'directory' },
+    { name: 'a/t1', content: big('t1') },
+    { name: 'a/l1', type: 'link', linkname: 'a/t1' },
+    // Siblings: the link's folder holds a file of the target's name, with other content.
+    { name: 's1/t2', content: big('t2') },
+    { name: 's2/t2', content: big('other t2') },
+    { name: 's2/l2', type: 'link', linkname: 's1/t2' },
+    // The link's folder above the target's, and below it.
+    { name: 'up/deep/t3', content: big('t3') },
+    { name: 'up/l3', type: 'link', linkname: 'up/deep/t3' },
+    { name: 'low/t5', content: big('t5') },
+    { name: 'low/sub/l5', type: 'link', linkname: 'low/t5' },
+    // The link's name sorts before its target's.
+    { name: 'z/t6', content: big('t6') },
+    { name: 'a0/l6', type: 'link', linkname: 'z/t6' },
+    // Targets replaced or whited out by the next layer.
+    { name: 'r/t7', content: big('t7') },
+    { name: 'r/l7', type: 'link', linkname: 'r/t7' },
+    { name: 'w/t8', content: big('t8') },
+    { name: 'w/l8', type: 'link', linkname: 'w/t8' },
+    // A small (inline) file linked from another folder.
+    { name: 'i/t9', content: 'small' },
+    { name: 'j/l9', type: 'link', linkname: 'i/t9' },
+  ]);
+  const l2 = await tarWith([
+    { name: 'c/l1b', type: 'link', linkname: 'a/t1' },
+    { name: 'r/t7', content: big('new t7') },
+    { name: 'w/.wh.t8', content: '' },
+  ]);
+  const layout = join(dir, 'links');
+  layoutOf(layout, 'x', [l1, l2]);
+  const repo = join(dir, 'repo-links');
+  assert.equal(veritree(['import', `oci:${layout}:x`, '--repo', repo]).status, 0);
+  const groups = [['a/t1', 'a/l1', 'c/l1b'], ['s1/t2', 's2/l2'], ['up/deep/t3', 'up/l3'], ['low/t5', 'low/sub/l5'], ['z/t6', 'a0/l6'], ['i/t9', 'j/l9']];
+  const content: Record<string, string> = { 'a/t1': big('t1'), 's1/t2': big('t2'), 's2/t2': big('other t2'), 'up/deep/t3': big('t3'), 'low/t5': big('t5'), 'z/t6': big('t6'), 'r/t7': big('new t7'), 'r/l7': big('t7'), 'w/l8': big('t8'), 'i/t9': 'small' };
+  for (const mode of MODES) {
+    const out = join(dir, `co-links${mode.join('')}`);
+    const r = veritree(['checkout', 'x', out, '--repo', repo, ...mode]);
+    assert.equal(r.status, 0, `${mode.join(' ')}: ${r.stderr}`);
+    for (const g of groups) {
+      const inodes = g.map((p) => statSync(join(out, p)).ino);
+      assert.equal(new Set(inodes).size, 1, `${mode.join(' ')}: ${g.join(', ')} are one inode`);
+      for (const p of g) assert.equal(readFileSync(join(out, p), 'utf8'), content[g[0] as string], `${mode.join(' ')}: ${p}`);
+      if (mode[0] !== '--hardlink') assert.equal(statSync(join(out, g[0] as string)).nlink, g.length, `${mode.join(' ')}: ${g[0]} has ${g.length} names`);
+    }
+    for (const [p, want] of Object.entries(content)) assert.equal(readFileSync(join(out, p), 'utf8'), want, `${mode.join(' ')}: ${p}`);
+    assert.notEqual(statSync(join(out, 'r/t7')).ino, statSync(join(out, 'r/l7')).ino, 'a replaced target no longer shares the link');
+    assert.ok(!existsSync(join(out, 'w/t8')), 'the whited-out target is gone, its link stays');
+    assert.notEqual(statSync(join(out, 's2/t2')).ino, statSync(join(out, 's1/t2')).ino);
+  }
+});
+
+test('times to the nanosecond and before 1970, as dump writes them (files, folders, symlinks); implied folders get mtime 0', async () => {
+  const tar = await tarWith([
+    { name: 'd/', type: 'directory', pax: { mtime: '-5.000000001' } },
+    { name: 'd/old', content: big('old'), pax: { mtime: '-1000000000.123456789' } },
+    { name: 'd/ns', content: 'inline', pax: { mtime: '1700000000.987654321' } },
+    { name: 'd/sl', type: 'symlink', linkname: 'ns', pax: { mtime: '-1.5' } },
+    { name: 'implied/f', content: 'x', pax: { mtime: '12.000000003' } },
+  ]);
+  const layout = join(dir, 'times');
+  layoutOf(layout, 't', [tar]);
+  const repo = join(dir, 'repo-times');
+  assert.equal(veritree(['import', `oci:${layout}:t`, '--repo', repo]).status, 0);
+  const dump = veritree(['dump', '--rules', 'oci', 't', '--repo', repo]);
+  assert.equal(dump.status, 0, dump.stderr);
+  const want = new Map(dump.stdout.trim().split('\n').map((l) => {
+    const r = parseDumpLine(l);
+    return [r.path.toString('latin1'), BigInt(r.mtimeSec) * 1_000_000_000n + BigInt(r.mtimeNsec)] as const;
+  }));
+  assert.equal(want.get('/d/old'), -1_000_000_000_123_456_789n, 'dump: -1000000000.123456789 s');
+  assert.equal(want.get('/d/sl'), -1_500_000_000n, 'dump: -1.5 s');
+  for (const mode of MODES) {
+    const out = join(dir, `co-times${mode.join('')}`);
+    const r = veritree(['checkout', 't', out, '--repo', repo, ...mode]);
+    assert.equal(r.status, 0, r.stderr);
+    for (const p of ['/d', '/d/ns', '/d/sl', '/implied/f', '/implied', ...(mode[0] === '--hardlink' ? [] : ['/d/old'])]) {
+      assert.equal(lstatSync(join(out, p), { bigint: true }).mtimeNs, want.get(p), `${mode.join(' ')}: ${p}`);
+    }
+    assert.equal(want.get('/implied'), 0n, 'a folder no entry names: mtime 0');
+  }
+});
+
+test('a tree 3,000 folders deep checks out under a limit of 128 descriptors, with its folders finished and a hard link from the bottom to the top', { timeout: 120_000 }, async () => {
+  const depth = 3000;
+  const ents: Ent[] = [{ name: 'top', content: big('top') }];
+  let p = '';
+  for (let i = 0; i < depth; i++) {
+    p = p ? `${p}/d` : 'd';
+    ents.push({ name: `${p}/`, type: 'directory', mode: 0o750, pax: { mtime: `${100 + i}.000000007` } });
+    if (i % 500 === 0) ents.push({ name: `${p}/f`, content: big(`f${i}`) });
+  }
+  ents.push({ name: `${p}/bottom`, content: big('bottom') }, { name: `${p}/link`, type: 'link', linkname: 'top' }, { name: 'zlink', type: 'link', linkname: `${p}/bottom` });
+  const layout = join(dir, 'deep');
+  layoutOf(layout, 'd', [await tarWith(ents)]);
+  const repo = join(dir, 'repo-deep');
+  assert.equal(veritree(['import', `oci:${layout}:d`, '--repo', repo]).status, 0);
+  const out = join(dir, 'co-deep');
+  const r = run('prlimit', ['--nofile=128:128', process.execPath, join(import.meta.dirname, '..', 'src', 'cli', 'veritree.cjs'), 'checkout', 'd', out, '--repo', repo]);
+  assert.equal(r.status, 0, r.stderr);
+  // Walked by descriptors: the path is past PATH_MAX.
+  const at = (fd: number, name: string): string => `/proc/self/fd/${fd}/${name}`;
+  let fd = openSync(out, 'r');
+  try {
+    for (let i = 0; i < depth; i++) {
+      const next = openSync(at(fd, 'd'), fsc.O_RDONLY | fsc.O_DIRECTORY);
+      closeSync(fd);
+      fd = next;
+      if (i % 500 === 0 || i === depth - 1) {
+        const st = fstatSync(fd, { bigint: true });
+        assert.equal(st.mtimeNs, BigInt(100 + i) * 1_000_000_000n + 7n, `level ${i}: mtime`);
+        assert.equal(Number(st.mode & 0o7777n), 0o750);
+      }
+      if (i % 500 === 0) assert.equal(readFileSync(at(fd, 'f'), 'utf8'), big(`f${i}`));
+    }
+    assert.equal(readFileSync(at(fd, 'bottom'), 'utf8'), big('bottom'));
+    assert.equal(statSync(at(fd, 'link')).ino, statSync(join(out, 'top')).ino);
+    assert.equal(statSync(join(out, 'zlink')).ino, statSync(at(fd, 'bottom')).ino);
+  } finally {
+    closeSync(fd);
+    run('rm', ['-rf', out]);
+  }
+});
