@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { closeSync, constants as fsc, existsSync, fstatSync, lstatSync, openSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, constants as fsc, existsSync, fstatSync, lstatSync, openSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tarStream from 'tar-stream';
 import { cleanup, run, tempDir, veritree } from './helpers.ts';
@@ -96,8 +96,11 @@ test('hard links in every placement (same folder, sibling, above, below, sorting
   const content: Record<string, string> = { 'a/t1': big('t1'), 's1/t2': big('t2'), 's2/t2': big('other t2'), 'up/deep/t3': big('t3'), 'low/t5': big('t5'), 'z/t6': big('t6'), 'r/t7': big('new t7'), 'r/l7': big('t7'), 'w/l8': big('t8'), 'i/t9': 'small' };
   for (const mode of MODES) {
     const out = join(dir, `co-links${mode.join('')}`);
-    const r = veritree(['checkout', 'x', out, '--repo', repo, ...mode]);
+    const r = veritree(['checkout', 'x', out, '--repo', repo, '--json', ...mode]);
     assert.equal(r.status, 0, `${mode.join(' ')}: ${r.stderr}`);
+    const report = JSON.parse(r.stdout) as { hardlinkedObjects: number; hardlinks: number };
+    assert.equal(report.hardlinks, 7, 'one link per name past the first');
+    if (mode[0] === '--hardlink') assert.ok(report.hardlinkedObjects > 0, 'files are links to their objects');
     for (const g of groups) {
       const inodes = g.map((p) => statSync(join(out, p)).ino);
       assert.equal(new Set(inodes).size, 1, `${mode.join(' ')}: ${g.join(', ')} are one inode`);
@@ -180,5 +183,46 @@ test('a tree 3,000 folders deep checks out under a limit of 128 descriptors, wit
   } finally {
     closeSync(fd);
     run('rm', ['-rf', out]);
+  }
+});
+
+/** The object file of the store at `repo` whose bytes are `content`. */
+function objectHolding(repo: string, content: string): string {
+  for (const d of readdirSync(join(repo, 'objects'))) {
+    for (const f of readdirSync(join(repo, 'objects', d))) {
+      const p = join(repo, 'objects', d, f);
+      if (statSync(p).size === content.length && readFileSync(p, 'utf8') === content) return p;
+    }
+  }
+  throw new Error('no such object');
+}
+
+test('an object with a flipped byte (same size) fails checkout with STORE_CORRUPT naming the object and the path, in all three modes', async () => {
+  const tar = await tarWith([
+    { name: 'ok', content: big('fine') },
+    { name: 'sub/bad', content: big('damaged') },
+    { name: 'sub/x', content: big('with xattr'), pax: { 'SCHILY.xattr.user.k': 'v' } },
+  ]);
+  const layout = join(dir, 'corrupt');
+  layoutOf(layout, 'c', [tar]);
+  for (const victim of ['damaged', 'with xattr']) {
+    const repo = join(dir, `repo-corrupt-${victim.replace(' ', '-')}`);
+    assert.equal(veritree(['import', `oci:${layout}:c`, '--repo', repo]).status, 0);
+    const obj = objectHolding(repo, big(victim));
+    const bytes = readFileSync(obj);
+    bytes[100] = (bytes[100] as number) ^ 1;
+    const was = statSync(obj).mode & 0o7777;
+    chmodSync(obj, 0o644);
+    writeFileSync(obj, bytes);
+    chmodSync(obj, was);
+    for (const mode of MODES) {
+      if (victim === 'with xattr' && mode[0] === '--hardlink') continue; // a file with xattrs is never a link to its object
+      const out = join(dir, `co-corrupt-${victim.replace(' ', '-')}${mode.join('')}`);
+      const r = veritree(['checkout', 'c', out, '--repo', repo, ...mode]);
+      assert.equal(r.status, 4, `${victim} ${mode.join(' ')}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, /does not hash to its name/, `${victim} ${mode.join(' ')}`);
+      assert.ok(r.stderr.includes(obj.slice(obj.lastIndexOf('/objects/') + 1)), `${mode.join(' ')}: names the object: ${r.stderr}`);
+      assert.ok(r.stderr.includes(victim === 'damaged' ? '/sub/bad' : '/sub/x'), `${mode.join(' ')}: names the path: ${r.stderr}`);
+    }
   }
 });

@@ -14,7 +14,7 @@
  * every entry beneath a symlink, and the folder must be new or empty.
  * @module
  */
-import { closeSync, constants as fsc, fstatSync, mkdirSync, openSync, readdirSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError, throwIfAborted } from '../errors.ts';
@@ -25,6 +25,7 @@ import type { Repository } from '../store/repository.ts';
 import { measureVerity, openRegularSync, writeAllSync } from '../store/sys.ts';
 import {
   applySymlinkMeta,
+  at,
   chownVia,
   createFileAt,
   handleAt,
@@ -40,6 +41,7 @@ import {
   type EntryMeta,
 } from './dir-handle.ts';
 import { nameBytes, shown } from '../oci/names.ts';
+import { toHex } from '../verity/merkle.ts';
 import { sortedPaths, type MergedTree, type TreeNode } from './merge.ts';
 import { DirStack } from './dir-stack.ts';
 import { LinkPlacer, openDirPath } from './link-placer.ts';
@@ -143,7 +145,10 @@ async function placeFile(ctx: Ctx, n: TreeNode, dirFd: number, name: Buffer): Pr
   const objectPath = ctx.repo.objectPath(n.object);
   // A hard link is possible only to an immutable object, or when asked for: once the store's
   // filesystem is known to have no fs-verity, only the asking is left to look at.
-  if (!ctx.copyOnly && ctx.sameFs && n.xattrs.size === 0 && (ctx.hardlink || !ctx.noVerity) && linkIfSafe(ctx, n, objectPath, dirFd, name)) return;
+  if (!ctx.copyOnly && ctx.sameFs && n.xattrs.size === 0 && (ctx.hardlink || !ctx.noVerity) && linkIfSafe(ctx, n, objectPath, dirFd, name)) {
+    if (ctx.batch.length >= COPY_BATCH_FILES) await flushCopies(ctx);
+    return;
+  }
   const dest = createFileAt(dirFd, name);
   ctx.report.copied++;
   ctx.report.files++;
@@ -162,25 +167,41 @@ const COPY_BATCH_FILES = 48;
 const COPY_BATCH_BYTES = 8 << 20;
 
 function copyItem(n: TreeNode, object: string, dest: number): CopyItem {
-  return { object, size: n.size, dest, ...metaOf(n) };
+  return { object, id: n.object as string, size: n.size, dest, ...metaOf(n) };
 }
 
+/**
+ * A hard link to the object where that is safe (see the module's note), checked: an object with
+ * fs-verity is measured by the kernel (which checks every block read against that), and the
+ * measurement must be its name; without fs-verity (--hardlink) the object's descriptor goes to
+ * the pool to be hashed like a copy, once the link is known to name that very inode.
+ */
 function linkIfSafe(ctx: Ctx, n: TreeNode, objectPath: string, dirFd: number, name: Buffer): boolean {
   const src = openRegularSync(objectPath, `object ${n.object}`);
+  let keep = false;
   try {
     const st = fstatSync(src.fd);
-    const verity = measureVerity(src.fd, st.dev).state;
-    if (verity === 'unsupported') ctx.noVerity = true;
+    const m = measureVerity(src.fd, st.dev);
+    if (m.state === 'unsupported') ctx.noVerity = true;
     const ownerOk = !ctx.asRoot || (st.uid === n.uid && st.gid === n.gid);
-    if ((verity === 'enabled' || ctx.hardlink) && (st.mode & 0o7777) === n.mode && ownerOk) {
-      linkPathAt(objectPath, dirFd, name);
-      ctx.report.hardlinkedObjects++;
-      ctx.report.files++;
-      return true;
+    if (!((m.state === 'enabled' || ctx.hardlink) && (st.mode & 0o7777) === n.mode && ownerOk)) return false;
+    if (m.state === 'enabled' && toHex(m.digest) !== n.object) {
+      throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `object ${objectPath} does not hash to its name (fs-verity measures ${toHex(m.digest)}): run veritree fsck --repair`, { path: objectPath });
     }
-    return false;
+    linkPathAt(objectPath, dirFd, name);
+    ctx.report.hardlinkedObjects++;
+    ctx.report.files++;
+    if (m.state === 'enabled') return true;
+    const linked = lstatSync(at(dirFd, name));
+    if (linked.ino !== st.ino || linked.dev !== st.dev) {
+      throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `object ${objectPath} was replaced while it was being linked`, { path: objectPath });
+    }
+    // The descriptor is closed when the pool is done with it (sendCopies).
+    ctx.batch.push({ node: n, item: { ...copyItem(n, objectPath, src.fd), checkOnly: true } });
+    keep = true;
+    return true;
   } finally {
-    closeSync(src.fd);
+    if (!keep) closeSync(src.fd);
   }
 }
 
