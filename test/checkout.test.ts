@@ -8,6 +8,7 @@ import * as tarStream from 'tar-stream';
 import { cleanup, run, tempDir, veritree } from './helpers.ts';
 import { LAYER_MEDIA, layoutFromBlobs } from './fixtures/oci.ts';
 import { parseDumpLine } from '../src/merge/dumpfile.ts';
+import { openRepository } from '../src/index.ts';
 
 let dir = '';
 before(() => {
@@ -225,4 +226,30 @@ test('an object with a flipped byte (same size) fails checkout with STORE_CORRUP
       assert.ok(r.stderr.includes(victim === 'damaged' ? '/sub/bad' : '/sub/x'), `${mode.join(' ')}: names the path: ${r.stderr}`);
     }
   }
+});
+
+test('checkout takes the shared lock: while gc or repair holds it exclusively, checkout waits (and gives up at --lock-timeout) without writing anything', async () => {
+  const layout = join(dir, 'locked');
+  layoutOf(layout, 'l', [await tarWith([{ name: 'f', content: big('f') }])]);
+  const repoPath = join(dir, 'repo-locked');
+  assert.equal(veritree(['import', `oci:${layout}:l`, '--repo', repoPath]).status, 0);
+  const repo = await openRepository(repoPath);
+  const out = join(dir, 'co-locked');
+  const held = await repo.lockExclusive();
+  try {
+    const r = veritree(['checkout', 'l', out, '--repo', repoPath, '--lock-timeout', '0.3']);
+    assert.equal(r.status, 4, r.stderr);
+    assert.match(r.stderr, /locked/);
+    assert.ok(!existsSync(out), 'nothing written');
+  } finally {
+    await held.release();
+  }
+  const shared = await repo.lockShared();
+  try {
+    const r = veritree(['checkout', 'l', out, '--repo', repoPath, '--lock-timeout', '0']);
+    assert.equal(r.status, 0, `a shared holder does not keep checkout out: ${r.stderr}`);
+  } finally {
+    await shared.release();
+  }
+  assert.equal(readFileSync(join(out, 'f'), 'utf8'), big('f'));
 });

@@ -21,6 +21,7 @@ import { ERROR_CODES, VeritreeError, errnoCode, storeIoError, throwIfAborted } f
 import { defaultIoLimit } from '../pipeline/io-limit.ts';
 import { poolSize, VerityPool } from '../pipeline/pool.ts';
 import type { CopyItem, Failure } from '../pipeline/protocol.ts';
+import type { LockWaitOptions } from '../store/lock.ts';
 import type { Repository } from '../store/repository.ts';
 import { measureVerity, openRegularSync, writeAllSync } from '../store/sys.ts';
 import {
@@ -46,7 +47,8 @@ import { sortedPaths, type MergedTree, type TreeNode } from './merge.ts';
 import { DirStack } from './dir-stack.ts';
 import { LinkPlacer, openDirPath } from './link-placer.ts';
 
-export interface CheckoutOptions {
+/** With the lock settings `checkoutImage` takes the repository's shared lock with. */
+export interface CheckoutOptions extends LockWaitOptions {
   /** Copy every file (no reflink attempt is skipped; no hard link is made). */
   copy?: boolean;
   /**
