@@ -253,3 +253,22 @@ test('checkout takes the shared lock: while gc or repair holds it exclusively, c
   }
   assert.equal(readFileSync(join(out, 'f'), 'utf8'), big('f'));
 });
+
+test('an xattr flood that cannot be applied is one warning per file, not one per attribute', async () => {
+  const pax: Record<string, string> = {};
+  // "unknown." is no namespace the kernel knows: every one fails (EOPNOTSUPP).
+  for (let i = 0; i < 2000; i++) pax[`SCHILY.xattr.unknown.k${i}`] = `v${i}`;
+  const ents: Ent[] = [];
+  for (let i = 0; i < 4; i++) ents.push({ name: `f${i}`, content: big(`f${i}`), pax });
+  const layout = join(dir, 'flood');
+  layoutOf(layout, 'f', [await tarWith(ents)]);
+  const repo = join(dir, 'repo-flood');
+  assert.equal(veritree(['import', `oci:${layout}:f`, '--repo', repo]).status, 0);
+  const out = join(dir, 'co-flood');
+  const r = veritree(['checkout', 'f', out, '--repo', repo]);
+  assert.equal(r.status, 0, r.stderr.slice(0, 2000));
+  const warnings = r.stderr.split('\n').filter((l) => l.includes('not applied'));
+  assert.equal(warnings.length, 4, r.stderr.slice(0, 2000));
+  for (const w of warnings) assert.match(w, /2000 of 2000 extended attributes not applied: xattr "unknown\.k0" not applied: .*; and 1999 more/);
+  assert.equal(readFileSync(join(out, 'f3'), 'utf8'), big('f3'));
+});

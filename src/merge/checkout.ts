@@ -128,7 +128,11 @@ function applyXattrs(ctx: Ctx, n: TreeNode, fd: number, symlinkName: Buffer | nu
     ctx.warn(n.path, 'extended attributes not applied (install setfattr, Debian package attr)');
     return;
   }
-  for (const m of setXattrsVia(fd, symlinkName, n.xattrs)) ctx.warn(n.path, m);
+  // One warning per entry, however many attributes failed (a flood of 8,000 keys is one line).
+  const f = setXattrsVia(fd, symlinkName, n.xattrs);
+  if (f.failed === 0) return;
+  const more = f.failed > f.examples.length ? `; and ${f.failed - f.examples.length} more` : '';
+  ctx.warn(n.path, f.failed === 1 ? (f.examples[0] as string) : `${f.failed} of ${n.xattrs.size} extended attributes not applied: ${f.examples.join('; ')}${more}`);
 }
 
 /** Writes file `n`'s content and metadata under `name` in `dirFd` (its own name, or a link's that sorts first). */

@@ -32,6 +32,7 @@ import {
   utimesSync,
   type Stats,
 } from 'node:fs';
+import { errnoCode } from '../errors.ts';
 import { storeSys } from '../store/sys.ts';
 
 /** O_PATH (Linux, the same value on every architecture Node runs on): a handle, not an open. */
@@ -180,27 +181,51 @@ export function applySymlinkMeta(dirFd: number, name: Buffer, meta: EntryMeta, o
   }
 }
 
+/** What could not be set of an entry's attributes: how many, and the first few reasons. */
+export interface XattrFailures {
+  failed: number;
+  examples: string[];
+}
+
+/** Reasons kept per entry: an entry with thousands of attributes costs one warning, not thousands. */
+const XATTR_EXAMPLES = 3;
+
+/** Counts one failure; its reason is kept while there are few (an empty one is counted only). */
+function noteFailure(f: XattrFailures, message: string): void {
+  f.failed++;
+  if (message !== '' && f.examples.length < XATTR_EXAMPLES) f.examples.push(message);
+}
+
 /**
  * Sets extended attributes on the entry itself (a file, folder or device handle), or, for a
  * symlink, on the entry `symlinkName` of the folder `fd`, not following it. Through the addon's
  * setxattr(2) where it built (names and values as bytes, exactly), else setfattr(1), handed our
- * descriptor as its fd 3, one process per attribute. Returns the message of each attribute that
- * could not be set.
+ * descriptor as its fd 3, one process per attribute. Returns how many could not be set, with
+ * the first few reasons.
  */
-export function setXattrsVia(fd: number, symlinkName: Buffer | null, xattrs: Map<string, Buffer>): string[] {
+export function setXattrsVia(fd: number, symlinkName: Buffer | null, xattrs: Map<string, Buffer>): XattrFailures {
   const sys = storeSys();
+  const f: XattrFailures = { failed: 0, examples: [] };
   if (sys?.setXattr) {
-    const failures: string[] = [];
+    // A namespace this filesystem refuses (EOPNOTSUPP) refuses every name in it: asked once per entry.
+    const refused = new Set<string>();
     for (const [k, v] of xattrs) {
+      const ns = k.slice(0, k.indexOf('.') + 1);
+      if (refused.has(ns)) {
+        noteFailure(f, '');
+        continue;
+      }
       try {
         sys.setXattr(fd, symlinkName, Buffer.from(k, 'latin1'), v);
       } catch (e) {
-        failures.push(`xattr ${JSON.stringify(Buffer.from(k, 'latin1').toString('utf8'))} not applied: ${e instanceof Error ? e.message : String(e)}`);
+        if (errnoCode(e) === 'EOPNOTSUPP' && ns !== '') refused.add(ns);
+        noteFailure(f, `xattr ${JSON.stringify(Buffer.from(k, 'latin1').toString('utf8'))} not applied: ${e instanceof Error ? e.message : String(e)}`);
       }
     }
-    return failures;
+    return f;
   }
-  return setXattrsWithSetfattr(fd, symlinkName, xattrs);
+  setXattrsWithSetfattr(fd, symlinkName, xattrs, f);
+  return f;
 }
 
 /** Whether `setXattrsVia` can set attributes here: the addon, or setfattr on the PATH. */
@@ -208,18 +233,16 @@ export function canSetXattrs(commandExists: (name: string) => boolean): boolean 
   return storeSys()?.setXattr !== undefined || commandExists('setfattr');
 }
 
-function setXattrsWithSetfattr(fd: number, symlinkName: Buffer | null, xattrs: Map<string, Buffer>): string[] {
-  const failures: string[] = [];
+function setXattrsWithSetfattr(fd: number, symlinkName: Buffer | null, xattrs: Map<string, Buffer>, f: XattrFailures): void {
   const path = symlinkName ? Buffer.concat([Buffer.from('/proc/self/fd/3/'), symlinkName]).toString('latin1') : '/proc/self/fd/3';
   for (const [k, v] of xattrs) {
     // The name travels in argv, which is text: a name that is not ASCII cannot be passed exactly.
     if (/[^\x20-\x7e]/.test(k)) {
-      failures.push(`xattr ${JSON.stringify(Buffer.from(k, 'latin1').toString('utf8'))} not applied: its name is not printable ASCII`);
+      noteFailure(f, `xattr ${JSON.stringify(Buffer.from(k, 'latin1').toString('utf8'))} not applied: its name is not printable ASCII`);
       continue;
     }
     const args = [...(symlinkName ? ['-h'] : []), '-n', k, '-v', `0x${v.toString('hex')}`, path];
     const r = spawnSync('setfattr', args, { stdio: ['ignore', 'ignore', 'pipe', fd], encoding: 'utf8' });
-    if (r.status !== 0) failures.push(`xattr ${k} not applied: ${(r.stderr ?? '').trim()}`);
+    if (r.status !== 0) noteFailure(f, `xattr ${k} not applied: ${(r.stderr ?? '').trim()}`);
   }
-  return failures;
 }
