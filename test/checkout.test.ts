@@ -1,12 +1,10 @@
 /** Checkout: hard links in every placement, exact times, deep trees, verified objects, the lock. */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, constants as fsc, existsSync, fstatSync, lstatSync, openSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as tarStream from 'tar-stream';
 import { cleanup, run, tempDir, veritree } from './helpers.ts';
-import { LAYER_MEDIA, layoutFromBlobs } from './fixtures/oci.ts';
+import { layoutOf, tarWith, type Ent } from './fixtures/tar-entries.ts';
 import { parseDumpLine } from '../src/merge/dumpfile.ts';
 import { openRepository } from '../src/index.ts';
 
@@ -15,41 +13,6 @@ before(() => {
   dir = tempDir('veritree-checkout-');
 });
 after(() => cleanup(dir));
-
-export interface Ent {
-  name: string;
-  type?: 'file' | 'link' | 'directory' | 'symlink';
-  linkname?: string;
-  content?: string | Buffer;
-  mode?: number;
-  uid?: number;
-  gid?: number;
-  /** PAX extended header records (mtime with nanoseconds, SCHILY.xattr.*). */
-  pax?: Record<string, string>;
-}
-
-export async function tarWith(entries: Ent[]): Promise<Buffer> {
-  const pack = tarStream.pack();
-  for (const e of entries) {
-    const base = { name: e.name, mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644), uid: e.uid ?? 0, gid: e.gid ?? 0, mtime: new Date(1_000_000_000_000), ...(e.pax ? { pax: e.pax } : {}) };
-    if (e.type === 'link' || e.type === 'symlink') pack.entry({ ...base, type: e.type, linkname: e.linkname ?? '' });
-    else if (e.type === 'directory') pack.entry({ ...base, type: 'directory' });
-    else pack.entry(base, e.content ?? '');
-  }
-  pack.finalize();
-  const parts: Buffer[] = [];
-  for await (const c of pack) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-/** A layout of image `ref` whose plain layers are these tars, bottom first. */
-export function layoutOf(layout: string, ref: string, tars: Buffer[]): void {
-  layoutFromBlobs(
-    layout,
-    ref,
-    tars.map((t) => ({ blob: t, mediaType: LAYER_MEDIA.none, diffId: `sha256:${createHash('sha256').update(t).digest('hex')}` }))
-  );
-}
 
 /** Content big enough to be stored as an object (not inline in the stream), distinct per tag. */
 function big(tag: string): string {
