@@ -109,6 +109,23 @@ test('times to the nanosecond and before 1970, as dump writes them (files, folde
   }
 });
 
+test('without the native module, times are set to the microsecond and checkout says once what it lost', async () => {
+  const tar = await tarWith([
+    { name: 'a', content: 'a', pax: { mtime: '1700000000.123456789' } },
+    { name: 'b', content: 'b', pax: { mtime: '1700000000.5' } },
+  ]);
+  const layout = join(dir, 'times-fallback');
+  layoutOf(layout, 'f', [tar]);
+  const repo = join(dir, 'repo-times-fallback');
+  assert.equal(veritree(['import', `oci:${layout}:f`, '--repo', repo]).status, 0);
+  const out = join(dir, 'co-times-fallback');
+  const r = veritree(['checkout', 'f', out, '--repo', repo], { env: { ...process.env, VERITREE_DISABLE_NATIVE: 'store_sys' } });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr.match(/times are set to the microsecond/g)?.length, 1, r.stderr);
+  assert.equal(statSync(join(out, 'a'), { bigint: true }).mtimeNs, 1_700_000_000_123_456_000n);
+  assert.equal(statSync(join(out, 'b'), { bigint: true }).mtimeNs, 1_700_000_000_500_000_000n);
+});
+
 test('a tree 3,000 folders deep checks out under a limit of 128 descriptors, with its folders finished and a hard link from the bottom to the top', { timeout: 120_000 }, async () => {
   const depth = 3000;
   const ents: Ent[] = [{ name: 'top', content: big('top') }];
