@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/fsverity.h>
 
@@ -172,6 +173,44 @@ static napi_value js_mknod_at(napi_env env, napi_callback_info info) {
   int r;
   do r = mknodat(dirfd, name, type | 0600, dev); while (r < 0 && errno == EINTR);
   if (r < 0) return throw_errno(env, errno, "mknodat");
+  return make_bool(env, true);
+}
+
+/* setTimes(fd, entryName | null, sec, nsec): atime and mtime, to the nanosecond and before 1970
+ * too (Node's futimes takes float seconds, keeps microseconds, and puts the current time for a
+ * negative one). With entryName null: futimens(2) on `fd`, or, for an O_PATH handle (a device or
+ * FIFO; futimens refuses it with EBADF), utimensat(2) on its /proc link, which names the inode
+ * itself. With entryName: the entry of that name in the folder `fd`, not following it
+ * (utimensat with AT_SYMLINK_NOFOLLOW: a symlink's own times). */
+static napi_value js_set_times(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  int32_t fd, nsec;
+  int64_t sec;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 4 || !get_int(env, argv[0], &fd) ||
+      napi_get_value_int64(env, argv[2], &sec) != napi_ok || !get_int(env, argv[3], &nsec) || nsec < 0 || nsec > 999999999)
+    return throw_type(env, "setTimes(fd, entryName | null, sec, nsec 0..999999999)");
+  napi_valuetype t;
+  if (napi_typeof(env, argv[1], &t) != napi_ok) return throw_type(env, "setTimes: entryName");
+  struct timespec ts[2];
+  ts[0].tv_sec = (time_t)sec;
+  ts[0].tv_nsec = nsec;
+  ts[1] = ts[0];
+  int r;
+  if (t == napi_null) {
+    do r = futimens(fd, ts); while (r < 0 && errno == EINTR);
+    if (r < 0 && errno == EBADF) {
+      char path[64];
+      snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+      do r = utimensat(AT_FDCWD, path, ts, 0); while (r < 0 && errno == EINTR);
+    }
+    if (r < 0) return throw_errno(env, errno, "utimensat");
+  } else {
+    char name[PATH_BUF];
+    if (!get_name(env, argv[1], name, sizeof name)) return throw_type(env, "setTimes: entryName must be one path component");
+    do r = utimensat(fd, name, ts, AT_SYMLINK_NOFOLLOW); while (r < 0 && errno == EINTR);
+    if (r < 0) return throw_errno(env, errno, "utimensat");
+  }
   return make_bool(env, true);
 }
 
@@ -580,6 +619,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"assemble", js_assemble},
     {"setXattr", js_set_xattr},
     {"mknodAt", js_mknod_at},
+    {"setTimes", js_set_times},
   };
   return export_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
 }

@@ -122,12 +122,21 @@ export async function writeLayer(
   return { bytes: r.bytes };
 }
 
-/** Merges the tagged image's layers (OCI rules) and writes the tree to `dir`, new or empty (docs/merge.md). */
+/**
+ * Merges the tagged image's layers (OCI rules) and writes the tree to `dir`, new or empty
+ * (docs/merge.md), under the repository's shared lock from the first stream read to the last
+ * object copied: gc and repair (veritree's or cfsctl's) cannot delete what it reads meanwhile.
+ */
 export async function checkoutImage(repo: Repository, tag: string, dir: string, opts: CheckoutOptions = {}): Promise<CheckoutReport> {
-  const [{ imageTree }, { checkout }] = await Promise.all([import('./merge/image-tree.ts'), import('./merge/checkout.ts')]);
-  const tree = await imageTree(repo, tag);
-  for (const w of tree.warnings) opts.onWarning?.(w.path, w.message);
-  return checkout(repo, tree, dir, opts);
+  const [{ imageTree }, { checkout }, { lockOptionsFrom }] = await Promise.all([import('./merge/image-tree.ts'), import('./merge/checkout.ts'), import('./store/lock.ts')]);
+  const lock = await repo.lockShared(lockOptionsFrom(opts));
+  try {
+    const tree = await imageTree(repo, tag);
+    for (const w of tree.warnings) opts.onWarning?.(w.path, w.message);
+    return await checkout(repo, tree, dir, opts);
+  } finally {
+    await lock.release();
+  }
 }
 
 /**

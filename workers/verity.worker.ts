@@ -4,7 +4,7 @@
  * write and close is awaited before a task returns: nothing may be left pending.
  * Module top level only imports (piscina masks load errors).
  */
-import { closeSync, constants as fsc, copyFileSync, fchmodSync, fchownSync, futimesSync, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants as fsc, copyFileSync, fchmodSync, fchownSync, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -13,6 +13,7 @@ import { writeBatchSync, type PublishResult } from '../src/store/objects.ts';
 import { measureVerity, objectFailureMessage, openRegularSync, strayTmp, verityKnownAbsent } from '../src/store/sys.ts';
 import { RangeHasher, toHex, verityDigest, VerityHasher } from '../src/verity/merkle.ts';
 import { digestFdNative, digestPathNative } from '../src/verity/backends.ts';
+import { setTimesFd } from '../src/merge/dir-handle.ts';
 import type { CopyBatchTask, Failure, TaskResults, VerityTask } from '../src/pipeline/protocol.ts';
 
 const READ_CHUNK = 1 << 20;
@@ -175,29 +176,51 @@ async function digestRange(task: Extract<VerityTask, { kind: 'digest-range' }>):
   }
 }
 
+/** The fs-verity digest (hex) of the file open at `fd`, read from offset 0 (pread: the offset is left alone). */
+function digestOfFd(fd: number, task: CopyBatchTask): string {
+  const n = digestFdNative(task.impl, task.alg, fd);
+  if (n) return toHex(n.digest);
+  const buf = syncBuffer();
+  const hasher = new VerityHasher(task.alg, task.impl);
+  for (let pos = 0; ; ) {
+    const got = readSync(fd, buf, 0, buf.length, pos);
+    if (got === 0) break;
+    hasher.update(buf.subarray(0, got));
+    pos += got;
+  }
+  return hasher.digestHex();
+}
+
 /**
  * Each object is opened without following a symlink or blocking, must be a regular file of the
  * size its entry says, and is copied through the /proc links of both descriptors (the very
- * inodes opened: libuv tries FICLONE, then copy_file_range). Owner before mode: chown clears
- * the set-id bits.
+ * inodes opened: libuv tries FICLONE, then copy_file_range). What was written is then hashed
+ * from the destination's descriptor and must hash to the object's name: a damaged object is
+ * never handed out as a good file. Owner before mode: chown clears the set-id bits.
  */
 function copyBatch(task: CopyBatchTask): TaskResults['copy-batch'] {
   for (let i = 0; i < task.items.length; i++) {
     const it = task.items[i] as CopyBatchTask['items'][number];
     try {
-      const src = openRegularSync(it.object, 'object');
-      try {
-        if (src.size !== it.size) {
-          return { ok: false, code: ERROR_CODES.STORE_CORRUPT, message: `object ${it.object} is ${src.size} bytes, the layer says ${it.size}: run veritree fsck --repair`, path: it.object, index: i };
+      if (!it.checkOnly) {
+        const src = openRegularSync(it.object, 'object');
+        try {
+          if (src.size !== it.size) {
+            return { ok: false, code: ERROR_CODES.STORE_CORRUPT, message: `object ${it.object} is ${src.size} bytes, the layer says ${it.size}: run veritree fsck --repair`, path: it.object, index: i };
+          }
+          copyFileSync(`/proc/self/fd/${src.fd}`, `/proc/self/fd/${it.dest}`, fsc.COPYFILE_FICLONE);
+        } finally {
+          closeSync(src.fd);
         }
-        copyFileSync(`/proc/self/fd/${src.fd}`, `/proc/self/fd/${it.dest}`, fsc.COPYFILE_FICLONE);
-      } finally {
-        closeSync(src.fd);
       }
-      if (!task.finish) continue;
+      const got = digestOfFd(it.dest, task);
+      if (got !== it.id) {
+        return { ok: false, code: ERROR_CODES.STORE_CORRUPT, message: `object ${it.object} does not hash to its name (its content hashes to ${got}): run veritree fsck --repair`, path: it.object, index: i };
+      }
+      if (!task.finish || it.checkOnly) continue;
       if (task.chown) fchownSync(it.dest, it.uid, it.gid);
       fchmodSync(it.dest, it.mode);
-      futimesSync(it.dest, it.mtime, it.mtime);
+      setTimesFd(it.dest, it.mtimeSec, it.mtimeNsec);
     } catch (e) {
       return { ...failure(e, it.object), index: i };
     }

@@ -14,17 +14,19 @@
  * every entry beneath a symlink, and the folder must be new or empty.
  * @module
  */
-import { closeSync, constants as fsc, fstatSync, mkdirSync, openSync, readdirSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError, throwIfAborted } from '../errors.ts';
 import { defaultIoLimit } from '../pipeline/io-limit.ts';
 import { poolSize, VerityPool } from '../pipeline/pool.ts';
 import type { CopyItem, Failure } from '../pipeline/protocol.ts';
+import type { LockWaitOptions } from '../store/lock.ts';
 import type { Repository } from '../store/repository.ts';
 import { measureVerity, openRegularSync, writeAllSync } from '../store/sys.ts';
 import {
   applySymlinkMeta,
+  at,
   chownVia,
   createFileAt,
   handleAt,
@@ -33,16 +35,20 @@ import {
   mkdirAt,
   modeAndTimesVia,
   mknodAt,
-  openDirAt,
   canSetXattrs,
+  exactTimes,
   setXattrsVia,
   symlinkAt,
   type EntryMeta,
 } from './dir-handle.ts';
 import { nameBytes, shown } from '../oci/names.ts';
+import { toHex } from '../verity/merkle.ts';
 import { sortedPaths, type MergedTree, type TreeNode } from './merge.ts';
+import { DirStack } from './dir-stack.ts';
+import { LinkPlacer, openDirPath } from './link-placer.ts';
 
-export interface CheckoutOptions {
+/** With the lock settings `checkoutImage` takes the repository's shared lock with. */
+export interface CheckoutOptions extends LockWaitOptions {
   /** Copy every file (no reflink attempt is skipped; no hard link is made). */
   copy?: boolean;
   /**
@@ -84,63 +90,7 @@ function nameOf(p: string): Buffer {
 }
 
 function metaOf(n: TreeNode): EntryMeta {
-  return { uid: n.uid, gid: n.gid, mode: n.mode, mtime: n.mtimeSec + n.mtimeNsec / 1e9 };
-}
-
-/** How many folder descriptors stay open along the current path; deeper ones are reopened. */
-const MAX_OPEN_DIRS = 64;
-
-/**
- * Descriptors of the folders along the path being written, so that siblings share their
- * parent's and a deep tree costs one open per folder. Folders are opened one component at a
- * time with O_NOFOLLOW from the root descriptor: a symlink anywhere fails the open.
- */
-class DirStack {
-  private readonly stack: { path: string; fd: number }[];
-
-  constructor(rootFd: number) {
-    this.stack = [{ path: '', fd: rootFd }];
-  }
-
-  /** The descriptor of folder `path` of the tree (opened on the way as needed). */
-  get(path: string): number {
-    const isWithin = (anc: string): boolean => anc === '' || path === anc || path.startsWith(anc + '/');
-    while (this.stack.length > 1 && !isWithin((this.stack[this.stack.length - 1] as { path: string }).path)) this.closeTop();
-    let top = this.stack.length - 1;
-    // A deep ancestor whose descriptor was let go: reopen from the nearest open one.
-    let from = top;
-    while ((this.stack[from] as { fd: number }).fd < 0) from--;
-    for (let i = from + 1; i <= top; i++) {
-      const e = this.stack[i] as { path: string; fd: number };
-      e.fd = openDirAt((this.stack[i - 1] as { fd: number }).fd, nameOf(e.path));
-    }
-    const base = (this.stack[top] as { path: string }).path;
-    const rest = path.slice(base === '' ? 0 : base.length + 1);
-    if (rest !== '') {
-      let cur = base;
-      for (const comp of rest.split('/')) {
-        const fd = openDirAt((this.stack[top] as { fd: number }).fd, nameBytes(comp));
-        cur = cur === '' ? comp : `${cur}/${comp}`;
-        this.stack.push({ path: cur, fd });
-        top++;
-        const old = this.stack[top - MAX_OPEN_DIRS];
-        if (old && old.path !== '' && old.fd >= 0) {
-          closeSync(old.fd);
-          old.fd = -1;
-        }
-      }
-    }
-    return (this.stack[top] as { fd: number }).fd;
-  }
-
-  private closeTop(): void {
-    const e = this.stack.pop() as { fd: number };
-    if (e.fd >= 0) closeSync(e.fd);
-  }
-
-  close(): void {
-    while (this.stack.length > 1) this.closeTop();
-  }
+  return { uid: n.uid, gid: n.gid, mode: n.mode, mtimeSec: n.mtimeSec, mtimeNsec: n.mtimeNsec };
 }
 
 interface Ctx {
@@ -178,11 +128,15 @@ function applyXattrs(ctx: Ctx, n: TreeNode, fd: number, symlinkName: Buffer | nu
     ctx.warn(n.path, 'extended attributes not applied (install setfattr, Debian package attr)');
     return;
   }
-  for (const m of setXattrsVia(fd, symlinkName, n.xattrs)) ctx.warn(n.path, m);
+  // One warning per entry, however many attributes failed (a flood of 8,000 keys is one line).
+  const f = setXattrsVia(fd, symlinkName, n.xattrs);
+  if (f.failed === 0) return;
+  const more = f.failed > f.examples.length ? `; and ${f.failed - f.examples.length} more` : '';
+  ctx.warn(n.path, f.failed === 1 ? (f.examples[0] as string) : `${f.failed} of ${n.xattrs.size} extended attributes not applied: ${f.examples.join('; ')}${more}`);
 }
 
-async function placeFile(ctx: Ctx, n: TreeNode, dirFd: number): Promise<void> {
-  const name = nameOf(n.path);
+/** Writes file `n`'s content and metadata under `name` in `dirFd` (its own name, or a link's that sorts first). */
+async function placeFile(ctx: Ctx, n: TreeNode, dirFd: number, name: Buffer): Promise<void> {
   if (!n.object) {
     const fd = createFileAt(dirFd, name);
     try {
@@ -197,7 +151,10 @@ async function placeFile(ctx: Ctx, n: TreeNode, dirFd: number): Promise<void> {
   const objectPath = ctx.repo.objectPath(n.object);
   // A hard link is possible only to an immutable object, or when asked for: once the store's
   // filesystem is known to have no fs-verity, only the asking is left to look at.
-  if (!ctx.copyOnly && ctx.sameFs && n.xattrs.size === 0 && (ctx.hardlink || !ctx.noVerity) && linkIfSafe(ctx, n, objectPath, dirFd, name)) return;
+  if (!ctx.copyOnly && ctx.sameFs && n.xattrs.size === 0 && (ctx.hardlink || !ctx.noVerity) && linkIfSafe(ctx, n, objectPath, dirFd, name)) {
+    if (ctx.batch.length >= COPY_BATCH_FILES) await flushCopies(ctx);
+    return;
+  }
   const dest = createFileAt(dirFd, name);
   ctx.report.copied++;
   ctx.report.files++;
@@ -216,25 +173,41 @@ const COPY_BATCH_FILES = 48;
 const COPY_BATCH_BYTES = 8 << 20;
 
 function copyItem(n: TreeNode, object: string, dest: number): CopyItem {
-  return { object, size: n.size, dest, ...metaOf(n) };
+  return { object, id: n.object as string, size: n.size, dest, ...metaOf(n) };
 }
 
+/**
+ * A hard link to the object where that is safe (see the module's note), checked: an object with
+ * fs-verity is measured by the kernel (which checks every block read against that), and the
+ * measurement must be its name; without fs-verity (--hardlink) the object's descriptor goes to
+ * the pool to be hashed like a copy, once the link is known to name that very inode.
+ */
 function linkIfSafe(ctx: Ctx, n: TreeNode, objectPath: string, dirFd: number, name: Buffer): boolean {
   const src = openRegularSync(objectPath, `object ${n.object}`);
+  let keep = false;
   try {
     const st = fstatSync(src.fd);
-    const verity = measureVerity(src.fd, st.dev).state;
-    if (verity === 'unsupported') ctx.noVerity = true;
+    const m = measureVerity(src.fd, st.dev);
+    if (m.state === 'unsupported') ctx.noVerity = true;
     const ownerOk = !ctx.asRoot || (st.uid === n.uid && st.gid === n.gid);
-    if ((verity === 'enabled' || ctx.hardlink) && (st.mode & 0o7777) === n.mode && ownerOk) {
-      linkPathAt(objectPath, dirFd, name);
-      ctx.report.hardlinkedObjects++;
-      ctx.report.files++;
-      return true;
+    if (!((m.state === 'enabled' || ctx.hardlink) && (st.mode & 0o7777) === n.mode && ownerOk)) return false;
+    if (m.state === 'enabled' && toHex(m.digest) !== n.object) {
+      throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `object ${objectPath} does not hash to its name (fs-verity measures ${toHex(m.digest)}): run veritree fsck --repair`, { path: objectPath });
     }
-    return false;
+    linkPathAt(objectPath, dirFd, name);
+    ctx.report.hardlinkedObjects++;
+    ctx.report.files++;
+    if (m.state === 'enabled') return true;
+    const linked = lstatSync(at(dirFd, name));
+    if (linked.ino !== st.ino || linked.dev !== st.dev) {
+      throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `object ${objectPath} was replaced while it was being linked`, { path: objectPath });
+    }
+    // The descriptor is closed when the pool is done with it (sendCopies).
+    ctx.batch.push({ node: n, item: { ...copyItem(n, objectPath, src.fd), checkOnly: true } });
+    keep = true;
+    return true;
   } finally {
-    closeSync(src.fd);
+    if (!keep) closeSync(src.fd);
   }
 }
 
@@ -306,52 +279,53 @@ export async function checkout(repo: Repository, tree: MergedTree, dir: string, 
     report,
     warn: (p, m) => opts.onWarning?.(p, m),
   };
-  const dirs = new DirStack(rootFd);
   const paths = sortedPaths(tree.nodes);
-  const hardlinks: TreeNode[] = [];
+  // Folders a user other than root could not open again once their mode is set: finished last.
+  const deferred: string[] = [];
+  const onLeave = (p: string, fd: number): void => {
+    const n = tree.nodes.get(p) as TreeNode;
+    if (!ctx.asRoot && (n.mode & 0o500) !== 0o500) deferred.push(p);
+    else finishDir(ctx, n, fd, dir);
+  };
+  const dirs = new DirStack(rootFd, onLeave, opts.signal);
+  const links = new LinkPlacer(tree, paths, opts.signal);
+  let inexact = !exactTimes();
   try {
     for (const p of paths) {
       throwIfAborted(opts.signal);
       if (ctx.firstError) throw ctx.firstError;
       const n = tree.nodes.get(p) as TreeNode;
+      if (inexact && (n.mtimeNsec % 1000 !== 0 || n.mtimeSec < 0)) {
+        ctx.warn(p, 'times are set to the microsecond (the millisecond before 1970): the native module store_sys did not build');
+        inexact = false;
+      }
       if (p === '') {
         report.dirs++;
         continue;
       }
+      // Leaving folders here finishes them: everything in a folder is made before the walk leaves it.
+      const dirFd = dirs.get(parentOf(p));
       try {
-        await placeEntry(ctx, n, dirs.get(parentOf(p)), hardlinks);
+        if (n.type === 'file') await placeLinkable(ctx, n, dirFd, dirs, rootFd, links);
+        else await placeEntry(ctx, n, dirFd);
       } catch (e) {
         throw storeIoError(e, `${dir}/${shown(p)}`, `checking out /${shown(p)}`);
       }
     }
-    // Hard links last, so that the order of names in the tree does not matter.
-    for (const n of hardlinks) {
+    dirs.leaveAll();
+    for (const p of deferred) {
       throwIfAborted(opts.signal);
+      const fd = openDirPath(rootFd, p, opts.signal);
       try {
-        const target = n.hardlinkTo as string;
-        const fromFd = dirs.get(parentOf(target));
-        const toFd = dirs.get(parentOf(n.path));
-        linkAt(fromFd, nameOf(target), toFd, nameOf(n.path));
-        report.hardlinks++;
-      } catch (e) {
-        throw storeIoError(e, `${dir}/${shown(n.path)}`, `checking out /${shown(n.path)}`);
+        finishDir(ctx, tree.nodes.get(p) as TreeNode, fd, dir);
+      } finally {
+        closeSync(fd);
       }
     }
     await flushCopies(ctx);
     await Promise.all(ctx.copies);
     if (ctx.firstError) throw ctx.firstError;
-    // Folders last, deepest first: their modes may forbid writing, their mtimes change as we write.
-    for (let i = paths.length - 1; i >= 0; i--) {
-      const p = paths[i] as string;
-      const n = tree.nodes.get(p) as TreeNode;
-      if (n.type !== 'dir') continue;
-      const fd = dirs.get(p);
-      try {
-        finishEntry(ctx, n, fd, false);
-      } catch (e) {
-        throw storeIoError(e, `${dir}/${shown(p)}`, `checking out /${shown(p)}`);
-      }
-    }
+    finishDir(ctx, tree.nodes.get('') as TreeNode, rootFd, dir);
     return report;
   } finally {
     for (const b of ctx.batch) closeSync(b.item.dest);
@@ -363,7 +337,41 @@ export async function checkout(repo: Repository, tree: MergedTree, dir: string, 
   }
 }
 
-async function placeEntry(ctx: Ctx, n: TreeNode, dirFd: number, hardlinks: TreeNode[]): Promise<void> {
+function finishDir(ctx: Ctx, n: TreeNode, fd: number, dir: string): void {
+  try {
+    finishEntry(ctx, n, fd, false);
+  } catch (e) {
+    throw storeIoError(e, `${dir}/${shown(n.path)}`, `checking out /${shown(n.path)}`);
+  }
+}
+
+/**
+ * A regular file, which may be one name of several for one inode. The first name of an inode in
+ * the walk's order gets the content (the target's: a link may sort before it); each later name
+ * is a hard link to that first one, made now, in its own folder, so that the folder is complete
+ * when the walk leaves it. The first name's folder is the current one or an ancestor (held by
+ * the stack) or is opened afresh from the root, one component at a time without following a
+ * symlink, and closed at once: no descriptor that another request may close or reuse.
+ */
+async function placeLinkable(ctx: Ctx, n: TreeNode, dirFd: number, dirs: DirStack, rootFd: number, links: LinkPlacer): Promise<void> {
+  const name = nameOf(n.path);
+  const first = links.firstNameOf(n);
+  if (first === null) {
+    await placeFile(ctx, links.contentOf(n), dirFd, name);
+    return;
+  }
+  const fromDir = parentOf(first);
+  const held = dirs.ancestor(fromDir);
+  const fromFd = held ?? openDirPath(rootFd, fromDir, undefined);
+  try {
+    linkAt(fromFd, nameOf(first), dirFd, name);
+  } finally {
+    if (held === null) closeSync(fromFd);
+  }
+  ctx.report.hardlinks++;
+}
+
+async function placeEntry(ctx: Ctx, n: TreeNode, dirFd: number): Promise<void> {
   const name = nameOf(n.path);
   switch (n.type) {
     case 'dir':
@@ -379,11 +387,7 @@ async function placeEntry(ctx: Ctx, n: TreeNode, dirFd: number, hardlinks: TreeN
       return;
     }
     case 'file':
-      if (n.hardlinkTo !== null) {
-        hardlinks.push(n);
-        return;
-      }
-      await placeFile(ctx, n, dirFd);
+      await placeFile(ctx, n, dirFd, name);
       return;
     case 'char':
     case 'block':

@@ -32,6 +32,7 @@ import {
   utimesSync,
   type Stats,
 } from 'node:fs';
+import { errnoCode } from '../errors.ts';
 import { storeSys } from '../store/sys.ts';
 
 /** O_PATH (Linux, the same value on every architecture Node runs on): a handle, not an open. */
@@ -118,7 +119,36 @@ export interface EntryMeta {
   uid: number;
   gid: number;
   mode: number;
-  mtime: number;
+  /** Whole seconds since 1970 (negative before), and the nanoseconds past them (0..999,999,999). */
+  mtimeSec: number;
+  mtimeNsec: number;
+}
+
+/** Whether times are set exactly here (the addon's utimensat), or only to what Node's calls keep. */
+export function exactTimes(): boolean {
+  return storeSys()?.setTimes !== undefined;
+}
+
+/** What Node's futimes/utimes keep of a time: microseconds, and milliseconds before 1970 (a Date). */
+function nodeTime(sec: number, nsec: number): number | Date {
+  // A negative number becomes the current time in Node (fs toUnixTimestamp); a Date does not.
+  return sec < 0 ? new Date(sec * 1000 + Math.floor(nsec / 1e6)) : sec + nsec / 1e9;
+}
+
+/**
+ * atime and mtime of the entry open at `fd` (a file, a folder, or an O_PATH handle), to the
+ * nanosecond and before 1970 through the addon; where it did not build, Node's calls, which
+ * keep microseconds (milliseconds before 1970): `exactTimes()` says which.
+ */
+export function setTimesFd(fd: number, sec: number, nsec: number, viaProc = false): void {
+  const sys = storeSys();
+  if (sys?.setTimes) {
+    sys.setTimes(fd, null, sec, nsec);
+    return;
+  }
+  const t = nodeTime(sec, nsec);
+  if (viaProc) utimesSync(procFd(fd), t, t);
+  else futimesSync(fd, t, t);
 }
 
 /**
@@ -134,40 +164,68 @@ export function chownVia(fd: number, meta: EntryMeta, viaProc: boolean): void {
 export function modeAndTimesVia(fd: number, meta: EntryMeta, viaProc: boolean): void {
   if (viaProc) {
     chmodSync(procFd(fd), meta.mode);
-    utimesSync(procFd(fd), meta.mtime, meta.mtime);
   } else {
     fchmodSync(fd, meta.mode);
-    futimesSync(fd, meta.mtime, meta.mtime);
   }
+  setTimesFd(fd, meta.mtimeSec, meta.mtimeNsec, viaProc);
 }
 
 /** A symlink's owner and times, by name in its folder (neither call follows the link). */
 export function applySymlinkMeta(dirFd: number, name: Buffer, meta: EntryMeta, owner: boolean): void {
   if (owner) lchownSync(at(dirFd, name), meta.uid, meta.gid);
-  lutimesSync(at(dirFd, name), meta.mtime, meta.mtime);
+  const sys = storeSys();
+  if (sys?.setTimes) sys.setTimes(dirFd, name, meta.mtimeSec, meta.mtimeNsec);
+  else {
+    const t = nodeTime(meta.mtimeSec, meta.mtimeNsec);
+    lutimesSync(at(dirFd, name), t, t);
+  }
+}
+
+/** What could not be set of an entry's attributes: how many, and the first few reasons. */
+export interface XattrFailures {
+  failed: number;
+  examples: string[];
+}
+
+/** Reasons kept per entry: an entry with thousands of attributes costs one warning, not thousands. */
+const XATTR_EXAMPLES = 3;
+
+/** Counts one failure; its reason is kept while there are few (an empty one is counted only). */
+function noteFailure(f: XattrFailures, message: string): void {
+  f.failed++;
+  if (message !== '' && f.examples.length < XATTR_EXAMPLES) f.examples.push(message);
 }
 
 /**
  * Sets extended attributes on the entry itself (a file, folder or device handle), or, for a
  * symlink, on the entry `symlinkName` of the folder `fd`, not following it. Through the addon's
  * setxattr(2) where it built (names and values as bytes, exactly), else setfattr(1), handed our
- * descriptor as its fd 3, one process per attribute. Returns the message of each attribute that
- * could not be set.
+ * descriptor as its fd 3, one process per attribute. Returns how many could not be set, with
+ * the first few reasons.
  */
-export function setXattrsVia(fd: number, symlinkName: Buffer | null, xattrs: Map<string, Buffer>): string[] {
+export function setXattrsVia(fd: number, symlinkName: Buffer | null, xattrs: Map<string, Buffer>): XattrFailures {
   const sys = storeSys();
+  const f: XattrFailures = { failed: 0, examples: [] };
   if (sys?.setXattr) {
-    const failures: string[] = [];
+    // A namespace this filesystem refuses (EOPNOTSUPP) refuses every name in it: asked once per entry.
+    const refused = new Set<string>();
     for (const [k, v] of xattrs) {
+      const ns = k.slice(0, k.indexOf('.') + 1);
+      if (refused.has(ns)) {
+        noteFailure(f, '');
+        continue;
+      }
       try {
         sys.setXattr(fd, symlinkName, Buffer.from(k, 'latin1'), v);
       } catch (e) {
-        failures.push(`xattr ${JSON.stringify(Buffer.from(k, 'latin1').toString('utf8'))} not applied: ${e instanceof Error ? e.message : String(e)}`);
+        if (errnoCode(e) === 'EOPNOTSUPP' && ns !== '') refused.add(ns);
+        noteFailure(f, `xattr ${JSON.stringify(Buffer.from(k, 'latin1').toString('utf8'))} not applied: ${e instanceof Error ? e.message : String(e)}`);
       }
     }
-    return failures;
+    return f;
   }
-  return setXattrsWithSetfattr(fd, symlinkName, xattrs);
+  setXattrsWithSetfattr(fd, symlinkName, xattrs, f);
+  return f;
 }
 
 /** Whether `setXattrsVia` can set attributes here: the addon, or setfattr on the PATH. */
@@ -175,18 +233,16 @@ export function canSetXattrs(commandExists: (name: string) => boolean): boolean 
   return storeSys()?.setXattr !== undefined || commandExists('setfattr');
 }
 
-function setXattrsWithSetfattr(fd: number, symlinkName: Buffer | null, xattrs: Map<string, Buffer>): string[] {
-  const failures: string[] = [];
+function setXattrsWithSetfattr(fd: number, symlinkName: Buffer | null, xattrs: Map<string, Buffer>, f: XattrFailures): void {
   const path = symlinkName ? Buffer.concat([Buffer.from('/proc/self/fd/3/'), symlinkName]).toString('latin1') : '/proc/self/fd/3';
   for (const [k, v] of xattrs) {
     // The name travels in argv, which is text: a name that is not ASCII cannot be passed exactly.
     if (/[^\x20-\x7e]/.test(k)) {
-      failures.push(`xattr ${JSON.stringify(Buffer.from(k, 'latin1').toString('utf8'))} not applied: its name is not printable ASCII`);
+      noteFailure(f, `xattr ${JSON.stringify(Buffer.from(k, 'latin1').toString('utf8'))} not applied: its name is not printable ASCII`);
       continue;
     }
     const args = [...(symlinkName ? ['-h'] : []), '-n', k, '-v', `0x${v.toString('hex')}`, path];
     const r = spawnSync('setfattr', args, { stdio: ['ignore', 'ignore', 'pipe', fd], encoding: 'utf8' });
-    if (r.status !== 0) failures.push(`xattr ${k} not applied: ${(r.stderr ?? '').trim()}`);
+    if (r.status !== 0) noteFailure(f, `xattr ${k} not applied: ${(r.stderr ?? '').trim()}`);
   }
-  return failures;
 }

@@ -56,7 +56,11 @@ function parseMtime(pax: string | undefined, fallback: number): [number, number]
   if (!pax) return [fallback, 0];
   const m = /^(-?\d+)(?:\.(\d{1,9})\d*)?$/.exec(pax);
   if (!m) return [fallback, 0];
-  return [Number(m[1]), Number((m[2] ?? '').padEnd(9, '0'))];
+  const sec = Number(m[1]);
+  const frac = Number((m[2] ?? '').padEnd(9, '0'));
+  // "-1.5" is a second and a half before 1970 (as Go's archive/tar reads it): -2 s + 0.5 s.
+  if ((m[1] as string).startsWith('-') && frac > 0) return [sec - 1, 1e9 - frac];
+  return [sec, frac];
 }
 
 /** Reads bytes across inline chunks; object chunks are taken whole. */

@@ -73,6 +73,13 @@ export interface VerifyDirResult {
 export interface CopyItem {
   /** The object's path in the store (opened without following a symlink; must be regular). */
   object: string;
+  /** The object's name (hex): what the copy must hash to. */
+  id: string;
+  /**
+   * `dest` is not a new file but the object itself, already hard-linked into the checkout
+   * (--hardlink without fs-verity): it is only hashed, not copied nor changed.
+   */
+  checkOnly?: boolean;
   /** The size the entry says the object has. */
   size: number;
   /** Descriptor (of this process: threads share them) of the new, empty file. */
@@ -80,14 +87,16 @@ export interface CopyItem {
   uid: number;
   gid: number;
   mode: number;
-  /** Seconds, fractional. */
-  mtime: number;
+  /** Whole seconds (negative before 1970) and nanoseconds past them. */
+  mtimeSec: number;
+  mtimeNsec: number;
 }
 
 /**
  * checkout: many files per task, so that one message carries the work of dozens of small files.
- * Each is reflinked (FICLONE) where the filesystem can, else copied with copy_file_range; then,
- * with `finish`, its owner (when `chown`), mode and times are set on the descriptor.
+ * Each is reflinked (FICLONE) where the filesystem can, else copied with copy_file_range, and
+ * the copy is hashed from its own descriptor: it must hash to the object's name (STORE_CORRUPT
+ * otherwise). Then, with `finish`, its owner (when `chown`), mode and times are set on it.
  */
 export interface CopyBatchTask extends Common {
   kind: 'copy-batch';

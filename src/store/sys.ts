@@ -33,6 +33,8 @@ interface StoreSysAddon {
   setXattr?(fd: number, entryName: Buffer | null, key: Buffer, value: Buffer): boolean;
   /** See native/store_sys.c; older builds lack it. */
   mknodAt?(dirFd: number, name: Buffer, kind: 1 | 2 | 3, major: number, minor: number): boolean;
+  /** See native/store_sys.c; older builds lack it. */
+  setTimes?(fd: number, entryName: Buffer | null, sec: number, nsec: number): boolean;
 }
 
 let loaded: { addon: StoreSysAddon | null; reason: string } | undefined;

@@ -8,7 +8,7 @@ import { shown } from '../../oci/names.ts';
 import { interruptSignal } from '../signals.ts';
 
 export function registerMerge(program: Command): void {
-  repoOption(
+  repoOption(lockTimeoutOption(
     program
       .command('checkout')
       .description("write an image's merged filesystem (whiteouts applied) to DIR; files are reflinked or copied from the store's objects")
@@ -27,11 +27,12 @@ and the object already has the file's mode (and, as root, its owner): the object
 changed, so such files keep the store's mtime. Every entry is created relative to an open handle
 of its folder, never following a symlink. Owners, device nodes and FIFOs are applied when running
 as root. Entries that climb out of the image, lie beneath a symlink or hard-link outside the image
-are refused with a warning.`
+are refused with a warning. Every object is hashed as it is copied (or measured by fs-verity)
+and must match its name. It holds the repository's shared lock: gc and repair wait for it.`
       )
-  ).action(async (image: string, dir: string, o: { repo?: string; copy?: boolean; hardlink?: boolean; json?: boolean }) => {
+  )).action(async (image: string, dir: string, o: { repo?: string; copy?: boolean; hardlink?: boolean; json?: boolean; lockTimeout?: number }) => {
     const repo = await openRepository(resolveRepo(o.repo));
-    const r = await checkoutImage(repo, image, dir, { copy: o.copy, hardlink: o.hardlink, signal: interruptSignal(), onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`) });
+    const r = await checkoutImage(repo, image, dir, { copy: o.copy, hardlink: o.hardlink, signal: interruptSignal(), ...lockWaitOptions(o.lockTimeout), onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`) });
     if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
     else {
       const n = (k: number, one: string, many: string): string => `${k} ${k === 1 ? one : many}`;
