@@ -392,10 +392,12 @@ class DumpTree {
       if (to === node) throw dumpError(t.line[node] as number, `self-referential hard link ${target}`);
       t.linkTo[node] = to;
     }
+    // Each chain is walked once, and every link then names its chain's end directly: the writer
+    // asks for that end once per name.
+    const cycle = t.resolveLinkChains(this.links.map((l) => l.node));
     for (const { node } of this.links) {
-      const end = t.followLinks(node);
-      if (end === NONE) throw dumpError(t.line[node] as number, 'a cycle of hard links');
-      if (t.isDir(end)) throw dumpError(t.line[node] as number, 'a hard link to a directory');
+      if (node === cycle) throw dumpError(t.line[node] as number, 'a cycle of hard links');
+      if (t.isDir(t.linkTo[node] as number)) throw dumpError(t.line[node] as number, 'a hard link to a directory');
     }
   }
 }
