@@ -120,10 +120,17 @@ export async function checkoutImage(repo: Repository, tag: string, dir: string, 
  * composefs-rs's rules unless `rules` says `oci` (the tree checkout writes; docs/merge.md).
  */
 export async function dumpImage(repo: Repository, tag: string, onWarning?: (path: string, message: string) => void, rules: MergeRules = 'composefs'): Promise<string[]> {
+  const lines: string[] = [];
+  for await (const line of dumpImageLines(repo, tag, onWarning, rules)) lines.push(line);
+  return lines;
+}
+
+/** dumpImage's lines one at a time, each made when asked for: a million-entry dump is never held whole. */
+export async function* dumpImageLines(repo: Repository, tag: string, onWarning?: (path: string, message: string) => void, rules: MergeRules = 'composefs', signal?: AbortSignal): AsyncGenerator<string> {
   const [{ imageTree }, { dumpLines }] = await Promise.all([import('./merge/image-tree.ts'), import('./merge/dump.ts')]);
   const tree = await imageTree(repo, tag, rules);
   for (const w of tree.warnings) onWarning?.(w.path, w.message);
-  return [...dumpLines(tree)];
+  yield* dumpLines(tree, signal);
 }
 
 /**
