@@ -14,6 +14,7 @@
 import { posix } from 'node:path';
 import type { LayerEntry } from './layer-entries.ts';
 import { quoted } from '../oci/names.ts';
+import { xattrsRefusal } from './dumpfile.ts';
 import { NONE, TreeNodes, type RowFields, type TreeNode } from './tree-nodes.ts';
 
 export { TreeNodes, type TreeNode } from './tree-nodes.ts';
@@ -245,7 +246,7 @@ function add(tree: Tree, path: string, e: LayerEntry, layer: number, rules: Merg
     } else tree.warnings.push({ layer, path, message: `refused: the root entry is a ${e.type}, not a folder` });
     return;
   }
-  const why = unrepresentable(path, e);
+  const why = unrepresentable(path, e) ?? (rules === 'composefs' && e.xattrs.size > 0 ? xattrsRefusal(e.xattrs) : null);
   if (why !== null) {
     tree.warnings.push({ layer, path, message: `refused: ${why}` });
     return;

@@ -350,7 +350,8 @@ export class TreeNodes {
       paths.push(p);
       rows[i++] = n;
     }
-    this.order = { paths, rows, at: 0 };
+    // The caller gets its own array (it may change it); the strings are shared.
+    this.order = { paths: paths.slice(), rows, at: 0 };
     return paths;
   }
 
