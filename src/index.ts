@@ -144,13 +144,23 @@ export async function checkoutImage(repo: Repository, tag: string, dir: string, 
  * composefs-rs's rules unless `rules` says `oci` (the tree checkout writes; docs/merge.md).
  */
 export async function dumpImage(repo: Repository, tag: string, onWarning?: (path: string, message: string) => void, rules: MergeRules = 'composefs', opts: LockWaitOptions = {}): Promise<string[]> {
+  const lines: string[] = [];
+  for await (const line of dumpImageLines(repo, tag, onWarning, rules, opts)) lines.push(line);
+  return lines;
+}
+
+/**
+ * dumpImage's lines one at a time, each made when asked for: a million-entry dump is never held
+ * whole. The repository's shared lock is held until the last line is taken (or the caller stops).
+ */
+export async function* dumpImageLines(repo: Repository, tag: string, onWarning?: (path: string, message: string) => void, rules: MergeRules = 'composefs', opts: LockWaitOptions = {}): AsyncGenerator<string> {
   const [{ imageTree }, { dumpLines }, { lockOptionsFrom }] = await Promise.all([import('./merge/image-tree.ts'), import('./merge/dump.ts'), import('./store/lock.ts')]);
   // Shared: no gc or repair removes the streams and objects being read.
   const lock = await repo.lockShared(lockOptionsFrom(opts));
   try {
     const tree = await imageTree(repo, tag, rules);
     for (const w of tree.warnings) onWarning?.(w.path, w.message);
-    return [...dumpLines(tree)];
+    yield* dumpLines(tree, opts.signal);
   } finally {
     await lock.release();
   }

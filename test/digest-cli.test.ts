@@ -1,9 +1,9 @@
 /** `veritree digest` against `fsverity digest` (Debian's fsverity-utils), byte for byte. */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, ROOT, cleanup, must, run, randomBytesSeeded, skipUnless, tempDir, veritree } from './helpers.ts';
+import { CLI, ROOT, SHARED, cleanup, must, run, randomBytesSeeded, skipUnless, tempDir, veritree } from './helpers.ts';
 
 const NEED_FSVERITY = skipUnless('fsverity');
 let dir = '';
@@ -55,6 +55,36 @@ test('a large file is split across workers and still matches', { skip: NEED_FSVE
     const got = veritree(['digest', '--compact', '--jobs', jobs, big]);
     assert.equal(got.stdout, want, `jobs ${jobs}`);
   }
+});
+
+test('procfs and sysfs files (size 0 or 4096 whatever they hold) are read to their end: the digest of their bytes', { skip: NEED_FSVERITY }, () => {
+  // fsverity digest reads st_size bytes: the empty file's digest for /proc, "unexpected
+  // end-of-file" for /sys. veritree digests what the file holds, as fsverity does for a copy.
+  const special = ['/proc/version', '/proc/sys/kernel/ostype', '/sys/kernel/address_bits', '/sys/kernel/mm/transparent_hugepage/enabled'].filter((p) => existsSync(p));
+  assert.ok(special.length >= 2, 'procfs and sysfs are mounted');
+  const copies = special.map((p, i) => {
+    const c = join(dir, `special-${i}`);
+    writeFileSync(c, readFileSync(p));
+    return c;
+  });
+  const want = must('fsverity', ['digest', '--compact', ...copies]);
+  for (const impl of ['auto', 'node', 'noble']) {
+    const got = veritree(['digest', '--compact', '--hash-impl', impl, ...special]);
+    assert.equal(got.status, 0, got.stderr);
+    assert.equal(got.stdout, want, impl);
+  }
+  const json = JSON.parse(veritree(['digest', '--json', ...special]).stdout) as { size: number }[];
+  assert.deepEqual(json.map((r) => r.size), copies.map((c) => readFileSync(c).length), 'the size is what was read');
+});
+
+test('every file of the shared test vectors: what fsverity digest prints', { skip: NEED_FSVERITY }, () => {
+  const root = join(SHARED, 'vectors');
+  if (!existsSync(root)) assert.fail(`${root} is missing`);
+  const all = readdirSync(root, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+  assert.ok(all.length > 10);
+  const got = veritree(['digest', ...all]);
+  assert.equal(got.status, 0, got.stderr);
+  assert.equal(got.stdout, must('fsverity', ['digest', ...all]));
 });
 
 test('bad input: missing file, directory, dangling link, each one line naming the path; others still digested', () => {

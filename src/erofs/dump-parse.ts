@@ -22,17 +22,31 @@ for (let i = 0; i < 16; i++) {
 }
 const ESCAPES: Record<string, string> = { '\\': '\\', n: '\n', r: '\r', t: '\t' };
 
+/**
+ * A field cut from a line as a string of its own: a slice of 13 or more characters is a view of
+ * the string it was cut from (V8's sliced strings), and names and payloads held in the tree
+ * would keep every 1 MiB piece of the dumpfile alive.
+ */
+function detached(s: string): string {
+  return s.length < 13 ? s : (' ' + s).slice(1);
+}
+
+/** Bytes an unescaped field is built in, then decoded once (adding to a string char by char made a chain of V8 cons strings, 32 bytes a char, until first read). */
+let unescapeScratch = Buffer.alloc(4096);
+
 /** unescape_string: `\\ \n \r \t \xHH`; anything else after a backslash is refused. */
 function unescape(s: string): string {
   let i = s.indexOf('\\');
   if (i < 0) return s;
-  let out = s.slice(0, i);
+  if (unescapeScratch.length < s.length) unescapeScratch = Buffer.alloc(2 * s.length);
+  const out = unescapeScratch;
+  let o = out.write(s.slice(0, i), 0, 'latin1');
   while (i < s.length) {
     const c = s[i] as string;
     if (c !== '\\') {
       const next = s.indexOf('\\', i);
       const end = next < 0 ? s.length : next;
-      out += s.slice(i, end);
+      o += out.write(s.slice(i, end), o, 'latin1');
       i = end;
       continue;
     }
@@ -43,16 +57,16 @@ function unescape(s: string): string {
       const lo = HEX[s[i + 3] ?? ''];
       if (i + 3 >= s.length) throw new SyntaxError('no hex characters after hex escape');
       if (hi === undefined || lo === undefined) throw new SyntaxError('invalid hex characters after hex escape');
-      out += String.fromCharCode((hi << 4) | lo);
+      out[o++] = (hi << 4) | lo;
       i += 4;
     } else {
       const r = ESCAPES[e];
       if (r === undefined) throw new SyntaxError(`unsupported escape \\${e}`);
-      out += r;
+      out[o++] = r.charCodeAt(0);
       i += 2;
     }
   }
-  return out;
+  return out.toString('latin1', 0, o);
 }
 
 /** The longest line read: far past any valid one (see parseDumpfile). */
@@ -191,7 +205,7 @@ class DumpTree {
 
   /** A byte-string field, unescaped and cut at a NUL as mkcomposefs reads it; a plain one is cut from the text as it is. */
   private bytesField(text: string, s: number, e: number, nul: boolean): string {
-    return nul || this.hasEscape(text, s, e) ? cString(unescape(text.slice(s, e))) : text.slice(s, e);
+    return nul || this.hasEscape(text, s, e) ? cString(unescape(text.slice(s, e))) : detached(text.slice(s, e));
   }
 
   /**
@@ -310,7 +324,7 @@ class DumpTree {
       t.payload[node] = payload;
       if (content !== null) {
         if (content.length > INLINE_CONTENT_MAX) throw new SyntaxError(`inline content of ${content.length} bytes (at most ${INLINE_CONTENT_MAX})`);
-        t.content[node] = content.length > 0 ? content : null;
+        t.content[node] = content.length > 0 ? detached(content) : null;
         t.size[node] = content.length;
       }
     }
@@ -326,7 +340,7 @@ class DumpTree {
       if (end < 0 || end > b) end = b;
       const eq = text.indexOf('=', at);
       if (eq < 0 || eq >= end) throw new SyntaxError(`missing = in xattr ${JSON.stringify(text.slice(at, end))}`);
-      const why = t.setXattr(node, cString(unescape(text.slice(at, eq))), unescape(text.slice(eq + 1, end)));
+      const why = t.setXattr(node, detached(cString(unescape(text.slice(at, eq)))), detached(unescape(text.slice(eq + 1, end))));
       if (why !== null) throw new SyntaxError(why);
       at = end < b ? end + 1 : b;
     }
@@ -340,7 +354,7 @@ class DumpTree {
       if (slash > s && slash < e - 1) {
         const parent = this.knownParent(text, s, slash);
         if (parent !== NONE) {
-          this.attach(parent, text.slice(slash + 1, e), node, text, s, e);
+          this.attach(parent, detached(text.slice(slash + 1, e)), node, text, s, e);
           return;
         }
       }
@@ -392,10 +406,12 @@ class DumpTree {
       if (to === node) throw dumpError(t.line[node] as number, `self-referential hard link ${target}`);
       t.linkTo[node] = to;
     }
+    // Each chain is walked once, and every link then names its chain's end directly: the writer
+    // asks for that end once per name.
+    const cycle = t.resolveLinkChains(this.links.map((l) => l.node));
     for (const { node } of this.links) {
-      const end = t.followLinks(node);
-      if (end === NONE) throw dumpError(t.line[node] as number, 'a cycle of hard links');
-      if (t.isDir(end)) throw dumpError(t.line[node] as number, 'a hard link to a directory');
+      if (node === cycle) throw dumpError(t.line[node] as number, 'a cycle of hard links');
+      if (t.isDir(t.linkTo[node] as number)) throw dumpError(t.line[node] as number, 'a hard link to a directory');
     }
   }
 }

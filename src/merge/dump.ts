@@ -2,7 +2,8 @@
 import { nameBytes } from '../oci/names.ts';
 import { objectPayload } from '../store/layout.ts';
 import { formatDumpLine, type DumpRecord } from './dumpfile.ts';
-import { sortedPaths, type MergedTree, type TreeNode } from './merge.ts';
+import type { MergedTree, TreeNode } from './merge.ts';
+import { NONE } from './tree-nodes.ts';
 
 const S_IFMT: Record<TreeNode['type'], number> = {
   file: 0o100000,
@@ -21,38 +22,48 @@ export function makedev(major: number, minor: number): number {
   );
 }
 
-export function* dumpLines(tree: MergedTree): Generator<string> {
-  const paths = sortedPaths(tree.nodes);
+/**
+ * The tree's dumpfile lines, in sorted order, made as they are asked for: the tree is walked once
+ * to count links, then once to write; no line, path or node object is held past its turn.
+ */
+export function* dumpLines(tree: MergedTree, signal?: AbortSignal): Generator<string> {
+  const t = tree.nodes;
   // Link counts: a directory has 2 plus its subdirectories; a file one per name.
-  const nlink = new Map<string, number>();
-  for (const p of paths) {
-    const n = tree.nodes.get(p) as TreeNode;
-    if (n.type === 'dir') nlink.set(p, (nlink.get(p) ?? 0) + 2);
-    if (p !== '') {
-      const parent = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '';
-      if (n.type === 'dir') nlink.set(parent, (nlink.get(parent) ?? 0) + 1);
+  const nlink = new Uint32Array(t.count).fill(1);
+  for (let n = 0; n < t.count; n++) {
+    if (!t.isAlive(n)) continue;
+    if (t.isDir(n)) {
+      nlink[n] = (nlink[n] as number) + 1;
+      const p = t.parent[n] as number;
+      if (p !== NONE) nlink[p] = (nlink[p] as number) + 1;
     }
-    if (n.hardlinkTo !== null) nlink.set(n.hardlinkTo, (nlink.get(n.hardlinkTo) ?? 1) + 1);
+    const first = t.hardlinkTo[n] as number;
+    if (first !== NONE) nlink[first] = (nlink[first] as number) + 1;
   }
-  for (const p of paths) {
-    const n = tree.nodes.get(p) as TreeNode;
-    const isLink = n.hardlinkTo !== null;
-    const links = nlink.get(isLink ? (n.hardlinkTo as string) : p) ?? 1;
+  for (const [n, p] of t.walk(signal)) {
+    const type = t.typeOf(n);
+    const first = t.hardlinkTo[n] as number;
+    const isLink = first !== NONE;
+    const object = t.object.get(n) ?? null;
+    const target = t.symlinkTarget.get(n) ?? '';
+    const size = t.bytes[n] as number;
+    const dev = t.dev.get(n);
+    const xattrs = t.xattrs.get(n);
     const rec: DumpRecord = {
       path: nameBytes(`/${p}`),
-      size: n.type === 'file' ? n.size : n.type === 'symlink' ? n.symlinkTarget.length : 0,
-      mode: S_IFMT[n.type] | n.mode,
+      size: type === 'file' ? size : type === 'symlink' ? target.length : 0,
+      mode: S_IFMT[type] | (t.mode[n] as number),
       hardlink: isLink,
-      nlink: links,
-      uid: n.uid,
-      gid: n.gid,
-      rdev: n.type === 'char' || n.type === 'block' ? makedev(n.devmajor, n.devminor) : 0,
-      mtimeSec: n.mtimeSec,
-      mtimeNsec: n.mtimeNsec,
-      payload: isLink ? nameBytes(`/${n.hardlinkTo}`) : n.type === 'symlink' ? nameBytes(n.symlinkTarget) : n.object ? Buffer.from(objectPayload(n.object)) : null,
-      content: !isLink && n.type === 'file' && !n.object && n.size > 0 ? Buffer.from(n.inline ?? new Uint8Array(0)) : null,
-      digest: n.object,
-      xattrs: [...n.xattrs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => [nameBytes(k), v]),
+      nlink: nlink[isLink ? first : n] as number,
+      uid: t.uid[n] as number,
+      gid: t.gid[n] as number,
+      rdev: dev && (type === 'char' || type === 'block') ? makedev(dev[0], dev[1]) : 0,
+      mtimeSec: t.mtimeSec[n] as number,
+      mtimeNsec: t.mtimeNsec[n] as number,
+      payload: isLink ? nameBytes(`/${t.pathOf(first)}`) : type === 'symlink' ? nameBytes(target) : object ? Buffer.from(objectPayload(object)) : null,
+      content: !isLink && type === 'file' && !object && size > 0 ? Buffer.from(t.inline(n) ?? new Uint8Array(0)) : null,
+      digest: object,
+      xattrs: xattrs ? [...xattrs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => [nameBytes(k), v]) : [],
     };
     yield formatDumpLine(rec);
   }

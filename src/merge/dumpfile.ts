@@ -6,6 +6,7 @@
  * written `\x2d` since a bare `-` means "unset".
  * @module
  */
+import { XATTR_BUDGET, XATTR_NAME_MAX } from '../erofs/node.ts';
 
 export interface DumpRecord {
   path: Buffer;
@@ -47,6 +48,35 @@ function escape(b: Buffer, escapeEq: boolean): string {
     else out += String.fromCharCode(c);
   }
   return out;
+}
+
+/** The characters escape(b, escapeEq) writes, without writing them. */
+function escapedLength(b: Buffer, escapeEq: boolean): number {
+  if (b.length === 1 && b[0] === 0x2d) return 4;
+  let n = 0;
+  for (const c of b) n += !escaped(c, escapeEq) ? 1 : SHORT[c] !== undefined ? 2 : 4;
+  return n;
+}
+
+/**
+ * Why these xattrs on one node cannot go through a dumpfile into a composefs image (the limits
+ * dump-parse.ts and libcomposefs apply: the xattr text of a line, a name's and a value's length,
+ * the xattr area of one inode), or null. The merge refuses such an entry by name, where the image
+ * would otherwise be refused at a dumpfile line the user never saw.
+ */
+export function xattrsRefusal(xattrs: ReadonlyMap<string, Buffer>): string | null {
+  let text = -1;
+  let area = 12;
+  for (const [key, value] of xattrs) {
+    const k = Buffer.from(key, 'latin1');
+    if (k.length === 0 || k.length > XATTR_NAME_MAX) return `an xattr name of ${k.length} bytes (1 to ${XATTR_NAME_MAX})`;
+    if (value.length > 0xffff) return `an xattr value of ${value.length} bytes (at most 65535)`;
+    text += 1 + escapedLength(k, true) + 1 + escapedLength(value, false);
+    area += 7 + k.length + value.length;
+  }
+  if (text > 0xffff) return `${xattrs.size} xattrs that take ${text} characters in a dumpfile line (at most 65535)`;
+  if (xattrs.size > 0 && area > XATTR_BUDGET) return `${xattrs.size} xattrs of ${area} bytes (composefs allows ${XATTR_BUDGET} on one inode)`;
+  return null;
 }
 
 function optional(b: Buffer | null): string {

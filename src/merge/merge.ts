@@ -14,17 +14,13 @@
 import { posix } from 'node:path';
 import type { LayerEntry } from './layer-entries.ts';
 import { quoted } from '../oci/names.ts';
+import { xattrsRefusal } from './dumpfile.ts';
+import { NONE, TreeNodes, type RowFields, type TreeNode } from './tree-nodes.ts';
+
+export { TreeNodes, type TreeNode } from './tree-nodes.ts';
 
 export const WHITEOUT_PREFIX = '.wh.';
 export const OPAQUE_MARKER = '.wh..wh..opq';
-
-export interface TreeNode extends Omit<LayerEntry, 'rawPath' | 'linkname'> {
-  path: string;
-  /** Symlink target as stored. */
-  symlinkTarget: string;
-  /** For a hardlink: the path (in the tree) of the file it shares content with. */
-  hardlinkTo: string | null;
-}
 
 export interface MergeWarning {
   layer: number;
@@ -33,8 +29,8 @@ export interface MergeWarning {
 }
 
 export interface MergedTree {
-  /** Every path ('' is the root), parents before children when iterated in sorted order. */
-  nodes: Map<string, TreeNode>;
+  /** Every node ('' is the root), by path (tree-nodes.ts: columns, not one object per node). */
+  nodes: TreeNodes;
   warnings: MergeWarning[];
 }
 
@@ -51,9 +47,10 @@ export function normalisePath(raw: string): string | null {
   return parts.join('/');
 }
 
-function rootNode(): TreeNode {
-  return { path: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, mtimeSec: 0, mtimeNsec: 0, size: 0, object: null, inline: null, symlinkTarget: '', hardlinkTo: null, devmajor: 0, devminor: 0, xattrs: new Map() };
-}
+const NO_XATTRS: Map<string, Buffer> = new Map();
+
+/** A folder no entry names (an implied parent), as tar extraction makes one. */
+const IMPLIED_DIR: RowFields = { type: 'dir', mode: 0o755, uid: 0, gid: 0, mtimeSec: 0, mtimeNsec: 0, size: 0, object: null, inline: null, symlinkTarget: '', devmajor: 0, devminor: 0, xattrs: NO_XATTRS };
 
 /** Longest name of one folder entry (NAME_MAX) and of a symlink's target (PATH_MAX - 1), in bytes. */
 const NAME_MAX = 255;
@@ -77,74 +74,91 @@ export function unrepresentable(path: string, e: LayerEntry): string | null {
 }
 
 class Tree {
-  readonly nodes = new Map<string, TreeNode>([['', rootNode()]]);
-  /** For each hard link, the node its content was taken from: a later layer may replace that name. */
-  readonly linkOrigin = new Map<TreeNode, TreeNode>();
+  readonly nodes = new TreeNodes();
   /** composefs rules: the missing folders already warned about (one warning each, not one per entry). */
   readonly missingReported = new Set<string>();
-  readonly children = new Map<string, Set<string>>([['', new Set()]]);
   readonly warnings: MergeWarning[] = [];
+  /**
+   * The folder the last entry went into, and its path: a layer's entries usually follow their
+   * folder, so most entries find theirs with one comparison, without a walk from the root (which
+   * for a folder N deep, entry after entry, was quadratic).
+   */
+  private lastDir = 0;
+  private lastDirPath = '';
 
-  /** Removes `path` and everything beneath it, with an explicit stack (a folder can be 10,000 deep). */
-  remove(path: string): void {
-    if (!this.nodes.has(path)) return;
-    this.children.get(posix.dirname(path) === '.' ? '' : posix.dirname(path))?.delete(path);
-    const stack = [path];
-    for (let p = stack.pop(); p !== undefined; p = stack.pop()) {
-      for (const c of this.children.get(p) ?? []) stack.push(c);
-      this.nodes.delete(p);
-      this.children.delete(p);
-    }
-  }
-
-  emptyDir(path: string): void {
-    for (const c of [...(this.children.get(path) ?? [])]) this.remove(c);
+  /** The row at `path`, or NONE. */
+  find(path: string): number {
+    if (path === this.lastDirPath && this.nodes.isAlive(this.lastDir)) return this.lastDir;
+    return this.nodes.find(path);
   }
 
   /**
-   * Makes sure every ancestor of `path` is a directory; false when one is not. Every node in the
-   * tree has folders all the way up (they are made here, and a folder replaced or removed takes
-   * what is beneath it along), so the walk stops at the nearest ancestor present: a layer's entries
-   * usually follow their folder, and one lookup of the parent is all they cost. Walking down from
-   * the root instead cost every entry of a folder N deep N prefixes hashed whole: cubic.
+   * The folder `path` goes into, made with any missing folders above it (layers may leave them
+   * out: they are implied, as tar extraction does); NONE, with a warning, when a node above it
+   * is not a folder. Rows never move, so a live remembered folder is still at its path.
    */
-  ensureParents(path: string, layer: number): boolean {
-    // The missing ancestors, nearest first, up to the first present one.
-    const missing: string[] = [];
-    let at = path;
-    for (;;) {
-      const slash = at.lastIndexOf('/');
-      if (slash < 0) break; // the parent is the root, always a folder
-      at = at.slice(0, slash);
-      const n = this.nodes.get(at);
-      if (n) {
-        if (n.type !== 'dir') {
-          // Nothing is beneath a non-folder, so this is also the top-most one, as before.
-          this.warnings.push({ layer, path, message: `refused: ${quoted(at)} above it is a ${n.type}, not a directory` });
-          return false;
-        }
-        break;
-      }
-      missing.push(at);
+  parentFor(path: string, layer: number): number {
+    const slash = path.lastIndexOf('/');
+    const dirPath = slash < 0 ? '' : path.slice(0, slash);
+    if (dirPath === this.lastDirPath && this.nodes.isAlive(this.lastDir) && this.nodes.isDir(this.lastDir)) return this.lastDir;
+    const t = this.nodes;
+    let n = 0;
+    let at = 0;
+    while (at < dirPath.length) {
+      const next = dirPath.indexOf('/', at);
+      const end = next < 0 ? dirPath.length : next;
+      const name = dirPath.slice(at, end);
+      const c = t.child(n, name);
+      if (c === NONE) n = t.add(n, name, IMPLIED_DIR);
+      else if (!t.isDir(c)) {
+        // Nothing is beneath a non-folder, so this is the top-most one.
+        this.warnings.push({ layer, path, message: `refused: ${quoted(dirPath.slice(0, end))} above it is a ${t.typeOf(c)}, not a directory` });
+        return NONE;
+      } else n = c;
+      at = end + 1;
     }
-    // Layers may leave out parent directories; they are implied, as tar extraction does.
-    for (let i = missing.length - 1; i >= 0; i--) {
-      const dir = missing[i] as string;
-      this.put({ ...rootNode(), path: dir }, parentOf(dir));
-    }
-    return true;
+    this.remember(dirPath, n);
+    return n;
   }
 
-  put(node: TreeNode, parent: string): void {
-    this.nodes.set(node.path, node);
-    if (node.type === 'dir' && !this.children.has(node.path)) this.children.set(node.path, new Set());
-    this.children.get(parent)?.add(node.path);
+  remember(dirPath: string, n: number): void {
+    this.lastDir = n;
+    this.lastDirPath = dirPath;
+  }
+
+  /** Removes the node at `path` and everything beneath it. */
+  remove(path: string): void {
+    const n = this.find(path);
+    if (n !== NONE) this.nodes.remove(n);
+  }
+
+  emptyDir(path: string): void {
+    const n = this.find(path);
+    if (n !== NONE && this.nodes.isDir(n)) this.nodes.empty(n);
   }
 }
 
 function parentOf(p: string): string {
   const d = posix.dirname(p);
   return d === '.' ? '' : d;
+}
+
+function fieldsOf(e: LayerEntry, mtimeNsec: number): RowFields {
+  return {
+    type: e.type,
+    mode: e.mode,
+    uid: e.uid,
+    gid: e.gid,
+    mtimeSec: e.mtimeSec,
+    mtimeNsec,
+    size: e.size,
+    object: e.object,
+    inline: e.inline,
+    symlinkTarget: e.type === 'symlink' ? e.linkname : '',
+    devmajor: e.devmajor,
+    devminor: e.devminor,
+    xattrs: e.xattrs,
+  };
 }
 
 /**
@@ -165,123 +179,166 @@ export interface MergeOptions {
   rules?: MergeRules;
 }
 
-/** Applies one layer's entries to the tree. */
-function applyLayer(tree: Tree, entries: Iterable<LayerEntry>, layer: number, rules: MergeRules): void {
-  const adds: [string, LayerEntry][] = [];
-  for (const e of entries) {
+/**
+ * What one reading of a layer's entries applies: `all` (composefs-rs takes each entry as it
+ * comes), or, for the OCI reading, which keeps a layer's own entries from its whiteouts by
+ * applying those first, `whiteouts` then `entries`: two passes over the layer, so that its
+ * entries are never held.
+ */
+export type MergePass = 'all' | 'whiteouts' | 'entries';
+
+/** Builds the merged tree from layers' entries, fed one at a time (see mergeLayers). */
+export class Merger {
+  private readonly tree = new Tree();
+  readonly rules: MergeRules;
+
+  constructor(rules: MergeRules = 'oci') {
+    this.rules = rules;
+  }
+
+  /** The passes each layer's entries are read in, in order. */
+  get passes(): MergePass[] {
+    return this.rules === 'composefs' ? ['all'] : ['whiteouts', 'entries'];
+  }
+
+  /** Applies what `pass` applies of entry e of layer `layer` (1 is the bottom one). */
+  take(e: LayerEntry, layer: number, pass: MergePass): void {
+    const tree = this.tree;
     const path = normalisePath(e.rawPath);
     if (path === null) {
-      tree.warnings.push({ layer, path: e.rawPath, message: 'refused: the path climbs above the image root' });
-      continue;
+      if (pass !== 'entries') tree.warnings.push({ layer, path: e.rawPath, message: 'refused: the path climbs above the image root' });
+      return;
     }
-    const base = posix.basename(path);
-    if (base === OPAQUE_MARKER) tree.emptyDir(parentOf(path));
-    else if (base.startsWith(WHITEOUT_PREFIX)) tree.remove(posix.join(parentOf(path), base.slice(WHITEOUT_PREFIX.length)).replace(/^\.\//, ''));
-    // composefs-rs takes each entry as it comes; the OCI reading keeps a layer's own entries
-    // from its whiteouts by applying those first.
-    else if (rules === 'composefs') add(tree, path, e, layer, rules);
-    else adds.push([path, e]);
+    const base = path.slice(path.lastIndexOf('/') + 1);
+    if (base === OPAQUE_MARKER) {
+      if (pass !== 'entries') tree.emptyDir(parentOf(path));
+    } else if (base.startsWith(WHITEOUT_PREFIX)) {
+      if (pass !== 'entries') tree.remove(posix.join(parentOf(path), base.slice(WHITEOUT_PREFIX.length)).replace(/^\.\//, ''));
+    } else if (pass !== 'whiteouts') add(tree, path, e, layer, this.rules);
   }
-  for (const [path, e] of adds) add(tree, path, e, layer, rules);
+
+  /** The tree, once every layer is in. */
+  finish(): MergedTree {
+    const tree = this.tree;
+    if (this.rules === 'composefs') transformForOci(tree);
+    // A hardlink whose first name was later removed or replaced keeps the content it was made
+    // with (as umoci and overlayfs do), as a file of its own: it must not follow the new name.
+    const t = tree.nodes;
+    for (let n = 0; n < t.count; n++) {
+      const first = t.hardlinkTo[n] as number;
+      if (first !== NONE && (!t.isAlive(n) || !t.isAlive(first))) t.hardlinkTo[n] = NONE;
+    }
+    return { nodes: t, warnings: tree.warnings };
+  }
 }
 
-function add(tree: Tree, path: string, entry: LayerEntry, layer: number, rules: MergeRules): void {
+function add(tree: Tree, path: string, e: LayerEntry, layer: number, rules: MergeRules): void {
+  const t = tree.nodes;
   // composefs-rs keeps whole seconds (doc/oci.md, "Data precision").
-  const e = rules === 'composefs' ? { ...entry, mtimeNsec: 0 } : entry;
+  const nsec = rules === 'composefs' ? 0 : e.mtimeNsec;
   if (path === '') {
-    if (e.type === 'dir') Object.assign(tree.nodes.get('') as TreeNode, { mode: e.mode, uid: e.uid, gid: e.gid, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, xattrs: e.xattrs });
-    else tree.warnings.push({ layer, path, message: `refused: the root entry is a ${e.type}, not a folder` });
+    if (e.type === 'dir') {
+      t.mode[0] = e.mode;
+      t.uid[0] = e.uid;
+      t.gid[0] = e.gid;
+      t.setTime(0, e.mtimeSec, nsec);
+      t.setXattrs(0, e.xattrs);
+    } else tree.warnings.push({ layer, path, message: `refused: the root entry is a ${e.type}, not a folder` });
     return;
   }
-  const why = unrepresentable(path, e);
+  const why = unrepresentable(path, e) ?? (rules === 'composefs' && e.xattrs.size > 0 ? xattrsRefusal(e.xattrs) : null);
   if (why !== null) {
     tree.warnings.push({ layer, path, message: `refused: ${why}` });
     return;
   }
-  if (rules === 'composefs' && !tree.nodes.has(parentOf(path))) {
+  if (rules === 'composefs' && tree.find(parentOf(path)) === NONE) {
     // composefs-rs refuses the whole image here (no digest to match then): say so once for the
     // top-most missing folder, and imply the folders as the OCI rules do, so the dump stays whole.
     let top = parentOf(path);
-    while (parentOf(top) !== '' && !tree.nodes.has(parentOf(top))) top = parentOf(top);
+    while (parentOf(top) !== '' && tree.find(parentOf(top)) === NONE) top = parentOf(top);
     if (!tree.missingReported.has(top)) {
       tree.missingReported.add(top);
       tree.warnings.push({ layer, path: top, message: 'no entry for this folder in the layers: composefs-rs refuses such an image; the folder (and any below it) is implied' });
     }
   }
-  if (!tree.ensureParents(path, layer)) return;
-  const node: TreeNode = {
-    path,
-    type: e.type,
-    mode: e.mode,
-    uid: e.uid,
-    gid: e.gid,
-    mtimeSec: e.mtimeSec,
-    mtimeNsec: e.mtimeNsec,
-    size: e.size,
-    object: e.object,
-    inline: e.inline,
-    symlinkTarget: e.type === 'symlink' ? e.linkname : '',
-    hardlinkTo: null,
-    devmajor: e.devmajor,
-    devminor: e.devminor,
-    xattrs: e.xattrs,
-  };
+  const parent = tree.parentFor(path, layer);
+  if (parent === NONE) return;
+  let fields = fieldsOf(e, nsec);
+  let first = NONE;
   if (e.type === 'hardlink') {
     const target = normalisePath(e.linkname);
-    const t = target === null ? undefined : tree.nodes.get(target);
-    const linkable = rules === 'composefs' ? t !== undefined && t.type !== 'dir' : t?.type === 'file';
-    if (!t || !linkable || target === path) {
+    const to = target === null ? NONE : tree.find(target);
+    const linkable = to !== NONE && (rules === 'composefs' ? !t.isDir(to) : t.typeOf(to) === 'file');
+    if (!linkable || target === path) {
       tree.warnings.push({ layer, path, message: `refused: hardlink to ${quoted(e.linkname)}, which is not a ${rules === 'composefs' ? 'file, symlink, device or FIFO' : 'regular file'} of the image` });
       return;
     }
     // A hardlink is a second name for the target's content and metadata, as they are now.
-    // Linking to a link: share its first name, unless that name has since been given other content.
-    const first = t.hardlinkTo !== null && tree.nodes.get(t.hardlinkTo) === tree.linkOrigin.get(t) ? t.hardlinkTo : (target as string);
-    Object.assign(node, { type: t.type, mode: t.mode, uid: t.uid, gid: t.gid, mtimeSec: t.mtimeSec, mtimeNsec: t.mtimeNsec, size: t.size, object: t.object, inline: t.inline, symlinkTarget: t.symlinkTarget, devmajor: t.devmajor, devminor: t.devminor, xattrs: t.xattrs, hardlinkTo: first });
-    tree.linkOrigin.set(node, tree.nodes.get(first) as TreeNode);
+    // Linking to a link: share its first name while that name still holds the content it was
+    // linked from (its row is alive: a name given other content is a new row).
+    const viaLink = t.hardlinkTo[to] as number;
+    first = viaLink !== NONE && t.isAlive(viaLink) ? viaLink : to;
+    fields = t.fieldsOf(to);
   }
-  const old = tree.nodes.get(path);
-  if (old && !(old.type === 'dir' && node.type === 'dir')) tree.remove(path);
-  if (old && old.type === 'dir' && node.type === 'dir') {
-    Object.assign(old, { mode: node.mode, uid: node.uid, gid: node.gid, mtimeSec: node.mtimeSec, mtimeNsec: node.mtimeNsec, xattrs: node.xattrs });
+  const name = path.slice(path.lastIndexOf('/') + 1);
+  const old = t.child(parent, name);
+  if (old !== NONE && t.isDir(old) && fields.type === 'dir') {
+    t.mode[old] = fields.mode;
+    t.uid[old] = fields.uid;
+    t.gid[old] = fields.gid;
+    t.setTime(old, fields.mtimeSec, fields.mtimeNsec);
+    t.setXattrs(old, fields.xattrs);
+    tree.remember(path, old);
     return;
   }
-  tree.put(node, parentOf(path));
+  if (old !== NONE) t.remove(old);
+  const n = t.add(parent, name, fields);
+  t.hardlinkTo[n] = first;
+  if (fields.type === 'dir') tree.remember(path, n);
 }
 
 /** composefs-rs's transform_for_oci: the root takes /usr's metadata; /run is emptied, with /usr's mtime. */
 function transformForOci(tree: Tree): void {
-  const root = tree.nodes.get('') as TreeNode;
-  const usr = tree.nodes.get('usr');
-  if (usr?.type !== 'dir') {
+  const t = tree.nodes;
+  const usr = t.child(0, 'usr');
+  if (usr === NONE || !t.isDir(usr)) {
     tree.warnings.push({ layer: 0, path: '', message: 'no /usr folder: composefs-rs refuses such an image; the root keeps the metadata the layers give it' });
     return;
   }
-  Object.assign(root, { mode: usr.mode, uid: usr.uid, gid: usr.gid, mtimeSec: usr.mtimeSec, mtimeNsec: 0, xattrs: usr.xattrs });
-  const run = tree.nodes.get('run');
-  if (run?.type === 'dir') {
-    tree.emptyDir('run');
-    Object.assign(run, { mtimeSec: usr.mtimeSec, mtimeNsec: 0 });
+  t.mode[0] = t.mode[usr] as number;
+  t.uid[0] = t.uid[usr] as number;
+  t.gid[0] = t.gid[usr] as number;
+  t.setTime(0, t.mtimeSec[usr] as number, 0);
+  t.setXattrs(0, t.xattrs.get(usr) ?? NO_XATTRS);
+  const run = t.child(0, 'run');
+  if (run !== NONE && t.isDir(run)) {
+    t.empty(run);
+    t.setTime(run, t.mtimeSec[usr] as number, 0);
   }
 }
 
-/** Merges the layers (bottom first), by the OCI rules unless `rules: 'composefs'` (see MergeRules). */
+/**
+ * Merges the layers (bottom first), by the OCI rules unless `rules: 'composefs'` (see MergeRules).
+ * Each layer is read once: by the OCI rules its entries are held until its whiteouts are applied
+ * (image-tree.ts reads a stored layer twice instead, holding none).
+ */
 export function mergeLayers(layers: Iterable<Iterable<LayerEntry>>, options: MergeOptions = {}): MergedTree {
-  const rules = options.rules ?? 'oci';
-  const tree = new Tree();
+  const m = new Merger(options.rules ?? 'oci');
   let i = 0;
-  for (const entries of layers) applyLayer(tree, entries, ++i, rules);
-  if (rules === 'composefs') transformForOci(tree);
-  // A hardlink whose first name was later removed or replaced keeps the content it was made
-  // with (as umoci and overlayfs do), as a file of its own: it must not follow the new name.
-  for (const n of tree.nodes.values()) {
-    if (n.hardlinkTo !== null && tree.nodes.get(n.hardlinkTo) !== tree.linkOrigin.get(n)) n.hardlinkTo = null;
+  for (const entries of layers) {
+    i++;
+    if (m.rules === 'composefs') for (const e of entries) m.take(e, i, 'all');
+    else {
+      const held = [...entries];
+      for (const pass of m.passes) for (const e of held) m.take(e, i, pass);
+    }
   }
-  return { nodes: tree.nodes, warnings: tree.warnings };
+  return m.finish();
 }
 
 /** Paths in an order where every directory comes before what is in it. */
-export function sortedPaths(nodes: Map<string, TreeNode>): string[] {
+export function sortedPaths(nodes: TreeNodes | Map<string, TreeNode>): string[] {
+  if (nodes instanceof TreeNodes) return nodes.sortedPaths();
   // Component by component, in byte order: a walk of the tree, each folder's entries sorted by
   // name, with a stack (a folder can be 10,000 deep). Sorting whole paths instead compared long
   // common prefixes again and again.

@@ -2,7 +2,7 @@
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { Option, type Command } from 'commander';
-import { checkoutImage, dumpImage, openRepository, type MergeRules } from '../../index.ts';
+import { checkoutImage, dumpImageLines, openRepository, type MergeRules } from '../../index.ts';
 import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
 import { shown } from '../../oci/names.ts';
 import { interruptSignal } from '../signals.ts';
@@ -59,9 +59,22 @@ and must match its name. It holds the repository's shared lock: gc and repair wa
   )).action(async (image: string, o: { repo?: string; output?: string; rules: MergeRules; lockTimeout?: number }) => {
     const repo = await openRepository(resolveRepo(o.repo));
     const out = o.output ? createWriteStream(o.output) : process.stdout;
-    for (const line of await dumpImage(repo, image, (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`), o.rules, { signal: interruptSignal(), ...lockWaitOptions(o.lockTimeout) })) {
-      if (!out.write(line + '\n')) await once(out, 'drain');
+    // Lines go out in pieces of about 1 MiB: one write per line cost a system call per entry.
+    let piece: string[] = [];
+    let size = 0;
+    const flush = async (): Promise<void> => {
+      if (piece.length === 0) return;
+      const ok = out.write(`${piece.join('\n')}\n`);
+      piece = [];
+      size = 0;
+      if (!ok) await once(out, 'drain');
+    };
+    for await (const line of dumpImageLines(repo, image, (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`), o.rules, { signal: interruptSignal(), ...lockWaitOptions(o.lockTimeout) })) {
+      piece.push(line);
+      size += line.length + 1;
+      if (size >= 1 << 20) await flush();
     }
+    await flush();
     if (o.output) {
       (out as ReturnType<typeof createWriteStream>).end();
       await once(out, 'finish');
