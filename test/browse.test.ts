@@ -61,9 +61,9 @@ test('ls, cat and diff browse stored images; cat refuses a damaged object', { sk
 
   const diff = veritree(['diff', 'one', 'two', '--repo', repo]);
   assert.equal(diff.status, 0, diff.stderr);
-  // The root is modified too (umoci's second layer dates it anew), and both names of the tool
-  // (one inode: its mode changed).
-  assert.deepEqual(diff.stdout.trim().split('\n'), ['M /', 'M /etc/os-release', 'A /opt', 'A /opt/new', 'A /opt/new/file', 'M /usr/bin/tool', 'M /usr/bin/tool2', 'D /var/gone']);
+  // Both names of the tool are modified (one inode: its mode changed). The root is left out:
+  // umoci dates it to the whole second, so it differs only when the two builds straddle one.
+  assert.deepEqual(diff.stdout.trim().split('\n').filter((l) => l !== 'M /'), ['M /etc/os-release', 'A /opt', 'A /opt/new', 'A /opt/new/file', 'M /usr/bin/tool', 'M /usr/bin/tool2', 'D /var/gone']);
   assert.equal(veritree(['diff', 'one', 'one', '--repo', repo]).status, 2);
 
   // One flipped byte in the tool's object (same size): cat writes, then fails with exit 4.
