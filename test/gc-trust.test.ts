@@ -188,7 +188,7 @@ test('an undamaged store: gc keeps every root whole and removes nothing', { skip
   assert.equal((await gc(await Repository.open(repo))).objectsRemoved, 0);
 });
 
-test('mount finds images/<hex> through the same resolver: only the link composefs-rs writes names an image', { skip: SKIP }, async () => {
+test('mount and fsck judge images/<hex> by the same form: only the link composefs-rs writes names an image', { skip: SKIP }, async () => {
   const repo = fresh();
   const r = await Repository.open(repo);
   const id = store.images.a;
@@ -197,6 +197,8 @@ test('mount finds images/<hex> through the same resolver: only the link composef
   unlinkSync(p);
   symlinkSync(objectFile(repo, id), p);
   await assert.rejects(imageIdOf(r, id), (e) => corrupt(e, `images/${id}`));
+  // fsck judges it by the same form.
+  assert.ok((await fsck(r)).issues.some((i) => i.type === 'broken-symlink' && i.path === p));
   unlinkSync(p);
   await assert.rejects(imageIdOf(r, id), (e) => isVeritreeError(e) && e.code === ERROR_CODES.USAGE);
 });
