@@ -202,3 +202,18 @@ test('mount and fsck judge images/<hex> by the same form: only the link composef
   unlinkSync(p);
   await assert.rejects(imageIdOf(r, id), (e) => isVeritreeError(e) && e.code === ERROR_CODES.USAGE);
 });
+
+test('gc never removes a stream link whose object it keeps, whatever the link\'s form; fsck reports the form', { skip: SKIP }, async () => {
+  const repo = fresh();
+  const { diffIds } = await taggedImage(await Repository.open(repo), 'b');
+  const name = `oci-layer-sha256:${(diffIds.at(-1) as string).replace(/^sha256:/, '')}`;
+  const p = join(repo, 'streams', name);
+  const id = streamObjectId(repo, name);
+  unlinkSync(p);
+  symlinkSync(objectFile(repo, id), p);
+  const report = await gc(await Repository.open(repo));
+  assert.deepEqual(report.streamsRemoved, []);
+  assert.equal(readlinkSync(p), objectFile(repo, id));
+  const f = await fsck(await Repository.open(repo));
+  assert.ok(f.issues.some((i) => i.type === 'broken-symlink' && i.path === p), JSON.stringify(f.issues));
+});
