@@ -188,7 +188,7 @@ test('an undamaged store: gc keeps every root whole and removes nothing', { skip
   assert.equal((await gc(await Repository.open(repo))).objectsRemoved, 0);
 });
 
-test('mount finds images/<hex> through the same resolver: only the link composefs-rs writes names an image', { skip: SKIP }, async () => {
+test('mount and fsck judge images/<hex> by the same form: only the link composefs-rs writes names an image', { skip: SKIP }, async () => {
   const repo = fresh();
   const r = await Repository.open(repo);
   const id = store.images.a;
@@ -197,6 +197,23 @@ test('mount finds images/<hex> through the same resolver: only the link composef
   unlinkSync(p);
   symlinkSync(objectFile(repo, id), p);
   await assert.rejects(imageIdOf(r, id), (e) => corrupt(e, `images/${id}`));
+  // fsck judges it by the same form.
+  assert.ok((await fsck(r)).issues.some((i) => i.type === 'broken-symlink' && i.path === p));
   unlinkSync(p);
   await assert.rejects(imageIdOf(r, id), (e) => isVeritreeError(e) && e.code === ERROR_CODES.USAGE);
+});
+
+test('gc never removes a stream link whose object it keeps, whatever the link\'s form; fsck reports the form', { skip: SKIP }, async () => {
+  const repo = fresh();
+  const { diffIds } = await taggedImage(await Repository.open(repo), 'b');
+  const name = `oci-layer-sha256:${(diffIds.at(-1) as string).replace(/^sha256:/, '')}`;
+  const p = join(repo, 'streams', name);
+  const id = streamObjectId(repo, name);
+  unlinkSync(p);
+  symlinkSync(objectFile(repo, id), p);
+  const report = await gc(await Repository.open(repo));
+  assert.deepEqual(report.streamsRemoved, []);
+  assert.equal(readlinkSync(p), objectFile(repo, id));
+  const f = await fsck(await Repository.open(repo));
+  assert.ok(f.issues.some((i) => i.type === 'broken-symlink' && i.path === p), JSON.stringify(f.issues));
 });

@@ -288,7 +288,7 @@ async function checkImages(ctx: Ctx, signal: AbortSignal | undefined): Promise<n
     throwIfAborted(signal);
     const path = join(dir, name);
     const target = await readlink(path).catch(() => null);
-    const id = target === null ? null : objectIdFromLink(target);
+    const id = target === null ? null : objectIdFromLink(target, true);
     if (id === null || !(await presentNow(ctx, id))) {
       ctx.issues.push({ type: 'broken-symlink', path, detail: `image ${name} points to ${target ?? '(not a link)'}, which is not an object in the store`, found: target ?? undefined });
       continue;

@@ -81,7 +81,11 @@ async function isLink(path: string): Promise<boolean> {
   }
 }
 
-/** The object a stream or image link names in the form composefs-rs writes; null when it is not such a link or absent. */
+/**
+ * The object a stream or image link being swept names; null when absent or not a link. Read
+ * loosely (any target ending in objects/XX/<rest>, as composefs-rs's gc reads it): a link whose
+ * object is kept is never removed, whatever its form; fsck reports a form it does not write.
+ */
 async function linkedObject(path: string): Promise<string | null> {
   let target: string;
   try {
@@ -91,7 +95,7 @@ async function linkedObject(path: string): Promise<string | null> {
     if (errnoCode(e) === 'ENOENT' || errnoCode(e) === 'EINVAL') return null;
     throw storeIoError(e, path, 'reading a link');
   }
-  return objectIdFromLink(target, true);
+  return objectIdFromLink(target);
 }
 
 /** What Repository.atomicSymlink leaves if killed (`.tmp-link-*`), or older versions did (`<name>.tmp-<pid>-<rand>`). */
