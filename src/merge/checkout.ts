@@ -6,46 +6,30 @@
  * file is a hard link to its object only where the object is immutable (fs-verity is enabled on
  * it) or where the caller asked for hard links outright (`hardlink`, the CLI's --hardlink); else
  * it is reflinked (FICLONE) where the filesystem can, or copied with copy_file_range, in the
- * worker pool.
+ * worker pool, where the copy is hashed and must match the object's name (checkout-files.ts).
  *
- * Every entry is created relative to an open descriptor of its parent folder, never by a path
+ * The walk is in sorted order and finishes each folder (owner, xattrs, mode, times) when it
+ * leaves it; hard links are made on the spot (link-placer.ts); folder descriptors are bounded at
+ * any depth (dir-stack.ts). Every entry is created relative to an open descriptor of its parent folder, never by a path
  * that a concurrent process could redirect (dir-handle.ts); objects are opened without following
  * symlinks and must be regular files. The merge already refused every path that climbs out and
  * every entry beneath a symlink, and the folder must be new or empty.
  * @module
  */
-import { closeSync, constants as fsc, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants as fsc, mkdirSync, openSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError, throwIfAborted } from '../errors.ts';
 import { defaultIoLimit } from '../pipeline/io-limit.ts';
 import { poolSize, VerityPool } from '../pipeline/pool.ts';
-import type { CopyItem, Failure } from '../pipeline/protocol.ts';
 import type { LockWaitOptions } from '../store/lock.ts';
 import type { Repository } from '../store/repository.ts';
-import { measureVerity, openRegularSync, writeAllSync } from '../store/sys.ts';
-import {
-  applySymlinkMeta,
-  at,
-  chownVia,
-  createFileAt,
-  handleAt,
-  linkAt,
-  linkPathAt,
-  mkdirAt,
-  modeAndTimesVia,
-  mknodAt,
-  canSetXattrs,
-  exactTimes,
-  setXattrsVia,
-  symlinkAt,
-  type EntryMeta,
-} from './dir-handle.ts';
+import { applySymlinkMeta, canSetXattrs, exactTimes, handleAt, linkAt, mkdirAt, mknodAt, symlinkAt } from './dir-handle.ts';
 import { nameBytes, shown } from '../oci/names.ts';
-import { toHex } from '../verity/merkle.ts';
 import { sortedPaths, type MergedTree, type TreeNode } from './merge.ts';
 import { DirStack } from './dir-stack.ts';
 import { LinkPlacer, openDirPath } from './link-placer.ts';
+import { applyXattrs, finishEntry, flushCopies, metaOf, placeFile, type Ctx } from './checkout-files.ts';
 
 /** With the lock settings `checkoutImage` takes the repository's shared lock with. */
 export interface CheckoutOptions extends LockWaitOptions {
@@ -87,167 +71,6 @@ function parentOf(p: string): string {
 
 function nameOf(p: string): Buffer {
   return nameBytes(p.slice(p.lastIndexOf('/') + 1));
-}
-
-function metaOf(n: TreeNode): EntryMeta {
-  return { uid: n.uid, gid: n.gid, mode: n.mode, mtimeSec: n.mtimeSec, mtimeNsec: n.mtimeNsec };
-}
-
-interface Ctx {
-  repo: Repository;
-  asRoot: boolean;
-  sameFs: boolean;
-  hardlink: boolean;
-  copyOnly: boolean;
-  canSetXattr: boolean;
-  pool: VerityPool;
-  copies: Set<Promise<void>>;
-  maxCopies: number;
-  /** Files waiting to be sent to the pool as one task, and their bytes. */
-  batch: { node: TreeNode; item: CopyItem }[];
-  batchBytes: number;
-  /** The store's filesystem has no fs-verity: no object can be immutable. */
-  noVerity: boolean;
-  firstError: unknown;
-  report: CheckoutReport;
-  warn: (p: string, m: string) => void;
-}
-
-/** Owner first (chown clears security.capability), then xattrs, mode and times. */
-function finishEntry(ctx: Ctx, n: TreeNode, fd: number, viaProc: boolean): void {
-  const meta = metaOf(n);
-  if (ctx.asRoot) chownVia(fd, meta, viaProc);
-  applyXattrs(ctx, n, fd, null);
-  modeAndTimesVia(fd, meta, viaProc);
-}
-
-function applyXattrs(ctx: Ctx, n: TreeNode, fd: number, symlinkName: Buffer | null): void {
-  if (n.xattrs.size === 0) return;
-  if (!ctx.canSetXattr) {
-    ctx.report.xattrsSkipped++;
-    ctx.warn(n.path, 'extended attributes not applied (install setfattr, Debian package attr)');
-    return;
-  }
-  // One warning per entry, however many attributes failed (a flood of 8,000 keys is one line).
-  const f = setXattrsVia(fd, symlinkName, n.xattrs);
-  if (f.failed === 0) return;
-  const more = f.failed > f.examples.length ? `; and ${f.failed - f.examples.length} more` : '';
-  ctx.warn(n.path, f.failed === 1 ? (f.examples[0] as string) : `${f.failed} of ${n.xattrs.size} extended attributes not applied: ${f.examples.join('; ')}${more}`);
-}
-
-/** Writes file `n`'s content and metadata under `name` in `dirFd` (its own name, or a link's that sorts first). */
-async function placeFile(ctx: Ctx, n: TreeNode, dirFd: number, name: Buffer): Promise<void> {
-  if (!n.object) {
-    const fd = createFileAt(dirFd, name);
-    try {
-      writeAllSync(fd, n.inline ?? new Uint8Array(0));
-      finishEntry(ctx, n, fd, false);
-    } finally {
-      closeSync(fd);
-    }
-    ctx.report.files++;
-    return;
-  }
-  const objectPath = ctx.repo.objectPath(n.object);
-  // A hard link is possible only to an immutable object, or when asked for: once the store's
-  // filesystem is known to have no fs-verity, only the asking is left to look at.
-  if (!ctx.copyOnly && ctx.sameFs && n.xattrs.size === 0 && (ctx.hardlink || !ctx.noVerity) && linkIfSafe(ctx, n, objectPath, dirFd, name)) {
-    if (ctx.batch.length >= COPY_BATCH_FILES) await flushCopies(ctx);
-    return;
-  }
-  const dest = createFileAt(dirFd, name);
-  ctx.report.copied++;
-  ctx.report.files++;
-  if (n.xattrs.size > 0) {
-    // xattrs go between owner and mode (setfattr on the main thread): this file travels alone.
-    await sendCopies(ctx, [{ node: n, item: copyItem(n, objectPath, dest) }], false);
-    return;
-  }
-  ctx.batch.push({ node: n, item: copyItem(n, objectPath, dest) });
-  ctx.batchBytes += n.size;
-  if (ctx.batch.length >= COPY_BATCH_FILES || ctx.batchBytes >= COPY_BATCH_BYTES) await flushCopies(ctx);
-}
-
-/** Files per copy task, and bytes past which a batch is sent at once. */
-const COPY_BATCH_FILES = 48;
-const COPY_BATCH_BYTES = 8 << 20;
-
-function copyItem(n: TreeNode, object: string, dest: number): CopyItem {
-  return { object, id: n.object as string, size: n.size, dest, ...metaOf(n) };
-}
-
-/**
- * A hard link to the object where that is safe (see the module's note), checked: an object with
- * fs-verity is measured by the kernel (which checks every block read against that), and the
- * measurement must be its name; without fs-verity (--hardlink) the object's descriptor goes to
- * the pool to be hashed like a copy, once the link is known to name that very inode.
- */
-function linkIfSafe(ctx: Ctx, n: TreeNode, objectPath: string, dirFd: number, name: Buffer): boolean {
-  const src = openRegularSync(objectPath, `object ${n.object}`);
-  let keep = false;
-  try {
-    const st = fstatSync(src.fd);
-    const m = measureVerity(src.fd, st.dev);
-    if (m.state === 'unsupported') ctx.noVerity = true;
-    const ownerOk = !ctx.asRoot || (st.uid === n.uid && st.gid === n.gid);
-    if (!((m.state === 'enabled' || ctx.hardlink) && (st.mode & 0o7777) === n.mode && ownerOk)) return false;
-    if (m.state === 'enabled' && toHex(m.digest) !== n.object) {
-      throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `object ${objectPath} does not hash to its name (fs-verity measures ${toHex(m.digest)}): run veritree fsck --repair`, { path: objectPath });
-    }
-    linkPathAt(objectPath, dirFd, name);
-    ctx.report.hardlinkedObjects++;
-    ctx.report.files++;
-    if (m.state === 'enabled') return true;
-    const linked = lstatSync(at(dirFd, name));
-    if (linked.ino !== st.ino || linked.dev !== st.dev) {
-      throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `object ${objectPath} was replaced while it was being linked`, { path: objectPath });
-    }
-    // The descriptor is closed when the pool is done with it (sendCopies).
-    ctx.batch.push({ node: n, item: { ...copyItem(n, objectPath, src.fd), checkOnly: true } });
-    keep = true;
-    return true;
-  } finally {
-    if (!keep) closeSync(src.fd);
-  }
-}
-
-async function flushCopies(ctx: Ctx): Promise<void> {
-  if (ctx.batch.length === 0) return;
-  const batch = ctx.batch;
-  ctx.batch = [];
-  ctx.batchBytes = 0;
-  await sendCopies(ctx, batch, true);
-}
-
-/** A damaged object keeps the worker's words (they name it); a failed write names the entry. */
-function copyFailed(r: Failure, node: TreeNode | undefined): VeritreeError {
-  const entry = node ? `/${shown(node.path)}` : '';
-  if (r.code === ERROR_CODES.STORE_CORRUPT) return new VeritreeError(r.code, `${r.message} (checking out ${entry})`, { path: r.path });
-  if (r.code === ERROR_CODES.STORE_NO_SPACE) return new VeritreeError(r.code, `no space left (checking out ${entry})`, { path: entry });
-  return new VeritreeError(ERROR_CODES.STORE_IO, `checking out ${entry}: ${r.message}`, { path: entry });
-}
-
-/**
- * One task for the pool; the descriptors are closed when it is back. With `finished`, the
- * worker sets owner, mode and times; else the main thread does (xattrs between).
- */
-async function sendCopies(ctx: Ctx, batch: { node: TreeNode; item: CopyItem }[], finished: boolean): Promise<void> {
-  const task = { kind: 'copy-batch', items: batch.map((b) => b.item), finish: finished, chown: ctx.asRoot, alg: ctx.repo.alg, impl: 'auto' } as const;
-  const copy = ctx.pool
-    .run(task)
-    .then((r) => {
-      if (!r.ok) throw copyFailed(r, batch[r.index]?.node);
-      if (!finished) for (const b of batch) finishEntry(ctx, b.node, b.item.dest, false);
-    })
-    .catch((e: unknown) => {
-      ctx.firstError ??= storeIoError(e, batch[0]?.node.path ?? '', 'checking out');
-    })
-    .finally(() => {
-      for (const b of batch) closeSync(b.item.dest);
-      ctx.copies.delete(copy);
-    });
-  ctx.copies.add(copy);
-  while (ctx.copies.size >= ctx.maxCopies) await Promise.race(ctx.copies);
 }
 
 export async function checkout(repo: Repository, tree: MergedTree, dir: string, opts: CheckoutOptions = {}): Promise<CheckoutReport> {

@@ -59,7 +59,10 @@ export class DirStack {
   /** The descriptor of folder `path` of the tree, opened on the way as needed; valid until the next call. */
   get(path: string): number {
     const keep = this.commonDepth(path);
-    while (this.levels.length - 1 > keep) this.leave();
+    while (this.levels.length - 1 > keep) {
+      throwIfAborted(this.signal);
+      this.leave();
+    }
     let top = this.levels.length - 1;
     const base = (this.levels[top] as Level).end;
     if (path.length > base) {
@@ -91,7 +94,10 @@ export class DirStack {
 
   /** Leaves every folder but the root (each handed to `onLeave`). */
   leaveAll(): void {
-    while (this.levels.length > 1) this.leave();
+    while (this.levels.length > 1) {
+      throwIfAborted(this.signal);
+      this.leave();
+    }
   }
 
   /** Closes what is held without calling `onLeave` (on an error). */
