@@ -15,15 +15,13 @@
  * @module
  */
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
-import { layersTree } from '../merge/image-tree.ts';
-import { dumpLines } from '../merge/dump.ts';
+import { composefsTreeOf } from '../merge/composefs-tree.ts';
 import { taggedImage } from '../store/images.ts';
 import { lockOptionsFrom, type LockWaitOptions } from '../store/lock.ts';
 import { writeObject } from '../store/objects.ts';
 import type { Repository } from '../store/repository.ts';
 import { SplitStreamBuilder, readSplitStream, type SplitStream } from '../store/splitstream.ts';
 import { toHex, verityDigest } from '../verity/index.ts';
-import { parseDumpfile } from './dump-parse.ts';
 import { writeComposefsImage, type ComposefsImage } from './writer.ts';
 
 /** The config stream's named ref naming the image (composefs-oci IMAGE_REF_KEY). */
@@ -53,25 +51,8 @@ export async function composefsImageOf(repo: Repository, diffIds: string[], opts
   if (repo.alg !== 'sha256') {
     throw new VeritreeError(ERROR_CODES.STORE_UNSUPPORTED, `composefs images name their files by SHA-256 fs-verity digests; ${repo.root} uses ${repo.alg}`);
   }
-  const tree = await layersTree(repo, diffIds, 'composefs');
-  for (const w of tree.warnings) opts.onWarning?.(w.path, w.message);
-  // Lines go to the reader in pieces of about 1 MiB: a piece per line would cost the reader a
-  // decode and a turn of its loop for each of tens of thousands of entries.
-  const lines = (function* (): Generator<Buffer> {
-    let batch: string[] = [];
-    let size = 0;
-    for (const line of dumpLines(tree)) {
-      batch.push(line);
-      size += line.length + 1;
-      if (size >= 1 << 20) {
-        yield Buffer.from(`${batch.join('\n')}\n`, 'latin1');
-        batch = [];
-        size = 0;
-      }
-    }
-    if (batch.length > 0) yield Buffer.from(`${batch.join('\n')}\n`, 'latin1');
-  })();
-  const root = await parseDumpfile(lines, opts.signal ? { signal: opts.signal } : {});
+  // The merged tree is gone once this returns: the image is written from the reader's tree alone.
+  const root = await composefsTreeOf(repo, diffIds, opts);
   return writeComposefsImage(root, opts.signal ? { signal: opts.signal } : {});
 }
 
