@@ -5,7 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mergeLayers, sortedPaths } from '../src/merge/merge.ts';
-import { type LayerEntry } from '../src/merge/layer-entries.ts';
+import * as tarStream from 'tar-stream';
+import { layerEntries, type LayerEntry } from '../src/merge/layer-entries.ts';
+import { SplitStreamBuilder } from '../src/store/splitstream.ts';
 import { dumpLines } from '../src/merge/dump.ts';
 import { parseDumpfile } from '../src/erofs/dump-parse.ts';
 import { writeComposefsImage } from '../src/erofs/writer.ts';
@@ -52,4 +54,46 @@ test('nodes: get, has, size and the sorted order agree with the paths merged, af
   assert.equal(Buffer.from(y?.inline ?? []).toString(), 'abc');
   assert.deepEqual([tree.nodes.get('d')?.devmajor, tree.nodes.get('d')?.devminor, tree.nodes.get('c')?.symlinkTarget], [1, 3, '/b/x']);
   assert.equal(tree.nodes.get('nope'), undefined);
+});
+
+/** One entry as tar-stream packs it, without the end-of-archive blocks. */
+async function packed(header: Partial<tarStream.Header> & { name: string }, content: Buffer): Promise<Buffer> {
+  const pack = tarStream.pack();
+  pack.entry(header, content);
+  pack.finalize();
+  const parts: Buffer[] = [];
+  for await (const c of pack) parts.push(c as Buffer);
+  const all = Buffer.concat(parts);
+  return all.subarray(0, all.length - 1024);
+}
+
+test('layer entries read from the stream section run by run: the same entries as the tar, across every run boundary', async () => {
+  // 3,000 entries with PAX names and xattrs, inline contents up to 2,000 bytes and some contents
+  // as objects: the decoded section spans several runs of at most 4,096 chunks and 1 MiB, so
+  // headers, PAX records, contents and object chunks fall across run ends.
+  const b = new SplitStreamBuilder('sha256', 'layer');
+  const want: { path: string; size: number; object: string | null; content: string | null; xattr: string | null }[] = [];
+  for (let i = 0; i < 3000; i++) {
+    const path = i % 7 === 0 ? `d/${'long-name-'.repeat(15)}${i}` : `d/f${i}`;
+    const size = (i * 37) % 2000;
+    const content = Buffer.alloc(size, i & 0xff);
+    const pax = i % 5 === 0 ? { 'SCHILY.xattr.user.i': String(i) } : undefined;
+    const bytes = await packed({ name: path, size, ...(pax ? { pax } : {}) }, content);
+    const asObject = i % 3 === 0 && size > 0;
+    const padded = Math.ceil(size / 512) * 512;
+    const object = asObject ? i.toString(16).padStart(64, '0') : null;
+    if (asObject) {
+      b.addInline(bytes.subarray(0, bytes.length - padded));
+      b.addObject(object as string, size);
+      b.addInline(bytes.subarray(bytes.length - padded + size));
+    } else b.addInline(bytes);
+    want.push({ path, size, object, content: asObject ? null : content.toString('latin1'), xattr: pax ? String(i) : null });
+  }
+  b.addInline(Buffer.alloc(1024));
+  const got = [];
+  for await (const e of layerEntries(b.finish())) {
+    got.push({ path: e.rawPath, size: e.size, object: e.object, content: e.object ? null : Buffer.from(e.inline ?? []).toString('latin1'), xattr: e.xattrs.get('user.i')?.toString() ?? null });
+  }
+  assert.equal(got.length, want.length);
+  for (let i = 0; i < want.length; i++) assert.deepEqual(got[i], want[i], `entry ${i}`);
 });
