@@ -13,7 +13,7 @@
  * and loading all of it costs about 50 ms).
  * @module
  */
-import type { Repository, OpenOptions } from './store/repository.ts';
+import type { ErofsFormats, Repository, OpenOptions } from './store/repository.ts';
 import type { LockWaitOptions } from './store/lock.ts';
 import type { CheckoutOptions, CheckoutReport } from './merge/checkout.ts';
 import type { MergeRules } from './merge/merge.ts';
@@ -29,6 +29,7 @@ export { VerityHasher, verityDigest, toHex, type HashImpl, type HashAlgorithm } 
 export type { DigestOptions, FileDigest } from './pipeline/digest-files.ts';
 export type { ImportOptions, BulkImportOptions, BulkImportReport, ImportJob, ImageResult, ImportFailure, ImportSummary, ImportProgress, ImportWarning } from './pipeline/import.ts';
 export type { ImageRecord } from './store/images.ts';
+export type { ErofsFormats, ErofsVersion } from './store/meta.ts';
 export type { FsckOptions, FsckReport } from './verify/fsck.ts';
 export type { FsckProgress } from './verify/verify-objects.ts';
 export type { RepairReport } from './verify/repair.ts';
@@ -68,9 +69,12 @@ export async function openRepository(root: string, opts?: OpenOptions): Promise<
 }
 
 /** Creates a repository at `root` (or opens the one there when its hash agrees). */
-export async function initRepository(root: string, opts: { hash?: HashAlgorithm; requireVerity?: boolean } = {}): Promise<Repository> {
+export async function initRepository(
+  root: string,
+  opts: { hash?: HashAlgorithm; requireVerity?: boolean; erofsFormats?: ErofsFormats } = {}
+): Promise<Repository> {
   const { Repository } = await import('./store/repository.ts');
-  return Repository.init(root, opts.hash ?? 'sha256', opts.requireVerity ?? false);
+  return Repository.init(root, opts.hash ?? 'sha256', opts.requireVerity ?? false, opts.erofsFormats);
 }
 
 /**

@@ -117,13 +117,13 @@ async function composefsRsRepo(realImage = typeof oracle !== 'string'): Promise<
   return { root, repo, image };
 }
 
-test('meta.json is written as composefs-rs writes it (pretty JSON, version, algorithm, the three feature lists), folders with its modes', async () => {
+test('meta.json is written as cfsctl init 0.9 writes it (pretty JSON, version, algorithm, the three feature lists, erofs_formats V1), folders with its modes', async () => {
   const root = tempDir('veritree-meta-');
   dirs.push(root);
   await openRepository(join(root, 'r'), { create: true });
   assert.equal(
     readFileSync(join(root, 'r', 'meta.json'), 'utf8'),
-    '{\n  "version": 1,\n  "algorithm": "fsverity-sha256-12",\n  "features": {\n    "compatible": [],\n    "read-only-compatible": [],\n    "incompatible": []\n  }\n}\n'
+    '{\n  "version": 1,\n  "algorithm": "fsverity-sha256-12",\n  "features": {\n    "compatible": [],\n    "read-only-compatible": [\n      "v1_erofs"\n    ],\n    "incompatible": []\n  },\n  "erofs_formats": {\n    "default": 1\n  }\n}\n'
   );
   // Folder modes as composefs-rs makes them (the umask may only take bits away).
   const mode = (p: string): number => statSync(p).mode & 0o777;

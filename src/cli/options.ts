@@ -2,6 +2,7 @@
 import { InvalidArgumentError } from 'commander';
 import { HASH_IMPLS, type HashImpl } from '../verity/backends.ts';
 import type { HashAlgorithm } from '../verity/constants.ts';
+import type { ErofsVersion } from '../store/meta.ts';
 
 export function parsePositiveInt(value: string): number {
   const n = Number(value);
@@ -22,6 +23,12 @@ export function parseSize(value: string): number {
 export function parseHash(value: string): HashAlgorithm {
   if (value !== 'sha256' && value !== 'sha512') throw new InvalidArgumentError('expected sha256 or sha512');
   return value;
+}
+
+/** `--erofs-version`: composefs-rs's EROFS format 0, 1 or 2 (as cfsctl's). */
+export function parseErofsVersion(value: string): ErofsVersion {
+  if (value !== '0' && value !== '1' && value !== '2') throw new InvalidArgumentError('expected 0, 1 or 2');
+  return Number(value) as ErofsVersion;
 }
 
 export function parseImpl(value: string): HashImpl {

@@ -27,10 +27,10 @@ import { toHex, verityDigest } from '../verity/index.ts';
 import { acquireLock, type LockOptions, type RepoLock } from './lock.ts';
 import { TmpObjectFile, type ObjectTarget, type VerityPolicy } from './objects.ts';
 import { readRegular, syncFs } from './sys.ts';
-import { metaJson, parseMeta, readMeta, statSyncOrNull } from './meta.ts';
+import { LEGACY_EROFS_FORMATS, metaJson, parseMeta, readMeta, statSyncOrNull, type ErofsFormats } from './meta.ts';
 
 export { defaultRepoPath } from './layout.ts';
-export { metaJson, type RepoMeta } from './meta.ts';
+export { metaJson, type ErofsFormats, type ErofsVersion, type RepoMeta } from './meta.ts';
 
 export type ObjectEntry = { kind: 'object'; path: string; id: ObjectId } | { kind: 'tmp' | 'invalid'; path: string };
 
@@ -85,13 +85,26 @@ export class Repository {
   readonly verity: VerityPolicy;
   /** Unknown read-only-compatible features of meta.json: nothing may be written (empty: writable). */
   readonly readOnlyBecause: readonly string[];
+  /**
+   * The EROFS formats images are written in, as composefs-rs decides them from meta.json
+   * (RepoMetadata::format_config); a repository with no meta.json is composefs-rs's legacy V2.
+   */
+  readonly erofsFormats: ErofsFormats;
 
-  private constructor(root: string, alg: HashAlgorithm, hasMeta: boolean, verity: VerityPolicy, readOnlyBecause: readonly string[] = []) {
+  private constructor(
+    root: string,
+    alg: HashAlgorithm,
+    hasMeta: boolean,
+    verity: VerityPolicy,
+    readOnlyBecause: readonly string[] = [],
+    erofsFormats: ErofsFormats = LEGACY_EROFS_FORMATS
+  ) {
     this.root = root;
     this.alg = alg;
     this.hasMeta = hasMeta;
     this.verity = verity;
     this.readOnlyBecause = readOnlyBecause;
+    this.erofsFormats = erofsFormats;
   }
 
   /** Where and how new objects are written (passed to the workers as plain data). */
@@ -99,18 +112,24 @@ export class Repository {
     return { objectsDir: this.objectsDir, alg: this.alg, verity: this.verity };
   }
 
-  /** Creates the repository; an existing one with the same algorithm is fine. */
-  static async init(root: string, hash: HashAlgorithm = 'sha256', requireVerity = false): Promise<Repository> {
+  /**
+   * Creates the repository; an existing one with the same algorithm (and, when `formats` is
+   * given, the same EROFS formats: composefs-rs fixes them at init) is fine and left as it is.
+   */
+  static async init(root: string, hash: HashAlgorithm = 'sha256', requireVerity = false, formats?: ErofsFormats): Promise<Repository> {
     assertHashAlgorithm(hash);
     const abs = resolve(root);
     const metaPath = join(abs, META_FILE);
     const existing = await readMeta(metaPath);
     if (existing !== null) {
-      const { alg, readOnlyBecause } = parseMeta(existing.text, metaPath);
+      const { alg, readOnlyBecause, erofsFormats } = parseMeta(existing.text, metaPath);
       if (alg !== hash) {
         throw new VeritreeError(ERROR_CODES.USAGE, `${abs} already holds a ${alg} repository`, { path: abs });
       }
-      return new Repository(abs, alg, true, existing.verity || requireVerity ? 'require' : 'try', readOnlyBecause);
+      if (formats && (formats.default !== erofsFormats.default || formats.extra.join() !== erofsFormats.extra.join())) {
+        throw new VeritreeError(ERROR_CODES.USAGE, `${abs} already holds a repository whose EROFS format is V${erofsFormats.default}; the format is fixed when the repository is made`, { path: abs });
+      }
+      return new Repository(abs, alg, true, existing.verity || requireVerity ? 'require' : 'try', readOnlyBecause, erofsFormats);
     }
     try {
       // As composefs-rs makes them: the repository folder 0700 (Repository::init), what is in it
@@ -118,12 +137,12 @@ export class Repository {
       await makeFolders(abs, 0o700);
       for (const d of [OBJECTS_DIR, STREAMS_DIR, TAGS_DIR]) await makeFolders(join(abs, d));
       const tmp = `${metaPath}.tmp-${process.pid}`;
-      await writeFile(tmp, metaJson(hash));
+      await writeFile(tmp, metaJson(hash, formats));
       await rename(tmp, metaPath);
     } catch (e) {
       throw storeIoError(e, abs, 'creating the repository');
     }
-    return new Repository(abs, hash, true, requireVerity ? 'require' : 'try');
+    return new Repository(abs, hash, true, requireVerity ? 'require' : 'try', [], parseMeta(metaJson(hash, formats), metaPath).erofsFormats);
   }
 
   /** @throws VeritreeError STORE_NOT_FOUND when there is no repository and `create` is not set. */
@@ -134,7 +153,7 @@ export class Repository {
     const requireVerity = opts.requireVerity === true;
     if (meta !== null) {
       const parsed = parseMeta(meta.text, metaPath);
-      return new Repository(abs, parsed.alg, true, meta.verity || requireVerity ? 'require' : 'try', parsed.readOnlyBecause);
+      return new Repository(abs, parsed.alg, true, meta.verity || requireVerity ? 'require' : 'try', parsed.readOnlyBecause, parsed.erofsFormats);
     }
     if (opts.create) return Repository.init(abs, opts.hash ?? 'sha256', requireVerity);
     let objects: Stats | null = null;
