@@ -334,17 +334,18 @@ test('veritree image: the store keeps the image as composefs-rs does, its digest
   assert.equal(r1.written, true);
   if (typeof oracle !== 'string') {
     const dump = veritree(['dump', 'ex', '--repo', repo]);
-    assert.equal(r1.image, oracle.run(['--from-file', '--print-digest-only', '-'], dump.stdout).trim());
+    // A new repository's format is V1, as cfsctl's: mkcomposefs --min-version=1.
+    assert.equal(r1.image, oracle.run(['--from-file', '--min-version=1', '--print-digest-only', '-'], dump.stdout).trim());
   } else t.diagnostic(oracle);
   const link = join(repo, 'images', r1.image);
   assert.equal(readlinkSync(link), `../objects/${r1.image.slice(0, 2)}/${r1.image.slice(2)}`);
   assert.equal(lstatSync(join(repo, 'objects', r1.image.slice(0, 2), r1.image.slice(2))).isFile(), true);
-  // The config stream names the image (composefs.image); the tag still names the manifest.
+  // The config stream names the V1 image (composefs.image.v1); the tag still names the manifest.
   const { readRefs } = await import('../src/store/splitstream.ts');
   const configLink = readdirSync(join(repo, 'streams')).find((n) => n.startsWith('oci-config-sha256:')) as string;
   const configId = readlinkSync(join(repo, 'streams', configLink)).split('/').slice(-2).join('');
   const refs = readRefs(readFileSync(join(repo, 'objects', configId.slice(0, 2), configId.slice(2))));
-  const imageRef = refs.namedRefs.find((n) => n.name === 'composefs.image');
+  const imageRef = refs.namedRefs.find((n) => n.name === 'composefs.image.v1');
   assert.ok(imageRef);
   assert.equal(refs.streamRefs[imageRef.index], r1.image);
 

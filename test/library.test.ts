@@ -54,8 +54,9 @@ test('a round trip with the documented names only: import, list, rebuild, checko
     const lines = await dumpImage(repo, 'ex');
     assert.equal(lines[0]?.startsWith('/ '), true);
 
+    // A new repository's images are EROFS format V1, as cfsctl's: mkcomposefs --min-version=1.
     const { image } = await writeStoreImage(repo, 'ex');
-    const mk = await mkfsFromDumpfile([Buffer.from(lines.join('\n') + '\n')]);
+    const mk = await mkfsFromDumpfile([Buffer.from(lines.join('\n') + '\n')], { minVersion: 1 });
     assert.equal(mk.digest, image);
 
     const report = await fsck(repo, { deep: true });

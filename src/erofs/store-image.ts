@@ -4,8 +4,11 @@
  *
  * - the EROFS image is an object, named by its fs-verity digest;
  * - `images/<hex>` links to that object;
- * - the config stream gets the named ref `composefs.image` → the image object (so gc keeps it
- *   while the config is reachable), and the manifest stream is rewritten to name the new config
+ * - the image is written in the repository's EROFS format (meta.json, image-formats.ts), and
+ *   images of its `extra` formats beside it, as composefs-rs's commit_images does;
+ * - the config stream gets the named ref of each format written (`composefs.image.v1` for V1,
+ *   `composefs.image` for V0) → its image object (so gc keeps it while the config is
+ *   reachable), and the manifest stream is rewritten to name the new config
  *   stream. Stream names do not change, so the tag keeps naming the same manifest stream.
  *   The two links are re-pointed in an order a crash cannot break (writeStoreImage).
  *
@@ -22,15 +25,18 @@ import { writeObject } from '../store/objects.ts';
 import type { Repository } from '../store/repository.ts';
 import { SplitStreamBuilder, readSplitStream, type SplitStream } from '../store/splitstream.ts';
 import { toHex, verityDigest } from '../verity/index.ts';
+import type { ErofsVersion } from '../store/meta.ts';
+import { IMAGE_REF, IMAGE_REF_V1, imagePlan, imageRefKey, writerOptionsFor } from './image-formats.ts';
 import { writeComposefsImage, type ComposefsImage } from './writer.ts';
 
-/** The config stream's named ref naming the image (composefs-oci IMAGE_REF_KEY). */
-export const IMAGE_REF = 'composefs.image';
+export { IMAGE_REF } from './image-formats.ts';
 
 export interface StoreImageOptions extends LockWaitOptions {
   onWarning?: (path: string, message: string) => void;
   /** Test seam: called after each durable step (a throw here is a crash at that point). */
   afterStep?: (step: StoreImageStep) => void;
+  /** One format instead of the repository's (cfsctl's `--erofs-version`): no `extra` formats. */
+  erofsVersion?: ErofsVersion;
 }
 
 export interface StoreImageReport {
@@ -41,19 +47,29 @@ export interface StoreImageReport {
   written: boolean;
   bytes: number;
   inodes: number;
-  /** The composefs format version of the image (0, or 1 when the tree holds whiteouts). */
+  /** The composefs_version in the image's header (0, or 1 when the tree holds whiteouts or for V1). */
   version: number;
+  /** The repository's EROFS format the image is written in (composefs-rs's FormatVersion). */
+  format: ErofsVersion;
+  /** Images of the repository's `extra` formats, written beside it (not under the tag's image ref). */
+  extra: { format: ErofsVersion; image: string }[];
+  /** `extra` formats veritree cannot write yet (V2), left out. */
+  skipped: ErofsVersion[];
   seconds: number;
 }
 
-/** The composefs image of these layers' merged tree (diff_ids, bottom first; not stored). */
-export async function composefsImageOf(repo: Repository, diffIds: string[], opts: StoreImageOptions = {}): Promise<ComposefsImage> {
+/**
+ * The composefs image of these layers' merged tree (diff_ids, bottom first; not stored), in
+ * `format` (V0 when not given).
+ */
+export async function composefsImageOf(repo: Repository, diffIds: string[], opts: StoreImageOptions = {}, format: ErofsVersion = 0): Promise<ComposefsImage> {
+  const writerOpts = writerOptionsFor(format);
   if (repo.alg !== 'sha256') {
     throw new VeritreeError(ERROR_CODES.STORE_UNSUPPORTED, `composefs images name their files by SHA-256 fs-verity digests; ${repo.root} uses ${repo.alg}`);
   }
   // The merged tree is gone once this returns: the image is written from the reader's tree alone.
   const root = await composefsTreeOf(repo, diffIds, opts);
-  return writeComposefsImage(root, opts.signal ? { signal: opts.signal } : {});
+  return writeComposefsImage(root, { ...writerOpts, ...(opts.signal ? { signal: opts.signal } : {}) });
 }
 
 /** `old`'s one JSON object with these named refs (sorted by name) and unnamed stream refs. */
@@ -113,15 +129,27 @@ export async function writeStoreImageLocked(repo: Repository, tag: string, opts:
   const started = performance.now();
   repo.assertWritable();
   // The tag is followed once: the image, the config and the manifest rewritten are all of it.
+  const plan = imagePlan(repo.erofsFormats, repo.root, opts.erofsVersion);
   const t = await taggedImage(repo, tag);
-  const img = await composefsImageOf(repo, t.diffIds, opts);
+  const img = await composefsImageOf(repo, t.diffIds, opts, plan.default);
   const id = toHex(verityDigest(img.bytes, repo.alg));
   let written = (await writeObject(repo.target, id, img.bytes)).written;
+  // Each extra format is a tree of its own: the writer consumes the tree it is given.
+  const extra: { format: ErofsVersion; image: string }[] = [];
+  for (const format of plan.extra) {
+    const x = await composefsImageOf(repo, t.diffIds, opts, format);
+    const xid = toHex(verityDigest(x.bytes, repo.alg));
+    if ((await writeObject(repo.target, xid, x.bytes)).written) written = true;
+    extra.push({ format, image: xid });
+  }
+  // As composefs-oci's write_config_raw: the image refs are those of the formats written now.
+  const imageRefs: [string, string][] = [[imageRefKey(plan.default), id]];
+  for (const x of extra) if (x.format === 1 && plan.default !== 1) imageRefs.push([IMAGE_REF_V1, x.image]);
   const configName = t.configStream;
   const linkedConfig = await repo.streamObject(configName);
   if (linkedConfig === null) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `the tag ${tag} names config stream ${configName}, which is missing; run veritree fsck`, { path: repo.streamPath(configName) });
   const config = readSplitStream(await repo.readStreamBytes(configName));
-  const configBytes = rebuilt(config, 'config', [...namedRefsOf(config).filter(([n]) => n !== IMAGE_REF), [IMAGE_REF, id]]);
+  const configBytes = rebuilt(config, 'config', [...namedRefsOf(config).filter(([n]) => n !== IMAGE_REF && n !== IMAGE_REF_V1), ...imageRefs]);
   const configId = await put(repo, configBytes);
   const manifestId = await put(repo, rebuilt(t.manifest, 'manifest', withConfig(t.manifest, configId)));
   const linkedManifest = await repo.streamObject(t.manifestStream);
@@ -132,9 +160,11 @@ export async function writeStoreImageLocked(repo: Repository, tag: string, opts:
     opts.afterStep?.(s);
   };
   if (written || holdsBoth !== null || linkedManifest !== manifestId) await step('objects');
-  if (await repo.linkImage(id)) {
-    written = true;
-    await step('image-link');
+  for (const i of [id, ...extra.map((x) => x.image)]) {
+    if (await repo.linkImage(i)) {
+      written = true;
+      await step('image-link');
+    }
   }
   if (holdsBoth !== null) {
     await repo.replaceStream(t.manifestStream, holdsBoth);
@@ -147,11 +177,26 @@ export async function writeStoreImageLocked(repo: Repository, tag: string, opts:
     written = true;
     await step('manifest');
   }
-  return { tag, image: id, written, bytes: img.bytes.length, inodes: img.inodes, version: img.version, seconds: (performance.now() - started) / 1000 };
+  return {
+    tag,
+    image: id,
+    written,
+    bytes: img.bytes.length,
+    inodes: img.inodes,
+    version: img.version,
+    format: plan.default,
+    extra,
+    skipped: plan.skipped,
+    seconds: (performance.now() - started) / 1000,
+  };
 }
 
-/** The image the tag's config names (`composefs.image`), or null when none was written. */
+/**
+ * The image the tag's config names under the ref of the repository's format (`composefs.image.v1`
+ * for V1, else `composefs.image`), or null when none was written.
+ */
 export async function storedImageOf(repo: Repository, tag: string): Promise<string | null> {
   const config = readSplitStream(await repo.readStreamBytes((await taggedImage(repo, tag)).configStream));
-  return namedRefsOf(config).find(([n]) => n === IMAGE_REF)?.[1] ?? null;
+  const key = imageRefKey(repo.erofsFormats.default);
+  return namedRefsOf(config).find(([n]) => n === key)?.[1] ?? null;
 }

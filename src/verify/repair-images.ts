@@ -11,6 +11,7 @@ import { readdir, readlink, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ERROR_CODES, errnoCode, isVeritreeError, storeIoError, throwIfAborted } from '../errors.ts';
 import { composefsImageObjects } from '../erofs/reader.ts';
+import { imageRefKey } from '../erofs/image-formats.ts';
 import { taggedImage } from '../store/images.ts';
 import { IMAGES_DIR, TAGS_DIR, objectIdFromLink, unescapeTag } from '../store/layout.ts';
 import type { Repository } from '../store/repository.ts';
@@ -47,13 +48,14 @@ async function entries(dir: string): Promise<string[]> {
   }
 }
 
-/** The image a tag's config names (composefs.image), or null when it names none or the tag is not whole. */
+/** The image a tag's config names (under its format's ref, image-formats.ts), or null when it names none or the tag is not whole. */
 async function namedImage(repo: Repository, tag: string): Promise<string | null> {
   let configStream: string;
   try {
     configStream = (await taggedImage(repo, tag)).configStream;
     const refs = readRefs(await repo.readStreamBytes(configStream));
-    const ref = refs.namedRefs.find((r) => r.name === 'composefs.image');
+    const key = imageRefKey(repo.erofsFormats.default);
+    const ref = refs.namedRefs.find((r) => r.name === key);
     return ref === undefined ? null : (refs.streamRefs[ref.index] ?? null);
   } catch (e) {
     // A tag that cannot be followed is dropBrokenTags' to judge, not this pass's.

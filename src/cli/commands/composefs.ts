@@ -9,6 +9,8 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
 import { shown } from '../../oci/names.ts';
 import { interruptSignal } from '../signals.ts';
+import { parseErofsVersion } from '../options.ts';
+import type { ErofsVersion } from '../../store/meta.ts';
 
 function parseVersion(v: string): number {
   if (v !== '0' && v !== '1') throw new InvalidArgumentError('composefs format versions are 0 and 1');
@@ -65,21 +67,32 @@ export function registerComposefs(program: Command): void {
   repoOption(lockTimeoutOption(
     program
       .command('image')
-      .description("write the composefs EROFS image of a tagged image into the store, as composefs-rs does (images/<digest>, the config's composefs.image ref); print its digest")
+      .description("write the composefs EROFS image of a tagged image into the store, as composefs-rs does (images/<digest>, the config's composefs.image.v1 or composefs.image ref); print its digest")
       .argument('<image>', 'the tag')
       .option('--json', 'print the report as one JSON object')
-      .addHelpText('after', "\nThe image is what mkcomposefs --from-file writes for `veritree dump IMAGE`. Running it again\nwrites nothing. Then: veritree mount IMAGE DIR (or cfsctl oci mount).")
-  )).action(async (tag: string, o: { repo?: string; json?: boolean; lockTimeout?: number }) => {
+      .option('--erofs-version <n>', "write this EROFS format only (0 or 1) instead of the repository's (meta.json), as cfsctl --erofs-version", parseErofsVersion)
+      .addHelpText(
+        'after',
+        "\nThe image is in the repository's EROFS format: V0 is what mkcomposefs --from-file writes for\n`veritree dump IMAGE`, V1 what mkcomposefs --min-version=1 writes; V2 (composefs-rs's legacy\nformat) is refused. Images of meta.json's extra formats are written beside it. Running it again\nwrites nothing. Then: veritree mount IMAGE DIR (or cfsctl oci mount)."
+      )
+  )).action(async (tag: string, o: { repo?: string; json?: boolean; lockTimeout?: number; erofsVersion?: ErofsVersion }) => {
     const { openRepository, writeStoreImage } = await import('../../index.ts');
     const repo = await openRepository(resolveRepo(o.repo));
     const r = await writeStoreImage(repo, tag, {
       signal: interruptSignal(),
       onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`),
       ...lockWaitOptions(o.lockTimeout),
+      ...(o.erofsVersion !== undefined ? { erofsVersion: o.erofsVersion } : {}),
     });
+    if (r.skipped.length > 0) {
+      process.stderr.write(`veritree: ${tag}: not written: the repository's extra format${r.skipped.length > 1 ? 's' : ''} ${r.skipped.map((v) => `V${v}`).join(', ')} (veritree cannot write EROFS format V2 yet)\n`);
+    }
     // The digest alone on stdout (what scripts take); on a terminal, what was done beside it.
     if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
-    else if (process.stdout.isTTY) process.stdout.write(`${r.image}  ${tag}: ${r.written ? 'written' : 'already in the store'} (${r.inodes} inodes, ${r.bytes} bytes, format ${r.version})\n`);
+    else if (process.stdout.isTTY) {
+      process.stdout.write(`${r.image}  ${tag}: ${r.written ? 'written' : 'already in the store'} (EROFS format V${r.format}, ${r.inodes} inodes, ${r.bytes} bytes, composefs_version ${r.version})\n`);
+      for (const x of r.extra) process.stdout.write(`${x.image}  ${tag}: EROFS format V${x.format}, beside it\n`);
+    }
     else process.stdout.write(`${r.image}\n`);
   });
 

@@ -1,0 +1,142 @@
+/**
+ * `veritree image` in the repository's EROFS format (meta.json's erofs_formats, as composefs-rs
+ * 0.9 decides it): V0 and V1 byte for byte what mkfs (mkcomposefs) writes at --min-version=0 and
+ * =1, V2 refused by name, extra formats beside the default; and a repository cfsctl made keeps
+ * its meta.json unchanged through import, image, gc and fsck.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { openRepository } from '../src/index.ts';
+import { readSplitStream } from '../src/store/splitstream.ts';
+import { taggedImage } from '../src/store/images.ts';
+import { cleanup, tempDir, veritree } from './helpers.ts';
+import { CFSCTL_META } from './fixtures/cfsctl-meta.ts';
+import { plainLayerLayout } from './fixtures/oci.ts';
+import { tarOf } from './fixtures/tar.ts';
+
+const dirs: string[] = [];
+after(() => dirs.forEach(cleanup));
+
+const root = tempDir('veritree-image-formats-');
+dirs.push(root);
+
+let layoutPath: string | null = null;
+async function layout(): Promise<string> {
+  if (layoutPath === null) {
+    layoutPath = join(root, 'layout');
+    plainLayerLayout(layoutPath, 't', await tarOf([{ name: 'etc/hello', content: 'hello, a file long enough to be an object of its own\n' }, { name: 'bin/x', content: 'x\n' }]));
+  }
+  return layoutPath;
+}
+
+/** A repository with this meta.json, as cfsctl init leaves it (meta.json and the folders). */
+function repoWithMeta(name: string, meta: string): string {
+  const dir = join(root, name);
+  for (const d of ['objects', 'streams', 'images']) mkdirSync(join(dir, d), { recursive: true });
+  writeFileSync(join(dir, 'meta.json'), meta);
+  return dir;
+}
+
+interface Report {
+  image: string;
+  format: number;
+  version: number;
+  extra: { format: number; image: string }[];
+  skipped: number[];
+}
+
+function image(repo: string, tag: string, ...args: string[]): Report {
+  const r = veritree(['image', tag, '--json', '--repo', repo, ...args]);
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as Report;
+}
+
+/** What mkfs writes for the tag's dumpfile at this --min-version. */
+function mkfsOf(repo: string, tag: string, minVersion: number): Buffer {
+  const dump = veritree(['dump', tag, '--repo', repo]);
+  assert.equal(dump.status, 0, dump.stderr);
+  const dumpPath = join(root, `${tag}-${minVersion}.dump`);
+  writeFileSync(dumpPath, dump.stdout);
+  const out = join(root, `${tag}-${minVersion}.erofs`);
+  const m = veritree(['mkfs', '--min-version', String(minVersion), dumpPath, out]);
+  assert.equal(m.status, 0, m.stderr);
+  return readFileSync(out);
+}
+
+async function configRefs(repoPath: string, tag: string): Promise<Record<string, string>> {
+  const repo = await openRepository(repoPath);
+  const config = readSplitStream(await repo.readStreamBytes((await taggedImage(repo, tag)).configStream));
+  return Object.fromEntries(config.namedRefs.filter((r) => r.name.startsWith('composefs.image')).map((r) => [r.name, config.streamRefs[r.index] as string]));
+}
+
+const objectBytes = (repo: string, id: string): Buffer => readFileSync(join(repo, 'objects', id.slice(0, 2), id.slice(2)));
+
+test('V0 and V1 repositories: the image is what mkfs writes at --min-version=0 and =1, under its format\'s config ref', async () => {
+  const l = await layout();
+  for (const [v, ref] of [[0, 'composefs.image'], [1, 'composefs.image.v1']] as const) {
+    const repo = join(root, `v${v}`);
+    assert.equal(veritree(['init', '--repo', repo, '--erofs-version', String(v)]).status, 0);
+    assert.equal(veritree(['import', `oci:${l}:t`, 'img', '--repo', repo]).status, 0);
+    const r = image(repo, 'img');
+    assert.equal(r.format, v);
+    assert.equal(r.version, v, 'composefs_version: 0 for V0 (no whiteouts), 1 for V1');
+    assert.deepEqual(objectBytes(repo, r.image), mkfsOf(repo, 'img', v));
+    assert.deepEqual(await configRefs(repo, 'img'), { [ref]: r.image });
+    assert.equal(image(repo, 'img').image, r.image, 'a second run finds the same image');
+    const mounted = veritree(['fsck', '--repo', repo]);
+    assert.equal(mounted.status, 0, mounted.stdout + mounted.stderr);
+  }
+  const v0 = image(join(root, 'v0'), 'img').image;
+  const v1 = image(join(root, 'v1'), 'img').image;
+  assert.notEqual(v0, v1, 'the two formats give two ids, as in composefs-rs');
+});
+
+test('a V2 repository: import works, image is refused naming V2; --erofs-version 1 writes V1', async () => {
+  const l = await layout();
+  const repo = repoWithMeta('v2', CFSCTL_META.sha256v2);
+  assert.equal(veritree(['import', `oci:${l}:t`, 'img', '--repo', repo]).status, 0);
+  const r = veritree(['image', 'img', '--repo', repo]);
+  assert.equal(r.status, 4, r.stderr);
+  assert.match(r.stderr, /image format is EROFS format V2 \(composefs-rs's legacy writer.*cannot write yet; give --erofs-version 0 or 1/);
+  const forced = image(repo, 'img', '--erofs-version', '1');
+  assert.equal(forced.format, 1);
+  assert.deepEqual(objectBytes(repo, forced.image), mkfsOf(repo, 'img', 1));
+  assert.deepEqual(await configRefs(repo, 'img'), { 'composefs.image.v1': forced.image });
+});
+
+test('extra formats are written beside the default as commit_images does; V2 is said to be skipped', async () => {
+  const l = await layout();
+  const meta = CFSCTL_META.sha256v1extra2.replace('      2\n', '      0,\n      2\n');
+  const repo = repoWithMeta('extra', meta);
+  assert.equal(veritree(['import', `oci:${l}:t`, 'img', '--repo', repo]).status, 0);
+  const cli = veritree(['image', 'img', '--json', '--repo', repo]);
+  assert.equal(cli.status, 0, cli.stderr);
+  assert.match(cli.stderr, /not written: the repository's extra format V2 \(veritree cannot write EROFS format V2 yet\)/);
+  const r = JSON.parse(cli.stdout) as Report;
+  assert.equal(r.format, 1);
+  assert.deepEqual(r.skipped, [2]);
+  assert.equal(r.extra.length, 1);
+  const x = r.extra[0] as { format: number; image: string };
+  assert.equal(x.format, 0);
+  assert.deepEqual(objectBytes(repo, x.image), mkfsOf(repo, 'img', 0));
+  assert.equal(readFileSync(join(repo, 'images', x.image)).length > 0, true, 'the extra image is linked under images/');
+  assert.deepEqual(await configRefs(repo, 'img'), { 'composefs.image.v1': r.image }, 'only the default claims a ref (composefs-oci keeps no V0 ref)');
+  assert.equal(readFileSync(join(repo, 'meta.json'), 'utf8'), meta);
+});
+
+test("a repository cfsctl init made is fully usable and its meta.json is never rewritten", async () => {
+  const l = await layout();
+  for (const [name, meta] of Object.entries(CFSCTL_META)) {
+    const repo = repoWithMeta(`cfs-${name}`, meta);
+    const steps: string[][] = [['import', `oci:${l}:t`, 'img'], ['gc'], ['fsck']];
+    // Images: where the format is V0/V1 and the hash SHA-256 (SHA-512 images are not written yet).
+    if (name.startsWith('sha256') && !name.endsWith('v2')) steps.splice(1, 0, ['image', 'img']);
+    for (const s of steps) {
+      const r = veritree([...s, '--repo', repo]);
+      assert.equal(r.status, 0, `${name}: ${s.join(' ')}: ${r.stderr}`);
+      assert.equal(readFileSync(join(repo, 'meta.json'), 'utf8'), meta, `${name}: meta.json after ${s[0]}`);
+    }
+  }
+});
