@@ -175,7 +175,7 @@ test('each command module registers the commands the program looks it up by, and
   assert.deepEqual(all.commands.map((c) => c.name()), COMMAND_MODULES.flatMap(([names]) => [...names]));
   // Named first, a command comes with its module's siblings only, and its help is the same text.
   const one = await buildProgram(['node', 'veritree', 'mkfs']);
-  assert.deepEqual(one.commands.map((c) => c.name()), ['mkfs', 'image', 'mount', 'umount']);
+  assert.deepEqual(one.commands.map((c) => c.name()), ['mkfs', 'image', 'compute-id', 'mount', 'umount']);
   const helpOf = (p: typeof all): string => (p.commands.find((c) => c.name() === 'mkfs') as typeof all).helpInformation();
   assert.equal(helpOf(one), helpOf(all));
   assert.match(veritree(['mkfs', '--help']).stdout, /^Usage: veritree mkfs \[options\] <dumpfile> \[image\]/);

@@ -140,3 +140,35 @@ test("a repository cfsctl init made is fully usable and its meta.json is never r
     }
   }
 });
+
+test('compute-id prints the image id in the repository\'s format and writes nothing; images --json shows it when written or asked for', async () => {
+  const l = await layout();
+  const repo = join(root, 'ids');
+  assert.equal(veritree(['init', '--repo', repo]).status, 0);
+  assert.equal(veritree(['import', `oci:${l}:t`, 'img', '--repo', repo]).status, 0);
+  const counts = (): unknown => {
+    const f = JSON.parse(veritree(['fsck', '--json', '--repo', repo]).stdout) as { objects: number; bytes: number; streams: number; images: number };
+    return [f.objects, f.bytes, f.streams, f.images];
+  };
+  const objectsBefore = counts();
+  const id = veritree(['compute-id', 'img', '--repo', repo]);
+  assert.equal(id.status, 0, id.stderr);
+  const v1 = mkfsOf(repo, 'img', 1);
+  const { toHex, verityDigest } = await import('../src/index.ts');
+  assert.equal(id.stdout, `${toHex(verityDigest(v1, 'sha256'))}\n`, 'the V1 image id, as cfsctl oci compute-id gives it');
+  const v0 = veritree(['compute-id', 'img', '--erofs-version', '0', '--repo', repo]);
+  assert.equal(v0.stdout, `${toHex(verityDigest(mkfsOf(repo, 'img', 0), 'sha256'))}\n`);
+  assert.deepEqual(counts(), objectsBefore, 'compute-id wrote nothing');
+  type Rec = { tag: string; imageId?: string };
+  const list = (...a: string[]): Rec[] => JSON.parse(veritree(['images', '--json', '--repo', repo, ...a]).stdout) as Rec[];
+  assert.equal(list()[0]?.imageId, undefined, 'not computed by default');
+  assert.equal(list('--image-id')[0]?.imageId, id.stdout.trim(), 'computed when asked for');
+  assert.equal(image(repo, 'img').image, id.stdout.trim(), 'veritree image writes the image compute-id named');
+  assert.equal(list()[0]?.imageId, id.stdout.trim(), 'read from the config once written');
+  assert.match(veritree(['images', '--repo', repo]).stdout, new RegExp(`\\n  image    ${id.stdout.trim()}\\n`));
+  const v2 = repoWithMeta('ids-v2', CFSCTL_META.sha256v2);
+  assert.equal(veritree(['import', `oci:${l}:t`, 'img', '--repo', v2]).status, 0);
+  const refused = veritree(['compute-id', 'img', '--repo', v2]);
+  assert.equal(refused.status, 4);
+  assert.match(refused.stderr, /EROFS format V2/);
+});

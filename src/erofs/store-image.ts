@@ -191,6 +191,30 @@ export async function writeStoreImageLocked(repo: Repository, tag: string, opts:
   };
 }
 
+export interface ImageIdReport {
+  tag: string;
+  /** The fs-verity digest the image would have (hex), in the repository's default format. */
+  image: string;
+  format: ErofsVersion;
+}
+
+/**
+ * The id of the tag's composefs image in the repository's default format (or `opts.erofsVersion`),
+ * writing nothing (cfsctl's `oci compute-id`). Holds the shared lock while it reads.
+ * @throws VeritreeError STORE_UNSUPPORTED when the format is V2
+ */
+export async function computeImageId(repo: Repository, tag: string, opts: StoreImageOptions = {}): Promise<ImageIdReport> {
+  const plan = imagePlan(repo.erofsFormats, repo.root, opts.erofsVersion);
+  const lock = await repo.lockShared(lockOptionsFrom(opts));
+  try {
+    const t = await taggedImage(repo, tag);
+    const img = await composefsImageOf(repo, t.diffIds, opts, plan.default);
+    return { tag, image: toHex(verityDigest(img.bytes, repo.alg)), format: plan.default };
+  } finally {
+    await lock.release();
+  }
+}
+
 /**
  * The image the tag's config names under the ref of the repository's format (`composefs.image.v1`
  * for V1, else `composefs.image`), or null when none was written.

@@ -5,6 +5,7 @@
  * @module
  */
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import { imageRefKey } from '../erofs/image-formats.ts';
 import { STREAM_PREFIX } from './layout.ts';
 import type { Repository } from './repository.ts';
 import { readSplitStream, type SplitStream } from './splitstream.ts';
@@ -14,6 +15,11 @@ export interface ImageRecord {
   manifest: string;
   config: string;
   layers: { diffId: string; digest: string; size: number; mediaType: string }[];
+  /**
+   * The composefs image id in the repository's default EROFS format: present when the config
+   * names one (veritree image, cfsctl) or when it was asked for (`images --image-id`).
+   */
+  imageId?: string;
 }
 
 interface ManifestJson {
@@ -43,6 +49,7 @@ interface ManifestRead {
   configStream: string;
   /** The config's rootfs.diff_ids; null when the config stream holds no JSON. */
   diffIds: string[] | null;
+  config: SplitStream;
 }
 
 async function readManifest(repo: Repository, name: string): Promise<ManifestRead> {
@@ -51,8 +58,9 @@ async function readManifest(repo: Repository, name: string): Promise<ManifestRea
   const configDigest = configRef?.name.slice('config:'.length) ?? json.config?.digest ?? '';
   // Named refs are sorted by name, not by layer order: the order comes from the config JSON.
   const configStream = `${STREAM_PREFIX.config}${configDigest.replace(/^sha256:/, '')}`;
-  const config = await jsonOf<{ rootfs?: { diff_ids?: string[] } }>(repo, readSplitStream(await repo.readStreamBytes(configStream)), configStream);
-  return { stream, json, configDigest, configStream, diffIds: config === null ? null : (config.rootfs?.diff_ids ?? []) };
+  const configSplit = readSplitStream(await repo.readStreamBytes(configStream));
+  const config = await jsonOf<{ rootfs?: { diff_ids?: string[] } }>(repo, configSplit, configStream);
+  return { stream, json, configDigest, configStream, diffIds: config === null ? null : (config.rootfs?.diff_ids ?? []), config: configSplit };
 }
 
 /** What a tag names: its manifest stream (name and parsed), its config stream's name, and the layers' diff_ids, bottom first. */
@@ -87,12 +95,16 @@ export async function listImages(repo: Repository): Promise<ImageRecord[]> {
   const out: ImageRecord[] = [];
   for (const { tag, stream } of await repo.listTags()) {
     if (!stream.startsWith(STREAM_PREFIX.manifest)) continue;
-    const { json, configDigest, diffIds } = await readManifest(repo, stream);
+    const { json, configDigest, diffIds, config } = await readManifest(repo, stream);
+    const key = imageRefKey(repo.erofsFormats.default);
+    const ref = config.namedRefs.find((r) => r.name === key);
+    const imageId = ref === undefined ? undefined : config.streamRefs[ref.index];
     out.push({
       tag,
       manifest: `sha256:${stream.slice(STREAM_PREFIX.manifest.length)}`,
       config: configDigest,
       layers: (json.layers ?? []).map((l, i) => ({ diffId: diffIds?.[i] ?? '', digest: l.digest ?? '', size: l.size ?? 0, mediaType: l.mediaType ?? '' })),
+      ...(imageId !== undefined ? { imageId } : {}),
     });
   }
   return out;

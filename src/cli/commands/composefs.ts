@@ -98,6 +98,24 @@ export function registerComposefs(program: Command): void {
 
   repoOption(
     program
+      .command('compute-id')
+      .description("print the composefs image id a tagged image has in the repository's EROFS format, writing nothing (cfsctl oci compute-id)")
+      .argument('<image>', 'the tag')
+      .option('--erofs-version <n>', "this EROFS format (0 or 1) instead of the repository's", parseErofsVersion)
+  ).action(async (tag: string, o: { repo?: string; erofsVersion?: ErofsVersion }) => {
+    const { openRepository } = await import('../../index.ts');
+    const { computeImageId } = await import('../../erofs/store-image.ts');
+    const repo = await openRepository(resolveRepo(o.repo));
+    const r = await computeImageId(repo, tag, {
+      signal: interruptSignal(),
+      onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`),
+      ...(o.erofsVersion !== undefined ? { erofsVersion: o.erofsVersion } : {}),
+    });
+    process.stdout.write(`${r.image}\n`);
+  });
+
+  repoOption(
+    program
       .command('mount')
       .description("mount a composefs image read-only at DIR, its files served from the store's objects (needs root)")
       .argument('<image>', 'a tag (its composefs image, from veritree image) or an image digest under images/')

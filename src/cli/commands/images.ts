@@ -6,6 +6,7 @@ import { ERROR_CODES, VeritreeError } from '../../errors.ts';
 import { formatBytes } from '../output.ts';
 import { bar, liveLine } from '../progress.ts';
 import { repoOption, resolveRepo } from '../repo-option.ts';
+import { interruptSignal } from '../signals.ts';
 import { layerStreamName } from '../../store/layout.ts';
 
 /**
@@ -25,15 +26,26 @@ function stdoutSink(): (b: Uint8Array) => Promise<void> {
 }
 
 export function registerImages(program: Command): void {
-  repoOption(program.command('images').description('list tags with their manifest, config and layers').option('--json', 'print one JSON array')).action(
-    async (o: { repo?: string; json?: boolean }) => {
-      const images = await listImages(await openRepository(resolveRepo(o.repo)));
+  repoOption(
+    program
+      .command('images')
+      .description('list tags with their manifest, config, layers and composefs image id (when written)')
+      .option('--json', 'print one JSON array')
+      .option('--image-id', "work out the composefs image id (repository's EROFS format) of images that have none written yet: reads every layer")
+  ).action(
+    async (o: { repo?: string; json?: boolean; imageId?: boolean }) => {
+      const repo = await openRepository(resolveRepo(o.repo));
+      const images = await listImages(repo);
+      if (o.imageId) {
+        const { computeImageId } = await import('../../erofs/store-image.ts');
+        for (const im of images) im.imageId ??= (await computeImageId(repo, im.tag, { signal: interruptSignal() })).image;
+      }
       if (o.json) {
         process.stdout.write(JSON.stringify(images) + '\n');
         return;
       }
       for (const im of images) {
-        process.stdout.write(`${im.tag}\n  manifest ${im.manifest}\n  config   ${im.config}\n`);
+        process.stdout.write(`${im.tag}\n  manifest ${im.manifest}\n  config   ${im.config}\n${im.imageId !== undefined ? `  image    ${im.imageId}\n` : ''}`);
         // Labelled as skopeo inspect names them: the blob's digest (what the manifest and
         // registries show), then the diff_id (the uncompressed tar's, which the store is keyed by).
         for (const [i, l] of im.layers.entries()) {
