@@ -99,7 +99,7 @@ test('a V2 repository: import works, image is refused naming V2; --erofs-version
   assert.equal(veritree(['import', `oci:${l}:t`, 'img', '--repo', repo]).status, 0);
   const r = veritree(['image', 'img', '--repo', repo]);
   assert.equal(r.status, 4, r.stderr);
-  assert.match(r.stderr, /image format is EROFS format V2 \(composefs-rs's legacy writer.*cannot write yet; give --erofs-version 0 or 1/);
+  assert.match(r.stderr, /image format is EROFS format V2 \(composefs-rs's legacy writer.*cannot write yet; `veritree image --erofs-version 0\|1` writes/);
   const forced = image(repo, 'img', '--erofs-version', '1');
   assert.equal(forced.format, 1);
   assert.deepEqual(objectBytes(repo, forced.image), mkfsOf(repo, 'img', 1));
@@ -171,4 +171,8 @@ test('compute-id prints the image id in the repository\'s format and writes noth
   const refused = veritree(['compute-id', 'img', '--repo', v2]);
   assert.equal(refused.status, 4);
   assert.match(refused.stderr, /EROFS format V2/);
+  const listed = veritree(['images', '--json', '--image-id', '--repo', v2]);
+  assert.equal(listed.status, 0, 'images still lists a V2 repository\'s tags');
+  assert.match(listed.stderr, /--image-id: .*EROFS format V2/);
+  assert.equal((JSON.parse(listed.stdout) as Rec[])[0]?.imageId, undefined);
 });

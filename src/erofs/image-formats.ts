@@ -40,7 +40,7 @@ function v2Unsupported(where: string): VeritreeError {
   return new VeritreeError(
     ERROR_CODES.STORE_UNSUPPORTED,
     `${where}EROFS format V2 (composefs-rs's legacy writer: extended inodes, DFS order, composefs_version 2), which veritree cannot write yet; ` +
-      'give --erofs-version 0 or 1 to write an image in another format'
+      '`veritree image --erofs-version 0|1` writes an image in another format'
   );
 }
 
