@@ -45,6 +45,7 @@ function printRepair(r: RepairReport): void {
   for (const s of r.streamsRemoved) process.stdout.write(`removed stream ${s}\n`);
   if (r.tmpRemoved) process.stdout.write(`removed ${r.tmpRemoved} stray tmp file(s)\n`);
   for (const t of r.tagsRemoved) process.stdout.write(`removed tag ${t.tag}: import it again (manifest ${t.manifest})\n`);
+  for (const t of r.tagsRewritten) process.stdout.write(`rewrote tag ${t.tag}: ${t.from} -> ${t.to}\n`);
   for (const i of r.imagesRewritten) process.stdout.write(`wrote the composefs image of ${i.tag} again: ${i.image}\n`);
   for (const i of r.imagesNotRewritten) process.stdout.write(`could not write the composefs image of ${i.tag} again (${i.why}): import it again, then run veritree image ${i.tag}\n`);
   for (const l of r.imageLinksRemoved) process.stdout.write(`removed image link images/${l}\n`);
