@@ -30,6 +30,7 @@ interface ImportCliOptions {
   requireVerity?: boolean;
   image?: boolean;
   force?: boolean;
+  verifySource?: boolean;
 }
 
 export function printSummary(s: ImportSummary): void {
@@ -103,13 +104,14 @@ export function registerImport(program: Command): void {
       .option('--json', 'print the summary as JSON: one object for one image; one line per image, then a total, for several')
       .option('--no-progress', 'no live progress, even on a terminal')
       .option('--image', "also write each imported image's composefs EROFS image into the store, as composefs-rs's pull does (see veritree image)")
+      .option('--verify-source', 'read and check every blob (size, SHA-256, diff_id) even when its layer is stored: the same answer on every store')
       .option('--require-verity', 'refuse to write any object without fs-verity (implied when the repository\'s meta.json has fs-verity)')
       .addHelpText(
         'after',
         `
 Every blob is checked against its descriptor (size, SHA-256) and every layer against its
 diff_id before anything that names it is published. Layers and images already in the
-repository are skipped without reading their blobs. With several images, one pool and one
+repository are skipped without reading their blobs, unless --verify-source. With several images, one pool and one
 layer scheduler serve them all: a layer they share is read once.
 Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 store error,
 130 interrupted; with several images, the status of the first that failed.`
@@ -139,6 +141,7 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
         hashImpl: o.hashImpl,
         failFast: o.failFast,
         moveTags: o.force === true,
+        verifySource: o.verifySource === true,
         limits: o.maxLayerSize ? { maxLayerSize: o.maxLayerSize } : undefined,
         signal: interruptSignal(),
         ...lockWaitOptions(o.lockTimeout),
