@@ -163,6 +163,6 @@ async function resolvesTo(repo: Repository, linkDir: string, target: string, str
   } catch (e) {
     // A folder on the way that does not exist: the link names nothing here.
     if (errnoCode(e) === 'ENOENT' || errnoCode(e) === 'ENOTDIR') return false;
-    throw storeIoError(e, abs, 'following a tag');
+    throw storeIoError(e, abs, 'following a tag', 'read');
   }
 }
