@@ -7,6 +7,7 @@ import type { Repository } from '../../store/repository.ts';
 import { shown } from '../../oci/names.ts';
 import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
 import { interruptSignal } from '../signals.ts';
+import { warn } from '../startup-line.ts';
 
 const TYPE_CHAR: Record<string, string> = { file: '-', dir: 'd', symlink: 'l', char: 'c', block: 'b', fifo: 'p', hardlink: 'h' };
 
@@ -21,7 +22,7 @@ async function underLock<T>(repo: Repository, lockTimeout: number | undefined, w
 }
 
 function warnTo(p: string, m: string): void {
-  process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`);
+  warn(`/${shown(p)}: ${m}`);
 }
 
 export function registerBrowse(program: Command): void {

@@ -9,6 +9,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
 import { shown } from '../../oci/names.ts';
 import { interruptSignal } from '../signals.ts';
+import { warn } from '../startup-line.ts';
 
 function parseVersion(v: string): number {
   if (v !== '0' && v !== '1') throw new InvalidArgumentError('composefs format versions are 0 and 1');
@@ -74,7 +75,7 @@ export function registerComposefs(program: Command): void {
     const repo = await openRepository(resolveRepo(o.repo));
     const r = await writeStoreImage(repo, tag, {
       signal: interruptSignal(),
-      onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`),
+      onWarning: (p, m) => warn(`/${shown(p)}: ${m}`),
       ...lockWaitOptions(o.lockTimeout),
     });
     // The digest alone on stdout (what scripts take); on a terminal, what was done beside it.
@@ -98,7 +99,7 @@ export function registerComposefs(program: Command): void {
       const { storedImageOf } = await import('../../erofs/store-image.ts');
       if ((await storedImageOf(repo, image)) === null) {
         process.stderr.write(`veritree: ${image} has no composefs image yet: writing it (veritree image ${image})\n`);
-        await writeStoreImage(repo, image, { signal: interruptSignal(), onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`) });
+        await writeStoreImage(repo, image, { signal: interruptSignal(), onWarning: (p, m) => warn(`/${shown(p)}: ${m}`) });
       }
     }
     const r = await mountImage(repo, image, dir);

@@ -9,6 +9,7 @@ import { ERROR_CODES, VeritreeError, isVeritreeError } from '../../errors.ts';
 import type { HashImpl } from '../../verity/backends.ts';
 import { exitStatusFor } from '../exit-codes.ts';
 import { formatBytes, warnNativeFallback } from '../output.ts';
+import { progressWanted, warn } from '../startup-line.ts';
 import { parseImpl, parsePositiveInt, parseSize } from '../options.ts';
 import { ImportProgressView } from '../progress.ts';
 import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
@@ -121,7 +122,7 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
     const jobs = args.length ? jobsFromArgs(args) : [];
     if (o.all) {
       const found = await discoverLayouts(o.all);
-      for (const s of found.skipped) process.stderr.write(`veritree: warning: ${s.layout}: ${s.why}\n`);
+      for (const s of found.skipped) warn(`${s.layout}: ${s.why}`);
       // Derived tags, as a REF's is: moving one off another image takes --force.
       for (const img of found.images) jobs.push({ source: `oci:${img.layout}${img.ref ? `:${img.ref}` : ''}`, tag: img.ref ? applyTagTemplate(o.tagTemplate, img) : undefined, moveTag: o.force === true });
     }
@@ -130,7 +131,7 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
     const repo = await openRepository(resolveRepo(o.repo), { create: true, requireVerity: o.requireVerity === true });
     // The workers main.ts started booting, when they are as many as this import wants.
     const pool = await takeEarly(async () => poolSize({ jobs: o.jobs, ioLimit: o.ioLimit ?? (await defaultIoLimit(repo.root)) }));
-    const view = o.progress && !o.json && process.stderr.isTTY ? new ImportProgressView(process.stderr) : null;
+    const view = progressWanted(o.progress && !o.json) ? new ImportProgressView(process.stderr) : null;
     let report: BulkImportReport;
     try {
       report = await importImages(repo, jobs, {
@@ -149,7 +150,7 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
         onWarning: (w) => {
           view?.clear();
           const who = single ? '' : `${jobs[w.image]?.source}: `;
-          process.stderr.write(`veritree: warning: ${who}layer ${w.layer} (${w.digest}): ${w.message}\n`);
+          warn(`${who}layer ${w.layer} (${w.digest}): ${w.message}`);
         },
       });
     } finally {

@@ -6,6 +6,7 @@ import { checkoutImage, dumpImageLines, openRepository, type MergeRules } from '
 import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
 import { shown } from '../../oci/names.ts';
 import { interruptSignal } from '../signals.ts';
+import { warn } from '../startup-line.ts';
 
 export function registerMerge(program: Command): void {
   repoOption(lockTimeoutOption(
@@ -32,7 +33,7 @@ and must match its name. It holds the repository's shared lock: gc and repair wa
       )
   )).action(async (image: string, dir: string, o: { repo?: string; copy?: boolean; hardlink?: boolean; json?: boolean; lockTimeout?: number }) => {
     const repo = await openRepository(resolveRepo(o.repo));
-    const r = await checkoutImage(repo, image, dir, { copy: o.copy, hardlink: o.hardlink, signal: interruptSignal(), ...lockWaitOptions(o.lockTimeout), onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`) });
+    const r = await checkoutImage(repo, image, dir, { copy: o.copy, hardlink: o.hardlink, signal: interruptSignal(), ...lockWaitOptions(o.lockTimeout), onWarning: (p, m) => warn(`/${shown(p)}: ${m}`) });
     if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
     else {
       const n = (k: number, one: string, many: string): string => `${k} ${k === 1 ? one : many}`;
@@ -69,7 +70,7 @@ and must match its name. It holds the repository's shared lock: gc and repair wa
       size = 0;
       if (!ok) await once(out, 'drain');
     };
-    for await (const line of dumpImageLines(repo, image, (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`), o.rules, { signal: interruptSignal(), ...lockWaitOptions(o.lockTimeout) })) {
+    for await (const line of dumpImageLines(repo, image, (p, m) => warn(`/${shown(p)}: ${m}`), o.rules, { signal: interruptSignal(), ...lockWaitOptions(o.lockTimeout) })) {
       piece.push(line);
       size += line.length + 1;
       if (size >= 1 << 20) await flush();
