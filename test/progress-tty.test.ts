@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { checkoutImage, openRepository } from '../src/index.ts';
 import { CLI, cleanup, hasTool, run, tempDir, veritree } from './helpers.ts';
 import { buildImage, lines, readConfig, write } from './fixtures/oci.ts';
 
@@ -92,4 +93,12 @@ test('off a terminal nothing is drawn', { skip: SKIP }, () => {
     assert.equal(r.status, 0, `${c.name}: ${r.stderr}`);
     assert.ok(!r.stderr.includes('\x1b[') && !r.stderr.includes('running'), `${c.name}: ${JSON.stringify(r.stderr.slice(0, 120))}`);
   }
+});
+
+test('checkout reports each entry it writes, done of total, to the end', { skip: SKIP }, async () => {
+  const seen: { done: number; total: number }[] = [];
+  const r = await checkoutImage(await openRepository(repo), 'base', join(dir, `t${n++}`), { onProgress: (p) => seen.push(p) });
+  const total = seen[0]?.total ?? 0;
+  assert.ok(total >= r.files + r.dirs - 1, `total ${total} counts every entry`);
+  assert.deepEqual(seen.map((p) => p.done), [...Array(total).keys()], 'one call per entry, in order');
 });

@@ -29,9 +29,9 @@ export function progressWanted(flag: boolean): boolean {
   return flag && !quiet && process.stderr.isTTY === true;
 }
 
-/** A warning on stderr, unless --quiet. */
+/** A warning on stderr, unless --quiet; on a terminal it first clears a live progress line. */
 export function warn(text: string): void {
-  if (!quiet) process.stderr.write(`veritree: warning: ${text}\n`);
+  if (!quiet) process.stderr.write(`${process.stderr.isTTY ? '\r\x1b[K' : ''}veritree: warning: ${text}\n`);
 }
 
 /** The options before a `--` (what follows it is operands). */
