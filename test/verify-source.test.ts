@@ -91,3 +91,22 @@ test('--verify-source on a sound layout that is stored: exit 0, nothing imported
   assert.equal(s.layersImported, 0);
   assert.equal(veritree(['fsck', '--repo', storeCopy]).status, 0);
 });
+
+test('in one run, a layer another image read is checked from each image own blob too', { skip: SKIP }, () => {
+  const good = copy();
+  const bad = copy();
+  const f = blobFile(bad, readManifest(bad, 't').layers[1]?.digest as string);
+  const b = readFileSync(f);
+  b.writeUInt8(b.readUInt8(b.length >> 1) ^ 0x55, b.length >> 1);
+  writeFileSync(f, b);
+  const both = (extra: string[]): { status: number | null; stdout: string; stderr: string } =>
+    veritree(['import', `oci:${good}:t`, `oci:${bad}:t`, '--repo', join(dir, `fresh${n++}`), '--json', ...extra]);
+  const unchecked = both([]);
+  const checked = both(['--verify-source']);
+  assert.equal(checked.status, 3, checked.stderr);
+  const results = checked.stdout.trim().split('\n').map((l) => JSON.parse(l) as { ok?: boolean; source?: string; code?: string });
+  assert.equal(results.find((r) => r.source === `oci:${good}:t`)?.ok, true, checked.stdout);
+  assert.equal(results.find((r) => r.source === `oci:${bad}:t`)?.code, 'OCI_DIGEST_MISMATCH', checked.stdout);
+  // Without the flag the damaged copy is served by the sound one's blob (each diff_id read once).
+  assert.equal(unchecked.status, 0, unchecked.stderr);
+});

@@ -25,7 +25,7 @@ import type { HashImpl } from '../verity/backends.ts';
 import { toHex, verityDigest } from '../verity/merkle.ts';
 import { Budget } from './budget.ts';
 import { defaultIoLimit } from './io-limit.ts';
-import { importLayer, presentLayer, type LayerContext, type LayerResult } from './layer-import.ts';
+import { importLayer, presentLayer, verifyStoredLayer, type LayerContext, type LayerResult } from './layer-import.ts';
 import { poolSize, VerityPool } from './pool.ts';
 
 /** Files up to this size are handed to the pool in memory; larger ones are spooled. */
@@ -420,6 +420,10 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
           try {
             const layers = await Promise.all(p.image.layers.map((l) => scheduler.request(l.diffId, p.index)));
             if (controller.signal.aborted) throw aborted();
+            // verifySource: a layer another image's blob served is checked from this image's own blob too.
+            if (options.verifySource) {
+              for (const [i, o] of layers.entries()) if (!o.read) await verifyStoredLayer({ ...ctx, onBytes: () => undefined }, p.image.layers[i] as ResolvedLayer, p.image.layout);
+            }
             // A layer another image read carries that image's counters: here it is "present".
             const mine = layers.map((o, i): LayerResult => (o.read ? o.result : presentLayer(p.image.layers[i] as ResolvedLayer)));
             options.onProgress?.({ type: 'image-publishing', image: p.index });

@@ -285,7 +285,7 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
  * checks it (size and SHA-256 of the blob, the diff_id of its tar), so that a layout that a
  * fresh store refuses is refused here too; nothing is written.
  */
-async function verifyStoredLayer(ctx: LayerContext, layer: ResolvedLayer, layout: LayoutLocation): Promise<LayerResult> {
+export async function verifyStoredLayer(ctx: LayerContext, layer: ResolvedLayer, layout: LayoutLocation): Promise<LayerResult> {
   let lt: LayerTar | null = null;
   try {
     lt = await openLayerTar(layout, layer, ctx.limits, ctx.signal);
