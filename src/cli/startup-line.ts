@@ -18,6 +18,8 @@ let shown = false;
 let started = 0;
 let label = '';
 let restore: (() => void) | null = null;
+/** stderr's own write, past the interception: the line's writes must not clear the line. */
+let writeErr: (text: string) => void = () => undefined;
 
 /** Whether --quiet (or -q) was given: no progress and no warnings; errors still go to stderr. */
 export function isQuiet(): boolean {
@@ -65,12 +67,11 @@ export function begin(argv: readonly string[]): void {
   timer.unref();
 }
 
+/** The line, with the seconds since the command began. */
 function draw(): void {
   shown = true;
   writeErr(`\r\x1b[K${label}: running, ${((performance.now() - started) / 1000).toFixed(1)} s`);
 }
-
-let writeErr: (text: string) => void = () => undefined;
 
 /**
  * Another write clears the line first. One to stdout (a result) ends it; one to stderr (a
