@@ -5,6 +5,8 @@
  * @module
  */
 
+import { deniedFolder, modeAndOwner } from './store/denied.ts';
+
 export const ERROR_CODES = {
   USAGE: 'USAGE',
   FILE_UNREADABLE: 'FILE_UNREADABLE',
@@ -77,14 +79,29 @@ export function errnoCode(e: unknown): string | undefined {
   return undefined;
 }
 
-/** Wraps an fs error on the store; a full disk gets its own code and the words users look for. */
-export function storeIoError(e: unknown, path: string, what: string): VeritreeError {
+/**
+ * Wraps an fs error on the store; a full disk gets its own code and the words users look for.
+ * A permission error names its real cause: a folder on the way this user cannot enter (its mode
+ * and owner), else the path itself, "not readable" for a read (`access` 'read') and "not
+ * writable" for a write.
+ */
+export function storeIoError(e: unknown, path: string, what: string, access: 'read' | 'write' = 'write'): VeritreeError {
   if (isVeritreeError(e)) return e;
   const code = errnoCode(e);
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new VeritreeError(ERROR_CODES.STORE_NO_SPACE, `no space left on ${path} (${what})`, { path, cause: e });
   }
-  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+  if (code === 'EACCES' || code === 'EPERM') {
+    const denied = deniedFolder(path);
+    const uid = process.getuid?.() ?? -1;
+    if (denied !== null) {
+      const mode = denied.mode.toString(8).padStart(4, '0');
+      return new VeritreeError(ERROR_CODES.STORE_IO, `cannot enter ${denied.folder} (mode ${mode}, owner uid ${denied.uid} gid ${denied.gid}): this user (uid ${uid}) may not search it: ${describeFsError(e)} (${what})`, { path: denied.folder, cause: e });
+    }
+    const how = modeAndOwner(path);
+    return new VeritreeError(ERROR_CODES.STORE_IO, `${path} is not ${access === 'read' ? 'readable' : 'writable'}: ${describeFsError(e)} (${what}; ${how ? `${how}, ` : ''}this user uid ${uid})`, { path, cause: e });
+  }
+  if (code === 'EROFS') {
     return new VeritreeError(ERROR_CODES.STORE_IO, `${path} is not writable: ${describeFsError(e)} (${what})`, { path, cause: e });
   }
   const msg = e instanceof Error ? e.message : String(e);

@@ -6,8 +6,11 @@
  */
 import { availableParallelism } from 'node:os';
 import { installInterruptHandlers } from './signals.ts';
+import { begin, takeOver } from './startup-line.ts';
 
 installInterruptHandlers();
+// Progress from the first moment: before the command's modules load and its workers boot.
+begin(process.argv);
 // An import's workers boot while the command loads (pipeline/pool.ts, bootEarly). Not when the
 // size is set by hand (--jobs, --io-limit): the command makes its own pool then.
 const earlyPool = process.argv[2] === 'import' && !process.argv.some((a) => /^(-j|--jobs|--io-limit)(=|$)|^-j\d/.test(a));
@@ -15,4 +18,5 @@ const pool = earlyPool ? await import('../pipeline/pool.ts') : null;
 pool?.bootEarly(availableParallelism());
 const { main } = await import('./program.ts');
 process.exitCode = await main(process.argv);
+takeOver();
 await pool?.closeEarly();

@@ -53,6 +53,9 @@ export async function buildProgram(argv: readonly string[] = []): Promise<Comman
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   globalRepoOption(program);
+  // Read by main.ts from argv before anything loads (startup-line.ts); declared here so that
+  // commander accepts it and --help lists it.
+  program.option('-q, --quiet', 'no progress and no warnings on stderr (errors still); before or after the command');
   const first = argv[2];
   const named = COMMAND_MODULES.find(([names]) => first !== undefined && names.includes(first));
   for (const [, load] of named ? [named] : COMMAND_MODULES) (await load())(program);

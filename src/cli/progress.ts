@@ -6,17 +6,20 @@
  */
 import type { ImportProgress } from '../pipeline/import.ts';
 import { formatBytes } from './output.ts';
+import { isQuiet, takeOver } from './startup-line.ts';
 
 const BAR = 30;
 
-/** One line redrawn in place on stderr, at most 10 times a second; nothing when not `enabled`. */
+/** One line redrawn in place on stderr, at most 10 times a second; nothing when not `enabled` or with --quiet. */
 export function liveLine(enabled: boolean): { show(text: string): void; done(): void } {
   let last = 0;
   let shown = false;
+  const on = enabled && !isQuiet();
   return {
     show(text) {
-      if (!enabled || performance.now() - last < 100) return;
+      if (!on || performance.now() - last < 100) return;
       last = performance.now();
+      if (!shown) takeOver();
       shown = true;
       process.stderr.write(`\r\x1b[K${text}`);
     },
@@ -117,6 +120,7 @@ export class ImportProgressView {
     const now = performance.now();
     if (!force && now - this.lastDraw < 100) return;
     this.lastDraw = now;
+    if (this.drawnLines === 0) takeOver();
     let done = this.doneBytes;
     let tar = this.doneTarBytes;
     let entries = this.doneEntries;

@@ -90,7 +90,7 @@ function openImage(path: string): number {
   try {
     fd = openSync(path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
   } catch (e) {
-    throw storeIoError(e, path, 'opening the composefs image');
+    throw storeIoError(e, path, 'opening the composefs image', 'read');
   }
   if (!fstatSync(fd).isFile()) {
     closeSync(fd);
@@ -128,7 +128,7 @@ function mountFrom(repo: Repository, id: string, fd: number, dir: string, option
   try {
     bytes = readFileSync(fd);
   } catch (e) {
-    throw storeIoError(e, path, 'reading the composefs image');
+    throw storeIoError(e, path, 'reading the composefs image', 'read');
   }
   const found = toHex(verityDigest(bytes, repo.alg));
   if (found !== id) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `composefs image ${id} is damaged: its fs-verity digest is ${found}; run veritree fsck`, { path });

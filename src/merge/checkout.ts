@@ -44,6 +44,8 @@ export interface CheckoutOptions extends LockWaitOptions {
   pool?: VerityPool;
   jobs?: number;
   onWarning?: (path: string, message: string) => void;
+  /** Called before each entry is written: `done` of `total` entries of the merged tree. */
+  onProgress?: (p: { done: number; total: number }) => void;
   /** Checked before every entry: an abort stops the checkout (DIR keeps what was written). */
   signal?: AbortSignal | undefined;
 }
@@ -114,9 +116,11 @@ export async function checkout(repo: Repository, tree: MergedTree, dir: string, 
   const links = new LinkPlacer(tree, paths, opts.signal);
   let inexact = !exactTimes();
   try {
+    let done = 0;
     for (const p of paths) {
       throwIfAborted(opts.signal);
       if (ctx.firstError) throw ctx.firstError;
+      opts.onProgress?.({ done: done++, total: paths.length });
       const n = tree.nodes.get(p) as TreeNode;
       if (inexact && (n.mtimeNsec % 1000 !== 0 || n.mtimeSec < 0)) {
         ctx.warn(p, 'times are set to the microsecond (the millisecond before 1970): the native module store_sys did not build');

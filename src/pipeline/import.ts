@@ -25,7 +25,7 @@ import type { HashImpl } from '../verity/backends.ts';
 import { toHex, verityDigest } from '../verity/merkle.ts';
 import { Budget } from './budget.ts';
 import { defaultIoLimit } from './io-limit.ts';
-import { importLayer, presentLayer, type LayerContext, type LayerResult } from './layer-import.ts';
+import { importLayer, presentLayer, verifyStoredLayer, type LayerContext, type LayerResult } from './layer-import.ts';
 import { poolSize, VerityPool } from './pool.ts';
 
 /** Files up to this size are handed to the pool in memory; larger ones are spooled. */
@@ -74,6 +74,12 @@ export interface ImportOptions extends LockWaitOptions {
   maxInflightBytes?: number | undefined;
   layerConcurrency?: number | undefined;
   signal?: AbortSignal | undefined;
+  /**
+   * Read and check every layer blob (size, SHA-256, diff_id) even when its layer is stored, so
+   * that whether a layout imports does not depend on the store. Default: stored layers are
+   * skipped unread.
+   */
+  verifySource?: boolean | undefined;
   onProgress?: ((p: ImportProgress) => void) | undefined;
   onWarning?: ((w: ImportWarning & { image: number }) => void) | undefined;
 }
@@ -162,6 +168,8 @@ interface Prepared {
   warnings: ImportWarning[];
   started: number;
   retaggedFrom: string | null;
+  /** Every stream of the image is stored already (read again only for verifySource). */
+  complete?: boolean;
 }
 
 /** A stream holding one JSON blob as a single external object, with named refs. */
@@ -361,13 +369,17 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
       // stream the manifest names is there too (a gc killed part-way, or a repair, can leave a
       // manifest stream without them); otherwise what is missing is imported again.
       const manifestStream = manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest'));
-      if (await imageComplete(repo, p.image, manifestStream)) {
+      const complete = await imageComplete(repo, p.image, manifestStream);
+      if (complete && !options.verifySource) {
         p.retaggedFrom = await repo.setTag(p.tag, manifestStream);
         const layers = p.image.layers.map(presentLayer);
         for (const l of layers) options.onProgress?.({ type: 'layer-done', image: p.index, index: l.index, status: 'present', size: p.image.layers[l.index]?.descriptor.size ?? 0 });
         results[p.index] = summarise(p, 'present', layers, poolJobs);
         options.onProgress?.({ type: 'image-done', image: p.index, ok: true });
-      } else pending.push(p);
+      } else {
+        p.complete = complete;
+        pending.push(p);
+      }
     }
     if (pending.length > 0) {
       ownPool = options.pool ? null : new VerityPool(poolJobs);
@@ -379,6 +391,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
         limits: { ...DEFAULT_LAYER_LIMITS, ...options.limits },
         spoolThreshold: options.spoolThreshold ?? SPOOL_THRESHOLD_BYTES,
         signal: controller.signal,
+        verifySource: options.verifySource,
         onBytes: () => undefined,
         onWarning: () => undefined,
       };
@@ -407,13 +420,17 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
           try {
             const layers = await Promise.all(p.image.layers.map((l) => scheduler.request(l.diffId, p.index)));
             if (controller.signal.aborted) throw aborted();
+            // verifySource: a layer another image's blob served is checked from this image's own blob too.
+            if (options.verifySource) {
+              for (const [i, o] of layers.entries()) if (!o.read) await verifyStoredLayer({ ...ctx, onBytes: () => undefined }, p.image.layers[i] as ResolvedLayer, p.image.layout);
+            }
             // A layer another image read carries that image's counters: here it is "present".
             const mine = layers.map((o, i): LayerResult => (o.read ? o.result : presentLayer(p.image.layers[i] as ResolvedLayer)));
             options.onProgress?.({ type: 'image-publishing', image: p.index });
-            await publishImage(repo, impl, p.image, mine);
+            if (!p.complete) await publishImage(repo, impl, p.image, mine);
             p.retaggedFrom = await repo.setTag(p.tag, manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')));
             await repo.sync();
-            results[p.index] = summarise(p, 'imported', mine, poolJobs);
+            results[p.index] = summarise(p, p.complete ? 'present' : 'imported', mine, poolJobs);
             options.onProgress?.({ type: 'image-done', image: p.index, ok: true });
           } catch (e) {
             results[p.index] = failure(p.source, p.tag, controller.signal.aborted && options.signal?.aborted ? aborted() : e);

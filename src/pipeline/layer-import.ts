@@ -32,6 +32,8 @@ export interface LayerContext {
   /** Files larger than this are spooled to a tmp file instead of held in memory. */
   spoolThreshold: number;
   signal: AbortSignal;
+  /** Read and check the blob of a layer that is already stored (size, SHA-256, diff_id), storing nothing. */
+  verifySource?: boolean | undefined;
   /** Progress: blob bytes read so far (a position in the compressed blob), tar bytes, entries. */
   onBytes(layer: ResolvedLayer, compressedBytes: number, tarBytes: number, entries: number): void;
   /** The layer's tar has been read whole: what is left is storing, syncing and publishing. */
@@ -234,7 +236,7 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
   const present = presentLayer(layer);
   const name = present.stream;
   const base = { index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, stream: name };
-  if (await ctx.repo.hasStream(name)) return present;
+  if (await ctx.repo.hasStream(name)) return ctx.verifySource ? verifyStoredLayer(ctx, layer, layout) : present;
 
   const builder = new SplitStreamBuilder(ctx.repo.alg, 'layer');
   const local = new AbortController();
@@ -275,6 +277,34 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
     throw withContext(await rootCause(lt, err, ctx.signal), what);
   } finally {
     ctx.signal.removeEventListener('abort', abortAll);
+  }
+}
+
+/**
+ * `--verify-source` for a layer already stored: its blob is read whole and checked as an import
+ * checks it (size and SHA-256 of the blob, the diff_id of its tar), so that a layout that a
+ * fresh store refuses is refused here too; nothing is written.
+ */
+export async function verifyStoredLayer(ctx: LayerContext, layer: ResolvedLayer, layout: LayoutLocation): Promise<LayerResult> {
+  let lt: LayerTar | null = null;
+  try {
+    lt = await openLayerTar(layout, layer, ctx.limits, ctx.signal);
+    const tar = lt;
+    const progress = setInterval(() => ctx.onBytes(layer, tar.compressedBytes(), tar.tarBytes(), 0), 100);
+    try {
+      // The signal destroys the blob's stream (openLayerTar), which ends this loop with ABORTED.
+      for await (const chunk of tar.tar) void chunk;
+      await tar.done;
+    } finally {
+      clearInterval(progress);
+      ctx.onBytes(layer, tar.compressedBytes(), tar.tarBytes(), 0);
+    }
+    tar.checkDiffId();
+    return { ...presentLayer(layer), compressedBytes: tar.compressedBytes(), blobOpens: 1 };
+  } catch (e) {
+    lt?.close();
+    const err = ctx.signal.aborted ? interrupted(ctx.signal) : e;
+    throw withContext(await rootCause(lt, err, ctx.signal), layerWhat(layer));
   }
 }
 

@@ -48,7 +48,7 @@ async function readLinkText(repo: LinkRepo, rel: string): Promise<string | null>
   } catch (e) {
     if (errnoCode(e) === 'ENOENT') return null;
     if (errnoCode(e) === 'EINVAL') throw corrupt(repo, rel, 'is not a symlink');
-    throw storeIoError(e, join(repo.root, rel), 'reading a link');
+    throw storeIoError(e, join(repo.root, rel), 'reading a link', 'read');
   }
 }
 
@@ -114,7 +114,7 @@ export async function listRefs(repo: LinkRepo, category: LinkCategory, sub?: str
       entries = await readdir(join(repo.root, d), { withFileTypes: true });
     } catch (e) {
       if (errnoCode(e) === 'ENOENT' && d === top) continue;
-      throw storeIoError(e, join(repo.root, d), 'listing refs');
+      throw storeIoError(e, join(repo.root, d), 'listing refs', 'read');
     }
     const links: string[] = [];
     for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {

@@ -77,7 +77,7 @@ async function lockNative(root: string, kind: LockKind, opts: LockOptions, flock
   try {
     fd = openSync(root, fsc.O_RDONLY | fsc.O_DIRECTORY);
   } catch (e) {
-    throw storeIoError(e, root, 'opening the repository to lock it');
+    throw storeIoError(e, root, 'opening the repository to lock it', 'read');
   }
   const deadline = Date.now() + (opts.timeoutMs ?? Infinity);
   try {

@@ -151,7 +151,7 @@ export async function readMeta(metaPath: string): Promise<{ text: string; verity
     const verity = measureVerity(fh.fd).state === 'enabled';
     return { text: (await readAll(fh, size)).toString('utf8'), verity };
   } catch (e) {
-    throw storeIoError(e, metaPath, 'reading meta.json');
+    throw storeIoError(e, metaPath, 'reading meta.json', 'read');
   } finally {
     await fh.close();
   }

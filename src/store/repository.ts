@@ -72,7 +72,7 @@ async function readLinkOrNull(path: string): Promise<string | null> {
     return await readlink(path);
   } catch (e) {
     if (errnoCode(e) === 'ENOENT') return null;
-    throw storeIoError(e, path, 'reading a link');
+    throw storeIoError(e, path, 'reading a link', 'read');
   }
 }
 
@@ -161,7 +161,7 @@ export class Repository {
       objects = await stat(join(abs, OBJECTS_DIR));
     } catch (e) {
       // Only "not there" means no repository; EACCES or EIO is said as itself.
-      if (errnoCode(e) !== 'ENOENT' && errnoCode(e) !== 'ENOTDIR') throw storeIoError(e, abs, 'opening the repository');
+      if (errnoCode(e) !== 'ENOENT' && errnoCode(e) !== 'ENOTDIR') throw storeIoError(e, abs, 'opening the repository', 'read');
     }
     if (objects?.isDirectory()) return new Repository(abs, opts.hash ?? 'sha256', false, requireVerity ? 'require' : 'try');
     throw new VeritreeError(
@@ -373,7 +373,7 @@ export class Repository {
    */
   async *walkObjects(): AsyncGenerator<ObjectEntry> {
     const top = await readdir(this.objectsDir, { withFileTypes: true }).catch((e: unknown) => {
-      throw storeIoError(e, this.objectsDir, 'listing objects');
+      throw storeIoError(e, this.objectsDir, 'listing objects', 'read');
     });
     const restLen = digestSize(this.alg) * 2 - 2;
     for (const d of top.sort((a, b) => (a.name < b.name ? -1 : 1))) {

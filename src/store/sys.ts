@@ -81,7 +81,7 @@ export function nativeOpenError(f: NativeFileFailure, path: string, what: string
 export function openFailed(e: unknown, path: string, what: string, code: ErrorCode): VeritreeError {
   if (errnoCode(e) === 'ELOOP') return new VeritreeError(code, `${what} ${path} is a symbolic link, not a regular file`, { path, cause: e });
   if (errnoCode(e) === 'ENOENT') return new VeritreeError(code, `${what} ${path} is missing`, { path, cause: e });
-  return storeIoError(e, path, `opening ${what} ${path}`);
+  return storeIoError(e, path, `opening ${what} ${path}`, 'read');
 }
 
 /**
@@ -97,7 +97,7 @@ export async function openRegular(path: string, what: string, code: ErrorCode = 
   }
   const st = await fh.stat().catch(async (e: unknown) => {
     await fh.close();
-    throw storeIoError(e, path, `reading ${what}`);
+    throw storeIoError(e, path, `reading ${what}`, 'read');
   });
   if (!st.isFile()) {
     await fh.close();
@@ -150,7 +150,7 @@ export async function readRegular(path: string, what: string, code: ErrorCode = 
     if (size > maxBytes) throw new VeritreeError(code, `${what} ${path} is ${size} bytes, more than the ${maxBytes} allowed`, { path });
     return await readAll(fh, size);
   } catch (e) {
-    throw storeIoError(e, path, `reading ${what}`);
+    throw storeIoError(e, path, `reading ${what}`, 'read');
   } finally {
     await fh.close();
   }

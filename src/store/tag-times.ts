@@ -25,7 +25,7 @@ export async function tagsByAge(repo: Repository): Promise<TagTime[]> {
     } catch (e) {
       // Removed since it was listed (an untag running beside us): it is no longer a tag.
       if (errnoCode(e) === 'ENOENT') continue;
-      throw storeIoError(e, path, 'reading a tag');
+      throw storeIoError(e, path, 'reading a tag', 'read');
     }
   }
   return out.sort((a, b) => b.setAt - a.setAt || (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0));

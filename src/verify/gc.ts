@@ -67,7 +67,7 @@ async function namesIn(dir: string): Promise<string[]> {
     return await readdir(dir);
   } catch (e) {
     if (errnoCode(e) === 'ENOENT') return [];
-    throw storeIoError(e, dir, 'listing a folder');
+    throw storeIoError(e, dir, 'listing a folder', 'read');
   }
 }
 
@@ -93,7 +93,7 @@ async function linkedObject(path: string): Promise<string | null> {
   } catch (e) {
     // Gone (ENOENT) or not a link (EINVAL): it names no object.
     if (errnoCode(e) === 'ENOENT' || errnoCode(e) === 'EINVAL') return null;
-    throw storeIoError(e, path, 'reading a link');
+    throw storeIoError(e, path, 'reading a link', 'read');
   }
   return objectIdFromLink(target);
 }

@@ -44,7 +44,7 @@ async function entries(dir: string): Promise<string[]> {
     return await readdir(dir);
   } catch (e) {
     if (errnoCode(e) === 'ENOENT') return [];
-    throw storeIoError(e, dir, 'listing a folder');
+    throw storeIoError(e, dir, 'listing a folder', 'read');
   }
 }
 
@@ -109,7 +109,7 @@ export async function repairImages(repo: Repository, issues: StoreIssue[], signa
     const target = await readlink(join(dir, 'refs', r)).catch((e: unknown) => {
       // Something under images/refs/ that is not a link names nothing.
       if (errnoCode(e) === 'EINVAL') return '';
-      throw storeIoError(e, join(dir, 'refs', r), 'reading an image ref');
+      throw storeIoError(e, join(dir, 'refs', r), 'reading an image ref', 'read');
     });
     named.add(target.split('/').pop() ?? '');
   }
@@ -121,7 +121,7 @@ export async function repairImages(repo: Repository, issues: StoreIssue[], signa
     const path = join(dir, name);
     const target = await readlink(path).catch((e: unknown) => {
       if (errnoCode(e) === 'EINVAL') return '';
-      throw storeIoError(e, path, 'reading an image link');
+      throw storeIoError(e, path, 'reading an image link', 'read');
     });
     const id = objectIdFromLink(target);
     if (id === name && !reported.has(path) && (await imageWhole(repo, id, signal))) continue;

@@ -6,9 +6,9 @@
  * A composefs image that went is written again from its tag's layers (repair-images.ts).
  * @module
  */
-import { mkdir, readdir, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
-import { join, relative } from 'node:path';
-import { storeIoError, throwIfAborted } from '../errors.ts';
+import { mkdir, readdir, readlink, realpath, rename, rm, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { errnoCode, storeIoError, throwIfAborted } from '../errors.ts';
 import { STREAM_PREFIX, STREAMS_DIR, TAGS_DIR, classifyNamedRef, objectIdFromLink, unescapeTag } from '../store/layout.ts';
 import type { Repository } from '../store/repository.ts';
 import { readRefs } from '../store/splitstream.ts';
@@ -22,6 +22,8 @@ export interface RepairReport extends ImageRepair {
   quarantined: string[];
   streamsRemoved: string[];
   tagsRemoved: { tag: string; manifest: string }[];
+  /** Tags that resolved in another form (absolute, `./`) and were rewritten as composefs-rs writes them. */
+  tagsRewritten: { tag: string; from: string; to: string }[];
   tmpRemoved: number;
 }
 
@@ -37,7 +39,7 @@ export async function repair(repo: Repository, report: FsckReport, opts: { lockH
   const lock = opts.lockHeld ? null : await repo.lockExclusive();
   try {
     repo.assertWritable();
-    const out: RepairReport = { quarantine: null, quarantined: [], streamsRemoved: [], tagsRemoved: [], tmpRemoved: 0, imagesRewritten: [], imagesNotRewritten: [], imageLinksRemoved: [] };
+    const out: RepairReport = { quarantine: null, quarantined: [], streamsRemoved: [], tagsRemoved: [], tagsRewritten: [], tmpRemoved: 0, imagesRewritten: [], imagesNotRewritten: [], imageLinksRemoved: [] };
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const qdir = join(repo.root, QUARANTINE_DIR, stamp);
     // 64 at a time: a badly damaged store is 100,000s of entries, each one system call.
@@ -125,6 +127,11 @@ async function whole(repo: Repository, name: string, path: string, known: Set<st
   }
 }
 
+/**
+ * Drops tags that name no manifest stream; a tag that does resolve to one of this store's
+ * manifest streams but in a form the one resolver (store/links.ts) refuses (absolute, `./`,
+ * extra hops) is rewritten as `../../<stream>`, so that fsck is clean and gc accepts it again.
+ */
 async function dropBrokenTags(repo: Repository, out: RepairReport): Promise<void> {
   const dir = join(repo.root, TAGS_DIR);
   for (const n of await readdir(dir).catch(() => [] as string[])) {
@@ -132,8 +139,30 @@ async function dropBrokenTags(repo: Repository, out: RepairReport): Promise<void
     const target = (await readlink(path).catch(() => null)) ?? '';
     const stream = target.split('/').pop() ?? '';
     const ok = stream.startsWith(STREAM_PREFIX.manifest) && (await repo.streamObject(stream).catch(() => null)) !== null;
-    if (ok) continue;
+    if (ok && (await resolvesTo(repo, dir, target, stream))) {
+      const canonical = join('..', '..', stream);
+      if (target !== canonical) {
+        await repo.setTag(unescapeTag(n), stream);
+        out.tagsRewritten.push({ tag: unescapeTag(n), from: target, to: canonical });
+      }
+      continue;
+    }
     await unlink(path).catch(() => rm(path, { recursive: true, force: true }));
     out.tagsRemoved.push({ tag: unescapeTag(n), manifest: stream.startsWith(STREAM_PREFIX.manifest) ? `sha256:${stream.slice(STREAM_PREFIX.manifest.length)}` : stream });
+  }
+}
+
+/** Whether `target`, read from a link in `linkDir`, names `streams/<stream>` of this store (the folders compared by realpath). */
+async function resolvesTo(repo: Repository, linkDir: string, target: string, stream: string): Promise<boolean> {
+  const abs = resolve(linkDir, target);
+  if (basename(abs) !== stream) return false;
+  // The stream exists (the caller checked), so streams/ does.
+  const streamsDir = await realpath(join(repo.root, STREAMS_DIR));
+  try {
+    return (await realpath(dirname(abs))) === streamsDir;
+  } catch (e) {
+    // A folder on the way that does not exist: the link names nothing here.
+    if (errnoCode(e) === 'ENOENT' || errnoCode(e) === 'ENOTDIR') return false;
+    throw storeIoError(e, abs, 'following a tag', 'read');
   }
 }

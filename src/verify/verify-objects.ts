@@ -47,7 +47,7 @@ export interface VerifyObjectsOptions {
 export async function verifyObjects(repo: Repository, pool: VerityPool, opts: VerifyObjectsOptions): Promise<ObjectCheck> {
   const out: ObjectCheck = { objects: 0, bytes: 0, present: new Set(), bad: new Set(), issues: [] };
   const top = await readdir(repo.objectsDir, { withFileTypes: true }).catch((e: unknown) => {
-    throw storeIoError(e, repo.objectsDir, 'listing objects');
+    throw storeIoError(e, repo.objectsDir, 'listing objects', 'read');
   });
   const restLength = digestSize(repo.alg) * 2 - 2;
   const dirs: string[] = [];
@@ -118,7 +118,7 @@ async function verifyDirsOnThreads(
     if (failure !== null) return;
     const dir = join(objectsDir, d);
     try {
-      if (!Array.isArray(r)) throw storeIoError(Object.assign(new Error(r.message), { code: r.code }), dir, 'listing objects');
+      if (!Array.isArray(r)) throw storeIoError(Object.assign(new Error(r.message), { code: r.code }), dir, 'listing objects', 'read');
       judged(d, dir, dirResult(dir, r));
     } catch (e) {
       failure = e;

@@ -7,6 +7,8 @@ import type { Repository } from '../../store/repository.ts';
 import { shown } from '../../oci/names.ts';
 import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
 import { interruptSignal } from '../signals.ts';
+import { warn } from '../startup-line.ts';
+import { warn } from '../startup-line.ts';
 
 const TYPE_CHAR: Record<string, string> = { file: '-', dir: 'd', symlink: 'l', char: 'c', block: 'b', fifo: 'p', hardlink: 'h' };
 
@@ -21,7 +23,7 @@ async function underLock<T>(repo: Repository, lockTimeout: number | undefined, w
 }
 
 function warnTo(p: string, m: string): void {
-  process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`);
+  warn(`/${shown(p)}: ${m}`);
 }
 
 export function registerBrowse(program: Command): void {
@@ -78,7 +80,7 @@ export function registerBrowse(program: Command): void {
     const repo = await openRepository(resolveRepo(o.repo));
     if (from === to) throw new VeritreeError(ERROR_CODES.USAGE, 'diff: give two different images');
     const [a, b] = await underLock(repo, o.lockTimeout, async () => [await imageTree(repo, from), await imageTree(repo, to)] as const);
-    for (const w of [...a.warnings, ...b.warnings]) warnTo(w.path, w.message);
+    for (const w of [...a.warnings, ...b.warnings]) warn(`/${shown(w.path)}: ${w.message}`);
     const out: string[] = [];
     for (const c of diffTrees(a, b)) {
       out.push(`${c.kind} /${shown(c.path)}`);

@@ -11,6 +11,7 @@ import { shown } from '../../oci/names.ts';
 import { interruptSignal } from '../signals.ts';
 import { parseErofsVersion } from '../options.ts';
 import type { ErofsVersion } from '../../store/meta.ts';
+import { warn } from '../startup-line.ts';
 
 function parseVersion(v: string): number {
   if (v !== '0' && v !== '1') throw new InvalidArgumentError('composefs format versions are 0 and 1');
@@ -80,7 +81,7 @@ export function registerComposefs(program: Command): void {
     const repo = await openRepository(resolveRepo(o.repo));
     const r = await writeStoreImage(repo, tag, {
       signal: interruptSignal(),
-      onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`),
+      onWarning: (p, m) => warn(`/${shown(p)}: ${m}`),
       ...lockWaitOptions(o.lockTimeout),
       ...(o.erofsVersion !== undefined ? { erofsVersion: o.erofsVersion } : {}),
     });
@@ -108,7 +109,7 @@ export function registerComposefs(program: Command): void {
     const repo = await openRepository(resolveRepo(o.repo));
     const r = await computeImageId(repo, tag, {
       signal: interruptSignal(),
-      onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`),
+      onWarning: (p, m) => warn(`/${shown(p)}: ${m}`),
       ...(o.erofsVersion !== undefined ? { erofsVersion: o.erofsVersion } : {}),
     });
     process.stdout.write(`${r.image}\n`);
@@ -129,7 +130,7 @@ export function registerComposefs(program: Command): void {
       const { storedImageOf } = await import('../../erofs/store-image.ts');
       if ((await storedImageOf(repo, image)) === null) {
         process.stderr.write(`veritree: ${image} has no composefs image yet: writing it (veritree image ${image})\n`);
-        await writeStoreImage(repo, image, { signal: interruptSignal(), onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`) });
+        await writeStoreImage(repo, image, { signal: interruptSignal(), onWarning: (p, m) => warn(`/${shown(p)}: ${m}`) });
       }
     }
     const r = await mountImage(repo, image, dir);

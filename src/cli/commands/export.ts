@@ -3,6 +3,7 @@ import { Option, type Command } from 'commander';
 import { openRepository } from '../../index.ts';
 import { ERROR_CODES, VeritreeError } from '../../errors.ts';
 import { formatBytes } from '../output.ts';
+import { progressWanted } from '../startup-line.ts';
 import { bar, liveLine } from '../progress.ts';
 import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
 import { interruptSignal } from '../signals.ts';
@@ -26,7 +27,7 @@ export function registerExport(program: Command): void {
     const ref = (colon < 0 ? '' : rest.slice(colon + 1)) || image;
     const { exportImage } = await import('../../oci/export.ts');
     const repo = await openRepository(resolveRepo(o.repo));
-    const line = liveLine(o.progress && process.stderr.isTTY === true);
+    const line = liveLine(progressWanted(o.progress));
     let r;
     try {
       line.show(`export: reading ${image}`);

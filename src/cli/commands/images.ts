@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { listImages, openRepository, writeLayer } from '../../index.ts';
 import { ERROR_CODES, VeritreeError, isVeritreeError } from '../../errors.ts';
 import { formatBytes } from '../output.ts';
+import { progressWanted } from '../startup-line.ts';
 import { bar, liveLine } from '../progress.ts';
 import { repoOption, resolveRepo } from '../repo-option.ts';
 import { interruptSignal } from '../signals.ts';
@@ -83,7 +84,7 @@ export function registerImages(program: Command): void {
       process.stderr.write(`veritree: sha256:${want} is the blob digest of layer ${hit.i + 1} of ${hit.im.tag}; its diff_id is ${hit.l.diffId}\n`);
       want = hit.l.diffId.replace(/^sha256:/, '');
     }
-    const line = liveLine(o.progress && process.stderr.isTTY === true);
+    const line = liveLine(progressWanted(o.progress));
     try {
       await writeLayer(repo, want, stdoutSink(), {
         onBytes: (done, total) => line.show(`cat-layer: ${bar(done, total)} ${formatBytes(done)} / ${formatBytes(total)}, checked against its diff_id as it goes`),

@@ -9,6 +9,7 @@ import { ERROR_CODES, VeritreeError, isVeritreeError } from '../../errors.ts';
 import type { HashImpl } from '../../verity/backends.ts';
 import { exitStatusFor } from '../exit-codes.ts';
 import { formatBytes, warnNativeFallback } from '../output.ts';
+import { progressWanted, warn } from '../startup-line.ts';
 import { parseImpl, parsePositiveInt, parseSize } from '../options.ts';
 import { ImportProgressView } from '../progress.ts';
 import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
@@ -30,6 +31,7 @@ interface ImportCliOptions {
   requireVerity?: boolean;
   image?: boolean;
   force?: boolean;
+  verifySource?: boolean;
 }
 
 export function printSummary(s: ImportSummary): void {
@@ -103,13 +105,14 @@ export function registerImport(program: Command): void {
       .option('--json', 'print the summary as JSON: one object for one image; one line per image, then a total, for several')
       .option('--no-progress', 'no live progress, even on a terminal')
       .option('--image', "also write each imported image's composefs EROFS image into the store, as composefs-rs's pull does (see veritree image)")
+      .option('--verify-source', 'read and check every blob (size, SHA-256, diff_id) even when its layer is stored: the same answer on every store')
       .option('--require-verity', 'refuse to write any object without fs-verity (implied when the repository\'s meta.json has fs-verity)')
       .addHelpText(
         'after',
         `
 Every blob is checked against its descriptor (size, SHA-256) and every layer against its
 diff_id before anything that names it is published. Layers and images already in the
-repository are skipped without reading their blobs. With several images, one pool and one
+repository are skipped without reading their blobs, unless --verify-source. With several images, one pool and one
 layer scheduler serve them all: a layer they share is read once.
 Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 store error,
 130 interrupted; with several images, the status of the first that failed.`
@@ -119,7 +122,7 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
     const jobs = args.length ? jobsFromArgs(args) : [];
     if (o.all) {
       const found = await discoverLayouts(o.all);
-      for (const s of found.skipped) process.stderr.write(`veritree: warning: ${s.layout}: ${s.why}\n`);
+      for (const s of found.skipped) warn(`${s.layout}: ${s.why}`);
       // Derived tags, as a REF's is: moving one off another image takes --force.
       for (const img of found.images) jobs.push({ source: `oci:${img.layout}${img.ref ? `:${img.ref}` : ''}`, tag: img.ref ? applyTagTemplate(o.tagTemplate, img) : undefined, moveTag: o.force === true });
     }
@@ -128,7 +131,7 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
     const repo = await openRepository(resolveRepo(o.repo), { create: true, requireVerity: o.requireVerity === true });
     // The workers main.ts started booting, when they are as many as this import wants.
     const pool = await takeEarly(async () => poolSize({ jobs: o.jobs, ioLimit: o.ioLimit ?? (await defaultIoLimit(repo.root)) }));
-    const view = o.progress && !o.json && process.stderr.isTTY ? new ImportProgressView(process.stderr) : null;
+    const view = progressWanted(o.progress && !o.json) ? new ImportProgressView(process.stderr) : null;
     let report: BulkImportReport;
     try {
       report = await importImages(repo, jobs, {
@@ -139,6 +142,7 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
         hashImpl: o.hashImpl,
         failFast: o.failFast,
         moveTags: o.force === true,
+        verifySource: o.verifySource === true,
         limits: o.maxLayerSize ? { maxLayerSize: o.maxLayerSize } : undefined,
         signal: interruptSignal(),
         ...lockWaitOptions(o.lockTimeout),
@@ -146,7 +150,7 @@ Exit status: 0 imported, 2 usage, 3 bad input (the layout, a blob, a layer), 4 s
         onWarning: (w) => {
           view?.clear();
           const who = single ? '' : `${jobs[w.image]?.source}: `;
-          process.stderr.write(`veritree: warning: ${who}layer ${w.layer} (${w.digest}): ${w.message}\n`);
+          warn(`${who}layer ${w.layer} (${w.digest}): ${w.message}`);
         },
       });
     } finally {

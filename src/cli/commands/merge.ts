@@ -6,6 +6,8 @@ import { checkoutImage, dumpImageLines, openRepository, type MergeRules } from '
 import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
 import { shown } from '../../oci/names.ts';
 import { interruptSignal } from '../signals.ts';
+import { bar, liveLine } from '../progress.ts';
+import { progressWanted, warn } from '../startup-line.ts';
 
 export function registerMerge(program: Command): void {
   repoOption(lockTimeoutOption(
@@ -17,6 +19,7 @@ export function registerMerge(program: Command): void {
       .option('--copy', 'copy every file (no hard link to an object, even an immutable one)')
       .option('--hardlink', 'hard-link files to their objects even without fs-verity: fast, but RISKY: writing to such a file changes the stored object for every image that shares it, and fsck will report the store damaged')
       .option('--json', 'print the report as one JSON object')
+      .option('--no-progress', 'no live progress, even on a terminal')
       .addHelpText(
         'after',
         `
@@ -30,9 +33,22 @@ as root. Entries that climb out of the image, lie beneath a symlink or hard-link
 are refused with a warning. Every object is hashed as it is copied (or measured by fs-verity)
 and must match its name. It holds the repository's shared lock: gc and repair wait for it.`
       )
-  )).action(async (image: string, dir: string, o: { repo?: string; copy?: boolean; hardlink?: boolean; json?: boolean; lockTimeout?: number }) => {
+  )).action(async (image: string, dir: string, o: { repo?: string; copy?: boolean; hardlink?: boolean; json?: boolean; progress: boolean; lockTimeout?: number }) => {
     const repo = await openRepository(resolveRepo(o.repo));
-    const r = await checkoutImage(repo, image, dir, { copy: o.copy, hardlink: o.hardlink, signal: interruptSignal(), ...lockWaitOptions(o.lockTimeout), onWarning: (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`) });
+    const line = liveLine(progressWanted(o.progress && !o.json));
+    let r;
+    try {
+      r = await checkoutImage(repo, image, dir, {
+        copy: o.copy,
+        hardlink: o.hardlink,
+        signal: interruptSignal(),
+        ...lockWaitOptions(o.lockTimeout),
+        onWarning: (p, m) => warn(`/${shown(p)}: ${m}`),
+        onProgress: (p) => line.show(`checkout: ${bar(p.done, p.total)} ${p.done} of ${p.total} entries written`),
+      });
+    } finally {
+      line.done();
+    }
     if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
     else {
       const n = (k: number, one: string, many: string): string => `${k} ${k === 1 ? one : many}`;
@@ -69,7 +85,7 @@ and must match its name. It holds the repository's shared lock: gc and repair wa
       size = 0;
       if (!ok) await once(out, 'drain');
     };
-    for await (const line of dumpImageLines(repo, image, (p, m) => process.stderr.write(`veritree: warning: /${shown(p)}: ${m}\n`), o.rules, { signal: interruptSignal(), ...lockWaitOptions(o.lockTimeout) })) {
+    for await (const line of dumpImageLines(repo, image, (p, m) => warn(`/${shown(p)}: ${m}`), o.rules, { signal: interruptSignal(), ...lockWaitOptions(o.lockTimeout) })) {
       piece.push(line);
       size += line.length + 1;
       if (size >= 1 << 20) await flush();

@@ -4,6 +4,7 @@ import { openRepository } from '../../index.ts';
 import { ERROR_CODES, VeritreeError } from '../../errors.ts';
 import { parsePositiveInt } from '../options.ts';
 import { liveLine } from '../progress.ts';
+import { progressWanted } from '../startup-line.ts';
 import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
 import { interruptSignal } from '../signals.ts';
 
@@ -22,7 +23,7 @@ export function registerPrune(program: Command): void {
     const [{ prune, parseDuration }, { printGc }] = await Promise.all([import('../../verify/prune.ts'), import('./verify.ts')]);
     if (o.keepNewerThan === undefined && o.keepLast === undefined) throw new VeritreeError(ERROR_CODES.USAGE, 'prune: give --keep-last N or --keep-newer-than DURATION (or both)');
     const repo = await openRepository(resolveRepo(o.repo));
-    const line = liveLine(o.progress && !o.json && process.stderr.isTTY === true);
+    const line = liveLine(progressWanted(o.progress && !o.json));
     line.show('prune: reading tags');
     let r;
     try {

@@ -5,6 +5,7 @@ import { VeritreeError, ERROR_CODES } from '../../errors.ts';
 import { lockOptionsFrom } from '../../store/lock.ts';
 import { EXIT } from '../exit-codes.ts';
 import { liveLine } from '../progress.ts';
+import { progressWanted } from '../startup-line.ts';
 import { formatBytes, warnNativeFallback } from '../output.ts';
 import { parseImpl, parsePositiveInt } from '../options.ts';
 import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
@@ -45,6 +46,7 @@ function printRepair(r: RepairReport): void {
   for (const s of r.streamsRemoved) process.stdout.write(`removed stream ${s}\n`);
   if (r.tmpRemoved) process.stdout.write(`removed ${r.tmpRemoved} stray tmp file(s)\n`);
   for (const t of r.tagsRemoved) process.stdout.write(`removed tag ${t.tag}: import it again (manifest ${t.manifest})\n`);
+  for (const t of r.tagsRewritten) process.stdout.write(`rewrote tag ${t.tag}: ${t.from} -> ${t.to}\n`);
   for (const i of r.imagesRewritten) process.stdout.write(`wrote the composefs image of ${i.tag} again: ${i.image}\n`);
   for (const i of r.imagesNotRewritten) process.stdout.write(`could not write the composefs image of ${i.tag} again (${i.why}): import it again, then run veritree image ${i.tag}\n`);
   for (const l of r.imageLinksRemoved) process.stdout.write(`removed image link images/${l}\n`);
@@ -74,7 +76,7 @@ export function registerVerify(program: Command): void {
   )).action(async (o: FsckCliOptions) => {
     warnNativeFallback(o.hashImpl);
     const repo = await openRepository(resolveRepo(o.repo));
-    const line = liveLine(o.progress && !o.json && process.stderr.isTTY === true);
+    const line = liveLine(progressWanted(o.progress && !o.json));
     const waitOpts = lockWaitOptions(o.lockTimeout);
     const signal = interruptSignal();
     // --repair holds the exclusive lock from the check through the repair: nothing changes between.
@@ -120,7 +122,7 @@ export function registerVerify(program: Command): void {
   )).action(async (o: { repo?: string; dryRun?: boolean; json?: boolean; lockTimeout?: number; progress: boolean }) => {
     const repo = await openRepository(resolveRepo(o.repo));
     if (!repo.hasMeta) throw new VeritreeError(ERROR_CODES.USAGE, `${repo.root} has no meta.json: an objects-only store has no roots, gc would remove everything`);
-    const line = liveLine(o.progress && !o.json && process.stderr.isTTY === true);
+    const line = liveLine(progressWanted(o.progress && !o.json));
     const report = await gc(repo, {
       dryRun: o.dryRun,
       signal: interruptSignal(),
