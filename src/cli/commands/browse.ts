@@ -8,7 +8,6 @@ import { shown } from '../../oci/names.ts';
 import { lockTimeoutOption, lockWaitOptions, repoOption, resolveRepo } from '../repo-option.ts';
 import { interruptSignal } from '../signals.ts';
 import { warn } from '../startup-line.ts';
-import { warn } from '../startup-line.ts';
 
 const TYPE_CHAR: Record<string, string> = { file: '-', dir: 'd', symlink: 'l', char: 'c', block: 'b', fifo: 'p', hardlink: 'h' };
 
@@ -20,10 +19,6 @@ async function underLock<T>(repo: Repository, lockTimeout: number | undefined, w
   } finally {
     await lock.release();
   }
-}
-
-function warnTo(p: string, m: string): void {
-  warn(`/${shown(p)}: ${m}`);
 }
 
 export function registerBrowse(program: Command): void {
