@@ -17,7 +17,7 @@ import { catLayer, fsck, importImage, openRepository, isVeritreeError, writeLaye
 import { readSplitStream, SplitStreamBuilder } from '../src/store/splitstream.ts';
 import { VerityPool } from '../src/pipeline/pool.ts';
 import { Budget } from '../src/pipeline/budget.ts';
-import { LayerScheduler } from '../src/pipeline/import.ts';
+import { LayerScheduler } from '../src/pipeline/scheduler.ts';
 import type { ResolvedLayer } from '../src/oci/layout.ts';
 import { SmallFileBatcher } from '../src/pipeline/batcher.ts';
 import { bufferBytesFor, giveBack, idleBufferBytes, takeBuffer } from '../src/pipeline/buffers.ts';
