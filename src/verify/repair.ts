@@ -8,7 +8,7 @@
  */
 import { mkdir, readdir, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { storeIoError, throwIfAborted } from '../errors.ts';
+import { errnoCode, storeIoError, throwIfAborted } from '../errors.ts';
 import { STREAM_PREFIX, STREAMS_DIR, TAGS_DIR, classifyNamedRef, objectIdFromLink, unescapeTag } from '../store/layout.ts';
 import type { Repository } from '../store/repository.ts';
 import { readRefs } from '../store/splitstream.ts';
@@ -68,7 +68,7 @@ export async function repair(repo: Repository, report: FsckReport, opts: { lockH
     }
     const streamBad = new Set(report.issues.filter((i) => STREAM_BAD.has(i.type)).map((i) => i.path));
     await dropBrokenStreams(repo, streamBad, out);
-    await dropBrokenTags(repo, out);
+    await dropBrokenTags(repo, out, opts.signal);
     Object.assign(out, await repairImages(repo, report.issues, opts.signal));
     return out;
   } finally {
@@ -125,15 +125,37 @@ async function whole(repo: Repository, name: string, path: string, known: Set<st
   }
 }
 
-async function dropBrokenTags(repo: Repository, out: RepairReport): Promise<void> {
-  const dir = join(repo.root, TAGS_DIR);
-  for (const n of await readdir(dir).catch(() => [] as string[])) {
-    const path = join(dir, n);
-    const target = (await readlink(path).catch(() => null)) ?? '';
-    const stream = target.split('/').pop() ?? '';
-    const ok = stream.startsWith(STREAM_PREFIX.manifest) && (await repo.streamObject(stream).catch(() => null)) !== null;
-    if (ok) continue;
-    await unlink(path).catch(() => rm(path, { recursive: true, force: true }));
-    out.tagsRemoved.push({ tag: unescapeTag(n), manifest: stream.startsWith(STREAM_PREFIX.manifest) ? `sha256:${stream.slice(STREAM_PREFIX.manifest.length)}` : stream });
+/**
+ * Removes every tag whose manifest stream is gone. Tags may sit in sub-folders of refs/oci/ (a
+ * composefs-rs ref name may hold `/`; gc, fsck and images follow them): those are walked with an
+ * explicit stack, and a folder is never removed, only the links in it that name nothing whole.
+ */
+async function dropBrokenTags(repo: Repository, out: RepairReport, signal: AbortSignal | undefined): Promise<void> {
+  const top = join(repo.root, TAGS_DIR);
+  const stack = [''];
+  for (let rel = stack.pop(); rel !== undefined; rel = stack.pop()) {
+    throwIfAborted(signal);
+    let entries;
+    try {
+      entries = await readdir(join(top, rel), { withFileTypes: true });
+    } catch (e) {
+      // No refs/oci folder: no tags.
+      if (errnoCode(e) === 'ENOENT' && rel === '') continue;
+      throw storeIoError(e, join(top, rel), 'listing tags');
+    }
+    for (const e of entries) {
+      const n = rel === '' ? e.name : `${rel}/${e.name}`;
+      const path = join(top, n);
+      if (e.isDirectory()) {
+        stack.push(n);
+        continue;
+      }
+      const target = e.isSymbolicLink() ? await readlink(path) : '';
+      const stream = target.split('/').pop() ?? '';
+      const ok = stream.startsWith(STREAM_PREFIX.manifest) && (await repo.streamObject(stream).catch(() => null)) !== null;
+      if (ok) continue;
+      await unlink(path);
+      out.tagsRemoved.push({ tag: unescapeTag(n), manifest: stream.startsWith(STREAM_PREFIX.manifest) ? `sha256:${stream.slice(STREAM_PREFIX.manifest.length)}` : stream });
+    }
   }
 }
