@@ -393,3 +393,21 @@ test('a store with streams but no meta.json (a cfsctl store from before it, or o
   assert.equal(status, 1, 'a tag whose layer stream has no object is damage');
   assert.ok(report.issues.some((i) => i.path.endsWith(layer)), JSON.stringify(report.issues));
 });
+
+test('fsck --repair writes a whole stream link of another form (absolute) again in composefs-rs\'s form, and keeps the tag', { skip: SKIP }, () => {
+  const repo = join(dir, 'absolute-stream');
+  cpSync(pristine, repo, { recursive: true, verbatimSymlinks: true });
+  const manifests = readdirSync(join(repo, 'streams')).filter((s) => s.startsWith('oci-manifest-'));
+  const link = join(repo, 'streams', manifests[0] as string);
+  const target = readlinkSync(link);
+  unlinkSync(link);
+  symlinkSync(join(repo, 'streams', target), link);
+  assert.equal(fsckJson(repo).status, 1, 'fsck reports the form');
+  const { report } = fsckJson(repo, ['--repair']);
+  assert.deepEqual(report.repair?.tagsRemoved, [], 'no tag whose image is whole is removed');
+  assert.deepEqual(report.repair?.streamsRemoved, []);
+  assert.equal(readlinkSync(link), target, 'the link is in composefs-rs\'s form again');
+  const after = fsckJson(repo);
+  assert.equal(after.status, 0, JSON.stringify(after.report.issues));
+  assert.equal(after.report.tags, 2);
+});

@@ -21,6 +21,8 @@ export interface RepairReport extends ImageRepair {
   quarantine: string | null;
   quarantined: string[];
   streamsRemoved: string[];
+  /** Stream links that were whole but not of composefs-rs's form, written again in it. */
+  streamsRelinked: string[];
   tagsRemoved: { tag: string; manifest: string }[];
   tmpRemoved: number;
 }
@@ -37,7 +39,7 @@ export async function repair(repo: Repository, report: FsckReport, opts: { lockH
   const lock = opts.lockHeld ? null : await repo.lockExclusive();
   try {
     repo.assertWritable();
-    const out: RepairReport = { quarantine: null, quarantined: [], streamsRemoved: [], tagsRemoved: [], tmpRemoved: 0, imagesRewritten: [], imagesNotRewritten: [], imageLinksRemoved: [] };
+    const out: RepairReport = { quarantine: null, quarantined: [], streamsRemoved: [], streamsRelinked: [], tagsRemoved: [], tmpRemoved: 0, imagesRewritten: [], imagesNotRewritten: [], imageLinksRemoved: [] };
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const qdir = join(repo.root, QUARANTINE_DIR, stamp);
     // 64 at a time: a badly damaged store is 100,000s of entries, each one system call.
@@ -89,6 +91,15 @@ async function dropBrokenStreams(repo: Repository, known: Set<string>, out: Repa
     const live = new Set(names);
     for (const name of names) {
       const path = join(dir, name);
+      const target = await readlink(path).catch(() => null);
+      const loose = target === null ? null : objectIdFromLink(target);
+      if (target !== null && loose !== null && objectIdFromLink(target, true) === null && (await whole(repo, name, path, known, live, loose))) {
+        // Whole, through a link of a form composefs-rs does not write (absolute, say): written
+        // again in its form rather than removed with every tag that names it.
+        await repo.replaceStream(name, loose);
+        out.streamsRelinked.push(name);
+        continue;
+      }
       if (!(await whole(repo, name, path, known, live))) {
         await unlink(path).catch(() => rm(path, { recursive: true, force: true }));
         out.streamsRemoved.push(name);
@@ -99,10 +110,11 @@ async function dropBrokenStreams(repo: Repository, known: Set<string>, out: Repa
   }
 }
 
-async function whole(repo: Repository, name: string, path: string, known: Set<string>, live: Set<string>): Promise<boolean> {
+/** Whether stream `name` is whole: its object (`as`, else the one its link names in composefs-rs's form) and all it names are there. */
+async function whole(repo: Repository, name: string, path: string, known: Set<string>, live: Set<string>, as?: string): Promise<boolean> {
   if (known.has(path)) return false;
-  const target = await readlink(path).catch(() => null);
-  const id = target ? objectIdFromLink(target, true) : null;
+  const target = as === undefined ? await readlink(path).catch(() => null) : null;
+  const id = as ?? (target ? objectIdFromLink(target, true) : null);
   if (!id || !(await present(repo, id))) return false;
   try {
     const refs = readRefs(await repo.readObject(id));
