@@ -308,13 +308,20 @@ export class Repository {
   }
 
   /**
-   * Points a tag at a stream (replacing the tag's previous target: tags move).
+   * Points a tag at a stream (replacing the tag's previous target: tags move). With `move`
+   * false the tag is only created, never moved: symlink(2) is atomic, so of two runs giving out
+   * the same tag at once only one can (the other gets TAG_IN_USE).
    * @returns the stream the tag named before, when it named another one; else null
    */
-  async setTag(tag: string, streamName: string): Promise<string | null> {
+  async setTag(tag: string, streamName: string, move = true): Promise<string | null> {
     const path = this.tagPath(tag);
+    const target = join('..', '..', streamName);
     const before = await readLinkOrNull(path);
-    await this.atomicSymlink(join('..', '..', streamName), path, true);
+    if (move || before === null) await this.atomicSymlink(target, path, move);
+    const now = move ? target : await readLinkOrNull(path);
+    if (now !== target) {
+      throw new VeritreeError(ERROR_CODES.TAG_IN_USE, `tag ${JSON.stringify(tag)} names another image (${now?.split('/').pop() ?? 'none'}), set by another run meanwhile: give this image a NAME of its own, or --force to move the tag`, { path });
+    }
     const was = before?.split('/').pop() ?? null;
     return was !== null && was !== streamName ? was : null;
   }
