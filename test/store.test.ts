@@ -382,3 +382,19 @@ test('a derived tag set by another run between the check and the publish is not 
   await repo.setTag('latest', `oci-manifest-sha256:${'d'.repeat(64)}`);
   assert.equal(readlinkSync(tagLink), `../../oci-manifest-sha256:${'d'.repeat(64)}`);
 });
+
+test('a tag in a sub-folder of refs/oci/, listed by images, is removed by untag and aged by prune', () => {
+  const repo = join(newDir(), 'repo');
+  assert.equal(veritree(['import', `oci:${join(ROOT, 'example', 'oci')}:latest`, 'ex', '--repo', repo]).status, 0);
+  const manifest = readdirSync(join(repo, 'streams')).find((n) => n.startsWith('oci-manifest-')) as string;
+  mkdirSync(join(repo, 'streams', 'refs', 'oci', 'sub'));
+  symlinkSync(`../../../${manifest}`, join(repo, 'streams', 'refs', 'oci', 'sub', 'x'));
+  const tags = () => (JSON.parse(veritree(['images', '--json', '--repo', repo]).stdout) as { tag: string }[]).map((t) => t.tag).sort();
+  assert.deepEqual(tags(), ['ex', 'sub/x']);
+  const dry = veritree(['prune', '--keep-last', '1', '--dry-run', '--json', '--repo', repo]);
+  assert.equal(dry.status, 0, dry.stderr);
+  assert.equal((JSON.parse(dry.stdout) as { untagged: string[]; kept: string[] }).kept.length + (JSON.parse(dry.stdout) as { untagged: string[] }).untagged.length, 2, 'prune sees both tags');
+  const u = veritree(['untag', 'sub/x', '--repo', repo]);
+  assert.equal(u.status, 0, u.stderr);
+  assert.deepEqual(tags(), ['ex']);
+});

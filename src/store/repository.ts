@@ -329,12 +329,16 @@ export class Repository {
   /** @throws VeritreeError STORE_UNSUPPORTED in a repository opened read-only */
   async removeTag(tag: string): Promise<boolean> {
     this.assertNotReadOnly();
+    // The link `images` lists under this name: a tag in a sub-folder of refs/oci/ (a ref name
+    // with '/', as composefs-rs may write) is removed too, not only the escaped one.
+    const listed = (await this.tagRefs()).find((t) => t.tag === tag)?.link;
+    const path = listed !== undefined ? join(this.root, listed) : this.tagPath(tag);
     try {
-      await unlink(this.tagPath(tag));
+      await unlink(path);
       return true;
     } catch (e) {
       if (errnoCode(e) === 'ENOENT') return false;
-      throw storeIoError(e, this.tagPath(tag), 'removing a tag');
+      throw storeIoError(e, path, 'removing a tag');
     }
   }
 
