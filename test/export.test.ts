@@ -7,7 +7,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { lstatSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, cleanup, must, skipUnless, tempDir, veritree } from './helpers.ts';
 
@@ -80,4 +80,36 @@ test('export of a damaged store fails naming the damage, and the layout index is
   assert.match(r.stderr, /damaged|does not hash|rebuilds to/);
   assert.deepEqual(readFileSync(join(layout, 'index.json')), indexBefore);
   assert.deepEqual(readdirSync(join(layout, 'blobs', 'sha256')).filter((n) => n.startsWith('.tmp-')), [], 'no temporary blob is left');
+});
+
+test('export writes nothing outside DIR: a symlinked oci-layout or index.json is replaced, a symlinked blobs folder refused', () => {
+  const repo = join(dir, 'repo-links');
+  assert.equal(veritree(['import', `oci:${example}:latest`, 'ex', '--repo', repo]).status, 0);
+  const outside = join(dir, 'outside');
+  mkdirSync(outside);
+  writeFileSync(join(outside, 'victim'), 'precious');
+  writeFileSync(join(outside, 'index.json'), '{"schemaVersion":2,"manifests":[]}');
+  const layout = join(dir, 'links-files');
+  mkdirSync(layout);
+  symlinkSync(join(outside, 'victim'), join(layout, 'oci-layout'));
+  symlinkSync(join(outside, 'index.json'), join(layout, 'index.json'));
+  const r = veritree(['export', 'ex', `oci:${layout}:x`, '--repo', repo]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(readFileSync(join(outside, 'victim'), 'utf8'), 'precious');
+  assert.equal(readFileSync(join(outside, 'index.json'), 'utf8'), '{"schemaVersion":2,"manifests":[]}');
+  assert.ok(lstatSync(join(layout, 'oci-layout')).isFile());
+  assert.ok(lstatSync(join(layout, 'index.json')).isFile());
+  for (const [name, link] of [['links-blobs', 'blobs'], ['links-sha', join('blobs', 'sha256')]] as const) {
+    const l = join(dir, name);
+    const target = join(outside, name);
+    mkdirSync(target);
+    mkdirSync(join(l, 'blobs'), { recursive: true });
+    if (link === 'blobs') rmSync(join(l, 'blobs'), { recursive: true });
+    symlinkSync(target, join(l, link));
+    const x = veritree(['export', 'ex', `oci:${l}:x`, '--repo', repo]);
+    assert.equal(x.status, 3, x.stderr);
+    assert.match(x.stderr, /is not a folder/);
+    assert.deepEqual(readdirSync(target).filter((n) => n !== 'sha256'), [], 'nothing written through the link');
+    if (link === 'blobs') assert.ok(!existsSync(join(target, 'sha256')) || readdirSync(join(target, 'sha256')).length === 0);
+  }
 });

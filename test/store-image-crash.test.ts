@@ -68,3 +68,30 @@ test('image: killed after each step, fsck is clean, gc keeps it whole, and the n
   }
   assert.deepEqual([...new Set(seen)], STEPS);
 });
+
+test('image of one tag moves every manifest of the same config with it: fsck is clean after it and after a crash at each step', { skip: importable || (hasTool('skopeo') ? false : 'skipped: skopeo not installed') }, async () => {
+  // The same image with zstd layers: another manifest, the same config stream.
+  const zstd = join(dir, 'zstd-layout');
+  assert.equal(spawnSync('skopeo', ['copy', '-q', '--dest-compress-format', 'zstd', `oci:${join(ROOT, 'example', 'oci')}:latest`, `oci:${zstd}:latest`]).status, 0);
+  const template = join(dir, 'shared-template');
+  assert.equal(veritree(['import', `oci:${join(ROOT, 'example', 'oci')}:latest`, 'gz', '--repo', template]).status, 0);
+  assert.equal(veritree(['import', `oci:${zstd}:latest`, 'zst', '--repo', template]).status, 0);
+  for (const at of [...STEPS, null]) {
+    const root = join(dir, `shared-${at ?? 'whole'}`);
+    spawnSync('cp', ['-a', template, root]);
+    const repo = await openRepository(root);
+    const crash = new Error(`killed after ${at}`);
+    const run = writeStoreImage(repo, 'gz', { afterStep: (s) => { if (s === at) throw crash; } });
+    if (at === null) await run;
+    else await assert.rejects(run, (e) => e === crash);
+    assert.deepEqual((await fsck(repo)).issues, [], `fsck after image gz stopped at ${at ?? 'the end'}`);
+    await gc(repo);
+    assert.deepEqual((await fsck(repo)).issues, [], `fsck after gc (${at ?? 'the end'})`);
+    const again = await writeStoreImage(repo, 'gz');
+    assert.equal(await storedImageOf(repo, 'zst'), again.image, 'the other tag sees the image too');
+    assert.deepEqual((await fsck(repo)).issues, [], `fsck after the next run (${at ?? 'the end'})`);
+    const g = await gc(repo);
+    assert.deepEqual([g.streamsRemoved, g.imagesRemoved], [[], []]);
+    assert.equal(veritree(['checkout', 'zst', join(dir, `shared-co-${at ?? 'whole'}`), '--repo', root]).status, 0);
+  }
+});

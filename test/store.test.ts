@@ -1,7 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { verityDigest, toHex, VeritreeError } from '../src/index.ts';
@@ -361,4 +361,40 @@ test('a batch of small files: one native call stores them where it can; a file i
   assert.throws(() => writeBatchSync(target, b.data, b.sizes, 'auto'), /present with 5 bytes, expected 6000/);
   assert.deepEqual(readFileSync(repo.objectPath(moreIds[0] as string)), Buffer.from(more[0] as Uint8Array));
   assert.equal(existsSync(repo.objectPath(moreIds[2] as string)), false);
+});
+
+test('a derived tag set by another run between the check and the publish is not moved: the import fails with TAG_IN_USE', async () => {
+  const { importImages } = await import('../src/pipeline/import.ts');
+  const repo = await Repository.init(join(newDir(), 'repo'));
+  const other = `oci-manifest-sha256:${'e'.repeat(64)}`;
+  const tagLink = join(repo.root, 'streams', 'refs', 'oci', 'latest');
+  const report = await importImages(repo, [`oci:${join(ROOT, 'example', 'oci')}:latest`], {
+    // Another run gives out "latest" while this one is importing.
+    onProgress: (e) => {
+      if (e.type === 'image-publishing') symlinkSync(`../../${other}`, tagLink);
+    },
+  });
+  const r = report.images[0];
+  assert.ok(r && !r.ok, 'the import fails');
+  assert.equal(r.code, 'TAG_IN_USE', r.message);
+  assert.equal(readlinkSync(tagLink), `../../${other}`, 'the other run\'s tag is not moved');
+  // A tag given by NAME still moves.
+  await repo.setTag('latest', `oci-manifest-sha256:${'d'.repeat(64)}`);
+  assert.equal(readlinkSync(tagLink), `../../oci-manifest-sha256:${'d'.repeat(64)}`);
+});
+
+test('a tag in a sub-folder of refs/oci/, listed by images, is removed by untag and aged by prune', () => {
+  const repo = join(newDir(), 'repo');
+  assert.equal(veritree(['import', `oci:${join(ROOT, 'example', 'oci')}:latest`, 'ex', '--repo', repo]).status, 0);
+  const manifest = readdirSync(join(repo, 'streams')).find((n) => n.startsWith('oci-manifest-')) as string;
+  mkdirSync(join(repo, 'streams', 'refs', 'oci', 'sub'));
+  symlinkSync(`../../../${manifest}`, join(repo, 'streams', 'refs', 'oci', 'sub', 'x'));
+  const tags = () => (JSON.parse(veritree(['images', '--json', '--repo', repo]).stdout) as { tag: string }[]).map((t) => t.tag).sort();
+  assert.deepEqual(tags(), ['ex', 'sub/x']);
+  const dry = veritree(['prune', '--keep-last', '1', '--dry-run', '--json', '--repo', repo]);
+  assert.equal(dry.status, 0, dry.stderr);
+  assert.equal((JSON.parse(dry.stdout) as { untagged: string[]; kept: string[] }).kept.length + (JSON.parse(dry.stdout) as { untagged: string[] }).untagged.length, 2, 'prune sees both tags');
+  const u = veritree(['untag', 'sub/x', '--repo', repo]);
+  assert.equal(u.status, 0, u.stderr);
+  assert.deepEqual(tags(), ['ex']);
 });

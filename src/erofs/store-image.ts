@@ -17,9 +17,9 @@
  * `mkcomposefs --from-file` makes of `veritree dump`.
  * @module
  */
-import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import { ERROR_CODES, VeritreeError, throwIfAborted } from '../errors.ts';
 import { composefsTreeOf } from '../merge/composefs-tree.ts';
-import { taggedImage } from '../store/images.ts';
+import { manifestStreamNames, taggedImage } from '../store/images.ts';
 import { lockOptionsFrom, type LockWaitOptions } from '../store/lock.ts';
 import { writeObject } from '../store/objects.ts';
 import type { Repository } from '../store/repository.ts';
@@ -92,6 +92,30 @@ function withConfig(manifest: SplitStream, configId: string): [string, string][]
   return namedRefsOf(manifest).map(([n, v]): [string, string] => (n.startsWith('config:') ? [n, configId] : [n, v]));
 }
 
+/**
+ * Every manifest stream but `except` whose config is `oldConfig` (the config link not yet moved),
+ * or that holds `newConfig` as an unnamed ref beside another config (a run cut off after step 1
+ * or 2): each with its step-1 form (null when the config link has moved) and its final form,
+ * both written as objects.
+ */
+async function sharingManifests(repo: Repository, except: string, oldConfig: string, newConfig: string, signal: AbortSignal | undefined): Promise<{ name: string; holdsBoth: string | null; final: string }[]> {
+  const out: { name: string; holdsBoth: string | null; final: string }[] = [];
+  for (const name of await manifestStreamNames(repo)) {
+    throwIfAborted(signal);
+    if (name === except) continue;
+    const m = readSplitStream(await repo.readStreamBytes(name));
+    const config = namedRefsOf(m).find(([n]) => n.startsWith('config:'))?.[1];
+    if (config === undefined || config === newConfig) continue;
+    const named = new Set(m.namedRefs.map((r) => r.index));
+    const holdsNew = m.streamRefs.some((id, i) => id === newConfig && !named.has(i));
+    // Before the config link moves: every manifest of the old config. After: those left between.
+    if (oldConfig !== newConfig ? config !== oldConfig : !holdsNew) continue;
+    const holdsBoth = oldConfig !== newConfig ? await put(repo, rebuilt(m, 'manifest', withConfig(m, config), [newConfig])) : null;
+    out.push({ name, holdsBoth, final: await put(repo, rebuilt(m, 'manifest', withConfig(m, newConfig))) });
+  }
+  return out;
+}
+
 /** Where writeStoreImage is: each step is done and durable when this is called (a test seam). */
 export type StoreImageStep = 'objects' | 'image-link' | 'manifest-holds-both' | 'config' | 'manifest';
 
@@ -155,6 +179,10 @@ export async function writeStoreImageLocked(repo: Repository, tag: string, opts:
   const linkedManifest = await repo.streamObject(t.manifestStream);
   const relinkConfig = linkedConfig !== configId;
   const holdsBoth = relinkConfig ? await put(repo, rebuilt(t.manifest, 'manifest', withConfig(t.manifest, linkedConfig), [configId])) : null;
+  // Other manifests of the same config (the image stored with other layer compressions) move
+  // with the config link, through the same three steps, or fsck would find them naming a config
+  // object the link no longer is.
+  const others = await sharingManifests(repo, t.manifestStream, linkedConfig, configId, opts.signal);
   const step = async (s: StoreImageStep): Promise<void> => {
     await repo.sync();
     opts.afterStep?.(s);
@@ -168,12 +196,14 @@ export async function writeStoreImageLocked(repo: Repository, tag: string, opts:
   }
   if (holdsBoth !== null) {
     await repo.replaceStream(t.manifestStream, holdsBoth);
+    for (const o of others) if (o.holdsBoth !== null) await repo.replaceStream(o.name, o.holdsBoth);
     await step('manifest-holds-both');
     await repo.replaceStream(configName, configId);
     await step('config');
   }
-  if (linkedManifest !== manifestId || holdsBoth !== null) {
+  if (linkedManifest !== manifestId || holdsBoth !== null || others.length > 0) {
     await repo.replaceStream(t.manifestStream, manifestId);
+    for (const o of others) await repo.replaceStream(o.name, o.final);
     written = true;
     await step('manifest');
   }

@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -128,11 +128,34 @@ async function indexWithout(layout: string, ref: string): Promise<{ schemaVersio
   return { ...index, schemaVersion: 2, manifests: keep };
 }
 
+/**
+ * Writes `bytes` to `dest` by a fresh tmp file (`wx`: never through a symlink or over a file
+ * already there) renamed over it, so a symlink at `dest` is replaced, never followed.
+ */
+async function replaceFile(dest: string, bytes: Uint8Array | string): Promise<void> {
+  const tmp = `${dest}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  try {
+    await writeFile(tmp, bytes, { mode: 0o644, flag: 'wx' });
+    await rename(tmp, dest);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
 /** Writes `bytes` as blobs/sha256/<hex> (kept when already there: blobs are content-named). */
 async function putBlob(blobs: string, hex: string, bytes: Uint8Array): Promise<void> {
-  const tmp = join(blobs, `.tmp-${process.pid}-${hex}`);
-  await writeFile(tmp, bytes, { mode: 0o644 });
-  await rename(tmp, join(blobs, hex));
+  await replaceFile(join(blobs, hex), bytes);
+}
+
+/**
+ * Refuses a layout whose `blobs` or `blobs/sha256` is not a real folder: through a symlink, the
+ * export would write outside DIR.
+ */
+async function checkBlobFolders(layout: string): Promise<void> {
+  for (const f of [join(layout, 'blobs'), join(layout, 'blobs', 'sha256')]) {
+    const st = await lstat(f);
+    if (!st.isDirectory()) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${f} is not a folder (a symlink or a file): refusing to write through it`);
+  }
 }
 
 /**
@@ -162,6 +185,7 @@ export async function exportImage(repo: Repository, tag: string, layout: string,
     } catch (e) {
       throw storeIoError(e, blobs, 'making the layout folder');
     }
+    await checkBlobFolders(layout);
     // Each stream's header gives its layer's size: progress is a fraction of the whole image.
     const sizes: number[] = [];
     for (const d of t.diffIds) sizes.push(Number(readHeader(await repo.readStreamBytes(layerStreamName(d.replace(/^sha256:/, '')))).streamSize));
@@ -195,10 +219,8 @@ export async function exportImage(repo: Repository, tag: string, layout: string,
     await putBlob(blobs, outHex, manifestBytes);
     const index = await indexWithout(layout, ref);
     index.manifests.push({ mediaType: MEDIA.ociManifest, digest: `sha256:${outHex}`, size: manifestBytes.length, annotations: { [REF_ANNOTATION]: ref } });
-    await writeFile(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-    const indexTmp = join(layout, `.index.json.tmp-${process.pid}`);
-    await writeFile(indexTmp, JSON.stringify(index));
-    await rename(indexTmp, join(layout, 'index.json'));
+    await replaceFile(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+    await replaceFile(join(layout, 'index.json'), JSON.stringify(index));
     // Durable before the command says it is done.
     for (const f of [join(layout, 'index.json'), ...layers.map((l) => join(blobs, l.digest.slice(7)))]) {
       const fh = await open(f, 'r');

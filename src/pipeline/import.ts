@@ -171,6 +171,8 @@ interface Prepared {
   retaggedFrom: string | null;
   /** Every stream of the image is stored already (read again only for verifySource). */
   complete?: boolean;
+  /** Whether the tag may move off another image (a NAME given, or --force); else it is only created. */
+  move: boolean;
 }
 
 /** A stream holding one JSON blob as a single external object, with named refs. */
@@ -227,7 +229,8 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
         const tag = job.tag ?? defaultTag(image);
         validateTag(tag);
         const stream = manifestStreamName(digestHex(image.manifestDescriptor.digest, 'manifest'));
-        if (!(job.moveTag ?? (job.tag !== undefined || options.moveTags === true))) {
+        const move = job.moveTag ?? (job.tag !== undefined || options.moveTags === true);
+        if (!move) {
           const other = givenOut.get(tag) ?? held.get(tag);
           if (other !== undefined && other !== stream) {
             const what = other.startsWith(STREAM_PREFIX.manifest) ? `sha256:${other.slice(STREAM_PREFIX.manifest.length)}` : other;
@@ -235,7 +238,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
           }
         }
         givenOut.set(tag, stream);
-        prepared.push({ index: i, source: job.source, tag, image, warnings: [], started: performance.now(), retaggedFrom: null });
+        prepared.push({ index: i, source: job.source, tag, image, warnings: [], started: performance.now(), retaggedFrom: null, move });
       } catch (e) {
         results[i] = failure(job.source, job.tag, e);
         if (options.failFast) controller.abort();
@@ -257,7 +260,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
       const manifestStream = manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest'));
       const complete = await imageComplete(repo, p.image, manifestStream);
       if (complete && !options.verifySource) {
-        p.retaggedFrom = await repo.setTag(p.tag, manifestStream);
+        p.retaggedFrom = await repo.setTag(p.tag, manifestStream, p.move);
         const layers = p.image.layers.map(presentLayer);
         for (const l of layers) options.onProgress?.({ type: 'layer-done', image: p.index, index: l.index, status: 'present', size: p.image.layers[l.index]?.descriptor.size ?? 0 });
         results[p.index] = summarise(p, 'present', layers, poolJobs);
@@ -314,7 +317,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
             const mine = layers.map((o, i): LayerResult => (o.read ? o.result : presentLayer(p.image.layers[i] as ResolvedLayer)));
             options.onProgress?.({ type: 'image-publishing', image: p.index });
             if (!p.complete) await publishImage(repo, impl, p.image, mine);
-            p.retaggedFrom = await repo.setTag(p.tag, manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')));
+            p.retaggedFrom = await repo.setTag(p.tag, manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')), p.move);
             await repo.sync();
             results[p.index] = summarise(p, p.complete ? 'present' : 'imported', mine, poolJobs);
             options.onProgress?.({ type: 'image-done', image: p.index, ok: true });

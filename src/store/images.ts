@@ -4,9 +4,11 @@
  * and JSON object is read verified (Repository.readObject).
  * @module
  */
-import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
 import { imageRefKey } from '../erofs/image-formats.ts';
-import { STREAM_PREFIX } from './layout.ts';
+import { STREAM_PREFIX, STREAMS_DIR } from './layout.ts';
 import type { Repository } from './repository.ts';
 import { readSplitStream, type SplitStream } from './splitstream.ts';
 
@@ -108,4 +110,16 @@ export async function listImages(repo: Repository): Promise<ImageRecord[]> {
     });
   }
   return out;
+}
+
+/** The names of every manifest stream (`oci-manifest-*`), sorted; none when streams/ is absent. */
+export async function manifestStreamNames(repo: Repository): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(join(repo.root, STREAMS_DIR));
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') return [];
+    throw storeIoError(e, join(repo.root, STREAMS_DIR), 'listing streams');
+  }
+  return names.filter((n) => n.startsWith(STREAM_PREFIX.manifest)).sort();
 }

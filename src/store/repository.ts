@@ -327,13 +327,20 @@ export class Repository {
   }
 
   /**
-   * Points a tag at a stream (replacing the tag's previous target: tags move).
+   * Points a tag at a stream (replacing the tag's previous target: tags move). With `move`
+   * false the tag is only created, never moved: symlink(2) is atomic, so of two runs giving out
+   * the same tag at once only one can (the other gets TAG_IN_USE).
    * @returns the stream the tag named before, when it named another one; else null
    */
-  async setTag(tag: string, streamName: string): Promise<string | null> {
+  async setTag(tag: string, streamName: string, move = true): Promise<string | null> {
     const path = this.tagPath(tag);
+    const target = join('..', '..', streamName);
     const before = await readLinkOrNull(path);
-    await this.atomicSymlink(join('..', '..', streamName), path, true);
+    if (move || before === null) await this.atomicSymlink(target, path, move);
+    const now = move ? target : await readLinkOrNull(path);
+    if (now !== target) {
+      throw new VeritreeError(ERROR_CODES.TAG_IN_USE, `tag ${JSON.stringify(tag)} names another image (${now?.split('/').pop() ?? 'none'}), set by another run meanwhile: give this image a NAME of its own, or --force to move the tag`, { path });
+    }
     const was = before?.split('/').pop() ?? null;
     return was !== null && was !== streamName ? was : null;
   }
@@ -341,12 +348,16 @@ export class Repository {
   /** @throws VeritreeError STORE_UNSUPPORTED in a repository opened read-only */
   async removeTag(tag: string): Promise<boolean> {
     this.assertNotReadOnly();
+    // The link `images` lists under this name: a tag in a sub-folder of refs/oci/ (a ref name
+    // with '/', as composefs-rs may write) is removed too, not only the escaped one.
+    const listed = (await this.tagRefs()).find((t) => t.tag === tag)?.link;
+    const path = listed !== undefined ? join(this.root, listed) : this.tagPath(tag);
     try {
-      await unlink(this.tagPath(tag));
+      await unlink(path);
       return true;
     } catch (e) {
       if (errnoCode(e) === 'ENOENT') return false;
-      throw storeIoError(e, this.tagPath(tag), 'removing a tag');
+      throw storeIoError(e, path, 'removing a tag');
     }
   }
 

@@ -4,6 +4,7 @@
  * @module
  */
 import { lstat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { errnoCode, storeIoError } from '../errors.ts';
 import type { Repository } from './repository.ts';
 
@@ -18,8 +19,12 @@ export interface TagTime {
 /** Every tag with the time it was last set, newest first (ties by name). */
 export async function tagsByAge(repo: Repository): Promise<TagTime[]> {
   const out: TagTime[] = [];
-  for (const { tag, stream } of await repo.listTags()) {
-    const path = repo.tagPath(tag);
+  for (const t of await repo.tagRefs()) {
+    if (t.error) throw t.error;
+    const { tag } = t;
+    const stream = t.ref.entry;
+    // The link itself: a tag in a sub-folder of refs/oci/ is not at its escaped name.
+    const path = join(repo.root, t.link);
     try {
       out.push({ tag, stream, setAt: (await lstat(path)).mtimeMs });
     } catch (e) {

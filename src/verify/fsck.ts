@@ -10,7 +10,7 @@ import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { lockOptionsFrom, type LockWaitOptions, type RepoLock } from '../store/lock.ts';
-import { ERROR_CODES, isVeritreeError, throwIfAborted } from '../errors.ts';
+import { ERROR_CODES, errnoCode, isVeritreeError, storeIoError, throwIfAborted } from '../errors.ts';
 import { composefsImageObjects } from '../erofs/reader.ts';
 import { listRefs } from '../store/links.ts';
 import { IMAGES_DIR, STREAM_PREFIX, STREAMS_DIR, TAGS_DIR, classifyNamedRef, isObjectId, objectIdFromLink } from '../store/layout.ts';
@@ -100,10 +100,27 @@ export async function fsck(repo: Repository, options: FsckOptions = {}): Promise
   }
 }
 
+/**
+ * Whether the store has streams/ or images/: a store without meta.json is objects alone only
+ * when it has neither (what mkcomposefs --digest-store writes). A cfsctl store from before
+ * meta.json, or a veritree store that lost it, still has its references checked.
+ */
+async function holdsRefs(repo: Repository): Promise<boolean> {
+  for (const d of [STREAMS_DIR, IMAGES_DIR]) {
+    try {
+      await lstat(join(repo.root, d));
+      return true;
+    } catch (e) {
+      if (errnoCode(e) !== 'ENOENT') throw storeIoError(e, join(repo.root, d), 'looking for references');
+    }
+  }
+  return false;
+}
+
 async function fsckLocked(repo: Repository, options: FsckOptions, pool: VerityPool, started: number): Promise<FsckReport> {
   const issues: StoreIssue[] = [];
   const impl = options.hashImpl ?? 'auto';
-  const objectsOnly = options.objectsOnly === true || !repo.hasMeta;
+  const objectsOnly = options.objectsOnly === true || (!repo.hasMeta && !(await holdsRefs(repo)));
   const checked = await verifyObjects(repo, pool, { impl, signal: options.signal, onProgress: options.onProgress });
   for (const i of checked.issues) issues.push(i);
   const ctx: Ctx = { repo, issues, bad: checked.bad, present: checked.present, pool, impl, unknownRefs: [] };

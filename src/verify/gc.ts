@@ -118,18 +118,25 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
     const streamRoots = await rootsOf(repo, STREAMS_DIR, opts.signal);
     const imageRoots = await rootsOf(repo, IMAGES_DIR, opts.signal);
     const marked = new Set<string>();
+    // Streams and images already queued to be read, apart from `marked`: an object kept as a
+    // file's content (an image may ship a copy of another image's stream) must still be read
+    // when a stream or image ref names it, or what it names is swept.
+    const streamsSeen = new Set<string>();
+    const imagesSeen = new Set<string>();
     const queue: { id: string; root: string; known?: boolean }[] = [];
     // A composefs image keeps itself and every object its files name (read below).
     const images: { id: string; from: string }[] = [];
     for (const r of imageRoots) {
-      if (!marked.has(r.id)) {
-        marked.add(r.id);
+      marked.add(r.id);
+      if (!imagesSeen.has(r.id)) {
+        imagesSeen.add(r.id);
         images.push({ id: r.id, from: r.link });
       }
     }
     for (const r of streamRoots) {
-      if (!marked.has(r.id)) {
-        marked.add(r.id);
+      marked.add(r.id);
+      if (!streamsSeen.has(r.id)) {
+        streamsSeen.add(r.id);
         queue.push({ id: r.id, root: r.link });
       }
     }
@@ -159,9 +166,11 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
       const kindOf = new Map<number, ReturnType<typeof classifyNamedRef>['kind']>();
       for (const r of refs.namedRefs) kindOf.set(r.index, classifyNamedRef(r.name).kind);
       for (const [i, s] of refs.streamRefs.entries()) {
-        if (marked.has(s)) continue;
         marked.add(s);
         const kind = kindOf.get(i);
+        const seen = kind === 'image' ? imagesSeen : streamsSeen;
+        if (seen.has(s)) continue;
+        seen.add(s);
         if (kind === 'image') images.push({ id: s, from: `a composefs.image ref of a stream reachable from ${root}` });
         else queue.push({ id: s, root, known: kind !== 'unknown' });
       }

@@ -21,6 +21,8 @@ export interface RepairReport extends ImageRepair {
   quarantine: string | null;
   quarantined: string[];
   streamsRemoved: string[];
+  /** Stream links that were whole but not of composefs-rs's form, written again in it. */
+  streamsRelinked: string[];
   tagsRemoved: { tag: string; manifest: string }[];
   /** Tags that resolved in another form (absolute, `./`) and were rewritten as composefs-rs writes them. */
   tagsRewritten: { tag: string; from: string; to: string }[];
@@ -39,7 +41,7 @@ export async function repair(repo: Repository, report: FsckReport, opts: { lockH
   const lock = opts.lockHeld ? null : await repo.lockExclusive();
   try {
     repo.assertWritable();
-    const out: RepairReport = { quarantine: null, quarantined: [], streamsRemoved: [], tagsRemoved: [], tagsRewritten: [], tmpRemoved: 0, imagesRewritten: [], imagesNotRewritten: [], imageLinksRemoved: [] };
+    const out: RepairReport = { quarantine: null, quarantined: [], streamsRemoved: [], streamsRelinked: [], tagsRemoved: [], tagsRewritten: [], tmpRemoved: 0, imagesRewritten: [], imagesNotRewritten: [], imageLinksRemoved: [] };
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const qdir = join(repo.root, QUARANTINE_DIR, stamp);
     // 64 at a time: a badly damaged store is 100,000s of entries, each one system call.
@@ -70,7 +72,7 @@ export async function repair(repo: Repository, report: FsckReport, opts: { lockH
     }
     const streamBad = new Set(report.issues.filter((i) => STREAM_BAD.has(i.type)).map((i) => i.path));
     await dropBrokenStreams(repo, streamBad, out);
-    await dropBrokenTags(repo, out);
+    await dropBrokenTags(repo, out, opts.signal);
     Object.assign(out, await repairImages(repo, report.issues, opts.signal));
     return out;
   } finally {
@@ -91,6 +93,15 @@ async function dropBrokenStreams(repo: Repository, known: Set<string>, out: Repa
     const live = new Set(names);
     for (const name of names) {
       const path = join(dir, name);
+      const target = await readlink(path).catch(() => null);
+      const loose = target === null ? null : objectIdFromLink(target);
+      if (target !== null && loose !== null && objectIdFromLink(target, true) === null && (await whole(repo, name, path, known, live, loose))) {
+        // Whole, through a link of a form composefs-rs does not write (absolute, say): written
+        // again in its form rather than removed with every tag that names it.
+        await repo.replaceStream(name, loose);
+        out.streamsRelinked.push(name);
+        continue;
+      }
       if (!(await whole(repo, name, path, known, live))) {
         await unlink(path).catch(() => rm(path, { recursive: true, force: true }));
         out.streamsRemoved.push(name);
@@ -101,10 +112,11 @@ async function dropBrokenStreams(repo: Repository, known: Set<string>, out: Repa
   }
 }
 
-async function whole(repo: Repository, name: string, path: string, known: Set<string>, live: Set<string>): Promise<boolean> {
+/** Whether stream `name` is whole: its object (`as`, else the one its link names in composefs-rs's form) and all it names are there. */
+async function whole(repo: Repository, name: string, path: string, known: Set<string>, live: Set<string>, as?: string): Promise<boolean> {
   if (known.has(path)) return false;
-  const target = await readlink(path).catch(() => null);
-  const id = target ? objectIdFromLink(target, true) : null;
+  const target = as === undefined ? await readlink(path).catch(() => null) : null;
+  const id = as ?? (target ? objectIdFromLink(target, true) : null);
   if (!id || !(await present(repo, id))) return false;
   try {
     const refs = readRefs(await repo.readObject(id));
@@ -128,27 +140,47 @@ async function whole(repo: Repository, name: string, path: string, known: Set<st
 }
 
 /**
- * Drops tags that name no manifest stream; a tag that does resolve to one of this store's
- * manifest streams but in a form the one resolver (store/links.ts) refuses (absolute, `./`,
- * extra hops) is rewritten as `../../<stream>`, so that fsck is clean and gc accepts it again.
+ * Removes every tag whose manifest stream is gone. Tags may sit in sub-folders of refs/oci/ (a
+ * composefs-rs ref name may hold `/`; gc, fsck and images follow them): those are walked with an
+ * explicit stack, and a folder is never removed, only the links in it that name nothing whole.
+ * A top-level tag that resolves to one of this store's manifest streams in a form the one
+ * resolver (store/links.ts) refuses (absolute, `./`, extra hops) is rewritten as
+ * `../../<stream>`, so that fsck is clean and gc accepts it again.
  */
-async function dropBrokenTags(repo: Repository, out: RepairReport): Promise<void> {
-  const dir = join(repo.root, TAGS_DIR);
-  for (const n of await readdir(dir).catch(() => [] as string[])) {
-    const path = join(dir, n);
-    const target = (await readlink(path).catch(() => null)) ?? '';
-    const stream = target.split('/').pop() ?? '';
-    const ok = stream.startsWith(STREAM_PREFIX.manifest) && (await repo.streamObject(stream).catch(() => null)) !== null;
-    if (ok && (await resolvesTo(repo, dir, target, stream))) {
-      const canonical = join('..', '..', stream);
-      if (target !== canonical) {
-        await repo.setTag(unescapeTag(n), stream);
-        out.tagsRewritten.push({ tag: unescapeTag(n), from: target, to: canonical });
-      }
-      continue;
+async function dropBrokenTags(repo: Repository, out: RepairReport, signal: AbortSignal | undefined): Promise<void> {
+  const top = join(repo.root, TAGS_DIR);
+  const stack = [''];
+  for (let rel = stack.pop(); rel !== undefined; rel = stack.pop()) {
+    throwIfAborted(signal);
+    let entries;
+    try {
+      entries = await readdir(join(top, rel), { withFileTypes: true });
+    } catch (e) {
+      // No refs/oci folder: no tags.
+      if (errnoCode(e) === 'ENOENT' && rel === '') continue;
+      throw storeIoError(e, join(top, rel), 'listing tags');
     }
-    await unlink(path).catch(() => rm(path, { recursive: true, force: true }));
-    out.tagsRemoved.push({ tag: unescapeTag(n), manifest: stream.startsWith(STREAM_PREFIX.manifest) ? `sha256:${stream.slice(STREAM_PREFIX.manifest.length)}` : stream });
+    for (const e of entries) {
+      const n = rel === '' ? e.name : `${rel}/${e.name}`;
+      const path = join(top, n);
+      if (e.isDirectory()) {
+        stack.push(n);
+        continue;
+      }
+      const target = e.isSymbolicLink() ? await readlink(path) : '';
+      const stream = target.split('/').pop() ?? '';
+      const ok = stream.startsWith(STREAM_PREFIX.manifest) && (await repo.streamObject(stream).catch(() => null)) !== null;
+      if (ok && (await resolvesTo(repo, dirname(path), target, stream))) {
+        const canonical = join('..', '..', stream);
+        if (rel === '' && target !== canonical) {
+          await repo.setTag(unescapeTag(n), stream);
+          out.tagsRewritten.push({ tag: unescapeTag(n), from: target, to: canonical });
+        }
+        continue;
+      }
+      await unlink(path);
+      out.tagsRemoved.push({ tag: unescapeTag(n), manifest: stream.startsWith(STREAM_PREFIX.manifest) ? `sha256:${stream.slice(STREAM_PREFIX.manifest.length)}` : stream });
+    }
   }
 }
 

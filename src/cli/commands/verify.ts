@@ -43,6 +43,7 @@ function printFsck(r: FsckReport): void {
 
 function printRepair(r: RepairReport): void {
   if (r.quarantined.length) process.stdout.write(`moved ${r.quarantined.length} corrupt entr${r.quarantined.length === 1 ? 'y' : 'ies'} to ${r.quarantine}\n`);
+  for (const s of r.streamsRelinked) process.stdout.write(`relinked stream ${s} in composefs-rs's form\n`);
   for (const s of r.streamsRemoved) process.stdout.write(`removed stream ${s}\n`);
   if (r.tmpRemoved) process.stdout.write(`removed ${r.tmpRemoved} stray tmp file(s)\n`);
   for (const t of r.tagsRemoved) process.stdout.write(`removed tag ${t.tag}: import it again (manifest ${t.manifest})\n`);
