@@ -21,6 +21,15 @@ run_jobs() { # $1: the folder of an install; $2, $3: its veritree command and pa
   done
   "$bin" import "oci:$here/example/oci:latest" example --repo "$repo" > /dev/null
   "$bin" fsck --repo "$repo" > /dev/null
+  "$bin" ls example /usr/bin --repo "$repo" | grep -q ' /usr/bin/hello$'
+  # export, then skopeo copies it and umoci unpacks it to the checkout's files.
+  "$bin" export example "oci:$1/exported:ex" --repo "$repo" > /dev/null
+  "$bin" checkout --copy example "$1/co" --repo "$repo" > /dev/null
+  if command -v skopeo > /dev/null && command -v umoci > /dev/null; then
+    skopeo copy -q "oci:$1/exported:ex" "oci:$1/copied:ex"
+    umoci unpack --image "$1/copied:ex" "$1/bundle" > /dev/null
+    diff -r "$1/bundle/rootfs" "$1/co"
+  fi
   "$bin" bench --quick --out "$1/bench" > "$1/bench.log" 2>&1 || { cat "$1/bench.log"; return 1; }
   test -s "$1/bench/report.json"
 }

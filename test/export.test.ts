@@ -113,3 +113,18 @@ test('export writes nothing outside DIR: a symlinked oci-layout or index.json is
     if (link === 'blobs') assert.ok(!existsSync(join(target, 'sha256')) || readdirSync(join(target, 'sha256')).length === 0);
   }
 });
+
+test('export to oci-archive:FILE: one tar that skopeo reads and that re-imports as the same image; FILE replaced whole', { skip: skipUnless('skopeo') }, () => {
+  const repo = join(dir, 'repo-archive');
+  assert.equal(veritree(['import', `oci:${example}:latest`, 'ex', '--repo', repo]).status, 0);
+  const file = join(dir, 'ex.tar');
+  writeFileSync(file, 'an older file');
+  const r = veritree(['export', 'ex', `oci-archive:${file}`, '--repo', repo]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^exported ex to oci-archive:.*ex\.tar:ex: manifest sha256:[0-9a-f]{64}, 2 layers \(gzip\)$/m);
+  must('skopeo', ['copy', '-q', `oci-archive:${file}:ex`, `oci:${join(dir, 'from-archive')}:ex`]);
+  const back = join(dir, 'back-archive');
+  assert.equal(veritree(['import', `oci-archive:${file}:ex`, 'back', '--repo', back]).status, 0);
+  assert.equal(veritree(['dump', 'back', '--repo', back]).stdout, veritree(['dump', 'ex', '--repo', repo]).stdout);
+  assert.deepEqual(readdirSync(dir).filter((n) => n.includes('ex.tar') && n !== 'ex.tar'), [], 'no temporary file or folder is left');
+});
