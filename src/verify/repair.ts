@@ -8,7 +8,7 @@
  */
 import { mkdir, readdir, readlink, realpath, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { errnoCode, storeIoError, throwIfAborted } from '../errors.ts';
+import { ERROR_CODES, errnoCode, isVeritreeError, storeIoError, throwIfAborted } from '../errors.ts';
 import { STREAM_PREFIX, STREAMS_DIR, TAGS_DIR, classifyNamedRef, objectIdFromLink, unescapeTag } from '../store/layout.ts';
 import type { Repository } from '../store/repository.ts';
 import { readRefs } from '../store/splitstream.ts';
@@ -80,8 +80,21 @@ export async function repair(repo: Repository, report: FsckReport, opts: { lockH
   }
 }
 
+/**
+ * For `.catch`: a path that is not there (ENOENT, ENOTDIR; EINVAL for readlink of a non-link) is
+ * an answer; any other error (EIO, EACCES) stops repair, which must not remove a stream or a tag
+ * for a read that failed.
+ */
+function absent<T>(fallback: T): (e: unknown) => T {
+  return (e) => {
+    const code = errnoCode(e);
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EINVAL') return fallback;
+    throw storeIoError(e, (e as NodeJS.ErrnoException).path ?? '', 'repairing', 'read');
+  };
+}
+
 async function present(repo: Repository, id: string): Promise<boolean> {
-  return (await stat(repo.objectPath(id)).catch(() => null))?.isFile() === true;
+  return (await stat(repo.objectPath(id)).catch(absent(null)))?.isFile() === true;
 }
 
 /** Removes stream links until every remaining one is whole (named refs can chain removals). */
@@ -89,11 +102,11 @@ async function dropBrokenStreams(repo: Repository, known: Set<string>, out: Repa
   const dir = join(repo.root, STREAMS_DIR);
   for (let changed = true; changed; ) {
     changed = false;
-    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n !== 'refs');
+    const names = (await readdir(dir).catch(absent([] as string[]))).filter((n) => n !== 'refs');
     const live = new Set(names);
     for (const name of names) {
       const path = join(dir, name);
-      const target = await readlink(path).catch(() => null);
+      const target = await readlink(path).catch(absent(null));
       const loose = target === null ? null : objectIdFromLink(target);
       if (target !== null && loose !== null && objectIdFromLink(target, true) === null && (await whole(repo, name, path, known, live, loose))) {
         // Whole, through a link of a form composefs-rs does not write (absolute, say): written
@@ -115,7 +128,7 @@ async function dropBrokenStreams(repo: Repository, known: Set<string>, out: Repa
 /** Whether stream `name` is whole: its object (`as`, else the one its link names in composefs-rs's form) and all it names are there. */
 async function whole(repo: Repository, name: string, path: string, known: Set<string>, live: Set<string>, as?: string): Promise<boolean> {
   if (known.has(path)) return false;
-  const target = as === undefined ? await readlink(path).catch(() => null) : null;
+  const target = as === undefined ? await readlink(path).catch(absent(null)) : null;
   const id = as ?? (target ? objectIdFromLink(target, true) : null);
   if (!id || !(await present(repo, id))) return false;
   try {
@@ -134,8 +147,11 @@ async function whole(repo: Repository, name: string, path: string, known: Set<st
     }
     for (const [i, r] of refs.streamRefs.entries()) if (!judged.has(i) && !(await present(repo, r))) return false;
     return true;
-  } catch {
-    return false;
+  } catch (e) {
+    // A stream that does not hash to its name or does not parse is not whole; a read that
+    // failed (EIO, EACCES) says nothing about it and stops repair.
+    if (isVeritreeError(e) && e.code === ERROR_CODES.STORE_CORRUPT) return false;
+    throw e;
   }
 }
 
