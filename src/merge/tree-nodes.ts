@@ -16,9 +16,8 @@ import type { EntryType } from './layer-entries.ts';
 
 export const NONE = -1;
 
-/** A node as the readers take it: a copy of one row, its path spelled out. */
-export interface TreeNode {
-  path: string;
+/** The fields a row is made from (a layer entry's, or another row's). */
+export interface RowFields {
   type: EntryType;
   /** Permission bits with setuid/setgid/sticky (mode & 0o7777). */
   mode: number;
@@ -31,11 +30,16 @@ export interface TreeNode {
   inline: Uint8Array | null;
   /** Symlink target as stored. */
   symlinkTarget: string;
-  /** For a hardlink: the path (in the tree) of the file it shares content with. */
-  hardlinkTo: string | null;
   devmajor: number;
   devminor: number;
   xattrs: Map<string, Buffer>;
+}
+
+/** A node as the readers take it: a copy of one row, its path spelled out. */
+export interface TreeNode extends RowFields {
+  path: string;
+  /** For a hardlink: the path (in the tree) of the file it shares content with. */
+  hardlinkTo: string | null;
 }
 
 /** EntryType by its code in the `type` column; 0 is a removed row. */
@@ -60,23 +64,6 @@ function grown<T extends Int32Array | Uint32Array | Uint16Array | Uint8Array | F
  */
 export function ownString(s: string): string {
   return s.length < 13 ? s : (' ' + s).slice(1);
-}
-
-/** The fields a row is made from (a layer entry's, or another row's). */
-export interface RowFields {
-  type: EntryType;
-  mode: number;
-  uid: number;
-  gid: number;
-  mtimeSec: number;
-  mtimeNsec: number;
-  size: number;
-  object: string | null;
-  inline: Uint8Array | null;
-  symlinkTarget: string;
-  devmajor: number;
-  devminor: number;
-  xattrs: Map<string, Buffer>;
 }
 
 const START = 1024;
