@@ -257,25 +257,8 @@ export class TreeNodes {
 
   /** Row n as a TreeNode, at `path` (its path, when the caller has it spelled already). */
   view(n: number, path: string = this.pathOf(n)): TreeNode {
-    const dev = this.dev.get(n);
     const link = this.hardlinkTo[n] as number;
-    return {
-      path,
-      type: this.typeOf(n),
-      mode: this.mode[n] as number,
-      uid: this.uid[n] as number,
-      gid: this.gid[n] as number,
-      mtimeSec: this.mtimeSec[n] as number,
-      mtimeNsec: this.mtimeNsec[n] as number,
-      size: this.bytes[n] as number,
-      object: this.object.get(n) ?? null,
-      inline: this.inline(n),
-      symlinkTarget: this.symlinkTarget.get(n) ?? '',
-      hardlinkTo: link === NONE ? null : this.pathOf(link),
-      devmajor: dev?.[0] ?? 0,
-      devminor: dev?.[1] ?? 0,
-      xattrs: this.xattrs.get(n) ?? NO_XATTRS,
-    };
+    return { ...this.fieldsOf(n), path, hardlinkTo: link === NONE ? null : this.pathOf(link) };
   }
 
   /** The fields of row n, to copy into another row (a hard link takes its target's). */

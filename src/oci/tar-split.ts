@@ -137,7 +137,7 @@ export async function splitTar(source: AsyncIterable<Uint8Array>, sink: SplitSin
  * the sink does not push back; only then does this loop await (the sink's promise, or one step of
  * the slow path that reads across chunks). The loop that walks entries is a plain function, not an
  * async one: V8 compiled the async version (a generator, a resume point at every await) 4 to 6
- * times per import at 50-120 ms of a core each (docs/performance.md, session 14).
+ * times per import at 50-120 ms of a core each (docs/performance.md).
  */
 async function split(r: ChunkReader, sink: SplitSink): Promise<SplitStats> {
   const s = new Splitter(r, sink);

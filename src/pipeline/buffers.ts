@@ -4,7 +4,7 @@
  * result (transferred, not copied), and the next batch or file is written into it. A fresh buffer
  * per batch cost the main thread a page fault per 4 KiB, the kernel clearing each page, and the
  * allocator trimming and growing its heap as the buffers died in the workers: about 13% of the
- * main thread on a 132 MB layer (`perf`, session 14).
+ * main thread on a 132 MB layer (measured with `perf`).
  * @module
  */
 

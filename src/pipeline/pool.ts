@@ -99,7 +99,7 @@ export class VerityPool {
  * other. The CLI starts this one first thing for `import`; the command takes it if the size
  * it settles on is the same, and whatever is not taken is stopped at exit. An import with nothing
  * to do (the image already there) pays for it, about 50 ms on 2 cores, where the workers' start
- * competes with the main thread (docs/performance.md, session 14).
+ * competes with the main thread (docs/performance.md).
  */
 let early: VerityPool | null = null;
 

@@ -126,7 +126,7 @@ export async function listRefs(repo: LinkRepo, category: LinkCategory, sub?: str
     // 64 at a time: a store with 100,000 tags is not 100,000 waits in a row.
     for (let i = 0; i < links.length; i += RESOLVE_BATCH) {
       throwIfAborted(signal);
-      out.push(...(await Promise.all(links.slice(i, i + RESOLVE_BATCH).map((rel) => refEntry(repo, category, rel)))));
+      for (const entry of await Promise.all(links.slice(i, i + RESOLVE_BATCH).map((rel) => refEntry(repo, category, rel)))) out.push(entry);
     }
   }
   return out;

@@ -93,6 +93,11 @@ function absent<T>(fallback: T): (e: unknown) => T {
   };
 }
 
+function notWhole(e: unknown): null {
+  if (isVeritreeError(e) && e.code === ERROR_CODES.STORE_CORRUPT) return null;
+  throw e;
+}
+
 async function present(repo: Repository, id: string): Promise<boolean> {
   return (await stat(repo.objectPath(id)).catch(absent(null)))?.isFile() === true;
 }
@@ -185,7 +190,9 @@ async function dropBrokenTags(repo: Repository, out: RepairReport, signal: Abort
       }
       const target = e.isSymbolicLink() ? await readlink(path) : '';
       const stream = target.split('/').pop() ?? '';
-      const ok = stream.startsWith(STREAM_PREFIX.manifest) && (await repo.streamObject(stream).catch(() => null)) !== null;
+      // streamObject answers null for a missing link; a link that names no object is not whole
+      // either (STORE_CORRUPT); any other error stops repair.
+      const ok = stream.startsWith(STREAM_PREFIX.manifest) && (await repo.streamObject(stream).catch(notWhole)) !== null;
       if (ok && (await resolvesTo(repo, dirname(path), target, stream))) {
         const canonical = join('..', '..', stream);
         if (rel === '' && target !== canonical) {
