@@ -26,6 +26,7 @@ export const COMMAND_MODULES: readonly (readonly [readonly string[], () => Promi
   [['checkout', 'dump'], async () => (await import('./commands/merge.ts')).registerMerge],
   [['ls', 'cat', 'diff'], async () => (await import('./commands/browse.ts')).registerBrowse],
   [['export'], async () => (await import('./commands/export.ts')).registerExport],
+  [['seal', 'verify'], async () => (await import('./commands/seal.ts')).registerSeal],
   [['mkfs', 'image', 'compute-id', 'mount', 'umount'], async () => (await import('./commands/composefs.ts')).registerComposefs],
   [['bench'], async () => (await import('./commands/bench.ts')).registerBench],
   [['completion'], async () => (await import('./commands/completion.ts')).registerCompletion],

@@ -16,6 +16,8 @@ export interface Descriptor {
   digest: string;
   size: number;
   annotations?: Record<string, string>;
+  /** An artifact's type, repeated on its index entry (OCI image-spec 1.1). */
+  artifactType?: string;
   platform?: { os?: string; architecture?: string; variant?: string };
 }
 

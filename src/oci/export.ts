@@ -36,6 +36,26 @@ export interface ExportOptions extends LockWaitOptions {
   compression?: ExportCompression;
   /** Layer bytes rebuilt so far, of all layers' total. */
   onBytes?: (done: number, total: number) => void;
+  /** Annotations added to the written manifest (a seal's inline digests). */
+  annotations?: ExportAnnotations;
+  /** Manifests to write beside the image that refer to it (a seal artifact), given its descriptor and bytes. */
+  referrers?: (subject: Descriptor, manifestBytes: Buffer) => ExportReferrer[];
+}
+
+export interface ExportAnnotations {
+  /** The manifest's own `annotations`. */
+  manifest?: Record<string, string>;
+  /** The config descriptor's. */
+  config?: Record<string, string>;
+  /** Each layer descriptor's, by position. */
+  layers?: (Record<string, string> | undefined)[];
+}
+
+export interface ExportReferrer {
+  /** Every blob it needs (its manifest's bytes among them), each written under its sha256. */
+  blobs: Buffer[];
+  /** Its index.json entry. */
+  descriptor: Descriptor;
 }
 
 export interface ExportReport {
@@ -60,7 +80,7 @@ interface StoredManifest {
 }
 
 /** The one object of a config or manifest stream, checked against the sha256 digest it is named by. */
-async function jsonBlob(repo: Repository, streamName: string, hex: string, what: string): Promise<Buffer> {
+export async function jsonBlob(repo: Repository, streamName: string, hex: string, what: string): Promise<Buffer> {
   const s = readSplitStream(await repo.readStreamBytes(streamName));
   const first = s.chunks[0];
   if (s.chunks.length !== 1 || first?.kind !== 'object') throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `${streamName} does not hold one JSON object`);
@@ -202,7 +222,8 @@ export async function exportImage(repo: Repository, tag: string, layout: string,
       const blob = await writeLayerBlob(repo, hex, tmp, compression, (n) => opts.onBytes?.(base + n, total), opts.signal);
       await rename(tmp, join(blobs, blob.hex));
       before += sizes[i] ?? 0;
-      const annotations = stored[i]?.annotations;
+      const added = opts.annotations?.layers?.[i];
+      const annotations = added ? { ...stored[i]?.annotations, ...added } : stored[i]?.annotations;
       descriptors.push({ mediaType: LAYER_TYPE[compression], digest: `sha256:${blob.hex}`, size: blob.size, ...(annotations ? { annotations } : {}) });
       layers.push({ diffId, digest: `sha256:${blob.hex}`, size: blob.size });
     }
@@ -210,15 +231,20 @@ export async function exportImage(repo: Repository, tag: string, layout: string,
     const out = {
       schemaVersion: 2,
       mediaType: MEDIA.ociManifest,
-      config: { mediaType: MEDIA.ociConfig, digest: `sha256:${configHex}`, size: config.length },
+      config: { mediaType: MEDIA.ociConfig, digest: `sha256:${configHex}`, size: config.length, ...(opts.annotations?.config ? { annotations: opts.annotations.config } : {}) },
       layers: descriptors,
-      ...(manifest.annotations ? { annotations: manifest.annotations } : {}),
+      ...(manifest.annotations || opts.annotations?.manifest ? { annotations: { ...manifest.annotations, ...opts.annotations?.manifest } } : {}),
     };
     const manifestBytes = Buffer.from(JSON.stringify(out));
     const outHex = createHash('sha256').update(manifestBytes).digest('hex');
     await putBlob(blobs, outHex, manifestBytes);
     const index = await indexWithout(layout, ref);
-    index.manifests.push({ mediaType: MEDIA.ociManifest, digest: `sha256:${outHex}`, size: manifestBytes.length, annotations: { [REF_ANNOTATION]: ref } });
+    const subject: Descriptor = { mediaType: MEDIA.ociManifest, digest: `sha256:${outHex}`, size: manifestBytes.length };
+    index.manifests.push({ ...subject, annotations: { [REF_ANNOTATION]: ref } });
+    for (const r of opts.referrers?.(subject, manifestBytes) ?? []) {
+      for (const b of r.blobs) await putBlob(blobs, createHash('sha256').update(b).digest('hex'), b);
+      index.manifests.push(r.descriptor);
+    }
     await replaceFile(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
     await replaceFile(join(layout, 'index.json'), JSON.stringify(index));
     // Durable before the command says it is done.

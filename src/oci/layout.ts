@@ -9,6 +9,7 @@ import { scanOciArchive } from './archive.ts';
 import { MAX_JSON_BLOB, assertDescriptor, digestHex, parseJson, readVerifiedBlob, type Descriptor } from './blob.ts';
 import { openInLayout, regionSize, type LayoutLocation } from './layout-files.ts';
 import { readAll } from '../store/sys.ts';
+import { SEAL_ARTIFACT_TYPE } from './seal-keys.ts';
 import { isConfigType, isIndexType, isManifestType, layerCompression, type Compression } from './media-types.ts';
 
 export const REF_ANNOTATION = 'org.opencontainers.image.ref.name';
@@ -60,6 +61,8 @@ export interface ResolvedImage {
   configDescriptor: Descriptor;
   configBytes: Buffer;
   layers: ResolvedLayer[];
+  /** index.json's entries: where referrers of the image (seal artifacts) are found. */
+  index: Descriptor[];
 }
 
 interface IndexJson {
@@ -177,16 +180,17 @@ export async function resolveImage(src: OciSource, opts: { platform?: Platform |
     return m;
   });
   const refs = all.map((d) => d.annotations?.[REF_ANNOTATION]).filter((r): r is string => !!r);
-  let cands = all;
+  // A composefs seal artifact beside the image is its referrer, not an image to choose.
+  let cands = src.ref === undefined ? all.filter((d) => d.artifactType !== SEAL_ARTIFACT_TYPE) : all;
   if (src.ref !== undefined) {
     cands = all.filter((d) => d.annotations?.[REF_ANNOTATION] === src.ref);
     if (cands.length === 0) {
       throw new VeritreeError(ERROR_CODES.OCI_REF_NOT_FOUND, `${src.path} has no image named ${JSON.stringify(src.ref)} (refs: ${refs.join(', ') || 'none'})`);
     }
-  } else if (all.length !== 1) {
+  } else if (cands.length !== 1) {
     throw new VeritreeError(
       ERROR_CODES.OCI_REF_NOT_FOUND,
-      all.length === 0 ? `${src.path} holds no image` : `${src.path} holds ${all.length} images: name one as ${src.archive ? 'oci-archive' : 'oci'}:${src.path}:REF (refs: ${refs.join(', ') || 'none'})`
+      cands.length === 0 ? `${src.path} holds no image` : `${src.path} holds ${cands.length} images: name one as ${src.archive ? 'oci-archive' : 'oci'}:${src.path}:REF (refs: ${refs.join(', ') || 'none'})`
     );
   }
   const top = cands.length === 1 ? (cands[0] as Descriptor) : pickByPlatform(cands, platform, `${src.path}:${src.ref ?? ''}`);
@@ -227,5 +231,5 @@ export async function resolveImage(src: OciSource, opts: { platform?: Platform |
     return { descriptor: l, compression, diffId, index: i };
   });
   const ref = src.ref ?? top.annotations?.[REF_ANNOTATION];
-  return { layout, ref, manifestDescriptor, manifestBytes, configDescriptor: manifest.config, configBytes, layers };
+  return { layout, ref, manifestDescriptor, manifestBytes, configDescriptor: manifest.config, configBytes, layers, index: all };
 }

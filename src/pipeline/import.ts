@@ -22,6 +22,8 @@ import { writeObject } from '../store/objects.ts';
 import type { Repository } from '../store/repository.ts';
 import { SplitStreamBuilder } from '../store/splitstream.ts';
 import type { HashImpl } from '../verity/backends.ts';
+import type { SealReport } from '../verify/seal-check.ts';
+import { checkSourceSeal } from './seal-gate.ts';
 import { toHex, verityDigest } from '../verity/merkle.ts';
 import { Budget } from './budget.ts';
 import { defaultIoLimit } from './io-limit.ts';
@@ -110,6 +112,8 @@ export interface ImportSummary {
   warnings: ImportWarning[];
   /** When the tag named another image before this import: that image's manifest digest. */
   retaggedFrom: string | null;
+  /** The seal's checks when the source carries seal digests (verify/seal-check.ts); else null. */
+  seals: SealReport | null;
 }
 
 export interface ImportFailure {
@@ -173,6 +177,7 @@ interface Prepared {
   complete?: boolean;
   /** Whether the tag may move off another image (a NAME given, or --force); else it is only created. */
   move: boolean;
+  seals: SealReport | null;
 }
 
 /** A stream holding one JSON blob as a single external object, with named refs. */
@@ -238,7 +243,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
           }
         }
         givenOut.set(tag, stream);
-        prepared.push({ index: i, source: job.source, tag, image, warnings: [], started: performance.now(), retaggedFrom: null, move });
+        prepared.push({ index: i, source: job.source, tag, image, warnings: [], started: performance.now(), retaggedFrom: null, move, seals: null });
       } catch (e) {
         results[i] = failure(job.source, job.tag, e);
         if (options.failFast) controller.abort();
@@ -260,7 +265,15 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
       const manifestStream = manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest'));
       const complete = await imageComplete(repo, p.image, manifestStream);
       if (complete && !options.verifySource) {
-        p.retaggedFrom = await repo.setTag(p.tag, manifestStream, p.move);
+        try {
+          p.seals = await checkSourceSeal(repo, p.image, p.source, controller.signal);
+          p.retaggedFrom = await repo.setTag(p.tag, manifestStream, p.move);
+        } catch (e) {
+          results[p.index] = failure(p.source, p.tag, controller.signal.aborted && options.signal?.aborted ? aborted() : e);
+          options.onProgress?.({ type: 'image-done', image: p.index, ok: false });
+          if (options.failFast) controller.abort();
+          continue;
+        }
         const layers = p.image.layers.map(presentLayer);
         for (const l of layers) options.onProgress?.({ type: 'layer-done', image: p.index, index: l.index, status: 'present', size: p.image.layers[l.index]?.descriptor.size ?? 0 });
         results[p.index] = summarise(p, 'present', layers, poolJobs);
@@ -317,6 +330,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
             const mine = layers.map((o, i): LayerResult => (o.read ? o.result : presentLayer(p.image.layers[i] as ResolvedLayer)));
             options.onProgress?.({ type: 'image-publishing', image: p.index });
             if (!p.complete) await publishImage(repo, impl, p.image, mine);
+            p.seals = await checkSourceSeal(repo, p.image, p.source, controller.signal);
             p.retaggedFrom = await repo.setTag(p.tag, manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')), p.move);
             await repo.sync();
             results[p.index] = summarise(p, p.complete ? 'present' : 'imported', mine, poolJobs);
@@ -388,6 +402,7 @@ function summarise(p: Prepared, status: 'imported' | 'present', layers: LayerRes
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
     warnings: p.warnings,
     retaggedFrom: p.retaggedFrom === null ? null : p.retaggedFrom.startsWith(STREAM_PREFIX.manifest) ? `sha256:${p.retaggedFrom.slice(STREAM_PREFIX.manifest.length)}` : p.retaggedFrom,
+    seals: p.seals,
   };
 }
 
