@@ -37,6 +37,9 @@ export type { GcOptions, GcReport } from './verify/gc.ts';
 export type { IssueType, StoreIssue } from './verify/issues.ts';
 export type { StoreImageReport, StoreImageOptions } from './erofs/store-image.ts';
 export type { MountReport } from './erofs/mount.ts';
+export type { SealOptions, SealWriteReport } from './oci/seal.ts';
+export type { SealCheck, SealReport } from './verify/seal-check.ts';
+export type { VerifySealOptions, VerifySealReport } from './verify/seal-verify.ts';
 export { unmountImage } from './erofs/mount.ts';
 export type { Repository, OpenOptions, CheckoutOptions, CheckoutReport, MergeRules };
 
@@ -56,6 +59,10 @@ export const repair: typeof import('./verify/repair.ts').repair = async (...a) =
 export const gc: typeof import('./verify/gc.ts').gc = async (...a) => (await import('./verify/gc.ts')).gc(...a);
 /** Writes the tag's composefs image into the store as composefs-rs keeps it. */
 export const writeStoreImage: typeof import('./erofs/store-image.ts').writeStoreImage = async (...a) => (await import('./erofs/store-image.ts')).writeStoreImage(...a);
+/** Writes the tag as an OCI layout sealed with its composefs digests (composefs-rs sealing_spec.rs). */
+export const sealImage: typeof import('./oci/seal.ts').sealImage = async (...a) => (await import('./oci/seal.ts')).sealImage(...a);
+/** Checks a stored image against the seal it carries (inline digests, config label). */
+export const verifyImageSeal: typeof import('./verify/seal-verify.ts').verifyImageSeal = async (...a) => (await import('./verify/seal-verify.ts')).verifyImageSeal(...a);
 /** Mounts a composefs image of the store read-only at `dir` (root; erofs and overlayfs). */
 export const mountImage: typeof import('./erofs/mount.ts').mountImage = async (...a) => (await import('./erofs/mount.ts')).mountImage(...a);
 

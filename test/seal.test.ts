@@ -237,6 +237,16 @@ test('the config label containers.composefs.fsverity is checked; uncomputable di
   assert.deepEqual(tags(fresh), []);
 });
 
+test('seal to an oci-archive: the archive imports with its seal checked', () => {
+  const file = join(dir, 'sealed.tar');
+  const s = veritree(['seal', 'ex', '--out', `oci-archive:${file}`, '--repo', repo]);
+  assert.equal(s.status, 0, s.stderr);
+  const good = importJson(`oci-archive:${file}:ex`, join(dir, 'fresh-archive'));
+  assert.equal(good.status, 0, good.stderr);
+  assert.equal(good.report?.seals?.ok, true);
+  assert.equal(good.report?.seals?.checks.filter((c) => c.status === 'ok').length, 4);
+});
+
 test('verify: an image without a seal exits 1 and says so', () => {
   const r = veritree(['verify', 'ex', '--repo', repo]);
   assert.equal(r.status, 1);
