@@ -178,6 +178,9 @@ test('seal --artifact: the image is unchanged, the referrer is accepted, and one
   assert.equal(s.status, 0, s.stderr);
   const sealed = JSON.parse(s.stdout) as { manifest: string; artifact: string; digests: Record<string, string> };
   const l = new Layout(out);
+  // Sealed again: the same image and the same referrer, each listed once.
+  assert.equal(veritree(['seal', 'ex', '--artifact', '--out', `oci:${out}`, '--compression', 'none', '--repo', repo]).status, 0);
+  assert.deepEqual(l.index().manifests.map((m) => m.digest).sort(), [sealed.manifest, sealed.artifact].sort());
   const { entry, manifest } = l.image();
   assert.equal(entry.digest, sealed.manifest);
   assert.equal(manifest.annotations, undefined, 'the image carries no seal of its own');

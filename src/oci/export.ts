@@ -243,7 +243,8 @@ export async function exportImage(repo: Repository, tag: string, layout: string,
     index.manifests.push({ ...subject, annotations: { [REF_ANNOTATION]: ref } });
     for (const r of opts.referrers?.(subject, manifestBytes) ?? []) {
       for (const b of r.blobs) await putBlob(blobs, createHash('sha256').update(b).digest('hex'), b);
-      index.manifests.push(r.descriptor);
+      // The same referrer written again (the same export sealed again) is listed once.
+      if (!index.manifests.some((m) => (m as { digest?: unknown } | null)?.digest === r.descriptor.digest)) index.manifests.push(r.descriptor);
     }
     await replaceFile(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
     await replaceFile(join(layout, 'index.json'), JSON.stringify(index));

@@ -110,10 +110,10 @@ export function artifactClaims(artifactBytes: Uint8Array, artifactDigest: string
   const a = parse(artifactBytes, `artifact ${artifactDigest}`);
   const layers = Array.isArray(a.layers) ? (a.layers as JsonDescriptor[]) : [];
   for (const [i, l] of layers.entries()) {
-    const before = out.claims.length;
-    collect(out, l?.annotations, { source: 'artifact', artifact: artifactDigest });
-    const added = out.claims.slice(before);
-    out.claims = [...out.claims.slice(0, before), ...added.filter((c) => c.role !== 'layer')];
+    const one: SealClaims = { claims: [], signatures: [] };
+    collect(one, l?.annotations, { source: 'artifact', artifact: artifactDigest });
+    const added = one.claims.filter((c) => c.role !== 'layer');
+    out.claims.push(...added);
     if (l?.mediaType === SEAL_SIGNATURE_TYPE && typeof l.digest === 'string' && typeof l.size === 'number') {
       for (const c of added) out.signatures.push({ key: `${c.key}.sig`, source: 'artifact', bytes: l.size, blob: l.digest, layer: i, artifact: artifactDigest });
     }

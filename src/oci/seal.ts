@@ -26,6 +26,7 @@ import { toHex, verityDigest } from '../verity/merkle.ts';
 import type { Descriptor } from './blob.ts';
 import { exportImageArchive } from './export-archive.ts';
 import { exportImage, jsonBlob, type ExportOptions, type ExportReferrer, type ExportReport } from './export.ts';
+import { parseSource } from './layout.ts';
 import { MEDIA } from './media-types.ts';
 import { EMPTY_BLOB, EMPTY_DESCRIPTOR, SEAL_ARTIFACT_TYPE, sealKey } from './seal-keys.ts';
 
@@ -95,11 +96,13 @@ function artifactOf(subject: Descriptor, manifestBytes: Buffer, c: Computed, kee
 }
 
 /**
- * Writes the tagged image, sealed, as an OCI layout (or with `archive`, a tar of one) at `path`
- * under `ref`. Holds the repository's shared lock throughout.
- * @throws VeritreeError STORE_UNSUPPORTED outside a SHA-256 repository; STORE_CORRUPT when the tag moved while it ran
+ * Writes the tagged image, sealed, to `target`: `oci:DIR[:REF]` (a layout; its other images are
+ * kept) or `oci-archive:FILE[:REF]` (a tar of one), REF defaulting to the tag. Holds the
+ * repository's shared lock throughout.
+ * @throws VeritreeError USAGE for another target; STORE_UNSUPPORTED outside a SHA-256 repository; STORE_CORRUPT when the tag moved while it ran
  */
-export async function sealImage(repo: Repository, tag: string, path: string, ref: string, archive: boolean, opts: SealOptions = {}): Promise<SealWriteReport> {
+export async function sealImage(repo: Repository, tag: string, target: string, opts: SealOptions = {}): Promise<SealWriteReport> {
+  const { path, ref, archive } = parseSource(target);
   const lock = await repo.lockShared(lockOptionsFrom(opts));
   try {
     const artifact = opts.artifact === true;
@@ -122,7 +125,7 @@ export async function sealImage(repo: Repository, tag: string, path: string, ref
       };
       digests = { [sealKey('merged', 'sha256')]: c.merged, [sealKey('config', 'sha256')]: c.config, ...Object.fromEntries(c.layers.map((v, i) => [`${layerKey}@${i + 1}`, v])) };
     }
-    const r = await (archive ? exportImageArchive : exportImage)(repo, tag, path, ref, exportOpts);
+    const r = await (archive ? exportImageArchive : exportImage)(repo, tag, path, ref ?? tag, exportOpts);
     // The export follows the tag again: it must have found the image the digests are of.
     if (r.layers.map((l) => l.diffId).join() !== c.diffIds.join() || r.config !== c.configDigest) {
       throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `the tag ${tag} moved while it was sealed: seal it again`);

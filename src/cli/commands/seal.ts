@@ -30,12 +30,10 @@ export function registerSeal(program: Command): void {
       .option('--json', 'print the report as one JSON object')
       .addHelpText('after', '\nInline: the manifest carries composefs.merged.erofs.v1.fsverity-sha256-12, the config descriptor\ncomposefs.config.fsverity-sha256-12, each layer composefs.layer.erofs.v1.fsverity-sha256-12.\nThe merged digest is that of the V1 composefs image (mkcomposefs --min-version=1).\nveritree import checks these digests and refuses an image whose content differs.')
   )).action(async (image: string, o: { repo?: string; out: string; compression: 'gzip' | 'none'; artifact?: boolean; json?: boolean; lockTimeout?: number }) => {
-    const { parseSource } = await import('../../oci/layout.ts');
     const { sealImage } = await import('../../oci/seal.ts');
     const { openRepository } = await import('../../index.ts');
-    const target = parseSource(o.out);
     const repo = await openRepository(resolveRepo(o.repo));
-    const r = await sealImage(repo, image, target.path, target.ref ?? image, target.archive, {
+    const r = await sealImage(repo, image, o.out, {
       artifact: o.artifact === true,
       compression: o.compression,
       signal: interruptSignal(),
