@@ -90,7 +90,11 @@ function importOk(source: string): string {
   return repo;
 }
 
-/** Fails with one line matching `pattern`, no tag, and no layer recorded but those in `kept`. */
+/**
+ * Fails with one line matching `pattern`, no tag, and no layer recorded but some of those in
+ * `kept`: a sound layer before the failure may or may not have finished when the bad one stops
+ * the import, as layers are imported at once.
+ */
 async function expectFailure(source: string, pattern: RegExp, kept: string[] = []): Promise<void> {
   const repo = join(dir, `repo${n++}`);
   const r = veritree(['import', source, '--repo', repo, '--no-progress']);
@@ -99,7 +103,8 @@ async function expectFailure(source: string, pattern: RegExp, kept: string[] = [
   assert.equal(lines.length, 1, `one line: ${r.stderr}`);
   assert.match(lines[0] as string, pattern);
   assert.deepEqual(tags(repo), [], 'no tag');
-  assert.deepEqual(layerStreams(repo), kept, 'no layer recorded but those before the failure');
+  const extra = layerStreams(repo).filter((s) => !kept.includes(s));
+  assert.deepEqual(extra, [], 'no layer recorded but those before the failure');
   await assertConsistent(repo);
 }
 
