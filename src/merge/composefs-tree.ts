@@ -60,10 +60,11 @@ const HEX64 = /^[0-9a-fA-F]{64}$/;
 /**
  * The writer's tree of a merged tree: what parseDumpfile gives for dumpLines(tree), field for
  * field (link counts, the reader's truncations, its refusals, hard links resolved to their
- * chain's end), rows added in the dump's order.
+ * chain's end), rows added in the dump's order. `release`: the merged tree is emptied as it is
+ * copied (folder maps, object ids, symlink targets, xattrs), for a caller that drops it after.
  * @throws VeritreeError DUMPFILE_INVALID naming the path, for what the reader would refuse
  */
-export function cfsTreeOfNodes(t: TreeNodes, signal?: AbortSignal): CfsTree {
+export function cfsTreeOfNodes(t: TreeNodes, signal?: AbortSignal, release = false): CfsTree {
   // Link counts as dump writes them: a folder 2 plus its subfolders, a file one per name.
   const nlink = new Uint32Array(t.count).fill(1);
   for (let n = 0; n < t.count; n++) {
@@ -77,10 +78,12 @@ export function cfsTreeOfNodes(t: TreeNodes, signal?: AbortSignal): CfsTree {
     if (first !== NONE) nlink[first] = (nlink[first] as number) + 1;
   }
   const c = new CfsTree();
+  // Every live row, and the root's 256 whiteouts the writer adds.
+  c.reserve(t.size + 257);
   /** The writer's row of each merged row (NONE until added). */
   const rowOf = new Int32Array(t.count).fill(CFS_NONE);
   const links: number[] = [];
-  for (const n of t.walkRows(signal)) {
+  for (const n of t.walkRows(signal, release)) {
     const code = t.type[n] as number;
     const mode = (TYPE_BITS[code] as number) | (t.mode[n] as number);
     const row = c.add(mode, 0);
@@ -98,6 +101,11 @@ export function cfsTreeOfNodes(t: TreeNodes, signal?: AbortSignal): CfsTree {
       continue;
     }
     fill(t, c, n, row, code, nlink[n] as number);
+    if (release) {
+      t.object.delete(n);
+      t.symlinkTarget.delete(n);
+      t.xattrs.delete(n);
+    }
   }
   for (const n of links) {
     const to = rowOf[t.hardlinkTo[n] as number] as number;
@@ -172,5 +180,5 @@ function fill(t: TreeNodes, c: CfsTree, n: number, row: number, code: number, nl
 export async function composefsTreeOf(repo: Repository, diffIds: string[], opts: ComposefsTreeOptions = {}): Promise<CfsTree> {
   const tree = await layersTree(repo, diffIds, 'composefs', opts.signal);
   for (const w of tree.warnings) opts.onWarning?.(w.path, w.message);
-  return cfsTreeOfNodes(tree.nodes, opts.signal);
+  return cfsTreeOfNodes(tree.nodes, opts.signal, true);
 }

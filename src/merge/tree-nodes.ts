@@ -306,8 +306,12 @@ export class TreeNodes {
     }
   }
 
-  /** walk's rows without their paths (no string is made per node). */
-  *walkRows(signal?: AbortSignal): Generator<number> {
+  /**
+   * walk's rows without their paths (no string is made per node). `release`: each folder's
+   * name map is dropped once its children are taken (the tree can no longer be asked by name:
+   * for a caller that copies the tree and drops it, so that both are not held whole).
+   */
+  *walkRows(signal?: AbortSignal, release = false): Generator<number> {
     const rows: number[] = [0];
     let steps = 0;
     for (let n = rows.pop(); n !== undefined; n = rows.pop()) {
@@ -317,6 +321,7 @@ export class TreeNodes {
       if (!kids || kids.size === 0) continue;
       const names = [...kids.keys()].sort();
       for (let i = names.length - 1; i >= 0; i--) rows.push(kids.get(names[i] as string) as number);
+      if (release) this.children.delete(n);
     }
   }
 
