@@ -105,3 +105,8 @@ test('composefs tree: a name no image can hold is refused by its path', () => {
   merged.nodes.name[merged.nodes.find('usr/x')] = 'n'.repeat(256);
   assert.throws(() => cfsTreeOfNodes(merged.nodes), (e: Error & { code?: string }) => e.code === 'DUMPFILE_INVALID' && e.message.startsWith(`"/${long}": a name of 256 bytes`));
 });
+
+test('composefs tree: an aborted signal stops the copy', () => {
+  const merged = mergeLayers([[entry('usr', 'dir'), entry('usr/x')]], { rules: 'composefs' });
+  assert.throws(() => cfsTreeOfNodes(merged.nodes, AbortSignal.abort()), { name: 'AbortError' });
+});

@@ -68,6 +68,7 @@ export function cfsTreeOfNodes(t: TreeNodes, signal?: AbortSignal, release = fal
   // Link counts as dump writes them: a folder 2 plus its subfolders, a file one per name.
   const nlink = new Uint32Array(t.count).fill(1);
   for (let n = 0; n < t.count; n++) {
+    if ((n & 4095) === 0) signal?.throwIfAborted();
     if (!t.isAlive(n)) continue;
     if (t.isDir(n)) {
       nlink[n] = (nlink[n] as number) + 1;
@@ -107,7 +108,8 @@ export function cfsTreeOfNodes(t: TreeNodes, signal?: AbortSignal, release = fal
       t.xattrs.delete(n);
     }
   }
-  for (const n of links) {
+  for (const [i, n] of links.entries()) {
+    if ((i & 4095) === 0) signal?.throwIfAborted();
     const to = rowOf[t.hardlinkTo[n] as number] as number;
     if (to === CFS_NONE) throw refusedAt(t, n, 'no target for hard link');
     c.linkTo[rowOf[n] as number] = to;
@@ -115,6 +117,7 @@ export function cfsTreeOfNodes(t: TreeNodes, signal?: AbortSignal, release = fal
   const rows = Int32Array.from(links, (n) => rowOf[n] as number);
   const cycle = c.resolveLinkChains(rows);
   for (let i = 0; i < rows.length; i++) {
+    if ((i & 4095) === 0) signal?.throwIfAborted();
     const r = rows[i] as number;
     if (r === cycle) throw refusedAt(t, links[i] as number, 'a cycle of hard links');
     if (c.isDir(c.linkTo[r] as number)) throw refusedAt(t, links[i] as number, 'a hard link to a directory');
