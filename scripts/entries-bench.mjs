@@ -5,6 +5,8 @@
 // command run through the CLI under /usr/bin/time -v. Prints one row per command and size: peak
 // RSS (MiB), seconds, entries per second. Not a test: nothing is asserted.
 //   npm run bench:entries -- [SIZES=100000,500000] [DIR=/dev/shm/veritree-entries]
+// VERITREE_STEPS=import,dump,image,mkfs runs only those commands (mkfs reads dump's output);
+// VERITREE_KEEP=1 keeps each size's store and dumpfile.
 import { createWriteStream, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -99,7 +101,8 @@ for (const n of sizes) {
     ['image', ['image', '--repo', repo, 't'], '/dev/null'],
     ['mkfs', ['mkfs', join(dir, 'dump'), join(dir, 'mkfs.img')], '/dev/null'],
   ];
-  for (const [name, args, stdout] of steps) {
+  const only = process.env.VERITREE_STEPS?.split(',');
+  for (const [name, args, stdout] of steps.filter(([name]) => only === undefined || only.includes(name))) {
     const m = measured(args, stdout);
     rows.push({ entries: n, command: name, rssMiB: Math.round(m.rss), seconds: m.seconds, perSecond: Math.round(n / m.seconds) });
     console.log(`${String(n).padStart(8)} ${name.padEnd(9)} ${String(Math.round(m.rss)).padStart(5)} MiB ${m.seconds.toFixed(2).padStart(7)} s ${String(Math.round(n / m.seconds)).padStart(8)} entries/s`);

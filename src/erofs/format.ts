@@ -15,3 +15,11 @@ export const LAYOUT_FLAT_INLINE = 2;
 export const LAYOUT_CHUNK_BASED = 4;
 /** EROFS_XATTR_INDEX_TRUSTED: an xattr name stored without its `trusted.` prefix. */
 export const XATTR_INDEX_TRUSTED = 4;
+/** The block size images are written with (4 KiB) and its log2. */
+export const BLOCK = 4096;
+export const BLOCK_BITS = 12;
+export const SUPER_SIZE = 128;
+/** Inode sizes: compact (32-bit size, no mtime) and extended. */
+export const COMPACT_SIZE = 32;
+export const EXTENDED_SIZE = 64;
+export const DIRENT_SIZE = 12;

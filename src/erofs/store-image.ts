@@ -12,9 +12,10 @@
  *   stream. Stream names do not change, so the tag keeps naming the same manifest stream.
  *   The two links are re-pointed in an order a crash cannot break (writeStoreImage).
  *
- * The image is written from the tree `veritree dump` prints (composefs-rs's merge rules), read
- * back through the same dumpfile reader `mkfs` uses: the image is by construction what
- * `mkcomposefs --from-file` makes of `veritree dump`.
+ * The image is written from the tree `veritree dump` prints (composefs-rs's merge rules), copied
+ * from the merged columns with the rules of the dumpfile reader `mkfs` uses
+ * (merge/composefs-tree.ts): the image is what `mkcomposefs --from-file` makes of `veritree dump`
+ * (composefs-tree.test.ts compares the two byte for byte).
  * @module
  */
 import { ERROR_CODES, VeritreeError, throwIfAborted } from '../errors.ts';

@@ -19,8 +19,8 @@ import { S_IFDIR, S_IFMT, XATTR_BUDGET, XATTR_NAME_MAX } from './node.ts';
 export const NONE = -1;
 
 /** A typed array twice the size, its contents kept. */
-function grown<T extends Int32Array | Uint32Array | Float64Array>(a: T): T {
-  const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+function grown<T extends Int32Array | Uint32Array | Float64Array>(a: T, length = a.length * 2): T {
+  const b = new (a.constructor as new (n: number) => T)(length);
   b.set(a);
   return b;
 }
@@ -81,23 +81,32 @@ export class CfsTree {
     return this.slots;
   }
 
-  private grow(): void {
-    this.mode = grown(this.mode);
-    this.nlink = grown(this.nlink);
-    this.uid = grown(this.uid);
-    this.gid = grown(this.gid);
-    this.rdev = grown(this.rdev);
-    this.size = grown(this.size);
-    this.mtimeHi = grown(this.mtimeHi);
-    this.mtimeLo = grown(this.mtimeLo);
-    this.mtimeNsec = grown(this.mtimeNsec);
-    this.parent = grown(this.parent);
-    this.linkTo = grown(this.linkTo);
-    this.line = grown(this.line);
-    this.xHead = grown(this.xHead);
-    this.xCount = grown(this.xCount);
-    this.xBudget = grown(this.xBudget);
-    this.kidList = grown(this.kidList);
+  /**
+   * Room for `rows` rows in all without another copy: a tree of known size (plus the writer's 256
+   * root whiteouts) is sized once, where doubling would leave up to twice the room, and the
+   * copies' memory, behind.
+   */
+  reserve(rows: number): void {
+    if (rows > this.mode.length) this.grow(rows);
+  }
+
+  private grow(length = this.mode.length * 2): void {
+    this.mode = grown(this.mode, length);
+    this.nlink = grown(this.nlink, length);
+    this.uid = grown(this.uid, length);
+    this.gid = grown(this.gid, length);
+    this.rdev = grown(this.rdev, length);
+    this.size = grown(this.size, length);
+    this.mtimeHi = grown(this.mtimeHi, length);
+    this.mtimeLo = grown(this.mtimeLo, length);
+    this.mtimeNsec = grown(this.mtimeNsec, length);
+    this.parent = grown(this.parent, length);
+    this.linkTo = grown(this.linkTo, length);
+    this.line = grown(this.line, length);
+    this.xHead = grown(this.xHead, length);
+    this.xCount = grown(this.xCount, length);
+    this.xBudget = grown(this.xBudget, length);
+    this.kidList = grown(this.kidList, length);
   }
 
   /** A new row: nlink 1, no parent, link, children or xattrs, every other field zero or empty; @returns its number. */

@@ -306,6 +306,25 @@ export class TreeNodes {
     }
   }
 
+  /**
+   * walk's rows without their paths (no string is made per node). `release`: each folder's
+   * name map is dropped once its children are taken (the tree can no longer be asked by name:
+   * for a caller that copies the tree and drops it, so that both are not held whole).
+   */
+  *walkRows(signal?: AbortSignal, release = false): Generator<number> {
+    const rows: number[] = [0];
+    let steps = 0;
+    for (let n = rows.pop(); n !== undefined; n = rows.pop()) {
+      if ((++steps & 4095) === 0) signal?.throwIfAborted();
+      yield n;
+      const kids = this.children.get(n);
+      if (!kids || kids.size === 0) continue;
+      const names = [...kids.keys()].sort();
+      for (let i = names.length - 1; i >= 0; i--) rows.push(kids.get(names[i] as string) as number);
+      if (release) this.children.delete(n);
+    }
+  }
+
   // The Map-like surface, for readers that ask by path.
 
   /** The recent sorted order handed out by sortedPaths, to answer get() in that order without a walk. */
