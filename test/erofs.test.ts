@@ -397,6 +397,8 @@ test('veritree mount: the mounted image is the checkout, byte for byte; umount u
   assert.equal(m.status, 0, m.stderr);
   assert.match(m.stderr, /ex has no composefs image yet: writing it/);
   assert.match(m.stdout, /^mounted composefs image [0-9a-f]{64} at .* \(insecure: objects are not checked by the kernel\)$/m);
+  // An insecure repository says so once, on stderr, in one line.
+  assert.equal(m.stderr.split('\n').filter((l) => l.includes('is an insecure repository')).length, 1, m.stderr);
   const id = veritree(['image', 'ex', '--repo', repo]);
   assert.equal(id.status, 0);
   assert.ok(m.stdout.includes(id.stdout.trim()), 'the image mounted is the one written');
