@@ -19,6 +19,7 @@ import { mountUnavailable } from '../src/erofs/mount.ts';
 import { xxh32 } from '../src/erofs/xxh32.ts';
 import { formatDumpLine, type DumpRecord } from '../src/merge/dumpfile.ts';
 import { toHex, verityDigest } from '../src/verity/index.ts';
+import { replaceFile } from './fixtures/damage.ts';
 
 const ASSETS = join(SHARED, 'vectors', 'composefs-assets');
 const noAssets = existsSync(ASSETS) ? false : `skipped: ${ASSETS} not present`;
@@ -426,8 +427,7 @@ test('veritree mount refuses a damaged image before mounting it', { skip: mounta
   const obj = join(repo, 'objects', id.slice(0, 2), id.slice(2));
   const b = readFileSync(obj);
   b[2000] = (b[2000] ?? 0) ^ 1;
-  spawnSync('chmod', ['u+w', obj]);
-  writeFileSync(obj, b);
+  replaceFile(obj, b);
   const mnt = tempDir('veritree-mnt-');
   const r = veritree(['mount', id, mnt, '--repo', repo]);
   assert.equal(r.status, 4);
