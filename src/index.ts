@@ -78,10 +78,10 @@ export async function openRepository(root: string, opts?: OpenOptions): Promise<
 /** Creates a repository at `root` (or opens the one there when its hash agrees). */
 export async function initRepository(
   root: string,
-  opts: { hash?: HashAlgorithm; requireVerity?: boolean; erofsFormats?: ErofsFormats } = {}
+  opts: { hash?: HashAlgorithm; requireVerity?: boolean; erofsFormats?: ErofsFormats; insecure?: boolean } = {}
 ): Promise<Repository> {
   const { Repository } = await import('./store/repository.ts');
-  return Repository.init(root, opts.hash ?? 'sha256', opts.requireVerity ?? false, opts.erofsFormats);
+  return Repository.init(root, opts.hash ?? 'sha256', opts.requireVerity ?? false, opts.erofsFormats, opts.insecure ?? false);
 }
 
 /**

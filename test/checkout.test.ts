@@ -1,12 +1,13 @@
 /** Checkout: hard links in every placement, exact times, deep trees, verified objects, the lock. */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, closeSync, constants as fsc, existsSync, fstatSync, lstatSync, openSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants as fsc, existsSync, fstatSync, lstatSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanup, run, tempDir, veritree } from './helpers.ts';
 import { layoutOf, tarWith, type Ent } from './fixtures/tar-entries.ts';
 import { parseDumpLine } from '../src/merge/dumpfile.ts';
 import { openRepository } from '../src/index.ts';
+import { replaceFile } from './fixtures/damage.ts';
 
 let dir = '';
 before(() => {
@@ -202,10 +203,7 @@ test('an object with a flipped byte (same size) fails checkout with STORE_CORRUP
     const obj = objectHolding(repo, big(victim));
     const bytes = readFileSync(obj);
     bytes[100] = (bytes[100] as number) ^ 1;
-    const was = statSync(obj).mode & 0o7777;
-    chmodSync(obj, 0o644);
-    writeFileSync(obj, bytes);
-    chmodSync(obj, was);
+    replaceFile(obj, bytes);
     for (const mode of MODES) {
       if (victim === 'with xattr' && mode[0] === '--hardlink') continue; // a file with xattrs is never a link to its object
       const out = join(dir, `co-corrupt-${victim.replace(' ', '-')}${mode.join('')}`);

@@ -19,6 +19,7 @@ import { mountUnavailable } from '../src/erofs/mount.ts';
 import { xxh32 } from '../src/erofs/xxh32.ts';
 import { formatDumpLine, type DumpRecord } from '../src/merge/dumpfile.ts';
 import { toHex, verityDigest } from '../src/verity/index.ts';
+import { replaceFile } from './fixtures/damage.ts';
 
 const ASSETS = join(SHARED, 'vectors', 'composefs-assets');
 const noAssets = existsSync(ASSETS) ? false : `skipped: ${ASSETS} not present`;
@@ -397,6 +398,8 @@ test('veritree mount: the mounted image is the checkout, byte for byte; umount u
   assert.equal(m.status, 0, m.stderr);
   assert.match(m.stderr, /ex has no composefs image yet: writing it/);
   assert.match(m.stdout, /^mounted composefs image [0-9a-f]{64} at .* \(insecure: objects are not checked by the kernel\)$/m);
+  // An insecure repository says so once, on stderr, in one line.
+  assert.equal(m.stderr.split('\n').filter((l) => l.includes('is an insecure repository')).length, 1, m.stderr);
   const id = veritree(['image', 'ex', '--repo', repo]);
   assert.equal(id.status, 0);
   assert.ok(m.stdout.includes(id.stdout.trim()), 'the image mounted is the one written');
@@ -424,8 +427,7 @@ test('veritree mount refuses a damaged image before mounting it', { skip: mounta
   const obj = join(repo, 'objects', id.slice(0, 2), id.slice(2));
   const b = readFileSync(obj);
   b[2000] = (b[2000] ?? 0) ^ 1;
-  spawnSync('chmod', ['u+w', obj]);
-  writeFileSync(obj, b);
+  replaceFile(obj, b);
   const mnt = tempDir('veritree-mnt-');
   const r = veritree(['mount', id, mnt, '--repo', repo]);
   assert.equal(r.status, 4);

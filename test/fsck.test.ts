@@ -1,7 +1,7 @@
 /** fsck, --repair, gc and untag on stores filled by real imports of umoci-made images. */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, truncateSync, unlinkSync, utimesSync, writeFileSync, existsSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { toHex, verityDigest } from '../src/index.ts';
 import { SplitStreamBuilder, readRefs } from '../src/store/splitstream.ts';
@@ -9,6 +9,7 @@ import { cleanup, hasTool, randomBytesSeeded, run, tempDir, veritree } from './h
 import { mkcomposefs, type Mkcomposefs } from './fixtures/mkcomposefs.ts';
 import { buildImage, lines, readConfig, write } from './fixtures/oci.ts';
 import { assertLayersStored } from './fixtures/store-check.ts';
+import { replaceFile, truncateFile } from './fixtures/damage.ts';
 
 const missing = ['umoci', 'fsverity'].filter((t) => !hasTool(t));
 const SKIP = missing.length ? `skipped: ${missing.join(', ')} not installed` : false;
@@ -110,9 +111,9 @@ test('every kind of damage is found in one run, each with its type, and exit 1',
   const fp = objectPath(repo, flip);
   const b = readFileSync(fp);
   b.writeUInt8(b.readUInt8(10) ^ 1, 10);
-  writeFileSync(fp, b);
+  replaceFile(fp, b);
   // 2. truncate one
-  truncateSync(objectPath(repo, trunc), 3);
+  truncateFile(objectPath(repo, trunc), 3);
   // 3. delete one that a stream needs
   unlinkSync(objectPath(repo, gone));
   // 4. break a symlink
@@ -128,14 +129,14 @@ test('every kind of damage is found in one run, each with its type, and exit 1',
   const tmp = join(repo, 'objects', '.tmp-12345-deadbeefdeadbeef');
   writeFileSync(tmp, 'partial');
   utimesSync(tmp, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
-  // 7a. edit a config JSON in place
+  // 7a. edit a config JSON (a file renamed over it)
   const configs = streamNames(repo, 'oci-config-');
   const cjson = (name: string): string => {
     const refs = readRefs(readFileSync(objectPath(repo, streamObject(repo, name))));
     return refs.objectRefs[0] as string;
   };
   const c0 = objectPath(repo, cjson(configs[0] as string));
-  writeFileSync(c0, readFileSync(c0, 'utf8').replace('"os":"linux"', '"os":"plan9"'));
+  replaceFile(c0, readFileSync(c0, 'utf8').replace('"os":"linux"', '"os":"plan9"'));
   // 7b. and one edited and stored properly: the object is sound, the JSON no longer matches the stream's name
   const c1name = configs[1] as string;
   const edited = Buffer.from(readFileSync(objectPath(repo, cjson(c1name)), 'utf8').replace('"os":"linux"', '"os":"hurd"'));

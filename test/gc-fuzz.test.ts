@@ -12,13 +12,14 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { cleanup, hasTool, must, tempDir } from './helpers.ts';
 import { buildGcStore, copyStore, objectFile, objectIds, rootLinks, storeEntries, streamObjectId, type GcStore } from './fixtures/gc-store.ts';
 import { Repository } from '../src/store/repository.ts';
 import { gc, isVeritreeError } from '../src/index.ts';
+import { replaceFile, truncateFile } from './fixtures/damage.ts';
 
 const RUNS = Number(process.env.VERITREE_FUZZ_RUNS ?? 30);
 const SKIP = hasTool('umoci') ? false : 'skipped: umoci not installed';
@@ -107,11 +108,11 @@ function apply(repo: string, d: Damage): { deadRoot?: string; object?: string } 
     if (bytes.length === 0) return {};
     const at = d.at % bytes.length;
     bytes[at] = (bytes[at] as number) ^ (1 << d.bit);
-    writeFileSync(p, bytes);
+    replaceFile(p, bytes);
   } else if (d.kind === 'truncate') {
     const size = readFileSync(p).length;
     if (size === 0) return {};
-    truncateSync(p, d.at % size);
+    truncateFile(p, d.at % size);
   } else {
     unlinkSync(p);
     if (d.kind === 'fifo') must('mkfifo', [p]);

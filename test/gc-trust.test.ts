@@ -17,6 +17,7 @@ import { composefsImageObjects } from '../src/erofs/reader.ts';
 import { checkoutImage, dumpImage, fsck, gc, isVeritreeError, listImages, untagImage, ERROR_CODES } from '../src/index.ts';
 import { taggedImage } from '../src/store/images.ts';
 import { imageIdOf } from '../src/erofs/mount.ts';
+import { replaceFile } from './fixtures/damage.ts';
 
 const SKIP = hasTool('umoci') ? false : 'skipped: umoci not installed';
 let dir = '';
@@ -64,7 +65,7 @@ test('a layer stream with one bit flipped in an object reference: gc stops with 
   const at = bytes.indexOf(ref);
   assert.ok(at > 0, 'the reference is stored as its digest');
   bytes[at + 5] = (bytes[at + 5] as number) ^ 0x10;
-  writeFileSync(objectFile(repo, id), bytes);
+  replaceFile(objectFile(repo, id), bytes);
   await gcRefuses(repo, id, 'streams/refs/oci/b');
 });
 
@@ -76,7 +77,7 @@ test('a composefs image kept only by images/refs, with one byte flipped in a red
   const at = bytes.indexOf(Buffer.from(`${named.slice(0, 2)}/${named.slice(2)}`));
   assert.ok(at > 0, 'the image names its objects by path');
   bytes[at + 10] = bytes[at + 10] === 0x30 ? 0x31 : 0x30;
-  writeFileSync(objectFile(repo, id), bytes);
+  replaceFile(objectFile(repo, id), bytes);
   // It still parses: only its digest tells it is not the image its name says.
   assert.ok(composefsImageObjects(bytes).objects.size > 0);
   await gcRefuses(repo, id, 'images/refs/c-img');
@@ -146,7 +147,7 @@ test('a damaged config or manifest JSON object is never used: images and checkou
   const jsonId = s.objectRefs[0] as string;
   const text = readFileSync(objectFile(repo, jsonId), 'utf8');
   // Still valid JSON, with the same length: only the digest tells.
-  writeFileSync(objectFile(repo, jsonId), text.replace('"schemaVersion":2', '"schemaVersion":3'));
+  replaceFile(objectFile(repo, jsonId), text.replace('"schemaVersion":2', '"schemaVersion":3'));
   assert.notEqual(readFileSync(objectFile(repo, jsonId), 'utf8'), text);
   await assert.rejects(listImages(r), (e) => corrupt(e, jsonId, `named by streams/${manifestStream}`));
   await assert.rejects(taggedImage(r, 'a'), (e) => corrupt(e, jsonId));

@@ -5,7 +5,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { ROOT, cleanup, hasTool, tempDir, veritree } from './helpers.ts';
@@ -14,6 +14,7 @@ import { writeComposefsImage } from '../src/erofs/writer.ts';
 import { mountImage, mountUnavailable, unmountImage } from '../src/erofs/mount.ts';
 import { openRepository } from '../src/index.ts';
 import { isVeritreeError } from '../src/errors.ts';
+import { replaceFile } from './fixtures/damage.ts';
 
 const whyNoMount = mountUnavailable();
 const mountable = whyNoMount !== null ? `skipped: ${whyNoMount}` : !hasTool('umoci') ? 'skipped: umoci not installed' : false;
@@ -81,8 +82,7 @@ test('mount: a damaged image is refused from the descriptor it opened, and a sym
   const mnt = tempDir('veritree-mnt-');
   const b = Buffer.from(good);
   b[2000] = (b[2000] ?? 0) ^ 1;
-  chmodSync(obj, 0o644);
-  writeFileSync(obj, b);
+  replaceFile(obj, b);
   await assert.rejects(mountImage(repo, 'ex', mnt), (e) => isVeritreeError(e) && e.code === 'STORE_CORRUPT');
   // A symlink in the image's place is refused, not followed to a good copy.
   const copy = join(root, 'good-copy');

@@ -4,11 +4,12 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { ROOT, cleanup, hasTool, tempDir, veritree } from './helpers.ts';
 import { toHex, verityDigest } from '../src/index.ts';
+import { replaceFile } from './fixtures/damage.ts';
 
 const importable = hasTool('umoci') ? false : 'skipped: umoci not installed';
 let dir = '';
@@ -58,8 +59,7 @@ test('fsck --repair: a damaged composefs image is quarantined and written again;
   const obj = objectPath(root, image);
   const b = readFileSync(obj);
   b[2000] = (b[2000] ?? 0) ^ 1;
-  chmodSync(obj, 0o644);
-  writeFileSync(obj, b);
+  replaceFile(obj, b);
   repairConverges(root);
 });
 
@@ -82,8 +82,7 @@ test('fsck --repair: an object an image names is quarantined; one repair leaves 
   const obj = objectPath(root, victim);
   const b = readFileSync(obj);
   b[0] = (b[0] ?? 0) ^ 1;
-  chmodSync(obj, 0o644);
-  writeFileSync(obj, b);
+  replaceFile(obj, b);
   const fix = veritree(['fsck', '--repair', '--repo', root]);
   assert.equal(fix.status, 1, fix.stdout + fix.stderr);
   // A layer lost an object: the tag cannot stand, and says to import again.

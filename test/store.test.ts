@@ -398,3 +398,19 @@ test('a tag in a sub-folder of refs/oci/, listed by images, is removed by untag 
   assert.equal(u.status, 0, u.stderr);
   assert.deepEqual(tags(), ['ex']);
 });
+
+test('init on a filesystem without fs-verity: the repository is made, insecure, and says so; --insecure is accepted', async () => {
+  const d = tempDir('veritree-init-insecure-');
+  try {
+    const r = veritree(['init', '--repo', join(d, 'a')]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /insecure: meta\.json has no fs-verity/);
+    assert.equal((await Repository.open(join(d, 'a'))).secure, false);
+    const asked = veritree(['init', '--insecure', '--repo', join(d, 'b')]);
+    assert.equal(asked.status, 0, asked.stderr);
+    assert.match(asked.stdout, /insecure, as asked/);
+    assert.equal(existsSync(join(d, 'b', 'meta.json')), true);
+  } finally {
+    cleanup(d);
+  }
+});

@@ -55,44 +55,51 @@ async function readPipelined(fh: FileHandle, start: number, length: number | und
 
 /**
  * Sync reads: a worker is its own OS thread, and fsck reads many small files. The object is
- * opened without following a symlink or blocking on a FIFO; where the file has fs-verity, the
- * kernel's measurement is its digest (the kernel checks every block it reads against it).
+ * opened without following a symlink or blocking on a FIFO, and read whole. Where the file has
+ * fs-verity its digest is the kernel's measurement, which reads no data: the read is what finds a
+ * block changed under the filesystem (the kernel checks each block as it is read and fails with
+ * EIO), so it is never skipped. `verity` says whether the file has fs-verity.
  */
-function digestPathSync(path: string, task: VerityTask): { id: string; size: number } | { error: string } {
+function digestPathSync(path: string, task: VerityTask): { id: string; size: number; measured?: string } | { error: string } {
   let fd: number;
-  let size: number;
   let dev: number;
   try {
-    ({ fd, size, dev } = openRegularSync(path, 'object'));
+    ({ fd, dev } = openRegularSync(path, 'object'));
   } catch (e) {
     return { error: e instanceof Error ? e.message : describeFsError(e) };
   }
   try {
     // Keyed by st_dev: a filesystem without fs-verity is asked once, not once per object.
     const m = measureVerity(fd, dev);
-    if (m.state === 'enabled') return { id: toHex(m.digest), size };
-    // One native call: read and hash in C (the kernel of native/verity_kernel.c).
-    const n = digestFdNative(task.impl, task.alg, fd);
-    if (n) return { id: toHex(n.digest), size: n.size };
-    const buf = syncBuffer();
-    // Most objects fit one read: digest them whole, with no tree to build for one block.
-    const first = readSync(fd, buf, 0, buf.length, null);
-    if (first < buf.length) return { id: toHex(verityDigest(buf.subarray(0, first), task.alg, task.impl)), size: first };
-    const hasher = new VerityHasher(task.alg, task.impl);
-    hasher.update(buf);
-    size = first;
-    for (;;) {
-      const n = readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      hasher.update(buf.subarray(0, n));
-      size += n;
-    }
-    return { id: hasher.digestHex(), size };
+    const read = hashFdSync(fd, task);
+    if (m.state !== 'enabled') return read;
+    return { ...read, measured: toHex(m.digest) };
   } catch (e) {
     return { error: describeFsError(e) };
   } finally {
     closeSync(fd);
   }
+}
+
+/** The digest of the file open at `fd`, read from its offset to the end. */
+function hashFdSync(fd: number, task: VerityTask): { id: string; size: number } {
+  // One native call: read and hash in C (the kernel of native/verity_kernel.c).
+  const n = digestFdNative(task.impl, task.alg, fd);
+  if (n) return { id: toHex(n.digest), size: n.size };
+  const buf = syncBuffer();
+  // Most objects fit one read: digest them whole, with no tree to build for one block.
+  const first = readSync(fd, buf, 0, buf.length, null);
+  if (first < buf.length) return { id: toHex(verityDigest(buf.subarray(0, first), task.alg, task.impl)), size: first };
+  const hasher = new VerityHasher(task.alg, task.impl);
+  hasher.update(buf);
+  let size = first;
+  for (;;) {
+    const n = readSync(fd, buf, 0, buf.length, null);
+    if (n === 0) break;
+    hasher.update(buf.subarray(0, n));
+    size += n;
+  }
+  return { id: hasher.digestHex(), size };
 }
 
 const HEX = /^[0-9a-f]+$/;
@@ -111,7 +118,7 @@ function digestPathFast(path: string, task: VerityTask, dev: number): { id: stri
 }
 
 function verifyDir(task: Extract<VerityTask, { kind: 'verify-dir' }>): TaskResults['verify-dir'] {
-  const out: TaskResults['verify-dir'] = { ok: true, names: [], objects: 0, bytes: 0, bad: [], tmp: [], invalid: [] };
+  const out: TaskResults['verify-dir'] = { ok: true, names: [], objects: 0, bytes: 0, bad: [], tmp: [], invalid: [], noVerity: [] };
   const prefix = task.dir.slice(-2);
   const dev = statSync(task.dir).dev;
   for (const e of readdirSync(task.dir, { withFileTypes: true })) {
@@ -127,11 +134,17 @@ function verifyDir(task: Extract<VerityTask, { kind: 'verify-dir' }>): TaskResul
     }
     out.names.push(e.name);
     out.objects++;
-    const r = digestPathFast(path, task, dev) ?? digestPathSync(path, task);
+    // A secure repository asks each object for its fs-verity: no fast path that skips it.
+    const r = (task.secure ? null : digestPathFast(path, task, dev)) ?? digestPathSync(path, task);
     if ('error' in r) out.bad.push({ name: e.name, error: r.error });
     else {
       out.bytes += r.size;
+      // Both must be the name: the bytes read, and the kernel's measurement (which can differ
+      // where fs-verity was enabled with another algorithm).
+      const measured = (r as { measured?: string }).measured;
       if (r.id !== prefix + e.name) out.bad.push({ name: e.name, found: r.id, size: r.size });
+      else if (measured !== undefined && measured !== r.id) out.bad.push({ name: e.name, found: measured, size: r.size });
+      else if (task.secure && measured === undefined) out.noVerity.push(e.name);
     }
   }
   return out;

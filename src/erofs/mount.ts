@@ -8,8 +8,8 @@
  *
  * The image is opened once (O_NOFOLLOW, a regular file), its bytes are hashed from that
  * descriptor and must equal its name, and the loop device is set up from the same open file
- * (`losetup` reads it as /dev/fd/3): a file renamed over objects/XX/<id> after the open is never
- * what gets mounted. The loop device is detached once erofs is mounted (the kernel then frees it
+ * (`losetup` reads it as /proc/self/fd/3: a minimal system may have no /dev/fd link): a file
+ * renamed over objects/XX/<id> after the open is never what gets mounted. The loop device is detached once erofs is mounted (the kernel then frees it
  * when erofs lets go: autoclear) and at once on every failure. The repository's shared lock is
  * held throughout, so gc and repair cannot delete the image or its objects meanwhile.
  * @module
@@ -140,7 +140,7 @@ function mountFrom(repo: Repository, id: string, fd: number, dir: string, option
   const at = mkdtempSync(join(tmpdir(), '.veritree-erofs-'));
   checkLayerPath(at);
   try {
-    const loop = run('losetup', ['--find', '--show', '--read-only', '/dev/fd/3'], fd).trim();
+    const loop = run('losetup', ['--find', '--show', '--read-only', '/proc/self/fd/3'], fd).trim();
     if (!/^\/dev\/loop\d+$/.test(loop)) throw fail(`losetup named no loop device: ${JSON.stringify(loop)}`);
     try {
       run('mount', ['-t', 'erofs', '-o', `ro${hasAcl ? '' : ',noacl'}`, loop, at]);

@@ -1,7 +1,7 @@
 /**
  * Checkout's regular files and entry metadata: a file's content written from the stream, or its
  * object reflinked or copied in the worker pool (in batches) and hashed there as copied, or hard-
- * linked to the object where that is safe, checked (see checkout.ts for when); then owner,
+ * linked to the object when asked for, checked (see checkout.ts); then owner,
  * xattrs, mode and times, in that order.
  * @module
  */
@@ -77,9 +77,9 @@ export async function placeFile(ctx: Ctx, n: TreeNode, dirFd: number, name: Buff
     return;
   }
   const objectPath = ctx.repo.objectPath(n.object);
-  // A hard link is possible only to an immutable object, or when asked for: once the store's
-  // filesystem is known to have no fs-verity, only the asking is left to look at.
-  if (!ctx.copyOnly && ctx.sameFs && n.xattrs.size === 0 && (ctx.hardlink || !ctx.noVerity) && linkIfSafe(ctx, n, objectPath, dirFd, name)) {
+  // A hard link only when asked for (--hardlink): it shares the object's inode, whose metadata
+  // (mode, owner, times) fs-verity does not protect, with every other checkout and the store.
+  if (!ctx.copyOnly && ctx.sameFs && n.xattrs.size === 0 && ctx.hardlink && linkIfSafe(ctx, n, objectPath, dirFd, name)) {
     if (ctx.batch.length >= COPY_BATCH_FILES) await flushCopies(ctx);
     return;
   }
@@ -105,7 +105,7 @@ function copyItem(n: TreeNode, object: string, dest: number): CopyItem {
 }
 
 /**
- * A hard link to the object where that is safe (see the module's note), checked: an object with
+ * A hard link to the object (--hardlink) where its metadata is the file's, checked: an object with
  * fs-verity is measured by the kernel (which checks every block read against that), and the
  * measurement must be its name; without fs-verity (--hardlink) the object's descriptor goes to
  * the pool to be hashed like a copy, once the link is known to name that very inode.
@@ -118,7 +118,7 @@ function linkIfSafe(ctx: Ctx, n: TreeNode, objectPath: string, dirFd: number, na
     const m = measureVerity(src.fd, st.dev);
     if (m.state === 'unsupported') ctx.noVerity = true;
     const ownerOk = !ctx.asRoot || (st.uid === n.uid && st.gid === n.gid);
-    if (!((m.state === 'enabled' || ctx.hardlink) && (st.mode & 0o7777) === n.mode && ownerOk)) return false;
+    if (!((st.mode & 0o7777) === n.mode && ownerOk)) return false;
     if (m.state === 'enabled' && toHex(m.digest) !== n.object) {
       throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `object ${objectPath} does not hash to its name (fs-verity measures ${toHex(m.digest)}): run veritree fsck --repair`, { path: objectPath });
     }

@@ -1,12 +1,12 @@
 /**
  * Materialises a merged tree in a folder.
  *
- * A checked-out file never shares its inode with a writable object: an edit to a hard link would
- * change the object for every image that uses it, and fsck would find the store damaged. So a
- * file is a hard link to its object only where the object is immutable (fs-verity is enabled on
- * it) or where the caller asked for hard links outright (`hardlink`, the CLI's --hardlink); else
- * it is reflinked (FICLONE) where the filesystem can, or copied with copy_file_range, in the
- * worker pool, where the copy is hashed and must match the object's name (checkout-files.ts).
+ * A checked-out file shares no inode with the store unless the caller asks (`hardlink`, the
+ * CLI's --hardlink): a hard link shares the object's metadata (a chmod in one checkout changes
+ * the object and that file in every other checkout; fs-verity protects contents, not metadata),
+ * and, without fs-verity, its contents too. By default a file is reflinked (FICLONE) where the
+ * filesystem can, or copied with copy_file_range, in the worker pool, where the copy is hashed
+ * and must match the object's name (checkout-files.ts).
  *
  * The walk is in sorted order and finishes each folder (owner, xattrs, mode, times) when it
  * leaves it; hard links are made on the spot (link-placer.ts); folder descriptors are bounded at
@@ -36,8 +36,9 @@ export interface CheckoutOptions extends LockWaitOptions {
   /** Copy every file (no reflink attempt is skipped; no hard link is made). */
   copy?: boolean;
   /**
-   * Hard-link files to their objects even where the objects are writable (no fs-verity). Fast,
-   * but writing to such a file changes the stored object for every image that shares it.
+   * Hard-link files to their objects. Fast, but each file shares the object's inode: its
+   * metadata always (a chmod changes the object and every other checkout's file), and where the
+   * object has no fs-verity its contents too.
    */
   hardlink?: boolean;
   /** Use this pool (not closed afterwards) for the copies. */

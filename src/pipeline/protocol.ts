@@ -55,6 +55,8 @@ export interface VerifyDirTask extends Common {
   /** Hex digits of an object name after the two of the folder (62 for SHA-256). */
   restLength: number;
   tmpPrefix: string;
+  /** A secure repository: every object must have fs-verity (those without are listed in noVerity). */
+  secure: boolean;
 }
 
 export interface VerifyDirResult {
@@ -67,6 +69,8 @@ export interface VerifyDirResult {
   /** tmp files that no writer holds (stray); live ones are left out. */
   tmp: { name: string; size: number }[];
   invalid: string[];
+  /** Objects whose content is right but that have no fs-verity, in a secure repository. */
+  noVerity: string[];
 }
 
 /** One file of a checkout: which object, the file checkout created for it, and its metadata. */

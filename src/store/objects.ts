@@ -6,7 +6,11 @@
  * the writer holds an flock on it, so fsck can tell a live tmp file from a stray one.
  *
  * `link` fails with EEXIST when the object is already there, so an existing object is never
- * replaced. When fs-verity is wanted it is enabled on the complete file before it is named.
+ * replaced, except in a repository that requires fs-verity: there a new object's fs-verity digest
+ * is measured equal to its name before it is named, and an object present without fs-verity (or
+ * with another digest) is not trusted but replaced by the new sealed copy (rename(2), atomic), as
+ * composefs-rs's ensure_verity_equal refuses it. When fs-verity is wanted it is enabled on the
+ * complete file before it is named.
  * Durability is not per object: the importer makes the filesystem durable once before it
  * publishes any stream that names these objects (Repository.sync).
  *
@@ -16,7 +20,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, linkSync, mkdirSync, openSync, statSync, unlinkSync, constants as fsc } from 'node:fs';
+import { closeSync, fstatSync, linkSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, constants as fsc } from 'node:fs';
 import { write as writeCb } from 'node:fs';
 import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
@@ -25,7 +29,7 @@ import { storeBatchNative, type HashImpl } from '../verity/backends.ts';
 import { HASH_ALGORITHMS, type HashAlgorithm } from '../verity/constants.ts';
 import { toHex, verityDigest } from '../verity/merkle.ts';
 import { objectPathIn, TMP_PREFIX, type ObjectId } from './layout.ts';
-import { enableVerity, storeSys, writeAllSync } from './sys.ts';
+import { enableVerity, measureVerity, OPEN_UNTRUSTED, storeSys, writeAllSync } from './sys.ts';
 
 const writeAsync = promisify(writeCb);
 
@@ -139,6 +143,38 @@ function nameObject(link: () => void, final: string): boolean {
   }
 }
 
+/**
+ * Whether the object under `final` has fs-verity whose digest is `id` (its name): only such an
+ * object counts as present in a repository that requires fs-verity. Its size says nothing: a
+ * copy without fs-verity has the right size. False also when there is nothing under the name.
+ */
+export function sealedAs(final: string, id: ObjectId): boolean {
+  let fd: number;
+  try {
+    fd = openSync(final, OPEN_UNTRUSTED);
+  } catch (e) {
+    const c = errnoCode(e);
+    // not there, or a symlink (O_NOFOLLOW): nothing sealed under the name
+    if (c === 'ENOENT' || c === 'ELOOP') return false;
+    throw e;
+  }
+  try {
+    if (!fstatSync(fd).isFile()) return false;
+    const m = measureVerity(fd);
+    return m.state === 'enabled' && toHex(m.digest) === id;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The descriptor's fs-verity digest must be `id`: a secure repository names nothing else. */
+function assertSealed(fd: number, id: ObjectId, path: string, t: ObjectTarget): void {
+  const m = measureVerity(fd);
+  if (m.state === 'enabled' && toHex(m.digest) === id) return;
+  if (m.state !== 'enabled') throw verityMissing(t.objectsDir);
+  throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `object ${id}: the kernel measures its fs-verity digest as ${toHex(m.digest)}, not its name`, { path, expected: id, found: toHex(m.digest) });
+}
+
 function presentResult(id: ObjectId, final: string, size: number): PublishResult {
   const st = statSync(final, { throwIfNoEntry: false });
   const found = st ? st.size : null;
@@ -221,15 +257,38 @@ export class TmpObjectFile {
       this.fd = fd;
       // the named fallback's flock went with the writable descriptor: take it again
       if (fd !== writable && this.named) sys?.flock(fd, 2);
+      if (this.target.verity === 'require') assertSealed(fd, id, final, this.target);
       const linked =
         this.named === null
           ? nameObject(() => sys?.linkFd(fd, final), final)
           : nameObject(() => linkSync(this.named as string, final), final);
-      return linked ? { id, size, written: true } : presentResult(id, final, size);
+      if (linked) return { id, size, written: true };
+      if (this.target.verity !== 'require') return presentResult(id, final, size);
+      if (sealedAs(final, id)) return { id, size, written: false };
+      this.replace(fd, final);
+      return { id, size, written: true };
     } catch (e) {
       throw storeIoError(e, dirname(this.target.objectsDir), `publishing object ${id}`);
     } finally {
       this.discard();
+    }
+  }
+
+  /**
+   * Puts this sealed file in place of an untrusted object under `final`: named first (the named
+   * fallback has its name already), then renamed over the old one, so the name never lacks an object.
+   */
+  private replace(fd: number, final: string): void {
+    let name = this.named;
+    if (name === null) {
+      name = tmpPathIn(this.target.objectsDir);
+      storeSys()?.linkFd(fd, name);
+    }
+    try {
+      renameSync(name, final);
+    } catch (e) {
+      if (name !== this.named) unlinkSync(name);
+      throw e;
     }
   }
 
@@ -267,8 +326,12 @@ export function writeObjectSync(target: ObjectTarget, id: ObjectId, data: Uint8A
     // offered to link(2), whose EEXIST says the same: a stat per object would cost every fresh
     // import more than the rare duplicate saves.
     if (data.length > PRESENT_CHECK_MIN) {
-      const existing = statSync(final, { throwIfNoEntry: false });
-      if (existing && existing.size === data.length) return { id, size: data.length, written: false };
+      if (target.verity === 'require') {
+        if (sealedAs(final, id)) return { id, size: data.length, written: false };
+      } else {
+        const existing = statSync(final, { throwIfNoEntry: false });
+        if (existing && existing.size === data.length) return { id, size: data.length, written: false };
+      }
     }
     const tmp = new TmpObjectFile(target);
     try {

@@ -4,7 +4,7 @@
  * as an objects-only store (SHA-256).
  * @module
  */
-import { mkdir, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Stats } from 'node:fs';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
@@ -26,7 +26,7 @@ import { entryObject, listRefs, type RefEntry } from './links.ts';
 import { toHex, verityDigest } from '../verity/index.ts';
 import { acquireLock, type LockOptions, type RepoLock } from './lock.ts';
 import { TmpObjectFile, type ObjectTarget, type VerityPolicy } from './objects.ts';
-import { readRegular, syncFs } from './sys.ts';
+import { enableVerity, measureVerity, readRegular, syncFs } from './sys.ts';
 import { LEGACY_EROFS_FORMATS, metaJson, parseMeta, readMeta, statSyncOrNull, type ErofsFormats } from './meta.ts';
 
 export { defaultRepoPath } from './layout.ts';
@@ -66,6 +66,16 @@ async function makeFolders(path: string, mode = 0o755): Promise<void> {
   }
 }
 
+/** Enables fs-verity on a complete file: false where its filesystem has none. */
+async function sealFile(path: string, hash: HashAlgorithm): Promise<boolean> {
+  const fh = await open(path, 'r');
+  try {
+    return enableVerity(fh.fd, hash) === 'enabled' && measureVerity(fh.fd).state === 'enabled';
+  } finally {
+    await fh.close();
+  }
+}
+
 /** readlink(2), null only when there is no such entry (ENOENT). */
 async function readLinkOrNull(path: string): Promise<string | null> {
   try {
@@ -83,6 +93,12 @@ export class Repository {
   readonly hasMeta: boolean;
   /** `require` when every object must have fs-verity (see OpenOptions.requireVerity). */
   readonly verity: VerityPolicy;
+  /**
+   * Whether meta.json itself has fs-verity (measured when the repository is opened): composefs-rs's
+   * "secure" repository. Every object is then published with fs-verity measured equal to its
+   * name, fsck reads each one through the kernel, and mount passes `verity=require`.
+   */
+  readonly secure: boolean;
   /** Unknown read-only-compatible features of meta.json: nothing may be written (empty: writable). */
   readonly readOnlyBecause: readonly string[];
   /**
@@ -97,12 +113,14 @@ export class Repository {
     hasMeta: boolean,
     verity: VerityPolicy,
     readOnlyBecause: readonly string[] = [],
-    erofsFormats: ErofsFormats = LEGACY_EROFS_FORMATS
+    erofsFormats: ErofsFormats = LEGACY_EROFS_FORMATS,
+    secure = false
   ) {
     this.root = root;
     this.alg = alg;
     this.hasMeta = hasMeta;
-    this.verity = verity;
+    this.verity = secure ? 'require' : verity;
+    this.secure = secure;
     this.readOnlyBecause = readOnlyBecause;
     this.erofsFormats = erofsFormats;
   }
@@ -115,8 +133,11 @@ export class Repository {
   /**
    * Creates the repository; an existing one with the same algorithm (and, when `formats` is
    * given, the same EROFS formats: composefs-rs fixes them at init) is fine and left as it is.
+   * A new meta.json gets fs-verity where the filesystem has it, as `cfsctl init` does, which
+   * makes the repository secure; `insecure` opts out. On a filesystem without fs-verity the
+   * repository is made all the same, insecure (Repository.secure says which it is).
    */
-  static async init(root: string, hash: HashAlgorithm = 'sha256', requireVerity = false, formats?: ErofsFormats): Promise<Repository> {
+  static async init(root: string, hash: HashAlgorithm = 'sha256', requireVerity = false, formats?: ErofsFormats, insecure = false): Promise<Repository> {
     assertHashAlgorithm(hash);
     const abs = resolve(root);
     const metaPath = join(abs, META_FILE);
@@ -129,8 +150,9 @@ export class Repository {
       if (formats && (formats.default !== erofsFormats.default || formats.extra.join() !== erofsFormats.extra.join())) {
         throw new VeritreeError(ERROR_CODES.USAGE, `${abs} already holds a repository whose EROFS format is V${erofsFormats.default}; the format is fixed when the repository is made`, { path: abs });
       }
-      return new Repository(abs, alg, true, existing.verity || requireVerity ? 'require' : 'try', readOnlyBecause, erofsFormats);
+      return new Repository(abs, alg, true, requireVerity ? 'require' : 'try', readOnlyBecause, erofsFormats, existing.verity);
     }
+    let secure = false;
     try {
       // As composefs-rs makes them: the repository folder 0700 (Repository::init), what is in it
       // 0755 (ensure_dir). An existing folder keeps its mode.
@@ -138,11 +160,13 @@ export class Repository {
       for (const d of [OBJECTS_DIR, STREAMS_DIR, TAGS_DIR]) await makeFolders(join(abs, d));
       const tmp = `${metaPath}.tmp-${process.pid}`;
       await writeFile(tmp, metaJson(hash, formats));
+      // Enabled before the rename: a meta.json that has a name has its final fs-verity state.
+      if (!insecure) secure = await sealFile(tmp, hash);
       await rename(tmp, metaPath);
     } catch (e) {
       throw storeIoError(e, abs, 'creating the repository');
     }
-    return new Repository(abs, hash, true, requireVerity ? 'require' : 'try', [], parseMeta(metaJson(hash, formats), metaPath).erofsFormats);
+    return new Repository(abs, hash, true, requireVerity ? 'require' : 'try', [], parseMeta(metaJson(hash, formats), metaPath).erofsFormats, secure);
   }
 
   /** @throws VeritreeError STORE_NOT_FOUND when there is no repository and `create` is not set. */
@@ -153,7 +177,7 @@ export class Repository {
     const requireVerity = opts.requireVerity === true;
     if (meta !== null) {
       const parsed = parseMeta(meta.text, metaPath);
-      return new Repository(abs, parsed.alg, true, meta.verity || requireVerity ? 'require' : 'try', parsed.readOnlyBecause, parsed.erofsFormats);
+      return new Repository(abs, parsed.alg, true, requireVerity ? 'require' : 'try', parsed.readOnlyBecause, parsed.erofsFormats, meta.verity);
     }
     if (opts.create) return Repository.init(abs, opts.hash ?? 'sha256', requireVerity);
     let objects: Stats | null = null;

@@ -7,6 +7,7 @@
 export const ISSUE_TYPES = [
   'object-digest-mismatch',
   'object-unreadable',
+  'object-verity-missing',
   'object-invalid-name',
   'stray-tmp',
   'missing-object',

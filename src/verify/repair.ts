@@ -29,7 +29,8 @@ export interface RepairReport extends ImageRepair {
   tmpRemoved: number;
 }
 
-const CONTENT_BAD = new Set(['object-digest-mismatch', 'object-unreadable', 'object-invalid-name']);
+// An object without fs-verity in a secure repository goes too: import writes it again, sealed.
+const CONTENT_BAD = new Set(['object-digest-mismatch', 'object-unreadable', 'object-verity-missing', 'object-invalid-name']);
 const STREAM_BAD = new Set(['json-digest-mismatch', 'layer-diff-id-mismatch', 'stream-content-type', 'stream-corrupt', 'stream-not-symlink']);
 
 /**

@@ -69,7 +69,8 @@ export async function verifyObjects(repo: Repository, pool: VerityPool, opts: Ve
   const onThreads: string[] = [];
   const rest: string[] = [];
   const threadsFit = threads !== null && pool.size <= threads.threads;
-  for (const d of dirs) (threadsFit && verityAbsentAt(join(repo.objectsDir, d)) ? onThreads : rest).push(d);
+  // A secure repository's objects must each be asked for fs-verity: the workers do that.
+  for (const d of dirs) (threadsFit && !repo.secure && verityAbsentAt(join(repo.objectsDir, d)) ? onThreads : rest).push(d);
   if (threads && onThreads.length > 0) {
     await verifyDirsOnThreads(threads, repo.objectsDir, onThreads, restLength, pool.size, opts.signal, (d, dir, r) => {
       collect(out, d, dir, r);
@@ -82,7 +83,7 @@ export async function verifyObjects(repo: Repository, pool: VerityPool, opts: Ve
       throwIfAborted(opts.signal);
       const d = rest[next++] as string;
       const dir = join(repo.objectsDir, d);
-      const r = await pool.run({ kind: 'verify-dir', dir, restLength, tmpPrefix: TMP_PREFIX, alg: repo.alg, impl: opts.impl });
+      const r = await pool.run({ kind: 'verify-dir', dir, restLength, tmpPrefix: TMP_PREFIX, alg: repo.alg, impl: opts.impl, secure: repo.secure });
       if (!r.ok) throw new VeritreeError(r.code, r.message, { path: dir });
       collect(out, d, dir, r);
       progress();
@@ -132,7 +133,7 @@ async function verifyDirsOnThreads(
 
 function dirResult(dir: string, entries: DirEntryDigest[]): VerifyDirResult & { ids: string[] } {
   const ids: string[] = [];
-  const out: VerifyDirResult & { ids: string[] } = { ok: true, names: [], ids, objects: 0, bytes: 0, bad: [], tmp: [], invalid: [] };
+  const out: VerifyDirResult & { ids: string[] } = { ok: true, names: [], ids, objects: 0, bytes: 0, bad: [], tmp: [], invalid: [], noVerity: [] };
   for (const e of entries) {
     if (e.kind === 'other') {
       // Names are bytes (latin1 here); a message shows them as node:fs would.
@@ -172,6 +173,11 @@ function collect(out: ObjectCheck, d: string, dir: string, r: VerifyDirResult & 
     out.bad.add(id);
     if (b.error !== undefined) out.issues.push({ type: 'object-unreadable', path, detail: b.error });
     else out.issues.push({ type: 'object-digest-mismatch', path, detail: `the content (${b.size} bytes) does not hash to the object's name`, expected: id, found: b.found });
+  }
+  for (const name of r.noVerity) {
+    const id = d + name;
+    out.bad.add(id);
+    out.issues.push({ type: 'object-verity-missing', path: join(dir, name), detail: 'the repository is secure (meta.json has fs-verity) and this object has none: the kernel would refuse it under verity=require' });
   }
   for (const t of r.tmp) {
     out.issues.push({ type: 'stray-tmp', path: join(dir, t.name), detail: `temporary file left by an interrupted write (${t.size} bytes)` });

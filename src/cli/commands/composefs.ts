@@ -134,6 +134,8 @@ export function registerComposefs(program: Command): void {
       }
     }
     const r = await mountImage(repo, image, dir);
+    // Insecure means the kernel serves an object replaced by other bytes: said once, on stderr.
+    if (!r.verity) process.stderr.write(`veritree: notice: ${repo.root} is an insecure repository (meta.json has no fs-verity): mounted without verity=require, so a replaced object is served as it is\n`);
     process.stdout.write(`mounted composefs image ${r.image} at ${dir}${r.verity ? ' (verity=require)' : ' (insecure: objects are not checked by the kernel)'}\n`);
   });
 

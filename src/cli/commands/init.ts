@@ -17,11 +17,19 @@ export function registerInit(program: Command): void {
         "EROFS format of its images, as cfsctl init's: 0 (mkcomposefs), 1 (mkcomposefs --min-version=1; the default), 2 (composefs-rs's legacy format)",
         parseErofsVersion
       )
-  ).action(async (o: { repo?: string; hash: HashAlgorithm; erofsVersion?: ErofsVersion }) => {
+      .option('--insecure', 'do not enable fs-verity on meta.json: objects are not required to have fs-verity, and mount does not pass verity=require')
+  ).action(async (o: { repo?: string; hash: HashAlgorithm; erofsVersion?: ErofsVersion; insecure?: boolean }) => {
     const repo = await initRepository(resolveRepo(o.repo), {
       hash: o.hash,
+      insecure: o.insecure === true,
       ...(o.erofsVersion !== undefined ? { erofsFormats: { default: o.erofsVersion, extra: [] } } : {}),
     });
-    process.stdout.write(`initialised ${repo.alg} repository at ${repo.root} (EROFS format V${repo.erofsFormats.default})\n`);
+    // Secure iff meta.json has fs-verity; an insecure one says why, on stdout with the rest.
+    const mode = repo.secure
+      ? 'secure: meta.json has fs-verity'
+      : o.insecure === true
+        ? 'insecure, as asked'
+        : 'insecure: meta.json has no fs-verity (the filesystem has none, or the repository was made without it)';
+    process.stdout.write(`initialised ${repo.alg} repository at ${repo.root} (EROFS format V${repo.erofsFormats.default}; ${mode})\n`);
   });
 }

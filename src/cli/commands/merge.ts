@@ -16,16 +16,16 @@ export function registerMerge(program: Command): void {
       .description("write an image's merged filesystem (whiteouts applied) to DIR; files are reflinked or copied from the store's objects")
       .argument('<image>', 'the tag')
       .argument('<dir>', 'a new or empty folder')
-      .option('--copy', 'copy every file (no hard link to an object, even an immutable one)')
-      .option('--hardlink', 'hard-link files to their objects even without fs-verity: fast, but RISKY: writing to such a file changes the stored object for every image that shares it, and fsck will report the store damaged')
+      .option('--copy', 'copy every file (no reflink: a copy of its own)')
+      .option('--hardlink', 'hard-link files to their objects: fast, but each file SHARES METADATA with the store (a chmod or chown changes the object and that file in every other checkout), and without fs-verity its contents too (a write changes the object for every image, and fsck reports the store damaged)')
       .option('--json', 'print the report as one JSON object')
       .option('--no-progress', 'no live progress, even on a terminal')
       .addHelpText(
         'after',
         `
 A file is reflinked (FICLONE) from its object where the filesystem can, else copied
-(copy_file_range), in the worker pool. It is a hard link to its object only where the object is
-immutable (fs-verity enabled) or with --hardlink, and only when DIR is on the store's filesystem
+(copy_file_range), in the worker pool: no file shares an inode with the store. It is a hard link
+to its object only with --hardlink (sharing the object's metadata), and only when DIR is on the store's filesystem
 and the object already has the file's mode (and, as root, its owner): the object's inode is never
 changed, so such files keep the store's mtime. Every entry is created relative to an open handle
 of its folder, never following a symlink. Owners, device nodes and FIFOs are applied when running
