@@ -11,7 +11,8 @@ import { digestSize } from '../verity/constants.ts';
 import { createSha256Stream, HASH_BACKLOG_BYTES } from '../verity/sha-stream.ts';
 import { assembler, nativeOpenError, openRegular, readAll, readSmallRegular, TOO_BIG, type AssembledBatch } from './sys.ts';
 import type { Repository } from './repository.ts';
-import { objectRefTable, readHeader, readRefs, SegmentSource, streamChunks, type SegmentRun, type StreamChunk } from './splitstream.ts';
+import type { StreamChunk } from './splitstream.ts';
+import { objectRefTable, readHeader, readRefs, SplitStreamReader, type SegmentRun } from './splitstream-reader.ts';
 
 /** Objects opened ahead of the reader, and the most of one read whole into memory. */
 const READ_AHEAD = 32;
@@ -43,7 +44,7 @@ const INLINE_AHEAD = 4 << 20;
 
 /**
  * The bytes a split stream stands for, in order, from its chunks as they are decoded
- * (streamChunks: the stream section is never inflated whole). Most objects of a layer are
+ * (SplitStreamReader: the stream section is never inflated whole). Most objects of a layer are
  * small, and one open-read-close after another leaves the disk (and the thread pool) idle between
  * them: up to READ_AHEAD objects are opened (and, up to 1 MiB each, read) ahead of the one
  * being yielded.
@@ -152,7 +153,7 @@ export async function* rebuildFrom(repo: Repository, chunks: AsyncIterable<Strea
 
 /** A split stream's bytes straight from its object's bytes, decoding the stream section as it goes. */
 export function rebuildBytes(repo: Repository, streamObject: Uint8Array): AsyncGenerator<Uint8Array> {
-  return rebuildFrom(repo, streamChunks(streamObject), readRefs(streamObject).objectRefs);
+  return rebuildFrom(repo, new SplitStreamReader(streamObject).chunks(), readRefs(streamObject).objectRefs);
 }
 
 export interface RebuildOptions {
@@ -233,7 +234,7 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
   const ds = digestSize(readHeader(streamObject).alg);
   // The digests as the stream holds them: the addon names each object from its bytes.
   const refTable = objectRefTable(streamObject);
-  const source = new SegmentSource(streamObject);
+  const source = new SplitStreamReader(streamObject);
   const sha = createSha256Stream();
   const stop = stopFlag(opts.signal);
   // Batch buffers: the ones being filled by read jobs, the others being hashed and written.

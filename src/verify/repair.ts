@@ -11,7 +11,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { ERROR_CODES, errnoCode, isVeritreeError, storeIoError, throwIfAborted } from '../errors.ts';
 import { STREAM_PREFIX, STREAMS_DIR, TAGS_DIR, classifyNamedRef, objectIdFromLink, unescapeTag } from '../store/layout.ts';
 import type { Repository } from '../store/repository.ts';
-import { readRefs } from '../store/splitstream.ts';
+import { readRefs } from '../store/splitstream-reader.ts';
 import type { FsckReport } from './fsck.ts';
 import { repairImages, type ImageRepair } from './repair-images.ts';
 
