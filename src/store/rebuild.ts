@@ -5,7 +5,7 @@
  * @module
  */
 import type { FileHandle } from 'node:fs/promises';
-import { throwIfAborted } from '../errors.ts';
+import { throwIfAborted, handledLater } from '../errors.ts';
 import { stopFlag } from '../native-addon.ts';
 import { digestSize } from '../verity/constants.ts';
 import { createSha256Stream, HASH_BACKLOG_BYTES } from '../verity/sha-stream.ts';
@@ -109,7 +109,7 @@ export async function* rebuildFrom(repo: Repository, chunks: AsyncIterable<Strea
             return { kind: 'whole', bytes: r as Buffer };
           })
         : openObject(repo, x.id);
-      x.slot.opened.catch(() => undefined);
+      handledLater(x.slot.opened);
     });
   };
   try {
@@ -144,8 +144,9 @@ export async function* rebuildFrom(repo: Repository, chunks: AsyncIterable<Strea
     for (let i = head; i < queue.length; i++) {
       const slot = queue[i];
       if (slot?.kind !== 'object') continue;
-      const o = await slot.opened.catch(() => null);
-      if (o?.kind === 'stream') await o.fh.close();
+      // An open that failed holds nothing to close; its error is not this stop's to report.
+      const [o] = await Promise.allSettled([slot.opened]);
+      if (o.status === 'fulfilled' && o.value.kind === 'stream') await o.value.fh.close();
     }
     await it.return?.();
   }
@@ -264,7 +265,7 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
   };
   const start = (run: SegmentRun, first: number, out: Uint8Array): ReadJob => {
     const result = assemble(repo.objectsDir, refTable, ds, run.segs.subarray(0, 2 * run.n), run.arena, first, out, stop.flag);
-    result.catch(() => undefined);
+    handledLater(result);
     return { run, out, result };
   };
   // Oldest first: outputs go to the hash and the sink in this order, which is the stream's.
@@ -284,7 +285,7 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
       // While the jobs read, decode what the next one will need.
       if (!ended && ahead === null) {
         ahead = source.next(offer, BATCH_BYTES);
-        ahead.catch(() => undefined);
+        handledLater(ahead);
       }
       let r: AssembledBatch;
       try {

@@ -93,6 +93,18 @@ function absent<T>(fallback: T): (e: unknown) => T {
   };
 }
 
+/** Removes a stream entry: a link (unlink), or a folder where a link should be (EISDIR). */
+async function removeEntry(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (e) {
+    const code = errnoCode(e);
+    if (code === 'ENOENT') return;
+    if (code !== 'EISDIR' && code !== 'EPERM') throw storeIoError(e, path, 'repairing');
+    await rm(path, { recursive: true, force: true });
+  }
+}
+
 function notWhole(e: unknown): null {
   if (isVeritreeError(e) && e.code === ERROR_CODES.STORE_CORRUPT) return null;
   throw e;
@@ -121,7 +133,7 @@ async function dropBrokenStreams(repo: Repository, known: Set<string>, out: Repa
         continue;
       }
       if (!(await whole(repo, name, path, known, live))) {
-        await unlink(path).catch(() => rm(path, { recursive: true, force: true }));
+        await removeEntry(path);
         out.streamsRemoved.push(name);
         live.delete(name);
         changed = true;
