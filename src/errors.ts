@@ -82,6 +82,29 @@ export function errnoCode(e: unknown): string | undefined {
 }
 
 /**
+ * For `.catch` on a file-system call: a path that is not there (ENOENT, or ENOTDIR: a path
+ * through something that is not a folder), or one of the `also` codes, is answered `fallback`;
+ * any other error (EIO, EACCES) is thrown on, never taken for "absent".
+ */
+export function whenAbsent<T>(fallback: T, ...also: string[]): (e: unknown) => T {
+  return (e) => {
+    const code = errnoCode(e);
+    if (code === 'ENOENT' || code === 'ENOTDIR' || (code !== undefined && also.includes(code))) return fallback;
+    throw e;
+  };
+}
+
+/**
+ * Marks a promise that is awaited later (or raced), so that Node does not report its rejection
+ * as unhandled in the meantime. Nothing is swallowed: whoever awaits the promise still gets it.
+ */
+export function handledLater(p: Promise<unknown>): void {
+  p.then(undefined, seenWhereAwaited);
+}
+
+function seenWhereAwaited(): void {}
+
+/**
  * Wraps an fs error on the store; a full disk gets its own code and the words users look for.
  * A permission error names its real cause: a folder on the way this user cannot enter (its mode
  * and owner), else the path itself, "not readable" for a read (`access` 'read') and "not

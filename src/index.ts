@@ -122,7 +122,7 @@ export async function writeLayer(
   sink: (bytes: Uint8Array) => Promise<void>,
   opts: { signal?: AbortSignal; onBytes?: (done: number, total: number) => void } = {}
 ): Promise<{ bytes: number }> {
-  const [{ rebuildHashed }, { readHeader }] = await Promise.all([import('./store/rebuild.ts'), import('./store/splitstream.ts')]);
+  const [{ rebuildHashed }, { readHeader }] = await Promise.all([import('./store/rebuild.ts'), import('./store/splitstream-reader.ts')]);
   const want = diffId.replace(/^sha256:/, '');
   const stream = await repo.readStreamBytes(layerStreamName(want));
   // The stream's header says how long the layer is: progress can be a fraction.

@@ -342,7 +342,7 @@ test('veritree image: the store keeps the image as composefs-rs does, its digest
   assert.equal(readlinkSync(link), `../objects/${r1.image.slice(0, 2)}/${r1.image.slice(2)}`);
   assert.equal(lstatSync(join(repo, 'objects', r1.image.slice(0, 2), r1.image.slice(2))).isFile(), true);
   // The config stream names the V1 image (composefs.image.v1); the tag still names the manifest.
-  const { readRefs } = await import('../src/store/splitstream.ts');
+  const { readRefs } = await import('../src/store/splitstream-reader.ts');
   const configLink = readdirSync(join(repo, 'streams')).find((n) => n.startsWith('oci-config-sha256:')) as string;
   const configId = readlinkSync(join(repo, 'streams', configLink)).split('/').slice(-2).join('');
   const refs = readRefs(readFileSync(join(repo, 'objects', configId.slice(0, 2), configId.slice(2))));

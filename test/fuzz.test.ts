@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import * as tarStream from 'tar-stream';
 import { isVeritreeError } from '../src/index.ts';
-import { SplitStreamBuilder, readSplitStream } from '../src/store/splitstream.ts';
+import { SplitStreamBuilder } from '../src/store/splitstream.ts';
+import { readSplitStream, SplitStreamReader } from '../src/store/splitstream-reader.ts';
 import { parseDumpLine, formatDumpLine, type DumpRecord } from '../src/merge/dumpfile.ts';
 import { mergeLayers } from '../src/merge/merge.ts';
 import { type LayerEntry } from '../src/merge/layer-entries.ts';
@@ -383,7 +384,6 @@ test('property: the merge agrees with a plain reference model of the OCI whiteou
 });
 
 test('property: the streaming chunk reader gives what the whole-section reader gives, or STORE_CORRUPT for both', async () => {
-  const { streamChunks } = await import('../src/store/splitstream.ts');
   const op = fc.oneof(fc.uint8Array({ minLength: 1, maxLength: 3000 }).map((b) => ({ inline: b })), fc.nat(20).map((k) => ({ object: k.toString(16).padStart(64, '0') })));
   const flatten = (chunks: Iterable<{ kind: string; bytes?: Uint8Array; index?: number }>): string[] => {
     const out: string[] = [];
@@ -412,7 +412,7 @@ test('property: the streaming chunk reader gives what the whole-section reader g
       }
       try {
         const got = [];
-        for await (const c of streamChunks(bytes)) got.push(c);
+        for await (const c of new SplitStreamReader(bytes).chunks()) got.push(c);
         streamed = flatten(got);
       } catch (e) {
         assert.ok(isVeritreeError(e) && e.code === 'STORE_CORRUPT', String(e));

@@ -12,7 +12,7 @@ import { ROOT, cleanup, hasTool, must, tempDir, veritree } from './helpers.ts';
 import { buildImage, write } from './fixtures/oci.ts';
 import { buildGcStore, copyStore, objectFile, objectIds, storeEntries, streamObjectId, type GcStore } from './fixtures/gc-store.ts';
 import { Repository } from '../src/store/repository.ts';
-import { readRefs, readSplitStream } from '../src/store/splitstream.ts';
+import { readRefs, readSplitStream } from '../src/store/splitstream-reader.ts';
 import { composefsImageObjects } from '../src/erofs/reader.ts';
 import { checkoutImage, dumpImage, fsck, gc, isVeritreeError, listImages, untagImage, ERROR_CODES } from '../src/index.ts';
 import { taggedImage } from '../src/store/images.ts';

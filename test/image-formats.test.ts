@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openRepository } from '../src/index.ts';
-import { readSplitStream } from '../src/store/splitstream.ts';
+import { readSplitStream } from '../src/store/splitstream-reader.ts';
 import { taggedImage } from '../src/store/images.ts';
 import { cleanup, tempDir, veritree } from './helpers.ts';
 import { CFSCTL_META } from './fixtures/cfsctl-meta.ts';

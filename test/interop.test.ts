@@ -14,9 +14,10 @@ import { mkcomposefs, type Mkcomposefs } from './fixtures/mkcomposefs.ts';
 import { join } from 'node:path';
 import * as tarStream from 'tar-stream';
 import { openRepository, toHex, verityDigest } from '../src/index.ts';
-import { readSplitStream, SplitStreamBuilder } from '../src/store/splitstream.ts';
+import { SplitStreamBuilder } from '../src/store/splitstream.ts';
+import { readSplitStream } from '../src/store/splitstream-reader.ts';
 import { writeObject } from '../src/store/objects.ts';
-import { toOldHeaderLayout } from '../src/store/splitstream.ts';
+import { toOldHeaderLayout } from './fixtures/splitstream-old-header.ts';
 import { cleanup, tempDir, veritree } from './helpers.ts';
 import { plainLayerLayout } from './fixtures/oci.ts';
 

@@ -1,7 +1,7 @@
 /** fsck --repair converges on tag links in forms composefs-rs does not write (absolute, `./`). */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, readlinkSync, symlinkSync, unlinkSync, existsSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readlinkSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanup, hasTool, tempDir, veritree } from './helpers.ts';
 import { buildImage, lines, write } from './fixtures/oci.ts';
@@ -59,4 +59,21 @@ test('--repair rewrites an absolute or ./ tag that resolves as ../../<stream>, d
   assert.equal(gc.status, 0, gc.stderr);
   assert.equal((JSON.parse(gc.stdout) as { objectsRemoved: number }).objectsRemoved, 0, 'the tagged image keeps all its objects');
   assert.equal(fsckJson(repo, ['--deep']).status, 0);
+});
+
+test('--repair removes a folder where a stream link should be (EISDIR), then fsck is clean; a store without images/ is not damaged', { skip: SKIP }, () => {
+  const repo = join(dir, 'folder-stream');
+  cpSync(pristine, repo, { recursive: true, verbatimSymlinks: true });
+  rmSync(join(repo, 'images'), { recursive: true, force: true });
+  assert.equal(fsckJson(repo).status, 0, 'no images/ folder is no damage');
+  const name = `oci-config-sha256:${'ab'.repeat(32)}`;
+  mkdirSync(join(repo, 'streams', name, 'inside'), { recursive: true });
+  const before = fsckJson(repo);
+  assert.equal(before.status, 1);
+  assert.ok(before.report.issues.some((i) => i.type === 'stream-not-symlink' && i.path.endsWith(name)), JSON.stringify(before.report.issues));
+  const repaired = fsckJson(repo, ['--repair']);
+  assert.equal(existsSync(join(repo, 'streams', name)), false, 'the folder is gone');
+  assert.ok(repaired.report.repair, 'a repair ran');
+  const after = fsckJson(repo);
+  assert.equal(after.status, 0, JSON.stringify(after.report.issues));
 });

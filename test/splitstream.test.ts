@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SegmentSource, SplitStreamBuilder, readSplitStream, readRefs, streamChunkRuns } from '../src/store/splitstream.ts';
+import { SplitStreamBuilder } from '../src/store/splitstream.ts';
+import { readSplitStream, readRefs, SplitStreamReader } from '../src/store/splitstream-reader.ts';
 import { rawZstdFrame, zstdDecompress } from '../src/codec/zstd.ts';
 import { randomBytesSeeded } from './helpers.ts';
 
@@ -81,7 +82,7 @@ function flatten(items: (Uint8Array | number)[]): (string | number)[] {
 }
 
 async function segmentItems(bytes: Uint8Array, max: number, arenaMax: number): Promise<(Uint8Array | number)[]> {
-  const src = new SegmentSource(bytes);
+  const src = new SplitStreamReader(bytes);
   const items: (Uint8Array | number)[] = [];
   for (let run = await src.next(max, arenaMax); run; run = await src.next(max, arenaMax)) {
     assert.ok(run.n <= max && run.arena.length <= arenaMax, `a run of ${run.n} segments and ${run.arena.length} inline bytes`);
@@ -125,11 +126,11 @@ test('the segments cat-layer lays out are the stream\'s chunks as the whole-sect
     b.addObject(digests[(i * 31) % digests.length] as string, 4096);
   }
   const bytes = b.finish();
-  // The whole-section reader is the reference: it decodes the section at once and parses it apart.
+  // The whole-section reader is the reference: the same record decoder, fed the section at once.
   const want = flatten(readSplitStream(bytes).chunks.map((c) => (c.kind === 'inline' ? c.bytes : c.index)));
   const chunks: (Uint8Array | number)[] = [];
-  for await (const run of streamChunkRuns(bytes)) for (const c of run) chunks.push(c.kind === 'inline' ? c.bytes : c.index);
-  assert.deepEqual(flatten(chunks), want, 'streamChunkRuns');
+  for await (const run of new SplitStreamReader(bytes).chunkRuns()) for (const c of run) chunks.push(c.kind === 'inline' ? c.bytes : c.index);
+  assert.deepEqual(flatten(chunks), want, 'chunkRuns');
   for (const [max, arenaMax] of [[1, 65536], [3, 1000], [256, 8 << 20], [40, 4099]]) {
     assert.deepEqual(flatten(await segmentItems(bytes, max as number, arenaMax as number)), want, `runs of ${max} segments, ${arenaMax} inline bytes`);
   }

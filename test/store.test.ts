@@ -84,6 +84,30 @@ test('concurrent inserts of the same content from many workers make one object a
   assert.deepEqual(all, [{ kind: 'object', id, path: repo.objectPath(id) }]);
 });
 
+test('a stored buffer goes to the worker and comes back moved, not copied, for the next task', async () => {
+  const repo = await Repository.init(join(newDir(), 'repo'));
+  const pool = new VerityPool(1);
+  try {
+    let buf: Uint8Array<ArrayBuffer> = new Uint8Array(randomBytesSeeded(200_000, 5));
+    for (let i = 0; i < 3; i++) {
+      const want = Buffer.from(buf);
+      const r = await pool.run({ kind: 'store-buffer', target: repo.target, data: buf, alg: 'sha256', impl: 'auto' }, { transfer: [buf.buffer] });
+      assert.equal(buf.byteLength, 0, 'the buffer was moved to the worker');
+      // The worker returns a piscina Transferable (Piscina.move): the main thread gets the plain
+      // value only when piscina took the buffer into its transfer list; a copied carrier would
+      // arrive with its symbol keys dropped, so with neither ok nor data.
+      assert.ok(r.ok, JSON.stringify(r));
+      assert.equal(r.id, toHex(verityDigest(want)));
+      assert.ok(r.data instanceof Uint8Array, 'the buffer came back');
+      assert.deepEqual(Buffer.from(r.data), want);
+      buf = new Uint8Array(r.data.buffer as ArrayBuffer, r.data.byteOffset, r.data.length);
+      buf[0] = (buf[0] ?? 0) ^ (i + 1);
+    }
+  } finally {
+    await pool.close();
+  }
+});
+
 test('an existing object is never replaced, and a damaged one of the wrong size is reported', async () => {
   const repo = await Repository.init(join(newDir(), 'repo'));
   const data = randomBytesSeeded(1000, 1);

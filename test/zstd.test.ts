@@ -11,7 +11,8 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ZstdFrameScanner, zstdFrames } from '../src/codec/zstd-frames.ts';
 import { rawZstdFrame, zstdBackendName, zstdCompress, zstdDecodePieces, zstdDecompress } from '../src/codec/zstd.ts';
-import { SplitStreamBuilder, readSplitStream, streamChunks } from '../src/store/splitstream.ts';
+import { SplitStreamBuilder } from '../src/store/splitstream.ts';
+import { readSplitStream, SplitStreamReader } from '../src/store/splitstream-reader.ts';
 import { CLI, cleanup, prng, randomBytesSeeded, tempDir, veritree } from './helpers.ts';
 import { layoutFromBlobs, LAYER_MEDIA } from './fixtures/oci.ts';
 import { tarOf } from './fixtures/tar.ts';
@@ -88,7 +89,7 @@ test('a split stream of several frames (over 4 MiB of records) reads whole, all 
   const whole = readSplitStream(bytes);
   assert.equal(whole.chunks.filter((c) => c.kind === 'object').length, 3000);
   let streamed = 0;
-  for await (const c of streamChunks(bytes)) if (c.kind === 'object') streamed++;
+  for await (const c of new SplitStreamReader(bytes).chunks()) if (c.kind === 'object') streamed++;
   assert.equal(streamed, 3000);
 });
 

@@ -6,8 +6,6 @@
  */
 import { closeSync, constants as fsc, copyFileSync, fchmodSync, fchownSync, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import { ERROR_CODES, describeFsError, errnoCode, isVeritreeError, type ErrorCode } from '../src/errors.ts';
 import { writeBatchSync, type PublishResult } from '../src/store/objects.ts';
 import { measureVerity, objectFailureMessage, openRegularSync, strayTmp, verityKnownAbsent } from '../src/store/sys.ts';
@@ -242,32 +240,22 @@ function copyBatch(task: CopyBatchTask): TaskResults['copy-batch'] {
 }
 
 /**
- * piscina's markers for a returned value whose buffers it moves to the main thread rather than
- * copies (what its `move()` sets). Read from piscina's own module, which its worker loaded on
- * this thread before this one: importing piscina whole here cost every worker about 17 ms of its
- * start. Null if a piscina version has them elsewhere: results then travel without the buffer.
+ * piscina's public move API, loaded on this thread's first store task: importing piscina whole
+ * costs a worker tens of ms of its start, and only store tasks give a buffer back.
  */
-const moveMarks = ((): { kMovable: symbol; kTransferable: symbol; kValue: symbol } | null => {
-  try {
-    const require = createRequire(import.meta.url);
-    const m = require(join(dirname(require.resolve('piscina')), 'symbols.js')) as Record<string, unknown>;
-    const { kMovable, kTransferable, kValue } = m;
-    return typeof kMovable === 'symbol' && typeof kTransferable === 'symbol' && typeof kValue === 'symbol' ? { kMovable, kTransferable, kValue } : null;
-  } catch {
-    return null;
-  }
-})();
+let piscina: ReturnType<typeof loadPiscina> | undefined;
+const loadPiscina = () => import('piscina');
 
 /**
  * The result, with the task's buffer riding back to the main thread, moved (not copied), for the
  * next batch to be written into (src/pipeline/buffers.ts).
  */
-function givingBack<R extends object>(data: Uint8Array, result: R): R {
-  if (!moveMarks) return result;
-  const carrier = { [moveMarks.kTransferable]: data.buffer, [moveMarks.kValue]: { ...result, data } };
-  Object.defineProperty(carrier, moveMarks.kMovable, { value: true, enumerable: false, configurable: true, writable: true });
+async function givingBack<R extends object>(data: Uint8Array, result: R): Promise<R> {
+  const p = await (piscina ??= loadPiscina());
+  // piscina's Transferable: the buffer to move, and the value the main thread gets.
+  const carrier = { [p.transferableSymbol]: data.buffer, [p.valueSymbol]: { ...result, data } } as Parameters<typeof p.move>[0];
   // piscina hands the main thread the value, with the buffer moved; the type says neither.
-  return carrier as unknown as R;
+  return p.move(carrier) as unknown as R;
 }
 
 export default async function verityWorker(task: VerityTask): Promise<TaskResults[VerityTask['kind']]> {
@@ -279,7 +267,7 @@ export default async function verityWorker(task: VerityTask): Promise<TaskResult
       case 'digest-range':
         return await digestRange(task);
       case 'store-buffer':
-        return givingBack(task.data, { ok: true, ...(writeBatchSync(task.target, task.data, Uint32Array.of(task.data.length), task.impl)[0] as PublishResult) });
+        return await givingBack(task.data, { ok: true, ...(writeBatchSync(task.target, task.data, Uint32Array.of(task.data.length), task.impl)[0] as PublishResult) });
       case 'verify-dir':
         return verifyDir(task);
       case 'copy-batch':
@@ -291,7 +279,7 @@ export default async function verityWorker(task: VerityTask): Promise<TaskResult
         return { ok: true, tid };
       }
       case 'store-batch':
-        return givingBack(task.data, { ok: true, items: writeBatchSync(task.target, task.data, Uint32Array.from(task.sizes), task.impl) });
+        return await givingBack(task.data, { ok: true, items: writeBatchSync(task.target, task.data, Uint32Array.from(task.sizes), task.impl) });
     }
   } catch (e) {
     return failure(e, path);

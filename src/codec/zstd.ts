@@ -5,6 +5,7 @@
  * raw (stored) blocks, which every zstd decoder reads.
  * @module
  */
+import { handledLater } from '../errors.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { Readable, pipeline, type Transform } from 'node:stream';
@@ -207,7 +208,7 @@ async function* zstdCommand(source: AsyncIterable<Uint8Array>, onConsumed?: (byt
     child.on('error', (e) => reject(new Error(`zstd -dc could not run (install zstd-napi, use Node >= 22.15, or install zstd): ${e.message}`)));
     child.on('close', (code) => resolve(code));
   });
-  exited.catch(() => undefined);
+  handledLater(exited);
   // stdin is fed beside the reading of stdout; zstd stopping early (damaged input) ends the
   // feeding with EPIPE, which the exit status then explains.
   child.stdin.on('error', () => undefined);
@@ -219,7 +220,8 @@ async function* zstdCommand(source: AsyncIterable<Uint8Array>, onConsumed?: (byt
     }
     child.stdin.end();
   })();
-  feeding.catch(() => child.kill('SIGKILL'));
+  // A failed feed stops zstd; the failure itself is thrown by `await feeding` below.
+  feeding.then(undefined, () => child.kill('SIGKILL'));
   try {
     for await (const out of child.stdout as AsyncIterable<Buffer>) yield out;
     await feeding;

@@ -15,10 +15,22 @@ import { at, chownVia, createFileAt, linkPathAt, modeAndTimesVia, setXattrsVia, 
 import { shown } from '../oci/names.ts';
 import { toHex } from '../verity/merkle.ts';
 import type { TreeNode } from './merge.ts';
-import type { CheckoutReport } from './checkout.ts';
 
 export function metaOf(n: TreeNode): EntryMeta {
   return { uid: n.uid, gid: n.gid, mode: n.mode, mtimeSec: n.mtimeSec, mtimeNsec: n.mtimeNsec };
+}
+
+/** What a checkout made, by kind. */
+export interface CheckoutReport {
+  files: number;
+  hardlinkedObjects: number;
+  copied: number;
+  dirs: number;
+  symlinks: number;
+  hardlinks: number;
+  specials: number;
+  skipped: number;
+  xattrsSkipped: number;
 }
 
 export interface Ctx {

@@ -29,7 +29,9 @@ import { nameBytes, shown } from '../oci/names.ts';
 import { sortedPaths, type MergedTree, type TreeNode } from './merge.ts';
 import { DirStack } from './dir-stack.ts';
 import { LinkPlacer, openDirPath } from './link-placer.ts';
-import { applyXattrs, finishEntry, flushCopies, metaOf, placeFile, type Ctx } from './checkout-files.ts';
+import { applyXattrs, finishEntry, flushCopies, metaOf, placeFile, type CheckoutReport, type Ctx } from './checkout-files.ts';
+
+export type { CheckoutReport } from './checkout-files.ts';
 
 /** With the lock settings `checkoutImage` takes the repository's shared lock with. */
 export interface CheckoutOptions extends LockWaitOptions {
@@ -49,18 +51,6 @@ export interface CheckoutOptions extends LockWaitOptions {
   onProgress?: (p: { done: number; total: number }) => void;
   /** Checked before every entry: an abort stops the checkout (DIR keeps what was written). */
   signal?: AbortSignal | undefined;
-}
-
-export interface CheckoutReport {
-  files: number;
-  hardlinkedObjects: number;
-  copied: number;
-  dirs: number;
-  symlinks: number;
-  hardlinks: number;
-  specials: number;
-  skipped: number;
-  xattrsSkipped: number;
 }
 
 function commandExists(cmd: string): boolean {

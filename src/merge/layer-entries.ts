@@ -7,7 +7,8 @@
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import { TAR_BLOCK, TYPE, isRegularType } from '../oci/tar-header.ts';
 import { TarRecords, paddingOf, type TarEntry } from '../oci/tar-records.ts';
-import { readRefs, streamChunkRuns, type StreamChunk } from '../store/splitstream.ts';
+import type { StreamChunk } from '../store/splitstream.ts';
+import { readRefs, SplitStreamReader } from '../store/splitstream-reader.ts';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
 
@@ -65,7 +66,7 @@ function parseMtime(pax: string | undefined, fallback: number): [number, number]
 
 /**
  * Reads bytes across inline chunks, object chunks taken whole, from the stream section decoded
- * run by run (streamChunkRuns): what is held is the current run and what is left of the one
+ * run by run (SplitStreamReader.chunkRuns): what is held is the current run and what is left of the one
  * before, never the whole section (a layer of a million files inflates to over 600 MB).
  */
 class Cursor {
@@ -165,7 +166,7 @@ class Cursor {
  * inline content is a view of the decoded run: copy it to keep it.
  */
 export async function* layerEntries(stream: Uint8Array): AsyncGenerator<LayerEntry> {
-  const cur = new Cursor(streamChunkRuns(stream), readRefs(stream).objectRefs);
+  const cur = new Cursor(new SplitStreamReader(stream).chunkRuns(), readRefs(stream).objectRefs);
   const records = new TarRecords();
   for (let at = 0; !(await cur.atEnd()); ) {
     const block = await cur.take(TAR_BLOCK);

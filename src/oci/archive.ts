@@ -15,7 +15,7 @@
  */
 import { ERROR_CODES, VeritreeError, throwIfAborted } from '../errors.ts';
 import { readAll } from '../store/sys.ts';
-import { openLayoutFile } from './layout-files.ts';
+import { OciArchive, openLayoutFile, type ArchiveEntry } from './layout-files.ts';
 import { sniffCompression } from './media-types.ts';
 import { quoted } from './names.ts';
 import { TAR_BLOCK, TYPE } from './tar-header.ts';
@@ -23,26 +23,6 @@ import { TarRecords, paddingOf } from './tar-records.ts';
 
 /** Layout files an archive may name: more is a hostile archive, not an image. */
 export const MAX_ARCHIVE_FILES = 100_000;
-
-export interface ArchiveEntry {
-  /** Where the file's bytes start in the archive. */
-  start: number;
-  size: number;
-}
-
-export class OciArchive {
-  readonly path: string;
-  /** By layout name ('index.json', 'blobs/sha256/HEX'). */
-  readonly entries: ReadonlyMap<string, ArchiveEntry>;
-  /** The archive as scanned: a region is read only from the same file, unchanged. */
-  readonly identity: { dev: number; ino: number; size: number; mtimeMs: number };
-
-  constructor(path: string, entries: ReadonlyMap<string, ArchiveEntry>, identity: OciArchive['identity']) {
-    this.path = path;
-    this.entries = entries;
-    this.identity = identity;
-  }
-}
 
 const LAYOUT_NAME = /^(?:oci-layout|index\.json|blobs\/sha256\/[0-9a-f]{64})$/;
 

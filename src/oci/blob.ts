@@ -221,7 +221,16 @@ export async function openVerifiedBlob(layout: LayoutLocation, d: Descriptor, wh
 
 /** No bytes, closing `fh` when done, as a read stream would (a read stream cannot read none). */
 function emptyOver(fh: FileHandle): Readable {
-  const r = Readable.from([]);
-  r.once('close', () => void fh.close().catch(() => undefined));
-  return r;
+  return new Readable({
+    read() {
+      this.push(null);
+    },
+    // A close that fails is the stream's error, as a read stream's would be.
+    destroy(err, cb) {
+      fh.close().then(
+        () => cb(err),
+        (e: unknown) => cb(err ?? (e as Error))
+      );
+    },
+  });
 }

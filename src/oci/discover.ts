@@ -3,9 +3,10 @@
  * file and an index.json, at any depth, and every tagged image in each.
  * @module
  */
+import type { Dirent } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { ERROR_CODES, VeritreeError } from '../errors.ts';
+import { ERROR_CODES, VeritreeError, errnoCode } from '../errors.ts';
 import { REF_ANNOTATION } from './layout.ts';
 
 export interface FoundImage {
@@ -22,20 +23,37 @@ export interface Discovery {
   skipped: { layout: string; why: string }[];
 }
 
-async function walk(dir: string, out: string[]): Promise<void> {
-  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-  if (entries.some((e) => e.name === 'oci-layout' && e.isFile())) {
-    out.push(dir);
-    return; // a layout's blobs/ holds no layouts
+/**
+ * Every layout folder under `root`, in name order, with a stack (no recursion over the depth).
+ * A folder that vanished meanwhile is passed over; one that cannot be read is listed in `skipped`.
+ */
+async function walk(root: string, skipped: Discovery['skipped']): Promise<string[]> {
+  const out: string[] = [];
+  const stack = [root];
+  while (stack.length > 0) {
+    const dir = stack.pop() as string;
+    let entries: Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT' || errnoCode(e) === 'ENOTDIR') continue;
+      skipped.push({ layout: dir, why: e instanceof Error ? e.message : String(e) });
+      continue;
+    }
+    if (entries.some((e) => e.name === 'oci-layout' && e.isFile())) {
+      out.push(dir);
+      continue; // a layout's blobs/ holds no layouts
+    }
+    const dirs = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+    for (let i = dirs.length - 1; i >= 0; i--) stack.push(join(dir, dirs[i] as string));
   }
-  for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) if (e.isDirectory()) await walk(join(dir, e.name), out);
+  return out;
 }
 
 export async function discoverLayouts(root: string): Promise<Discovery> {
-  const layouts: string[] = [];
-  await walk(root, layouts);
-  if (layouts.length === 0) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `no OCI image layout under ${root}`);
   const out: Discovery = { images: [], skipped: [] };
+  const layouts = await walk(root, out.skipped);
+  if (layouts.length === 0) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `no OCI image layout under ${root}`);
   for (const layout of layouts) {
     let manifests: { annotations?: Record<string, string> }[];
     try {

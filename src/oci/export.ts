@@ -23,7 +23,7 @@ import { taggedImage } from '../store/images.ts';
 import { lockOptionsFrom, type LockWaitOptions } from '../store/lock.ts';
 import { rebuildHashed } from '../store/rebuild.ts';
 import type { Repository } from '../store/repository.ts';
-import { readHeader, readSplitStream } from '../store/splitstream.ts';
+import { readHeader, readSplitStream } from '../store/splitstream-reader.ts';
 import { layerStreamName } from '../store/layout.ts';
 import type { Descriptor } from './blob.ts';
 import { MEDIA } from './media-types.ts';

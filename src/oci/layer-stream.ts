@@ -8,7 +8,7 @@ import { createSha256Stream } from '../verity/sha-stream.ts';
 import { pipeline, Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { createZstdDecoder } from '../codec/zstd.ts';
-import { ERROR_CODES, VeritreeError, interrupted } from '../errors.ts';
+import { ERROR_CODES, VeritreeError, interrupted, handledLater } from '../errors.ts';
 import { readAll } from '../store/sys.ts';
 import { digestHex, openVerifiedBlob, passBehindHash, type VerifyingStream } from './blob.ts';
 import type { LayoutLocation, LayoutRegion } from './layout-files.ts';
@@ -147,7 +147,7 @@ export async function openLayerTar(layout: LayoutLocation, layer: ResolvedLayer,
     resolveDone = res;
     rejectDone = rej;
   });
-  done.catch(() => undefined);
+  handledLater(done);
   const last = (pipeline as unknown as (...a: unknown[]) => NodeJS.ReadableStream)(stream, ...stages, (err: Error | null | undefined) => {
     if (err) rejectDone(err);
     else resolveDone();

@@ -10,9 +10,30 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { ERROR_CODES, VeritreeError, errnoCode } from '../errors.ts';
 import { describeKind } from '../store/sys.ts';
-import type { OciArchive } from './archive.ts';
 
-/** A folder (its path), or an archive scanned by `scanOciArchive`. */
+/** Where one layout file lies in an oci-archive. */
+export interface ArchiveEntry {
+  /** Where the file's bytes start in the archive. */
+  start: number;
+  size: number;
+}
+
+/** An oci-archive as scanOciArchive (archive.ts) found it: the layout files in it, and its identity. */
+export class OciArchive {
+  readonly path: string;
+  /** By layout name ('index.json', 'blobs/sha256/HEX'). */
+  readonly entries: ReadonlyMap<string, ArchiveEntry>;
+  /** The archive as scanned: a region is read only from the same file, unchanged. */
+  readonly identity: { dev: number; ino: number; size: number; mtimeMs: number };
+
+  constructor(path: string, entries: ReadonlyMap<string, ArchiveEntry>, identity: OciArchive['identity']) {
+    this.path = path;
+    this.entries = entries;
+    this.identity = identity;
+  }
+}
+
+/** A folder (its path), or an archive scanned by `scanOciArchive` (archive.ts). */
 export type LayoutLocation = string | OciArchive;
 
 export interface LayoutRegion {

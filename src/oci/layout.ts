@@ -4,7 +4,7 @@
  * @module
  */
 import { stat } from 'node:fs/promises';
-import { ERROR_CODES, VeritreeError, errnoCode } from '../errors.ts';
+import { ERROR_CODES, VeritreeError, errnoCode, whenAbsent } from '../errors.ts';
 import { scanOciArchive } from './archive.ts';
 import { MAX_JSON_BLOB, assertDescriptor, digestHex, parseJson, readVerifiedBlob, type Descriptor } from './blob.ts';
 import { openInLayout, regionSize, type LayoutLocation } from './layout-files.ts';
@@ -126,7 +126,8 @@ async function readIndexJson(layout: LayoutLocation): Promise<IndexJson> {
     // An archive's scan has already said what is wrong with it; a folder is told here.
     if (typeof layout !== 'string') throw e;
     const dir = layout;
-    const folder = await stat(dir).catch(() => null);
+    // Only absence is "no such folder"; a stat that fails otherwise is thrown as itself.
+    const folder = await stat(dir).catch(whenAbsent(null));
     if (!folder) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${dir}: no such folder`, { path: dir, cause: e });
     if (!folder.isDirectory()) throw new VeritreeError(ERROR_CODES.OCI_LAYOUT_INVALID, `${dir} is not a folder (an OCI image layout is a folder)`, { path: dir, cause: e });
     const why = errnoCode(e instanceof VeritreeError ? e.cause : e) === 'ENOENT' ? 'has no oci-layout file' : `cannot be read (${e instanceof Error ? e.message : String(e)})`;

@@ -10,13 +10,13 @@
  * 0.4.7's `insert` writes those; Go's reader accepts them) imports with a warning.
  * @module
  */
-import { posix } from 'node:path';
 import { ERROR_CODES, VeritreeError, throwIfAborted } from '../errors.ts';
 import { INLINE_MAX } from '../verity/constants.ts';
 import { ChunkReader } from './chunk-reader.ts';
 import { quoted } from './names.ts';
 import { TAR_BLOCK, TYPE, isRegularType, isZeroBlock } from './tar-header.ts';
 import { MAX_META_BYTES, TarRecords, paddingOf, type TarEntry } from './tar-records.ts';
+import { pathFacts, SymlinkWatch } from './tar-paths.ts';
 
 export type { TarEntry } from './tar-records.ts';
 
@@ -49,70 +49,6 @@ export interface SplitStats {
   externalFiles: number;
   inlineFiles: number;
   tarBytes: number;
-}
-
-function unsafePath(p: string): boolean {
-  if (p.startsWith('/')) return true;
-  return p.split('/').includes('..');
-}
-
-function clean(p: string): string {
-  const n = posix.normalize(p.replace(/^\/+/, ''));
-  return n === '.' ? '' : n.replace(/\/$/, '');
-}
-
-/** A path with a leading or trailing slash, an empty component, or a `.` or `..` component. */
-const IRREGULAR = /^\/|\/$|\/\/|(^|\/)\.\.?(\/|$)/;
-
-/**
- * The path's components once cleaned, and whether it points outside the root. Most paths are
- * already clean (no `..`, no `//`, no leading slash): one split, no normalising.
- */
-function pathFacts(p: string): { parts: string[]; unsafe: boolean } {
-  if (!IRREGULAR.test(p)) return { parts: p.split('/'), unsafe: false };
-  return { parts: clean(p).split('/'), unsafe: unsafePath(p) };
-}
-
-interface LinkNode {
-  link: boolean;
-  kids: Map<string, LinkNode> | null;
-}
-
-/**
- * Tracks symlinks seen so far, to warn about entries that would be created beneath one. A tree of
- * path components, so that checking an entry costs one lookup per component: a path 10,000
- * folders deep is not 10,000 prefixes hashed whole.
- */
-class SymlinkWatch {
-  private readonly root: LinkNode = { link: false, kids: null };
-
-  /** `parts`: the entry's cleaned path components (pathFacts). */
-  note(entry: TarEntry, parts: string[]): string | null {
-    let node: LinkNode | undefined = this.root;
-    let hit: string | null = null;
-    for (let i = 0; i < parts.length - 1 && node; i++) {
-      node = node.kids?.get(parts[i] as string);
-      if (node?.link) {
-        hit = parts.slice(0, i + 1).join('/');
-        break;
-      }
-    }
-    if (entry.typeflag === TYPE.symlink) {
-      let at = this.root;
-      for (const part of parts) {
-        at.kids ??= new Map();
-        let next = at.kids.get(part);
-        if (!next) at.kids.set(part, (next = { link: false, kids: null }));
-        at = next;
-      }
-      at.link = true;
-    } else if (this.root.kids) {
-      let at: LinkNode | undefined = this.root;
-      for (let i = 0; i < parts.length && at; i++) at = at.kids?.get(parts[i] as string);
-      if (at) at.link = false;
-    }
-    return hit;
-  }
 }
 
 const KNOWN_TYPES = new Set<string>([TYPE.file, TYPE.oldFile, TYPE.hardlink, TYPE.symlink, TYPE.char, TYPE.block, TYPE.dir, TYPE.fifo, TYPE.contiguous]);

@@ -10,7 +10,8 @@ import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.t
 import { imageRefKey } from '../erofs/image-formats.ts';
 import { STREAM_PREFIX, STREAMS_DIR } from './layout.ts';
 import type { Repository } from './repository.ts';
-import { readSplitStream, type SplitStream } from './splitstream.ts';
+import type { SplitStream } from './splitstream.ts';
+import { readSplitStream } from './splitstream-reader.ts';
 
 export interface ImageRecord {
   tag: string;

@@ -5,13 +5,14 @@
  * @module
  */
 import type { FileHandle } from 'node:fs/promises';
-import { throwIfAborted } from '../errors.ts';
+import { throwIfAborted, handledLater } from '../errors.ts';
 import { stopFlag } from '../native-addon.ts';
 import { digestSize } from '../verity/constants.ts';
 import { createSha256Stream, HASH_BACKLOG_BYTES } from '../verity/sha-stream.ts';
 import { assembler, nativeOpenError, openRegular, readAll, readSmallRegular, TOO_BIG, type AssembledBatch } from './sys.ts';
 import type { Repository } from './repository.ts';
-import { objectRefTable, readHeader, readRefs, SegmentSource, streamChunks, type SegmentRun, type StreamChunk } from './splitstream.ts';
+import type { StreamChunk } from './splitstream.ts';
+import { objectRefTable, readHeader, readRefs, SplitStreamReader, type SegmentRun } from './splitstream-reader.ts';
 
 /** Objects opened ahead of the reader, and the most of one read whole into memory. */
 const READ_AHEAD = 32;
@@ -43,7 +44,7 @@ const INLINE_AHEAD = 4 << 20;
 
 /**
  * The bytes a split stream stands for, in order, from its chunks as they are decoded
- * (streamChunks: the stream section is never inflated whole). Most objects of a layer are
+ * (SplitStreamReader: the stream section is never inflated whole). Most objects of a layer are
  * small, and one open-read-close after another leaves the disk (and the thread pool) idle between
  * them: up to READ_AHEAD objects are opened (and, up to 1 MiB each, read) ahead of the one
  * being yielded.
@@ -108,7 +109,7 @@ export async function* rebuildFrom(repo: Repository, chunks: AsyncIterable<Strea
             return { kind: 'whole', bytes: r as Buffer };
           })
         : openObject(repo, x.id);
-      x.slot.opened.catch(() => undefined);
+      handledLater(x.slot.opened);
     });
   };
   try {
@@ -143,8 +144,9 @@ export async function* rebuildFrom(repo: Repository, chunks: AsyncIterable<Strea
     for (let i = head; i < queue.length; i++) {
       const slot = queue[i];
       if (slot?.kind !== 'object') continue;
-      const o = await slot.opened.catch(() => null);
-      if (o?.kind === 'stream') await o.fh.close();
+      // An open that failed holds nothing to close; its error is not this stop's to report.
+      const [o] = await Promise.allSettled([slot.opened]);
+      if (o.status === 'fulfilled' && o.value.kind === 'stream') await o.value.fh.close();
     }
     await it.return?.();
   }
@@ -152,7 +154,7 @@ export async function* rebuildFrom(repo: Repository, chunks: AsyncIterable<Strea
 
 /** A split stream's bytes straight from its object's bytes, decoding the stream section as it goes. */
 export function rebuildBytes(repo: Repository, streamObject: Uint8Array): AsyncGenerator<Uint8Array> {
-  return rebuildFrom(repo, streamChunks(streamObject), readRefs(streamObject).objectRefs);
+  return rebuildFrom(repo, new SplitStreamReader(streamObject).chunks(), readRefs(streamObject).objectRefs);
 }
 
 export interface RebuildOptions {
@@ -233,7 +235,7 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
   const ds = digestSize(readHeader(streamObject).alg);
   // The digests as the stream holds them: the addon names each object from its bytes.
   const refTable = objectRefTable(streamObject);
-  const source = new SegmentSource(streamObject);
+  const source = new SplitStreamReader(streamObject);
   const sha = createSha256Stream();
   const stop = stopFlag(opts.signal);
   // Batch buffers: the ones being filled by read jobs, the others being hashed and written.
@@ -263,7 +265,7 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
   };
   const start = (run: SegmentRun, first: number, out: Uint8Array): ReadJob => {
     const result = assemble(repo.objectsDir, refTable, ds, run.segs.subarray(0, 2 * run.n), run.arena, first, out, stop.flag);
-    result.catch(() => undefined);
+    handledLater(result);
     return { run, out, result };
   };
   // Oldest first: outputs go to the hash and the sink in this order, which is the stream's.
@@ -283,7 +285,7 @@ async function rebuildAssembled(repo: Repository, streamObject: Uint8Array, asse
       // While the jobs read, decode what the next one will need.
       if (!ended && ahead === null) {
         ahead = source.next(offer, BATCH_BYTES);
-        ahead.catch(() => undefined);
+        handledLater(ahead);
       }
       let r: AssembledBatch;
       try {

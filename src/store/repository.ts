@@ -4,18 +4,17 @@
  * as an objects-only store (SHA-256).
  * @module
  */
-import { mkdir, open, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Stats } from 'node:fs';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
-import { assertHashAlgorithm, digestSize, type HashAlgorithm } from '../verity/constants.ts';
+import { assertHashAlgorithm, type HashAlgorithm } from '../verity/constants.ts';
 import {
   IMAGES_DIR,
   META_FILE,
   OBJECTS_DIR,
   STREAMS_DIR,
   TAGS_DIR,
-  TMP_PREFIX,
   escapeTag,
   objectRelPath,
   unescapeTag,
@@ -27,12 +26,15 @@ import { toHex, verityDigest } from '../verity/index.ts';
 import { acquireLock, type LockOptions, type RepoLock } from './lock.ts';
 import { TmpObjectFile, type ObjectTarget, type VerityPolicy } from './objects.ts';
 import { enableVerity, measureVerity, readRegular, syncFs } from './sys.ts';
+import { atomicSymlink, readLinkOrNull } from './link-write.ts';
+import { walkObjects, type ObjectEntry } from './object-walk.ts';
 import { LEGACY_EROFS_FORMATS, metaJson, parseMeta, readMeta, statSyncOrNull, type ErofsFormats } from './meta.ts';
 
 export { defaultRepoPath } from './layout.ts';
+export { STREAM_TMP_PREFIX } from './link-write.ts';
 export { metaJson, type ErofsFormats, type ErofsVersion, type RepoMeta } from './meta.ts';
 
-export type ObjectEntry = { kind: 'object'; path: string; id: ObjectId } | { kind: 'tmp' | 'invalid'; path: string };
+export type { ObjectEntry } from './object-walk.ts';
 
 export interface OpenOptions {
   /** Create the repository (with `hash`) when it does not exist. */
@@ -46,8 +48,6 @@ export interface OpenOptions {
 }
 
 
-/** A tag's replacement link before it is renamed into place (streams/ holds it: same filesystem). */
-export const STREAM_TMP_PREFIX = '.tmp-link-';
 
 
 /**
@@ -73,16 +73,6 @@ async function sealFile(path: string, hash: HashAlgorithm): Promise<boolean> {
     return enableVerity(fh.fd, hash) === 'enabled' && measureVerity(fh.fd).state === 'enabled';
   } finally {
     await fh.close();
-  }
-}
-
-/** readlink(2), null only when there is no such entry (ENOENT). */
-async function readLinkOrNull(path: string): Promise<string | null> {
-  try {
-    return await readlink(path);
-  } catch (e) {
-    if (errnoCode(e) === 'ENOENT') return null;
-    throw storeIoError(e, path, 'reading a link', 'read');
   }
 }
 
@@ -236,12 +226,11 @@ export class Repository {
     };
     if (!this.syncRunning) return start();
     // The running sync's failure is its own callers' to see; the queued ones run their own.
-    const queued = this.syncRunning
-      .catch(() => undefined)
-      .then(() => {
-        this.syncQueued = null;
-        return start();
-      });
+    const next = (): Promise<void> => {
+      this.syncQueued = null;
+      return start();
+    };
+    const queued = this.syncRunning.then(next, next);
     this.syncQueued = queued;
     return queued;
   }
@@ -326,7 +315,7 @@ export class Repository {
    */
   async publishStream(name: string, id: ObjectId): Promise<void> {
     const path = this.streamPath(name);
-    await this.atomicSymlink(join('..', objectRelPath(id)), path, false);
+    await atomicSymlink(this.root, join('..', objectRelPath(id)), path, false);
   }
 
   /**
@@ -334,14 +323,14 @@ export class Repository {
    * named ref, as composefs-rs rewrites them): the link is replaced by rename, never absent.
    */
   async replaceStream(name: string, id: ObjectId): Promise<void> {
-    await this.atomicSymlink(join('..', objectRelPath(id)), this.streamPath(name), true);
+    await atomicSymlink(this.root, join('..', objectRelPath(id)), this.streamPath(name), true);
   }
 
   /** images/<hex> → the image's object, as composefs-rs's write_image links it. @returns whether the link is new */
   async linkImage(id: ObjectId): Promise<boolean> {
     const path = join(this.root, IMAGES_DIR, id);
     const existed = (await readLinkOrNull(path)) !== null;
-    await this.atomicSymlink(join('..', objectRelPath(id)), path, true);
+    await atomicSymlink(this.root, join('..', objectRelPath(id)), path, true);
     return !existed;
   }
 
@@ -360,7 +349,7 @@ export class Repository {
     const path = this.tagPath(tag);
     const target = join('..', '..', streamName);
     const before = await readLinkOrNull(path);
-    if (move || before === null) await this.atomicSymlink(target, path, move);
+    if (move || before === null) await atomicSymlink(this.root, target, path, move);
     const now = move ? target : await readLinkOrNull(path);
     if (now !== target) {
       throw new VeritreeError(ERROR_CODES.TAG_IN_USE, `tag ${JSON.stringify(tag)} names another image (${now?.split('/').pop() ?? 'none'}), set by another run meanwhile: give this image a NAME of its own, or --force to move the tag`, { path });
@@ -406,53 +395,7 @@ export class Repository {
    * Every entry of objects/: objects (by well-formed name), tmp files and anything else. A tmp
    * file is never an object, whatever its content: only a link to a final name makes one.
    */
-  async *walkObjects(): AsyncGenerator<ObjectEntry> {
-    const top = await readdir(this.objectsDir, { withFileTypes: true }).catch((e: unknown) => {
-      throw storeIoError(e, this.objectsDir, 'listing objects', 'read');
-    });
-    const restLen = digestSize(this.alg) * 2 - 2;
-    for (const d of top.sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const path = join(this.objectsDir, d.name);
-      if (d.name.startsWith(TMP_PREFIX)) {
-        yield { kind: 'tmp', path };
-        continue;
-      }
-      if (!d.isDirectory() || !/^[0-9a-f]{2}$/.test(d.name)) {
-        yield { kind: 'invalid', path };
-        continue;
-      }
-      for (const f of (await readdir(path, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-        const fp = join(path, f.name);
-        if (f.name.startsWith(TMP_PREFIX)) yield { kind: 'tmp', path: fp };
-        else if (f.isFile() && f.name.length === restLen && /^[0-9a-f]+$/.test(f.name)) yield { kind: 'object', path: fp, id: d.name + f.name };
-        else yield { kind: 'invalid', path: fp };
-      }
-    }
-  }
-
-  /**
-   * symlink(2) is atomic: a new link appears whole, so a killed writer leaves nothing. Only a
-   * link that must be replaced (a tag that moves) goes through a tmp link in streams/ (same
-   * filesystem, never a gc root) renamed over it; gc removes such a tmp link left by a crash.
-   */
-  private async atomicSymlink(target: string, path: string, replace: boolean): Promise<void> {
-    let tmp: string | null = null;
-    try {
-      await mkdir(join(path, '..'), { recursive: true });
-      try {
-        await symlink(target, path);
-        return;
-      } catch (e) {
-        if (errnoCode(e) !== 'EEXIST') throw e;
-      }
-      if (!replace || (await readLinkOrNull(path)) === target) return;
-      tmp = join(this.root, STREAMS_DIR, `${STREAM_TMP_PREFIX}${process.pid}-${Math.random().toString(36).slice(2)}`);
-      await symlink(target, tmp);
-      await rename(tmp, path);
-    } catch (e) {
-      // The link's own error is the one to report; a tmp link left behind is removed by gc.
-      if (tmp) await rm(tmp, { force: true }).catch(() => undefined);
-      throw storeIoError(e, path, 'publishing a link');
-    }
+  walkObjects(): AsyncGenerator<ObjectEntry> {
+    return walkObjects(this.objectsDir, this.alg);
   }
 }

@@ -10,13 +10,14 @@ import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { lockOptionsFrom, type LockWaitOptions, type RepoLock } from '../store/lock.ts';
-import { ERROR_CODES, errnoCode, isVeritreeError, storeIoError, throwIfAborted } from '../errors.ts';
+import { ERROR_CODES, errnoCode, isVeritreeError, storeIoError, throwIfAborted, whenAbsent } from '../errors.ts';
 import { composefsImageObjects } from '../erofs/reader.ts';
 import { listRefs } from '../store/links.ts';
 import { IMAGES_DIR, STREAM_PREFIX, STREAMS_DIR, TAGS_DIR, classifyNamedRef, isObjectId, objectIdFromLink } from '../store/layout.ts';
 import { rebuildHashed } from '../store/rebuild.ts';
 import type { Repository } from '../store/repository.ts';
-import { readRefs, readSplitStream, type SplitStream } from '../store/splitstream.ts';
+import type { SplitStream } from '../store/splitstream.ts';
+import { readRefs, readSplitStream } from '../store/splitstream-reader.ts';
 import type { HashImpl } from '../verity/backends.ts';
 import { defaultIoLimit } from '../pipeline/io-limit.ts';
 import { poolSize, VerityPool } from '../pipeline/pool.ts';
@@ -160,7 +161,7 @@ async function presentNow(ctx: Ctx, id: string): Promise<boolean> {
   if (ctx.present.has(id)) return true;
   if (!isObjectId(id, ctx.repo.alg)) return false;
   const path = ctx.repo.objectPath(id);
-  const st = await lstat(path).catch(() => null);
+  const st = await lstat(path).catch(whenAbsent(null));
   if (!st?.isFile()) return false;
   const r = await ctx.pool.run({ kind: 'digest-file', path, alg: ctx.repo.alg, impl: ctx.impl, noFollow: true });
   ctx.present.add(id);
@@ -179,6 +180,12 @@ function usable(ctx: Ctx, id: string): boolean {
 }
 
 /** The object a stream link names, or null (with an issue) when the link is not sound. */
+/** For `.catch` on streamObject: a link that is not sound (STORE_CORRUPT) as no object; anything else thrown. */
+function unsoundLink(e: unknown): null {
+  if (isVeritreeError(e) && e.code === ERROR_CODES.STORE_CORRUPT) return null;
+  throw e;
+}
+
 async function streamTarget(ctx: Ctx, name: string): Promise<string | null> {
   const path = ctx.repo.streamPath(name);
   const st = await lstat(path);
@@ -198,7 +205,7 @@ async function streamTarget(ctx: Ctx, name: string): Promise<string | null> {
 
 async function checkStreams(ctx: Ctx, signal: AbortSignal | undefined): Promise<number> {
   const dir = join(ctx.repo.root, 'streams');
-  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n !== 'refs').sort();
+  const names = (await readdir(dir).catch(whenAbsent([] as string[]))).filter((n) => n !== 'refs').sort();
   for (const name of names) {
     throwIfAborted(signal);
     const id = await streamTarget(ctx, name);
@@ -265,7 +272,8 @@ async function checkJson(ctx: Ctx, name: string, bytes: Buffer, kind: 'config' |
       ctx.unknownRefs.push({ stream: name, ref: ref.name, object: target });
       continue;
     }
-    const linked = await ctx.repo.streamObject(what.stream).catch(() => null);
+    // A link of a form composefs-rs does not write is reported where streams are checked.
+    const linked = await ctx.repo.streamObject(what.stream).catch(unsoundLink);
     if (linked === null) ctx.issues.push({ type: 'missing-stream', path, detail: `${name} names ${ref.name}, but there is no stream ${what.stream}`, expected: what.stream });
     else if (linked !== target && !(what.kind === 'config' && (await imageRelinkPending(ctx, s, target, linked)))) {
       ctx.issues.push({ type: 'missing-stream', path, detail: `${name} names ${ref.name} as object ${target}, but ${what.stream} is ${linked}`, expected: target, found: linked });
@@ -300,11 +308,12 @@ async function imageRelinkPending(ctx: Ctx, manifest: SplitStream, named: string
  */
 async function checkImages(ctx: Ctx, signal: AbortSignal | undefined): Promise<number> {
   const dir = join(ctx.repo.root, IMAGES_DIR);
-  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n !== 'refs').sort();
+  const names = (await readdir(dir).catch(whenAbsent([] as string[]))).filter((n) => n !== 'refs').sort();
   for (const name of names) {
     throwIfAborted(signal);
     const path = join(dir, name);
-    const target = await readlink(path).catch(() => null);
+    // EINVAL: not a link, reported below as a broken one.
+    const target = await readlink(path).catch(whenAbsent(null, 'EINVAL'));
     const id = target === null ? null : objectIdFromLink(target, true);
     if (id === null || !(await presentNow(ctx, id))) {
       ctx.issues.push({ type: 'broken-symlink', path, detail: `image ${name} points to ${target ?? '(not a link)'}, which is not an object in the store`, found: target ?? undefined });
@@ -347,14 +356,14 @@ async function checkTags(ctx: Ctx): Promise<number> {
 
 async function rebuildLayers(ctx: Ctx, signal: AbortSignal | undefined, onRebuild: FsckOptions['onRebuild']): Promise<number> {
   const dir = join(ctx.repo.root, 'streams');
-  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith(STREAM_PREFIX.layer)).sort();
+  const names = (await readdir(dir).catch(whenAbsent([] as string[]))).filter((n) => n.startsWith(STREAM_PREFIX.layer)).sort();
   let n = 0;
   let bytes = 0;
   let shown = 0;
   for (const [i, name] of names.entries()) {
     throwIfAborted(signal);
     onRebuild?.({ done: i, total: names.length, bytes });
-    const id = await ctx.repo.streamObject(name).catch(() => null);
+    const id = await ctx.repo.streamObject(name).catch(unsoundLink);
     if (!id || !usable(ctx, id)) continue;
     const path = ctx.repo.streamPath(name);
     try {

@@ -13,7 +13,7 @@ import { listRefs, type ResolvedRef } from '../store/links.ts';
 import { composefsImageObjects } from '../erofs/reader.ts';
 import { lockOptionsFrom, type LockWaitOptions } from '../store/lock.ts';
 import { STREAM_TMP_PREFIX, type Repository } from '../store/repository.ts';
-import { readRefs } from '../store/splitstream.ts';
+import { readRefs } from '../store/splitstream-reader.ts';
 
 export interface GcOptions extends LockWaitOptions {
   dryRun?: boolean;

@@ -15,7 +15,7 @@ import { imageRefKey } from '../erofs/image-formats.ts';
 import { taggedImage } from '../store/images.ts';
 import { IMAGES_DIR, TAGS_DIR, objectIdFromLink, unescapeTag } from '../store/layout.ts';
 import type { Repository } from '../store/repository.ts';
-import { readRefs } from '../store/splitstream.ts';
+import { readRefs } from '../store/splitstream-reader.ts';
 import type { StoreIssue } from './issues.ts';
 
 export interface ImageRepair {

@@ -11,7 +11,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { ERROR_CODES, errnoCode, isVeritreeError, storeIoError, throwIfAborted } from '../errors.ts';
 import { STREAM_PREFIX, STREAMS_DIR, TAGS_DIR, classifyNamedRef, objectIdFromLink, unescapeTag } from '../store/layout.ts';
 import type { Repository } from '../store/repository.ts';
-import { readRefs } from '../store/splitstream.ts';
+import { readRefs } from '../store/splitstream-reader.ts';
 import type { FsckReport } from './fsck.ts';
 import { repairImages, type ImageRepair } from './repair-images.ts';
 
@@ -94,6 +94,18 @@ function absent<T>(fallback: T): (e: unknown) => T {
   };
 }
 
+/** Removes a stream entry: a link (unlink), or a folder where a link should be (EISDIR). */
+async function removeEntry(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (e) {
+    const code = errnoCode(e);
+    if (code === 'ENOENT') return;
+    if (code !== 'EISDIR' && code !== 'EPERM') throw storeIoError(e, path, 'repairing');
+    await rm(path, { recursive: true, force: true });
+  }
+}
+
 function notWhole(e: unknown): null {
   if (isVeritreeError(e) && e.code === ERROR_CODES.STORE_CORRUPT) return null;
   throw e;
@@ -122,7 +134,7 @@ async function dropBrokenStreams(repo: Repository, known: Set<string>, out: Repa
         continue;
       }
       if (!(await whole(repo, name, path, known, live))) {
-        await unlink(path).catch(() => rm(path, { recursive: true, force: true }));
+        await removeEntry(path);
         out.streamsRemoved.push(name);
         live.delete(name);
         changed = true;
