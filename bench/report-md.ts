@@ -1,12 +1,49 @@
 /** report.md of `veritree bench`: the report's figures as tables, and how to read them. */
 import { table } from './lib.ts';
-import { THREAD_ROLES } from './threads.ts';
+import { THREAD_ROLES, type ThreadRole } from './threads.ts';
 import type { BenchReport, Workload } from './report.ts';
 import type { Point } from './workloads.ts';
 
 /** A point's or a peer's time for tables: "0.123 (0.120-0.131)", the median and the range. */
 export function secondsRange(p: { seconds: number; min: number; max: number }): string {
   return `${p.seconds.toFixed(3)} (${p.min.toFixed(3)}-${p.max.toFixed(3)})`;
+}
+
+/** The stage model of an import workload as one table row (the comparison suite, the docs). */
+export function modelRows(w: Workload): Record<string, string | number>[] {
+  const m = w.model;
+  if (!m) return [];
+  return [
+    {
+      workload: w.name,
+      'tar MB': Math.round(w.bytes / 1e6),
+      'W s/GB': m.w,
+      'C s/GB': m.c,
+      busiest: m.busiest,
+      'main share': `${(m.mainShare * 100).toFixed(1)}%`,
+      'predicted x16': m.speedup[16],
+      'predicted x64': m.speedup[64],
+      '1 vs 2 cores, predicted': m.speedup[2],
+      '1 vs 2 cores, measured': w.check ? `${w.check.measured.toFixed(2)} (${w.check.runs} runs)` : '-',
+    },
+  ];
+}
+
+/** Each jobs value of a workload, one row each, CPU by thread role in one cell. */
+export function pointRows(w: Workload): Record<string, string | number>[] {
+  return w.points.map((p) => ({
+    workload: w.name,
+    jobs: p.jobs,
+    'io-limit': p.ioLimit ?? '-',
+    'MB/s': p.mbps,
+    'seconds, median (range)': secondsRange(p),
+    [`CPU s/GB ${THREAD_ROLES.join(', ')}`]: p.cpuPerGB ? THREAD_ROLES.map((k) => (p.cpuPerGB as Record<ThreadRole, number>)[k].toFixed(2)).join(', ') : '-',
+  }));
+}
+
+/** Each stage alone, one row per stage. */
+export function stageRows(w: Workload): Record<string, string | number>[] {
+  return (w.stages ?? []).map((s) => ({ workload: w.name, stage: s.stage, 'CPU s/GB': s.sPerGB, 'CPU us/file': s.usPerFile }));
 }
 
 function pointsTable(w: Workload): string {

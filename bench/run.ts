@@ -16,8 +16,8 @@ import { benchCheckout } from './checkout.bench.ts';
 import { benchCatLayer } from './catlayer.bench.ts';
 import { benchBulk } from './bulk.bench.ts';
 import { filesystemOf, hostFacts, table } from './lib.ts';
-import { runBench, secondsRange, type Workload } from './report.ts';
-import { THREAD_ROLES, type ThreadRole } from './threads.ts';
+import { runBench, secondsRange } from './report.ts';
+import { modelRows, pointRows, stageRows } from './report-md.ts';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -62,26 +62,17 @@ if (want('shapes')) {
   }
   section(
     'synthetic images at jobs 1..cores',
-    r.workloads.flatMap((w) =>
-      w.points.map((p) => ({
-        workload: w.name,
-        jobs: p.jobs,
-        'io-limit': p.ioLimit ?? '-',
-        'MB/s': p.mbps,
-        'seconds, median (range)': secondsRange(p),
-        'CPU s/GB main, layer, pool, libuv, other': p.cpuPerGB ? THREAD_ROLES.map((k) => (p.cpuPerGB as Record<ThreadRole, number>)[k].toFixed(2)).join(', ') : '-',
-      }))
-    ),
+    r.workloads.flatMap(pointRows),
     'From the engine of `veritree bench` (its report and scaling.svg are in the shapes/ folder beside this report).'
   );
   section(
     'synthetic imports: the stage model',
-    r.workloads.flatMap((w) => (w.model ? [modelRow(w)] : [])),
+    r.workloads.flatMap(modelRows),
     'W: all CPU s/GB; C: the busiest thread outside the pool; speed-up over one core predicted as W / max(C, W/N); checked with `taskset` on one core against two.'
   );
   section(
     'synthetic imports: each stage alone',
-    r.workloads.flatMap((w) => (w.stages ?? []).map((s) => ({ workload: w.name, stage: s.stage, 'CPU s/GB': s.sPerGB, 'CPU us/file': s.usPerFile }))),
+    r.workloads.flatMap(stageRows),
     'Each stage on one thread over the workload\'s own layers; per GB of layer tar.'
   );
   section(
@@ -90,21 +81,6 @@ if (want('shapes')) {
     ''
   );
 }
-function modelRow(w: Workload): Record<string, string | number> {
-  const m = w.model as NonNullable<Workload['model']>;
-  return {
-    workload: w.name,
-    'W s/GB': m.w,
-    'C s/GB': m.c,
-    busiest: m.busiest,
-    'main share': `${(m.mainShare * 100).toFixed(1)}%`,
-    'predicted x16': m.speedup[16],
-    'predicted x64': m.speedup[64],
-    '1 vs 2 cores, predicted': m.speedup[2],
-    '1 vs 2 cores, measured': w.check ? `${w.check.measured.toFixed(2)} (${w.check.runs} runs)` : '-',
-  };
-}
-
 if (want('fsck')) section('fsck', await benchFsck(work, quick), 'The store made by importing the import benchmark\'s image; page cache warm.');
 if (want('checkout')) section('checkout', await benchCheckout(work, quick), 'The import benchmark\'s image (gzip layer), checked out from the store vs unpacked from its blobs.');
 if (want('catlayer')) section('cat-layer', await benchCatLayer(work, quick), 'The import benchmark\'s layer rebuilt from the store (checked against its diff_id) vs `tar -c` of the same tree checked out; output on the work directory\'s filesystem.');
