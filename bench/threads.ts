@@ -108,7 +108,10 @@ export class ThreadMeter {
     const libuv = await findLibuvThreads();
     const sampler = new Worker(SAMPLER, { eval: true });
     const samplerTid = await new Promise<number>((resolve, reject) => {
-      sampler.once('message', (m: { self: number }) => resolve(m.self));
+      sampler.once('message', (m: { self: number }) => {
+        sampler.off('error', reject);
+        resolve(m.self);
+      });
       sampler.once('error', reject);
     });
     // libuv's threads may have started in the probe: they are libuv, not "before".
@@ -137,7 +140,11 @@ export class ThreadMeter {
 
   private take(): Promise<Map<number, number>> {
     return new Promise((resolve, reject) => {
-      this.sampler.once('message', (m: { last: [number, number][] }) => resolve(new Map(m.last)));
+      const onMessage = (m: { last: [number, number][] }): void => {
+        this.sampler.off('error', reject);
+        resolve(new Map(m.last));
+      };
+      this.sampler.once('message', onMessage);
       this.sampler.once('error', reject);
       this.sampler.postMessage('take');
     });
