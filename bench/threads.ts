@@ -170,9 +170,12 @@ export class ThreadMeter {
     }
     const byRole = Object.fromEntries(THREAD_ROLES.map((r) => [r, 0])) as Record<ThreadRole, number>;
     for (const t of threads) byRole[t.role] += t.seconds;
-    const total = Math.max(0, p1 - p0 - samplerSeconds);
-    // What no sample saw: threads that started and ended between two samples, or ran on after the last.
-    const unseen = Math.max(0, total - threads.reduce((n, t) => n + t.seconds, 0));
+    // What no sample saw: threads that started and ended between two samples, or ran on after
+    // the last. getrusage and schedstat count differently, so the threads' sum may pass the
+    // process's figure: the total is never less than what the threads show.
+    const seenSeconds = threads.reduce((n, t) => n + t.seconds, 0);
+    const unseen = Math.max(0, p1 - p0 - samplerSeconds - seenSeconds);
+    const total = seenSeconds + unseen;
     byRole.other += unseen;
     threads.sort((a, b) => b.seconds - a.seconds);
     return { value, cpu: { byRole, total, unseen, threads } };
