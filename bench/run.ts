@@ -17,6 +17,7 @@ import { benchCatLayer } from './catlayer.bench.ts';
 import { benchBulk } from './bulk.bench.ts';
 import { filesystemOf, hostFacts, table } from './lib.ts';
 import { runBench, secondsRange } from './report.ts';
+import { modelRows, pointRows, stageRows } from './report-md.ts';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -61,18 +62,18 @@ if (want('shapes')) {
   }
   section(
     'synthetic images at jobs 1..cores',
-    r.workloads.flatMap((w) =>
-      w.points.map((p) => ({
-        workload: w.name,
-        jobs: p.jobs,
-        'io-limit': p.ioLimit ?? '-',
-        'MB/s': p.mbps,
-        'seconds, median (range)': secondsRange(p),
-        'CPU s/GB main, workers, other': p.cpuPerGB ? `${p.cpuPerGB.main.toFixed(2)}, ${p.cpuPerGB.pool.toFixed(2)}, ${p.cpuPerGB.other.toFixed(2)}` : '-',
-        'main thread alone feeds (MB/s)': w.mainThread && p.jobs === 1 && p.ioLimit === undefined ? w.mainThread.feedMBps : '-',
-      }))
-    ),
-    'From the engine of `veritree bench` (its report and scaling.svg are in the shapes/ folder beside this report); the main thread\'s feed rate is 1000 / its CPU s/GB at jobs 1.'
+    r.workloads.flatMap(pointRows),
+    'From the engine of `veritree bench` (its report and scaling.svg are in the shapes/ folder beside this report).'
+  );
+  section(
+    'synthetic imports: the stage model',
+    r.workloads.flatMap(modelRows),
+    'W: all CPU s/GB; C: the busiest thread outside the pool; speed-up over one core predicted as W / max(C, W/N); checked with `taskset` on one core against two.'
+  );
+  section(
+    'synthetic imports: each stage alone',
+    r.workloads.flatMap(stageRows),
+    'Each stage on one thread over the workload\'s own layers; per GB of layer tar.'
   );
   section(
     'synthetic images: peers',

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Writes the figures of a `npm run bench` report into README.md and docs/performance.md, between
-// their <!-- bench:... --> markers, so that every figure there comes from one named run.
+// their <!-- bench:... --> markers (summary; stages, model, peers, floor), so that every figure
+// there comes from one named run.
 //   node scripts/bench-docs.mjs REPORT.json
 // `npm run bench:docs` runs the whole comparison suite on tmpfs and then this.
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -63,12 +64,21 @@ const summary = [
   ...scaling.map((row) => `| pool scaling, ${row.workload}, jobs ${row.jobs} vs jobs 1 | ${row['seconds, median (range)']} s | | ${x(row['speed-up vs jobs 1'])} |`),
 ].join('\n');
 
-// docs/performance.md: every section of the run, as it came.
-const skip = new Set(['host', 'quick', 'date', 'command', 'runs', 'workDir']);
-const sections = Object.entries(r)
-  .filter(([k]) => !skip.has(k))
-  .map(([k, rows]) => `#### ${k}\n\n${table(rows)}`)
-  .join('\n\n');
+// docs/performance.md: the model's tables (stages alone, W and C, peers, the floor); the whole
+// report stays in docs/bench/full/report.md.
+const floor = r['digest, one core'];
+const peers = [
+  ...(r['veritree digest vs fsverity digest'] ?? []).map((row) => ({ layer: `digest of a ${row.file} file`, command: row.command, 'seconds, median (range)': row['seconds, median (range)'], 'MB/s, or veritree / peer': row['MB/s'] })),
+  ...(r.import ?? []).map((row) => ({ layer: `${row.layer}, ${Math.round(row['tar MB'])} MB of /usr`, command: row.command, 'seconds, median (range)': row['seconds, median (range)'], 'MB/s, or veritree / peer': row['MB/s'] })),
+  ...(r['synthetic images: peers'] ?? []).map((row) => ({ layer: row.workload, command: row.peer, 'seconds, median (range)': row['peer seconds, median (range)'], 'MB/s, or veritree / peer': `veritree ${x(row['veritree (best jobs) / peer'])}` })),
+];
+// Only the tables this report holds: scripts/bench-model.mjs writes the model's alone.
+const perfTables = Object.entries({
+  stages: r['synthetic imports: each stage alone'],
+  model: r['synthetic imports: the stage model'],
+  peers: peers.length ? peers : undefined,
+  floor,
+}).filter(([, rows]) => rows?.length);
 
 function put(file, marker, body) {
   const path = join(root, file);
@@ -81,6 +91,6 @@ function put(file, marker, body) {
   writeFileSync(path, `${text.slice(0, a + open.length)}\n${body}\n${text.slice(b)}`);
 }
 const from = `From ${where}; the report: ${relative(root, reportPath)}.`;
-put('README.md', 'summary', `${from}\n\n${summary}`);
-put('docs/performance.md', 'full', `${from}\n\n${sections}`);
-console.log(`README.md and docs/performance.md updated from ${reportPath}`);
+if (r.import) put('README.md', 'summary', `${from}\n\n${summary}`);
+for (const [marker, rows] of perfTables) put('docs/performance.md', marker, `${from}\n\n${table(rows)}`);
+console.log(`${r.import ? 'README.md and ' : ''}docs/performance.md (${perfTables.map(([m]) => m).join(', ')}) updated from ${reportPath}`);

@@ -1,40 +1,45 @@
 #!/usr/bin/env node
-// CPU of one import per thread group (main thread, pool workers, the rest: V8's compiler and
-// garbage collector helpers, libuv's threads), measured from /proc in this process: the pool is
-// booted first and left out, then each run imports LAYOUT into a fresh store.
-//   node scripts/import-cpu.mjs LAYOUT[:REF] [JOBS=2] [RUNS=5]      (after npm run build)
-// Stores go to ${VERITREE_BENCH_DIR:-/dev/shm/veritree-cpu}. Each run is a new process's first
-// import only when RUNS is 1; run it several times for cold figures (what the CLI sees).
+// CPU of one import by thread role (main, layer threads, pool workers, libuv, other: V8's
+// compiler and garbage collector helpers), measured from /proc in this process (bench/threads.ts),
+// and the stage model of it (bench/model.ts): W, C and the predicted speed-up at 16 and 64 cores.
+// The pool is booted first and left out; each run imports the sources into a fresh store.
+//   node scripts/import-cpu.mjs [--jobs N] [--runs N] LAYOUT[:REF]...      (after npm run build)
+// Stores go to ${VERITREE_BENCH_DIR:-/dev/shm/veritree-cpu}.
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { VerityPool } from '../dist/src/pipeline/pool.js';
-import { CpuMeter } from '../dist/bench/cpu.js';
-import { importImage, openRepository } from '../dist/src/index.js';
+import { ThreadMeter, THREAD_ROLES } from '../dist/bench/threads.js';
+import { medianSpan, stageModel } from '../dist/bench/model.js';
+import { importImages, openRepository } from '../dist/src/index.js';
 
-const [source, jobs = '2', runs = '5'] = process.argv.slice(2);
-if (!source) {
-  console.error('usage: node scripts/import-cpu.mjs LAYOUT[:REF] [JOBS] [RUNS]');
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { jobs: { type: 'string', default: '2' }, runs: { type: 'string', default: '5' } } });
+if (positionals.length === 0) {
+  console.error('usage: node scripts/import-cpu.mjs [--jobs N] [--runs N] LAYOUT[:REF]...');
   process.exit(2);
 }
 const work = process.env.VERITREE_BENCH_DIR ?? '/dev/shm/veritree-cpu';
 mkdirSync(work, { recursive: true });
-const pool = new VerityPool(Number(jobs));
-const meter = await CpuMeter.forPool(pool);
-const rows = [];
-for (let i = 0; i < Number(runs); i++) {
-  const dir = join(work, 'repo');
+const meter = await ThreadMeter.start();
+const pool = new VerityPool(Number(values.jobs));
+await meter.addPool(pool);
+const spans = [];
+let bytes = 0;
+const dir = join(work, 'repo');
+for (let i = 0; i < Number(values.runs); i++) {
   rmSync(dir, { recursive: true, force: true });
   const repo = await openRepository(dir, { create: true });
-  const start = meter.sample();
   const t0 = performance.now();
-  await importImage(repo, `oci:${source}`, { pool });
+  const { value, cpu } = await meter.measure(() => importImages(repo, positionals.map((s) => `oci:${s}`), { pool, failFast: true }));
   const wall = performance.now() - t0;
-  const d = meter.since(start);
-  rows.push({ wall, main: d.main * 1e3, pool: d.pool * 1e3, other: d.other * 1e3 });
-  const r = rows[rows.length - 1];
-  console.log(`run ${i + 1}: wall ${r.wall.toFixed(0)} ms, CPU main ${r.main.toFixed(0)} ms, pool ${r.pool.toFixed(0)} ms, other ${r.other.toFixed(0)} ms`);
+  bytes = value.total.tarBytes;
+  spans.push(cpu);
+  const roles = THREAD_ROLES.map((r) => `${r} ${(cpu.byRole[r] * 1e3).toFixed(0)}`).join(', ');
+  console.log(`run ${i + 1}: wall ${wall.toFixed(0)} ms, CPU ms: ${roles}; busiest ${cpu.threads[0]?.role} ${((cpu.threads[0]?.seconds ?? 0) * 1e3).toFixed(0)}`);
 }
 await pool.close();
-rmSync(join(work, 'repo'), { recursive: true, force: true });
-const med = (k) => rows.map((r) => r[k]).sort((a, b) => a - b)[rows.length >> 1];
-console.log(`median of ${rows.length}: wall ${med('wall').toFixed(0)} ms, CPU main ${med('main').toFixed(0)} ms, pool ${med('pool').toFixed(0)} ms, other ${med('other').toFixed(0)} ms`);
+await meter.close();
+rmSync(dir, { recursive: true, force: true });
+const m = stageModel(medianSpan(spans), bytes);
+console.log(`median run, per GB of tar (${(bytes / 1e6).toFixed(0)} MB): ${THREAD_ROLES.map((r) => `${r} ${m.byRole[r].toFixed(2)}`).join(', ')} s/GB`);
+console.log(`W ${m.w.toFixed(2)} s/GB, C ${m.c.toFixed(2)} s/GB (${m.busiest}), main ${(m.mainShare * 100).toFixed(1)}%; predicted x${m.speedup[16].toFixed(2)} at 16 cores, x${m.speedup[64].toFixed(2)} at 64`);

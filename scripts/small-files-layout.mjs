@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // An OCI layout of one plain layer of many small files, the shape where an import's main thread
 // is the ceiling: FOLDERS x FILES files of 100 to 4,000 bytes (random, from a fixed seed, so two
-// runs give the same layer), tagged `t`. docs/performance.md (session 12) measured with it.
+// runs give the same layer), tagged `t`; scripts/import-cpu.mjs measures an import of it.
 //   node scripts/small-files-layout.mjs OUT [FOLDERS=100] [FILES=400]      (after npm run build)
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

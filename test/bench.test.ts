@@ -1,4 +1,4 @@
-/** `veritree bench --quick`: the report holds every workload at every jobs value, and the SVG renders. */
+/** `veritree bench --quick`: the report holds every workload at every jobs value, each import's stage model, and the SVG renders. */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -24,8 +24,17 @@ interface Report {
   host: Record<string, string | number>;
   limitMBps: number;
   backends: { impl: string; mbps: number }[];
-  workloads: { name: string; points: { jobs: number; ioLimit?: number; mbps: number }[]; peers: { name: string; mbps: number; ratio: number }[] }[];
+  workloads: {
+    name: string;
+    points: { jobs: number; ioLimit?: number; mbps: number; cpuPerGB?: Record<string, number> }[];
+    peers: { name: string; mbps: number; ratio: number }[];
+    model?: { w: number; c: number; busiest: string; mainShare: number; byRole: Record<string, number>; speedup: Record<string, number> };
+    stages?: { stage: string; sPerGB: number; usPerFile: number }[];
+    check?: { runs: number; measured: number; predicted: number };
+  }[];
 }
+
+const ROLES = ['main', 'layer', 'pool', 'libuv', 'other'];
 
 test('veritree bench --quick writes report.json, report.md and scaling.svg with every workload at every jobs value', () => {
   assert.equal(status, 0, stderr);
@@ -36,11 +45,30 @@ test('veritree bench --quick writes report.json, report.md and scaling.svg with 
   assert.ok(report.backends.some((b) => b.impl === 'noble' && b.mbps > 0));
   const cores = availableParallelism();
   const jobs = [...new Set([1, 2, 4, 8, 16, 32, 64, 128].filter((j) => j < cores).concat([cores]))];
-  assert.ok(report.workloads.length >= 5);
+  assert.ok(report.workloads.length >= 6);
   for (const w of report.workloads) {
     assert.deepEqual(w.points.filter((p) => p.ioLimit === undefined).map((p) => p.jobs), jobs, w.name);
     assert.ok(w.points.every((p) => p.mbps > 0), w.name);
     for (const p of w.peers) assert.ok(p.mbps > 0 && p.ratio > 0, `${w.name} vs ${p.name}`);
+  }
+  const imports = report.workloads.filter((w) => w.name.startsWith('import'));
+  assert.deepEqual(
+    imports.map((w) => w.name.replace(/\d+ layers/, 'N layers')),
+    ['import: many small files, one layer, gzip', 'import: few big files, one layer, plain', 'import: N layers, zstd', 'import --all: 4 images sharing a base layer, gzip']
+  );
+  for (const w of imports) {
+    for (const p of w.points) assert.deepEqual(Object.keys(p.cpuPerGB ?? {}), ROLES, `${w.name} jobs ${p.jobs}: CPU by role`);
+    const m = w.model;
+    assert.ok(m, `${w.name}: a stage model`);
+    assert.deepEqual(Object.keys(m.byRole), ROLES);
+    assert.ok(m.w > 0 && m.c > 0 && m.c <= m.w, `${w.name}: 0 < C <= W`);
+    assert.ok(m.mainShare > 0 && m.mainShare <= 1);
+    for (const n of ['16', '64']) assert.ok(m.speedup[n] === m.w / Math.max(m.c, m.w / Number(n)), `${w.name}: speed-up at ${n} cores`);
+    const stages = (w.stages ?? []).map((s) => s.stage);
+    for (const s of ['blob SHA-256', 'diff_id SHA-256', 'tar walk (null sink)', 'store (fs-verity digest + write)', 'null-pool import, all threads']) assert.ok(stages.includes(s), `${w.name}: stage ${s}`);
+    if (!w.name.includes('plain')) assert.ok(stages.some((s) => / inflate$/.test(s)), `${w.name}: its inflate`);
+    assert.ok((w.stages ?? []).every((s) => s.sPerGB >= 0 && s.usPerFile >= 0));
+    if (cores >= 2 && hasTool('taskset')) assert.ok(w.check && w.check.runs === 1 && w.check.measured > 0 && w.check.predicted === m.speedup['2'], `${w.name}: checked on 1 core against 2`);
   }
   if (hasTool('fsverity')) assert.ok(report.workloads[0]?.peers.some((p) => p.name.startsWith('fsverity digest')));
   if (hasTool('ostree')) assert.ok(report.workloads.some((w) => w.peers.some((p) => p.name.startsWith('ostree'))));
