@@ -1,7 +1,7 @@
 /** report.md of `veritree bench`: the report's figures as tables, and how to read them. */
 import { table } from './lib.ts';
 import { THREAD_ROLES, type ThreadRole } from './threads.ts';
-import type { BenchReport, Workload } from './report.ts';
+import type { BenchReport, Workload } from './report-types.ts';
 import type { Point } from './workloads.ts';
 
 /** A point's or a peer's time for tables: "0.123 (0.120-0.131)", the median and the range. */

@@ -17,52 +17,19 @@ import { detectDevice } from '../src/pipeline/io-limit.ts';
 import { resolveImpl } from '../src/verity/index.ts';
 import type { ConcreteHashImpl } from '../src/verity/backends.ts';
 import { filesystemOf, hasTool, hostFacts, mkcomposefsTool, timeCommand } from './lib.ts';
-import { checkModel, medianSpan, stageModel, type ModelCheck, type StageModel } from './model.ts';
+import { checkModel, medianSpan, stageModel } from './model.ts';
 import { reportMarkdown } from './report-md.ts';
-import { stageCosts, type StageCost } from './stages.ts';
+import { stageCosts } from './stages.ts';
 import { buildShape, bytesFor, shapes, type Shape } from './synthetic.ts';
 import { scalingSvg } from './svg.ts';
 import { ThreadMeter } from './threads.ts';
-import { importWorkload, poolDigest, type Peer, type Point, type RunContext } from './workloads.ts';
+import { importWorkload, poolDigest, type RunContext } from './workloads.ts';
+import type { BenchOptions, BenchReport, Workload } from './report-types.ts';
 
 export type { Peer, Point } from './workloads.ts';
 export { secondsRange } from './report-md.ts';
 
-export interface BenchOptions {
-  quick: boolean;
-  out: string;
-  /** Also import this image (oci:DIR[:REF]) at each jobs value. */
-  image?: string | undefined;
-  onProgress?: ((line: string) => void) | undefined;
-  signal?: AbortSignal | undefined;
-}
-
-export interface Workload {
-  name: string;
-  bytes: number;
-  /** Runs of each setting and peer, interleaved. */
-  runs: number;
-  points: Point[];
-  peers: Peer[];
-  /** Imports: the stage model from the runs at jobs = cores. */
-  model?: StageModel;
-  /** Imports of synthetic images: each stage alone, one thread. */
-  stages?: StageCost[];
-  /** Imports of synthetic images: the model against `taskset` on one core and on two. */
-  check?: ModelCheck;
-}
-
-export interface BenchReport {
-  command: string;
-  date: string;
-  quick: boolean;
-  host: Record<string, string | number>;
-  /** OpenSSL SHA-256 over one buffer, one core; the limit: the fastest one-core SHA-256 (OpenSSL or a back end) times the cores. */
-  opensslOneCoreMBps: number;
-  limitMBps: number;
-  backends: { impl: string; size: string; mbps: number; ratioToOpenssl: number }[];
-  workloads: Workload[];
-}
+export type { BenchOptions, BenchReport, Workload } from './report-types.ts';
 
 async function backends(quick: boolean, say: (s: string) => void): Promise<{ rows: BenchReport['backends']; openssl: number }> {
   const impls: ConcreteHashImpl[] = resolveImpl('auto') === 'native' ? ['native', 'node', 'noble'] : ['node', 'noble'];
