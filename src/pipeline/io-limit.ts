@@ -32,6 +32,8 @@ export interface DeviceInfo {
 async function nearestExisting(path: string): Promise<string> {
   let p = path;
   for (;;) {
+    // Any error means "not a usable path here": the walk goes up. The answer only picks a
+    // default I/O limit, so nothing is lost by taking a parent's device.
     if (await stat(p).catch(() => null)) return p;
     const up = dirname(p);
     if (up === p) return p;
@@ -46,7 +48,7 @@ export async function detectDevice(path: string): Promise<DeviceInfo> {
     const major = Math.floor(st.dev / 256) & 0xfff;
     const minor = (st.dev & 0xff) | ((st.dev >> 12) & 0xfff00);
     let sys = await realpath(`/sys/dev/block/${major}:${minor}`);
-    // A partition has no queue/ of its own; its parent device does.
+    // A partition has no queue/ of its own; its parent device does (any error reads as "none").
     if (!(await stat(`${sys}/queue`).catch(() => null))) sys = dirname(sys);
     const device = basename(sys);
     const rotational = (await readFile(`${sys}/queue/rotational`, 'utf8')).trim() === '1';

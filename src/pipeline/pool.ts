@@ -117,6 +117,8 @@ export async function takeEarly(size: () => Promise<number>): Promise<VerityPool
   early = null;
   if (!p) return null;
   if (p.size === (await size())) return p;
+  // A pool of the wrong size is dropped: whether its workers stop cleanly changes nothing for
+  // the import, which makes its own pool.
   p.destroy().catch(() => undefined);
   return null;
 }
