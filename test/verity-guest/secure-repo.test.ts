@@ -158,8 +158,10 @@ test('mount of a secure repository passes verity=require: an object replaced by 
   assert.ok(found.types.includes('object-digest-mismatch'), found.stdout);
 });
 
-test('a block changed on the disk under an object: fsck finds it, --repair quarantines it, import restores it', () => {
+test('a block changed on the disk under an object: fsck finds it, --repair quarantines it and the image naming it, import restores it', () => {
   const repo = repoWithApp();
+  const image = veritree(['image', 'app', '--repo', repo]);
+  assert.equal(image.status, 0, image.stderr);
   const id = idOf(BIG);
   flipBlockOnDisk(objPath(repo, id));
   assert.throws(() => readFileSync(objPath(repo, id)), { code: 'EIO' }, 'the kernel refuses the changed block');
@@ -169,6 +171,8 @@ test('a block changed on the disk under an object: fsck finds it, --repair quara
   const fixed = veritree(['fsck', '--repair', '--repo', repo]);
   assert.match(fixed.stdout, /moved 1 corrupt entry to /, fixed.stdout);
   assert.match(fixed.stdout, /removed tag app: import it again/, 'repair names the tag that named it');
+  const after = fsckJson(repo, '--json');
+  assert.equal(after.status, 0, `no images/ link outlives the object it names: ${after.stdout}`);
   importApp(repo);
   assert.equal(readFileSync(objPath(repo, id), 'utf8'), BIG, 'the object is whole again');
   assert.deepEqual(measure([objPath(repo, id)]), [id]);
