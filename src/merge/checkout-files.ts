@@ -113,7 +113,7 @@ const COPY_BATCH_FILES = 48;
 const COPY_BATCH_BYTES = 8 << 20;
 
 function copyItem(n: TreeNode, object: string, dest: number): CopyItem {
-  return { object, id: n.object as string, size: n.size, dest, ...metaOf(n) };
+  return { object, id: n.object as string, size: n.size, dest, uid: n.uid, gid: n.gid, mode: n.mode, mtimeSec: n.mtimeSec, mtimeNsec: n.mtimeNsec };
 }
 
 /**
