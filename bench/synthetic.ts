@@ -18,7 +18,8 @@ const MEDIA: Record<Compression, string> = {
   zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
 };
 
-function prng(seed: number): () => number {
+/** A small seeded PRNG (mulberry32): the same inputs on every run, and in the tests. */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

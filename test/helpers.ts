@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { prng } from '../bench/synthetic.ts';
 
 /** The repository root (tests run compiled, from dist/test/). */
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -74,16 +75,7 @@ export function contentFor(kind: string, size: number): Buffer {
 }
 
 /** A small seeded PRNG (mulberry32), so random-looking tests are reproducible. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng };
 
 export function randomBytesSeeded(size: number, seed: number): Buffer {
   const r = prng(seed);

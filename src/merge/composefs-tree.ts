@@ -14,7 +14,7 @@ import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import { quoted } from '../oci/names.ts';
 import { objectPayload } from '../store/layout.ts';
 import type { Repository } from '../store/repository.ts';
-import { makedev } from './dump.ts';
+import { linkCounts, makedev } from './dump.ts';
 import { xattrsRefusal } from './dumpfile.ts';
 import { layersTree } from './image-tree.ts';
 import { NONE, type TreeNodes } from './tree-nodes.ts';
@@ -65,19 +65,7 @@ const HEX64 = /^[0-9a-fA-F]{64}$/;
  * @throws VeritreeError DUMPFILE_INVALID naming the path, for what the reader would refuse
  */
 export function cfsTreeOfNodes(t: TreeNodes, signal?: AbortSignal, release = false): CfsTree {
-  // Link counts as dump writes them: a folder 2 plus its subfolders, a file one per name.
-  const nlink = new Uint32Array(t.count).fill(1);
-  for (let n = 0; n < t.count; n++) {
-    if ((n & 4095) === 0) signal?.throwIfAborted();
-    if (!t.isAlive(n)) continue;
-    if (t.isDir(n)) {
-      nlink[n] = (nlink[n] as number) + 1;
-      const p = t.parent[n] as number;
-      if (p !== NONE) nlink[p] = (nlink[p] as number) + 1;
-    }
-    const first = t.hardlinkTo[n] as number;
-    if (first !== NONE) nlink[first] = (nlink[first] as number) + 1;
-  }
+  const nlink = linkCounts(t, signal);
   const c = new CfsTree();
   // Every live row, and the root's 256 whiteouts the writer adds.
   c.reserve(t.size + 257);

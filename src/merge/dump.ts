@@ -3,7 +3,7 @@ import { nameBytes } from '../oci/names.ts';
 import { objectPayload } from '../store/layout.ts';
 import { formatDumpLine, type DumpRecord } from './dumpfile.ts';
 import type { MergedTree, TreeNode } from './merge.ts';
-import { NONE } from './tree-nodes.ts';
+import { NONE, type TreeNodes } from './tree-nodes.ts';
 
 const S_IFMT: Record<TreeNode['type'], number> = {
   file: 0o100000,
@@ -28,18 +28,7 @@ export function makedev(major: number, minor: number): number {
  */
 export function* dumpLines(tree: MergedTree, signal?: AbortSignal): Generator<string> {
   const t = tree.nodes;
-  // Link counts: a directory has 2 plus its subdirectories; a file one per name.
-  const nlink = new Uint32Array(t.count).fill(1);
-  for (let n = 0; n < t.count; n++) {
-    if (!t.isAlive(n)) continue;
-    if (t.isDir(n)) {
-      nlink[n] = (nlink[n] as number) + 1;
-      const p = t.parent[n] as number;
-      if (p !== NONE) nlink[p] = (nlink[p] as number) + 1;
-    }
-    const first = t.hardlinkTo[n] as number;
-    if (first !== NONE) nlink[first] = (nlink[first] as number) + 1;
-  }
+  const nlink = linkCounts(t, signal);
   for (const [n, p] of t.walk(signal)) {
     const type = t.typeOf(n);
     const first = t.hardlinkTo[n] as number;
@@ -67,4 +56,21 @@ export function* dumpLines(tree: MergedTree, signal?: AbortSignal): Generator<st
     };
     yield formatDumpLine(rec);
   }
+}
+
+/** Link counts as a dump states them: a folder 2 plus its subfolders, a file one per name. */
+export function linkCounts(t: TreeNodes, signal?: AbortSignal): Uint32Array {
+  const nlink = new Uint32Array(t.count).fill(1);
+  for (let n = 0; n < t.count; n++) {
+    if ((n & 4095) === 0) signal?.throwIfAborted();
+    if (!t.isAlive(n)) continue;
+    if (t.isDir(n)) {
+      nlink[n] = (nlink[n] as number) + 1;
+      const p = t.parent[n] as number;
+      if (p !== NONE) nlink[p] = (nlink[p] as number) + 1;
+    }
+    const first = t.hardlinkTo[n] as number;
+    if (first !== NONE) nlink[first] = (nlink[first] as number) + 1;
+  }
+  return nlink;
 }

@@ -258,9 +258,20 @@ export class TreeNodes {
   /** Row n as a TreeNode, at `path` (its path, when the caller has it spelled already). */
   view(n: number, path: string = this.pathOf(n)): TreeNode {
     const link = this.hardlinkTo[n] as number;
+    return this.row(n, path, link === NONE ? null : this.pathOf(link));
+  }
+
+  /** The fields of row n, to copy into another row (a hard link takes its target's). */
+  fieldsOf(n: number): RowFields {
+    return this.row(n, '', null);
+  }
+
+  /**
+   * Row n as one literal of fixed shape. Readers take one per entry: built by spreading the
+   * fields into another object, each was several times the size and went to old space.
+   */
+  private row(n: number, path: string, hardlinkTo: string | null): TreeNode {
     const dev = this.dev.get(n);
-    // One literal of fixed shape, not a spread of fieldsOf: readers take a view per entry, and a
-    // spread object of this many properties was several times the size (and went to old space).
     return {
       type: this.typeOf(n),
       mode: this.mode[n] as number,
@@ -276,27 +287,7 @@ export class TreeNodes {
       devminor: dev?.[1] ?? 0,
       xattrs: this.xattrs.get(n) ?? NO_XATTRS,
       path,
-      hardlinkTo: link === NONE ? null : this.pathOf(link),
-    };
-  }
-
-  /** The fields of row n, to copy into another row (a hard link takes its target's). */
-  fieldsOf(n: number): RowFields {
-    const dev = this.dev.get(n);
-    return {
-      type: this.typeOf(n),
-      mode: this.mode[n] as number,
-      uid: this.uid[n] as number,
-      gid: this.gid[n] as number,
-      mtimeSec: this.mtimeSec[n] as number,
-      mtimeNsec: this.mtimeNsec[n] as number,
-      size: this.bytes[n] as number,
-      object: this.object.get(n) ?? null,
-      inline: this.inline(n),
-      symlinkTarget: this.symlinkTarget.get(n) ?? '',
-      devmajor: dev?.[0] ?? 0,
-      devminor: dev?.[1] ?? 0,
-      xattrs: this.xattrs.get(n) ?? NO_XATTRS,
+      hardlinkTo,
     };
   }
 
