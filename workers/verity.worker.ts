@@ -240,18 +240,28 @@ function copyBatch(task: CopyBatchTask): TaskResults['copy-batch'] {
 }
 
 /**
- * piscina's public move API, loaded on this thread's first store task: importing piscina whole
- * costs a worker tens of ms of its start, and only store tasks give a buffer back.
+ * piscina's public move API, loaded as the worker boots, off any task's path: importing piscina
+ * costs a worker tens of ms, and a store task that awaited it returned asynchronously, which is
+ * where a worker went idle with its task unanswered under load (Node 24). Until it is loaded,
+ * and if it cannot be, a result travels without its buffer: only the reuse of that buffer is
+ * lost.
  */
-let piscina: ReturnType<typeof loadPiscina> | undefined;
 const loadPiscina = () => import('piscina');
+let piscina: Awaited<ReturnType<typeof loadPiscina>> | null = null;
+loadPiscina().then(
+  (m) => {
+    piscina = m;
+  },
+  () => undefined
+);
 
 /**
  * The result, with the task's buffer riding back to the main thread, moved (not copied), for the
  * next batch to be written into (src/pipeline/buffers.ts).
  */
-async function givingBack<R extends object>(data: Uint8Array, result: R): Promise<R> {
-  const p = await (piscina ??= loadPiscina());
+function givingBack<R extends object>(data: Uint8Array, result: R): R {
+  const p = piscina;
+  if (p === null) return result;
   // piscina's Transferable: the buffer to move, and the value the main thread gets.
   const carrier = { [p.transferableSymbol]: data.buffer, [p.valueSymbol]: { ...result, data } } as Parameters<typeof p.move>[0];
   // piscina hands the main thread the value, with the buffer moved; the type says neither.
@@ -267,7 +277,7 @@ export default async function verityWorker(task: VerityTask): Promise<TaskResult
       case 'digest-range':
         return await digestRange(task);
       case 'store-buffer':
-        return await givingBack(task.data, { ok: true, ...(writeBatchSync(task.target, task.data, Uint32Array.of(task.data.length), task.impl)[0] as PublishResult) });
+        return givingBack(task.data, { ok: true, ...(writeBatchSync(task.target, task.data, Uint32Array.of(task.data.length), task.impl)[0] as PublishResult) });
       case 'verify-dir':
         return verifyDir(task);
       case 'copy-batch':
@@ -279,7 +289,7 @@ export default async function verityWorker(task: VerityTask): Promise<TaskResult
         return { ok: true, tid };
       }
       case 'store-batch':
-        return await givingBack(task.data, { ok: true, items: writeBatchSync(task.target, task.data, Uint32Array.from(task.sizes), task.impl) });
+        return givingBack(task.data, { ok: true, items: writeBatchSync(task.target, task.data, Uint32Array.from(task.sizes), task.impl) });
     }
   } catch (e) {
     return failure(e, path);
