@@ -240,20 +240,11 @@ function copyBatch(task: CopyBatchTask): TaskResults['copy-batch'] {
 }
 
 /**
- * piscina's public move API, loaded as the worker boots, off any task's path: importing piscina
- * costs a worker tens of ms, and a store task that awaited it returned asynchronously, which is
- * where a worker went idle with its task unanswered under load (Node 24). Until it is loaded,
- * and if it cannot be, a result travels without its buffer: only the reuse of that buffer is
- * lost.
+ * piscina's public move API, loaded with this module as the worker boots (the entry awaits the
+ * module before it runs any task), so that a store task answers synchronously: one that awaited
+ * the import left a worker idle with its task unanswered under load (Node 24, a full disk).
  */
-const loadPiscina = () => import('piscina');
-let piscina: Awaited<ReturnType<typeof loadPiscina>> | null = null;
-loadPiscina().then(
-  (m) => {
-    piscina = m;
-  },
-  () => undefined
-);
+const piscina = await import('piscina');
 
 /**
  * The result, with the task's buffer riding back to the main thread, moved (not copied), for the
@@ -261,7 +252,6 @@ loadPiscina().then(
  */
 function givingBack<R extends object>(data: Uint8Array, result: R): R {
   const p = piscina;
-  if (p === null) return result;
   // piscina's Transferable: the buffer to move, and the value the main thread gets.
   const carrier = { [p.transferableSymbol]: data.buffer, [p.valueSymbol]: { ...result, data } } as Parameters<typeof p.move>[0];
   // piscina hands the main thread the value, with the buffer moved; the type says neither.
