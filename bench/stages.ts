@@ -165,8 +165,11 @@ class NullPool extends VerityPool {
 
   override async run<T extends VerityTask>(task: T): Promise<TaskResults[T['kind']]> {
     if (task.kind === 'store-batch') {
-      const items = task.sizes.map((size) => ({ id: this.fakeId(), size, written: true }));
-      return { ok: true, items, data: task.data } as TaskResults[T['kind']];
+      const n = task.sizes.length;
+      const ids = Buffer.allocUnsafe(n * 32);
+      for (let i = 0; i < n; i++) ids.write(this.fakeId(), i * 32, 32, 'hex');
+      const result: TaskResults['store-batch'] = { ok: true, ids, written: new Uint8Array(n).fill(1), data: task.data };
+      return result as TaskResults[T['kind']];
     }
     if (task.kind === 'store-buffer') return { ok: true, id: this.fakeId(), size: task.data.length, written: true, data: task.data } as TaskResults[T['kind']];
     throw new VeritreeError(ERROR_CODES.INTERNAL, `the null pool does not run ${task.kind} tasks`);

@@ -105,7 +105,10 @@ function fakePool(calls: { sizes: number[] }[]): VerityPool {
     size: 1,
     run: async (task: { sizes: number[] }) => {
       calls.push({ sizes: task.sizes });
-      return { ok: true, items: task.sizes.map((size, i) => ({ id: String(i).padStart(64, '0'), size, written: true })) };
+      // Digest i is the byte i repeated (hex: two digits of i, 32 times).
+      const ids = new Uint8Array(task.sizes.length * 32);
+      for (let i = 0; i < task.sizes.length; i++) ids.fill(i, i * 32, (i + 1) * 32);
+      return { ok: true, ids, written: new Uint8Array(task.sizes.length).fill(1) };
     },
   } as unknown as VerityPool;
 }

@@ -9,6 +9,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { ERROR_CODES, describeFsError, errnoCode, isVeritreeError, type ErrorCode } from '../src/errors.ts';
 import { writeBatchSync, type PublishResult } from '../src/store/objects.ts';
 import { measureVerity, objectFailureMessage, openRegularSync, strayTmp, verityKnownAbsent } from '../src/store/sys.ts';
+import { HASH_ALGORITHMS } from '../src/verity/constants.ts';
 import { RangeHasher, toHex, verityDigest, VerityHasher } from '../src/verity/merkle.ts';
 import { digestFdNative, digestPathNative } from '../src/verity/backends.ts';
 import { setTimesFd } from '../src/merge/dir-handle.ts';
@@ -250,6 +251,17 @@ const piscina = await import('piscina');
  * The result, with the task's buffer riding back to the main thread, moved (not copied), for the
  * next batch to be written into (src/pipeline/buffers.ts).
  */
+/** A batch's results as the two arrays of StoreBatchResult. */
+function packed(items: PublishResult[], digestSize: number): { ids: Uint8Array; written: Uint8Array } {
+  const ids = Buffer.allocUnsafe(items.length * digestSize);
+  const written = new Uint8Array(items.length);
+  for (const [i, it] of items.entries()) {
+    ids.write(it.id, i * digestSize, digestSize, 'hex');
+    written[i] = it.written ? 1 : 0;
+  }
+  return { ids, written };
+}
+
 function givingBack<R extends object>(data: Uint8Array, result: R): R {
   const p = piscina;
   // piscina's Transferable: the buffer to move, and the value the main thread gets.
@@ -279,7 +291,7 @@ export default async function verityWorker(task: VerityTask): Promise<TaskResult
         return { ok: true, tid };
       }
       case 'store-batch':
-        return givingBack(task.data, { ok: true, items: writeBatchSync(task.target, task.data, Uint32Array.from(task.sizes), task.impl) });
+        return givingBack(task.data, { ok: true, ...packed(writeBatchSync(task.target, task.data, Uint32Array.from(task.sizes), task.impl), HASH_ALGORITHMS[task.alg].digestSize) });
     }
   } catch (e) {
     return failure(e, path);

@@ -9,14 +9,15 @@
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import type { ObjectTarget } from '../store/objects.ts';
 import type { HashImpl } from '../verity/backends.ts';
+import { toHex } from '../verity/merkle.ts';
 import type { HashAlgorithm } from '../verity/constants.ts';
-import type { Budget, Lease } from './budget.ts';
+import type { Lease, Leases } from './budget.ts';
 import type { ObjectSink } from './stream-feed.ts';
-import type { VerityPool } from './pool.ts';
+import type { TaskRunner } from './protocol.ts';
 import { REUSABLE_BYTES, giveBack, takeBuffer } from './buffers.ts';
 
 export const BATCH_BYTES = REUSABLE_BYTES;
-export const BATCH_FILES = 128;
+export const BATCH_FILES = 512;
 /** Files up to this size are batched; larger ones are a task of their own. */
 export const BATCH_ITEM_MAX = 256 << 10;
 
@@ -26,8 +27,8 @@ export class SmallFileBatcher {
   private sizes: number[] = [];
   private pending: ObjectSink[] = [];
   private readonly newResult: () => ObjectSink;
-  private readonly pool: VerityPool;
-  private readonly budget: Budget;
+  private readonly pool: TaskRunner;
+  private readonly budget: Leases;
   private readonly target: ObjectTarget;
   private readonly alg: HashAlgorithm;
   private readonly impl: HashImpl;
@@ -37,7 +38,7 @@ export class SmallFileBatcher {
    * `newResult` gives each file, as it is taken into a batch, the place its outcome goes (the
    * layer's stream feed): results are delivered there, not through a promise per file.
    */
-  constructor(opts: { pool: VerityPool; budget: Budget; target: ObjectTarget; alg: HashAlgorithm; impl: HashImpl; signal: AbortSignal; newResult: () => ObjectSink }) {
+  constructor(opts: { pool: TaskRunner; budget: Leases; target: ObjectTarget; alg: HashAlgorithm; impl: HashImpl; signal: AbortSignal; newResult: () => ObjectSink }) {
     this.newResult = opts.newResult;
     this.pool = opts.pool;
     this.budget = opts.budget;
@@ -139,14 +140,19 @@ export class SmallFileBatcher {
     const data = buf.subarray(0, used);
     const task = { kind: 'store-batch', target: this.target, data, sizes, alg: this.alg, impl: this.impl } as const;
     this.pool
-      .run(task, { transfer: [data.buffer as ArrayBuffer] })
+      .run(task, { transfer: [data.buffer as ArrayBuffer], holds: lease })
       .then((r) => {
         if (!r.ok) throw new VeritreeError(r.code, r.message, { path: r.path });
         giveBack(r.data);
-        for (let i = 0; i < pending.length; i++) {
-          const item = r.items[i];
-          if (item) (pending[i] as ObjectSink).resolve(item);
-          else (pending[i] as ObjectSink).reject(new VeritreeError(ERROR_CODES.WORKER_FAILED, `batch: the worker returned ${r.items.length} results for ${pending.length} files`));
+        const n = pending.length;
+        const ds = r.ids.length / n;
+        if (r.written.length !== n || !Number.isInteger(ds) || ds === 0) {
+          throw new VeritreeError(ERROR_CODES.WORKER_FAILED, `batch: the worker returned ${r.written.length} results for ${n} files`);
+        }
+        let at = 0;
+        for (let i = 0; i < n; i++) {
+          (pending[i] as ObjectSink).resolve({ id: toHex(r.ids.subarray(at, at + ds)), size: sizes[i] as number, written: r.written[i] === 1 });
+          at += ds;
         }
       })
       .catch((e: unknown) => {

@@ -18,12 +18,18 @@ export interface Lease {
   release(): void;
 }
 
+/** What a layer's reader leases from: the Budget, or in a layer thread its line to the main thread's. */
+export interface Leases {
+  readonly maxBytes: number;
+  lease(bytes: number, signal?: AbortSignal): Promise<Lease>;
+}
+
 interface Waiter {
   bytes: number;
   resolve(): void;
 }
 
-export class Budget {
+export class Budget implements Leases {
   readonly maxBytes: number;
   readonly maxTasks: number;
   private bytes = 0;

@@ -14,6 +14,7 @@ import { threadpoolHasher, type ThreadpoolHasher } from '../verity/threadpool.ts
 import type { NativeFileFailure } from '../native-addon.ts';
 import { defaultIoLimit } from './io-limit.ts';
 import { poolSize, VerityPool } from './pool.ts';
+import type { TaskRunner } from './protocol.ts';
 
 /** Files from this size on are split across workers. */
 export const SPLIT_THRESHOLD_BYTES = 64 << 20;
@@ -51,12 +52,12 @@ function failed(path: string, e: unknown): FileDigest {
  * pool's size of those jobs running, as the pool would.
  */
 interface Engine {
-  pool: VerityPool;
+  pool: TaskRunner;
   threads: ThreadpoolHasher | null;
   slot: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
-function engineFor(pool: VerityPool, impl: HashImpl, alg: HashAlgorithm): Engine {
+function engineFor(pool: TaskRunner, impl: HashImpl, alg: HashAlgorithm): Engine {
   const hasher = threadpoolHasher(impl, alg);
   const threads = hasher !== null && pool.size <= hasher.threads ? hasher : null;
   let running = 0;
@@ -98,12 +99,12 @@ async function rangeLevel1(e: Engine, path: string, offset: number, length: numb
 
 /** Digest of one large file, its leaf level hashed by several workers at once. */
 export async function digestLargeFile(
-  pool: VerityPool | Engine,
+  pool: TaskRunner | Engine,
   path: string,
   size: number,
   opts: { alg: HashAlgorithm; impl: HashImpl; rangeBytes?: number; signal?: AbortSignal | undefined }
 ): Promise<string> {
-  const engine = pool instanceof VerityPool ? engineFor(pool, opts.impl, opts.alg) : pool;
+  const engine = 'slot' in pool ? pool : engineFor(pool, opts.impl, opts.alg);
   const span = level1Span(opts.alg);
   const rangeBytes = Math.max(span, Math.floor((opts.rangeBytes ?? RANGE_BYTES) / span) * span);
   const parts: Promise<Uint8Array>[] = [];

@@ -10,33 +10,41 @@
  * @module
  */
 import { availableParallelism } from 'node:os';
-import { ERROR_CODES, VeritreeError, isVeritreeError, type ErrorCode } from '../errors.ts';
+import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import { digestHex } from '../oci/blob.ts';
-import { layoutLabel } from '../oci/layout-files.ts';
+import { layoutLabel, type LayoutLocation } from '../oci/layout-files.ts';
 import { parsePlatform, parseSource, resolveImage, type ResolvedImage, type ResolvedLayer } from '../oci/layout.ts';
-import type { BulkImportOptions, BulkImportReport, ImageResult, ImportFailure, ImportJob, ImportOptions, ImportSummary, ImportWarning } from './import-types.ts';
 import { DEFAULT_LAYER_LIMITS } from '../oci/layer-stream.ts';
-import { STREAM_PREFIX, configStreamName, manifestStreamName, validateTag } from '../store/layout.ts';
+import type { TarWarningCode } from '../oci/tar-split.ts';
+import { STREAM_PREFIX, manifestStreamName, validateTag } from '../store/layout.ts';
 import { lockOptionsFrom } from '../store/lock.ts';
-import { writeObject } from '../store/objects.ts';
 import type { Repository } from '../store/repository.ts';
-import { SplitStreamBuilder } from '../store/splitstream.ts';
-import type { HashImpl } from '../verity/backends.ts';
-import type { SealReport } from '../verify/seal-check.ts';
-import { checkSourceSeal } from './seal-gate.ts';
-import { toHex, verityDigest } from '../verity/merkle.ts';
 import { Budget } from './budget.ts';
+import { failure, report, summarise, type Prepared } from './import-report.ts';
+import type { BulkImportOptions, BulkImportReport, ImageResult, ImportJob, ImportOptions, ImportSummary } from './import-types.ts';
 import { defaultIoLimit } from './io-limit.ts';
-import { importLayer, presentLayer, verifyStoredLayer, type LayerContext, type LayerResult } from './layer-import.ts';
+import { presentLayer, type LayerResult } from './layer-import.ts';
+import type { LayerJob } from './layer-messages.ts';
+import { bootLayerThread, LayerThreads, type LayerHooks } from './layer-thread.ts';
 import { poolSize, VerityPool } from './pool.ts';
+import { imageComplete, publishImage } from './publish-image.ts';
 import { LayerScheduler } from './scheduler.ts';
+import { checkSourceSeal } from './seal-gate.ts';
 
 /** Files up to this size are handed to the pool in memory; larger ones are spooled. */
 export const SPOOL_THRESHOLD_BYTES = 16 << 20;
 /** Bytes of file content handed to the pool and not yet stored. */
 export const MAX_INFLIGHT_BYTES = 128 << 20;
-/** Layers read at once: enough to keep the pool busy between layers, few enough to bound memory. */
-export const LAYER_CONCURRENCY = 3;
+/** The share of the byte budget each running layer can count on: a few batches in flight. */
+export const LAYER_BUDGET_SHARE = 8 << 20;
+
+/**
+ * Layers read at once, each in a thread of its own: one per core, as many as the byte budget
+ * gives a few batches each, and at least 3 (a small layer then overlaps a big one on 2 cores).
+ */
+export function layerConcurrency(maxBytes: number, cores: number = availableParallelism()): number {
+  return Math.max(3, Math.min(cores, Math.floor(maxBytes / LAYER_BUDGET_SHARE)));
+}
 
 export type {
   BulkImportOptions,
@@ -50,42 +58,8 @@ export type {
   ImportWarning,
 } from './import-types.ts';
 
-interface Prepared {
-  index: number;
-  source: string;
-  tag: string;
-  image: ResolvedImage;
-  warnings: ImportWarning[];
-  started: number;
-  retaggedFrom: string | null;
-  /** Every stream of the image is stored already (read again only for verifySource). */
-  complete?: boolean;
-  /** Whether the tag may move off another image (a NAME given, or --force); else it is only created. */
-  move: boolean;
-  seals: SealReport | null;
-}
-
-/** A stream holding one JSON blob as a single external object, with named refs. */
-async function writeJsonStream(repo: Repository, impl: HashImpl, kind: 'config' | 'manifest', json: Buffer, named: [string, string][]): Promise<string> {
-  const objId = toHex(verityDigest(json, repo.alg, impl));
-  await writeObject(repo.target, objId, json);
-  const b = new SplitStreamBuilder(repo.alg, kind);
-  b.addObject(objId, json.length);
-  for (const [name, target] of named) b.addNamedRef(name, target);
-  const bytes = b.finish();
-  const id = toHex(verityDigest(bytes, repo.alg, impl));
-  await writeObject(repo.target, id, bytes);
-  return id;
-}
-
 function defaultTag(image: ResolvedImage): string {
   return image.ref ?? layoutLabel(image.layout);
-}
-
-function failure(source: string, tag: string | undefined, e: unknown): ImportFailure {
-  // A worker's failure arrives as WORKER_FAILED already; anything else untyped is our own bug.
-  const code: ErrorCode = isVeritreeError(e) ? e.code : ERROR_CODES.INTERNAL;
-  return { ok: false, source, tag, code, message: e instanceof Error ? e.message : String(e), error: e };
 }
 
 export async function importImages(repo: Repository, jobsIn: (string | ImportJob)[], options: BulkImportOptions = {}): Promise<BulkImportReport> {
@@ -98,9 +72,12 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
   if (options.signal?.aborted) controller.abort(options.signal.reason);
   const aborted = (): VeritreeError => new VeritreeError(ERROR_CODES.ABORTED, 'interrupted');
 
+  // Booting while the images are resolved, off the critical path.
+  bootLayerThread();
   // Up front: a repository we cannot write to fails the run before any image is read.
   const lock = await repo.lockShared(lockOptionsFrom({ ...options, signal: controller.signal }));
   let ownPool: VerityPool | null = null;
+  let threads: LayerThreads | null = null;
   // Everything after the lock is inside this try: no error, wherever it comes from, keeps it.
   try {
     repo.assertWritable();
@@ -170,34 +147,29 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
     }
     if (pending.length > 0) {
       ownPool = options.pool ? null : new VerityPool(poolJobs);
-      const ctx: LayerContext = {
-        repo,
-        pool: (options.pool ?? ownPool) as VerityPool,
-        budget: new Budget(options.maxInflightBytes ?? MAX_INFLIGHT_BYTES, Math.max(4, poolJobs * 4)),
-        impl,
-        limits: { ...DEFAULT_LAYER_LIMITS, ...options.limits },
-        spoolThreshold: options.spoolThreshold ?? SPOOL_THRESHOLD_BYTES,
-        signal: controller.signal,
-        verifySource: options.verifySource,
-        onBytes: () => undefined,
-        onWarning: () => undefined,
-      };
-      const scheduler = new LayerScheduler(options.layerConcurrency ?? LAYER_CONCURRENCY, async (layer, layout, image) => {
+      const pool = (options.pool ?? ownPool) as VerityPool;
+      const budget = new Budget(options.maxInflightBytes ?? MAX_INFLIGHT_BYTES, Math.max(4, poolJobs * 4));
+      const limits = { ...DEFAULT_LAYER_LIMITS, ...options.limits };
+      const spoolThreshold = options.spoolThreshold ?? SPOOL_THRESHOLD_BYTES;
+      const lt = (threads = new LayerThreads(pool, budget));
+      const job = (mode: LayerJob['mode'], layer: ResolvedLayer, layout: LayoutLocation): LayerJob => ({ mode, layer, layout, target: repo.target, root: repo.root, impl, limits, spoolThreshold, maxBytes: budget.maxBytes, poolSize: pool.size });
+      const quiet = { onBytes: () => undefined, onFinishing: () => undefined, onWarning: () => undefined };
+      const scheduler = new LayerScheduler(options.layerConcurrency ?? layerConcurrency(budget.maxBytes), async (layer, layout, image) => {
         if (controller.signal.aborted) throw aborted();
         const owner = pending.find((p) => p.index === image) as Prepared;
         options.onProgress?.({ type: 'layer-start', image, index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, size: layer.descriptor.size });
-        const layerCtx: LayerContext = {
-          ...ctx,
-          onBytes: (l, bytes, tarBytes, entries) => options.onProgress?.({ type: 'layer-bytes', image, index: l.index, bytes, tarBytes, entries }),
-          onFinishing: (l) => options.onProgress?.({ type: 'layer-finishing', image, index: l.index }),
-          onWarning: (l, code, message) => {
-            const w = { layer: l.index + 1, digest: l.descriptor.digest, code, message };
+        const index = layer.index;
+        const hooks = {
+          onBytes: (bytes: number, tarBytes: number, entries: number) => options.onProgress?.({ type: 'layer-bytes', image, index, bytes, tarBytes, entries }),
+          onFinishing: () => options.onProgress?.({ type: 'layer-finishing', image, index }),
+          onWarning: (code: TarWarningCode, message: string) => {
+            const w = { layer: index + 1, digest: layer.descriptor.digest, code, message };
             owner.warnings.push(w);
             options.onWarning?.({ ...w, image });
           },
         };
-        const r = await importLayer(layerCtx, layer, layout);
-        options.onProgress?.({ type: 'layer-done', image, index: layer.index, status: r.status, size: layer.descriptor.size });
+        const r = await readLayer(repo, lt, job, layer, layout, hooks, controller.signal, options.verifySource === true);
+        options.onProgress?.({ type: 'layer-done', image, index, status: r.status, size: layer.descriptor.size });
         return r;
       });
       scheduler.plan(pending.flatMap((p) => p.image.layers.map((layer) => ({ layer, layout: p.image.layout, image: p.index }))));
@@ -209,7 +181,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
             if (controller.signal.aborted) throw aborted();
             // verifySource: a layer another image's blob served is checked from this image's own blob too.
             if (options.verifySource) {
-              for (const [i, o] of layers.entries()) if (!o.read) await verifyStoredLayer({ ...ctx, onBytes: () => undefined }, p.image.layers[i] as ResolvedLayer, p.image.layout);
+              for (const [i, o] of layers.entries()) if (!o.read) await lt.run(job('verify', p.image.layers[i] as ResolvedLayer, p.image.layout), quiet, controller.signal);
             }
             // A layer another image read carries that image's counters: here it is "present".
             const mine = layers.map((o, i): LayerResult => (o.read ? o.result : presentLayer(p.image.layers[i] as ResolvedLayer)));
@@ -232,88 +204,27 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
     return report(results, {}, started, poolJobs);
   } finally {
     options.signal?.removeEventListener('abort', onOuterAbort);
+    await threads?.close();
     if (ownPool) await ownPool.close();
     await lock.release();
   }
 }
 
-async function imageComplete(repo: Repository, image: ResolvedImage, manifestStream: string): Promise<boolean> {
-  if (!(await repo.hasStream(manifestStream))) return false;
-  if (!(await repo.hasStream(configStreamName(digestHex(image.configDescriptor.digest, 'config'))))) return false;
-  for (const l of image.layers) if (!(await repo.hasStream(presentLayer(l).stream))) return false;
-  return true;
-}
-
-async function publishImage(repo: Repository, impl: HashImpl, image: ResolvedImage, layers: LayerResult[]): Promise<void> {
-  const layerIds: [string, string][] = [];
-  for (const l of layers) {
-    const id = await repo.streamObject(l.stream);
-    if (!id) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `layer stream ${l.stream} vanished during the import (a concurrent gc?)`);
-    layerIds.push([l.diffId, id]);
-  }
-  const configName = configStreamName(digestHex(image.configDescriptor.digest, 'config'));
-  let configId = await repo.streamObject(configName);
-  if (!configId) configId = await writeJsonStream(repo, impl, 'config', image.configBytes, layerIds);
-  const manifestId = await writeJsonStream(repo, impl, 'manifest', image.manifestBytes, [[`config:${image.configDescriptor.digest}`, configId], ...layerIds]);
-  // Durable first, then named; the tag (by the caller) last.
+/**
+ * One layer for the scheduler: read in a layer thread unless its stream is stored (then only its
+ * blob is checked, with verifySource). The thread writes the stream's object; here it is made
+ * durable, then named: after a crash a named stream is complete or absent.
+ */
+async function readLayer(repo: Repository, threads: LayerThreads, job: (m: LayerJob['mode'], l: ResolvedLayer, at: LayoutLocation) => LayerJob, layer: ResolvedLayer, layout: LayoutLocation, hooks: LayerHooks, signal: AbortSignal, verifySource: boolean): Promise<LayerResult> {
+  const present = presentLayer(layer);
+  const stored = await repo.hasStream(present.stream);
+  if (stored && !verifySource) return present;
+  const r = await threads.run(job(stored ? 'verify' : 'import', layer, layout), hooks, signal);
+  if (!('object' in r)) return r;
+  const { object, ...result } = r;
   await repo.sync();
-  await repo.publishStream(configName, configId);
-  await repo.publishStream(manifestStreamName(digestHex(image.manifestDescriptor.digest, 'manifest')), manifestId);
-  await repo.sync();
-}
-
-function summarise(p: Prepared, status: 'imported' | 'present', layers: LayerResult[], jobs: number): ImportSummary {
-  const sum = (f: (l: LayerResult) => number): number => layers.reduce((n, l) => n + f(l), 0);
-  const seconds = (performance.now() - p.started) / 1000;
-  const tarBytes = sum((l) => l.tarBytes);
-  return {
-    ok: true,
-    tag: p.tag,
-    source: p.source,
-    manifest: p.image.manifestDescriptor.digest,
-    config: p.image.configDescriptor.digest,
-    status,
-    layers,
-    layersImported: layers.filter((l) => l.status === 'imported').length,
-    layersPresent: layers.filter((l) => l.status === 'present').length,
-    objectsWritten: sum((l) => l.objectsWritten),
-    objectsPresent: sum((l) => l.objectsPresent),
-    inlined: sum((l) => l.inlined),
-    tarBytes,
-    compressedBytes: sum((l) => l.compressedBytes),
-    seconds,
-    mbPerSecond: seconds > 0 ? tarBytes / 1e6 / seconds : 0,
-    jobs,
-    peakRssBytes: process.resourceUsage().maxRSS * 1024,
-    warnings: p.warnings,
-    retaggedFrom: p.retaggedFrom === null ? null : p.retaggedFrom.startsWith(STREAM_PREFIX.manifest) ? `sha256:${p.retaggedFrom.slice(STREAM_PREFIX.manifest.length)}` : p.retaggedFrom,
-    seals: p.seals,
-  };
-}
-
-function report(images: ImageResult[], blobOpens: Record<string, number>, started: number, jobs: number): BulkImportReport {
-  const ok = images.filter((r): r is ImportSummary => r.ok);
-  const seconds = (performance.now() - started) / 1000;
-  const tarBytes = ok.reduce((n, r) => n + r.tarBytes, 0);
-  const layersImported = ok.reduce((n, r) => n + r.layersImported, 0);
-  return {
-    images,
-    total: {
-      images: images.length,
-      imported: ok.filter((r) => r.status === 'imported').length,
-      present: ok.filter((r) => r.status === 'present').length,
-      failed: images.length - ok.length,
-      layersImported,
-      layersShared: ok.reduce((n, r) => n + r.layers.length, 0) - layersImported,
-      objectsWritten: ok.reduce((n, r) => n + r.objectsWritten, 0),
-      tarBytes,
-      seconds,
-      mbPerSecond: seconds > 0 ? tarBytes / 1e6 / seconds : 0,
-      jobs,
-      peakRssBytes: process.resourceUsage().maxRSS * 1024,
-    },
-    blobOpens,
-  };
+  await repo.publishStream(present.stream, object);
+  return result;
 }
 
 /** Imports one image. @throws VeritreeError (the image's error) */

@@ -1,8 +1,9 @@
 /**
- * Importing one layer: its tar is split on the main thread; each file over 64 bytes goes to the
- * pool (in memory up to a threshold, spooled to a tmp file inside the store above it), and the
- * layer's split stream is published only after its blob and diff_id are verified and every
- * object it names is durable.
+ * Importing one layer, in a layer thread of its own (layer.worker.ts): its blob is read, checked
+ * and inflated and its tar split there; each file over 64 bytes goes to the pool (in memory up to
+ * a threshold, spooled to a tmp file inside the store above it). Its split stream is written as
+ * an object only after its blob and diff_id are verified and every object it names is stored;
+ * the main thread then makes it durable and names it (layer-thread.ts).
  * @module
  */
 import { ERROR_CODES, VeritreeError, interrupted, isVeritreeError, storeIoError } from '../errors.ts';
@@ -11,22 +12,23 @@ import type { ResolvedLayer } from '../oci/layout.ts';
 import { layerWhat, openLayerTar, type LayerLimits, type LayerTar } from '../oci/layer-stream.ts';
 import { splitTar, type SplitSink, type TarEntry, type TarWarningCode } from '../oci/tar-split.ts';
 import { layerStreamName } from '../store/layout.ts';
-import { TmpObjectFile, writeObject, type PublishResult } from '../store/objects.ts';
-import type { Repository } from '../store/repository.ts';
+import { TmpObjectFile, writeObject, type ObjectTarget, type PublishResult } from '../store/objects.ts';
 import { SplitStreamBuilder } from '../store/splitstream.ts';
 import type { HashImpl } from '../verity/backends.ts';
 import { toHex, verityDigest } from '../verity/merkle.ts';
-import type { Budget } from './budget.ts';
+import type { Leases } from './budget.ts';
 import { BATCH_ITEM_MAX, SmallFileBatcher } from './batcher.ts';
 import { digestLargeFile, SPLIT_THRESHOLD_BYTES } from './digest-files.ts';
-import type { VerityPool } from './pool.ts';
+import type { TaskRunner } from './protocol.ts';
 import { OrderedStreamFeed } from './stream-feed.ts';
 import { bufferBytesFor, giveBack, takeBuffer } from './buffers.ts';
 
 export interface LayerContext {
-  repo: Repository;
-  pool: VerityPool;
-  budget: Budget;
+  target: ObjectTarget;
+  /** The store's folder, for messages. */
+  root: string;
+  pool: TaskRunner;
+  budget: Leases;
   impl: HashImpl;
   limits: LayerLimits;
   /** Files larger than this are spooled to a tmp file instead of held in memory. */
@@ -86,15 +88,15 @@ async function fill(content: AsyncIterable<Uint8Array>, size: number): Promise<U
 async function spool(ctx: LayerContext, entry: TarEntry, content: AsyncIterable<Uint8Array>): Promise<(() => Promise<PublishResult>) | null> {
   let tmp: TmpObjectFile;
   try {
-    tmp = new TmpObjectFile(ctx.repo.target);
+    tmp = new TmpObjectFile(ctx.target);
   } catch (e) {
-    throw storeIoError(e, ctx.repo.root, `spooling ${entry.path}`);
+    throw storeIoError(e, ctx.root, `spooling ${entry.path}`);
   }
   try {
     for await (const v of content) await tmp.write(v);
   } catch (e) {
     tmp.discard();
-    throw storeIoError(e, ctx.repo.root, `spooling ${entry.path}`);
+    throw storeIoError(e, ctx.root, `spooling ${entry.path}`);
   }
   if (tmp.size !== entry.size) {
     tmp.discard();
@@ -104,9 +106,9 @@ async function spool(ctx: LayerContext, entry: TarEntry, content: AsyncIterable<
     try {
       let id: string;
       if (entry.size >= SPLIT_THRESHOLD_BYTES && ctx.pool.size > 1) {
-        id = await digestLargeFile(ctx.pool, tmp.readPath, entry.size, { alg: ctx.repo.alg, impl: ctx.impl });
+        id = await digestLargeFile(ctx.pool, tmp.readPath, entry.size, { alg: ctx.target.alg, impl: ctx.impl });
       } else {
-        const r = await ctx.pool.run({ kind: 'digest-file', path: tmp.readPath, alg: ctx.repo.alg, impl: ctx.impl });
+        const r = await ctx.pool.run({ kind: 'digest-file', path: tmp.readPath, alg: ctx.target.alg, impl: ctx.impl });
         if (!r.ok) throw new VeritreeError(r.code, r.message, { path: tmp.readPath });
         if (r.size !== entry.size) {
           throw new VeritreeError(ERROR_CODES.STORE_IO, `spooled ${entry.path}: ${r.size} bytes hashed, expected ${entry.size}`, { expected: String(entry.size), found: String(r.size) });
@@ -215,8 +217,8 @@ class LayerSink implements SplitSink {
       lease.release();
       return;
     }
-    const task = { kind: 'store-buffer', target: ctx.repo.target, data: buf, alg: ctx.repo.alg, impl: ctx.impl } as const;
-    const run = ctx.pool.run(task, { transfer: [buf.buffer as ArrayBuffer] }).then((r) => {
+    const task = { kind: 'store-buffer', target: ctx.target, data: buf, alg: ctx.target.alg, impl: ctx.impl } as const;
+    const run = ctx.pool.run(task, { transfer: [buf.buffer as ArrayBuffer], holds: lease }).then((r) => {
       if (!r.ok) throw new VeritreeError(r.code, `${r.message} (storing ${entry.path})`, { path: r.path });
       giveBack(r.data);
       return { id: r.id, size: r.size, written: r.written };
@@ -231,14 +233,15 @@ class LayerSink implements SplitSink {
   }
 }
 
-export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layout: LayoutLocation): Promise<LayerResult> {
-  const what = layerWhat(layer);
-  const present = presentLayer(layer);
-  const name = present.stream;
-  const base = { index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, stream: name };
-  if (await ctx.repo.hasStream(name)) return ctx.verifySource ? verifyStoredLayer(ctx, layer, layout) : present;
+/** A layer read and stored whole: `object` is its split stream's object, written, not yet named. */
+export type LayerRead = LayerResult & { object: string };
 
-  const builder = new SplitStreamBuilder(ctx.repo.alg, 'layer');
+/** Reads, checks and splits a layer not in the store. */
+export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layout: LayoutLocation): Promise<LayerRead> {
+  const what = layerWhat(layer);
+  const base = { index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, stream: presentLayer(layer).stream };
+
+  const builder = new SplitStreamBuilder(ctx.target.alg, 'layer');
   const local = new AbortController();
   // The first object that fails stops the layer: its reader and every task still waiting.
   const feed = new OrderedStreamFeed(builder, (e) => {
@@ -248,7 +251,7 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
   const abortAll = (): void => local.abort(ctx.signal.reason);
   if (ctx.signal.aborted) abortAll();
   else ctx.signal.addEventListener('abort', abortAll, { once: true });
-  const batcher = new SmallFileBatcher({ pool: ctx.pool, budget: ctx.budget, target: ctx.repo.target, alg: ctx.repo.alg, impl: ctx.impl, signal: local.signal, newResult: () => feed.pendingObject() });
+  const batcher = new SmallFileBatcher({ pool: ctx.pool, budget: ctx.budget, target: ctx.target, alg: ctx.target.alg, impl: ctx.impl, signal: local.signal, newResult: () => feed.pendingObject() });
   const sink = new LayerSink(ctx, layer, feed, batcher, local.signal);
   let lt: LayerTar | null = null;
   try {
@@ -267,7 +270,7 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
     tar.checkDiffId();
     await feed.finish();
     if (sink.failure) throw sink.failure;
-    return { ...base, ...(await publishLayer(ctx, name, builder, feed)), inlined: sink.inlined, tarBytes: tar.tarBytes(), compressedBytes: tar.compressedBytes(), blobOpens: 1 };
+    return { ...base, ...(await writeLayerStream(ctx, builder, feed)), inlined: sink.inlined, tarBytes: tar.tarBytes(), compressedBytes: tar.compressedBytes(), blobOpens: 1 };
   } catch (e) {
     batcher.discard(e);
     lt?.close();
@@ -320,12 +323,10 @@ async function rootCause(lt: LayerTar | null, err: unknown, signal: AbortSignal)
   }
 }
 
-async function publishLayer(ctx: LayerContext, name: string, builder: SplitStreamBuilder, feed: OrderedStreamFeed): Promise<{ status: 'imported'; objectsWritten: number; objectsPresent: number }> {
+/** Writes the stream's object; the main thread makes it durable and names it. */
+async function writeLayerStream(ctx: LayerContext, builder: SplitStreamBuilder, feed: OrderedStreamFeed): Promise<{ status: 'imported'; object: string; objectsWritten: number; objectsPresent: number }> {
   const bytes = builder.finish();
-  const id = toHex(verityDigest(bytes, ctx.repo.alg, ctx.impl));
-  await writeObject(ctx.repo.target, id, bytes);
-  // Durable first, then named: after a crash a named stream is complete or absent.
-  await ctx.repo.sync();
-  await ctx.repo.publishStream(name, id);
-  return { status: 'imported', objectsWritten: feed.objectsWritten, objectsPresent: feed.objectsPresent };
+  const id = toHex(verityDigest(bytes, ctx.target.alg, ctx.impl));
+  await writeObject(ctx.target, id, bytes);
+  return { status: 'imported', object: id, objectsWritten: feed.objectsWritten, objectsPresent: feed.objectsPresent };
 }

@@ -7,7 +7,8 @@ import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import type { Piscina } from 'piscina';
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
-import type { TaskResults, VerityTask } from './protocol.ts';
+import type { Lease } from './budget.ts';
+import type { TaskResults, TaskRunner, VerityTask } from './protocol.ts';
 
 /**
  * piscina, loaded when a pool first starts, not with this module: fsck, `digest` and cat-layer,
@@ -32,7 +33,7 @@ export function poolSize(opts: PoolSizeOptions, cores: number = availableParalle
   return Math.max(1, Math.min(cores, Math.floor(opts.ioLimit ?? cores)));
 }
 
-export class VerityPool {
+export class VerityPool implements TaskRunner {
   readonly size: number;
   private started: Piscina | null = null;
   private closed = false;
@@ -64,7 +65,7 @@ export class VerityPool {
   }
 
   /** Runs one task; `transfer` buffers are moved to the worker (their views become empty here). */
-  async run<T extends VerityTask>(task: T, opts: { transfer?: ArrayBuffer[]; signal?: AbortSignal } = {}): Promise<TaskResults[T['kind']]> {
+  async run<T extends VerityTask>(task: T, opts: { transfer?: ArrayBuffer[]; signal?: AbortSignal; holds?: Lease } = {}): Promise<TaskResults[T['kind']]> {
     try {
       return (await this.piscina.run(task, {
         ...(opts.transfer ? { transferList: opts.transfer } : {}),
@@ -73,6 +74,8 @@ export class VerityPool {
     } catch (e) {
       if (opts.signal?.aborted) throw new VeritreeError(ERROR_CODES.ABORTED, 'interrupted', { cause: e });
       throw new VeritreeError(ERROR_CODES.WORKER_FAILED, `worker failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    } finally {
+      opts.holds?.release();
     }
   }
 

@@ -5,6 +5,7 @@
  * @module
  */
 import type { ErrorCode } from '../errors.ts';
+import type { Lease } from './budget.ts';
 import type { ObjectTarget } from '../store/objects.ts';
 import type { HashImpl } from '../verity/backends.ts';
 import type { HashAlgorithm } from '../verity/constants.ts';
@@ -131,7 +132,12 @@ export type DigestResult = { ok: true; id: string; size: number } | Failure;
 export type RangeResult = { ok: true; level1: Uint8Array } | Failure;
 /** `data`: the task's buffer, given back (transferred) for the next task to reuse (buffers.ts). */
 export type StoreResult = { ok: true; id: string; size: number; written: boolean; data?: Uint8Array } | Failure;
-export type StoreBatchResult = { ok: true; items: { id: string; size: number; written: boolean }[]; data?: Uint8Array } | Failure;
+/**
+ * A batch's outcome as two arrays, no object per file (the main thread hands it on unread):
+ * `ids` the files' digests back to back, in order; `written[i]` 1 when file i was written, 0
+ * when it was already there.
+ */
+export type StoreBatchResult = { ok: true; ids: Uint8Array; written: Uint8Array; data?: Uint8Array } | Failure;
 
 export interface TaskResults {
   'digest-file': DigestResult;
@@ -142,4 +148,18 @@ export interface TaskResults {
   /** On failure, `index` is the item that failed; the ones before it are done. */
   'copy-batch': { ok: true } | (Failure & { index: number });
   'thread-id': { ok: true; tid: number } | Failure;
+}
+
+/**
+ * What runs pool tasks: the pool itself on the main thread, or, in a layer thread, its line to
+ * the main thread, which hands each task to the pool (layer-remote.ts).
+ */
+export interface TaskRunner {
+  readonly size: number;
+  /**
+   * `signal` may cancel a task not yet started (a layer thread's line ignores it: its layer
+   * settles every task). `holds`: the budget lease the task holds, released as the task ends
+   * (the caller's own release then does nothing; a layer thread saves a message per task).
+   */
+  run<T extends VerityTask>(task: T, opts?: { transfer?: ArrayBuffer[]; signal?: AbortSignal; holds?: Lease }): Promise<TaskResults[T['kind']]>;
 }
