@@ -22,7 +22,7 @@ import { ERROR_CODES, VeritreeError, storeIoError } from '../errors.ts';
 import { lockOptionsFrom, type LockWaitOptions } from '../store/lock.ts';
 import type { Repository } from '../store/repository.ts';
 import { entryObject } from '../store/links.ts';
-import { IMAGES_DIR } from '../store/layout.ts';
+import { IMAGES_DIR, isObjectId } from '../store/layout.ts';
 import { toHex, verityDigest } from '../verity/index.ts';
 
 export interface MountReport {
@@ -67,7 +67,7 @@ function checkLayerPath(p: string): void {
 
 /** The image id for a tag (its config's composefs.image) or for an id under images/. */
 export async function imageIdOf(repo: Repository, name: string): Promise<string> {
-  if (/^[0-9a-f]{64}$/.test(name)) {
+  if (isObjectId(name, repo.alg)) {
     // images/<hex> is followed by the one resolver: only the link composefs-rs writes is an image.
     if ((await entryObject(repo, IMAGES_DIR, name)) === null) throw new VeritreeError(ERROR_CODES.TAG_NOT_FOUND, `no image ${name} under ${join(repo.root, 'images')}`);
     return name;

@@ -66,12 +66,11 @@ export interface StoreImageReport {
  */
 export async function composefsImageOf(repo: Repository, diffIds: string[], opts: StoreImageOptions = {}, format: ErofsVersion = 0): Promise<ComposefsImage> {
   const writerOpts = writerOptionsFor(format);
-  if (repo.alg !== 'sha256') {
-    throw new VeritreeError(ERROR_CODES.STORE_UNSUPPORTED, `composefs images name their files by SHA-256 fs-verity digests; ${repo.root} uses ${repo.alg}`);
-  }
   // The merged tree is gone once this returns: the image is written from the reader's tree alone.
   const root = await composefsTreeOf(repo, diffIds, opts);
-  return writeComposefsImage(root, { ...writerOpts, ...(opts.signal ? { signal: opts.signal } : {}) });
+  // Files are named by the repository's digests (SHA-512 ones in a SHA-512 repository, as
+  // composefs-rs writes with its Sha512HashValue), and so the image's id is too.
+  return writeComposefsImage(root, { ...writerOpts, hash: repo.alg, ...(opts.signal ? { signal: opts.signal } : {}) });
 }
 
 /** `old`'s one JSON object with these named refs (sorted by name) and unnamed stream refs. */

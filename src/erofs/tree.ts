@@ -56,7 +56,7 @@ export class CfsTree {
   readonly payload: (string | null)[] = [];
   /** Inline content (bytes as latin1). */
   readonly content: (string | null)[] = [];
-  /** The fs-verity SHA-256 digest, 32 bytes as latin1. */
+  /** The fs-verity digest (SHA-256, or SHA-512 for a SHA-512 repository), its bytes as latin1. */
   readonly digest: (string | null)[] = [];
 
   /** Slots: key (an index into `keys`), value (bytes as latin1), next slot of the same node. */

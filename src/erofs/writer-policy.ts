@@ -3,12 +3,14 @@
  * lcfs-writer.c: rewrite_tree_for_erofs, add_overlayfs_xattrs, lcfs_write_update_version):
  * overlay xattrs escaped and added (metacopy, redirect, whiteouts), whiteouts turned into files,
  * the root made opaque with its 256 whiteouts, the format version chosen, and the checks that
- * refuse a tree no image can hold.
+ * refuse a tree no image can hold. The metacopy value follows the repository's fs-verity hash
+ * (metacopyOf); a redirect is the object's path, `/XX/<rest of the hex digest>`, whatever its length.
  * @module
  */
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import { MAX_NONINLINE_CHUNKS, S_IFCHR, S_IFMT, S_IFREG, chunkCount, dumpError, validMode } from './node.ts';
 import { type CfsTree, NONE } from './tree.ts';
+import { HASH_ALGORITHMS, type HashAlgorithm } from '../verity/constants.ts';
 
 const OVERLAY = 'trusted.overlay.';
 const ESCAPED = 'trusted.overlay.overlay.';
@@ -79,16 +81,32 @@ export class OverlayKeys {
 const METACOPY_NONE = '';
 /** A redirect is this and the payload; its slots hold the payload alone (see CfsTree.setXattrOf). */
 export const REDIRECT_PREFIX = '/';
-const METACOPY_HEAD = '\x00\x24\x00\x01';
+
+/**
+ * What a file's `trusted.overlay.metacopy` holds before its digest (overlayfs's struct
+ * ovl_metacopy; composefs-rs crates/composefs/src/erofs/composefs.rs OverlayMetacopy): version 0,
+ * the length of the whole value (4 + the digest's size), flags 0, and the kernel's
+ * FS_VERITY_HASH_ALG_* id of the digest (1 SHA-256, 2 SHA-512).
+ */
+export interface Metacopy {
+  head: string;
+  digestSize: number;
+}
+
+export function metacopyOf(alg: HashAlgorithm): Metacopy {
+  const { id, digestSize } = HASH_ALGORITHMS[alg];
+  return { head: String.fromCharCode(0, 4 + digestSize, 0, id), digestSize };
+}
 
 /** Escapes the tree's own overlay xattrs and adds the ones overlayfs reads (add_overlayfs_xattrs). */
-function addOverlayXattrs(t: CfsTree, n: number, version: number, k: OverlayKeys): void {
+function addOverlayXattrs(t: CfsTree, n: number, version: number, k: OverlayKeys, m: Metacopy): void {
   for (let s = t.xHead[n] as number; s !== NONE; s = t.slotNext[s] as number) t.slotKey[s] = k.escape(t.slotKey[s] as number);
   const type = t.type(n);
   if (type === S_IFREG && (t.size[n] as number) > 0 && t.content[n] === null) {
-    // version 0, length 36, flags 0, FS_VERITY_HASH_ALG_SHA256, the digest; empty when none is known
+    // The metacopy head and the digest; empty when no digest is known.
     const digest = t.digest[n] as string | null;
-    setOrRefuse(t, n, k.metacopy, digest === null ? METACOPY_NONE : METACOPY_HEAD + digest);
+    if (digest !== null && digest.length !== m.digestSize) throw refused(t, n, `a digest of ${digest.length} bytes in an image of ${m.digestSize}-byte digests`);
+    setOrRefuse(t, n, k.metacopy, digest === null ? METACOPY_NONE : m.head + digest);
     const payload = t.payload[n] as string | null;
     if (payload !== null && payload.length > 0) setOrRefuse(t, n, k.redirect, payload, REDIRECT_PREFIX.length);
   }
@@ -122,15 +140,16 @@ function checkNode(t: CfsTree, n: number): void {
  * rewrite_tree_for_erofs: overlay xattrs, the root opaque with 256 whiteouts (`.` and `..` come
  * when a folder is laid out: no dumpfile has them). Rows in order: a folder before what it holds.
  */
-export function rewriteTree(t: CfsTree, version: number, signal?: AbortSignal): OverlayKeys {
+export function rewriteTree(t: CfsTree, version: number, alg: HashAlgorithm, signal?: AbortSignal): OverlayKeys {
   t.resetXattrBudgets();
   const keys = new OverlayKeys(t);
+  const m = metacopyOf(alg);
   const rows = t.count;
   for (let n = 0; n < rows; n++) {
     if ((n & 4095) === 0) signal?.throwIfAborted();
     if (t.linkTo[n] !== NONE) continue;
     checkNode(t, n);
-    addOverlayXattrs(t, n, version, keys);
+    addOverlayXattrs(t, n, version, keys, m);
   }
   setOrRefuse(t, 0, keys.rootOpaque, 'y');
   const selinuxKey = t.knownKey('security.selinux');

@@ -4,6 +4,8 @@
  * is the kernel's erofs_fs.h). The image is metadata only: each regular file kept outside it is a
  * chunk-based inode of null chunks with `trusted.overlay.metacopy` (its fs-verity digest) and
  * `trusted.overlay.redirect` (its object path), for overlayfs to serve from a basedir of objects.
+ * With `hash: 'sha512'` the digests are SHA-512 ones, as composefs-rs writes images for a SHA-512
+ * repository (no mkcomposefs writes those; the rest of the image is the same).
  *
  * Layout, in the order written: a 32-byte composefs header, the superblock at 1024, every inode
  * (breadth first from the root, each on a 32-byte slot, its xattrs and tail data after it, padded
@@ -22,6 +24,7 @@
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import { S_IFDIR, mtimeWords } from './node.ts';
 import type { CfsTree } from './tree.ts';
+import type { HashAlgorithm } from '../verity/constants.ts';
 import { BLOCK, BLOCK_BITS, EROFS_MAGIC, SLOT, SUPER_OFFSET, SUPER_SIZE } from './format.ts';
 import { formatVersion, refused, rewriteTree } from './writer-policy.ts';
 import { Layout, computeTree, internal, placeInodes, roundUp } from './writer-layout.ts';
@@ -32,6 +35,8 @@ export interface ImageOptions {
   minVersion?: number;
   /** Highest format version (default 1). */
   maxVersion?: number;
+  /** The fs-verity hash the tree's file digests are of (default sha256): sets the metacopy value. */
+  hash?: HashAlgorithm;
   signal?: AbortSignal;
 }
 
@@ -63,7 +68,7 @@ export function writeComposefsImage(tree: CfsTree, opts: ImageOptions = {}): Com
   if (max < min) max = min;
   if (tree.count === 0 || !tree.isDir(0)) throw new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, 'dumpfile: the root must be a directory');
   const version = formatVersion(tree, min, max);
-  const overlay = rewriteTree(tree, version, opts.signal);
+  const overlay = rewriteTree(tree, version, opts.hash ?? 'sha256', opts.signal);
   const l = new Layout(tree, overlay);
   computeTree(l, opts.signal);
   const { inodesEnd, dataBlocks } = placeInodes(l);

@@ -14,6 +14,7 @@ import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import { quoted } from '../oci/names.ts';
 import { objectPayload } from '../store/layout.ts';
 import type { Repository } from '../store/repository.ts';
+import type { HashAlgorithm } from '../verity/constants.ts';
 import { linkCounts, makedev } from './dump.ts';
 import { xattrsRefusal } from './dumpfile.ts';
 import { layersTree } from './image-tree.ts';
@@ -47,24 +48,27 @@ function refusedAt(t: TreeNodes, n: number, why: string): VeritreeError {
   return new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, `${quoted(`/${t.pathOf(n)}`)}: ${why}`);
 }
 
-const digestScratch = Buffer.alloc(32);
+const digestScratch = Buffer.alloc(64);
 
-/** An object id (64 hex digits) as its 32 bytes, a latin1 string. */
+/** An object id (hex) as its bytes, a latin1 string. */
 function digestBytes(hex: string): string {
+  const n = hex.length / 2;
   digestScratch.write(hex, 0, 'hex');
-  return digestScratch.toString('latin1', 0, 32);
+  return digestScratch.toString('latin1', 0, n);
 }
 
-const HEX64 = /^[0-9a-fA-F]{64}$/;
+/** An object id of the repository's hash: 64 hex digits for SHA-256, 128 for SHA-512. */
+const OBJECT_HEX: Record<HashAlgorithm, RegExp> = { sha256: /^[0-9a-fA-F]{64}$/, sha512: /^[0-9a-fA-F]{128}$/ };
 
 /**
  * The writer's tree of a merged tree: what parseDumpfile gives for dumpLines(tree), field for
  * field (link counts, the reader's truncations, its refusals, hard links resolved to their
  * chain's end), rows added in the dump's order. `release`: the merged tree is emptied as it is
  * copied (folder maps, object ids, symlink targets, xattrs), for a caller that drops it after.
+ * `alg`: the repository's fs-verity hash, which its object ids are digests of.
  * @throws VeritreeError DUMPFILE_INVALID naming the path, for what the reader would refuse
  */
-export function cfsTreeOfNodes(t: TreeNodes, signal?: AbortSignal, release = false): CfsTree {
+export function cfsTreeOfNodes(t: TreeNodes, signal?: AbortSignal, release = false, alg: HashAlgorithm = 'sha256'): CfsTree {
   const nlink = linkCounts(t, signal);
   const c = new CfsTree();
   // Every live row, and the root's 256 whiteouts the writer adds.
@@ -89,7 +93,7 @@ export function cfsTreeOfNodes(t: TreeNodes, signal?: AbortSignal, release = fal
       links.push(n);
       continue;
     }
-    fill(t, c, n, row, code, nlink[n] as number);
+    fill(t, c, n, row, code, nlink[n] as number, OBJECT_HEX[alg]);
     if (release) {
       t.object.delete(n);
       t.symlinkTarget.delete(n);
@@ -114,7 +118,7 @@ export function cfsTreeOfNodes(t: TreeNodes, signal?: AbortSignal, release = fal
 }
 
 /** The fields of a row that is not a hard link, as the reader sets them from its dump line. */
-function fill(t: TreeNodes, c: CfsTree, n: number, row: number, code: number, nlink: number): void {
+function fill(t: TreeNodes, c: CfsTree, n: number, row: number, code: number, nlink: number, objectHex: RegExp): void {
   const object = t.object.get(n) ?? null;
   // The reader cuts a target at a NUL (a C string).
   const whole = t.symlinkTarget.get(n) ?? '';
@@ -151,8 +155,8 @@ function fill(t: TreeNodes, c: CfsTree, n: number, row: number, code: number, nl
     }
   }
   if (object !== null) {
-    if (HEX64.test(object)) c.digest[row] = digestBytes(object);
-    else if (code === FILE && (c.size[row] as number) > 0 && c.content[row] === null) throw refusedAt(t, n, `digest ${JSON.stringify(object)} is not 64 hex digits`);
+    if (objectHex.test(object)) c.digest[row] = digestBytes(object);
+    else if (code === FILE && (c.size[row] as number) > 0 && c.content[row] === null) throw refusedAt(t, n, `digest ${JSON.stringify(object)} is not ${objectHex === OBJECT_HEX.sha512 ? 128 : 64} hex digits`);
   }
   const xattrs = t.xattrs.get(n);
   if (xattrs === undefined) return;
@@ -171,5 +175,5 @@ function fill(t: TreeNodes, c: CfsTree, n: number, row: number, code: number, nl
 export async function composefsTreeOf(repo: Repository, diffIds: string[], opts: ComposefsTreeOptions = {}): Promise<CfsTree> {
   const tree = await layersTree(repo, diffIds, 'composefs', opts.signal);
   for (const w of tree.warnings) opts.onWarning?.(w.path, w.message);
-  return cfsTreeOfNodes(tree.nodes, opts.signal, true);
+  return cfsTreeOfNodes(tree.nodes, opts.signal, true, repo.alg);
 }

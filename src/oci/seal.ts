@@ -1,7 +1,9 @@
 /**
  * Sealing a stored image (`veritree seal TAG --out oci:DIR[:REF]`), as composefs-rs's OCI sealing
  * specification defines it (crates/composefs-oci/src/sealing_spec.rs), digest-only (no
- * signatures), with SHA-256 fs-verity digests of 4 KiB blocks:
+ * signatures), with fs-verity digests of 4 KiB blocks in the repository's hash (SHA-256, or
+ * SHA-512 in a SHA-512 repository, whose images name their files by SHA-512 digests); the keys
+ * below are a SHA-256 repository's, `sha512` in place of `sha256` in a SHA-512 one:
  *
  * - inline (default): the image is exported (export.ts) with `composefs.merged.erofs.v1.
  *   fsverity-sha256-12` in the manifest's annotations, `composefs.config.fsverity-sha256-12` on
@@ -22,6 +24,7 @@ import { composefsImageOf } from '../erofs/store-image.ts';
 import { taggedImage } from '../store/images.ts';
 import { lockOptionsFrom } from '../store/lock.ts';
 import type { Repository } from '../store/repository.ts';
+import type { HashAlgorithm } from '../verity/constants.ts';
 import { toHex, verityDigest } from '../verity/merkle.ts';
 import type { Descriptor } from './blob.ts';
 import { exportImageArchive } from './export-archive.ts';
@@ -60,7 +63,7 @@ async function compute(repo: Repository, tag: string, layers: boolean, opts: Sea
   // Warnings are the merged image's: a layer's tree alone lacks its parents' folders by nature.
   const idOf = async (diffIds: string[], warn: boolean): Promise<string> => {
     const imgOpts = { ...(opts.signal ? { signal: opts.signal } : {}), ...(warn && opts.onWarning ? { onWarning: opts.onWarning } : {}) };
-    return toHex(verityDigest((await composefsImageOf(repo, diffIds, imgOpts, 1)).bytes, 'sha256'));
+    return toHex(verityDigest((await composefsImageOf(repo, diffIds, imgOpts, 1)).bytes, repo.alg));
   };
   const perLayer: string[] = [];
   if (layers) {
@@ -69,15 +72,15 @@ async function compute(repo: Repository, tag: string, layers: boolean, opts: Sea
       perLayer.push(await idOf([d], false));
     }
   }
-  return { configDigest: `sha256:${configHex}`, config: toHex(verityDigest(config, 'sha256')), merged: await idOf(t.diffIds, true), layers: perLayer, diffIds: t.diffIds };
+  return { configDigest: `sha256:${configHex}`, config: toHex(verityDigest(config, repo.alg)), merged: await idOf(t.diffIds, true), layers: perLayer, diffIds: t.diffIds };
 }
 
 /** The artifact manifest for `subject`, its digests in the specification's layer order. */
-function artifactOf(subject: Descriptor, manifestBytes: Buffer, c: Computed, keep: (a: ExportReferrer, digests: Record<string, string>) => void): ExportReferrer[] {
+function artifactOf(alg: HashAlgorithm, subject: Descriptor, manifestBytes: Buffer, c: Computed, keep: (a: ExportReferrer, digests: Record<string, string>) => void): ExportReferrer[] {
   const entries: [string, string][] = [
-    [sealKey('manifest', 'sha256'), toHex(verityDigest(manifestBytes, 'sha256'))],
-    [sealKey('config', 'sha256'), c.config],
-    [sealKey('merged', 'sha256'), c.merged],
+    [sealKey('manifest', alg), toHex(verityDigest(manifestBytes, alg))],
+    [sealKey('config', alg), c.config],
+    [sealKey('merged', alg), c.merged],
   ];
   const bytes = Buffer.from(
     JSON.stringify({
@@ -99,31 +102,32 @@ function artifactOf(subject: Descriptor, manifestBytes: Buffer, c: Computed, kee
  * Writes the tagged image, sealed, to `target`: `oci:DIR[:REF]` (a layout; its other images are
  * kept) or `oci-archive:FILE[:REF]` (a tar of one), REF defaulting to the tag. Holds the
  * repository's shared lock throughout.
- * @throws VeritreeError USAGE for another target; STORE_UNSUPPORTED outside a SHA-256 repository; STORE_CORRUPT when the tag moved while it ran
+ * @throws VeritreeError USAGE for another target; STORE_CORRUPT when the tag moved while it ran
  */
 export async function sealImage(repo: Repository, tag: string, target: string, opts: SealOptions = {}): Promise<SealWriteReport> {
   const { path, ref, archive } = parseSource(target);
   const lock = await repo.lockShared(lockOptionsFrom(opts));
   try {
     const artifact = opts.artifact === true;
+    const alg = repo.alg;
     const c = await compute(repo, tag, !artifact, opts);
     let digests: Record<string, string> = {};
     let artifactDigest: string | null = null;
     const exportOpts: ExportOptions = { ...opts };
     if (artifact) {
       exportOpts.referrers = (subject, manifestBytes) =>
-        artifactOf(subject, manifestBytes, c, (a, d) => {
+        artifactOf(alg, subject, manifestBytes, c, (a, d) => {
           artifactDigest = a.descriptor.digest;
           digests = d;
         });
     } else {
-      const layerKey = sealKey('layer', 'sha256');
+      const layerKey = sealKey('layer', alg);
       exportOpts.annotations = {
-        manifest: { [sealKey('merged', 'sha256')]: c.merged },
-        config: { [sealKey('config', 'sha256')]: c.config },
+        manifest: { [sealKey('merged', alg)]: c.merged },
+        config: { [sealKey('config', alg)]: c.config },
         layers: c.layers.map((v) => ({ [layerKey]: v })),
       };
-      digests = { [sealKey('merged', 'sha256')]: c.merged, [sealKey('config', 'sha256')]: c.config, ...Object.fromEntries(c.layers.map((v, i) => [`${layerKey}@${i + 1}`, v])) };
+      digests = { [sealKey('merged', alg)]: c.merged, [sealKey('config', alg)]: c.config, ...Object.fromEntries(c.layers.map((v, i) => [`${layerKey}@${i + 1}`, v])) };
     }
     const r = await (archive ? exportImageArchive : exportImage)(repo, tag, path, ref ?? tag, exportOpts);
     // The export follows the tag again: it must have found the image the digests are of.

@@ -10,8 +10,10 @@
  * - the config label `containers.composefs.fsverity`: the image id, in a format the label does
  *   not name, so it holds when it is the V0 or the V1 id (V2 ids are not computed).
  *
- * A claim veritree cannot compute (SHA-512 EROFS, 64 KiB blocks, `erofs.v2`, `merged.bootable`)
- * is reported `unchecked`; the image is refused only for a digest computed and found different.
+ * An EROFS claim is computed in the repository's hash: a SHA-512 one in a SHA-512 repository (its
+ * images name their files by SHA-512 digests), a SHA-256 one in a SHA-256 repository. A claim
+ * veritree cannot compute (an EROFS claim of the other hash, 64 KiB blocks, `erofs.v2`,
+ * `merged.bootable`) is reported `unchecked`; the image is refused only for a digest computed and found different.
  * Signatures are reported, not checked.
  * @module
  */
@@ -86,7 +88,8 @@ class ImageIds {
 function erofsUncheckable(c: SealClaim, repo: Repository): string | null {
   if (c.role === 'merged.bootable') return 'the boot variant (no /boot, boot transformations) is not written by veritree';
   if (c.erofs !== 0 && c.erofs !== 1) return `EROFS format v${c.erofs} is not written by veritree`;
-  if (c.alg !== repo.alg || repo.alg !== 'sha256') return `an image naming its files by ${c.alg} digests is not written by veritree in a ${repo.alg} repository`;
+  // An image's files are named by the repository's digests: a claim of another hash is of an image this repository cannot make.
+  if (c.alg !== repo.alg) return `an image naming its files by ${c.alg} digests is not written by veritree in a ${repo.alg} repository`;
   return null;
 }
 
@@ -97,7 +100,7 @@ async function checkOne(c: SealClaim, input: SealInput, repo: Repository, ids: I
     return { found, status: found === c.expected ? 'ok' : 'mismatch' };
   }
   if (c.source === 'label') {
-    if (repo.alg !== 'sha256') return { found: null, status: 'unchecked', why: `images are not written by veritree in a ${repo.alg} repository` };
+    if (repo.alg !== c.alg) return { found: null, status: 'unchecked', why: `the label's ${c.alg} image id is not computed in a ${repo.alg} repository` };
     const v0 = await ids.of(input.diffIds, 0);
     const v1 = await ids.of(input.diffIds, 1);
     if (c.expected === v0 || c.expected === v1) return { found: c.expected === v0 ? v0 : v1, status: 'ok' };

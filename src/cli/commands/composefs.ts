@@ -125,7 +125,8 @@ export function registerComposefs(program: Command): void {
   ).action(async (image: string, dir: string, o: { repo?: string }) => {
     const { openRepository, mountImage, writeStoreImage } = await import('../../index.ts');
     const repo = await openRepository(resolveRepo(o.repo));
-    if (!/^[0-9a-f]{64}$/.test(image)) {
+    const { isObjectId } = await import('../../store/layout.ts');
+    if (!isObjectId(image, repo.alg)) {
       // The composefs image is derived data: a tag without one gets it built first, and says so.
       const { storedImageOf } = await import('../../erofs/store-image.ts');
       if ((await storedImageOf(repo, image)) === null) {

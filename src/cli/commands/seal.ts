@@ -28,7 +28,7 @@ export function registerSeal(program: Command): void {
       .addOption(new Option('--compression <c>', 'how layers are stored').choices(['gzip', 'none']).default('gzip'))
       .option('--artifact', 'leave the image unchanged and write a composefs referrer artifact (application/vnd.composefs.metadata.v1) beside it')
       .option('--json', 'print the report as one JSON object')
-      .addHelpText('after', '\nInline: the manifest carries composefs.merged.erofs.v1.fsverity-sha256-12, the config descriptor\ncomposefs.config.fsverity-sha256-12, each layer composefs.layer.erofs.v1.fsverity-sha256-12.\nThe merged digest is that of the V1 composefs image (mkcomposefs --min-version=1).\nveritree import checks these digests and refuses an image whose content differs.')
+      .addHelpText('after', '\nInline: the manifest carries composefs.merged.erofs.v1.fsverity-sha256-12, the config descriptor\ncomposefs.config.fsverity-sha256-12, each layer composefs.layer.erofs.v1.fsverity-sha256-12\n(fsverity-sha512-12 in a SHA-512 repository).\nThe merged digest is that of the V1 composefs image (mkcomposefs --min-version=1).\nveritree import checks these digests and refuses an image whose content differs.')
   )).action(async (image: string, o: { repo?: string; out: string; compression: 'gzip' | 'none'; artifact?: boolean; json?: boolean; lockTimeout?: number }) => {
     const { sealImage } = await import('../../oci/seal.ts');
     const { openRepository } = await import('../../index.ts');
