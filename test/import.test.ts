@@ -1,7 +1,7 @@
 /** Import of real OCI layouts made by umoci and skopeo, checked with tar-stream and fsverity-utils. */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ImportSummary } from '../src/index.ts';
 import { cleanup, hasTool, randomBytesSeeded, run, tempDir, veritree } from './helpers.ts';
@@ -81,6 +81,20 @@ test('one large layer: a file past the spool threshold, past the split threshold
   assert.ok(s.tarBytes > 73 << 20, String(s.tarBytes));
   assert.equal(s.inlined, 100);
   assert.equal(await checkImported(layout, 'big', repo), 202);
+});
+
+test('layer threads (VERITREE_LAYER_THREADS=1): the large layer imports in a thread of its own, the same objects and stream', { skip: SKIP }, async () => {
+  const layout = join(dir, 'large');
+  const repo = join(dir, 'repo-large-threads');
+  const r = veritree(['import', `oci:${layout}:big`, '--jobs', '2', '--repo', repo, '--json'], { env: { ...process.env, VERITREE_LAYER_THREADS: '1' } });
+  assert.equal(r.status, 0, r.stderr);
+  const s = JSON.parse(r.stdout) as Summary;
+  assert.equal(s.layersImported, 1);
+  assert.equal(s.inlined, 100);
+  assert.equal(await checkImported(layout, 'big', repo), 202);
+  // The same layer stream object as the import on the main thread made.
+  const stream = (root: string): string => readlinkSync(join(root, 'streams', readdirSync(join(root, 'streams')).find((n) => n.startsWith('oci-layer-')) as string));
+  assert.equal(stream(repo), stream(join(dir, 'repo-large')));
 });
 
 test('zstd layers (skopeo --dest-compress-format zstd) and uncompressed layers (skopeo, plain tar)', { skip: SKIP }, async () => {

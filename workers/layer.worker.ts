@@ -5,9 +5,8 @@
  * It names nothing in the store: the main thread publishes the stream it reports.
  */
 import { parentPort } from 'node:worker_threads';
-import { OciArchive, type LayoutLocation } from '../src/oci/layout-files.ts';
 import { importLayer, verifyStoredLayer, type LayerContext } from '../src/pipeline/layer-import.ts';
-import { toWire, type FromThread, type LayerJob, type ToThread, type WireLayout } from '../src/pipeline/layer-messages.ts';
+import { layoutOf, toWire, type FromThread, type LayerJob, type ToThread } from '../src/pipeline/layer-messages.ts';
 import { RemoteLine } from '../src/pipeline/layer-remote.ts';
 
 const port = parentPort;
@@ -16,10 +15,6 @@ if (!port) throw new Error('layer.worker.ts runs only as a worker thread');
 const post = (msg: FromThread, transfer?: ArrayBuffer[]): void => port.postMessage(msg, transfer);
 let line: RemoteLine | null = null;
 let abort: AbortController | null = null;
-
-function layoutOf(w: WireLayout): LayoutLocation {
-  return typeof w === 'string' ? w : new OciArchive(w.path, w.entries, w.identity);
-}
 
 async function runJob(job: LayerJob): Promise<void> {
   const local = new AbortController();

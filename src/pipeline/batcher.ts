@@ -14,9 +14,9 @@ import type { HashAlgorithm } from '../verity/constants.ts';
 import type { Lease, Leases } from './budget.ts';
 import type { ObjectSink } from './stream-feed.ts';
 import type { TaskRunner } from './protocol.ts';
-import { REUSABLE_BYTES, giveBack, takeBuffer } from './buffers.ts';
+import { giveBack, takeBuffer } from './buffers.ts';
 
-export const BATCH_BYTES = REUSABLE_BYTES;
+export const BATCH_BYTES = 1 << 20;
 export const BATCH_FILES = 512;
 /** Files up to this size are batched; larger ones are a task of their own. */
 export const BATCH_ITEM_MAX = 256 << 10;
@@ -58,7 +58,7 @@ export class SmallFileBatcher {
     if (!this.buf) {
       // Not zeroed: only the bytes copied in are ever sent. A zeroed 1 MiB per batch cost the
       // main thread more than the copying (a memset, and the kernel clearing fresh pages).
-      this.buf = takeBuffer();
+      this.buf = takeBuffer(BATCH_BYTES);
       this.off = 0;
     }
     return this.buf;

@@ -50,6 +50,12 @@ export interface ImportOptions extends LockWaitOptions {
   /** Bytes of file content handed to the pool and not yet stored (default MAX_INFLIGHT_BYTES). */
   maxInflightBytes?: number | undefined;
   layerConcurrency?: number | undefined;
+  /**
+   * Run each layer of over 256 KiB in a layer thread of its own (default: the
+   * VERITREE_LAYER_THREADS environment variable is 1). Off, every layer runs on the calling
+   * thread. Experimental: see docs/performance.md "Why layer threads".
+   */
+  layerThreads?: boolean | undefined;
   signal?: AbortSignal | undefined;
   /**
    * Read and check every layer blob (size, SHA-256, diff_id) even when its layer is stored, so

@@ -25,7 +25,7 @@ import type { BulkImportOptions, BulkImportReport, ImageResult, ImportJob, Impor
 import { defaultIoLimit } from './io-limit.ts';
 import { presentLayer, type LayerResult } from './layer-import.ts';
 import type { LayerJob } from './layer-messages.ts';
-import { bootLayerThread, LayerThreads, type LayerHooks } from './layer-thread.ts';
+import { bootLayerThread, INLINE_LAYER_BYTES, LayerThreads, type LayerHooks } from './layer-thread.ts';
 import { poolSize, VerityPool } from './pool.ts';
 import { imageComplete, publishImage } from './publish-image.ts';
 import { LayerScheduler } from './scheduler.ts';
@@ -35,15 +35,29 @@ import { checkSourceSeal } from './seal-gate.ts';
 export const SPOOL_THRESHOLD_BYTES = 16 << 20;
 /** Bytes of file content handed to the pool and not yet stored. */
 export const MAX_INFLIGHT_BYTES = 128 << 20;
-/** The share of the byte budget each running layer can count on: a few batches in flight. */
-export const LAYER_BUDGET_SHARE = 8 << 20;
+/** Layers read at once without layer threads: enough to keep the pool busy between layers, few enough to bound memory. */
+export const LAYER_CONCURRENCY = 3;
+/**
+ * Memory a running layer thread takes beyond the byte budget: its heap, its reads, inflate and
+ * hashing buffers, its open batch (measured: 45-55 MiB each, 12 MiB of it the idle thread).
+ */
+export const LAYER_THREAD_MEMORY = 48 << 20;
+/** What the 512 MiB bound leaves to layer threads beside the main thread, the pool and the byte budget. */
+export const LAYER_THREADS_MEMORY = 160 << 20;
 
 /**
- * Layers read at once, each in a thread of its own: one per core, as many as the byte budget
- * gives a few batches each, and at least 3 (a small layer then overlaps a big one on 2 cores).
+ * Layers read at once: without layer threads, LAYER_CONCURRENCY; with them, one per job (the
+ * pool's size), at least 3 (a small layer then overlaps a big one on 2 cores), and no more than
+ * the memory left to layer threads holds.
  */
-export function layerConcurrency(maxBytes: number, cores: number = availableParallelism()): number {
-  return Math.max(3, Math.min(cores, Math.floor(maxBytes / LAYER_BUDGET_SHARE)));
+export function layerConcurrency(jobs: number, threaded: boolean): number {
+  if (!threaded) return LAYER_CONCURRENCY;
+  return Math.max(1, Math.min(Math.max(jobs, 3), Math.floor(LAYER_THREADS_MEMORY / LAYER_THREAD_MEMORY)));
+}
+
+/** Whether an import uses layer threads: the option, else VERITREE_LAYER_THREADS=1. */
+function layerThreadsOn(options: ImportOptions): boolean {
+  return options.layerThreads ?? process.env.VERITREE_LAYER_THREADS === '1';
 }
 
 export type {
@@ -72,8 +86,6 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
   if (options.signal?.aborted) controller.abort(options.signal.reason);
   const aborted = (): VeritreeError => new VeritreeError(ERROR_CODES.ABORTED, 'interrupted');
 
-  // Booting while the images are resolved, off the critical path.
-  bootLayerThread();
   // Up front: a repository we cannot write to fails the run before any image is read.
   const lock = await repo.lockShared(lockOptionsFrom({ ...options, signal: controller.signal }));
   let ownPool: VerityPool | null = null;
@@ -146,15 +158,18 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
       }
     }
     if (pending.length > 0) {
+      // A thread boots while the pool does, when some layer is big enough to need one.
+      const threaded = layerThreadsOn(options);
+      if (threaded && pending.some((p) => p.image.layers.some((l) => l.descriptor.size > INLINE_LAYER_BYTES))) bootLayerThread();
       ownPool = options.pool ? null : new VerityPool(poolJobs);
       const pool = (options.pool ?? ownPool) as VerityPool;
       const budget = new Budget(options.maxInflightBytes ?? MAX_INFLIGHT_BYTES, Math.max(4, poolJobs * 4));
       const limits = { ...DEFAULT_LAYER_LIMITS, ...options.limits };
       const spoolThreshold = options.spoolThreshold ?? SPOOL_THRESHOLD_BYTES;
-      const lt = (threads = new LayerThreads(pool, budget));
+      const lt = (threads = new LayerThreads(pool, budget, threaded));
       const job = (mode: LayerJob['mode'], layer: ResolvedLayer, layout: LayoutLocation): LayerJob => ({ mode, layer, layout, target: repo.target, root: repo.root, impl, limits, spoolThreshold, maxBytes: budget.maxBytes, poolSize: pool.size });
       const quiet = { onBytes: () => undefined, onFinishing: () => undefined, onWarning: () => undefined };
-      const scheduler = new LayerScheduler(options.layerConcurrency ?? layerConcurrency(budget.maxBytes), async (layer, layout, image) => {
+      const scheduler = new LayerScheduler(options.layerConcurrency ?? layerConcurrency(poolJobs, threaded), async (layer, layout, image) => {
         if (controller.signal.aborted) throw aborted();
         const owner = pending.find((p) => p.index === image) as Prepared;
         options.onProgress?.({ type: 'layer-start', image, index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, size: layer.descriptor.size });

@@ -5,7 +5,7 @@
  * @module
  */
 import { ERROR_CODES, VeritreeError, isVeritreeError, type ErrorCode } from '../errors.ts';
-import type { OciArchive } from '../oci/layout-files.ts';
+import { OciArchive, type LayoutLocation } from '../oci/layout-files.ts';
 import type { ResolvedLayer } from '../oci/layout.ts';
 import type { LayerLimits } from '../oci/layer-stream.ts';
 import type { TarWarningCode } from '../oci/tar-split.ts';
@@ -16,6 +16,12 @@ import type { TaskResults, VerityTask } from './protocol.ts';
 
 /** A layout as it crosses: a folder, or an archive's fields (its class does not cross). */
 export type WireLayout = string | Pick<OciArchive, 'path' | 'entries' | 'identity'>;
+
+/** The layout a job names, as this thread can read it (an archive is rebuilt from its fields). */
+export function layoutOf(w: WireLayout): LayoutLocation {
+  if (typeof w === 'string' || w instanceof OciArchive) return w;
+  return new OciArchive(w.path, w.entries, w.identity);
+}
 
 /** One layer for a thread: `import` reads and stores it; `verify` only reads and checks its blob. */
 export interface LayerJob {

@@ -10,8 +10,8 @@ import { Worker } from 'node:worker_threads';
 import { ERROR_CODES, VeritreeError, interrupted, isVeritreeError, throwIfAborted } from '../errors.ts';
 import type { TarWarningCode } from '../oci/tar-split.ts';
 import type { Budget, Lease } from './budget.ts';
-import type { LayerRead, LayerResult } from './layer-import.ts';
-import { fromWire, threadDied, toWire, type FromThread, type LayerJob, type ToThread } from './layer-messages.ts';
+import { importLayer, verifyStoredLayer, type LayerContext, type LayerRead, type LayerResult } from './layer-import.ts';
+import { fromWire, layoutOf, threadDied, toWire, type FromThread, type LayerJob, type ToThread } from './layer-messages.ts';
 import type { VerityPool } from './pool.ts';
 import type { TaskResults, VerityTask } from './protocol.ts';
 
@@ -20,9 +20,29 @@ const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 const LAYER_WORKER_URL = new URL(`../../workers/layer.worker${ext}`, import.meta.url);
 
 /**
+ * A layer thread's young generation, in MiB. V8's default (three 16 MiB semi-spaces) is sized
+ * for one main thread; a run has one layer thread per job, and their garbage (chunks, entries)
+ * dies young, so a small nursery costs little time and keeps each thread's memory small.
+ */
+const LAYER_THREAD_YOUNG_MB = 12;
+
+function newThread(): Worker {
+  return new Worker(LAYER_WORKER_URL, { resourceLimits: { maxYoungGenerationSizeMb: LAYER_THREAD_YOUNG_MB } });
+}
+
+/**
+ * Layers whose blob is at most this size are read on the calling thread: a thread's boot (its
+ * modules loaded and compiled, over 100 ms of CPU) costs more than such a layer's whole chain,
+ * and their per-byte work is bounded by this size times the layers of a run.
+ */
+export const INLINE_LAYER_BYTES = 256 << 10;
+
+/** Idle threads kept for the next run (unref'd: a spare never keeps the process alive). */
+const MAX_SPARES = 2;
+
+/**
  * Threads waiting for a run: booted ahead of it, or kept from the last one. A thread loads its
- * modules (tens of milliseconds of its own CPU, more under load), so this takes that off the
- * critical path. At most one, unref'd: a spare never keeps the process alive.
+ * modules (over 100 ms of its own CPU, more under load), so this takes that off the critical path.
  */
 const spares: Worker[] = [];
 const spareDied = (w: Worker) => (): void => {
@@ -41,7 +61,7 @@ function keepSpare(w: Worker): void {
 
 /** Boots one layer thread ahead of the run that will use it, unless one waits already. */
 export function bootLayerThread(): void {
-  if (spares.length === 0) keepSpare(new Worker(LAYER_WORKER_URL));
+  if (spares.length === 0) keepSpare(newThread());
 }
 
 export interface LayerHooks {
@@ -88,9 +108,13 @@ export class LayerThreads {
   private readonly threads: LayerThread[] = [];
   private closed = false;
 
-  constructor(pool: VerityPool, budget: Budget) {
+  /** Whether layers over INLINE_LAYER_BYTES go to threads; off, every layer runs here. */
+  private readonly threaded: boolean;
+
+  constructor(pool: VerityPool, budget: Budget, threaded: boolean) {
     this.pool = pool;
     this.budget = budget;
+    this.threaded = threaded;
   }
 
   /**
@@ -101,6 +125,7 @@ export class LayerThreads {
   async run(job: LayerJob, hooks: LayerHooks, signal: AbortSignal): Promise<LayerRead | LayerResult> {
     throwIfAborted(signal);
     if (this.closed) throw new VeritreeError(ERROR_CODES.INTERNAL, 'layer threads used after close');
+    if (!this.threaded || job.layer.descriptor.size <= INLINE_LAYER_BYTES) return this.runHere(job, hooks, signal);
     const t = this.threads.find((x) => !x.running && !x.dead) ?? this.spawn();
     t.worker.ref();
     const onAbort = (): void => t.send({ type: 'abort' });
@@ -128,10 +153,29 @@ export class LayerThreads {
     }
   }
 
+  /** A small layer's chain on this thread, over the pool and budget directly. */
+  private runHere(job: LayerJob, hooks: LayerHooks, signal: AbortSignal): Promise<LayerRead | LayerResult> {
+    const ctx: LayerContext = {
+      target: job.target,
+      root: job.root,
+      pool: this.pool,
+      budget: this.budget,
+      impl: job.impl,
+      limits: job.limits,
+      spoolThreshold: job.spoolThreshold,
+      signal,
+      onBytes: (_l, compressed, tar, entries) => hooks.onBytes(compressed, tar, entries),
+      onFinishing: () => hooks.onFinishing(),
+      onWarning: (_l, code, message) => hooks.onWarning(code, message),
+    };
+    const layout = layoutOf(job.layout);
+    return job.mode === 'import' ? importLayer(ctx, job.layer, layout) : verifyStoredLayer(ctx, job.layer, layout);
+  }
+
   private spawn(): LayerThread {
     const spare = spares.shift();
     spare?.removeAllListeners();
-    const t = new LayerThread(spare ?? new Worker(LAYER_WORKER_URL));
+    const t = new LayerThread(spare ?? newThread());
     this.threads.push(t);
     const died = (why: string): void => {
       if (t.dead) return;
@@ -216,8 +260,8 @@ export class LayerThreads {
   }
 
   /**
-   * Ends the run's threads: one idle thread is kept as the next run's spare (an import after
-   * this one skips a thread's boot), the others are stopped.
+   * Ends the run's threads: up to MAX_SPARES idle ones are kept as the next run's spares (an
+   * import after this one skips their boot), the others are stopped.
    */
   async close(): Promise<void> {
     this.closed = true;
@@ -227,7 +271,7 @@ export class LayerThreads {
       t.dead = true;
       const idle = t.running === null;
       t.running?.settle(null, threadDied('the run ended'));
-      if (idle && spares.length === 0) keepSpare(t.worker);
+      if (idle && spares.length < MAX_SPARES) keepSpare(t.worker);
       else stop.push(t.worker);
     }
     await Promise.all(stop.map((w) => w.terminate()));
