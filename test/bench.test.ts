@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { cleanup, hasTool, run, tempDir, veritree } from './helpers.ts';
+import { cleanup, hasTool, heavy, run, tempDir, veritree } from './helpers.ts';
 
 let dir = '';
 let out = '';
@@ -76,7 +76,7 @@ test('veritree bench --quick writes report.json, report.md and scaling.svg with 
 });
 
 const chromium = ['chromium', 'chromium-browser', 'google-chrome'].find(hasTool);
-test('scaling.svg opens in headless Chromium and shows one series per workload and the limit', { skip: chromium ? false : 'skipped: chromium not installed' }, () => {
+test('scaling.svg opens in headless Chromium and shows one series per workload and the limit', { skip: heavy() || (chromium ? false : 'skipped: chromium not installed') }, () => {
   const svg = join(out, 'scaling.svg');
   const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${join(dir, 'profile')}`];
   const dom = run(chromium as string, [...flags, '--dump-dom', `file://${svg}`]);

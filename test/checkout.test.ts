@@ -3,7 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, constants as fsc, existsSync, fstatSync, lstatSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanup, run, tempDir, veritree } from './helpers.ts';
+import { cleanup, heavy, run, tempDir, veritree } from './helpers.ts';
 import { layoutOf, tarWith, type Ent } from './fixtures/tar-entries.ts';
 import { parseDumpLine } from '../src/merge/dumpfile.ts';
 import { openRepository } from '../src/index.ts';
@@ -129,7 +129,7 @@ test('without the native module, times are set to the microsecond and checkout s
   assert.equal(statSync(join(out, 'b'), { bigint: true }).mtimeNs, 1_700_000_000_500_000_000n);
 });
 
-test('a tree 3,000 folders deep checks out under a limit of 128 descriptors, with its folders finished and a hard link from the bottom to the top', { timeout: 120_000 }, async () => {
+test('a tree 3,000 folders deep checks out under a limit of 128 descriptors, with its folders finished and a hard link from the bottom to the top', { skip: heavy(), timeout: 120_000 }, async () => {
   const depth = 3000;
   const ents: Ent[] = [{ name: 'top', content: big('top') }];
   let p = '';

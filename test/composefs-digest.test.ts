@@ -9,9 +9,8 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { cleanup, hasTool, must, tempDir, veritree } from './helpers.ts';
+import { cleanup, hasTool, must, needShared, sharedSkip, spawnGuarded, tempDir, veritree } from './helpers.ts';
 import { buildImage, hardlink, lines, symlink, write } from './fixtures/oci.ts';
 import { mkcomposefs, type Mkcomposefs } from './fixtures/mkcomposefs.ts';
 
@@ -23,10 +22,11 @@ before(() => {
   dir = tempDir('veritree-cfsdigest-');
 });
 after(() => dir && !process.env.VERITREE_KEEP && cleanup(dir));
-const skip = (): string | false => (missing.length ? `skipped: ${missing.join(', ')} not installed` : typeof oracle === 'string' ? oracle : false);
+const noOracle = (): string | false => (typeof oracle === 'string' ? oracle : false);
+const skip = (): string | false => (missing.length ? `skipped: ${missing.join(', ')} not installed` : sharedSkip(noOracle()));
 
 function sh(script: string): void {
-  const r = spawnSync('sh', ['-c', script], { encoding: 'utf8' });
+  const r = spawnGuarded('sh', ['-c', script], { encoding: 'utf8' });
   assert.equal(r.status, 0, `${script}: ${r.stderr}`);
 }
 
@@ -49,7 +49,7 @@ function expectedDigest(layout: string, ref: string): string {
   m.run([root, join(bundle, 'dir.cfs')]);
   const dump = m.info(['dump', join(bundle, 'dir.cfs')]).split('\n').filter((l) => l !== '');
   const inodes = new Map<string, string[]>();
-  const stats = spawnSync('sh', ['-c', `cd ${root} && find . ! -type d -links +1 -printf '%i %P\\n'`], { encoding: 'utf8' }).stdout.trim();
+  const stats = spawnGuarded('sh', ['-c', `cd ${root} && find . ! -type d -links +1 -printf '%i %P\\n'`], { encoding: 'utf8' }).stdout.trim();
   for (const line of stats ? stats.split('\n') : []) {
     const [ino, path] = [line.slice(0, line.indexOf(' ')), `/${line.slice(line.indexOf(' ') + 1)}`];
     inodes.set(ino, [...(inodes.get(ino) ?? []), path]);
@@ -90,6 +90,7 @@ function veritreeDigest(layout: string, ref: string): string {
 }
 
 test('a single-layer image: the same composefs digest as composefs-rs\'s rules give', { skip: skip() }, () => {
+  needShared(noOracle());
   const layout = join(dir, 'one');
   buildImage(layout, 'one', [
     (r) => {
@@ -105,6 +106,7 @@ test('a single-layer image: the same composefs digest as composefs-rs\'s rules g
 });
 
 test('many layers with whiteouts and opaque folders: the same composefs digest', { skip: skip() }, () => {
+  needShared(noOracle());
   const layout = join(dir, 'many');
   buildImage(layout, 'many', [
     (r) => {
@@ -132,6 +134,7 @@ test('many layers with whiteouts and opaque folders: the same composefs digest',
 });
 
 test('special files, hard links and xattrs: the same composefs digest', { skip: skip() }, () => {
+  needShared(noOracle());
   const layout = join(dir, 'special');
   buildImage(layout, 'special', [
     (r) => {

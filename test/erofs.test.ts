@@ -9,8 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { spawnSync } from 'node:child_process';
-import { SHARED, ROOT, cleanup, exists, hasTool, prng, tempDir, veritree } from './helpers.ts';
+import { SHARED, ROOT, cleanup, exists, hasTool, needShared, prng, sharedSkip, skipShared, spawnGuarded, tempDir, veritree } from './helpers.ts';
 import { mkcomposefs, type Mkcomposefs } from './fixtures/mkcomposefs.ts';
 import { parseDumpfile } from '../src/erofs/dump-parse.ts';
 import { writeComposefsImage } from '../src/erofs/writer.ts';
@@ -50,7 +49,8 @@ test('xxh32 gives the reference values', () => {
   assert.equal(xxh32(Buffer.from('Nobody inspects the spammish repetition'), 0), 0xe2293b2f);
 });
 
-test('conformance: every image of the composefs suite is byte-identical to mkcomposefs 1.0.8\'s', { skip: noAssets }, async () => {
+test('conformance: every image of the composefs suite is byte-identical to mkcomposefs 1.0.8\'s', { skip: sharedSkip(noAssets) }, async () => {
+  needShared(noAssets);
   const names = readdirSync(ASSETS).filter((f) => /\.dump(\.gz)?$/.test(f) && !f.startsWith('should-fail'));
   assert.equal(names.length, 14);
   for (const name of names) {
@@ -62,7 +62,8 @@ test('conformance: every image of the composefs suite is byte-identical to mkcom
   }
 });
 
-test('conformance: every should-fail dumpfile is refused, naming its line', { skip: noAssets }, async () => {
+test('conformance: every should-fail dumpfile is refused, naming its line', { skip: sharedSkip(noAssets) }, async () => {
+  needShared(noAssets);
   const names = readdirSync(ASSETS).filter((f) => f.startsWith('should-fail'));
   assert.equal(names.length, 14);
   for (const name of names) {
@@ -165,7 +166,7 @@ function randomDump(seed: number): string {
 }
 
 test('random trees: the same bytes as mkcomposefs 1.0.8, for every format version', async (t) => {
-  if (typeof oracle === 'string') return t.skip(oracle);
+  if (typeof oracle === 'string') return skipShared(t, oracle);
   const m = oracle;
   const runs = Number(process.env.VERITREE_EROFS_RUNS ?? 40);
   let refusals = 0;
@@ -202,7 +203,7 @@ test('random trees: the same bytes as mkcomposefs 1.0.8, for every format versio
 });
 
 test('number fields read the strtoull way (signs, wrap-around, past 2^53) give mkcomposefs\'s bytes', async (t) => {
-  if (typeof oracle === 'string') return t.skip(oracle);
+  if (typeof oracle === 'string') return skipShared(t, oracle);
   const dump = [
     '/ 4096 40755 2 +0 0 0 -1.5 - - -',
     '/a 1 100644 1 -1 +70000 0 18446744073709551615.+4294967297 aa/bb - ' + 'ab'.repeat(32),
@@ -220,7 +221,7 @@ test('number fields read the strtoull way (signs, wrap-around, past 2^53) give m
 test('xattr values made to look alike (same length, same first and last bytes) give mkcomposefs\'s bytes', async (t) => {
   // The writer counts values by a hash of a sample of their bytes, and falls back to full hashing
   // when values crowd one sample: these 600 redirects all share theirs, some of them twice.
-  if (typeof oracle === 'string') return t.skip(oracle);
+  if (typeof oracle === 'string') return skipShared(t, oracle);
   const lines = ['/ 4096 40755 2 0 0 0 0.0 - - -'];
   for (let i = 0; i < 600; i++) {
     const middle = String(i % 500).padStart(20, '0');
@@ -254,7 +255,7 @@ test('odd paths (double and trailing slashes, relative, . and .., escaped slashe
   // The reader places plain paths of a folder it has seen straight from the line, and everything
   // else by walking from the root: each of these must land where mkcomposefs puts it, or be
   // refused where it refuses.
-  if (typeof oracle === 'string') return t.skip(oracle);
+  if (typeof oracle === 'string') return skipShared(t, oracle);
   const m = oracle;
   const base = ['/ 4096 40755 2 0 0 0 0.0 - - -', '/d 4096 40755 2 0 0 0 0.0 - - -', '/d/e 4096 40755 2 0 0 0 0.0 - - -', '/f 0 100644 1 0 0 0 0.0 - - -'];
   const file = (path: string): string => `${path} 0 100644 1 0 0 0 0.0 - - -`;
@@ -373,13 +374,13 @@ const mountable = whyNoMount !== null ? `skipped: ${whyNoMount}` : !hasTool('umo
 
 /** Every entry below `root`: type, mode, owner, size, link target, user xattrs, content hash. */
 function describe(root: string): string[] {
-  const r = spawnSync('sh', ['-c', `cd '${root}' && find . -mindepth 1 -printf '%P %y %m %U:%G %s %l\\n' | LC_ALL=C sort`], { encoding: 'utf8' });
+  const r = spawnGuarded('sh', ['-c', `cd '${root}' && find . -mindepth 1 -printf '%P %y %m %U:%G %s %l\\n' | LC_ALL=C sort`], { encoding: 'utf8' });
   const out: string[] = [];
   for (const line of r.stdout.split('\n').filter(Boolean)) {
     const path = line.split(' ')[0] as string;
     const full = join(root, path);
     const st = lstatSync(full);
-    const x = spawnSync('getfattr', ['-h', '-d', '-m', '^user\\.', '-e', 'hex', full], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l && !l.startsWith('#')).join(',');
+    const x = spawnGuarded('getfattr', ['-h', '-d', '-m', '^user\\.', '-e', 'hex', full], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l && !l.startsWith('#')).join(',');
     const hash = st.isFile() ? createHash('sha256').update(readFileSync(full)).digest('hex') : '';
     out.push(`${line.replace(/ \d+ (?=\S*$)/, st.isFile() ? ` ${st.size} ` : ' - ')} ${x} ${hash}`);
   }
@@ -407,7 +408,7 @@ test('veritree mount: the mounted image is the checkout, byte for byte; umount u
     const mounted = describe(mnt);
     assert.ok(mounted.length > 5);
     assert.deepEqual(mounted, describe(co));
-    assert.equal(spawnSync('touch', [join(mnt, 'new')]).status !== 0, true, 'the mount is read-only');
+    assert.equal(spawnGuarded('touch', [join(mnt, 'new')]).status !== 0, true, 'the mount is read-only');
   } finally {
     const u = veritree(['umount', mnt]);
     assert.equal(u.status, 0, u.stderr);

@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanup, hasTool, tempDir, veritree } from './helpers.ts';
+import { cleanup, hasTool, heavy, tempDir, veritree } from './helpers.ts';
 import { blobFile, buildImage, lines, readManifest, replaceLayer, rewriteManifest, write, writeBlob } from './fixtures/oci.ts';
 import { assertConsistent, tags } from './fixtures/store-check.ts';
 import { ustarHeader, withChecksum } from './fixtures/hostile-blobs.ts';
@@ -118,7 +118,7 @@ test('a hardlink to a path that does not exist: import keeps the bytes, checkout
   assert.match(r.stderr, /\/ghost-link: refused: hardlink to "no\/such\/file"/);
 });
 
-test('150,000 empty files and 60,000 small files in a row import (no argument spread of a run of inline records)', { skip: SKIP }, () => {
+test('150,000 empty files and 60,000 small files in a row import (no argument spread of a run of inline records)', { skip: SKIP || heavy() }, () => {
   const parts: Buffer[] = [];
   for (let i = 0; i < 150_000; i++) parts.push(header(`e/${i}`, 0));
   for (let i = 0; i < 60_000; i++) parts.push(file(`s/${i}`, `small ${i}`));

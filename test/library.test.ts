@@ -6,10 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import * as lib from '../src/index.ts';
-import { ROOT, cleanup, tempDir } from './helpers.ts';
+import { ROOT, cleanup, tempDir, spawnGuarded } from './helpers.ts';
 
 function documentedNames(): string[] {
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
@@ -112,7 +111,7 @@ test('the declarations compile in a TypeScript consumer with no "types" setting 
       join(dir, 'a.ts'),
       "import { openRepository, importImage, isVeritreeError } from 'veritree';\nconst repo = await openRepository('/nonexistent', { create: true });\ntry { await importImage(repo, 'oci:/x', { signal: new AbortController().signal }); } catch (e) { if (isVeritreeError(e)) console.log(e.code); }\n"
     );
-    const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], { encoding: 'utf8' });
+    const r = spawnGuarded(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stdout + r.stderr);
   } finally {
     cleanup(dir);

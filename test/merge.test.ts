@@ -8,7 +8,7 @@ import { mergeLayers, normalisePath, sortedPaths, type TreeNode } from '../src/m
 import { parseDumpLine, formatDumpLine } from '../src/merge/dumpfile.ts';
 import { type LayerEntry } from '../src/merge/layer-entries.ts';
 import { dumpLines } from '../src/merge/dump.ts';
-import { ROOT, SHARED, cleanup, hasTool, must, prng, run, tempDir, veritree, randomBytesSeeded } from './helpers.ts';
+import { cleanup, hasTool, heavy, must, prng, randomBytesSeeded, ROOT, run, SHARED, tempDir, veritree } from './helpers.ts';
 import { buildImage, hardlink, lines, plainLayerLayout, replaceLayer, symlink, write } from './fixtures/oci.ts';
 import { tarOf } from './fixtures/tar.ts';
 import { withChecksum } from './fixtures/hostile-blobs.ts';
@@ -121,7 +121,7 @@ t.close()`,
   }
 });
 
-test('a folder 10,000 deep merges and sorts in time linear in its entries (no walk from the root per entry, no whole-path comparisons)', { timeout: 120_000 }, () => {
+test('a folder 10,000 deep merges and sorts in time linear in its entries (no walk from the root per entry, no whole-path comparisons)', { skip: heavy(), timeout: 120_000 }, () => {
   const depth = 10_000;
   const entries: LayerEntry[] = [];
   let p = '';

@@ -7,8 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { ROOT, cleanup, hasTool, tempDir, veritree } from './helpers.ts';
+import { ROOT, cleanup, hasTool, tempDir, veritree, spawnGuarded } from './helpers.ts';
 import { parseDumpfile } from '../src/erofs/dump-parse.ts';
 import { writeComposefsImage } from '../src/erofs/writer.ts';
 import { mountImage, mountUnavailable, unmountImage } from '../src/erofs/mount.ts';
@@ -27,7 +26,7 @@ after(() => dir && !process.env.VERITREE_KEEP && cleanup(dir));
 
 /** Loop devices whose backing file lies under `root`. */
 function loopsUnder(root: string): string[] {
-  const r = spawnSync('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'], { encoding: 'utf8' });
+  const r = spawnGuarded('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'], { encoding: 'utf8' });
   return r.stdout.split('\n').filter((l) => l.includes(root));
 }
 
@@ -87,7 +86,7 @@ test('mount: a damaged image is refused from the descriptor it opened, and a sym
   // A symlink in the image's place is refused, not followed to a good copy.
   const copy = join(root, 'good-copy');
   writeFileSync(copy, good);
-  spawnSync('ln', ['-sf', copy, obj]);
+  spawnGuarded('ln', ['-sf', copy, obj]);
   await assert.rejects(mountImage(repo, 'ex', mnt), (e) => isVeritreeError(e) && /ELOOP|symbolic link|not a regular/i.test(`${e.code} ${e.message}`));
   assert.deepEqual(readdirSync(mnt), []);
   assert.deepEqual(loopsUnder(root), []);

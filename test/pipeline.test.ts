@@ -7,7 +7,6 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readlinkSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,7 +27,7 @@ import { ChunkReader } from '../src/oci/chunk-reader.ts';
 import { splitTar, type TarEntry } from '../src/oci/tar-split.ts';
 import { FRAME_RAW_BYTES, INLINE_RUN_MAX } from '../src/store/splitstream.ts';
 import type { PublishResult } from '../src/store/objects.ts';
-import { cleanup, prng, ROOT, tempDir } from './helpers.ts';
+import { cleanup, heavy, prng, ROOT, spawnGuarded, tempDir } from './helpers.ts';
 import { LAYER_MEDIA, blobFile, layoutFromBlobs, plainLayerLayout } from './fixtures/oci.ts';
 import { ustarHeader, writeEmptyFilesTar, zstdZeroFileBomb } from './fixtures/hostile-blobs.ts';
 
@@ -535,7 +534,7 @@ test('no deadlock: one worker, four layers at once, each with small files (open 
   await rebuiltMatches(repoPath, tars);
 });
 
-test('property: random file sizes, jobs, layer concurrency, budgets and thresholds always finish, exactly', { timeout: 600_000 }, async () => {
+test('property: random file sizes, jobs, layer concurrency, budgets and thresholds always finish, exactly', { skip: heavy(), timeout: 600_000 }, async () => {
   const root = scratch('veritree-prop-');
   const pools = [new VerityPool(1), new VerityPool(2)];
   let run = 0;
@@ -639,15 +638,16 @@ test('100 failing imports in one process leave no file descriptor open', { timeo
   }
 });
 
-/** Runs one import in a child process; returns what test/fixtures/import-measure prints. */
+/** Runs one import in a child process; returns what test/fixtures/import-measure prints. A hang fails (spawnGuarded). */
 function measure(source: string, repo: string): { ok: boolean; code?: string; message?: string; ms: number; maxRssBytes: number; inlined?: number } {
-  const r = spawnSync(process.execPath, [join(ROOT, 'dist/test/fixtures/import-measure.js'), source, repo], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  const r = spawnGuarded(process.execPath, [join(ROOT, 'dist/test/fixtures/import-measure.js'), source, repo], { encoding: 'utf8', maxBuffer: 16 << 20 });
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout) as ReturnType<typeof measure>;
 }
 const MiB = 2 ** 20;
 
-test('a zstd bomb of 64 GiB (2 MiB of zstd) is refused within 5 s, peak RSS under 512 MiB', { timeout: 60_000 }, () => {
+/** A 64 GiB zstd bomb (2 MiB of zstd) imported in a child: what the import said. */
+function importBomb(): ReturnType<typeof measure> {
   const root = scratch('veritree-bomb-');
   const layout = join(root, 'layout');
   layoutFromBlobs(layout, 'b', [{ blob: zstdZeroFileBomb(64 * 2 ** 30), mediaType: LAYER_MEDIA.zstd, diffId: `sha256:${'0'.repeat(64)}` }]);
@@ -655,12 +655,22 @@ test('a zstd bomb of 64 GiB (2 MiB of zstd) is refused within 5 s, peak RSS unde
   assert.equal(m.ok, false);
   assert.equal(m.code, 'TAR_LIMIT_EXCEEDED', m.message);
   assert.match(m.message ?? '', /decompression bomb/);
-  assert.ok(m.ms < 5000, `refused in ${m.ms.toFixed(0)} ms`);
+  return m;
+}
+
+// The test's time limit is a hang guard (a bomb inflated to its end would run into it); how soon
+// the refusal comes is a figure for docs/guarantees.md, not an assertion.
+test('a zstd bomb of 64 GiB (2 MiB of zstd) is refused as a decompression bomb', { timeout: 60_000 }, () => {
+  importBomb();
+});
+
+test('a zstd bomb of 64 GiB is refused with a peak RSS under 512 MiB (the memory guarantee)', { skip: heavy(), timeout: 60_000 }, () => {
+  const m = importBomb();
   assert.ok(m.maxRssBytes < 512 * MiB, `peak RSS ${(m.maxRssBytes / MiB).toFixed(0)} MiB`);
   console.log(`# 64 GiB zstd bomb: refused in ${(m.ms / 1000).toFixed(2)} s, peak RSS ${(m.maxRssBytes / MiB).toFixed(0)} MiB`);
 });
 
-test('a layer of 1,000,000 empty files imports with peak RSS under 512 MiB, and rebuilds with under 256 MiB', { timeout: 300_000 }, async () => {
+test('a layer of 1,000,000 empty files imports with peak RSS under 512 MiB, and rebuilds with under 256 MiB', { skip: heavy(), timeout: 300_000 }, async () => {
   const root = scratch('veritree-million-');
   const layout = join(root, 'layout');
   mkdirSync(join(layout, 'blobs', 'sha256'), { recursive: true });
@@ -674,7 +684,7 @@ test('a layer of 1,000,000 empty files imports with peak RSS under 512 MiB, and 
   assert.ok(m.maxRssBytes < 512 * MiB, `peak RSS ${(m.maxRssBytes / MiB).toFixed(0)} MiB`);
   console.log(`# 1,000,000 empty files: ${(m.ms / 1000).toFixed(1)} s, peak RSS ${(m.maxRssBytes / MiB).toFixed(0)} MiB`);
   // The reading side too: the stream section is decoded as the layer is rebuilt, never whole.
-  const r = spawnSync(process.execPath, [join(ROOT, 'dist/test/fixtures/cat-measure.js'), join(root, 'repo'), hex], { encoding: 'utf8' });
+  const r = spawnGuarded(process.execPath, [join(ROOT, 'dist/test/fixtures/cat-measure.js'), join(root, 'repo'), hex], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   const cat = JSON.parse(r.stdout) as { sha256: string; ms: number; maxRssBytes: number };
   assert.equal(cat.sha256, hex, 'the layer rebuilds byte for byte');
@@ -761,7 +771,7 @@ test('a disk that fills while a file is spooled or stored: STORE_NO_SPACE, no ta
   for (const spoolThreshold of [0, undefined]) {
     const mnt = join(root, `mnt-${spoolThreshold ?? 'default'}`);
     mkdirSync(mnt);
-    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt], { encoding: 'utf8' });
+    const m = spawnGuarded('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt], { encoding: 'utf8' });
     assert.equal(m.status, 0, m.stderr);
     try {
       const repo = await openRepository(join(mnt, 'repo'), { create: true });
@@ -770,7 +780,7 @@ test('a disk that fills while a file is spooled or stored: STORE_NO_SPACE, no ta
       const report = await fsck(repo, { deep: true });
       assert.deepEqual(report.issues, [], 'every object named is whole; no tmp file is left');
     } finally {
-      spawnSync('umount', [mnt]);
+      spawnGuarded('umount', [mnt]);
     }
   }
 });

@@ -4,10 +4,9 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { checkoutImage, openRepository } from '../src/index.ts';
-import { CLI, cleanup, hasTool, run, tempDir, veritree } from './helpers.ts';
+import { CLI, cleanup, hasTool, run, spawnWatched, tempDir, veritree } from './helpers.ts';
 import { buildImage, lines, readConfig, write } from './fixtures/oci.ts';
 
 const missing = ['umoci', 'script'].filter((t) => !hasTool(t));
@@ -32,18 +31,14 @@ after(() => dir && cleanup(dir));
 
 const q = (s: string): string => `'${s.replaceAll("'", "'\\''")}'`;
 
-/** Runs `args` on a pty; the ms from the start to its first output, and all of it. */
-function onTerminal(args: string[], redirect = ''): Promise<{ first: number; out: string; code: number | null }> {
+/** Runs `args` on a pty; all it wrote, and its exit status (a hang fails, see spawnWatched). */
+async function onTerminal(args: string[], redirect = ''): Promise<{ out: string; code: number | null }> {
   const cmd = [process.execPath, CLI, ...args].map(q).join(' ') + redirect;
-  const t0 = performance.now();
-  const child = spawn('script', ['-qfec', cmd, '/dev/null'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let first = -1;
+  const { child, done } = spawnWatched('script', ['-qfec', cmd, '/dev/null'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  child.stdout.on('data', (d: Buffer) => {
-    if (first < 0) first = performance.now() - t0;
-    out += d.toString();
-  });
-  return new Promise((resolve) => child.on('close', (code) => resolve({ first, out, code })));
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  const { code } = await done;
+  return { out, code };
 }
 
 /** Each command that can take over a second, with what it needs (a fresh target where it writes). */

@@ -5,10 +5,9 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, cleanup, hasTool, randomBytesSeeded, run, tempDir, veritree } from './helpers.ts';
+import { CLI, cleanup, hasTool, heavy, randomBytesSeeded, run, spawnWatched, tempDir, veritree } from './helpers.ts';
 import { buildImage, lines, write } from './fixtures/oci.ts';
 
 const missing = ['umoci', 'fsverity'].filter((t) => !hasTool(t));
@@ -22,12 +21,31 @@ interface Issue {
   path: string;
 }
 
-function start(args: string[], nodeArgs: string[] = []): { child: ReturnType<typeof spawn>; done: Promise<{ code: number | null; signal: string | null; stderr: string }> } {
-  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, VERITREE_QUIET_FALLBACK: '1' } });
-  let stderr = '';
-  child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
-  const done = new Promise<{ code: number | null; signal: string | null; stderr: string }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stderr })));
-  return { child, done };
+type Started = ReturnType<typeof spawnWatched>;
+type Ended = Awaited<Started['done']>;
+
+/** Starts the CLI; `done` rejects if it is still running after SPAWN_TIMEOUT_MS (a hang). */
+function start(args: string[], nodeArgs: string[] = []): Started {
+  return spawnWatched(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, VERITREE_QUIET_FALLBACK: '1' } });
+}
+
+/**
+ * How a signalled child ends. The limit is a hang guard, not a speed claim: a stop that never
+ * comes fails here, with its name, instead of hanging the suite; how soon it comes is not judged.
+ */
+async function endAfterSignal(p: Started, what: string, ms = 60_000): Promise<Ended> {
+  let timer: NodeJS.Timeout | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      p.child.kill('SIGKILL');
+      reject(new Error(`${what}: still running ${ms / 1000} s after the signal (a hang)`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([p.done, guard]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function sleep(ms: number): Promise<void> {
@@ -71,27 +89,41 @@ before(() => {
 });
 after(() => dir && cleanup(dir));
 
-test('SIGKILL at 21 moments of a multi-layer import: no corrupt object, no dangling reference, no tag for an incomplete image; a second import gives the clean result; gc removes the leftovers', { skip: SKIP, timeout: 600_000 }, async () => {
-  // How long a whole import takes here, so the kills spread over all of it: the faster of two
-  // probes (one import's syncfs can wait on whatever else the machine has written meanwhile, and
-  // a slow probe would spread the kills past the end of the imports).
-  let total = Infinity;
-  for (const k of [0, 1]) {
-    const t0 = performance.now();
-    const probe = start(['import', `oci:${layout}:full`, '--repo', join(dir, `probe${k}`), '--no-progress']);
-    assert.equal((await probe.done).code, 0);
-    total = Math.min(total, performance.now() - t0);
-  }
+/** Runs an import, kills it `delay` ms after its start; whether the kill landed, and when it ended. */
+async function importKilledAfter(repo: string, delay: number): Promise<{ killed: boolean; ranMs: number }> {
+  const t0 = performance.now();
+  const p = start(['import', `oci:${layout}:full`, '--repo', repo, '--no-progress']);
+  const ended = p.done.then((r) => ({ r, at: performance.now() }));
+  await sleep(delay);
+  p.child.kill('SIGKILL');
+  const { r, at } = await ended;
+  return { killed: r.signal === 'SIGKILL', ranMs: at - t0 };
+}
+
+test('SIGKILL at 21 moments of a multi-layer import: no corrupt object, no dangling reference, no tag for an incomplete image; a second import gives the clean result; gc removes the leftovers', { skip: SKIP || heavy(), timeout: 600_000 }, async () => {
+  // The kills are spread over one whole import. Its length comes from a first import, and is
+  // shortened whenever an import ends before its kill (a first import slowed by whatever else the
+  // machine wrote meanwhile would put the kills past the end): the moment is then tried again, so
+  // the moments cover the import however fast this machine runs. Times here only schedule the
+  // kills; what each kill leaves behind is what is judged.
+  const t0 = performance.now();
+  const probe = start(['import', `oci:${layout}:full`, '--repo', join(dir, 'probe'), '--no-progress']);
+  assert.equal((await probe.done).code, 0);
+  let total = performance.now() - t0;
   const wantObjects = objects(reference);
   const wantStreams = streams(reference);
   let killedMidway = 0;
   for (let i = 0; i < 21; i++) {
     const repo = join(dir, `kill${i}`);
-    const p = start(['import', `oci:${layout}:full`, '--repo', repo, '--no-progress']);
-    await sleep((total * (i + 0.5)) / 21);
-    p.child.kill('SIGKILL');
-    const r = await p.done;
-    if (r.signal === 'SIGKILL') killedMidway++;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      rmSync(repo, { recursive: true, force: true });
+      const k = await importKilledAfter(repo, (total * (i + 0.5)) / 21);
+      if (k.killed) {
+        killedMidway++;
+        break;
+      }
+      total = Math.min(total, k.ranMs);
+    }
     if (!existsSync(join(repo, 'meta.json'))) continue; // killed before it made the repository
     const issues = fsckIssues(repo);
     assert.deepEqual(issues.filter((x) => x.type !== 'stray-tmp'), [], `moment ${i}: only stray tmp files may be left`);
@@ -106,17 +138,15 @@ test('SIGKILL at 21 moments of a multi-layer import: no corrupt object, no dangl
     assert.deepEqual(fsckIssues(repo), [], `moment ${i}: after gc no tmp file is left`);
     rmSync(repo, { recursive: true, force: true });
   }
-  assert.ok(killedMidway >= 15, `most kills landed during the import (${killedMidway})`);
+  assert.ok(killedMidway >= 15, `most moments were kills during the import, not after it (${killedMidway} of 21)`);
 });
 
-test('SIGINT: a clean, prompt stop with "interrupted", exit 130, nothing half-published', { skip: SKIP }, async () => {
+test('SIGINT: the import stops with "interrupted", exit 130, nothing half-published', { skip: SKIP }, async () => {
   const repo = join(dir, 'sigint');
   const p = start(['import', `oci:${layout}:full`, '--repo', repo, '--no-progress']);
   await sleep(600);
-  const sent = performance.now();
   p.child.kill('SIGINT');
-  const r = await p.done;
-  assert.ok(performance.now() - sent < 5000, 'prompt');
+  const r = await endAfterSignal(p, 'import after SIGINT');
   if (r.code === 0) return; // the import had already finished: nothing to interrupt
   assert.equal(r.code, 130);
   assert.match(r.stderr, /^veritree: interrupted$/m);
@@ -130,19 +160,17 @@ test('SIGINT while the CLI is still loading (a 2 s start): "interrupted", exit 1
   const register = `data:text/javascript,import{register}from'node:module';register(${JSON.stringify(hooks)})`;
   const p = start(['import', `oci:${layout}:full`, '--repo', repo, '--no-progress'], ['--import', register]);
   await sleep(700);
-  const sent = performance.now();
   p.child.kill('SIGINT');
-  const r = await p.done;
-  // Node 24 waits for a module hook synchronously: the handler then runs when the loading ends
-  // (2 s after the start, 1.3 s after the signal). What matters is how it ends, not a race.
-  assert.ok(performance.now() - sent < 3000, `prompt (${(performance.now() - sent).toFixed(0)} ms)`);
+  // Node 24 waits for a module hook synchronously: the handler then runs when the loading ends.
+  // What matters is how it ends, not how soon.
+  const r = await endAfterSignal(p, 'a CLI still loading, after SIGINT');
   assert.equal(r.signal, null, 'ended by veritree, not by the default action of SIGINT');
   assert.equal(r.code, 130, r.stderr);
   assert.match(r.stderr, /^veritree: interrupted$/m);
   assert.ok(!existsSync(repo), 'no repository was created');
 });
 
-test('two and four imports at once into one repository, of images sharing layers: all succeed, fsck is clean', { skip: SKIP, timeout: 300_000 }, async () => {
+test('two and four imports at once into one repository, of images sharing layers: all succeed, fsck is clean', { skip: SKIP || heavy(), timeout: 300_000 }, async () => {
   for (const n of [2, 4]) {
     const repo = join(dir, `conc${n}`);
     const runs = Array.from({ length: n }, (_, i) => start(['import', `oci:${layout}:v${i}`, '--repo', repo, '--no-progress']));
@@ -155,7 +183,7 @@ test('two and four imports at once into one repository, of images sharing layers
   }
 });
 
-test('an import and a gc at once: gc never removes what the import needs, and neither deadlocks', { skip: SKIP, timeout: 120_000 }, async () => {
+test('an import and a gc at once: gc never removes what the import needs, and neither deadlocks', { skip: SKIP || heavy(), timeout: 120_000 }, async () => {
   const repo = join(dir, 'gcrace');
   assert.equal(veritree(['import', `oci:${layout}:base`, '--repo', repo]).status, 0);
   for (let round = 0; round < 3; round++) {

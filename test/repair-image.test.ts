@@ -6,8 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { ROOT, cleanup, hasTool, tempDir, veritree } from './helpers.ts';
+import { ROOT, cleanup, hasTool, tempDir, veritree, spawnGuarded } from './helpers.ts';
 import { toHex, verityDigest } from '../src/index.ts';
 import { replaceFile } from './fixtures/damage.ts';
 
@@ -28,7 +27,7 @@ after(() => dir && !process.env.VERITREE_KEEP && cleanup(dir));
 
 function copy(name: string): string {
   const root = join(dir, name);
-  spawnSync('cp', ['-a', template, root]);
+  spawnGuarded('cp', ['-a', template, root]);
   return root;
 }
 

@@ -6,8 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readlinkSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { ROOT, cleanup, hasTool, tempDir, veritree } from './helpers.ts';
+import { cleanup, hasTool, heavy, ROOT, spawnGuarded, tempDir, veritree } from './helpers.ts';
 import { fsck, gc, openRepository, writeStoreImage } from '../src/index.ts';
 import { storedImageOf, type StoreImageStep } from '../src/erofs/store-image.ts';
 
@@ -34,13 +33,13 @@ test('image: killed after each step, fsck is clean, gc keeps it whole, and the n
   const r = veritree(['import', `oci:${join(ROOT, 'example', 'oci')}:latest`, 'ex', '--repo', template]);
   assert.equal(r.status, 0, r.stderr);
   const clean = join(dir, 'clean');
-  spawnSync('cp', ['-a', template, clean]);
+  spawnGuarded('cp', ['-a', template, clean]);
   const want = await writeStoreImage(await openRepository(clean), 'ex');
   const wantLinks = links(clean);
   const seen: StoreImageStep[] = [];
   for (const at of STEPS) {
     const root = join(dir, `crash-${at}`);
-    spawnSync('cp', ['-a', template, root]);
+    spawnGuarded('cp', ['-a', template, root]);
     const repo = await openRepository(root);
     const crash = new Error(`killed after ${at}`);
     await assert.rejects(
@@ -69,16 +68,16 @@ test('image: killed after each step, fsck is clean, gc keeps it whole, and the n
   assert.deepEqual([...new Set(seen)], STEPS);
 });
 
-test('image of one tag moves every manifest of the same config with it: fsck is clean after it and after a crash at each step', { skip: importable || (hasTool('skopeo') ? false : 'skipped: skopeo not installed') }, async () => {
+test('image of one tag moves every manifest of the same config with it: fsck is clean after it and after a crash at each step', { skip: importable || heavy() || (hasTool('skopeo') ? false : 'skipped: skopeo not installed') }, async () => {
   // The same image with zstd layers: another manifest, the same config stream.
   const zstd = join(dir, 'zstd-layout');
-  assert.equal(spawnSync('skopeo', ['copy', '-q', '--dest-compress-format', 'zstd', `oci:${join(ROOT, 'example', 'oci')}:latest`, `oci:${zstd}:latest`]).status, 0);
+  assert.equal(spawnGuarded('skopeo', ['copy', '-q', '--dest-compress-format', 'zstd', `oci:${join(ROOT, 'example', 'oci')}:latest`, `oci:${zstd}:latest`]).status, 0);
   const template = join(dir, 'shared-template');
   assert.equal(veritree(['import', `oci:${join(ROOT, 'example', 'oci')}:latest`, 'gz', '--repo', template]).status, 0);
   assert.equal(veritree(['import', `oci:${zstd}:latest`, 'zst', '--repo', template]).status, 0);
   for (const at of [...STEPS, null]) {
     const root = join(dir, `shared-${at ?? 'whole'}`);
-    spawnSync('cp', ['-a', template, root]);
+    spawnGuarded('cp', ['-a', template, root]);
     const repo = await openRepository(root);
     const crash = new Error(`killed after ${at}`);
     const run = writeStoreImage(repo, 'gz', { afterStep: (s) => { if (s === at) throw crash; } });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, unlinkSync, writeFileSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, cleanup, hasTool, run, tempDir, veritree } from './helpers.ts';
+import { cleanup, CLI, hasTool, heavy, run, spawnWatched, tempDir, veritree } from './helpers.ts';
 import { buildImage, lines, write } from './fixtures/oci.ts';
 import { measureVerity, storeSys } from '../src/store/sys.ts';
 
@@ -183,7 +183,7 @@ test('gc fails closed: a reachable stream it cannot read stops it with STORE_COR
   assert.deepEqual(objectFiles(repo), before, 'not one object removed');
 });
 
-test('a gc killed part-way never leaves a tagged image that cannot be checked out; re-import restores what a manifest stream names', { skip: SKIP }, async () => {
+test('a gc killed part-way never leaves a tagged image that cannot be checked out; re-import restores what a manifest stream names', { skip: SKIP || heavy() }, async () => {
   // The state an old gc could leave (a manifest stream outliving a layer stream it names):
   // import must notice it, import the layer again, and only then tag.
   const repo = freshRepo('gc-partial');
@@ -218,7 +218,7 @@ test('a gc killed part-way never leaves a tagged image that cannot be checked ou
   }
 });
 
-test('checkout never writes outside DIR while a second process swaps a folder for a symlink in a loop', { skip: SKIP }, async () => {
+test('checkout never writes outside DIR while a second process swaps a folder for a symlink in a loop', { skip: SKIP || heavy() }, async () => {
   const racyLayout = join(dir, 'racy');
   buildImage(racyLayout, 'r', [
     (root) => {
@@ -242,7 +242,7 @@ test('checkout never writes outside DIR while a second process swaps a folder fo
   }
 });
 
-test('fsck beside a running import reports no damage on a healthy store', { skip: SKIP }, async () => {
+test('fsck beside a running import reports no damage on a healthy store', { skip: SKIP || heavy() }, async () => {
   const repo = join(dir, 'fsck-race');
   const bigLayout = join(dir, 'big');
   buildImage(bigLayout, 'big', [
@@ -257,8 +257,7 @@ test('fsck beside a running import reports no damage on a healthy store', { skip
     },
   ]);
   assert.equal(veritree(['init', '--repo', repo]).status, 0);
-  const imp = spawn(process.execPath, [CLI, 'import', `oci:${bigLayout}:big`, '--repo', repo, '--jobs', '1'], { stdio: 'ignore' });
-  const importDone = new Promise<number | null>((r) => imp.on('close', (c) => r(c)));
+  const importDone = spawnWatched(process.execPath, [CLI, 'import', `oci:${bigLayout}:big`, '--repo', repo, '--jobs', '1'], { stdio: 'ignore' }).done.then((r) => r.code);
   let finished = false;
   void importDone.then(() => (finished = true));
   let runs = 0;

@@ -8,10 +8,11 @@ import { resolveImpl } from '../src/verity/index.ts';
 import { digestFromLevel1, hashRangeToLevel1, level1Span } from '../src/verity/merkle.ts';
 import type { ConcreteHashImpl } from '../src/verity/backends.ts';
 import type { HashAlgorithm } from '../src/verity/constants.ts';
-import { SHARED, contentFor, randomBytesSeeded } from './helpers.ts';
+import { SHARED, contentFor, needShared, randomBytesSeeded, sharedSkip, spawnGuarded } from './helpers.ts';
 
 const IMPLS: ConcreteHashImpl[] = resolveImpl('auto') === 'native' ? ['native', 'node', 'noble'] : ['node', 'noble'];
 const VECTORS = join(SHARED, 'vectors', 'fsverity-vectors.json');
+const noVectors = existsSync(VECTORS) ? false : `skipped: ${VECTORS} not present`;
 
 interface Vector {
   size: number;
@@ -36,7 +37,8 @@ test('golden values from the format doc and STYLE.md', () => {
   }
 });
 
-test('every vector of shared/vectors/fsverity-vectors.json, every back end, SHA-256 and SHA-512', { skip: existsSync(VECTORS) ? false : `skipped: ${VECTORS} not present` }, () => {
+test('every vector of shared/vectors/fsverity-vectors.json, every back end, SHA-256 and SHA-512', { skip: sharedSkip(noVectors) }, () => {
+  needShared(noVectors);
   const vectors = (JSON.parse(readFileSync(VECTORS, 'utf8')) as { vectors: Vector[] }).vectors;
   assert.ok(vectors.length >= 10);
   for (const v of vectors) {
@@ -104,7 +106,6 @@ test('level-1 assembly (parallel ranges) equals the streaming digest at arity ed
 test('the native kernel hashes blocks two at a time (SHA extensions) exactly as one at a time, for any count; VERITREE_SHA_X2=0 turns it off', { skip: resolveImpl('auto') === 'native' ? false : 'skipped: native kernel not built' }, async () => {
   const { loadNativeKernel } = await import('../src/verity/backends.ts');
   const { createHash } = await import('node:crypto');
-  const { spawnSync } = await import('node:child_process');
   const k = loadNativeKernel();
   assert.ok(k);
   const data = randomBytesSeeded(9 * 4096, 77);
@@ -117,7 +118,7 @@ test('the native kernel hashes blocks two at a time (SHA extensions) exactly as 
   // The same file digest with the paired kernel off, in a process of its own (it is chosen at load).
   const file = randomBytesSeeded(3 * 128 * 4096 + 777, 78);
   const script = `import('${new URL('../src/verity/index.ts', import.meta.url).href.replace(/\.ts$/, import.meta.url.endsWith('.ts') ? '.ts' : '.js')}').then((m) => process.stdout.write(m.toHex(m.verityDigest(require('fs').readFileSync(0), 'sha256', 'native'))))`;
-  const off = spawnSync(process.execPath, [...process.execArgv, '-e', script], { input: file, env: { ...process.env, VERITREE_SHA_X2: '0' }, encoding: 'utf8' });
+  const off = spawnGuarded(process.execPath, [...process.execArgv, '-e', script], { input: file, env: { ...process.env, VERITREE_SHA_X2: '0' }, encoding: 'utf8' });
   assert.equal(off.status, 0, off.stderr);
   assert.equal(off.stdout, toHex(verityDigest(file, 'sha256', 'native')));
   assert.equal(off.stdout, toHex(verityDigest(file, 'sha256', 'node')));

@@ -4,8 +4,8 @@
  * as an objects-only store (SHA-256).
  * @module
  */
-import { mkdir, open, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { stat, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { Stats } from 'node:fs';
 import { ERROR_CODES, VeritreeError, errnoCode, storeIoError } from '../errors.ts';
 import { assertHashAlgorithm, type HashAlgorithm } from '../verity/constants.ts';
@@ -25,10 +25,11 @@ import { entryObject, listRefs, type RefEntry } from './links.ts';
 import { toHex, verityDigest } from '../verity/index.ts';
 import { acquireLock, type LockOptions, type RepoLock } from './lock.ts';
 import { TmpObjectFile, type ObjectTarget, type VerityPolicy } from './objects.ts';
-import { enableVerity, measureVerity, readRegular, syncFs } from './sys.ts';
+import { readRegular, syncFs } from './sys.ts';
+import { createRepositoryFiles } from './create.ts';
 import { atomicSymlink, readLinkOrNull } from './link-write.ts';
 import { walkObjects, type ObjectEntry } from './object-walk.ts';
-import { LEGACY_EROFS_FORMATS, metaJson, parseMeta, readMeta, statSyncOrNull, type ErofsFormats } from './meta.ts';
+import { LEGACY_EROFS_FORMATS, metaJson, parseMeta, readMeta, type ErofsFormats } from './meta.ts';
 
 export { defaultRepoPath } from './layout.ts';
 export { STREAM_TMP_PREFIX } from './link-write.ts';
@@ -47,34 +48,6 @@ export interface OpenOptions {
   requireVerity?: boolean;
 }
 
-
-
-
-/**
- * mkdir -p, with the real reason when it fails: Node's recursive mkdir reports ENOENT for the
- * first missing folder on a read-only filesystem; making that folder alone tells EROFS or EACCES.
- */
-async function makeFolders(path: string, mode = 0o755): Promise<void> {
-  try {
-    await mkdir(path, { recursive: true, mode });
-  } catch (e) {
-    if (errnoCode(e) !== 'ENOENT') throw e;
-    let first = path;
-    while (dirname(first) !== first && !statSyncOrNull(dirname(first))) first = dirname(first);
-    await mkdir(first);
-    throw e;
-  }
-}
-
-/** Enables fs-verity on a complete file: false where its filesystem has none. */
-async function sealFile(path: string, hash: HashAlgorithm): Promise<boolean> {
-  const fh = await open(path, 'r');
-  try {
-    return enableVerity(fh.fd, hash) === 'enabled' && measureVerity(fh.fd).state === 'enabled';
-  } finally {
-    await fh.close();
-  }
-}
 
 export class Repository {
   readonly root: string;
@@ -142,20 +115,7 @@ export class Repository {
       }
       return new Repository(abs, alg, true, requireVerity ? 'require' : 'try', readOnlyBecause, erofsFormats, existing.verity);
     }
-    let secure = false;
-    try {
-      // As composefs-rs makes them: the repository folder 0700 (Repository::init), what is in it
-      // 0755 (ensure_dir). An existing folder keeps its mode.
-      await makeFolders(abs, 0o700);
-      for (const d of [OBJECTS_DIR, STREAMS_DIR, TAGS_DIR]) await makeFolders(join(abs, d));
-      const tmp = `${metaPath}.tmp-${process.pid}`;
-      await writeFile(tmp, metaJson(hash, formats));
-      // Enabled before the rename: a meta.json that has a name has its final fs-verity state.
-      if (!insecure) secure = await sealFile(tmp, hash);
-      await rename(tmp, metaPath);
-    } catch (e) {
-      throw storeIoError(e, abs, 'creating the repository');
-    }
+    const secure = await createRepositoryFiles(abs, hash, formats, insecure);
     return new Repository(abs, hash, true, requireVerity ? 'require' : 'try', [], parseMeta(metaJson(hash, formats), metaPath).erofsFormats, secure);
   }
 
