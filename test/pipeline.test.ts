@@ -534,6 +534,26 @@ test('no deadlock: one worker, four layers at once, each with small files (open 
   await rebuiltMatches(repoPath, tars);
 });
 
+test('layer threads: threads kept from one import serve the next, and every message of theirs arrives', async () => {
+  const root = scratch('veritree-spares-');
+  const pool = new VerityPool(2);
+  try {
+    for (let run = 0; run < 6; run++) {
+      const dir = join(root, `r${run}`);
+      mkdirSync(dir);
+      // Two layers over the inline bound (two threads at once), one under it (the main thread).
+      const tars = [0, 1, 2].map((l) => tarOf((l === 2 ? [100, 5000] : [300 << 10, 5000, 40, 1 << 20]).map((size, i) => ({ name: `r${run}/l${l}/f${i}`, size, seed: run * 977 + l * 31 + i }))));
+      const layout = layoutOf(dir, tars.map((tar) => ({ tar, gzip: false })));
+      const repo = await openRepository(join(dir, 'repo'), { create: true });
+      await within(importImage(repo, `oci:${layout}:t`, { pool, layerThreads: true, layerConcurrency: 3 }), 60_000, `run ${run}`);
+      await rebuiltMatches(join(dir, 'repo'), tars);
+      cleanup(dir);
+    }
+  } finally {
+    await pool.close();
+  }
+});
+
 test('property: random file sizes, jobs, layer concurrency, budgets and thresholds always finish, exactly', { skip: heavy(), timeout: 600_000 }, async () => {
   const root = scratch('veritree-prop-');
   const pools = [new VerityPool(1), new VerityPool(2)];
@@ -553,15 +573,16 @@ test('property: random file sizes, jobs, layer concurrency, budgets and threshol
         fc.integer({ min: 1, max: 4 }),
         fc.constantFrom(0, 4096, 256 << 10, 1 << 20, 1 << 30),
         fc.constantFrom(16 << 10, 512 << 10, 2 << 20, 128 << 20),
-        async (layers, poolIx, layerConcurrency, spoolThreshold, maxInflightBytes) => {
+        fc.boolean(),
+        async (layers, poolIx, layerConcurrency, spoolThreshold, maxInflightBytes, layerThreads) => {
           const dir = join(root, `r${run++}`);
           mkdirSync(dir);
           // Distinct names and contents per layer, so layers never collapse into one diff_id.
           const tars = layers.map((l, li) => tarOf(l.sizes.map((s, i) => ({ name: `l${li}-${run}/f${i}`, size: s, seed: run * 7919 + li * 131 + i }))));
           const layout = layoutOf(dir, tars.map((tar, i) => ({ tar, gzip: (layers[i] as { gzip: boolean }).gzip })));
           const repo = await openRepository(join(dir, 'repo'), { create: true });
-          const what = `pool ${poolIx + 1}, layerConcurrency ${layerConcurrency}, spool ${spoolThreshold}, budget ${maxInflightBytes}`;
-          await within(importImage(repo, `oci:${layout}:t`, { pool: pools[poolIx], layerConcurrency, spoolThreshold, maxInflightBytes }), 60_000, what);
+          const what = `pool ${poolIx + 1}, layerConcurrency ${layerConcurrency}, spool ${spoolThreshold}, budget ${maxInflightBytes}, layer threads ${layerThreads}`;
+          await within(importImage(repo, `oci:${layout}:t`, { pool: pools[poolIx], layerConcurrency, spoolThreshold, maxInflightBytes, layerThreads }), 60_000, what);
           await rebuiltMatches(join(dir, 'repo'), tars);
           cleanup(dir);
         }

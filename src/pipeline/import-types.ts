@@ -53,7 +53,7 @@ export interface ImportOptions extends LockWaitOptions {
   /**
    * Run each layer of over 256 KiB in a layer thread of its own (default: the
    * VERITREE_LAYER_THREADS environment variable is 1). Off, every layer runs on the calling
-   * thread. Experimental: see docs/performance.md "Why layer threads".
+   * thread. Experimental (their memory): see docs/performance.md "Why layer threads".
    */
   layerThreads?: boolean | undefined;
   signal?: AbortSignal | undefined;

@@ -50,12 +50,27 @@ const spareDied = (w: Worker) => (): void => {
   if (i >= 0) spares.splice(i, 1);
 };
 
+/**
+ * Takes off the listeners this module put on a thread. Only those: removeAllListeners() on a
+ * Worker also took Node's own, and a reused thread's messages were then lost (a layer waited
+ * for ever on a lease the main thread never heard of).
+ */
+const detachers = new WeakMap<Worker, () => void>();
+function detach(w: Worker): void {
+  detachers.get(w)?.();
+  detachers.delete(w);
+}
+
 function keepSpare(w: Worker): void {
-  w.removeAllListeners();
+  detach(w);
   w.unref();
   const died = spareDied(w);
   w.once('error', died);
   w.once('exit', died);
+  detachers.set(w, () => {
+    w.off('error', died);
+    w.off('exit', died);
+  });
   spares.push(w);
 }
 
@@ -174,7 +189,7 @@ export class LayerThreads {
 
   private spawn(): LayerThread {
     const spare = spares.shift();
-    spare?.removeAllListeners();
+    if (spare) detach(spare);
     const t = new LayerThread(spare ?? newThread());
     this.threads.push(t);
     const died = (why: string): void => {
@@ -183,9 +198,17 @@ export class LayerThreads {
       this.threads.splice(this.threads.indexOf(t), 1);
       t.running?.settle(null, threadDied(why));
     };
-    t.worker.on('message', (msg: FromThread) => this.receive(t, msg));
-    t.worker.on('error', (e) => died(e.message));
-    t.worker.on('exit', (code) => died(`exited with code ${code}`));
+    const onMessage = (msg: FromThread): void => this.receive(t, msg);
+    const onError = (e: Error): void => died(e.message);
+    const onExit = (code: number): void => died(`exited with code ${code}`);
+    t.worker.on('message', onMessage);
+    t.worker.on('error', onError);
+    t.worker.on('exit', onExit);
+    detachers.set(t.worker, () => {
+      t.worker.off('message', onMessage);
+      t.worker.off('error', onError);
+      t.worker.off('exit', onExit);
+    });
     return t;
   }
 
