@@ -5,6 +5,7 @@
  */
 import { ERROR_CODES, isVeritreeError, type ErrorCode } from '../errors.ts';
 import type { ResolvedImage } from '../oci/layout.ts';
+import { peakRssBytes } from '../peak-rss.ts';
 import { STREAM_PREFIX } from '../store/layout.ts';
 import type { SealReport } from '../verify/seal-check.ts';
 import type { BulkImportReport, ImageResult, ImportFailure, ImportSummary, ImportWarning } from './import-types.ts';
@@ -55,7 +56,7 @@ export function summarise(p: Prepared, status: 'imported' | 'present', layers: L
     seconds,
     mbPerSecond: seconds > 0 ? tarBytes / 1e6 / seconds : 0,
     jobs,
-    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    peakRssBytes: peakRssBytes(),
     warnings: p.warnings,
     retaggedFrom: p.retaggedFrom === null ? null : p.retaggedFrom.startsWith(STREAM_PREFIX.manifest) ? `sha256:${p.retaggedFrom.slice(STREAM_PREFIX.manifest.length)}` : p.retaggedFrom,
     seals: p.seals,
@@ -81,7 +82,7 @@ export function report(images: ImageResult[], blobOpens: Record<string, number>,
       seconds,
       mbPerSecond: seconds > 0 ? tarBytes / 1e6 / seconds : 0,
       jobs,
-      peakRssBytes: process.resourceUsage().maxRSS * 1024,
+      peakRssBytes: peakRssBytes(),
     },
     blobOpens,
   };
