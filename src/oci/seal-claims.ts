@@ -113,7 +113,8 @@ export function artifactClaims(artifactBytes: Uint8Array, artifactDigest: string
     const one: SealClaims = { claims: [], signatures: [] };
     collect(one, l?.annotations, { source: 'artifact', artifact: artifactDigest });
     const added = one.claims.filter((c) => c.role !== 'layer');
-    out.claims.push(...added);
+    // One push per claim: an artifact's annotations are input, and a spread of them could overflow the stack.
+    for (const c of added) out.claims.push(c);
     if (l?.mediaType === SEAL_SIGNATURE_TYPE && typeof l.digest === 'string' && typeof l.size === 'number') {
       for (const c of added) out.signatures.push({ key: `${c.key}.sig`, source: 'artifact', bytes: l.size, blob: l.digest, layer: i, artifact: artifactDigest });
     }

@@ -21,8 +21,9 @@ export async function sourceSealClaims(image: ResolvedImage, signal?: AbortSigna
     const a = artifactSubject(bytes, what);
     if (a.artifactType !== SEAL_ARTIFACT_TYPE || a.subject !== image.manifestDescriptor.digest) continue;
     const c = artifactClaims(bytes, d.digest);
-    out.claims.push(...c.claims);
-    out.signatures.push(...c.signatures);
+    // Loops, not spreads: the counts come from the artifact, which is input.
+    for (const x of c.claims) out.claims.push(x);
+    for (const x of c.signatures) out.signatures.push(x);
   }
   return out;
 }
