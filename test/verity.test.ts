@@ -200,7 +200,7 @@ test('the SHA-256 stream says when more than a bound is still to hash, and waiti
 
 test('a verifying stream takes no more input while its hash is over the bound behind, and passes each chunk on at once', async () => {
   const { passBehindHash } = await import('../src/oci/blob.ts');
-  const { HASH_BACKLOG_BYTES } = await import('../src/verity/sha-stream.ts');
+  const { HASH_BACKLOG_BYTES } = await import('../src/tuning.ts');
   const { Transform, Readable } = await import('node:stream');
   const MiB = 1 << 20;
   // A hash that finishes only when told: its backlog is what the test says.

@@ -4,7 +4,8 @@
  * @module
  */
 import { createHash } from 'node:crypto';
-import { createSha256Stream, HASH_BACKLOG_BYTES, type ShaStream } from '../verity/sha-stream.ts';
+import { createSha256Stream, type ShaStream } from '../verity/sha-stream.ts';
+import { HASH_BACKLOG_BYTES } from '../tuning.ts';
 import type { FileHandle } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { ERROR_CODES, VeritreeError, throwIfAborted } from '../errors.ts';

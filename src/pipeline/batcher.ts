@@ -16,10 +16,7 @@ import type { ObjectSink } from './stream-feed.ts';
 import type { TaskRunner } from './protocol.ts';
 import { giveBack, takeBuffer } from './buffers.ts';
 
-export const BATCH_BYTES = 1 << 20;
-export const BATCH_FILES = 512;
-/** Files up to this size are batched; larger ones are a task of their own. */
-export const BATCH_ITEM_MAX = 256 << 10;
+import { BATCH_BYTES, BATCH_FILES } from '../tuning.ts';
 
 export class SmallFileBatcher {
   private buf: Uint8Array | null = null;

@@ -8,12 +8,7 @@
  * @module
  */
 
-/** The smallest size kept, a small-file batch's. */
-export const REUSABLE_BYTES = 1 << 20;
-/** Held files above this get a buffer of their own size, not kept. */
-const MAX_CLASS = 16 << 20;
-/** Idle bytes kept at most: the budget bounds those in flight; these only wait for reuse. */
-const MAX_IDLE = 32 << 20;
+import { MAX_IDLE_BUFFER_BYTES as MAX_IDLE, MAX_REUSABLE_BYTES as MAX_CLASS, REUSABLE_BYTES } from '../tuning.ts';
 
 const free = new Map<number, ArrayBuffer[]>();
 let idle = 0;

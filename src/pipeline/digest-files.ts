@@ -15,11 +15,8 @@ import type { NativeFileFailure } from '../native-addon.ts';
 import { defaultIoLimit } from './io-limit.ts';
 import { poolSize, VerityPool } from './pool.ts';
 import type { TaskRunner } from './protocol.ts';
+import { RANGE_BYTES, SPLIT_THRESHOLD_BYTES } from '../tuning.ts';
 
-/** Files from this size on are split across workers. */
-export const SPLIT_THRESHOLD_BYTES = 64 << 20;
-/** One range task: a multiple of level1Span (512 KiB for SHA-256); each worker holds one range. */
-export const RANGE_BYTES = 8 << 20;
 
 export interface DigestOptions {
   /** sha256 (the default) or sha512, as `fsverity digest --hash-alg`. */

@@ -25,25 +25,13 @@ import type { BulkImportOptions, BulkImportReport, ImageResult, ImportJob, Impor
 import { defaultIoLimit } from './io-limit.ts';
 import { presentLayer, type LayerResult } from './layer-import.ts';
 import type { LayerJob } from './layer-messages.ts';
-import { bootLayerThread, INLINE_LAYER_BYTES, LayerThreads, type LayerHooks } from './layer-thread.ts';
+import { bootLayerThread, LayerThreads, type LayerHooks } from './layer-thread.ts';
 import { poolSize, VerityPool } from './pool.ts';
 import { imageComplete, publishImage } from './publish-image.ts';
 import { LayerScheduler } from './scheduler.ts';
 import { checkSourceSeal } from './seal-gate.ts';
+import { INLINE_LAYER_BYTES, LAYER_CONCURRENCY, LAYER_THREAD_MEMORY, LAYER_THREADS_MEMORY, MAX_INFLIGHT_BYTES, SPOOL_THRESHOLD_BYTES } from '../tuning.ts';
 
-/** Files up to this size are handed to the pool in memory; larger ones are spooled. */
-export const SPOOL_THRESHOLD_BYTES = 16 << 20;
-/** Bytes of file content handed to the pool and not yet stored. */
-export const MAX_INFLIGHT_BYTES = 128 << 20;
-/** Layers read at once without layer threads: enough to keep the pool busy between layers, few enough to bound memory. */
-export const LAYER_CONCURRENCY = 3;
-/**
- * Memory a running layer thread takes beyond the byte budget: its heap, its reads, inflate and
- * hashing buffers, its open batch (measured: 45-55 MiB each, 12 MiB of it the idle thread).
- */
-export const LAYER_THREAD_MEMORY = 48 << 20;
-/** What the 512 MiB bound leaves to layer threads beside the main thread, the pool and the byte budget. */
-export const LAYER_THREADS_MEMORY = 160 << 20;
 
 /**
  * Layers read at once: without layer threads, LAYER_CONCURRENCY; with them, one per job (the

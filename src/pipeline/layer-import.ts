@@ -17,8 +17,9 @@ import { SplitStreamBuilder } from '../store/splitstream.ts';
 import type { HashImpl } from '../verity/backends.ts';
 import { toHex, verityDigest } from '../verity/merkle.ts';
 import type { Leases } from './budget.ts';
-import { BATCH_ITEM_MAX, SmallFileBatcher } from './batcher.ts';
-import { digestLargeFile, SPLIT_THRESHOLD_BYTES } from './digest-files.ts';
+import { SmallFileBatcher } from './batcher.ts';
+import { digestLargeFile } from './digest-files.ts';
+import { BATCH_ITEM_MAX, MAX_HELD_INLINE, SPLIT_THRESHOLD_BYTES } from '../tuning.ts';
 import type { TaskRunner } from './protocol.ts';
 import { OrderedStreamFeed } from './stream-feed.ts';
 import { bufferBytesFor, giveBack, takeBuffer } from './buffers.ts';
@@ -128,8 +129,6 @@ export function presentLayer(layer: ResolvedLayer): LayerResult {
   return { index: layer.index, digest: layer.descriptor.digest, diffId: layer.diffId, stream, status: 'present', objectsWritten: 0, objectsPresent: 0, inlined: 0, tarBytes: 0, compressedBytes: 0, blobOpens: 0 };
 }
 
-/** Inline bytes a layer may hold behind an object still being stored before its reader waits. */
-export const MAX_HELD_INLINE = 16 << 20;
 
 /**
  * Where the splitter sends a layer's bytes: inline bytes to the stream feed, small files into

@@ -14,35 +14,20 @@ import { importLayer, verifyStoredLayer, type LayerContext, type LayerRead, type
 import { fromWire, layoutOf, threadDied, toWire, type FromThread, type LayerJob, type ToThread } from './layer-messages.ts';
 import type { VerityPool } from './pool.ts';
 import type { TaskResults, VerityTask } from './protocol.ts';
+import { INLINE_LAYER_BYTES, LAYER_THREAD_YOUNG_MB, MAX_SPARE_LAYER_THREADS } from '../tuning.ts';
 
 // Compiled, dist/workers/layer.worker.js; from source (.ts under a loader), the .ts file.
 const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 const LAYER_WORKER_URL = new URL(`../../workers/layer.worker${ext}`, import.meta.url);
-
-/**
- * A layer thread's young generation, in MiB. V8's default (three 16 MiB semi-spaces) is sized
- * for one main thread; a run has one layer thread per job, and their garbage (chunks, entries)
- * dies young, so a small nursery costs little time and keeps each thread's memory small.
- */
-const LAYER_THREAD_YOUNG_MB = 12;
 
 function newThread(): Worker {
   return new Worker(LAYER_WORKER_URL, { resourceLimits: { maxYoungGenerationSizeMb: LAYER_THREAD_YOUNG_MB } });
 }
 
 /**
- * Layers whose blob is at most this size are read on the calling thread: a thread's boot (its
- * modules loaded and compiled, over 100 ms of CPU) costs more than such a layer's whole chain,
- * and their per-byte work is bounded by this size times the layers of a run.
- */
-export const INLINE_LAYER_BYTES = 256 << 10;
-
-/** Idle threads kept for the next run (unref'd: a spare never keeps the process alive). */
-const MAX_SPARES = 2;
-
-/**
- * Threads waiting for a run: booted ahead of it, or kept from the last one. A thread loads its
- * modules (over 100 ms of its own CPU, more under load), so this takes that off the critical path.
+ * Threads waiting for a run, booted ahead of it or kept from the last one (unref'd: a spare
+ * never keeps the process alive). A thread loads its modules (over 100 ms of its own CPU, more
+ * under load), so this takes that off the critical path.
  */
 const spares: Worker[] = [];
 const spareDied = (w: Worker) => (): void => {
@@ -283,7 +268,7 @@ export class LayerThreads {
   }
 
   /**
-   * Ends the run's threads: up to MAX_SPARES idle ones are kept as the next run's spares (an
+   * Ends the run's threads: up to MAX_SPARE_LAYER_THREADS idle ones are kept as the next run's spares (an
    * import after this one skips their boot), the others are stopped.
    */
   async close(): Promise<void> {
@@ -294,7 +279,7 @@ export class LayerThreads {
       t.dead = true;
       const idle = t.running === null;
       t.running?.settle(null, threadDied('the run ended'));
-      if (idle && spares.length < MAX_SPARES) keepSpare(t.worker);
+      if (idle && spares.length < MAX_SPARE_LAYER_THREADS) keepSpare(t.worker);
       else stop.push(t.worker);
     }
     await Promise.all(stop.map((w) => w.terminate()));

@@ -9,6 +9,7 @@
  */
 import type { PublishResult } from '../store/objects.ts';
 import type { SplitStreamBuilder } from '../store/splitstream.ts';
+import { INLINE_ARENA_BYTES } from '../tuning.ts';
 
 /**
  * Where one object's outcome goes: a batch's results are delivered straight to these, with no
@@ -48,12 +49,8 @@ class ObjectSlot implements ObjectSink {
 
 type Slot = { kind: 'inline'; bytes: Uint8Array } | ObjectSlot;
 
-/**
- * Held inline bytes are copied into shared chunks of this size, and consecutive ones extend one
- * slot: a small buffer per header and padding would cost the garbage collector more than the
- * whole copy (every typed array over 64 bytes is a separately tracked allocation).
- */
-const ARENA_BYTES = 256 << 10;
+/** Held inline bytes are copied into shared arenas (INLINE_ARENA_BYTES); consecutive ones extend one slot. */
+const ARENA_BYTES = INLINE_ARENA_BYTES;
 
 export class OrderedStreamFeed {
   private readonly builder: SplitStreamBuilder;

@@ -30,6 +30,7 @@ import { HASH_ALGORITHMS, type HashAlgorithm } from '../verity/constants.ts';
 import { toHex, verityDigest } from '../verity/merkle.ts';
 import { objectPathIn, TMP_PREFIX, type ObjectId } from './layout.ts';
 import { enableVerity, measureVerity, OPEN_UNTRUSTED, storeSys, writeAllSync } from './sys.ts';
+import { PRESENT_CHECK_MIN } from '../tuning.ts';
 
 const writeAsync = promisify(writeCb);
 
@@ -315,8 +316,6 @@ export class TmpObjectFile {
   }
 }
 
-/** Objects above this size are looked for before they are written. */
-const PRESENT_CHECK_MIN = 64 << 10;
 
 /** Writes `data` as object `id` (already computed by the caller from these very bytes). */
 export function writeObjectSync(target: ObjectTarget, id: ObjectId, data: Uint8Array): PublishResult {

@@ -8,17 +8,13 @@ import type { FileHandle } from 'node:fs/promises';
 import { throwIfAborted, handledLater } from '../errors.ts';
 import { stopFlag } from '../native-addon.ts';
 import { digestSize } from '../verity/constants.ts';
-import { createSha256Stream, HASH_BACKLOG_BYTES } from '../verity/sha-stream.ts';
+import { createSha256Stream } from '../verity/sha-stream.ts';
+import { HASH_BACKLOG_BYTES, REBUILD_BATCHES as BATCHES, REBUILD_BATCH_BYTES as BATCH_BYTES, REBUILD_INLINE_AHEAD as INLINE_AHEAD, REBUILD_READERS as READERS, REBUILD_READ_AHEAD as READ_AHEAD, REBUILD_READ_BATCH as READ_BATCH, REBUILD_SINK_PIECE as SINK_PIECE, REBUILD_WHOLE_MAX as WHOLE_MAX } from '../tuning.ts';
 import { assembler, nativeOpenError, openRegular, readAll, readSmallRegular, TOO_BIG, type AssembledBatch } from './sys.ts';
 import type { Repository } from './repository.ts';
 import type { StreamChunk } from './splitstream.ts';
 import { objectRefTable, readHeader, readRefs, SplitStreamReader, type SegmentRun } from './splitstream-reader.ts';
 
-/** Objects opened ahead of the reader, and the most of one read whole into memory. */
-const READ_AHEAD = 32;
-/** Objects read in one job of the thread pool: READ_AHEAD / READ_BATCH jobs at once (libuv has 4 threads). */
-const READ_BATCH = 8;
-const WHOLE_MAX = 1 << 20;
 
 type Opened = { kind: 'whole'; bytes: Buffer } | { kind: 'stream'; fh: FileHandle };
 
@@ -39,8 +35,6 @@ async function openObject(repo: Repository, id: string): Promise<Opened> {
   }
 }
 
-/** Chunks pulled ahead of the one being yielded: up to READ_AHEAD objects, 4 MiB of inline bytes. */
-const INLINE_AHEAD = 4 << 20;
 
 /**
  * The bytes a split stream stands for, in order, from its chunks as they are decoded
@@ -168,9 +162,6 @@ export interface RebuildOptions {
   onBytes?: (bytes: number) => void;
 }
 
-/** Bytes of one batch laid out by the addon, and how many batches may be in flight at once. */
-const BATCH_BYTES = 8 << 20;
-const BATCHES = 3;
 
 /**
  * A split stream's bytes rebuilt and hashed (SHA-256) on the way, for cat-layer and fsck --deep:
@@ -210,12 +201,9 @@ export async function rebuildHashed(repo: Repository, streamObject: Uint8Array, 
   return { sha256: await sha.digestHex(), bytes };
 }
 
-const SINK_PIECE = 1 << 20;
 
 type Assemble = NonNullable<ReturnType<typeof assembler>>;
 
-/** Read jobs of the addon in flight at once: while one waits on the hash and the sink, another reads. */
-const READERS = 2;
 
 interface ReadJob {
   /** The job's segments (the rest of a run, for a job that takes over where one stopped). */

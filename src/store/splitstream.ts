@@ -10,6 +10,7 @@
  */
 import { zstdCompress } from '../codec/zstd.ts';
 import { HASH_ALGORITHMS, LOG_BLOCK_SIZE, type HashAlgorithm } from '../verity/constants.ts';
+import { FRAME_RAW_BYTES } from '../tuning.ts';
 
 export const MAGIC = Buffer.from('SplitStream', 'ascii');
 export const HEADER_SIZE = 32;
@@ -43,8 +44,6 @@ export interface SplitStream {
 
 /** An inline run longer than this is cut into several (readers concatenate them). */
 export const INLINE_RUN_MAX = 1 << 20;
-/** Stream-section bytes per zstd frame: the section is compressed as it is built. */
-export const FRAME_RAW_BYTES = 4 << 20;
 
 /**
  * Builds a split stream as it goes: inline bytes are coalesced into runs of at most

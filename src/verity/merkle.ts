@@ -9,8 +9,7 @@ import { assertHashAlgorithm, BLOCK_SIZE, type HashAlgorithm } from './constants
 import { buildDescriptor } from './descriptor.ts';
 import { digestBufferNative, getBackend, type HashImpl, type ShaBackend } from './backends.ts';
 
-/** Data blocks hashed per back-end call: large enough to amortise the call, small enough for L2. */
-const BATCH_BLOCKS = 64;
+import { MERKLE_BATCH_BLOCKS as BATCH_BLOCKS } from '../tuning.ts';
 
 class Level {
   readonly buf = new Uint8Array(BLOCK_SIZE);

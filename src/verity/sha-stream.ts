@@ -15,8 +15,6 @@ import { loadNativeKernel } from './backends.ts';
 
 const BLOCK = 1 << 20;
 
-/** How far a stream's readers let the hash fall behind: enough for the pool's hiccups, no more. */
-export const HASH_BACKLOG_BYTES = 16 << 20;
 
 export interface ShaStream {
   update(data: Uint8Array): void;
