@@ -115,6 +115,24 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
     options.onProgress?.({ type: 'run', images: jobs.length, totalBytes });
 
     const poolJobs = options.pool?.size ?? poolSize({ jobs: options.jobs, ioLimit: options.ioLimit ?? (await defaultIoLimit(repo.root)) }, availableParallelism());
+    /**
+     * The end of one image: its layers (`layers`), its seal checked, its tag set (after a sync
+     * when it wrote), its result recorded. Whatever fails is this image's failure alone.
+     */
+    const finish = async (p: Prepared, status: 'present' | 'imported', sync: boolean, layers: () => Promise<LayerResult[]>): Promise<void> => {
+      try {
+        const mine = await layers();
+        p.seals = await checkSourceSeal(repo, p.image, p.source, controller.signal);
+        p.retaggedFrom = await repo.setTag(p.tag, manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')), p.move);
+        if (sync) await repo.sync();
+        results[p.index] = summarise(p, status, mine, poolJobs);
+        options.onProgress?.({ type: 'image-done', image: p.index, ok: true });
+      } catch (e) {
+        results[p.index] = failure(p.source, p.tag, controller.signal.aborted && options.signal?.aborted ? aborted() : e);
+        options.onProgress?.({ type: 'image-done', image: p.index, ok: false });
+        if (options.failFast) controller.abort();
+      }
+    };
     const pending: Prepared[] = [];
     for (const p of prepared) {
       // Each image's time runs from here, not from when it was resolved: resolving the run's
@@ -127,19 +145,11 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
       const manifestStream = manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest'));
       const complete = await imageComplete(repo, p.image, manifestStream);
       if (complete && !options.verifySource) {
-        try {
-          p.seals = await checkSourceSeal(repo, p.image, p.source, controller.signal);
-          p.retaggedFrom = await repo.setTag(p.tag, manifestStream, p.move);
-        } catch (e) {
-          results[p.index] = failure(p.source, p.tag, controller.signal.aborted && options.signal?.aborted ? aborted() : e);
-          options.onProgress?.({ type: 'image-done', image: p.index, ok: false });
-          if (options.failFast) controller.abort();
-          continue;
-        }
-        const layers = p.image.layers.map(presentLayer);
-        for (const l of layers) options.onProgress?.({ type: 'layer-done', image: p.index, index: l.index, status: 'present', size: p.image.layers[l.index]?.descriptor.size ?? 0 });
-        results[p.index] = summarise(p, 'present', layers, poolJobs);
-        options.onProgress?.({ type: 'image-done', image: p.index, ok: true });
+        await finish(p, 'present', false, async () => {
+          const layers = p.image.layers.map(presentLayer);
+          for (const l of layers) options.onProgress?.({ type: 'layer-done', image: p.index, index: l.index, status: 'present', size: p.image.layers[l.index]?.descriptor.size ?? 0 });
+          return layers;
+        });
       } else {
         p.complete = complete;
         pending.push(p);
@@ -178,8 +188,8 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
       scheduler.plan(pending.flatMap((p) => p.image.layers.map((layer) => ({ layer, layout: p.image.layout, image: p.index }))));
       controller.signal.addEventListener('abort', () => scheduler.cancelPending(), { once: true });
       await Promise.all(
-        pending.map(async (p) => {
-          try {
+        pending.map((p) =>
+          finish(p, p.complete ? 'present' : 'imported', true, async () => {
             const layers = await Promise.all(p.image.layers.map((l) => scheduler.request(l.diffId, p.index)));
             if (controller.signal.aborted) throw aborted();
             // verifySource: a layer another image's blob served is checked from this image's own blob too.
@@ -190,17 +200,9 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
             const mine = layers.map((o, i): LayerResult => (o.read ? o.result : presentLayer(p.image.layers[i] as ResolvedLayer)));
             options.onProgress?.({ type: 'image-publishing', image: p.index });
             if (!p.complete) await publishImage(repo, impl, p.image, mine);
-            p.seals = await checkSourceSeal(repo, p.image, p.source, controller.signal);
-            p.retaggedFrom = await repo.setTag(p.tag, manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')), p.move);
-            await repo.sync();
-            results[p.index] = summarise(p, p.complete ? 'present' : 'imported', mine, poolJobs);
-            options.onProgress?.({ type: 'image-done', image: p.index, ok: true });
-          } catch (e) {
-            results[p.index] = failure(p.source, p.tag, controller.signal.aborted && options.signal?.aborted ? aborted() : e);
-            options.onProgress?.({ type: 'image-done', image: p.index, ok: false });
-            if (options.failFast) controller.abort();
-          }
-        })
+            return mine;
+          })
+        )
       );
       return report(results, scheduler.blobOpens, started, poolJobs);
     }
