@@ -41,9 +41,31 @@ export function pointRows(w: Workload): Record<string, string | number>[] {
   }));
 }
 
-/** Each stage alone, one row per stage. */
+/** The stage columns of stageRows, each with how a stage's name is recognised. */
+const STAGE_COLUMNS: [string, (stage: string) => boolean][] = [
+  ['blob SHA-256', (s) => s === 'blob SHA-256'],
+  ['inflate', (s) => s.endsWith(' inflate')],
+  ['diff_id SHA-256', (s) => s === 'diff_id SHA-256'],
+  ['tar walk', (s) => s.startsWith('tar walk')],
+  ['store', (s) => s.startsWith('store')],
+  ['serial chain', (s) => s.startsWith('serial chain')],
+  ['null pool, all', (s) => s.startsWith('null-pool import, all')],
+  ['null pool, busiest', (s) => s.startsWith('null-pool import, busiest')],
+];
+
+/**
+ * Each stage alone, one row per workload: each cell "CPU s/GB / CPU us per file" (the busiest
+ * thread's cell names its role); "-" where the workload has no such stage (a plain layer's inflate).
+ */
 export function stageRows(w: Workload): Record<string, string | number>[] {
-  return (w.stages ?? []).map((s) => ({ workload: w.name, stage: s.stage, 'CPU s/GB': s.sPerGB, 'CPU us/file': s.usPerFile }));
+  if (!w.stages?.length) return [];
+  const row: Record<string, string | number> = { workload: w.name };
+  for (const [col, is] of STAGE_COLUMNS) {
+    const s = w.stages.find((x) => is(x.stage));
+    const role = s ? /\(([^)]+)\)$/.exec(s.stage)?.[1] : undefined;
+    row[col] = s ? `${s.sPerGB.toFixed(2)} / ${s.usPerFile.toFixed(1)}${col === 'null pool, busiest' && role ? ` ${role}` : ''}` : '-';
+  }
+  return [row];
 }
 
 function pointsTable(w: Workload): string {
