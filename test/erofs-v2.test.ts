@@ -122,3 +122,15 @@ test('V2: a hard link to a folder is refused with a stable code', () => {
   t.linkTo[l] = d;
   assert.throws(() => writeImageV2(t), (e) => isVeritreeError(e) && e.code === 'DUMPFILE_INVALID');
 });
+
+test('V2: inline content past composefs-rs\'s 512 bytes is refused, not written as an image its reader rejects', () => {
+  const t = emptyTree();
+  const f = t.add(S_IFREG | 0o644, 0);
+  t.addNewChild(0, 'f', f);
+  t.content[f] = 'x'.repeat(513);
+  t.size[f] = 513;
+  assert.throws(() => writeImageV2(t), (e) => isVeritreeError(e) && e.code === 'DUMPFILE_INVALID' && /513 bytes/.test(e.message));
+  t.content[f] = 'x'.repeat(512);
+  t.size[f] = 512;
+  assert.match(debugImage(writeImageV2(t).bytes), /# Filename "\/f"\n# nid #\d+\n[0-9a-f]{8} ExtendedInodeHeader\n {6}\+0 {5}format: 5 = Extended \| Ok\(FlatInline\)/);
+});

@@ -24,6 +24,11 @@ V2_FILE_TYPE[S_IFIFO >> 12] = 5;
 V2_FILE_TYPE[S_IFSOCK >> 12] = 6;
 V2_FILE_TYPE[S_IFLNK >> 12] = 7;
 const FT_DIR = 2;
+/**
+ * The largest inline file composefs-rs makes or reads (lib.rs MAX_INLINE_CONTENT): its V2 writer
+ * puts a file's whole content after the inode, which a reader takes as `size % 4096` bytes.
+ */
+export const V2_INLINE_MAX = 512;
 
 /** One directory entry: its name (bytes as latin1), the inode it names, its file type. */
 export interface V2Dirent {
@@ -97,7 +102,8 @@ interface Frame {
 
 /**
  * Numbers the tree's inodes and builds each folder's entries (the tree is only read).
- * @throws VeritreeError DUMPFILE_INVALID for a hard link to a folder, a link cycle or a bad mode
+ * @throws VeritreeError DUMPFILE_INVALID for a hard link to a folder, a link cycle, a bad mode or
+ *   inline content past V2_INLINE_MAX
  */
 export function collectV2(t: CfsTree, signal?: AbortSignal): V2Inodes {
   const out: V2Inodes = { row: [], dir: [], nlink: [] };
@@ -106,6 +112,8 @@ export function collectV2(t: CfsTree, signal?: AbortSignal): V2Inodes {
   const push = (row: number): number => {
     const mode = t.mode[row] as number;
     if (!validMode(mode)) throw refuse(`invalid mode ${mode.toString(8)}`);
+    const content = t.content[row] as string | null;
+    if (content !== null && content.length > V2_INLINE_MAX) throw refuse(`inline content of ${content.length} bytes (composefs-rs keeps at most ${V2_INLINE_MAX} inline)`);
     out.row.push(row);
     out.dir.push(null);
     out.nlink.push(0);

@@ -211,7 +211,7 @@ function writeImage(w: Writing, out: V2Out, signal?: AbortSignal): void {
  * @throws VeritreeError DUMPFILE_INVALID for a tree composefs-rs cannot write
  */
 export function writeImageV2(t: CfsTree, hash: HashAlgorithm = 'sha256', signal?: AbortSignal): ImageV2 {
-  if (t.count === 0 || !t.isDir(0) || t.type(0) !== S_IFDIR) throw new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, 'dumpfile: the root must be a directory');
+  if (t.count === 0 || t.type(0) !== S_IFDIR) throw new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, 'dumpfile: the root must be a directory');
   const c = collectV2(t, signal);
   const x = v2Xattrs(t, c.row, hash);
   const w: Writing = { t, c, x, xattrSize: x.inodes.map(v2XattrSize) };

@@ -18,7 +18,9 @@
  * it works out per inode (order, place, sizes) it keeps in typed arrays by row, beside the tree.
  * Split as libcomposefs splits it: writer-policy.ts (the composefs rewrite of the tree),
  * writer-xattrs.ts (xattr order and sharing), writer-layout.ts (inode order and placement),
- * writer-out.ts (the bytes); this module runs them and writes the superblock.
+ * writer-out.ts (the bytes); this module runs them and writes the superblock. composefs-rs's
+ * legacy format V2 (`minVersion: 2`) shares none of those choices and is written by
+ * writer-v2.ts, which only reads its tree.
  * @module
  */
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
