@@ -235,12 +235,12 @@ function unassigned(at: number, data: Buffer): string {
   return `${hex8(at)} Unknown content\n${hexdump(data)}\n`;
 }
 
-const byKey = <T>(m: Map<string, T>): [string, T][] => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+const byKey = <T>(m: Map<string, T>): [string, T][] => Array.from(m.entries()).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 
 /** debug_img: the dump composefs-rs's mkfs tests snapshot. */
 export function debugImage(bytes: Buffer): string {
   const img = new Img(bytes);
-  const segments = [...visit(img).entries()].sort(([a], [b]) => a - b);
+  const segments = Array.from(visit(img).entries()).sort(([a], [b]) => a - b);
   const space = new Map<string, number>();
   /** Keyed by from + NUL + to, so that key order is the tuple's order. */
   const padding = new Map<string, number>();

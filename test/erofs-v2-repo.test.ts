@@ -3,7 +3,8 @@
  * `image` writes the V2 image of the tag under the config's `composefs.image` ref, `compute-id`
  * and `images --json --image-id` name the same id, fsck accepts the store, and the image mounts
  * with the kernel's erofs and overlayfs and serves its files (inline, from objects, through a
- * hard link and a symlink).
+ * hard link and a symlink). Two files of the same content share their overlay xattrs, which V2
+ * refers to by absolute offset: gc must still find their object through them.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,6 +20,7 @@ import { parseDumpfile } from '../src/erofs/dump-parse.ts';
 import { writeImageV2 } from '../src/erofs/writer-v2.ts';
 import { mountUnavailable } from '../src/erofs/mount.ts';
 import { toHex, verityDigest } from '../src/verity/index.ts';
+import { debugImage } from './erofs-debug.ts';
 import type { HashAlgorithm } from '../src/verity/constants.ts';
 
 const whyNoMount = mountUnavailable();
@@ -40,6 +42,7 @@ async function layout(): Promise<string> {
         { name: 'usr/share/', type: 'directory' },
         { name: 'usr/share/big.txt', content: BIG },
         { name: 'usr/share/big-link.txt', type: 'link', linkname: 'usr/share/big.txt' },
+        { name: 'usr/share/copy.txt', content: BIG },
         { name: 'etc/big', type: 'symlink', linkname: '../usr/share/big.txt' },
       ])
     );
@@ -91,6 +94,10 @@ for (const hash of ['sha256', 'sha512'] as HashAlgorithm[]) {
     const listed = JSON.parse(veritree(['images', '--json', '--repo', repo]).stdout) as { imageId?: string }[];
     assert.equal(listed[0]?.imageId, id);
     assert.equal(veritree(['image', 'img', '--json', '--repo', repo]).stdout.includes('"written":false'), true, 'a second run writes nothing');
+    // The copy's metacopy and redirect are the original's: shared, not inline.
+    assert.match(debugImage(bytes), /# xattr #\d+\n[0-9a-f]{8} \(4 16 \d+\) trusted\."overlay\.redirect"/);
+    const gc = veritree(['gc', '--repo', repo]);
+    assert.equal(gc.status, 0, gc.stderr);
     const f = veritree(['fsck', '--repo', repo]);
     assert.equal(f.status, 0, f.stdout + f.stderr);
   });
@@ -105,6 +112,7 @@ for (const hash of ['sha256', 'sha512'] as HashAlgorithm[]) {
       assert.equal(readFileSync(join(mnt, 'etc', 'hello'), 'utf8'), 'hi\n');
       assert.equal(readFileSync(join(mnt, 'usr', 'share', 'big.txt'), 'utf8'), BIG);
       assert.equal(readFileSync(join(mnt, 'usr', 'share', 'big-link.txt'), 'utf8'), BIG);
+      assert.equal(readFileSync(join(mnt, 'usr', 'share', 'copy.txt'), 'utf8'), BIG, 'served through shared xattrs, after gc');
       assert.equal(statSync(join(mnt, 'usr', 'share', 'big-link.txt')).ino, statSync(join(mnt, 'usr', 'share', 'big.txt')).ino, 'one inode for both names');
       assert.equal(statSync(join(mnt, 'usr', 'share', 'big.txt')).nlink, 2);
       assert.equal(readlinkSync(join(mnt, 'etc', 'big')), '../usr/share/big.txt');

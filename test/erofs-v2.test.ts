@@ -107,7 +107,7 @@ test('V2: hard links, a whiteout, xattrs shared and escaped, deep and big folder
   // The big folder's entries fill whole directory blocks.
   assert.match(dump, /# Filename "\/big"\n# block #\d+\n[0-9a-f]{8} Directory block\n/);
   // Depth first: /a right after the root, then its file, then the rest in name order.
-  const order = [...dump.matchAll(/# Filename "([^"]*)"\n# nid/g)].map((m) => m[1]);
+  const order = Array.from(dump.matchAll(/# Filename "([^"]*)"\n# nid/g), (m) => m[1]);
   assert.deepEqual(order.slice(0, 5), ['/', '/a', '/a/file', '/big', '/big/entry-0000']);
   assert.equal(order.length, 1 + 1 + 1 + 1 + 600 + 1 + 2000 + 1);
 });
