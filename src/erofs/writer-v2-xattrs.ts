@@ -25,6 +25,8 @@ const PREFIXES = ['', 'user.', 'system.posix_acl_access', 'system.posix_acl_defa
 const FILTER_SEED = 0x25bbe08f;
 const OVERLAY = 'trusted.overlay.';
 const ESCAPED = 'trusted.overlay.overlay.';
+const METACOPY = `${OVERLAY}metacopy`;
+const REDIRECT = `${OVERLAY}redirect`;
 /** An inode's xattr area starts with this header (name filter, shared count, reserved). */
 export const V2_XATTR_HEADER = 12;
 
@@ -33,6 +35,15 @@ export interface V2Xattr {
   prefix: number;
   suffix: string;
   value: string;
+  /** The whole name, the same string for every xattr of that name (a map key hashed once). */
+  name: string;
+}
+
+/** A name's prefix index, the rest of it, and its filter bit, worked out once per name. */
+interface NameFacts {
+  prefix: number;
+  suffix: string;
+  bit: number;
 }
 
 export interface V2InodeXattrs {
@@ -48,14 +59,32 @@ export interface V2Xattrs {
   shared: V2Xattr[];
 }
 
-function add(x: V2InodeXattrs, name: string, value: string): void {
-  for (let i = PREFIXES.length - 1; i >= 0; i--) {
-    const p = PREFIXES[i] as string;
-    if (!name.startsWith(p)) continue;
-    const suffix = name.slice(p.length);
-    x.filter = (x.filter | (1 << (xxh32(Buffer.from(suffix, 'latin1'), (FILTER_SEED + i) >>> 0) % 32))) >>> 0;
-    x.local.push({ prefix: i, suffix, value });
-    return;
+/** Names as written (escaped) and their facts; one per image, so that each name is looked at once. */
+class Names {
+  private readonly facts = new Map<string, NameFacts>();
+  private readonly escaped = new Map<string, string>();
+  /** The name a tree xattr is written under: `trusted.overlay.X` escaped to `trusted.overlay.overlay.X`. */
+  escape(key: string): string {
+    if (!key.startsWith(OVERLAY)) return key;
+    let e = this.escaped.get(key);
+    if (e === undefined) {
+      e = ESCAPED + key.slice(OVERLAY.length);
+      this.escaped.set(key, e);
+    }
+    return e;
+  }
+  /** InodeXAttrs::add: the last of the prefixes the name starts with ("" always does). */
+  add(x: V2InodeXattrs, name: string, value: string): void {
+    let f = this.facts.get(name);
+    if (f === undefined) {
+      let i = PREFIXES.length - 1;
+      while (!name.startsWith(PREFIXES[i] as string)) i--;
+      const suffix = name.slice((PREFIXES[i] as string).length);
+      f = { prefix: i, suffix, bit: xxh32(Buffer.from(suffix, 'latin1'), (FILTER_SEED + i) >>> 0) % 32 };
+      this.facts.set(name, f);
+    }
+    x.filter = (x.filter | (1 << f.bit)) >>> 0;
+    x.local.push({ prefix: f.prefix, suffix: f.suffix, value, name });
   }
 }
 
@@ -79,7 +108,7 @@ function objectPath(digest: string): string {
 }
 
 /** A node's xattrs before sharing: what overlayfs needs first, then its own, escaped. */
-function ownXattrs(t: CfsTree, row: number, alg: HashAlgorithm): V2InodeXattrs {
+function ownXattrs(t: CfsTree, row: number, alg: HashAlgorithm, names: Names): V2InodeXattrs {
   const x: V2InodeXattrs = { shared: [], local: [], filter: 0 };
   if (t.type(row) === S_IFREG && t.content[row] === null && (t.size[row] as number) > 0) {
     const digest = t.digest[row] as string | null;
@@ -89,22 +118,19 @@ function ownXattrs(t: CfsTree, row: number, alg: HashAlgorithm): V2InodeXattrs {
       if (digest.length !== m.digestSize) {
         throw new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, `EROFS format V2: a digest of ${digest.length} bytes in an image of ${m.digestSize}-byte digests`);
       }
-      add(x, `${OVERLAY}metacopy`, m.head + digest);
-      add(x, `${OVERLAY}redirect`, objectPath(digest));
+      names.add(x, METACOPY, m.head + digest);
+      names.add(x, REDIRECT, objectPath(digest));
     } else {
       // composefs-rs's ExternalNoVerity (a path, no digest) and Sparse (neither).
-      add(x, `${OVERLAY}metacopy`, '');
-      if (payload !== null && payload.length > 0) add(x, `${OVERLAY}redirect`, `/${payload}`);
+      names.add(x, METACOPY, '');
+      if (payload !== null && payload.length > 0) names.add(x, REDIRECT, `/${payload}`);
     }
   }
   const slots: number[] = [];
   for (let s = t.xHead[row] as number; s !== NONE; s = t.slotNext[s] as number) slots.push(s);
   const keyOf = (s: number): string => t.keys[t.slotKey[s] as number] as string;
   slots.sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
-  for (const s of slots) {
-    const key = keyOf(s);
-    add(x, key.startsWith(OVERLAY) ? ESCAPED + key.slice(OVERLAY.length) : key, t.slotValue[s] as string);
-  }
+  for (const s of slots) names.add(x, names.escape(keyOf(s)), t.slotValue[s] as string);
   return x;
 }
 
@@ -115,32 +141,57 @@ function order(a: V2Xattr, b: V2Xattr): number {
   return a.prefix - b.prefix || cmp(a.suffix, b.suffix) || cmp(a.value, b.value);
 }
 
-/** An xattr's identity as a map key (prefix, name length, name, value). */
-const keyOfXattr = (x: V2Xattr): string => `${x.prefix}:${x.suffix.length}:${x.suffix}${x.value}`;
+/** How many inodes have an xattr (name and value), and its place in the shared area. */
+interface Use {
+  x: V2Xattr;
+  count: number;
+  index: number;
+}
 
 /** Every inode's xattrs (`rows`: each inode's tree row), with those used more than once shared. */
 export function v2Xattrs(t: CfsTree, rows: readonly number[], alg: HashAlgorithm): V2Xattrs {
-  const inodes = rows.map((row) => ownXattrs(t, row, alg));
-  const uses = new Map<string, { x: V2Xattr; count: number; index: number }>();
+  const names = new Names();
+  const inodes = rows.map((row) => ownXattrs(t, row, alg, names));
+  // By name, then value: no key string is made per xattr.
+  const uses = new Map<string, Map<string, Use>>();
+  /** Each inode's xattrs' uses, in order (filled in the counting loop, read in the sharing one). */
+  const usesOf: Use[][] = [];
   for (const i of inodes) {
+    const mine: Use[] = [];
     for (const x of i.local) {
-      const k = keyOfXattr(x);
-      const u = uses.get(k);
-      if (u === undefined) uses.set(k, { x, count: 1, index: -1 });
-      else u.count++;
+      let byValue = uses.get(x.name);
+      if (byValue === undefined) {
+        byValue = new Map();
+        uses.set(x.name, byValue);
+      }
+      let u = byValue.get(x.value);
+      if (u === undefined) {
+        u = { x, count: 0, index: -1 };
+        byValue.set(x.value, u);
+      }
+      u.count++;
+      mine.push(u);
     }
+    usesOf.push(mine);
   }
+  const sharedUses: Use[] = [];
+  for (const byValue of uses.values()) for (const u of byValue.values()) if (u.count > 1) sharedUses.push(u);
+  sharedUses.sort((a, b) => order(a.x, b.x));
   const shared: V2Xattr[] = [];
-  for (const u of uses.values()) if (u.count > 1) shared.push(u.x);
-  shared.sort(order);
-  for (let i = 0; i < shared.length; i++) (uses.get(keyOfXattr(shared[i] as V2Xattr)) as { index: number }).index = i;
-  for (const i of inodes) {
+  for (let i = 0; i < sharedUses.length; i++) {
+    const u = sharedUses[i] as Use;
+    u.index = i;
+    shared.push(u.x);
+  }
+  for (let n = 0; n < inodes.length; n++) {
+    const i = inodes[n] as V2InodeXattrs;
     if (i.local.length === 0) continue;
+    const mine = usesOf[n] as Use[];
     const local: V2Xattr[] = [];
-    for (const x of i.local) {
-      const u = uses.get(keyOfXattr(x)) as { count: number; index: number };
+    for (let k = 0; k < i.local.length; k++) {
+      const u = mine[k] as Use;
       if (u.count > 1) i.shared.push(u.index);
-      else local.push(x);
+      else local.push(i.local[k] as V2Xattr);
     }
     if (i.shared.length > 0xff) throw new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, `EROFS format V2: an inode with ${i.shared.length} shared xattrs (at most 255)`);
     i.local = local;
