@@ -1,7 +1,7 @@
 /**
  * `veritree image` in the repository's EROFS format (meta.json's erofs_formats, as composefs-rs
  * 0.9 decides it): V0 and V1 byte for byte what mkfs (mkcomposefs) writes at --min-version=0 and
- * =1, V2 refused by name, extra formats beside the default; and a repository cfsctl made keeps
+ * =1, V2 as composefs-rs's legacy writer writes it, extra formats beside the default; and a repository cfsctl made keeps
  * its meta.json unchanged through import, image, gc and fsck.
  */
 import { test, after } from 'node:test';
@@ -93,36 +93,38 @@ test('V0 and V1 repositories: the image is what mkfs writes at --min-version=0 a
   assert.notEqual(v0, v1, 'the two formats give two ids, as in composefs-rs');
 });
 
-test('a V2 repository: import works, image is refused naming V2; --erofs-version 1 writes V1', async () => {
+test('a V2 repository cfsctl made: image writes V2 under composefs.image; --erofs-version 1 writes V1', async () => {
   const l = await layout();
   const repo = repoWithMeta('v2', CFSCTL_META.sha256v2);
   assert.equal(veritree(['import', `oci:${l}:t`, 'img', '--repo', repo]).status, 0);
-  const r = veritree(['image', 'img', '--repo', repo]);
-  assert.equal(r.status, 4, r.stderr);
-  assert.match(r.stderr, /image format is EROFS format V2 \(composefs-rs's legacy writer.*cannot write yet; `veritree image --erofs-version 0\|1` writes/);
+  const r = image(repo, 'img');
+  assert.equal(r.format, 2);
+  assert.equal(r.version, 2);
+  assert.deepEqual(await configRefs(repo, 'img'), { 'composefs.image': r.image });
   const forced = image(repo, 'img', '--erofs-version', '1');
   assert.equal(forced.format, 1);
   assert.deepEqual(objectBytes(repo, forced.image), mkfsOf(repo, 'img', 1));
   assert.deepEqual(await configRefs(repo, 'img'), { 'composefs.image.v1': forced.image });
 });
 
-test('extra formats are written beside the default as commit_images does; V2 is said to be skipped', async () => {
+test('extra formats are written beside the default as commit_images does, V2 among them', async () => {
   const l = await layout();
   const meta = CFSCTL_META.sha256v1extra2.replace('      2\n', '      0,\n      2\n');
   const repo = repoWithMeta('extra', meta);
   assert.equal(veritree(['import', `oci:${l}:t`, 'img', '--repo', repo]).status, 0);
   const cli = veritree(['image', 'img', '--json', '--repo', repo]);
   assert.equal(cli.status, 0, cli.stderr);
-  assert.match(cli.stderr, /not written: the repository's extra format V2 \(veritree cannot write EROFS format V2 yet\)/);
+  assert.doesNotMatch(cli.stderr, /not written/);
   const r = JSON.parse(cli.stdout) as Report;
   assert.equal(r.format, 1);
-  assert.deepEqual(r.skipped, [2]);
-  assert.equal(r.extra.length, 1);
-  const x = r.extra[0] as { format: number; image: string };
-  assert.equal(x.format, 0);
-  assert.deepEqual(objectBytes(repo, x.image), mkfsOf(repo, 'img', 0));
-  assert.equal(readFileSync(join(repo, 'images', x.image)).length > 0, true, 'the extra image is linked under images/');
-  assert.deepEqual(await configRefs(repo, 'img'), { 'composefs.image.v1': r.image }, 'only the default claims a ref (composefs-oci keeps no V0 ref)');
+  assert.deepEqual(r.skipped, []);
+  assert.deepEqual(r.extra.map((x) => x.format), [0, 2]);
+  const [x0, x2] = r.extra as [{ format: number; image: string }, { format: number; image: string }];
+  assert.deepEqual(objectBytes(repo, x0.image), mkfsOf(repo, 'img', 0));
+  assert.equal(objectBytes(repo, x2.image).readUInt32LE(12), 2, 'composefs_version 2');
+  for (const x of [x0, x2]) assert.equal(readFileSync(join(repo, 'images', x.image)).length > 0, true, 'the extra image is linked under images/');
+  assert.equal(veritree(['compute-id', 'img', '--erofs-version', '2', '--repo', repo]).stdout.trim(), x2.image);
+  assert.deepEqual(await configRefs(repo, 'img'), { 'composefs.image.v1': r.image, 'composefs.image': x2.image }, 'V1 and V2 as composefs-oci names them; no V0 ref');
   assert.equal(readFileSync(join(repo, 'meta.json'), 'utf8'), meta);
 });
 
@@ -131,8 +133,7 @@ test("a repository cfsctl init made is fully usable and its meta.json is never r
   for (const [name, meta] of Object.entries(CFSCTL_META)) {
     const repo = repoWithMeta(`cfs-${name}`, meta);
     const steps: string[][] = [['import', `oci:${l}:t`, 'img'], ['gc'], ['fsck']];
-    // Images: where the format is V0/V1 and the hash SHA-256 (SHA-512 images are not written yet).
-    if (name.startsWith('sha256') && !name.endsWith('v2')) steps.splice(1, 0, ['image', 'img']);
+    steps.splice(1, 0, ['image', 'img']);
     for (const s of steps) {
       const r = veritree([...s, '--repo', repo]);
       assert.equal(r.status, 0, `${name}: ${s.join(' ')}: ${r.stderr}`);
@@ -168,11 +169,10 @@ test('compute-id prints the image id in the repository\'s format and writes noth
   assert.match(veritree(['images', '--repo', repo]).stdout, new RegExp(`\\n  image    ${id.stdout.trim()}\\n`));
   const v2 = repoWithMeta('ids-v2', CFSCTL_META.sha256v2);
   assert.equal(veritree(['import', `oci:${l}:t`, 'img', '--repo', v2]).status, 0);
-  const refused = veritree(['compute-id', 'img', '--repo', v2]);
-  assert.equal(refused.status, 4);
-  assert.match(refused.stderr, /EROFS format V2/);
+  const v2id = veritree(['compute-id', 'img', '--repo', v2]);
+  assert.equal(v2id.status, 0, v2id.stderr);
   const listed = veritree(['images', '--json', '--image-id', '--repo', v2]);
-  assert.equal(listed.status, 0, 'images still lists a V2 repository\'s tags');
-  assert.match(listed.stderr, /--image-id: .*EROFS format V2/);
-  assert.equal((JSON.parse(listed.stdout) as Rec[])[0]?.imageId, undefined);
+  assert.equal(listed.status, 0, listed.stderr);
+  assert.equal((JSON.parse(listed.stdout) as Rec[])[0]?.imageId, v2id.stdout.trim(), 'the V2 id, worked out');
+  assert.equal(image(v2, 'img').image, v2id.stdout.trim());
 });

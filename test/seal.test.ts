@@ -3,8 +3,9 @@
  * inline or as a referrer artifact; `veritree import` of the sealed layout into a fresh store
  * computes them and accepts it, and refuses, before tagging, a layout in which one byte of one
  * file was changed and every other digest (blob, diff_id, config, manifest, artifact) fixed up,
- * naming the merged digest. The older config label is checked the same way; digests veritree
- * cannot compute are reported unchecked, signatures reported.
+ * naming the merged digest. The older config label is checked the same way (a V0, V1 or V2 id);
+ * `erofs.v2` keys are computed too; digests veritree cannot compute are reported unchecked,
+ * signatures reported.
  */
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -231,6 +232,14 @@ test('the config label containers.composefs.fsverity is checked; uncomputable di
   assert.equal(good.status, 0, good.stderr);
   assert.deepEqual(good.report?.seals?.checks.map((c) => `${c.key}:${c.status}`).sort(), ['composefs.merged.erofs.v1.fsverity-sha512-12:unchecked', 'containers.composefs.fsverity:ok']);
   assert.deepEqual(good.report?.seals?.signatures.map((x) => [x.key, x.bytes]), [[`${MERGED}.sig`, 20]]);
+
+  // A V2 id (composefs-rs's legacy format) holds for the label, and an erofs.v2 key is computed.
+  const v2 = veritree(['compute-id', 'ex', '--erofs-version', '2', '--repo', repo]).stdout.trim();
+  assert.match(v2, /^[0-9a-f]{64}$/);
+  withLabel(v2, { 'composefs.merged.erofs.v2.fsverity-sha256-12': v2 });
+  const legacy = importJson(`oci:${out}:l`, join(dir, 'fresh-label-v2'));
+  assert.equal(legacy.status, 0, legacy.stderr);
+  assert.deepEqual(legacy.report?.seals?.checks.map((c) => `${c.key}:${c.status}`).sort(), ['composefs.merged.erofs.v2.fsverity-sha256-12:ok', 'containers.composefs.fsverity:ok']);
 
   withLabel('cd'.repeat(32), {});
   const fresh = join(dir, 'fresh-label-bad');

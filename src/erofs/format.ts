@@ -23,3 +23,9 @@ export const SUPER_SIZE = 128;
 export const COMPACT_SIZE = 32;
 export const EXTENDED_SIZE = 64;
 export const DIRENT_SIZE = 12;
+/** The composefs header before the superblock: its magic and its own version (always 1). */
+export const COMPOSEFS_MAGIC = 0xd078629a;
+export const COMPOSEFS_HEADER_VERSION = 1;
+/** Superblock feature_compat bits: inode mtimes, xattr name filters. */
+export const FEATURE_COMPAT_MTIME = 2;
+export const FEATURE_COMPAT_XATTR_FILTER = 4;

@@ -1,10 +1,9 @@
 /**
  * Which EROFS formats `veritree image` writes for a repository, and the config stream's named ref
  * each is kept under, as composefs-rs 0.9 decides them (crates/composefs/src/tree.rs
- * commit_images, crates/composefs-oci/src/lib.rs ensure_oci_composefs_erofs).
+ * commit_images, crates/composefs-oci/src/lib.rs ensure_oci_composefs_erofs, write_config_raw).
  * @module
  */
-import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import type { ErofsFormats, ErofsVersion } from '../store/meta.ts';
 
 /** The config's named ref for a V2 image (composefs-oci IMAGE_REF_KEY); veritree's V0 images use it too. */
@@ -21,9 +20,11 @@ export function imageRefKey(v: ErofsVersion): string {
   return v === 1 ? IMAGE_REF_V1 : IMAGE_REF;
 }
 
-/** The writer's options for a format: V0 is mkcomposefs's default, V1 its `--min-version=1`. */
+/**
+ * The writer's options for a format: V0 is mkcomposefs's default, V1 its `--min-version=1`, V2
+ * composefs-rs's legacy writer (writer-v2.ts).
+ */
 export function writerOptionsFor(v: ErofsVersion): { minVersion: number } {
-  if (v === 2) throw v2Unsupported('the format asked for is ');
   return { minVersion: v };
 }
 
@@ -32,27 +33,30 @@ export interface ImagePlan {
   default: ErofsVersion;
   /** Formats written beside it, as commit_images writes `extra`. */
   extra: ErofsVersion[];
-  /** `extra` formats veritree cannot write (V2): left out, and said so. */
-  skipped: ErofsVersion[];
-}
-
-function v2Unsupported(where: string): VeritreeError {
-  return new VeritreeError(
-    ERROR_CODES.STORE_UNSUPPORTED,
-    `${where}EROFS format V2 (composefs-rs's legacy writer: extended inodes, DFS order, composefs_version 2), which veritree cannot write yet; ` +
-      '`veritree image --erofs-version 0|1` writes an image in another format'
-  );
 }
 
 /**
  * The formats to write: `override` alone when given (as cfsctl's `--erofs-version` narrows a
- * repository to one format), else the repository's. A V2 default is refused rather than written
- * in a format the repository does not name.
- * @throws VeritreeError STORE_UNSUPPORTED when the default is V2
+ * repository to one format), else the repository's default and its `extra` formats.
  */
-export function imagePlan(formats: ErofsFormats, root: string, override?: ErofsVersion): ImagePlan {
+export function imagePlan(formats: ErofsFormats, override?: ErofsVersion): ImagePlan {
   const f: ErofsFormats = override !== undefined ? { default: override, extra: [] } : formats;
-  if (f.default === 2) throw v2Unsupported(override !== undefined ? 'the format asked for is ' : `${root}: the repository's image format is `);
-  const extra = f.extra.filter((v) => v !== f.default);
-  return { default: f.default, extra: extra.filter((v) => v !== 2), skipped: extra.filter((v) => v === 2) };
+  return { default: f.default, extra: f.extra.filter((v) => v !== f.default) };
+}
+
+/**
+ * The config's named refs for the images written: the default's under its format's ref, then
+ * each extra under its own ref where no image took that ref before it (composefs-oci's
+ * write_config_raw names the V2 image `composefs.image` and the V1 one `composefs.image.v1`;
+ * a V0 image, veritree's own, keeps `composefs.image` only as the default, and an extra V2 beside
+ * a V0 default is written and linked under images/ but named by no ref).
+ */
+export function imageRefs(defaultFormat: ErofsVersion, defaultId: string, extra: readonly { format: ErofsVersion; image: string }[]): [string, string][] {
+  const refs: [string, string][] = [[imageRefKey(defaultFormat), defaultId]];
+  for (const x of extra) {
+    if (x.format === 0) continue;
+    const key = imageRefKey(x.format);
+    if (!refs.some(([k]) => k === key)) refs.push([key, x.image]);
+  }
+  return refs;
 }

@@ -7,8 +7,9 @@
  * - the image is written in the repository's EROFS format (meta.json, image-formats.ts), and
  *   images of its `extra` formats beside it, as composefs-rs's commit_images does;
  * - the config stream gets the named ref of each format written (`composefs.image.v1` for V1,
- *   `composefs.image` for V0) → its image object (so gc keeps it while the config is
- *   reachable), and the manifest stream is rewritten to name the new config
+ *   `composefs.image` for V2 and for veritree's V0; image-formats.ts imageRefs) → its image
+ *   object (so gc keeps it while the config is reachable), and the manifest stream is rewritten
+ *   to name the new config
  *   stream. Stream names do not change, so the tag keeps naming the same manifest stream.
  *   The two links are re-pointed in an order a crash cannot break (writeStoreImage).
  *
@@ -28,7 +29,7 @@ import { SplitStreamBuilder, type SplitStream } from '../store/splitstream.ts';
 import { readSplitStream } from '../store/splitstream-reader.ts';
 import { toHex, verityDigest } from '../verity/index.ts';
 import type { ErofsVersion } from '../store/meta.ts';
-import { IMAGE_REF, IMAGE_REF_V1, imagePlan, imageRefKey, writerOptionsFor } from './image-formats.ts';
+import { IMAGE_REF, IMAGE_REF_V1, imagePlan, imageRefKey, imageRefs, writerOptionsFor } from './image-formats.ts';
 import { writeComposefsImage, type ComposefsImage } from './writer.ts';
 
 export { IMAGE_REF } from './image-formats.ts';
@@ -49,13 +50,13 @@ export interface StoreImageReport {
   written: boolean;
   bytes: number;
   inodes: number;
-  /** The composefs_version in the image's header (0, or 1 when the tree holds whiteouts or for V1). */
+  /** The composefs_version in the image's header (0, or 1 when the tree holds whiteouts or for V1; 2 for V2). */
   version: number;
   /** The repository's EROFS format the image is written in (composefs-rs's FormatVersion). */
   format: ErofsVersion;
   /** Images of the repository's `extra` formats, written beside it (not under the tag's image ref). */
   extra: { format: ErofsVersion; image: string }[];
-  /** `extra` formats veritree cannot write yet (V2), left out. */
+  /** `extra` formats left out: none, now that every format is written (kept for scripts that read it). */
   skipped: ErofsVersion[];
   seconds: number;
 }
@@ -154,7 +155,7 @@ export async function writeStoreImageLocked(repo: Repository, tag: string, opts:
   const started = performance.now();
   repo.assertWritable();
   // The tag is followed once: the image, the config and the manifest rewritten are all of it.
-  const plan = imagePlan(repo.erofsFormats, repo.root, opts.erofsVersion);
+  const plan = imagePlan(repo.erofsFormats, opts.erofsVersion);
   const t = await taggedImage(repo, tag);
   const img = await composefsImageOf(repo, t.diffIds, opts, plan.default);
   const id = toHex(verityDigest(img.bytes, repo.alg));
@@ -168,13 +169,12 @@ export async function writeStoreImageLocked(repo: Repository, tag: string, opts:
     extra.push({ format, image: xid });
   }
   // As composefs-oci's write_config_raw: the image refs are those of the formats written now.
-  const imageRefs: [string, string][] = [[imageRefKey(plan.default), id]];
-  for (const x of extra) if (x.format === 1 && plan.default !== 1) imageRefs.push([IMAGE_REF_V1, x.image]);
+  const refs = imageRefs(plan.default, id, extra);
   const configName = t.configStream;
   const linkedConfig = await repo.streamObject(configName);
   if (linkedConfig === null) throw new VeritreeError(ERROR_CODES.STORE_CORRUPT, `the tag ${tag} names config stream ${configName}, which is missing; run veritree fsck`, { path: repo.streamPath(configName) });
   const config = readSplitStream(await repo.readStreamBytes(configName));
-  const configBytes = rebuilt(config, 'config', [...namedRefsOf(config).filter(([n]) => n !== IMAGE_REF && n !== IMAGE_REF_V1), ...imageRefs]);
+  const configBytes = rebuilt(config, 'config', [...namedRefsOf(config).filter(([n]) => n !== IMAGE_REF && n !== IMAGE_REF_V1), ...refs]);
   const configId = await put(repo, configBytes);
   const manifestId = await put(repo, rebuilt(t.manifest, 'manifest', withConfig(t.manifest, configId)));
   const linkedManifest = await repo.streamObject(t.manifestStream);
@@ -217,7 +217,7 @@ export async function writeStoreImageLocked(repo: Repository, tag: string, opts:
     version: img.version,
     format: plan.default,
     extra,
-    skipped: plan.skipped,
+    skipped: [],
     seconds: (performance.now() - started) / 1000,
   };
 }
@@ -232,10 +232,9 @@ export interface ImageIdReport {
 /**
  * The id of the tag's composefs image in the repository's default format (or `opts.erofsVersion`),
  * writing nothing (cfsctl's `oci compute-id`). Holds the shared lock while it reads.
- * @throws VeritreeError STORE_UNSUPPORTED when the format is V2
  */
 export async function computeImageId(repo: Repository, tag: string, opts: StoreImageOptions = {}): Promise<ImageIdReport> {
-  const plan = imagePlan(repo.erofsFormats, repo.root, opts.erofsVersion);
+  const plan = imagePlan(repo.erofsFormats, opts.erofsVersion);
   const lock = await repo.lockShared(lockOptionsFrom(opts));
   try {
     const t = await taggedImage(repo, tag);
@@ -248,7 +247,7 @@ export async function computeImageId(repo: Repository, tag: string, opts: StoreI
 
 /**
  * The image the tag's config names under the ref of the repository's format (`composefs.image.v1`
- * for V1, else `composefs.image`), or null when none was written.
+ * for V1, else `composefs.image`: V2, or V0), or null when none was written.
  */
 export async function storedImageOf(repo: Repository, tag: string): Promise<string | null> {
   const config = readSplitStream(await repo.readStreamBytes((await taggedImage(repo, tag)).configStream));

@@ -18,20 +18,26 @@
  * it works out per inode (order, place, sizes) it keeps in typed arrays by row, beside the tree.
  * Split as libcomposefs splits it: writer-policy.ts (the composefs rewrite of the tree),
  * writer-xattrs.ts (xattr order and sharing), writer-layout.ts (inode order and placement),
- * writer-out.ts (the bytes); this module runs them and writes the superblock.
+ * writer-out.ts (the bytes); this module runs them and writes the superblock. composefs-rs's
+ * legacy format V2 (`minVersion: 2`) shares none of those choices and is written by
+ * writer-v2.ts, which only reads its tree.
  * @module
  */
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
 import { S_IFDIR, mtimeWords } from './node.ts';
 import type { CfsTree } from './tree.ts';
 import type { HashAlgorithm } from '../verity/constants.ts';
-import { BLOCK, BLOCK_BITS, EROFS_MAGIC, SLOT, SUPER_OFFSET, SUPER_SIZE } from './format.ts';
+import { BLOCK, BLOCK_BITS, COMPOSEFS_HEADER_VERSION, COMPOSEFS_MAGIC, EROFS_MAGIC, FEATURE_COMPAT_MTIME, FEATURE_COMPAT_XATTR_FILTER, SLOT, SUPER_OFFSET, SUPER_SIZE } from './format.ts';
 import { formatVersion, refused, rewriteTree } from './writer-policy.ts';
 import { Layout, computeTree, internal, placeInodes, roundUp } from './writer-layout.ts';
+import { writeImageV2 } from './writer-v2.ts';
 import { Out, writeDentries, writeFileBlocks, writeInode, writeU64, writeXattr, type WriteState } from './writer-out.ts';
 
 export interface ImageOptions {
-  /** Lowest format version (default 0); raised to 1 when the tree holds a whiteout and max allows. */
+  /**
+   * Lowest format version (default 0); raised to 1 when the tree holds a whiteout and max allows.
+   * 2 is composefs-rs's legacy format V2 (writer-v2.ts), written as it is whatever max says.
+   */
   minVersion?: number;
   /** Highest format version (default 1). */
   maxVersion?: number;
@@ -40,17 +46,16 @@ export interface ImageOptions {
   signal?: AbortSignal;
 }
 
+/** The highest of mkcomposefs's format versions, the ones min and max range over. */
 export const FORMAT_VERSION_MAX = 1;
+/** composefs-rs's legacy format, asked for by `minVersion: 2` alone. */
+export const FORMAT_VERSION_V2 = 2;
 
-const COMPOSEFS_MAGIC = 0xd078629a;
-const COMPOSEFS_HEADER_VERSION = 1;
 const FLAG_HAS_ACL = 1;
-const FEATURE_COMPAT_MTIME = 2;
-const FEATURE_COMPAT_XATTR_FILTER = 4;
 
 export interface ComposefsImage {
   bytes: Buffer;
-  /** The format version written (0 or 1). */
+  /** The format version written (0, 1, or 2 for V2). */
   version: number;
   inodes: number;
 }
@@ -61,6 +66,10 @@ export interface ComposefsImage {
  */
 export function writeComposefsImage(tree: CfsTree, opts: ImageOptions = {}): ComposefsImage {
   const min = opts.minVersion ?? 0;
+  if (min === FORMAT_VERSION_V2) {
+    const v2 = writeImageV2(tree, opts.hash ?? 'sha256', opts.signal);
+    return { bytes: v2.bytes, version: FORMAT_VERSION_V2, inodes: v2.inodes };
+  }
   let max = opts.maxVersion ?? FORMAT_VERSION_MAX;
   if (min < 0 || min > FORMAT_VERSION_MAX || max > FORMAT_VERSION_MAX) {
     throw new VeritreeError(ERROR_CODES.USAGE, `format versions go from 0 to ${FORMAT_VERSION_MAX}`);

@@ -8,11 +8,11 @@
  *   in format VN (V1: mkcomposefs `--min-version=1`), as `veritree image` writes it;
  * - `layer`: the same of that one layer's tree alone, merged by the same rules;
  * - the config label `containers.composefs.fsverity`: the image id, in a format the label does
- *   not name, so it holds when it is the V0 or the V1 id (V2 ids are not computed).
+ *   not name, so it holds when it is the V0, the V1 or the V2 id.
  *
  * An EROFS claim is computed in the repository's hash: a SHA-512 one in a SHA-512 repository (its
  * images name their files by SHA-512 digests), a SHA-256 one in a SHA-256 repository. A claim
- * veritree cannot compute (an EROFS claim of the other hash, 64 KiB blocks, `erofs.v2`,
+ * veritree cannot compute (an EROFS claim of the other hash, 64 KiB blocks, a format past V2,
  * `merged.bootable`) is reported `unchecked`; the image is refused only for a digest computed and found different.
  * Signatures are reported, not checked.
  * @module
@@ -87,7 +87,7 @@ class ImageIds {
 /** Why veritree cannot compute this EROFS claim, or null when it can. */
 function erofsUncheckable(c: SealClaim, repo: Repository): string | null {
   if (c.role === 'merged.bootable') return 'the boot variant (no /boot, boot transformations) is not written by veritree';
-  if (c.erofs !== 0 && c.erofs !== 1) return `EROFS format v${c.erofs} is not written by veritree`;
+  if (c.erofs !== 0 && c.erofs !== 1 && c.erofs !== 2) return `EROFS format v${c.erofs} is not written by veritree`;
   // An image's files are named by the repository's digests: a claim of another hash is of an image this repository cannot make.
   if (c.alg !== repo.alg) return `an image naming its files by ${c.alg} digests is not written by veritree in a ${repo.alg} repository`;
   return null;
@@ -104,7 +104,9 @@ async function checkOne(c: SealClaim, input: SealInput, repo: Repository, ids: I
     const v0 = await ids.of(input.diffIds, 0);
     const v1 = await ids.of(input.diffIds, 1);
     if (c.expected === v0 || c.expected === v1) return { found: c.expected === v0 ? v0 : v1, status: 'ok' };
-    return { found: `${v0},${v1}`, status: 'mismatch', why: 'the V0 and the V1 image ids; V2 ids are not computed' };
+    const v2 = await ids.of(input.diffIds, 2);
+    if (c.expected === v2) return { found: v2, status: 'ok' };
+    return { found: `${v0},${v1},${v2}`, status: 'mismatch', why: 'the V0, the V1 and the V2 image ids' };
   }
   const why = erofsUncheckable(c, repo);
   if (why !== null) return { found: null, status: 'unchecked', why };

@@ -71,10 +71,10 @@ export function registerComposefs(program: Command): void {
       .description("write the composefs EROFS image of a tagged image into the store, as composefs-rs does (images/<digest>, the config's composefs.image.v1 or composefs.image ref); print its digest")
       .argument('<image>', 'the tag')
       .option('--json', 'print the report as one JSON object')
-      .option('--erofs-version <n>', "write this EROFS format only (0 or 1) instead of the repository's (meta.json), as cfsctl --erofs-version", parseErofsVersion)
+      .option('--erofs-version <n>', "write this EROFS format only (0, 1 or 2) instead of the repository's (meta.json), as cfsctl --erofs-version", parseErofsVersion)
       .addHelpText(
         'after',
-        "\nThe image is in the repository's EROFS format: V0 is what mkcomposefs --from-file writes for\n`veritree dump IMAGE`, V1 what mkcomposefs --min-version=1 writes; V2 (composefs-rs's legacy\nformat) is refused. Images of meta.json's extra formats are written beside it. Running it again\nwrites nothing. Then: veritree mount IMAGE DIR (or cfsctl oci mount)."
+        "\nThe image is in the repository's EROFS format: V0 is what mkcomposefs --from-file writes for\n`veritree dump IMAGE`, V1 what mkcomposefs --min-version=1 writes, V2 what composefs-rs's legacy\nwriter writes. Images of meta.json's extra formats are written beside it. Running it again\nwrites nothing. Then: veritree mount IMAGE DIR (or cfsctl oci mount)."
       )
   )).action(async (tag: string, o: { repo?: string; json?: boolean; lockTimeout?: number; erofsVersion?: ErofsVersion }) => {
     const { openRepository, writeStoreImage } = await import('../../index.ts');
@@ -85,9 +85,6 @@ export function registerComposefs(program: Command): void {
       ...lockWaitOptions(o.lockTimeout),
       ...(o.erofsVersion !== undefined ? { erofsVersion: o.erofsVersion } : {}),
     });
-    if (r.skipped.length > 0) {
-      process.stderr.write(`veritree: ${tag}: not written: the repository's extra format${r.skipped.length > 1 ? 's' : ''} ${r.skipped.map((v) => `V${v}`).join(', ')} (veritree cannot write EROFS format V2 yet)\n`);
-    }
     // The digest alone on stdout (what scripts take); on a terminal, what was done beside it.
     if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
     else if (process.stdout.isTTY) {
@@ -102,7 +99,7 @@ export function registerComposefs(program: Command): void {
       .command('compute-id')
       .description("print the composefs image id a tagged image has in the repository's EROFS format, writing nothing (cfsctl oci compute-id)")
       .argument('<image>', 'the tag')
-      .option('--erofs-version <n>', "this EROFS format (0 or 1) instead of the repository's", parseErofsVersion)
+      .option('--erofs-version <n>', "this EROFS format (0, 1 or 2) instead of the repository's", parseErofsVersion)
   ).action(async (tag: string, o: { repo?: string; erofsVersion?: ErofsVersion }) => {
     const { openRepository } = await import('../../index.ts');
     const { computeImageId } = await import('../../erofs/store-image.ts');

@@ -2,7 +2,7 @@
 import { fstatSync, write } from 'node:fs';
 import type { Command } from 'commander';
 import { listImages, openRepository, writeLayer } from '../../index.ts';
-import { ERROR_CODES, VeritreeError, isVeritreeError } from '../../errors.ts';
+import { ERROR_CODES, VeritreeError } from '../../errors.ts';
 import { formatBytes } from '../output.ts';
 import { progressWanted } from '../startup-line.ts';
 import { bar, liveLine } from '../progress.ts';
@@ -39,17 +39,7 @@ export function registerImages(program: Command): void {
       const images = await listImages(repo);
       if (o.imageId) {
         const { computeImageId } = await import('../../erofs/store-image.ts');
-        const { imagePlan } = await import('../../erofs/image-formats.ts');
-        // A format veritree cannot write (V2) has no id to work out: the listing still comes.
-        let computable = true;
-        try {
-          imagePlan(repo.erofsFormats, repo.root);
-        } catch (e) {
-          if (!isVeritreeError(e) || e.code !== ERROR_CODES.STORE_UNSUPPORTED) throw e;
-          process.stderr.write(`veritree: --image-id: ${e.message}\n`);
-          computable = false;
-        }
-        for (const im of computable ? images : []) im.imageId ??= (await computeImageId(repo, im.tag, { signal: interruptSignal() })).image;
+        for (const im of images) im.imageId ??= (await computeImageId(repo, im.tag, { signal: interruptSignal() })).image;
       }
       if (o.json) {
         process.stdout.write(JSON.stringify(images) + '\n');
