@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { SHARED, ROOT, cleanup, exists, hasTool, needShared, prng, sharedSkip, skipShared, spawnGuarded, tempDir, veritree } from './helpers.ts';
+import { SHARED, ROOT, cleanup, exists, hasTool, heavy, needShared, prng, sharedSkip, skipShared, spawnGuarded, tempDir, veritree } from './helpers.ts';
 import { mkcomposefs, type Mkcomposefs } from './fixtures/mkcomposefs.ts';
 import { parseDumpfile } from '../src/erofs/dump-parse.ts';
 import { writeComposefsImage } from '../src/erofs/writer.ts';
@@ -235,7 +235,7 @@ test('xattr values made to look alike (same length, same first and last bytes) g
   assert.ok((await imageOf(dump)).equals(readFileSync(out)));
 });
 
-test('a dumpfile read in pieces of any size, into one buffer the reader refills, gives the image it gives whole', async () => {
+test('a dumpfile read in pieces of any size, into one buffer the reader refills, gives the image it gives whole', { skip: heavy() }, async () => {
   const dump = Buffer.from(randomDump(7), 'latin1');
   const whole = writeComposefsImage(await parseDumpfile([dump])).bytes;
   for (const size of [1, 3, 7, 64, 4096]) {

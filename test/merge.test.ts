@@ -206,7 +206,10 @@ function describe(root: string): Map<string, Seen> {
   return out;
 }
 
-test('checkout equals umoci unpack of the same image, entry by entry (whiteouts, opaque dirs, links, modes, xattrs)', { skip: SKIP }, () => {
+/** The image `m` (two layers: whiteouts, links, modes, xattrs), built and imported once, for whichever test comes first. */
+let imageM: { layout: string; repo: string } | null = null;
+function importedM(): { layout: string; repo: string } {
+  if (imageM) return imageM;
   const layout = join(dir, 'img');
   buildImage(layout, 'm', [
     (root) => {
@@ -233,6 +236,12 @@ test('checkout equals umoci unpack of the same image, entry by entry (whiteouts,
   ]);
   const repo = join(dir, 'repo');
   assert.equal(veritree(['import', `oci:${layout}:m`, '--repo', repo]).status, 0);
+  imageM = { layout, repo };
+  return imageM;
+}
+
+test('checkout equals umoci unpack of the same image, entry by entry (whiteouts, opaque dirs, links, modes, xattrs)', { skip: SKIP || heavy() }, () => {
+  const { layout, repo } = importedM();
   const ours = join(dir, 'ours');
   const r = veritree(['checkout', 'm', ours, '--repo', repo, '--json']);
   assert.equal(r.status, 0, r.stderr);
@@ -298,7 +307,7 @@ test('hostile layers: checkout refuses each entry and nothing outside DIR change
 });
 
 test('veritree dump: one line per path, parents first, objects by payload and digest; accepted by mkcomposefs where installed', { skip: SKIP }, () => {
-  const repo = join(dir, 'repo');
+  const { repo } = importedM();
   const r = veritree(['dump', 'm', '--repo', repo]);
   assert.equal(r.status, 0, r.stderr);
   const recs = r.stdout.trim().split('\n').map(parseDumpLine);

@@ -472,7 +472,7 @@ test('no deadlock: a small file, then a file larger than the byte budget with sp
   }
 });
 
-test('a layer rebuilds byte for byte when batches end inside big files and between thousands of small ones, also from buffers reused', { timeout: 120_000 }, async () => {
+test('a layer rebuilds byte for byte when batches end inside big files and between thousands of small ones, also from buffers reused', { timeout: 120_000, skip: heavy() }, async () => {
   const root = scratch('veritree-pipe-');
   const files: FileSpec[] = [];
   for (let i = 0; i < 3000; i++) files.push({ name: `s/${i}`, size: 1 + ((i * 7919) % 20_000), seed: i });
