@@ -5,7 +5,9 @@
  *
  * - a regular file with a payload is an external file whatever its size: External(id, size)
  *   with a digest, ExternalNoVerity(id, size) without one, its id read back from the payload's
- *   trailing `XX/<rest>` (FsVerityHashValue::from_object_pathname).
+ *   trailing `XX/<rest>` (FsVerityHashValue::from_object_pathname);
+ * - a character device 0/0 (a whiteout) with more than one name is refused
+ *   (writer.rs validate_filesystem).
  *
  * Two images that writer.rs lays out alike are compared byte for byte, so that each check says
  * which bytes differ, not only that something does.
@@ -13,7 +15,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeImageV2 } from '../src/erofs/writer-v2.ts';
-import { S_IFDIR, S_IFREG } from '../src/erofs/node.ts';
+import { S_IFCHR, S_IFDIR, S_IFREG } from '../src/erofs/node.ts';
 import { CfsTree } from '../src/erofs/tree.ts';
 import { isVeritreeError } from '../src/errors.ts';
 import { LAYOUT_CHUNK_BASED } from '../src/erofs/format.ts';
@@ -93,4 +95,18 @@ test('V2: without a digest the redirect is the object path read back from the pa
   for (const bad of ['some/file', `ab-${HEX.slice(2)}`, `zz/${HEX.slice(2)}`]) {
     assert.throws(() => withPayload(bad), (e) => isVeritreeError(e) && e.code === 'DUMPFILE_INVALID', bad);
   }
+});
+
+test('V2: a whiteout with two names is refused, as validate_filesystem refuses it', () => {
+  const t = new CfsTree();
+  t.add(S_IFDIR | 0o755, 0);
+  const wh = t.add(S_IFCHR, 0);
+  t.addNewChild(0, 'wh', wh);
+  const link = t.add(S_IFCHR, 0);
+  t.addNewChild(0, 'wh2', link);
+  t.linkTo[link] = wh;
+  assert.throws(() => writeImageV2(t), (e) => isVeritreeError(e) && e.code === 'DUMPFILE_INVALID' && /whiteout/.test(e.message));
+  // A device that is no whiteout may have several names.
+  t.rdev[wh] = 0x0501;
+  assert.equal(writeImageV2(t).inodes, 2);
 });
