@@ -110,3 +110,25 @@ test('V2: a whiteout with two names is refused, as validate_filesystem refuses i
   t.rdev[wh] = 0x0501;
   assert.equal(writeImageV2(t).inodes, 2);
 });
+
+test('V2: a tree 20,000 folders deep is written without recursion, each folder\'s `..` its parent', () => {
+  const t = new CfsTree();
+  t.add(S_IFDIR | 0o755, 0);
+  let d = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const n = t.add(S_IFDIR | 0o755, 0);
+    t.addNewChild(d, 'd', n);
+    d = n;
+  }
+  const img = writeImageV2(t);
+  assert.equal(img.inodes, 20_001);
+  // Depth first, each folder right after its parent, 128 bytes apart (64 of inode, 40 of `.`,
+  // `..` and `d` inline, padded to a slot): the deepest is at 1152 + 128 * 20,000, and its
+  // inline entries are `.` (its own nid) and `..` (the nid 4 slots before).
+  const b = img.bytes;
+  const last = 1152 + 128 * 20_000;
+  assert.equal(b.readUInt32LE(last + 20), last / 32, 'ino is the nid');
+  assert.equal(b.readUInt32LE(last + 64), last / 32, '.');
+  assert.equal(b.readUInt32LE(last + 64 + 12), last / 32 - 4, '..');
+  assert.equal(b.toString('latin1', last + 64 + 24, last + 64 + 27), '...');
+});
