@@ -102,8 +102,8 @@ interface Frame {
 
 /**
  * Numbers the tree's inodes and builds each folder's entries (the tree is only read).
- * @throws VeritreeError DUMPFILE_INVALID for a hard link to a folder, a link cycle, a bad mode or
- *   inline content past V2_INLINE_MAX
+ * @throws VeritreeError DUMPFILE_INVALID for a hard link to a folder or to a whiteout, a link
+ *   cycle, a bad mode or inline content past V2_INLINE_MAX
  */
 export function collectV2(t: CfsTree, signal?: AbortSignal): V2Inodes {
   const out: V2Inodes = { row: [], dir: [], nlink: [] };
@@ -144,6 +144,10 @@ export function collectV2(t: CfsTree, signal?: AbortSignal): V2Inodes {
       if (inode === undefined) {
         inode = push(target);
         inodeOf.set(target, inode);
+      } else if (t.type(target) === S_IFCHR && t.rdev[target] === 0) {
+        // writer.rs validate_filesystem: a whiteout stands for one name's absence, and
+        // composefs-rs writes no image where one has several names.
+        throw refuse(`${JSON.stringify(name)} is a second name of a whiteout (a character device 0/0)`);
       }
       out.nlink[inode] = (out.nlink[inode] as number) + 1;
       f.entries.push({ name, inode, type: V2_FILE_TYPE[t.type(target) >> 12] as number });

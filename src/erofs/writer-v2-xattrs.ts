@@ -3,10 +3,11 @@
  * (crates/composefs/src/erofs/writer.rs InodeCollector::push_inode, InodeXAttrs::add,
  * share_xattrs with FormatEpoch::Epoch2):
  *
- * - a file kept outside the image first gets `trusted.overlay.metacopy` (the overlayfs metacopy
- *   of its fs-verity digest, or empty without one) and `trusted.overlay.redirect` (`/` and its
- *   object path); then the node's own xattrs in name order, `trusted.overlay.X` escaped to
- *   `trusted.overlay.overlay.X`. No sorting after that: this is the order written.
+ * - a file kept outside the image (v2FileKind) first gets `trusted.overlay.metacopy` (the
+ *   overlayfs metacopy of its fs-verity digest, or empty without one) and, unless it is sparse,
+ *   `trusted.overlay.redirect` (`/` and its object path); then the node's own xattrs in name
+ *   order, `trusted.overlay.X` escaped to `trusted.overlay.overlay.X`. No sorting after that:
+ *   this is the order written.
  * - each name takes the longest matching EROFS prefix of the seven (lustre included, which
  *   libcomposefs's table lacks), and sets its bit in the inode's filter.
  * - an xattr (prefix, rest of name, value) more than one inode has is shared: the shared area
@@ -107,23 +108,63 @@ function objectPath(digest: string): string {
   return `/${hex.slice(0, 2)}/${hex.slice(2)}`;
 }
 
+/** A regular file's content as composefs-rs's RegularFile holds it. */
+export const V2_INLINE = 0;
+/** External(id, size): kept outside the image, its fs-verity digest known. */
+export const V2_EXTERNAL = 1;
+/** ExternalNoVerity(id, size): kept outside the image, named by its payload alone. */
+export const V2_NO_VERITY = 2;
+/** Sparse(size): a size and nothing else. */
+export const V2_SPARSE = 3;
+
+/**
+ * What composefs-rs's dumpfile reader makes of a regular file (dumpfile_parse.rs, dumpfile.rs
+ * add_entry_to_filesystem): a file with a digest or a payload is kept outside the image whatever
+ * its size (an empty one too), one with neither is inline, or sparse when it has a size and no
+ * content. Inline content wins over a payload, as in the dumpfiles veritree reads.
+ */
+export function v2FileKind(t: CfsTree, row: number): number {
+  if (t.content[row] !== null) return V2_INLINE;
+  if (t.digest[row] !== null) return V2_EXTERNAL;
+  const payload = t.payload[row] as string | null;
+  if (payload !== null && payload.length > 0) return V2_NO_VERITY;
+  return (t.size[row] as number) > 0 ? V2_SPARSE : V2_INLINE;
+}
+
+const HEX_BYTE = /^[0-9a-fA-F]{2}$/;
+
+/**
+ * The redirect of a file named by its payload alone: FsVerityHashValue::from_object_pathname
+ * reads the payload's last `2 * size + 1` bytes as `XX/<rest>` (hex in either case), and
+ * to_object_pathname writes that id back in lower case.
+ * @throws VeritreeError DUMPFILE_INVALID for a payload that ends in no object path
+ */
+function payloadObjectPath(payload: string, digestSize: number): string {
+  const tail = payload.slice(payload.length - (2 * digestSize + 1));
+  const rest = tail.slice(3);
+  if (payload.length < 2 * digestSize + 1 || !HEX_BYTE.test(tail.slice(0, 2)) || tail[2] !== '/' || !/^[0-9a-fA-F]*$/.test(rest)) {
+    throw new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, `EROFS format V2: payload ${JSON.stringify(payload)} ends in no object path (XX/ and ${2 * digestSize - 2} hex digits)`);
+  }
+  return `/${tail.slice(0, 2).toLowerCase()}/${rest.toLowerCase()}`;
+}
+
 /** A node's xattrs before sharing: what overlayfs needs first, then its own, escaped. */
 function ownXattrs(t: CfsTree, row: number, alg: HashAlgorithm, names: Names): V2InodeXattrs {
   const x: V2InodeXattrs = { shared: [], local: [], filter: 0 };
-  if (t.type(row) === S_IFREG && t.content[row] === null && (t.size[row] as number) > 0) {
-    const digest = t.digest[row] as string | null;
-    const payload = t.payload[row] as string | null;
-    if (digest !== null) {
-      const m = metacopyOf(alg);
+  const kind = t.type(row) === S_IFREG ? v2FileKind(t, row) : V2_INLINE;
+  if (kind !== V2_INLINE) {
+    const m = metacopyOf(alg);
+    if (kind === V2_EXTERNAL) {
+      const digest = t.digest[row] as string;
       if (digest.length !== m.digestSize) {
         throw new VeritreeError(ERROR_CODES.DUMPFILE_INVALID, `EROFS format V2: a digest of ${digest.length} bytes in an image of ${m.digestSize}-byte digests`);
       }
       names.add(x, METACOPY, m.head + digest);
       names.add(x, REDIRECT, objectPath(digest));
     } else {
-      // composefs-rs's ExternalNoVerity (a path, no digest) and Sparse (neither).
+      // ExternalNoVerity: an empty metacopy and the payload's object path; Sparse: the metacopy alone.
       names.add(x, METACOPY, '');
-      if (payload !== null && payload.length > 0) names.add(x, REDIRECT, `/${payload}`);
+      if (kind === V2_NO_VERITY) names.add(x, REDIRECT, payloadObjectPath(t.payload[row] as string, m.digestSize));
     }
   }
   const slots: number[] = [];

@@ -8,8 +8,9 @@
  *   whiteout (chr 0/0) stored as what it is;
  * - xattrs in composefs-rs's order, shared ones referred to by absolute offset
  *   (writer-v2-xattrs.ts);
- * - a file kept outside the image is one chunk (chunk format 31) with one null chunk index
- *   inline; inline files and symlink targets are inline whole, with no data blocks;
+ * - a file kept outside the image (one with a digest or a payload, whatever its size) is one
+ *   chunk (chunk format 31), with one null chunk index inline when its digest is known; inline
+ *   files and symlink targets are inline whole, with no data blocks;
  * - an inline tail that would cross a block pushes its inode on by what is left of the block
  *   past the inode's metadata (composefs-rs's pad_inline_tail_v2, kept as it is);
  * - header composefs_version 2, superblock build_time 0 and xattr_blkaddr 0.
@@ -24,7 +25,7 @@ import type { CfsTree } from './tree.ts';
 import type { HashAlgorithm } from '../verity/constants.ts';
 import { BLOCK, BLOCK_BITS, COMPOSEFS_MAGIC, COMPOSEFS_HEADER_VERSION, DIRENT_SIZE, EROFS_MAGIC, EXTENDED_SIZE, FEATURE_COMPAT_MTIME, FEATURE_COMPAT_XATTR_FILTER, LAYOUT_CHUNK_BASED, LAYOUT_FLAT_INLINE, LAYOUT_FLAT_PLAIN, SLOT, SUPER_OFFSET, SUPER_SIZE } from './format.ts';
 import { collectV2, type V2Dir, type V2Dirent, type V2Inodes } from './writer-v2-collect.ts';
-import { V2_XATTR_HEADER, v2XattrSize, v2Xattrs, type V2InodeXattrs, type V2Xattr, type V2Xattrs } from './writer-v2-xattrs.ts';
+import { V2_EXTERNAL, V2_INLINE, V2_XATTR_HEADER, v2FileKind, v2XattrSize, v2Xattrs, type V2InodeXattrs, type V2Xattr, type V2Xattrs } from './writer-v2-xattrs.ts';
 import { V2Out } from './writer-v2-out.ts';
 
 /** The composefs_version of a V2 image (format.rs COMPOSEFS_VERSION). */
@@ -56,13 +57,11 @@ function inodeMeta(w: Writing, out: V2Out, i: number): [number, number, number] 
   const row = w.c.row[i] as number;
   switch (t.type(row)) {
     case S_IFREG: {
-      const content = t.content[row] as string | null;
-      const size = t.size[row] as number;
-      if (content !== null || size === 0) {
-        const n = content?.length ?? 0;
+      if (v2FileKind(t, row) === V2_INLINE) {
+        const n = (t.content[row] as string | null)?.length ?? 0;
         return [n === 0 ? LAYOUT_FLAT_PLAIN : LAYOUT_FLAT_INLINE, 0, n];
       }
-      return [LAYOUT_CHUNK_BASED, CHUNK_FORMAT_V2, size];
+      return [LAYOUT_CHUNK_BASED, CHUNK_FORMAT_V2, t.size[row] as number];
     }
     case S_IFCHR:
     case S_IFBLK:
@@ -80,10 +79,10 @@ function leafInline(w: Writing, row: number): string {
   const type = t.type(row);
   if (type === S_IFLNK) return t.payload[row] ?? '';
   if (type !== S_IFREG) return '';
-  const content = t.content[row] as string | null;
-  if (content !== null) return content;
-  // One null chunk index for a file with a digest (composefs-rs's External); none otherwise.
-  return (t.size[row] as number) > 0 && t.digest[row] !== null ? '\xff\xff\xff\xff' : '';
+  const kind = v2FileKind(t, row);
+  if (kind === V2_INLINE) return t.content[row] ?? '';
+  // One null chunk index for a file with a digest (composefs-rs's External), whatever its size; none otherwise.
+  return kind === V2_EXTERNAL ? '\xff\xff\xff\xff' : '';
 }
 
 function writeXattr(out: V2Out, x: V2Xattr): void {

@@ -117,14 +117,16 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
     const poolJobs = options.pool?.size ?? poolSize({ jobs: options.jobs, ioLimit: options.ioLimit ?? (await defaultIoLimit(repo.root)) }, availableParallelism());
     /**
      * The end of one image: its layers (`layers`), its seal checked, its tag set (after a sync
-     * when it wrote), its result recorded. Whatever fails is this image's failure alone.
+     * when it wrote), `tagged` told its layers, its result recorded. Whatever fails is this
+     * image's failure alone.
      */
-    const finish = async (p: Prepared, status: 'present' | 'imported', sync: boolean, layers: () => Promise<LayerResult[]>): Promise<void> => {
+    const finish = async (p: Prepared, status: 'present' | 'imported', sync: boolean, layers: () => Promise<LayerResult[]>, tagged?: (mine: LayerResult[]) => void): Promise<void> => {
       try {
         const mine = await layers();
         p.seals = await checkSourceSeal(repo, p.image, p.source, controller.signal);
         p.retaggedFrom = await repo.setTag(p.tag, manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')), p.move);
         if (sync) await repo.sync();
+        tagged?.(mine);
         results[p.index] = summarise(p, status, mine, poolJobs);
         options.onProgress?.({ type: 'image-done', image: p.index, ok: true });
       } catch (e) {
@@ -145,11 +147,16 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
       const manifestStream = manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest'));
       const complete = await imageComplete(repo, p.image, manifestStream);
       if (complete && !options.verifySource) {
-        await finish(p, 'present', false, async () => {
-          const layers = p.image.layers.map(presentLayer);
-          for (const l of layers) options.onProgress?.({ type: 'layer-done', image: p.index, index: l.index, status: 'present', size: p.image.layers[l.index]?.descriptor.size ?? 0 });
-          return layers;
-        });
+        // Its layers are reported done once its tag is set: an image that fails reports none.
+        await finish(
+          p,
+          'present',
+          false,
+          async () => p.image.layers.map(presentLayer),
+          (layers) => {
+            for (const l of layers) options.onProgress?.({ type: 'layer-done', image: p.index, index: l.index, status: 'present', size: p.image.layers[l.index]?.descriptor.size ?? 0 });
+          }
+        );
       } else {
         p.complete = complete;
         pending.push(p);
