@@ -20,6 +20,16 @@ export const S_IFDIR = 0o040000;
 export const S_IFCHR = 0o020000;
 export const S_IFIFO = 0o010000;
 
+/** EROFS dirent file types (EROFS_FT_*) by `mode >> 12`; 0 for what is no type. */
+export const DIRENT_FILE_TYPE = new Uint8Array(16);
+DIRENT_FILE_TYPE[S_IFREG >> 12] = 1;
+DIRENT_FILE_TYPE[S_IFDIR >> 12] = 2;
+DIRENT_FILE_TYPE[S_IFCHR >> 12] = 3;
+DIRENT_FILE_TYPE[S_IFBLK >> 12] = 4;
+DIRENT_FILE_TYPE[S_IFIFO >> 12] = 5;
+DIRENT_FILE_TYPE[S_IFSOCK >> 12] = 6;
+DIRENT_FILE_TYPE[S_IFLNK >> 12] = 7;
+
 /** Longest name of one entry (bytes). */
 export const NAME_MAX = 255;
 /** Longest xattr name (XATTR_NAME_MAX). */

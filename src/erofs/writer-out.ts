@@ -4,22 +4,13 @@
  * shared xattrs, folder blocks and file blocks, into a zero-filled buffer the layout sized.
  * @module
  */
-import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK, chunkBits, chunkCount, mtimeWords } from './node.ts';
+import { DIRENT_FILE_TYPE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG, chunkBits, chunkCount, mtimeWords } from './node.ts';
 import { NONE } from './tree.ts';
 import { BLOCK, BLOCK_BITS, COMPACT_SIZE, DIRENT_SIZE, EXTENDED_SIZE, LAYOUT_CHUNK_BASED, LAYOUT_FLAT_INLINE, LAYOUT_FLAT_PLAIN } from './format.ts';
 import { XATTR_HEADER } from './writer-xattrs.ts';
 import { refused } from './writer-policy.ts';
 import { entryName, internal, roundUp, type Layout } from './writer-layout.ts';
 
-/** The dirent file type by `mode >> 12` (EROFS_FT_*; 0 for what is no type). */
-const FILE_TYPE = new Uint8Array(16);
-FILE_TYPE[S_IFREG >> 12] = 1;
-FILE_TYPE[S_IFDIR >> 12] = 2;
-FILE_TYPE[S_IFCHR >> 12] = 3;
-FILE_TYPE[S_IFBLK >> 12] = 4;
-FILE_TYPE[S_IFIFO >> 12] = 5;
-FILE_TYPE[S_IFSOCK >> 12] = 6;
-FILE_TYPE[S_IFLNK >> 12] = 7;
 
 /** A little-endian u64 from a number below 2^53. */
 export function writeU64(v: DataView, x: number, at: number): void {
@@ -90,7 +81,7 @@ function writeDirents(out: Out, l: Layout, dir: number, first: number, count: nu
     const target = l.target(dir, e);
     writeU64(v, l.nid[target] as number, out.pos);
     v.setUint16(out.pos + 8, nameoff & 0xffff, true);
-    b[out.pos + 10] = FILE_TYPE[t.type(target) >> 12] as number;
+    b[out.pos + 10] = DIRENT_FILE_TYPE[t.type(target) >> 12] as number;
     out.pos += DIRENT_SIZE;
     nameoff += entryName(t, e).length;
   }

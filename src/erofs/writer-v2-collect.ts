@@ -10,19 +10,10 @@
  * @module
  */
 import { ERROR_CODES, VeritreeError } from '../errors.ts';
-import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK, validMode } from './node.ts';
+import { DIRENT_FILE_TYPE, S_IFCHR, validMode } from './node.ts';
 import { type CfsTree, NONE } from './tree.ts';
 import { BLOCK, DIRENT_SIZE } from './format.ts';
 
-/** EROFS dirent file types (EROFS_FT_*) by `mode >> 12`. */
-export const V2_FILE_TYPE = new Uint8Array(16);
-V2_FILE_TYPE[S_IFREG >> 12] = 1;
-V2_FILE_TYPE[S_IFDIR >> 12] = 2;
-V2_FILE_TYPE[S_IFCHR >> 12] = 3;
-V2_FILE_TYPE[S_IFBLK >> 12] = 4;
-V2_FILE_TYPE[S_IFIFO >> 12] = 5;
-V2_FILE_TYPE[S_IFSOCK >> 12] = 6;
-V2_FILE_TYPE[S_IFLNK >> 12] = 7;
 const FT_DIR = 2;
 /**
  * The largest inline file composefs-rs makes or reads (lib.rs MAX_INLINE_CONTENT): its V2 writer
@@ -150,7 +141,7 @@ export function collectV2(t: CfsTree, signal?: AbortSignal): V2Inodes {
         throw refuse(`${JSON.stringify(name)} is a second name of a whiteout (a character device 0/0)`);
       }
       out.nlink[inode] = (out.nlink[inode] as number) + 1;
-      f.entries.push({ name, inode, type: V2_FILE_TYPE[t.type(target) >> 12] as number });
+      f.entries.push({ name, inode, type: DIRENT_FILE_TYPE[t.type(target) >> 12] as number });
       continue;
     }
     stack.pop();
