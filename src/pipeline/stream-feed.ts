@@ -9,7 +9,7 @@
  */
 import type { PublishResult } from '../store/objects.ts';
 import type { SplitStreamBuilder } from '../store/splitstream.ts';
-import { INLINE_ARENA_BYTES } from '../tuning.ts';
+import { INLINE_ARENA_BYTES as ARENA_BYTES } from '../tuning.ts';
 
 /**
  * Where one object's outcome goes: a batch's results are delivered straight to these, with no
@@ -48,9 +48,6 @@ class ObjectSlot implements ObjectSink {
 }
 
 type Slot = { kind: 'inline'; bytes: Uint8Array } | ObjectSlot;
-
-/** Held inline bytes are copied into shared arenas (INLINE_ARENA_BYTES); consecutive ones extend one slot. */
-const ARENA_BYTES = INLINE_ARENA_BYTES;
 
 export class OrderedStreamFeed {
   private readonly builder: SplitStreamBuilder;

@@ -15,7 +15,6 @@ import type { Repository } from './repository.ts';
 import type { StreamChunk } from './splitstream.ts';
 import { objectRefTable, readHeader, readRefs, SplitStreamReader, type SegmentRun } from './splitstream-reader.ts';
 
-
 type Opened = { kind: 'whole'; bytes: Buffer } | { kind: 'stream'; fh: FileHandle };
 
 /** How an object a stream names is called in messages. */
