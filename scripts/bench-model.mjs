@@ -51,7 +51,8 @@ const report = {
   quick: values.quick,
   runs: Number(values.runs),
   date: new Date().toISOString(),
-  command: `node scripts/bench-model.mjs${args ? ` ${args}` : ''}`,
+  // The variable decides the configuration measured: a big host's (layer threads on) on a small one.
+  command: `${process.env.VERITREE_LAYER_THREADS ? `VERITREE_LAYER_THREADS=${process.env.VERITREE_LAYER_THREADS} ` : ''}node scripts/bench-model.mjs${args ? ` ${args}` : ''}`,
   workDir: `${work} (${filesystemOf(work)})`,
   'synthetic images at jobs 1..cores': workloads.flatMap(pointRows),
   'synthetic imports: the stage model': workloads.flatMap(modelRows),

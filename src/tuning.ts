@@ -8,7 +8,7 @@
  * | work | where | why |
  * |---|---|---|
  * | scheduler, byte budget, sync, stream names, tags | main thread | one owner per repository write; cheap per layer |
- * | a layer's chain: read, blob SHA-256, inflate, diff_id SHA-256, tar walk, batches, split stream | main thread; a layer thread with `layerThreads` for layers over INLINE_LAYER_BYTES | a layer thread takes the per-byte and per-file work off the main thread; its memory keeps it opt-in |
+ * | a layer's chain: read, blob SHA-256, inflate, diff_id SHA-256, tar walk, batches, split stream | a layer thread per layer over INLINE_LAYER_BYTES from LAYER_THREADS_MIN_JOBS pool workers (or with `layerThreads`); else the main thread | a layer thread takes the per-byte and per-file work off the main thread, which otherwise caps an import near 2.3-5.9 cores |
  * | SHA-256 of blobs and tars | libuv's thread pool where the native kernel has the calls, else the calling thread | a core-second per GB off the thread that walks the tar |
  * | gzip inflate | libuv (node:zlib) | the walking thread does not wait on it |
  * | zstd inflate | the walking thread with zstd-napi (synchronous); libuv where node:zlib has zstd and zstd-napi did not build; else a `zstd -dc` child | zstd-napi's context is the fastest, and bounded per call |
@@ -35,10 +35,10 @@ export const LAYER_CONCURRENCY = 3;
 
 /**
  * Memory a running layer thread takes beyond the byte budget: its heap, its reads, inflate and
- * hashing buffers, its open batch (measured: 45-55 MiB on zstd layers, 20 MiB on gzip, 12 MiB of
- * it the idle thread). Most of it is dead chunk buffers that V8 frees only at a full collection,
- * which it starts when about 64 MiB of them have piled up: a collection every 100 ms cut the
- * 16-layer zstd import's peak RSS from 424 to 271 MB.
+ * hashing buffers, its open batch (12 MiB of it the idle thread). With recycled chunks
+ * (oci/chunk-pool.ts) about 20 MiB on zstd layers, down from 45-55; gzip's output, node:zlib's
+ * own buffers, still piles up as garbage until V8 collects (about 45 MiB per thread on the bulk
+ * gzip workload at --jobs 16). A full collection costs a thread about 30 ms, too dear to force.
  */
 export const LAYER_THREAD_MEMORY = 48 << 20;
 
@@ -61,8 +61,27 @@ export const INLINE_LAYER_BYTES = 256 << 10;
  */
 export const LAYER_THREAD_YOUNG_MB = 12;
 
+/**
+ * Layer threads are on by default from this many pool workers: with the chain on the main thread
+ * its share of an import's CPU (17-43% in the stage model) caps the speed-up near 2.3-5.9 times
+ * one core; on 2 cores, threads on or off take the same time (0.99-1.05).
+ */
+export const LAYER_THREADS_MIN_JOBS = 4;
+
 /** Idle layer threads kept for the next run: two skip two boots, and cost 12 MiB each. */
 export const MAX_SPARE_LAYER_THREADS = 2;
+
+// ---- A layer's chunks (oci/chunk-pool.ts, blob.ts, layer-stream.ts)
+
+/** A blob is read this much at a time: one libuv job and one hash job per MiB. */
+export const READ_CHUNK_BYTES = 1 << 20;
+
+/**
+ * Recycled chunks (blob reads, zstd output) waiting for reuse, per thread and per kind. Those in
+ * flight are bounded by the hash backlogs and the streams between the stages; this caps what is
+ * kept between bursts and layers.
+ */
+export const RECYCLED_IDLE_BYTES = 8 << 20;
 
 // ---- Batches to the pool (pipeline/batcher.ts, buffers.ts)
 
@@ -103,8 +122,13 @@ export const FRAME_RAW_BYTES = 4 << 20;
 
 // ---- Hashing (verity/)
 
-/** How far a SHA-256 stream's readers let the hash fall behind: enough for the pool's hiccups, no more. */
-export const HASH_BACKLOG_BYTES = 16 << 20;
+/**
+ * How far a SHA-256 stream's readers let the hash fall behind: enough for libuv's hiccups, no
+ * more. The chunks behind it are in flight: a layer's two hashes at 16 MiB each kept more
+ * chunks out than the recycled pools keep idle (RECYCLED_IDLE_BYTES), and a third of them were
+ * allocated afresh; at 4 MiB nearly all are reused.
+ */
+export const HASH_BACKLOG_BYTES = 4 << 20;
 
 /** Data blocks hashed per back-end call: 256 KiB amortises the call and stays in L2. */
 export const MERKLE_BATCH_BLOCKS = 64;

@@ -5,6 +5,7 @@
  * It names nothing in the store: the main thread publishes the stream it reports.
  */
 import { parentPort } from 'node:worker_threads';
+import { trimChunkPools } from '../src/oci/chunk-pool.ts';
 import { importLayer, verifyStoredLayer, type LayerContext } from '../src/pipeline/layer-import.ts';
 import { layoutOf, toWire, type FromThread, type LayerJob, type ToThread } from '../src/pipeline/layer-messages.ts';
 import { RemoteLine } from '../src/pipeline/layer-remote.ts';
@@ -16,7 +17,12 @@ const post = (msg: FromThread, transfer?: ArrayBuffer[]): void => port.postMessa
 let line: RemoteLine | null = null;
 let abort: AbortController | null = null;
 
+/** How long a thread keeps its chunk buffers after a layer: long enough for the next layer of a run. */
+const IDLE_TRIM_MS = 1000;
+let trimLater: NodeJS.Timeout | undefined;
+
 async function runJob(job: LayerJob): Promise<void> {
+  clearTimeout(trimLater);
   const local = new AbortController();
   const remote = new RemoteLine(post, job.poolSize, job.maxBytes);
   abort = local;
@@ -43,6 +49,9 @@ async function runJob(job: LayerJob): Promise<void> {
   } finally {
     abort = null;
     line = null;
+    // An idle thread keeps no chunk buffers for long: the next layer may come much later, or never.
+    trimLater = setTimeout(trimChunkPools, IDLE_TRIM_MS);
+    trimLater.unref();
   }
 }
 

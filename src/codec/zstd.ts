@@ -7,6 +7,7 @@
  */
 import { handledLater } from '../errors.ts';
 import { spawn, spawnSync } from 'node:child_process';
+import type { ChunkPool } from '../oci/chunk-pool.ts';
 import { createRequire } from 'node:module';
 import { Readable, pipeline, type Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
@@ -151,6 +152,26 @@ const loadBinding = optionalModule<ZstdBinding>('zstd-napi/binding');
 export type ZstdDecoder = (source: AsyncIterable<Uint8Array>, onConsumed?: (bytes: number) => void) => AsyncGenerator<Uint8Array>;
 
 /**
+ * Recycled buffers for a decoder (oci/chunk-pool.ts): its output comes from `out`, each full
+ * buffer lent to `outHolders` holders; each input chunk is released once decoded.
+ */
+export interface DecoderBuffers {
+  out: ChunkPool;
+  outHolders: number;
+  releaseInput(chunk: Uint8Array): void;
+}
+
+/** Whether createZstdDecoder takes DecoderBuffers (zstd-napi's decoder; the others keep their own buffers). */
+export function zstdDecoderRecycles(): boolean {
+  return loadBinding() !== null;
+}
+
+/** The size of zstd-napi's output buffers (ZSTD_DStreamOutSize, a block and a bit). */
+export function zstdDecoderOutSize(): number {
+  return loadBinding()?.dStreamOutSize() ?? 128 << 10;
+}
+
+/**
  * A streaming decoder that reads every frame to the end (zstd:chunked layers are multi-frame),
  * with output bounded as it is produced. With zstd-napi: a generator that yields one
  * ZSTD_DStreamOutSize buffer per ZSTD_decompressStream call and waits for its reader before the
@@ -159,17 +180,19 @@ export type ZstdDecoder = (source: AsyncIterable<Uint8Array>, onConsumed?: (byte
  * stream (which waits for its reader between output chunks), else a `zstd -dc` child (pipes
  * bound it).
  */
-export function createZstdDecoder(): ZstdDecoder {
+export function createZstdDecoder(buffers?: DecoderBuffers): ZstdDecoder {
   const b = loadBinding();
   if (b) {
     const bb = b;
     return async function* (source: AsyncIterable<Uint8Array>, onConsumed?: (bytes: number) => void): AsyncGenerator<Uint8Array> {
       const dctx = new bb.DCtx();
-      const outSize = bb.dStreamOutSize();
+      const outSize = buffers?.out.chunkBytes ?? bb.dStreamOutSize();
+      const fresh = (): Buffer => buffers?.out.take() ?? Buffer.allocUnsafe(outSize);
       let inFrame = false;
       // A small output is copied out and the buffer reused; only a full-ish one is handed out
       // (input in small pieces must not cost, nor keep alive, a 128 KiB buffer per call).
-      let dst = Buffer.allocUnsafe(outSize);
+      // zstd keeps neither buffer past a call: its window is its own.
+      let dst = fresh();
       for await (const chunk of source) {
         let src = chunk;
         for (;;) {
@@ -178,7 +201,10 @@ export function createZstdDecoder(): ZstdDecoder {
           onConsumed?.(consumed);
           if (produced > 0) {
             const piece = handOut(dst, produced);
-            if (piece.buffer === dst.buffer) dst = Buffer.allocUnsafe(outSize);
+            if (piece.buffer === dst.buffer) {
+              buffers?.out.lend(piece, buffers.outHolders);
+              dst = fresh();
+            }
             yield piece;
           }
           if (src.length === 0 && (produced < dst.length || ret === 0)) {
@@ -186,6 +212,7 @@ export function createZstdDecoder(): ZstdDecoder {
             break;
           }
         }
+        buffers?.releaseInput(chunk);
       }
       if (inFrame) throw new Error('the stream ends in the middle of a zstd frame');
     };

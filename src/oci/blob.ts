@@ -5,11 +5,12 @@
  */
 import { createHash } from 'node:crypto';
 import { createSha256Stream, type ShaStream } from '../verity/sha-stream.ts';
-import { HASH_BACKLOG_BYTES } from '../tuning.ts';
+import { HASH_BACKLOG_BYTES, READ_CHUNK_BYTES } from '../tuning.ts';
 import type { FileHandle } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { ERROR_CODES, VeritreeError, throwIfAborted } from '../errors.ts';
 import { readAll } from '../store/sys.ts';
+import type { ChunkPool } from './chunk-pool.ts';
 import { missing, openInLayout, regionSize, type LayoutLocation, type LayoutRegion } from './layout-files.ts';
 
 export interface Descriptor {
@@ -120,6 +121,8 @@ export class VerifyingStream extends Transform {
   bytes = 0;
   /** The blob's SHA-256, once it has been read to the end. */
   digestHexFound = '';
+  /** Called once per chunk when the hash is done with it (a recycled chunk's holder); null: none. */
+  release: ((chunk: Uint8Array) => void) | null = null;
 
   constructor(desc: Descriptor, what: string, layout: LayoutLocation, path: string) {
     super();
@@ -135,9 +138,12 @@ export class VerifyingStream extends Transform {
       cb(sizeMismatch(this.what, this.desc, `more than ${this.desc.size}`, this.path));
       return;
     }
-    // Hashed where it lies (no copy): the read stream gives each chunk a buffer of its own, and
-    // nothing downstream writes to it or transfers it (file contents are copied out of it).
-    void this.hash.updateInPlace(chunk);
+    // Hashed where it lies (no copy): nothing downstream writes to a chunk or transfers it (file
+    // contents are copied out of it), and a recycled chunk is reused only once this hash, one of
+    // its holders, has released it.
+    const hashed = this.hash.updateInPlace(chunk);
+    const release = this.release;
+    if (release) hashed.then(() => release(chunk), () => release(chunk));
     passBehindHash(this, this.hash, chunk, cb);
   }
 
@@ -202,7 +208,12 @@ export class VerifyingStream extends Transform {
  * A blob whose size on disk is not the descriptor's is refused before a byte is read. The caller
  * closes the region's descriptor through the stream (destroy) or after it ends.
  */
-export async function openVerifiedBlob(layout: LayoutLocation, d: Descriptor, what: string): Promise<{ region: LayoutRegion; stream: NodeJS.ReadableStream & { destroy(e?: Error): void }; verifier: VerifyingStream }> {
+export async function openVerifiedBlob(
+  layout: LayoutLocation,
+  d: Descriptor,
+  what: string,
+  reads?: PooledReads
+): Promise<{ region: LayoutRegion; stream: NodeJS.ReadableStream & { destroy(e?: Error): void }; verifier: VerifyingStream }> {
   const region = await openInLayout(layout, blobName(d.digest, what), what);
   const { fh, path, start, bound } = region;
   try {
@@ -213,11 +224,56 @@ export async function openVerifiedBlob(layout: LayoutLocation, d: Descriptor, wh
     throw e;
   }
   // An archive's entry ends where the next one's header begins: read to the entry's end only.
-  const stream =
-    bound === 0
-      ? emptyOver(fh)
-      : fh.createReadStream({ highWaterMark: 1 << 20, start, ...(bound === null ? {} : { end: start + bound - 1 }) });
-  return { region, stream, verifier: new VerifyingStream(d, what, layout, path) };
+  const verifier = new VerifyingStream(d, what, layout, path);
+  if (bound === 0) return { region, stream: emptyOver(fh), verifier };
+  if (!reads) return { region, stream: fh.createReadStream({ highWaterMark: READ_CHUNK_BYTES, start, ...(bound === null ? {} : { end: start + bound - 1 }) }), verifier };
+  // The size was checked above: read exactly that many bytes, and no further.
+  verifier.release = (c) => reads.pool.release(c);
+  return { region, stream: pooledReads(fh, start, d.size, reads), verifier };
+}
+
+/** Where a blob's reads go: buffers of `pool`, each chunk lent to the verifier and to `holders - 1` more. */
+export interface PooledReads {
+  pool: ChunkPool;
+  holders: number;
+}
+
+/**
+ * `size` bytes from `start` as chunks in recycled buffers, closing `fh` when destroyed (as a read
+ * stream would). A read that comes back short before the end (the file shrank) is an end: the
+ * verifier's size check then fails the blob.
+ */
+function pooledReads(fh: FileHandle, start: number, size: number, { pool, holders }: PooledReads): Readable {
+  let pos = 0;
+  return new Readable({
+    highWaterMark: pool.chunkBytes,
+    read() {
+      if (pos >= size) {
+        this.push(null);
+        return;
+      }
+      const buf = pool.take();
+      fh.read(buf, 0, Math.min(buf.length, size - pos), start + pos).then(
+        ({ bytesRead }) => {
+          if (bytesRead === 0) {
+            this.push(null);
+            return;
+          }
+          pos += bytesRead;
+          const chunk = buf.subarray(0, bytesRead);
+          pool.lend(chunk, holders);
+          this.push(chunk);
+        },
+        (e: unknown) => this.destroy(e as Error)
+      );
+    },
+    destroy(err, cb) {
+      fh.close().then(
+        () => cb(err),
+        (e: unknown) => cb(err ?? (e as Error))
+      );
+    },
+  });
 }
 
 /** No bytes, closing `fh` when done, as a read stream would (a read stream cannot read none). */

@@ -1,25 +1,31 @@
 /**
  * Pulls exact byte counts out of an async stream of chunks without copying what it can hand out
  * as views. The tar splitter reads headers (512 bytes) and contents (any size) through it.
- * Views stay valid after the next read: every source the splitter is given (a file's read
- * stream, node:zlib, the zstd decoders) hands out a fresh buffer per chunk, never reused.
+ * With `release`, a view is valid only until the next read: once the reader has moved past a
+ * chunk it releases it, and its buffer may be reused (oci/chunk-pool.ts), so a caller copies
+ * what it keeps. Without, views stay valid, as the chunks are never reused.
  * @module
  */
 export class ChunkReader {
   private readonly it: AsyncIterator<Uint8Array>;
+  private readonly release: ((chunk: Uint8Array) => void) | undefined;
   private cur: Uint8Array = new Uint8Array(0);
   private pos = 0;
   private ended = false;
   /** Bytes handed out so far: the offset in the stream. */
   offset = 0;
 
-  constructor(source: AsyncIterable<Uint8Array>) {
+  constructor(source: AsyncIterable<Uint8Array>, release?: (chunk: Uint8Array) => void) {
     this.it = source[Symbol.asyncIterator]();
+    this.release = release;
   }
 
   private async fill(): Promise<boolean> {
     while (this.pos >= this.cur.length) {
       if (this.ended) return false;
+      // Every view of the chunk in hand has been used: the caller asked for more.
+      this.release?.(this.cur);
+      this.cur = new Uint8Array(0);
       const r = await this.it.next();
       if (r.done) {
         this.ended = true;
@@ -70,7 +76,10 @@ export class ChunkReader {
     }
   }
 
-  /** Ends the source early (its iterator's `return`, which destroys a stream); idempotent. */
+  /**
+   * Ends the source early (its iterator's `return`, which destroys a stream); idempotent. The
+   * chunk in hand is not released: a sink that failed may still have been reading it.
+   */
   async close(): Promise<void> {
     if (this.ended) return;
     this.ended = true;
@@ -93,7 +102,7 @@ export class ChunkReader {
       total += view.length;
       this.offset += view.length;
       if (total > max) return null;
-      parts.push(view.slice());
+      parts.push(new Uint8Array(view)); // a copy (a Buffer's slice() would be a view)
     }
     return Buffer.concat(parts);
   }

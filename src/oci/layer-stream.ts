@@ -7,13 +7,15 @@
 import { createSha256Stream } from '../verity/sha-stream.ts';
 import { pipeline, Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
-import { createZstdDecoder } from '../codec/zstd.ts';
+import { createZstdDecoder, zstdDecoderOutSize, zstdDecoderRecycles, type DecoderBuffers } from '../codec/zstd.ts';
 import { ERROR_CODES, VeritreeError, interrupted, handledLater } from '../errors.ts';
 import { readAll } from '../store/sys.ts';
+import { sharedChunkPool } from './chunk-pool.ts';
 import { digestHex, openVerifiedBlob, passBehindHash, type VerifyingStream } from './blob.ts';
 import type { LayoutLocation, LayoutRegion } from './layout-files.ts';
 import type { ResolvedLayer } from './layout.ts';
 import { sniffCompression, type Compression } from './media-types.ts';
+import { READ_CHUNK_BYTES, RECYCLED_IDLE_BYTES } from '../tuning.ts';
 
 export interface LayerLimits {
   /** Uncompressed bytes a layer may reach. */
@@ -50,6 +52,8 @@ class DiffIdStream extends Transform {
 
   /** Compressed bytes the decoder has consumed (not merely read ahead): what the ratio is of. */
   consumed: () => number;
+  /** Called once per chunk when the hash is done with it (a recycled chunk's holder); null: none. */
+  release: ((chunk: Uint8Array) => void) | null = null;
 
   constructor(limits: LayerLimits, compressed: VerifyingStream, what: string, sameAsBlob: boolean) {
     super();
@@ -75,13 +79,15 @@ class DiffIdStream extends Transform {
       cb(new VeritreeError(ERROR_CODES.TAR_LIMIT_EXCEEDED, `${this.what}: inflates more than ${this.limits.maxRatio} times its compressed size (a decompression bomb?)`));
       return;
     }
-    // Hashed where it lies, as the blob is: each decoder output chunk is a buffer of its own
-    // (ChunkReader relies on the same), and nothing downstream writes to one.
+    // Hashed where it lies, as the blob is: nothing downstream writes to a chunk, and a recycled
+    // one is reused only once this hash, one of its holders, has released it.
     if (this.sameAsBlob) {
       cb(null, chunk);
       return;
     }
-    void this.hash.updateInPlace(chunk);
+    const hashed = this.hash.updateInPlace(chunk);
+    const release = this.release;
+    if (release) hashed.then(() => release(chunk), () => release(chunk));
     passBehindHash(this, this.hash, chunk, cb);
   }
 
@@ -102,6 +108,12 @@ export interface LayerTar {
   tar: AsyncIterable<Uint8Array>;
   /** Resolves once every stage has finished (blob verified); then check `diffIdMatches()`. */
   done: Promise<void>;
+  /**
+   * The tar's reader is done with `chunk`: call it once per chunk of `tar`, after the last read
+   * of it, so that its buffer can be reused (oci/chunk-pool.ts). A reader that keeps chunks
+   * does not call it; they are then never reused.
+   */
+  release(chunk: Uint8Array): void;
   /** Compressed bytes read so far (progress). */
   compressedBytes(): number;
   tarBytes(): number;
@@ -118,7 +130,13 @@ export interface LayerTar {
 
 export async function openLayerTar(layout: LayoutLocation, layer: ResolvedLayer, limits: LayerLimits = DEFAULT_LAYER_LIMITS, signal?: AbortSignal): Promise<LayerTar> {
   const what = layerWhat(layer);
-  const { region, stream, verifier } = await openVerifiedBlob(layout, layer.descriptor, what);
+  // A plain blob's chunks are the tar's: held by the blob's hash and the tar's reader. A zstd
+  // blob's are held by the hash and the decoder, whose output the diff_id hash and the reader
+  // hold. gzip's decoder (node:zlib) keeps its input and output to itself: nothing recycled.
+  const zstdRecycles = layer.compression === 'zstd' && zstdDecoderRecycles();
+  const reads = layer.compression === 'none' || zstdRecycles ? sharedChunkPool(READ_CHUNK_BYTES, RECYCLED_IDLE_BYTES) : null;
+  const out = zstdRecycles ? sharedChunkPool(zstdDecoderOutSize(), RECYCLED_IDLE_BYTES) : null;
+  const { region, stream, verifier } = await openVerifiedBlob(layout, layer.descriptor, what, reads ? { pool: reads, holders: 2 } : undefined);
   let found: Compression | null;
   try {
     found = await sniff(region);
@@ -136,7 +154,9 @@ export async function openLayerTar(layout: LayoutLocation, layer: ResolvedLayer,
   const diff = new DiffIdStream(limits, verifier, what, layer.compression === 'none');
   const stages: unknown[] = [verifier];
   if (layer.compression !== 'none') {
-    const d = decoder(layer.compression, what);
+    const buffers = reads && out ? { out, outHolders: 2, releaseInput: (c: Uint8Array) => reads.release(c) } : undefined;
+    if (out) diff.release = (c) => out.release(c);
+    const d = decoder(layer.compression, what, buffers);
     stages.push(d.stage);
     if (d.consumed) diff.consumed = d.consumed;
   }
@@ -164,6 +184,11 @@ export async function openLayerTar(layout: LayoutLocation, layer: ResolvedLayer,
   return {
     tar: last as unknown as AsyncIterable<Uint8Array>,
     done,
+    release: (c) => {
+      // Each pool counts only the chunks it lent; one pool for both kinds is asked once.
+      reads?.release(c);
+      if (out !== reads) out?.release(c);
+    },
     compressedBytes: () => verifier.bytes,
     tarBytes: () => diff.bytes,
     checkDiffId: () => {
@@ -185,12 +210,12 @@ export async function openLayerTar(layout: LayoutLocation, layer: ResolvedLayer,
  * yields one 128 KiB buffer at a time and waits for the reader, gzip through node:zlib (which
  * stops when its reader's buffer is full); so the ratio and size limits act before memory is spent.
  */
-function decoder(c: Compression, what: string): { stage: unknown; consumed: (() => number) | null } {
+function decoder(c: Compression, what: string, buffers: DecoderBuffers | undefined): { stage: unknown; consumed: (() => number) | null } {
   if (c === 'gzip') {
     const z = zlib.createGunzip({ chunkSize: 1 << 20 });
     return { stage: wrapErrors(z, c, what), consumed: () => z.bytesWritten };
   }
-  const d = createZstdDecoder();
+  const d = createZstdDecoder(buffers);
   let consumed = 0;
   const stage = async function* (source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
     try {

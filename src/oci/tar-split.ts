@@ -26,13 +26,21 @@ export const MAX_TRAILING_BYTES = 16 << 20;
 export type TarWarningCode = 'TAR_PATH_UNSAFE' | 'TAR_BENEATH_SYMLINK' | 'TAR_NO_END' | 'TAR_UNPADDED' | 'TAR_TRAILING_DATA' | 'TAR_UNKNOWN_TYPE';
 
 export interface SplitSink {
-  /** Bytes kept inline; a returned promise is awaited before the next read (backpressure). */
+  /**
+   * Bytes kept inline; a returned promise is awaited before the next read (backpressure). `bytes`
+   * is a view valid until that promise settles (or, with none, until this returns): its buffer
+   * may be reused after (see ChunkReader), so copy what is kept.
+   */
   inline(bytes: Uint8Array): void | Promise<void>;
-  /** A content to store as an object: consume `content` (exactly `entry.size` bytes) to its end. */
+  /**
+   * A content to store as an object: consume `content` (exactly `entry.size` bytes) to its end.
+   * Each piece is valid until the next is asked for; the last, until the returned promise settles.
+   */
   external(entry: TarEntry, content: AsyncIterable<Uint8Array>): Promise<void>;
   /**
    * The same, for a content that lies whole in the chunk in hand: `bytes` is all of it, a view
-   * that stays valid (see ChunkReader). Without it, every content goes to `external`.
+   * valid until the returned promise settles (or, with none, until this returns): its buffer may
+   * be reused after (see ChunkReader). Without it, every content goes to `external`.
    */
   externalBytes?(entry: TarEntry, bytes: Uint8Array): void | Promise<void>;
   /** Every entry that is not a metadata record, before its content (fuzzing compares these). */
@@ -57,9 +65,14 @@ function truncated(what: string): VeritreeError {
   return new VeritreeError(ERROR_CODES.TAR_CORRUPT, `layer tar is truncated: it ends inside ${what}`);
 }
 
-/** Runs the whole tar through `sink`. @throws VeritreeError TAR_CORRUPT / TAR_LIMIT_EXCEEDED */
-export async function splitTar(source: AsyncIterable<Uint8Array>, sink: SplitSink): Promise<SplitStats> {
-  const r = new ChunkReader(source);
+/**
+ * Runs the whole tar through `sink`. With `release`, each chunk of `source` is released once the
+ * splitter has moved past it (ChunkReader): a sink copies what it keeps before its promise
+ * settles, and the splitter reads nothing while a sink's promise is pending.
+ * @throws VeritreeError TAR_CORRUPT / TAR_LIMIT_EXCEEDED
+ */
+export async function splitTar(source: AsyncIterable<Uint8Array>, sink: SplitSink, release?: (chunk: Uint8Array) => void): Promise<SplitStats> {
+  const r = new ChunkReader(source, release);
   try {
     return await split(r, sink);
   } finally {

@@ -34,7 +34,7 @@ export function failure(source: string, tag: string | undefined, e: unknown): Im
   return { ok: false, source, tag, code, message: e instanceof Error ? e.message : String(e), error: e };
 }
 
-export function summarise(p: Prepared, status: 'imported' | 'present', layers: LayerResult[], jobs: number): ImportSummary {
+export function summarise(p: Prepared, status: 'imported' | 'present', layers: LayerResult[], jobs: number, layerThreads: boolean): ImportSummary {
   const sum = (f: (l: LayerResult) => number): number => layers.reduce((n, l) => n + f(l), 0);
   const seconds = (performance.now() - p.started) / 1000;
   const tarBytes = sum((l) => l.tarBytes);
@@ -56,6 +56,7 @@ export function summarise(p: Prepared, status: 'imported' | 'present', layers: L
     seconds,
     mbPerSecond: seconds > 0 ? tarBytes / 1e6 / seconds : 0,
     jobs,
+    layerThreads,
     peakRssBytes: peakRssBytes(),
     warnings: p.warnings,
     retaggedFrom: p.retaggedFrom === null ? null : p.retaggedFrom.startsWith(STREAM_PREFIX.manifest) ? `sha256:${p.retaggedFrom.slice(STREAM_PREFIX.manifest.length)}` : p.retaggedFrom,
@@ -63,7 +64,7 @@ export function summarise(p: Prepared, status: 'imported' | 'present', layers: L
   };
 }
 
-export function report(images: ImageResult[], blobOpens: Record<string, number>, started: number, jobs: number): BulkImportReport {
+export function report(images: ImageResult[], blobOpens: Record<string, number>, started: number, jobs: number, layerThreads: boolean): BulkImportReport {
   const ok = images.filter((r): r is ImportSummary => r.ok);
   const seconds = (performance.now() - started) / 1000;
   const tarBytes = ok.reduce((n, r) => n + r.tarBytes, 0);
@@ -82,6 +83,7 @@ export function report(images: ImageResult[], blobOpens: Record<string, number>,
       seconds,
       mbPerSecond: seconds > 0 ? tarBytes / 1e6 / seconds : 0,
       jobs,
+      layerThreads,
       peakRssBytes: peakRssBytes(),
     },
     blobOpens,

@@ -51,9 +51,9 @@ export interface ImportOptions extends LockWaitOptions {
   maxInflightBytes?: number | undefined;
   layerConcurrency?: number | undefined;
   /**
-   * Run each layer of over 256 KiB in a layer thread of its own (default: the
-   * VERITREE_LAYER_THREADS environment variable is 1). Off, every layer runs on the calling
-   * thread. Experimental (their memory): see docs/performance.md "Why layer threads".
+   * Run each layer of over 256 KiB in a layer thread of its own. Default: the
+   * VERITREE_LAYER_THREADS environment variable (1 or 0), else on when the pool has 4 workers or
+   * more. Off, every layer runs on the calling thread. See docs/performance.md "Why layer threads".
    */
   layerThreads?: boolean | undefined;
   signal?: AbortSignal | undefined;
@@ -87,6 +87,8 @@ export interface ImportSummary {
   /** MB/s of uncompressed layer data. */
   mbPerSecond: number;
   jobs: number;
+  /** Whether the run read its layers in layer threads (ImportOptions.layerThreads). */
+  layerThreads: boolean;
   /** The process's peak resident memory so far (workers included), for the memory bound. */
   peakRssBytes: number;
   warnings: ImportWarning[];
@@ -139,6 +141,7 @@ export interface BulkImportReport {
     seconds: number;
     mbPerSecond: number;
     jobs: number;
+    layerThreads: boolean;
     peakRssBytes: number;
   };
   /** How many times each layer blob was opened in this run, by diff_id (at most once each). */

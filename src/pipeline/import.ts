@@ -30,7 +30,7 @@ import { poolSize, VerityPool } from './pool.ts';
 import { imageComplete, publishImage } from './publish-image.ts';
 import { LayerScheduler } from './scheduler.ts';
 import { checkSourceSeal } from './seal-gate.ts';
-import { INLINE_LAYER_BYTES, LAYER_CONCURRENCY, LAYER_THREAD_MEMORY, LAYER_THREADS_MEMORY, MAX_INFLIGHT_BYTES, SPOOL_THRESHOLD_BYTES } from '../tuning.ts';
+import { INLINE_LAYER_BYTES, LAYER_CONCURRENCY, LAYER_THREAD_MEMORY, LAYER_THREADS_MEMORY, LAYER_THREADS_MIN_JOBS, MAX_INFLIGHT_BYTES, SPOOL_THRESHOLD_BYTES } from '../tuning.ts';
 
 
 /**
@@ -43,9 +43,17 @@ export function layerConcurrency(jobs: number, threaded: boolean): number {
   return Math.max(1, Math.min(Math.max(jobs, 3), Math.floor(LAYER_THREADS_MEMORY / LAYER_THREAD_MEMORY)));
 }
 
-/** Whether an import uses layer threads: the option, else VERITREE_LAYER_THREADS=1. */
-function layerThreadsOn(options: ImportOptions): boolean {
-  return options.layerThreads ?? process.env.VERITREE_LAYER_THREADS === '1';
+/**
+ * Whether an import uses layer threads: the option; else VERITREE_LAYER_THREADS (1 or 0); else
+ * whether the pool has LAYER_THREADS_MIN_JOBS workers. Below that the main thread is not what
+ * limits an import (the stage model puts its ceiling at 2.3 to 5.9 cores), and threads cost a
+ * little memory for nothing.
+ */
+export function layerThreadsOn(options: Pick<ImportOptions, 'layerThreads'>, jobs: number): boolean {
+  if (options.layerThreads !== undefined) return options.layerThreads;
+  const env = process.env.VERITREE_LAYER_THREADS;
+  if (env === '1' || env === '0') return env === '1';
+  return jobs >= LAYER_THREADS_MIN_JOBS;
 }
 
 export type {
@@ -115,6 +123,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
     options.onProgress?.({ type: 'run', images: jobs.length, totalBytes });
 
     const poolJobs = options.pool?.size ?? poolSize({ jobs: options.jobs, ioLimit: options.ioLimit ?? (await defaultIoLimit(repo.root)) }, availableParallelism());
+    const threaded = layerThreadsOn(options, poolJobs);
     /**
      * The end of one image: its layers (`layers`), its seal checked, its tag set (after a sync
      * when it wrote), `tagged` told its layers, its result recorded. Whatever fails is this
@@ -127,7 +136,7 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
         p.retaggedFrom = await repo.setTag(p.tag, manifestStreamName(digestHex(p.image.manifestDescriptor.digest, 'manifest')), p.move);
         if (sync) await repo.sync();
         tagged?.(mine);
-        results[p.index] = summarise(p, status, mine, poolJobs);
+        results[p.index] = summarise(p, status, mine, poolJobs, threaded);
         options.onProgress?.({ type: 'image-done', image: p.index, ok: true });
       } catch (e) {
         results[p.index] = failure(p.source, p.tag, controller.signal.aborted && options.signal?.aborted ? aborted() : e);
@@ -164,7 +173,6 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
     }
     if (pending.length > 0) {
       // A thread boots while the pool does, when some layer is big enough to need one.
-      const threaded = layerThreadsOn(options);
       if (threaded && pending.some((p) => p.image.layers.some((l) => l.descriptor.size > INLINE_LAYER_BYTES))) bootLayerThread();
       ownPool = options.pool ? null : new VerityPool(poolJobs);
       const pool = (options.pool ?? ownPool) as VerityPool;
@@ -211,9 +219,9 @@ export async function importImages(repo: Repository, jobsIn: (string | ImportJob
           })
         )
       );
-      return report(results, scheduler.blobOpens, started, poolJobs);
+      return report(results, scheduler.blobOpens, started, poolJobs, threaded);
     }
-    return report(results, {}, started, poolJobs);
+    return report(results, {}, started, poolJobs, threaded);
   } finally {
     options.signal?.removeEventListener('abort', onOuterAbort);
     await threads?.close();

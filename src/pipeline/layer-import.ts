@@ -258,7 +258,7 @@ export async function importLayer(ctx: LayerContext, layer: ResolvedLayer, layou
     const tar = lt;
     const progress = setInterval(() => ctx.onBytes(layer, tar.compressedBytes(), tar.tarBytes(), sink.entries), 100);
     try {
-      await splitTar(tar.tar, sink);
+      await splitTar(tar.tar, sink, tar.release);
       await batcher.flush();
       await tar.done;
     } finally {
@@ -295,7 +295,7 @@ export async function verifyStoredLayer(ctx: LayerContext, layer: ResolvedLayer,
     const progress = setInterval(() => ctx.onBytes(layer, tar.compressedBytes(), tar.tarBytes(), 0), 100);
     try {
       // The signal destroys the blob's stream (openLayerTar), which ends this loop with ABORTED.
-      for await (const chunk of tar.tar) void chunk;
+      for await (const chunk of tar.tar) tar.release(chunk);
       await tar.done;
     } finally {
       clearInterval(progress);

@@ -86,7 +86,7 @@ export class OrderedStreamFeed {
     // The caller's bytes may be a view of a buffer that is reused: keep a copy.
     this.held += bytes.length;
     if (bytes.length > ARENA_BYTES / 4) {
-      this.slots.push({ kind: 'inline', bytes: bytes.slice() });
+      this.slots.push({ kind: 'inline', bytes: new Uint8Array(bytes) }); // a copy, even of a Buffer
       return;
     }
     if (this.arena.length - this.arenaOff < bytes.length) {
