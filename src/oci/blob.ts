@@ -101,10 +101,15 @@ export function parseJson<T>(buf: Buffer, what: string, path?: string): T {
 export const MAX_REMAINDER_CHECK = 256 << 20;
 
 /**
- * Hands `chunk` on at once, but takes the next only when the hash is at most HASH_BACKLOG_BYTES
- * behind: a read faster than the hash must wait for it, not queue the blob in memory.
+ * Hashes `chunk` where it lies (no copy) and hands it on at once, but takes the next only when
+ * the hash is at most HASH_BACKLOG_BYTES behind: a read faster than the hash must wait for it,
+ * not queue the blob in memory. Nothing downstream writes to a chunk or transfers it (file
+ * contents are copied out of it); `release`, when given, is told once the hash is done with the
+ * chunk (the hash is one of a recycled chunk's holders, oci/chunk-pool.ts).
  */
-export function passBehindHash(stream: Transform, hash: ShaStream, chunk: Buffer, cb: TransformCallback): void {
+export function hashAndPass(stream: Transform, hash: ShaStream, chunk: Buffer, release: ((chunk: Uint8Array) => void) | null, cb: TransformCallback): void {
+  const hashed = hash.updateInPlace(chunk);
+  if (release) hashed.then(() => release(chunk), () => release(chunk));
   stream.push(chunk);
   const wait = hash.backlogAbove(HASH_BACKLOG_BYTES);
   if (wait) void wait.then(() => cb());
@@ -138,13 +143,7 @@ export class VerifyingStream extends Transform {
       cb(sizeMismatch(this.what, this.desc, `more than ${this.desc.size}`, this.path));
       return;
     }
-    // Hashed where it lies (no copy): nothing downstream writes to a chunk or transfers it (file
-    // contents are copied out of it), and a recycled chunk is reused only once this hash, one of
-    // its holders, has released it.
-    const hashed = this.hash.updateInPlace(chunk);
-    const release = this.release;
-    if (release) hashed.then(() => release(chunk), () => release(chunk));
-    passBehindHash(this, this.hash, chunk, cb);
+    hashAndPass(this, this.hash, chunk, this.release, cb);
   }
 
   /**

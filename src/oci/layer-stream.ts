@@ -11,7 +11,7 @@ import { createZstdDecoder, zstdDecoderOutSize, zstdDecoderRecycles, type Decode
 import { ERROR_CODES, VeritreeError, interrupted, handledLater } from '../errors.ts';
 import { readAll } from '../store/sys.ts';
 import { sharedChunkPool } from './chunk-pool.ts';
-import { digestHex, openVerifiedBlob, passBehindHash, type VerifyingStream } from './blob.ts';
+import { digestHex, hashAndPass, openVerifiedBlob, type VerifyingStream } from './blob.ts';
 import type { LayoutLocation, LayoutRegion } from './layout-files.ts';
 import type { ResolvedLayer } from './layout.ts';
 import { sniffCompression, type Compression } from './media-types.ts';
@@ -79,16 +79,12 @@ class DiffIdStream extends Transform {
       cb(new VeritreeError(ERROR_CODES.TAR_LIMIT_EXCEEDED, `${this.what}: inflates more than ${this.limits.maxRatio} times its compressed size (a decompression bomb?)`));
       return;
     }
-    // Hashed where it lies, as the blob is: nothing downstream writes to a chunk, and a recycled
-    // one is reused only once this hash, one of its holders, has released it.
     if (this.sameAsBlob) {
       cb(null, chunk);
       return;
     }
-    const hashed = this.hash.updateInPlace(chunk);
-    const release = this.release;
-    if (release) hashed.then(() => release(chunk), () => release(chunk));
-    passBehindHash(this, this.hash, chunk, cb);
+    // Hashed where it lies, as the blob is.
+    hashAndPass(this, this.hash, chunk, this.release, cb);
   }
 
   override _flush(cb: TransformCallback): void {

@@ -49,7 +49,7 @@ export function layerConcurrency(jobs: number, threaded: boolean): number {
  * limits an import (the stage model puts its ceiling at 2.3 to 5.9 cores), and threads cost a
  * little memory for nothing.
  */
-export function layerThreadsOn(options: Pick<ImportOptions, 'layerThreads'>, jobs: number): boolean {
+function layerThreadsOn(options: Pick<ImportOptions, 'layerThreads'>, jobs: number): boolean {
   if (options.layerThreads !== undefined) return options.layerThreads;
   const env = process.env.VERITREE_LAYER_THREADS;
   if (env === '1' || env === '0') return env === '1';
